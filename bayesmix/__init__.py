@@ -1,0 +1,27 @@
+"""bayesmix: lme4-style mixed-effects models on PyMC.
+
+    m = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
+    idata = m.sample()
+    print(m.summary())
+"""
+
+from bayesmix.datasets import DATASETS, load_dataset
+from bayesmix.errors import (
+    BayesmixError,
+    BayesmixWarning,
+    DivergenceWarning,
+    LowESSWarning,
+    MissingDataWarning,
+    RhatWarning,
+    TreeDepthWarning,
+)
+from bayesmix.families import FAMILY_NAMES
+from bayesmix.model import Model
+from bayesmix.priors import Prior
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Model", "Prior", "load_dataset", "DATASETS", "FAMILY_NAMES", "BayesmixError", "BayesmixWarning",
+    "DivergenceWarning", "RhatWarning", "LowESSWarning", "TreeDepthWarning", "MissingDataWarning",
+]

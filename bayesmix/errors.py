@@ -1,0 +1,50 @@
+"""The one error type for user mistakes, and the warning classes users can filter.
+
+Every mistake a user can make raises :class:`BayesmixError` before any PyMC work starts; the
+message names the problem and the fix. Warnings are subclasses of :class:`BayesmixWarning`, so
+``warnings.filterwarnings("ignore", category=bayesmix.DivergenceWarning)`` silences one kind.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class BayesmixError(ValueError):
+    """A user mistake: bad formula, bad data, unknown option. The message says how to fix it."""
+
+
+class BayesmixWarning(UserWarning):
+    """Base class of every warning bayesmix emits."""
+
+
+class MissingDataWarning(BayesmixWarning):
+    """Rows with missing values in used columns were dropped."""
+
+
+class DivergenceWarning(BayesmixWarning):
+    """NUTS reported divergent transitions: the posterior geometry was not explored reliably."""
+
+
+class RhatWarning(BayesmixWarning):
+    """Some parameter has R-hat above 1.01: the chains disagree."""
+
+
+class LowESSWarning(BayesmixWarning):
+    """Some parameter has a small effective sample size (bulk or tail)."""
+
+
+class TreeDepthWarning(BayesmixWarning):
+    """NUTS hit its maximum tree depth in many iterations."""
+
+
+def did_you_mean(name: str, candidates) -> str:
+    """Return ' Did you mean 'x'?' for the closest candidate, or '' when none is close."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def caret(text: str, position: int) -> str:
+    """Two lines: ``text`` and a caret under character ``position`` (0-based)."""
+    position = max(0, min(position, len(text)))
+    return f"    {text}\n    {' ' * position}^"

@@ -1,0 +1,218 @@
+"""Response families and link functions: the only place that knows each distribution.
+
+A :class:`Family` checks that a response lies in its support, names its auxiliary parameters
+(``sigma``, ``nu``, ``alpha``, ``shape``, ``phi``) and builds its PyMC likelihood. Links are
+written once against an array namespace (numpy or pytensor.tensor), so the model graph and any
+numpy-side computation share one definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayesmix.errors import BayesmixError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link g with its inverse; ``inverse(eta, xp)`` works for xp = numpy or pytensor.tensor."""
+
+    name: str
+    inverse: Callable
+    forward: Callable  # g(mu) on numpy arrays: used to centre default priors on the link scale
+
+
+def _normal_cdf(eta, xp):
+    return 0.5 * (1.0 + xp.erf(eta / np.sqrt(2.0)))
+
+
+def _sigmoid(eta, xp):
+    return 1.0 / (1.0 + xp.exp(-eta))
+
+
+LINKS = {
+    "identity": Link("identity", lambda eta, xp: eta, lambda mu: mu),
+    "log": Link("log", lambda eta, xp: xp.exp(eta), np.log),
+    "logit": Link("logit", _sigmoid, lambda mu: np.log(mu / (1 - mu))),
+    "probit": Link("probit", _normal_cdf, lambda mu: np.sqrt(2) * _erfinv(2 * mu - 1)),
+    "cloglog": Link("cloglog", lambda eta, xp: 1.0 - xp.exp(-xp.exp(eta)), lambda mu: np.log(-np.log1p(-mu))),
+    "inverse": Link("inverse", lambda eta, xp: 1.0 / eta, lambda mu: 1.0 / mu),
+    "sqrt": Link("sqrt", lambda eta, xp: eta**2, np.sqrt),
+}
+
+
+def _erfinv(x):
+    from scipy.special import erfinv
+
+    return erfinv(x)
+
+
+def _check_binary(y, trials, name):
+    if not np.all((y == 0) | (y == 1)):
+        bad = y[(y != 0) & (y != 1)][:5]
+        raise BayesmixError(
+            f"family='{name}' needs a 0/1 response; found values such as {bad.tolist()}. "
+            "Recode the outcome as 0/1, or use cbind(successes, failures) with family='binomial'."
+        )
+
+
+def _check_binomial(y, trials, name):
+    if trials is None:
+        _check_binary(y, trials, name)
+        return
+    if np.any(y < 0) or np.any(y != np.round(y)):
+        raise BayesmixError("family='binomial' needs whole, non-negative numbers of successes.")
+    if np.any(trials != np.round(trials)) or np.any(trials < 1):
+        raise BayesmixError("family='binomial' needs whole numbers of trials of at least 1 in every row.")
+    if np.any(y > trials):
+        n = int(np.sum(y > trials))
+        raise BayesmixError(
+            f"family='binomial': successes exceed trials in {n} rows. "
+            "Check the response: cbind(successes, failures) or p(successes, trials)."
+        )
+
+
+def _check_count(y, trials, name):
+    if np.any(y < 0) or np.any(y != np.round(y)):
+        bad = y[(y < 0) | (y != np.round(y))][:5]
+        raise BayesmixError(
+            f"family='{name}' needs non-negative whole counts; found values such as {bad.tolist()}. "
+            "Use family='gaussian' or 'gamma' for continuous data."
+        )
+
+
+def _check_positive(y, trials, name):
+    if np.any(y <= 0):
+        raise BayesmixError(
+            f"family='{name}' needs a strictly positive response; {int(np.sum(y <= 0))} values are <= 0."
+        )
+
+
+def _check_unit_interval(y, trials, name):
+    if np.any((y <= 0) | (y >= 1)):
+        raise BayesmixError(
+            f"family='{name}' needs a response strictly between 0 and 1; "
+            f"{int(np.sum((y <= 0) | (y >= 1)))} values are outside. "
+            "Squeeze exact 0s and 1s, e.g. (y * (n - 1) + 0.5) / n."
+        )
+
+
+def _check_real(y, trials, name):
+    return None
+
+
+def _pm():
+    import pymc  # imported lazily: building a Design must not pay for PyMC's import
+
+    return pymc
+
+
+def _gaussian(name, eta, mu, params, observed, trials, dims):
+    return _pm().Normal(name, mu=mu, sigma=params["sigma"], observed=observed, dims=dims)
+
+
+def _student_t(name, eta, mu, params, observed, trials, dims):
+    return _pm().StudentT(name, nu=params["nu"], mu=mu, sigma=params["sigma"], observed=observed, dims=dims)
+
+
+def _bernoulli(name, eta, mu, params, observed, trials, dims):
+    return _pm().Bernoulli(name, p=mu, observed=observed, dims=dims)
+
+
+def _binomial(name, eta, mu, params, observed, trials, dims):
+    return _pm().Binomial(name, n=trials, p=mu, observed=observed, dims=dims)
+
+
+def _poisson(name, eta, mu, params, observed, trials, dims):
+    return _pm().Poisson(name, mu=mu, observed=observed, dims=dims)
+
+
+def _negative_binomial(name, eta, mu, params, observed, trials, dims):
+    return _pm().NegativeBinomial(name, mu=mu, alpha=params["alpha"], observed=observed, dims=dims)
+
+
+def _gamma(name, eta, mu, params, observed, trials, dims):
+    shape = params["shape"]
+    return _pm().Gamma(name, alpha=shape, beta=shape / mu, observed=observed, dims=dims)
+
+
+def _beta(name, eta, mu, params, observed, trials, dims):
+    phi = params["phi"]
+    return _pm().Beta(name, alpha=mu * phi, beta=(1.0 - mu) * phi, observed=observed, dims=dims)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A response distribution.
+
+    name: as users write it (``"gaussian"``, ``"negativebinomial"``, ...).
+    link: the link in use; links: the links this family accepts.
+    params: auxiliary parameters, e.g. ``("sigma",)``; each gets a prior of that name.
+    identity_scale: True when the linear predictor is on the response's scale (priors then scale
+        with the response's SD).
+    """
+
+    name: str
+    link: Link
+    links: tuple[str, ...]
+    params: tuple[str, ...]
+    check: Callable
+    _likelihood: Callable
+    identity_scale: bool
+
+    def check_response(self, y: np.ndarray, trials: np.ndarray | None) -> None:
+        """Raise BayesmixError when ``y`` (and binomial ``trials``) lie outside the support."""
+        if trials is not None and self.name != "binomial":
+            raise BayesmixError(
+                f"A cbind()/p() response is binomial data; family='{self.name}' cannot use it. "
+                "Pass family='binomial'."
+            )
+        self.check(y, trials, self.name)
+
+    def likelihood(self, name, eta, params, observed, trials=None, dims=None):
+        """Add the observed PyMC variable for linear predictor ``eta`` (shape (n,))."""
+        import pytensor.tensor as pt
+
+        mu = self.link.inverse(eta, pt)
+        return self._likelihood(name, eta, mu, params, observed, trials, dims)
+
+
+_FAMILIES = {
+    # name: (default link, accepted links, auxiliary params, support check, likelihood, identity scale)
+    "gaussian": ("identity", ("identity", "log", "inverse"), ("sigma",), _check_real, _gaussian, True),
+    "t": ("identity", ("identity", "log", "inverse"), ("sigma", "nu"), _check_real, _student_t, True),
+    "bernoulli": ("logit", ("logit", "probit", "cloglog"), (), _check_binary, _bernoulli, False),
+    "binomial": ("logit", ("logit", "probit", "cloglog"), (), _check_binomial, _binomial, False),
+    "poisson": ("log", ("log", "identity", "sqrt"), (), _check_count, _poisson, False),
+    "negativebinomial": ("log", ("log", "identity", "sqrt"), ("alpha",), _check_count, _negative_binomial, False),
+    "gamma": ("log", ("log", "inverse", "identity"), ("shape",), _check_positive, _gamma, False),
+    "beta": ("logit", ("logit", "probit", "cloglog"), ("phi",), _check_unit_interval, _beta, False),
+}
+_ALIASES = {"normal": "gaussian", "student_t": "t", "studentt": "t", "negbinomial": "negativebinomial",
+            "negative_binomial": "negativebinomial", "nbinom": "negativebinomial", "logistic": "bernoulli"}
+
+FAMILY_NAMES = tuple(_FAMILIES)
+
+
+def get_family(name, link: str | None = None) -> Family:
+    """The family called ``name`` with ``link`` (its default link when None)."""
+    if isinstance(name, Family):
+        return name
+    if not isinstance(name, str):
+        raise BayesmixError(f"family must be a name such as 'gaussian', not {type(name).__name__}.")
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in _FAMILIES:
+        raise BayesmixError(
+            f"Unknown family '{name}'.{did_you_mean(name.lower(), FAMILY_NAMES)} "
+            f"Families: {', '.join(FAMILY_NAMES)}."
+        )
+    default_link, links, params, check, likelihood, identity_scale = _FAMILIES[key]
+    link = default_link if link is None else str(link).lower()
+    if link not in links:
+        raise BayesmixError(
+            f"family='{key}' does not take link='{link}'.{did_you_mean(link, links)} Its links: {', '.join(links)}."
+        )
+    return Family(key, LINKS[link], links, params, check, likelihood, identity_scale)

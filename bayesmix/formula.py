@@ -1,0 +1,308 @@
+"""Parse lme4 formula syntax into a :class:`FormulaSpec` (pure: no data involved).
+
+Grammar (lme4's, with formulae's operators in every expression)::
+
+    response ~ fixed + (expr | group) + (expr || group) + ...
+
+- ``(expr | g)``: one block, one covariance matrix over the columns of ``expr``.
+- ``(expr || g)``: uncorrelated; becomes one block per column of ``expr`` once the columns are
+  known (in :mod:`bayesmix.design`), factors included.
+- ``(expr | a/b)``: nested, ``(expr | a) + (expr | a:b)``; ``a/b/c`` adds ``a:b:c``.
+- ``(expr | a:b)``: one grouping factor whose levels are the observed combinations of a and b.
+- response ``cbind(successes, failures)`` (lme4) or ``p(successes, trials)`` (formulae) for
+  binomial data.
+
+formulae parses every expression (the fixed part, each block's left-hand side); this module only
+splits the formula into those pieces, which formulae cannot do because it has no ``||`` and
+splits ``(1 + x | g)`` into independent terms.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import formulae
+
+from bayesmix.errors import BayesmixError, caret
+
+_NAME = r"(?:[^\W\d]\w*|`[^`]+`)"
+_GROUP_PART = re.compile(rf"^\s*{_NAME}(?:\s*:\s*{_NAME})*\s*$")
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One parenthesised random-effect term after ``/`` expansion.
+
+    expr: the left-hand side (formulae syntax), e.g. ``"1 + Days"``.
+    group: the grouping factor's name as it appears in results, e.g. ``"Subject"`` or ``"a:b"``.
+    factors: the data columns whose level combinations form the group, e.g. ``("a", "b")``.
+    correlated: False for ``||`` (one independent block per column of ``expr``).
+    """
+
+    expr: str
+    group: str
+    factors: tuple[str, ...]
+    correlated: bool
+
+
+@dataclass(frozen=True)
+class Response:
+    """The left-hand side of ``~``.
+
+    expr: the response expression (a column name or an expression of columns); for binomial
+        data the successes.
+    trials: for ``p(s, n)``, the trials expression; for ``cbind(s, f)``, ``None`` and
+        ``failures`` is set instead (trials = s + f).
+    """
+
+    expr: str
+    trials: str | None = None
+    failures: str | None = None
+
+    @property
+    def is_binomial(self) -> bool:
+        return self.trials is not None or self.failures is not None
+
+    @property
+    def expressions(self) -> tuple[str, ...]:
+        return tuple(e for e in (self.expr, self.trials, self.failures) if e is not None)
+
+
+@dataclass(frozen=True)
+class FormulaSpec:
+    """A parsed formula: response, fixed-effects formula (formulae syntax), random terms."""
+
+    text: str
+    response: Response
+    fixed: str
+    random: tuple[RandomTerm, ...]
+    variables: frozenset[str]
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Grouping factor names in order of first appearance, e.g. ``("batch", "batch:cask")``."""
+        return tuple(dict.fromkeys(term.group for term in self.random))
+
+
+def _syntax_error(text: str, position: int, problem: str, fix: str) -> BayesmixError:
+    return BayesmixError(f"Formula syntax error: {problem}\n{caret(text, position)}\n{fix}")
+
+
+def _check_parentheses(text: str) -> None:
+    stack = []
+    for i, ch in enumerate(text):
+        if ch == "(":
+            stack.append(i)
+        elif ch == ")":
+            if not stack:
+                raise _syntax_error(text, i, "a ')' without a matching '('.", "Remove it or add the '('.")
+            stack.pop()
+    if stack:
+        raise _syntax_error(text, stack[-1], "a '(' that is never closed.", "Add the missing ')'.")
+
+
+def _top_level(text: str, start: int = 0):
+    """Yield (index, char) of characters of ``text`` outside any parentheses or backticks."""
+    depth = 0
+    quoted = False
+    for i, ch in enumerate(text):
+        if ch == "`":
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0:
+            yield i + start, ch
+
+
+def _split_terms(text: str, offset: int) -> list[tuple[str, str, int]]:
+    """Split at top-level ``+``/``-``: a list of (sign, piece, position of piece in formula)."""
+    pieces, sign, begin = [], "+", 0
+    for i, ch in _top_level(text):
+        if ch in "+-":
+            pieces.append((sign, text[begin:i], offset + begin))
+            sign, begin = ch, i + 1
+    pieces.append((sign, text[begin:], offset + begin))
+    return pieces
+
+
+def _validate_expression(formula: str, expr: str, position: int, what: str) -> frozenset[str]:
+    """Parse ``expr`` with formulae; return its variable names or raise BayesmixError."""
+    try:
+        names = formulae.model_description(expr).var_names
+    except Exception as exc:  # formulae raises several private error types
+        raise _syntax_error(
+            formula, position, f"formulae cannot parse the {what} '{expr.strip()}' ({exc}).",
+            "Check the operators and function calls in that part.",
+        ) from None
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise _syntax_error(
+            formula, position, f"the {what} '{expr.strip()}' contains {bad[0]!r}, which is not a column.",
+            "Write column names, or wrap arithmetic in I(...).",
+        )
+    return frozenset(n.strip("`") for n in names if n)
+
+
+def _expand_group(formula: str, group: str, position: int) -> list[tuple[str, tuple[str, ...]]]:
+    """``a/b/c`` -> [("a", (a,)), ("a:b", (a, b)), ("a:b:c", (a, b, c))]; ``a:b`` -> one group."""
+    parts = group.split("/")
+    out, factors = [], []
+    for part in parts:
+        if not _GROUP_PART.match(part):
+            raise _syntax_error(
+                formula, position,
+                f"the grouping side '{group.strip()}' is not a factor name, a:b or a/b.",
+                "Put one or more column names after '|', joined by ':' (interaction) or '/' (nesting).",
+            )
+        factors.extend(name.strip().strip("`") for name in part.split(":"))
+        out.append((":".join(factors), tuple(factors)))
+    return out
+
+
+def _parse_random(formula: str, piece: str, position: int) -> tuple[list[RandomTerm], frozenset[str]]:
+    """Parse ``(expr | group)`` or ``(expr || group)`` (parentheses included in ``piece``).
+
+    Returns the terms (several for ``a/b``) and the variables of the left-hand side.
+    """
+    inner = piece.strip()[1:-1]
+    inner_pos = position + (len(piece) - len(piece.lstrip())) + 1
+    bars = [i for i, ch in _top_level(inner) if ch == "|"]
+    if len(bars) == 2 and bars[1] == bars[0] + 1:
+        correlated, left, right = False, inner[: bars[0]], inner[bars[0] + 2:]
+        right_pos = inner_pos + bars[0] + 2
+    elif len(bars) == 1:
+        correlated, left, right = True, inner[: bars[0]], inner[bars[0] + 1:]
+        right_pos = inner_pos + bars[0] + 1
+    else:
+        raise _syntax_error(
+            formula, inner_pos + bars[-1], "more than one '|' in one random-effect term.",
+            "Write each grouping factor as its own term: (x | g1) + (x | g2).",
+        )
+    if not left.strip():
+        raise _syntax_error(
+            formula, inner_pos, "nothing before '|' in a random-effect term.",
+            "Say which effects vary by group, e.g. (1 | g) for an intercept.",
+        )
+    if not right.strip():
+        raise _syntax_error(
+            formula, right_pos, "no grouping factor after '|'.",
+            "Name the grouping column, e.g. (1 | Subject).",
+        )
+    names = _validate_expression(formula, left, inner_pos, "random-effect expression")
+    terms = [
+        RandomTerm(expr=left.strip(), group=name, factors=factors, correlated=correlated)
+        for name, factors in _expand_group(formula, right, right_pos)
+    ]
+    return terms, names
+
+
+def _parse_response(formula: str, lhs: str) -> Response:
+    text = lhs.strip()
+    match = re.fullmatch(r"(cbind|p)\s*\((.*)\)", text, flags=re.S)
+    if match:
+        commas = [i for i, ch in _top_level(match.group(2)) if ch == ","]
+        if len(commas) != 1:
+            raise _syntax_error(
+                formula, 0, f"{match.group(1)}(...) takes two arguments.",
+                "Write cbind(successes, failures) or p(successes, trials).",
+            )
+        first, second = match.group(2)[: commas[0]].strip(), match.group(2)[commas[0] + 1:].strip()
+        if match.group(1) == "cbind":
+            return Response(expr=first, failures=second)
+        return Response(expr=first, trials=second)
+    return Response(expr=text)
+
+
+def _response_variables(formula: str, response: Response) -> frozenset[str]:
+    names: set[str] = set()
+    for expr in response.expressions:
+        if not expr:
+            raise _syntax_error(formula, 0, "an empty response argument.", "Name the response column(s).")
+        names |= _validate_expression(formula, f"I({expr})", 0, "response")
+    return frozenset(names)
+
+
+def parse_formula(text: str) -> FormulaSpec:
+    """Parse an lme4-style formula into a :class:`FormulaSpec`; raise BayesmixError if invalid."""
+    if not isinstance(text, str):
+        raise BayesmixError(
+            f"The formula must be a string such as 'y ~ x + (1 | g)', not {type(text).__name__}."
+        )
+    _check_parentheses(text)
+    tildes = [i for i, ch in _top_level(text) if ch == "~"]
+    if not tildes:
+        raise _syntax_error(text, len(text), "no '~'.", "Write the response left of '~': 'y ~ x + (1 | g)'.")
+    if len(tildes) > 1:
+        raise _syntax_error(text, tildes[1], "more than one '~'.", "A formula has exactly one '~'.")
+    lhs, rhs = text[: tildes[0]], text[tildes[0] + 1:]
+    if not lhs.strip():
+        raise _syntax_error(text, 0, "no response left of '~'.", "Write the response column first: 'y ~ ...'.")
+    if not rhs.strip():
+        raise _syntax_error(text, len(text), "nothing right of '~'.", "Write '1' for an intercept-only model.")
+
+    fixed_parts: list[str] = []
+    random: list[RandomTerm] = []
+    variables: set[str] = set()
+    pieces = _split_terms(rhs, tildes[0] + 1)
+    if not pieces[0][1].strip() and len(pieces) > 1 and pieces[1][0] == "-":
+        pieces = pieces[1:]  # a leading '-1'
+    for sign, piece, position in pieces:
+        stripped = piece.strip()
+        position += len(piece) - len(piece.lstrip())
+        if not stripped:
+            raise _syntax_error(text, position, "an empty term.", "Remove the extra '+' or '-'.")
+        bars = [i for i, ch in _top_level(stripped) if ch == "|"]
+        closing = _matching_paren(stripped)
+        if bars:
+            raise _syntax_error(
+                text, position + bars[0], "a '|' outside parentheses.",
+                "Random-effect terms are written in parentheses: (x | g).",
+            )
+        if closing == len(stripped) - 1 and any(ch == "|" for _, ch in _top_level(stripped[1:-1])):
+            if sign == "-":
+                raise _syntax_error(text, position, "a random-effect term cannot be subtracted.", "Use '+'.")
+            terms, names = _parse_random(text, piece, position - (len(piece) - len(piece.lstrip())))
+            random.extend(terms)
+            variables |= names | {factor for term in terms for factor in term.factors}
+        elif "|" in stripped:
+            raise _syntax_error(
+                text, position + stripped.index("|"), "a random-effect term inside another expression.",
+                "Write each (x | g) as a term of its own, joined to the rest with '+'.",
+            )
+        else:
+            fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
+    fixed = " ".join(fixed_parts) if fixed_parts else "1"
+    fixed_position = tildes[0] + 1 + (len(rhs) - len(rhs.lstrip()))
+    variables |= _validate_expression(text, fixed, fixed_position, "fixed-effects part")
+    response = _parse_response(text, lhs)
+    variables |= _response_variables(text, response)
+    seen = set()
+    for term in random:
+        key = (term.expr, term.group, term.correlated)
+        if key in seen:
+            raise BayesmixError(
+                f"The random-effect term ({term.expr} | {term.group}) appears twice in '{text}'. "
+                "Remove the duplicate."
+            )
+        seen.add(key)
+    return FormulaSpec(
+        text=text, response=response, fixed=fixed, random=tuple(random), variables=frozenset(variables)
+    )
+
+
+def _matching_paren(text: str) -> int:
+    """Index of the ')' closing a leading '(' in ``text``, or -1 when it does not start with '('."""
+    if not text.startswith("("):
+        return -1
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0:
+            return i
+    return -1

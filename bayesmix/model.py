@@ -1,0 +1,118 @@
+"""``bayesmix.Model``: ties the stages together (formula -> design -> PyMC model -> NUTS -> results).
+
+The formula is parsed and the data encoded once, in the constructor, so every user mistake is
+reported before any PyMC work; the PyMC model is built on first use and reused.
+"""
+
+from __future__ import annotations
+
+import time
+
+import arviz as az
+import pymc as pm
+
+from bayesmix.build import build_model
+from bayesmix.design import Design, build_design
+from bayesmix.errors import BayesmixError
+from bayesmix.families import Family, get_family
+from bayesmix.formula import parse_formula
+from bayesmix.priors import Prior, resolve_priors
+from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
+from bayesmix.sampling import diagnose, run_nuts, warn_diagnostics
+
+
+class Model:
+    """A mixed-effects model written in lme4 syntax against a pandas DataFrame.
+
+    Parameters
+    ----------
+    formula: e.g. ``"Reaction ~ Days + (Days | Subject)"`` (see docs/formula.md).
+    data: pandas DataFrame; it is read, never modified.
+    family: ``gaussian``, ``bernoulli``, ``binomial``, ``poisson``, ``negativebinomial``, ``t``,
+        ``gamma`` or ``beta``. link: another link than the family's default, by name.
+    priors: ``{parameter name: bayesmix.Prior(...)}``; see :meth:`priors` for the names.
+    categorical: columns to treat as factors: a list, or ``{column: [level order]}``.
+    missing: ``"drop"`` (rows with NaN in a used column, with a warning) or ``"raise"``.
+    """
+
+    def __init__(
+        self, formula: str, data, family="gaussian", priors=None, categorical=None, link=None, missing="drop"
+    ):
+        self.spec = parse_formula(formula)
+        self.family: Family = get_family(family, link)
+        self.design: Design = build_design(self.spec, data, categorical=categorical, missing=missing)
+        self.family.check_response(self.design.y, self.design.trials)
+        self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
+        self._pymc_models: dict = {}
+        self.idata: az.InferenceData | None = None
+        self.sampling_time: float | None = None
+
+    @property
+    def formula(self) -> str:
+        return self.spec.text
+
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    def pymc_model(self, parameterization="noncentered") -> pm.Model:
+        """The PyMC model (built once per parameterisation, then reused)."""
+        key = parameterization if isinstance(parameterization, str) else tuple(sorted(parameterization.items()))
+        if key not in self._pymc_models:
+            self._pymc_models[key] = build_model(self.design, self.family, self.priors, parameterization)
+        return self._pymc_models[key]
+
+    def sample(
+        self,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        random_seed: int | None = None,
+        sampler: str = "auto",
+        progressbar: bool = True,
+        target_accept: float = 0.9,
+        parameterization="noncentered",
+    ) -> az.InferenceData:
+        """Draw from the posterior with NUTS.
+
+        Returns an InferenceData with posterior (named dims: ``coef``, each group's levels, each
+        block's terms), sample_stats, observed_data and the pointwise log_likelihood. Warns
+        (DivergenceWarning, RhatWarning, LowESSWarning, TreeDepthWarning) when diagnostics fail.
+        """
+        model = self.pymc_model(parameterization)
+        start = time.perf_counter()
+        idata = run_nuts(
+            model, draws=draws, tune=tune, chains=chains, random_seed=random_seed, sampler=sampler,
+            progressbar=progressbar, target_accept=target_accept,
+        )
+        self.sampling_time = time.perf_counter() - start
+        self.idata = idata
+        warn_diagnostics(diagnose(idata))
+        return idata
+
+    def _require(self, idata):
+        idata = self.idata if idata is None else idata
+        if idata is None:
+            raise BayesmixError("This model has not been sampled yet. Call model.sample() first.")
+        return idata
+
+    def posterior_summary(self, idata: az.InferenceData | None = None) -> NutsSummary:
+        """Posterior means/SDs of fixed effects, variance components and random effects."""
+        idata = self._require(idata)
+        return summarize(self.design, self.family, idata, diagnose(idata))
+
+    def summary(self, idata: az.InferenceData | None = None) -> str:
+        """An lme4-style printout of the posterior (with R-hat and ESS)."""
+        idata = self._require(idata)
+        return format_summary(self.design, self.family, self.posterior_summary(idata), idata)
+
+    def to_dict(self, idata: az.InferenceData | None = None, time_s: float | None = None) -> dict:
+        """The JSON contract (see :mod:`bayesmix.results`)."""
+        idata = self._require(idata)
+        if time_s is None and idata is self.idata:
+            time_s = self.sampling_time
+        return to_dict(self.design, self.family, self.posterior_summary(idata), time_s)
+
+    def __repr__(self) -> str:
+        return (f"bayesmix.Model('{self.spec.text}', family='{self.family.name}', link='{self.family.link.name}', "
+                f"nobs={self.nobs})")

@@ -1,0 +1,179 @@
+"""Default priors scaled to the data, and overrides by parameter name.
+
+The rule (documented in docs/priors.md), with ``s`` the response's SD when the link is the
+identity and 1 otherwise (the link scale of logit/log models):
+
+- each slope ``b_j``: Normal(0, 2.5 s / sd(x_j));
+- ``Intercept``: Normal(g(mean y), 2.5 s sqrt(1 + sum_j (mean(x_j) / sd(x_j))^2)), i.e. the
+  implied prior of the intercept when the centred intercept and the slopes have the priors above;
+- random-effect SDs ``sd_<block>``: HalfNormal(2.5 s / sd(z_j)) per term (sd(z_j) = 1 for the
+  intercept);
+- correlations ``corr_<block>``: LKJ(eta=2), mildly favouring smaller correlations;
+- ``sigma`` (gaussian, t): Exponential(1 / sd(y)); ``nu`` (t): Gamma(2, 0.1);
+- ``alpha`` (negative binomial), ``shape`` (gamma), ``phi`` (beta): LogNormal(log 10, 2), a median
+  of 10 with 95 % between 0.2 and 500.
+
+Every parameter is overridden through ``priors={"name": Prior("Normal", mu=0, sigma=1)}``;
+``"b"`` sets all slopes at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bayesmix.design import Design
+from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.families import Family
+
+LKJ_ETA = 2.0
+SCALE_MULTIPLIER = 2.5
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior: a PyMC distribution name and its parameters, e.g. ``Prior("Normal", mu=0, sigma=5)``.
+
+    For ``corr_<block>`` the distribution is ``"LKJ"`` with parameter ``eta``.
+    """
+
+    dist: str
+    params: dict = field(default_factory=dict)
+
+    def __init__(self, dist: str, **params):
+        object.__setattr__(self, "dist", dist)
+        object.__setattr__(self, "params", dict(params))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
+        return f"{self.dist}({args})"
+
+    def distribution(self, shape=None):
+        """The unnamed PyMC distribution (``pm.X.dist``) with this prior's parameters."""
+        import pymc as pm
+
+        return getattr(pm, self.dist).dist(**self.params, **({} if shape is None else {"shape": shape}))
+
+    def variable(self, name: str, **kwargs):
+        """A named PyMC random variable with this prior, inside the current model context."""
+        import pymc as pm
+
+        return getattr(pm, self.dist)(name, **self.params, **kwargs)
+
+
+def _short(value) -> str:
+    array = np.asarray(value, dtype=float)
+    if array.ndim == 0:
+        return f"{float(array):.4g}"
+    return "[" + ", ".join(f"{v:.4g}" for v in array.ravel()) + "]"
+
+
+def _safe_sd(values: np.ndarray) -> float:
+    sd = float(np.std(values)) if len(values) > 1 else 0.0
+    return sd if np.isfinite(sd) and sd > 0 else 1.0
+
+
+def _link_location(design: Design, family: Family) -> float:
+    """g(mean response), clipped into the link's domain; 0 when undefined."""
+    mean = float(np.mean(design.y / design.trials)) if design.trials is not None else float(np.mean(design.y))
+    if family.link.name in ("logit", "probit", "cloglog"):
+        mean = min(max(mean, 0.01), 0.99)
+    elif family.link.name in ("log", "inverse", "sqrt"):
+        mean = max(mean, 0.01)
+    with np.errstate(all="ignore"):
+        location = float(family.link.forward(np.asarray(mean)))
+    return location if np.isfinite(location) else 0.0
+
+
+def response_scale(design: Design, family: Family) -> float:
+    """``s`` of the rule: sd(y) on an identity link, else 1."""
+    return _safe_sd(design.y) if family.link.name == "identity" else 1.0
+
+
+def intercept_columns(design: Design) -> list[bool]:
+    """For each column of X, whether it is the constant-1 intercept."""
+    return [bool(np.all(design.X[:, j] == 1.0)) for j in range(design.X.shape[1])]
+
+
+def default_priors(design: Design, family: Family) -> dict[str, Prior]:
+    """The default prior of every parameter, by name (see the module docstring for the rule)."""
+    s = response_scale(design, family)
+    priors: dict[str, Prior] = {}
+    X = design.X
+    is_intercept = intercept_columns(design)
+    inflation = 0.0
+    for j, name in enumerate(design.fixed_names):
+        if is_intercept[j]:
+            continue
+        sd = _safe_sd(X[:, j])
+        priors[name] = Prior("Normal", mu=0.0, sigma=SCALE_MULTIPLIER * s / sd)
+        inflation += (float(np.mean(X[:, j])) / sd) ** 2
+    for j, name in enumerate(design.fixed_names):
+        if is_intercept[j]:
+            priors[name] = Prior(
+                "Normal", mu=_link_location(design, family), sigma=SCALE_MULTIPLIER * s * np.sqrt(1.0 + inflation)
+            )
+    for param in family.params:
+        if param == "sigma":
+            priors[param] = Prior("Exponential", lam=1.0 / _safe_sd(design.y))
+        elif param == "nu":
+            priors[param] = Prior("Gamma", alpha=2.0, beta=0.1)
+        else:
+            priors[param] = Prior("LogNormal", mu=float(np.log(10.0)), sigma=2.0)
+    for block in design.blocks:
+        scales = [
+            SCALE_MULTIPLIER * s / (1.0 if np.all(block.Zt[:, j] == block.Zt[0, j]) else _safe_sd(block.Zt[:, j]))
+            for j in range(block.n_terms)
+        ]
+        priors[f"sd_{block.label}"] = Prior("HalfNormal", sigma=np.asarray(scales))
+        if block.n_terms > 1:
+            priors[f"corr_{block.label}"] = Prior("LKJ", eta=LKJ_ETA)
+    return priors
+
+
+def resolve_priors(design: Design, family: Family, overrides) -> dict[str, Prior]:
+    """Defaults with the user's ``overrides`` applied; unknown names raise BayesmixError."""
+    priors = default_priors(design, family)
+    if overrides is None:
+        return priors
+    if not isinstance(overrides, dict):
+        raise BayesmixError("priors must be a dict {parameter name: bayesmix.Prior(...)}.")
+    slopes = [n for n, intercept in zip(design.fixed_names, intercept_columns(design)) if not intercept]
+    for name, prior in overrides.items():
+        if not isinstance(prior, Prior):
+            raise BayesmixError(
+                f"The prior for '{name}' must be a bayesmix.Prior, e.g. Prior('Normal', mu=0, sigma=1); "
+                f"got {type(prior).__name__}."
+            )
+        targets = slopes if name == "b" else [name]
+        if name not in priors and name != "b":
+            raise BayesmixError(
+                f"No parameter named '{name}' takes a prior.{did_you_mean(name, priors)} "
+                f"Parameters: {', '.join(['b', *priors])}."
+            )
+        _check_prior(name, prior)
+        for target in targets:
+            priors[target] = prior
+    return priors
+
+
+def _check_prior(name: str, prior: Prior) -> None:
+    if name.startswith("corr_"):
+        if prior.dist != "LKJ" or set(prior.params) != {"eta"}:
+            raise BayesmixError(f"The prior for '{name}' must be Prior('LKJ', eta=...) with eta > 0.")
+        if not float(prior.params["eta"]) > 0:
+            raise BayesmixError(f"LKJ eta for '{name}' must be > 0, got {prior.params['eta']}.")
+        return
+    import pymc as pm
+
+    cls = getattr(pm, prior.dist, None)
+    if not (isinstance(cls, type) and issubclass(cls, pm.Distribution)):
+        raise BayesmixError(
+            f"Unknown distribution '{prior.dist}' in the prior for '{name}'."
+            f"{did_you_mean(prior.dist, [d for d in dir(pm) if d[:1].isupper()])} Use a PyMC distribution name."
+        )
+    try:
+        prior.distribution()
+    except Exception as exc:
+        raise BayesmixError(f"The prior for '{name}', {prior!r}, is invalid: {exc}") from None

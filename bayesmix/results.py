@@ -1,0 +1,189 @@
+"""Posterior summaries of a NUTS fit: tidy tables, an lme4-style printout, the JSON contract.
+
+The JSON contract (``to_dict``) is read by other tools; its keys are fixed::
+
+    formula, family, link, method, nobs, ngrps{group: n}, fixef{names, estimate, se}, sigma,
+    family_params{name: value}, varcorr[{group, terms, sd, corr}], logLik, REMLcrit, AIC, BIC,
+    isSingular, ranef{group: {levels, terms, condval{term: [...]}, condsd{term: [...]}}},
+    diagnostics{max_rhat, min_ess_bulk, min_ess_tail, divergences}, converged, messages, time_s
+
+For NUTS, estimates are posterior means and se/condsd posterior SDs; keys that do not apply
+(logLik, REMLcrit, AIC, BIC, isSingular) are null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from bayesmix.design import Design
+from bayesmix.families import Family
+from bayesmix.sampling import Diagnostics
+
+INTERVAL = 0.95
+
+
+@dataclass(frozen=True)
+class NutsSummary:
+    """Posterior means and SDs arranged like an lme4 fit.
+
+    fixef: DataFrame indexed by coefficient: estimate, se, lower, upper, rhat, ess_bulk, ess_tail.
+    varcorr: one dict per block: group, terms, sd (k,), corr (k, k), sd_se (k,).
+    sigma: posterior mean of the residual SD (None when the family has none).
+    family_params: posterior means of the family's other parameters.
+    ranef: {group: DataFrame with a (level, term) MultiIndex and columns condval, condsd}.
+    """
+
+    fixef: pd.DataFrame
+    varcorr: list[dict]
+    sigma: float | None
+    family_params: dict[str, float]
+    ranef: dict[str, pd.DataFrame]
+    diagnostics: Diagnostics
+
+
+def _flat(posterior, name) -> np.ndarray:
+    """Draws of ``name`` with chain and draw stacked into the first axis: (S, ...)."""
+    values = posterior[name].values
+    return values.reshape((-1,) + values.shape[2:])
+
+
+def summarize(design: Design, family: Family, idata: az.InferenceData, diagnostics: Diagnostics) -> NutsSummary:
+    post = idata.posterior
+    fixef = pd.DataFrame(index=pd.Index(design.fixed_names, name="term"))
+    if design.fixed_names:
+        draws = _flat(post, "beta")
+        half = (1 - INTERVAL) / 2
+        with np.errstate(all="ignore"):
+            summary = az.summary(idata, var_names=["beta"], kind="diagnostics")
+        fixef["estimate"] = draws.mean(0)
+        fixef["se"] = draws.std(0, ddof=1)
+        fixef["lower"] = np.quantile(draws, half, axis=0)
+        fixef["upper"] = np.quantile(draws, 1 - half, axis=0)
+        fixef["rhat"] = summary["r_hat"].to_numpy()
+        fixef["ess_bulk"] = summary["ess_bulk"].to_numpy()
+        fixef["ess_tail"] = summary["ess_tail"].to_numpy()
+    varcorr = []
+    ranef_parts: dict[str, list[pd.DataFrame]] = {}
+    for block in design.blocks:
+        sd = _flat(post, f"sd_{block.label}")
+        corr = _flat(post, f"corr_{block.label}").mean(0) if block.n_terms > 1 else np.ones((1, 1))
+        varcorr.append({"group": block.group, "terms": list(block.terms), "sd": sd.mean(0),
+                        "sd_se": sd.std(0, ddof=1), "corr": corr})
+        effects = _flat(post, f"re_{block.label}")  # (S, M, k)
+        index = pd.MultiIndex.from_product([block.levels, block.terms], names=["level", "term"])
+        ranef_parts.setdefault(block.group, []).append(pd.DataFrame(
+            {"condval": effects.mean(0).ravel(), "condsd": effects.std(0, ddof=1).ravel()}, index=index))
+    ranef = {group: pd.concat(parts) for group, parts in ranef_parts.items()}
+    sigma = float(_flat(post, "sigma").mean()) if "sigma" in family.params else None
+    family_params = {p: float(_flat(post, p).mean()) for p in family.params if p != "sigma"}
+    return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics)
+
+
+def _ranef_dict(frame: pd.DataFrame) -> dict:
+    levels = list(dict.fromkeys(frame.index.get_level_values("level")))
+    terms = list(dict.fromkeys(frame.index.get_level_values("term")))
+    out = {"levels": levels, "terms": terms, "condval": {}, "condsd": {}}
+    for term in terms:
+        part = frame.xs(term, level="term").reindex(levels)
+        out["condval"][term] = part["condval"].tolist()
+        out["condsd"][term] = part["condsd"].tolist()
+    return out
+
+
+def _number(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float | None) -> dict:
+    """The JSON contract for a NUTS fit (see the module docstring)."""
+    d = summary.diagnostics
+    return {
+        "formula": design.spec.text,
+        "family": family.name,
+        "link": family.link.name,
+        "method": "nuts",
+        "nobs": design.nobs,
+        "ngrps": design.ngrps,
+        "fixef": {
+            "names": list(design.fixed_names),
+            "estimate": summary.fixef["estimate"].tolist() if design.fixed_names else [],
+            "se": summary.fixef["se"].tolist() if design.fixed_names else [],
+        },
+        "sigma": summary.sigma,
+        "family_params": summary.family_params or None,
+        "varcorr": [
+            {"group": v["group"], "terms": v["terms"], "sd": np.asarray(v["sd"]).tolist(),
+             "corr": np.asarray(v["corr"]).tolist()}
+            for v in summary.varcorr
+        ],
+        "logLik": None,
+        "REMLcrit": None,
+        "AIC": None,
+        "BIC": None,
+        "isSingular": None,
+        "ranef": {group: _ranef_dict(frame) for group, frame in summary.ranef.items()},
+        "diagnostics": {
+            "max_rhat": _number(d.max_rhat),
+            "min_ess_bulk": _number(d.min_ess_bulk),
+            "min_ess_tail": _number(d.min_ess_tail),
+            "divergences": d.divergences,
+        },
+        "converged": d.converged,
+        "messages": [text for _, text in d.messages()],
+        "time_s": time_s,
+    }
+
+
+def _table(rows: list[list[str]], align_left: int = 2) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [c.ljust(w) if i < align_left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append(" " + "  ".join(cells).rstrip())
+    return lines
+
+
+def format_summary(design: Design, family: Family, summary: NutsSummary, idata: az.InferenceData) -> str:
+    """A printout that reads like lme4's ``print(summary(fit))``, with R-hat and ESS columns."""
+    post = idata.posterior
+    sampler = post.attrs.get("bayesmix_sampler", "?")
+    d = summary.diagnostics
+    kind = "Linear" if family.name == "gaussian" and family.link.name == "identity" else "Generalized linear"
+    lines = [
+        f"Bayesian {kind.lower()} mixed model fit by NUTS ({sampler}; {d.chains} chains x {d.draws} draws)",
+        f" Formula: {design.spec.text}",
+        f" Family: {family.name} ( {family.link.name} )",
+        "",
+        "Random effects (posterior means):",
+    ]
+    rows = [["Groups", "Name", "Std.Dev.", "Corr"]]
+    for v in summary.varcorr:
+        for j, term in enumerate(v["terms"]):
+            corr = " ".join(f"{v['corr'][j, i]:5.2f}" for i in range(j))
+            rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j]:.4g}", corr])
+    if summary.sigma is not None:
+        rows.append(["Residual", "", f"{summary.sigma:.4g}", ""])
+    lines += _table(rows)
+    groups = ", ".join(f"{g}, {n}" for g, n in design.ngrps.items())
+    lines.append(f"Number of obs: {design.nobs}{'; groups:  ' + groups if groups else ''}")
+    if summary.family_params:
+        lines.append("Family parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in summary.family_params.items()))
+    if design.fixed_names:
+        lines += ["", f"Fixed effects (posterior mean, SD, {int(INTERVAL * 100)}% interval):"]
+        rows = [["", "Estimate", "Est.Error", "l-95% CI", "u-95% CI", "Rhat", "Bulk_ESS", "Tail_ESS"]]
+        for name, r in summary.fixef.iterrows():
+            rows.append([name, f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.lower:.4g}", f"{r.upper:.4g}",
+                         f"{r.rhat:.3f}", f"{r.ess_bulk:.0f}", f"{r.ess_tail:.0f}"])
+        lines += _table(rows, align_left=1)
+    lines += [
+        "",
+        f"Diagnostics: max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "
+        f"min tail ESS {d.min_ess_tail:.0f}, divergences {d.divergences}",
+    ]
+    lines += [f"Warning: {text}" for _, text in d.messages()]
+    return "\n".join(lines)
+
