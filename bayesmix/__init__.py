@@ -1,8 +1,8 @@
 """bayesmix: lme4-style mixed-effects models on PyMC.
 
-    m = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
-    idata = m.sample()
-    print(m.summary())
+m = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
+idata = m.sample()
+print(m.summary())
 """
 
 from bayesmix.datasets import DATASETS, load_dataset
@@ -22,6 +22,16 @@ from bayesmix.priors import Prior
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "Prior", "load_dataset", "DATASETS", "FAMILY_NAMES", "BayesmixError", "BayesmixWarning",
-    "DivergenceWarning", "RhatWarning", "LowESSWarning", "TreeDepthWarning", "MissingDataWarning",
+    "Model",
+    "Prior",
+    "load_dataset",
+    "DATASETS",
+    "FAMILY_NAMES",
+    "BayesmixError",
+    "BayesmixWarning",
+    "DivergenceWarning",
+    "RhatWarning",
+    "LowESSWarning",
+    "TreeDepthWarning",
+    "MissingDataWarning",
 ]

@@ -91,9 +91,7 @@ def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str
     return pm.Deterministic(f"re_{label}", z @ chol.T, dims=dims)
 
 
-def build_model(
-    design: Design, family: Family, priors: dict[str, Prior], parameterization="noncentered"
-) -> pm.Model:
+def build_model(design: Design, family: Family, priors: dict[str, Prior], parameterization="noncentered") -> pm.Model:
     """The PyMC model. ``parameterization``: one name for all blocks or {block label: name}."""
     per_block = _per_block(design, parameterization)
     with pm.Model(coords=_coords(design)) as model:
@@ -108,9 +106,7 @@ def build_model(
         params = {name: priors[name].variable(name) for name in family.params}
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)
         observed = pm.Data("observed", design.y, dims=OBS_DIM)
-        family.likelihood(
-            response_name(design, model.named_vars), eta, params, observed, trials=trials, dims=OBS_DIM
-        )
+        family.likelihood(response_name(design, model.named_vars), eta, params, observed, trials=trials, dims=OBS_DIM)
     return model
 
 

@@ -54,12 +54,23 @@ def _fit(args) -> int:
             f"Methods available in this version: {', '.join(METHODS)}."
         )
     start = time.perf_counter()
-    model = Model(args.formula, _read_data(args.data), family=args.family, link=args.link,
-                  categorical=_categorical(args.categorical))
+    model = Model(
+        args.formula,
+        _read_data(args.data),
+        family=args.family,
+        link=args.link,
+        categorical=_categorical(args.categorical),
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.sample(draws=args.draws, tune=args.tune, chains=args.chains, random_seed=args.seed,
-                     sampler=args.sampler, progressbar=not args.quiet)
+        model.sample(
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            random_seed=args.seed,
+            sampler=args.sampler,
+            progressbar=not args.quiet,
+        )
     result = model.to_dict(time_s=round(time.perf_counter() - start, 3))
     noted = {str(w.message) for w in caught if issubclass(w.category, UserWarning)}
     result["messages"] = result["messages"] + sorted(noted - set(result["messages"]))
@@ -98,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--family", default="gaussian")
     fit.add_argument("--link", default=None)
     fit.add_argument("--method", default="nuts", help="nuts")
-    fit.add_argument("--categorical", action="append", metavar="COL[=L1,L2,...]",
-                     help="treat COL as a factor, optionally with this level order (repeatable)")
+    fit.add_argument(
+        "--categorical",
+        action="append",
+        metavar="COL[=L1,L2,...]",
+        help="treat COL as a factor, optionally with this level order (repeatable)",
+    )
     for name, default in (("chains", 4), ("draws", 1000), ("tune", 1000)):
         fit.add_argument(f"--{name}", type=int, default=default)
     fit.add_argument("--seed", type=int, default=None)

@@ -131,8 +131,7 @@ def _normalise_categorical(categorical, data: pd.DataFrame) -> dict[str, tuple |
     for name, order in categorical.items():
         if name not in data.columns:
             raise BayesmixError(
-                f"categorical names column '{name}', which is not in the data."
-                f"{did_you_mean(name, data.columns)}"
+                f"categorical names column '{name}', which is not in the data.{did_you_mean(name, data.columns)}"
             )
         out[name] = None if order is None else tuple(order)
     return out
@@ -202,8 +201,7 @@ def _drop_missing(frame: pd.DataFrame, missing: str) -> tuple[pd.DataFrame, np.n
         if n_bad == len(frame):
             raise BayesmixError(f"Every row has a missing value in a used column ({detail}); nothing is left to fit.")
         warnings.warn(
-            f"Dropped {n_bad} of {len(frame)} rows with missing values ({detail}); "
-            f"{len(frame) - n_bad} rows are used.",
+            f"Dropped {n_bad} of {len(frame)} rows with missing values ({detail}); {len(frame) - n_bad} rows are used.",
             MissingDataWarning,
             stacklevel=4,
         )
@@ -264,9 +262,7 @@ def _group_codes(frame: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, tup
         return codes.astype(np.int64), levels
     stacked = np.column_stack([p.cat.codes.to_numpy() for p in parts])
     combos, codes = np.unique(stacked, axis=0, return_inverse=True)
-    levels = tuple(
-        ":".join(str(p.cat.categories[c]) for p, c in zip(parts, combo)) for combo in combos
-    )
+    levels = tuple(":".join(str(p.cat.categories[c]) for p, c in zip(parts, combo)) for combo in combos)
     return codes.reshape(-1).astype(np.int64), levels
 
 
@@ -309,9 +305,7 @@ def _labels(raw: list[tuple]) -> list[str]:
     return labels
 
 
-def build_design(
-    spec: FormulaSpec, data, categorical=None, missing: str = "drop"
-) -> Design:
+def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop") -> Design:
     """Encode ``data`` for ``spec``. The user's DataFrame is only read, never modified."""
     data = _as_frame(data)
     used = _check_columns(spec, data)

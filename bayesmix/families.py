@@ -167,8 +167,7 @@ class Family:
         """Raise BayesmixError when ``y`` (and binomial ``trials``) lie outside the support."""
         if trials is not None and self.name != "binomial":
             raise BayesmixError(
-                f"A cbind()/p() response is binomial data; family='{self.name}' cannot use it. "
-                "Pass family='binomial'."
+                f"A cbind()/p() response is binomial data; family='{self.name}' cannot use it. Pass family='binomial'."
             )
         self.check(y, trials, self.name)
 
@@ -191,8 +190,15 @@ _FAMILIES = {
     "gamma": ("log", ("log", "inverse", "identity"), ("shape",), _check_positive, _gamma, False),
     "beta": ("logit", ("logit", "probit", "cloglog"), ("phi",), _check_unit_interval, _beta, False),
 }
-_ALIASES = {"normal": "gaussian", "student_t": "t", "studentt": "t", "negbinomial": "negativebinomial",
-            "negative_binomial": "negativebinomial", "nbinom": "negativebinomial", "logistic": "bernoulli"}
+_ALIASES = {
+    "normal": "gaussian",
+    "student_t": "t",
+    "studentt": "t",
+    "negbinomial": "negativebinomial",
+    "negative_binomial": "negativebinomial",
+    "nbinom": "negativebinomial",
+    "logistic": "bernoulli",
+}
 
 FAMILY_NAMES = tuple(_FAMILIES)
 
@@ -206,8 +212,7 @@ def get_family(name, link: str | None = None) -> Family:
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _FAMILIES:
         raise BayesmixError(
-            f"Unknown family '{name}'.{did_you_mean(name.lower(), FAMILY_NAMES)} "
-            f"Families: {', '.join(FAMILY_NAMES)}."
+            f"Unknown family '{name}'.{did_you_mean(name.lower(), FAMILY_NAMES)} Families: {', '.join(FAMILY_NAMES)}."
         )
     default_link, links, params, check, likelihood, identity_scale = _FAMILIES[key]
     link = default_link if link is None else str(link).lower()

@@ -136,13 +136,17 @@ def _validate_expression(formula: str, expr: str, position: int, what: str) -> f
         names = formulae.model_description(expr).var_names
     except Exception as exc:  # formulae raises several private error types
         raise _syntax_error(
-            formula, position, f"formulae cannot parse the {what} '{expr.strip()}' ({exc}).",
+            formula,
+            position,
+            f"formulae cannot parse the {what} '{expr.strip()}' ({exc}).",
             "Check the operators and function calls in that part.",
         ) from None
     bad = [n for n in names if not isinstance(n, str)]
     if bad:
         raise _syntax_error(
-            formula, position, f"the {what} '{expr.strip()}' contains {bad[0]!r}, which is not a column.",
+            formula,
+            position,
+            f"the {what} '{expr.strip()}' contains {bad[0]!r}, which is not a column.",
             "Write column names, or wrap arithmetic in I(...).",
         )
     return frozenset(n.strip("`") for n in names if n)
@@ -155,7 +159,8 @@ def _expand_group(formula: str, group: str, position: int) -> list[tuple[str, tu
     for part in parts:
         if not _GROUP_PART.match(part):
             raise _syntax_error(
-                formula, position,
+                formula,
+                position,
                 f"the grouping side '{group.strip()}' is not a factor name, a:b or a/b.",
                 "Put one or more column names after '|', joined by ':' (interaction) or '/' (nesting).",
             )
@@ -173,24 +178,30 @@ def _parse_random(formula: str, piece: str, position: int) -> tuple[list[RandomT
     inner_pos = position + (len(piece) - len(piece.lstrip())) + 1
     bars = [i for i, ch in _top_level(inner) if ch == "|"]
     if len(bars) == 2 and bars[1] == bars[0] + 1:
-        correlated, left, right = False, inner[: bars[0]], inner[bars[0] + 2:]
+        correlated, left, right = False, inner[: bars[0]], inner[bars[0] + 2 :]
         right_pos = inner_pos + bars[0] + 2
     elif len(bars) == 1:
-        correlated, left, right = True, inner[: bars[0]], inner[bars[0] + 1:]
+        correlated, left, right = True, inner[: bars[0]], inner[bars[0] + 1 :]
         right_pos = inner_pos + bars[0] + 1
     else:
         raise _syntax_error(
-            formula, inner_pos + bars[-1], "more than one '|' in one random-effect term.",
+            formula,
+            inner_pos + bars[-1],
+            "more than one '|' in one random-effect term.",
             "Write each grouping factor as its own term: (x | g1) + (x | g2).",
         )
     if not left.strip():
         raise _syntax_error(
-            formula, inner_pos, "nothing before '|' in a random-effect term.",
+            formula,
+            inner_pos,
+            "nothing before '|' in a random-effect term.",
             "Say which effects vary by group, e.g. (1 | g) for an intercept.",
         )
     if not right.strip():
         raise _syntax_error(
-            formula, right_pos, "no grouping factor after '|'.",
+            formula,
+            right_pos,
+            "no grouping factor after '|'.",
             "Name the grouping column, e.g. (1 | Subject).",
         )
     names = _validate_expression(formula, left, inner_pos, "random-effect expression")
@@ -208,10 +219,12 @@ def _parse_response(formula: str, lhs: str) -> Response:
         commas = [i for i, ch in _top_level(match.group(2)) if ch == ","]
         if len(commas) != 1:
             raise _syntax_error(
-                formula, 0, f"{match.group(1)}(...) takes two arguments.",
+                formula,
+                0,
+                f"{match.group(1)}(...) takes two arguments.",
                 "Write cbind(successes, failures) or p(successes, trials).",
             )
-        first, second = match.group(2)[: commas[0]].strip(), match.group(2)[commas[0] + 1:].strip()
+        first, second = match.group(2)[: commas[0]].strip(), match.group(2)[commas[0] + 1 :].strip()
         if match.group(1) == "cbind":
             return Response(expr=first, failures=second)
         return Response(expr=first, trials=second)
@@ -230,16 +243,14 @@ def _response_variables(formula: str, response: Response) -> frozenset[str]:
 def parse_formula(text: str) -> FormulaSpec:
     """Parse an lme4-style formula into a :class:`FormulaSpec`; raise BayesmixError if invalid."""
     if not isinstance(text, str):
-        raise BayesmixError(
-            f"The formula must be a string such as 'y ~ x + (1 | g)', not {type(text).__name__}."
-        )
+        raise BayesmixError(f"The formula must be a string such as 'y ~ x + (1 | g)', not {type(text).__name__}.")
     _check_parentheses(text)
     tildes = [i for i, ch in _top_level(text) if ch == "~"]
     if not tildes:
         raise _syntax_error(text, len(text), "no '~'.", "Write the response left of '~': 'y ~ x + (1 | g)'.")
     if len(tildes) > 1:
         raise _syntax_error(text, tildes[1], "more than one '~'.", "A formula has exactly one '~'.")
-    lhs, rhs = text[: tildes[0]], text[tildes[0] + 1:]
+    lhs, rhs = text[: tildes[0]], text[tildes[0] + 1 :]
     if not lhs.strip():
         raise _syntax_error(text, 0, "no response left of '~'.", "Write the response column first: 'y ~ ...'.")
     if not rhs.strip():
@@ -260,7 +271,9 @@ def parse_formula(text: str) -> FormulaSpec:
         closing = _matching_paren(stripped)
         if bars:
             raise _syntax_error(
-                text, position + bars[0], "a '|' outside parentheses.",
+                text,
+                position + bars[0],
+                "a '|' outside parentheses.",
                 "Random-effect terms are written in parentheses: (x | g).",
             )
         if closing == len(stripped) - 1 and any(ch == "|" for _, ch in _top_level(stripped[1:-1])):
@@ -271,7 +284,9 @@ def parse_formula(text: str) -> FormulaSpec:
             variables |= names | {factor for term in terms for factor in term.factors}
         elif "|" in stripped:
             raise _syntax_error(
-                text, position + stripped.index("|"), "a random-effect term inside another expression.",
+                text,
+                position + stripped.index("|"),
+                "a random-effect term inside another expression.",
                 "Write each (x | g) as a term of its own, joined to the rest with '+'.",
             )
         else:
@@ -286,13 +301,10 @@ def parse_formula(text: str) -> FormulaSpec:
         key = (term.expr, term.group, term.correlated)
         if key in seen:
             raise BayesmixError(
-                f"The random-effect term ({term.expr} | {term.group}) appears twice in '{text}'. "
-                "Remove the duplicate."
+                f"The random-effect term ({term.expr} | {term.group}) appears twice in '{text}'. Remove the duplicate."
             )
         seen.add(key)
-    return FormulaSpec(
-        text=text, response=response, fixed=fixed, random=tuple(random), variables=frozenset(variables)
-    )
+    return FormulaSpec(text=text, response=response, fixed=fixed, random=tuple(random), variables=frozenset(variables))
 
 
 def _matching_paren(text: str) -> int:

@@ -35,9 +35,7 @@ class Model:
     missing: ``"drop"`` (rows with NaN in a used column, with a warning) or ``"raise"``.
     """
 
-    def __init__(
-        self, formula: str, data, family="gaussian", priors=None, categorical=None, link=None, missing="drop"
-    ):
+    def __init__(self, formula: str, data, family="gaussian", priors=None, categorical=None, link=None, missing="drop"):
         self.spec = parse_formula(formula)
         self.family: Family = get_family(family, link)
         self.design: Design = build_design(self.spec, data, categorical=categorical, missing=missing)
@@ -82,8 +80,14 @@ class Model:
         model = self.pymc_model(parameterization)
         start = time.perf_counter()
         idata = run_nuts(
-            model, draws=draws, tune=tune, chains=chains, random_seed=random_seed, sampler=sampler,
-            progressbar=progressbar, target_accept=target_accept,
+            model,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=random_seed,
+            sampler=sampler,
+            progressbar=progressbar,
+            target_accept=target_accept,
         )
         self.sampling_time = time.perf_counter() - start
         self.idata = idata
@@ -114,5 +118,7 @@ class Model:
         return to_dict(self.design, self.family, self.posterior_summary(idata), time_s)
 
     def __repr__(self) -> str:
-        return (f"bayesmix.Model('{self.spec.text}', family='{self.family.name}', link='{self.family.link.name}', "
-                f"nobs={self.nobs})")
+        return (
+            f"bayesmix.Model('{self.spec.text}', family='{self.family.name}', link='{self.family.link.name}', "
+            f"nobs={self.nobs})"
+        )

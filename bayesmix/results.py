@@ -71,12 +71,20 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
     for block in design.blocks:
         sd = _flat(post, f"sd_{block.label}")
         corr = _flat(post, f"corr_{block.label}").mean(0) if block.n_terms > 1 else np.ones((1, 1))
-        varcorr.append({"group": block.group, "terms": list(block.terms), "sd": sd.mean(0),
-                        "sd_se": sd.std(0, ddof=1), "corr": corr})
+        varcorr.append(
+            {
+                "group": block.group,
+                "terms": list(block.terms),
+                "sd": sd.mean(0),
+                "sd_se": sd.std(0, ddof=1),
+                "corr": corr,
+            }
+        )
         effects = _flat(post, f"re_{block.label}")  # (S, M, k)
         index = pd.MultiIndex.from_product([block.levels, block.terms], names=["level", "term"])
-        ranef_parts.setdefault(block.group, []).append(pd.DataFrame(
-            {"condval": effects.mean(0).ravel(), "condsd": effects.std(0, ddof=1).ravel()}, index=index))
+        ranef_parts.setdefault(block.group, []).append(
+            pd.DataFrame({"condval": effects.mean(0).ravel(), "condsd": effects.std(0, ddof=1).ravel()}, index=index)
+        )
     ranef = {group: pd.concat(parts) for group, parts in ranef_parts.items()}
     sigma = float(_flat(post, "sigma").mean()) if "sigma" in family.params else None
     family_params = {p: float(_flat(post, p).mean()) for p in family.params if p != "sigma"}
@@ -116,8 +124,12 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         "sigma": summary.sigma,
         "family_params": summary.family_params or None,
         "varcorr": [
-            {"group": v["group"], "terms": v["terms"], "sd": np.asarray(v["sd"]).tolist(),
-             "corr": np.asarray(v["corr"]).tolist()}
+            {
+                "group": v["group"],
+                "terms": v["terms"],
+                "sd": np.asarray(v["sd"]).tolist(),
+                "corr": np.asarray(v["corr"]).tolist(),
+            }
             for v in summary.varcorr
         ],
         "logLik": None,
@@ -176,8 +188,18 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
         lines += ["", f"Fixed effects (posterior mean, SD, {int(INTERVAL * 100)}% interval):"]
         rows = [["", "Estimate", "Est.Error", "l-95% CI", "u-95% CI", "Rhat", "Bulk_ESS", "Tail_ESS"]]
         for name, r in summary.fixef.iterrows():
-            rows.append([name, f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.lower:.4g}", f"{r.upper:.4g}",
-                         f"{r.rhat:.3f}", f"{r.ess_bulk:.0f}", f"{r.ess_tail:.0f}"])
+            rows.append(
+                [
+                    name,
+                    f"{r.estimate:.4g}",
+                    f"{r.se:.4g}",
+                    f"{r.lower:.4g}",
+                    f"{r.upper:.4g}",
+                    f"{r.rhat:.3f}",
+                    f"{r.ess_bulk:.0f}",
+                    f"{r.ess_tail:.0f}",
+                ]
+            )
         lines += _table(rows, align_left=1)
     lines += [
         "",
@@ -186,4 +208,3 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
     ]
     lines += [f"Warning: {text}" for _, text in d.messages()]
     return "\n".join(lines)
-

@@ -84,8 +84,14 @@ def run_nuts(
     concrete = resolve_sampler(sampler)
     seed = _seed(random_seed)
     kwargs = dict(
-        draws=int(draws), tune=int(tune), chains=int(chains), random_seed=seed, model=model,
-        progressbar=progressbar, target_accept=target_accept, idata_kwargs={"log_likelihood": True},
+        draws=int(draws),
+        tune=int(tune),
+        chains=int(chains),
+        random_seed=seed,
+        model=model,
+        progressbar=progressbar,
+        target_accept=target_accept,
+        idata_kwargs={"log_likelihood": True},
         compute_convergence_checks=False,
     )
     if concrete == "pymc":
@@ -125,23 +131,39 @@ class Diagnostics:
         out = []
         total = self.chains * self.draws
         if self.divergences:
-            out.append((DivergenceWarning,
-                        f"{self.divergences} of {total} draws were divergent transitions. Raise target_accept "
-                        "(e.g. 0.95) or reparameterise; estimates may be biased."))
+            out.append(
+                (
+                    DivergenceWarning,
+                    f"{self.divergences} of {total} draws were divergent transitions. Raise target_accept "
+                    "(e.g. 0.95) or reparameterise; estimates may be biased.",
+                )
+            )
         if self.chains > 1 and self.max_rhat > RHAT_LIMIT:
-            out.append((RhatWarning,
-                        f"max R-hat is {self.max_rhat:.3f} (> {RHAT_LIMIT}): the chains have not converged. "
-                        "Run more tuning and draws."))
+            out.append(
+                (
+                    RhatWarning,
+                    f"max R-hat is {self.max_rhat:.3f} (> {RHAT_LIMIT}): the chains have not converged. "
+                    "Run more tuning and draws.",
+                )
+            )
         floor = ESS_PER_CHAIN * self.chains
         if min(self.min_ess_bulk, self.min_ess_tail) < floor:
-            out.append((LowESSWarning,
-                        f"min effective sample size is {min(self.min_ess_bulk, self.min_ess_tail):.0f} "
-                        f"(bulk {self.min_ess_bulk:.0f}, tail {self.min_ess_tail:.0f}; want >= {floor}). "
-                        "Draw more samples."))
+            out.append(
+                (
+                    LowESSWarning,
+                    f"min effective sample size is {min(self.min_ess_bulk, self.min_ess_tail):.0f} "
+                    f"(bulk {self.min_ess_bulk:.0f}, tail {self.min_ess_tail:.0f}; want >= {floor}). "
+                    "Draw more samples.",
+                )
+            )
         if self.treedepth_share > MAX_TREEDEPTH_SHARE:
-            out.append((TreeDepthWarning,
-                        f"{100 * self.treedepth_share:.1f}% of draws hit the maximum tree depth: sampling was "
-                        "inefficient. Consider reparameterising or rescaling predictors."))
+            out.append(
+                (
+                    TreeDepthWarning,
+                    f"{100 * self.treedepth_share:.1f}% of draws hit the maximum tree depth: sampling was "
+                    "inefficient. Consider reparameterising or rescaling predictors.",
+                )
+            )
         return out
 
 

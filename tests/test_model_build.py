@@ -1,0 +1,204 @@
+"""The PyMC model: the graph computes what the docs say, for every family (checked against scipy)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from scipy.special import expit
+
+import bayesmix
+from bayesmix import BayesmixError, Prior
+from bayesmix.priors import LKJ_ETA
+
+
+def simulate(family, n_groups=12, per_group=6, seed=0):
+    rng = np.random.default_rng(seed)
+    n = n_groups * per_group
+    g = np.repeat(np.arange(n_groups), per_group)
+    x = rng.normal(size=n)
+    eta = 0.3 + 0.5 * x + rng.normal(0, 0.4, n_groups)[g]
+    if family in ("gaussian", "t"):
+        y = eta + rng.normal(0, 0.5, n)
+    elif family in ("bernoulli", "binomial"):
+        y = rng.binomial(1 if family == "bernoulli" else 5, expit(eta))
+    elif family in ("poisson", "negativebinomial"):
+        y = rng.poisson(np.exp(eta))
+    elif family == "gamma":
+        y = rng.gamma(3.0, np.exp(eta) / 3.0)
+    else:
+        y = rng.beta(expit(eta) * 8, (1 - expit(eta)) * 8)
+    data = pd.DataFrame({"y": y.astype(float), "x": x, "g": [f"G{i:02d}" for i in g]})
+    if family == "binomial":
+        data["fail"] = 5 - data.y
+    return data
+
+
+def random_point(model, seed):
+    rng = np.random.default_rng(seed)
+    point = model.pymc_model().initial_point()
+    return {k: v + rng.normal(0, 0.3, size=np.shape(v)) for k, v in point.items()}
+
+
+def scipy_loglik(family, y, trials, mu, params):
+    if family == "gaussian":
+        return stats.norm.logpdf(y, mu, params["sigma"])
+    if family == "t":
+        return stats.t.logpdf(y, params["nu"], mu, params["sigma"])
+    if family in ("bernoulli", "binomial"):
+        return stats.binom.logpmf(y, trials, mu)
+    if family == "poisson":
+        return stats.poisson.logpmf(y, mu)
+    if family == "negativebinomial":
+        alpha = params["alpha"]
+        return stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu))
+    if family == "gamma":
+        return stats.gamma.logpdf(y, params["shape"], scale=mu / params["shape"])
+    return stats.beta.logpdf(y, mu * params["phi"], (1 - mu) * params["phi"])
+
+
+INVERSE_LINK = {
+    "gaussian": lambda e: e,
+    "t": lambda e: e,
+    "bernoulli": expit,
+    "binomial": expit,
+    "poisson": np.exp,
+    "negativebinomial": np.exp,
+    "gamma": np.exp,
+    "beta": expit,
+}
+
+
+@pytest.mark.parametrize("family", bayesmix.FAMILY_NAMES)
+def test_likelihood_matches_scipy(family):
+    data = simulate(family)
+    formula = "cbind(y, fail) ~ x + (x | g)" if family == "binomial" else "y ~ x + (x | g)"
+    model = bayesmix.Model(formula, data, family=family)
+    params = list(model.family.params)
+    point = random_point(model, 1)
+    loglik, beta, re, corr, sd, *values = _evaluate_all(model, params, point)
+    design = model.design
+    block = design.blocks[0]
+    eta = design.X @ beta + (block.Zt * re[block.codes]).sum(1)
+    trials = design.trials if design.trials is not None else np.ones(design.nobs)
+    expected = scipy_loglik(family, design.y, trials, INVERSE_LINK[family](eta), dict(zip(params, values)))
+    np.testing.assert_allclose(loglik, expected.sum(), rtol=1e-8)
+    # non-centred effects: re = z @ (diag(sd) L)^T with L the Cholesky factor of corr
+    z = point["z_g"]
+    np.testing.assert_allclose(re, z @ (np.diag(sd) @ np.linalg.cholesky(corr)).T, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(np.diag(corr), 1.0)
+
+
+def _evaluate_all(model, params, point):
+    pm_model = model.pymc_model()
+    obs = pm_model.observed_RVs[0]
+    names = ["beta", "re_g", "corr_g", "sd_g", *params]
+    return compile_at(pm_model, [pm_model.logp(vars=[obs], sum=True)], names, point)
+
+
+def compile_at(pm_model, graphs, names, point):
+    """Evaluate ``graphs`` and the named variables (as functions of the value variables) at ``point``."""
+    outputs = pm_model.replace_rvs_by_values([pm_model[n] for n in names])
+    fn = pm_model.compile_fn(
+        graphs + outputs, inputs=pm_model.value_vars, mode="JAX", point_fn=False, on_unused_input="ignore"
+    )
+    values = fn(*[point[v.name] for v in pm_model.value_vars])
+    return values
+
+
+def test_dims_and_coords_are_named():
+    model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
+    pm_model = model.pymc_model()
+    assert pm_model.named_vars_to_dims["beta"] == ("coef",)
+    assert pm_model.named_vars_to_dims["re_Subject"] == ("Subject", "Subject__term")
+    assert pm_model.named_vars_to_dims["corr_Subject"] == ("Subject__term", "Subject__term_")
+    assert list(pm_model.coords["coef"]) == ["Intercept", "Days"]
+    assert list(pm_model.coords["Subject"])[:3] == ["308", "309", "310"]
+    assert "corr_Subject" in [d.name for d in pm_model.deterministics]
+    assert pm_model.observed_RVs[0].name == "Reaction"
+
+
+def test_default_priors_follow_the_documented_rule():
+    data = bayesmix.load_dataset("sleepstudy")
+    model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data)
+    sy, sx, mx = data.Reaction.std(ddof=0), data.Days.std(ddof=0), data.Days.mean()
+    p = model.priors
+    assert p["Days"].params == pytest.approx({"mu": 0.0, "sigma": 2.5 * sy / sx})
+    assert p["Intercept"].params == pytest.approx(
+        {"mu": data.Reaction.mean(), "sigma": 2.5 * sy * np.sqrt(1 + (mx / sx) ** 2)}
+    )
+    np.testing.assert_allclose(p["sd_Subject"].params["sigma"], [2.5 * sy, 2.5 * sy / sx])
+    assert p["corr_Subject"].params == {"eta": LKJ_ETA}
+    assert p["sigma"].params == pytest.approx({"lam": 1 / sy})
+    logit = bayesmix.Model("y ~ x + (1 | g)", simulate("bernoulli"), family="bernoulli").priors
+    assert logit["sd_g"].params["sigma"] == pytest.approx([2.5])
+
+
+def test_prior_overrides_change_the_model():
+    data = simulate("gaussian")
+    model = bayesmix.Model(
+        "y ~ x + (1 | g)",
+        data,
+        priors={
+            "Intercept": Prior("StudentT", nu=3, mu=1.0, sigma=2.0),
+            "b": Prior("Normal", mu=0.0, sigma=3.0),
+            "sd_g": Prior("Exponential", lam=2.0),
+        },
+    )
+    pm_model = model.pymc_model()
+    assert {"beta[Intercept]", "beta[x]"} <= set(pm_model.named_vars)
+    point = random_point(model, 2)
+    names = ["beta[Intercept]", "beta[x]", "sd_g"]
+    logp_graph = pm_model.logp(vars=[pm_model[n] for n in names], jacobian=False, sum=True)
+    logp, b0, b1, sd = compile_at(pm_model, [logp_graph], names, point)
+    expected = stats.t.logpdf(b0, 3, 1.0, 2.0) + stats.norm.logpdf(b1, 0, 3.0) + stats.expon.logpdf(sd, scale=0.5).sum()
+    np.testing.assert_allclose(logp, expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "priors, fragment",
+    [
+        ({"slope": Prior("Normal", mu=0, sigma=1)}, "No parameter named 'slope'.*Parameters: b, x, Intercept"),
+        ({"x": Prior("Nromal", mu=0, sigma=1)}, "Unknown distribution 'Nromal'.*Did you mean 'Normal'"),
+        ({"x": Prior("Normal", mean=0)}, "is invalid"),
+        ({"x": (0, 1)}, "must be a bayesmix.Prior"),
+        ({"sd_g": Prior("Normal", mu=0, sigma=1), "corr_g": Prior("Normal")}, "No parameter named 'corr_g'"),
+    ],
+)
+def test_bad_priors_are_named(priors, fragment):
+    with pytest.raises(BayesmixError, match=fragment):
+        bayesmix.Model("y ~ x + (1 | g)", simulate("gaussian"), priors=priors)
+
+
+def test_response_support_checks():
+    data = simulate("gaussian")
+    for family, change, fragment in [
+        ("bernoulli", {"y": 2.0}, "0/1 response"),
+        ("poisson", {"y": -1.0}, "non-negative whole"),
+        ("poisson", {"y": 1.5}, "non-negative whole"),
+        ("gamma", {"y": 0.0}, "strictly positive"),
+        ("beta", {"y": 1.0}, "strictly between 0 and 1"),
+    ]:
+        with pytest.raises(BayesmixError, match=fragment):
+            bayesmix.Model("y ~ x + (1 | g)", data.assign(**change), family=family)
+    with pytest.raises(BayesmixError, match="successes exceed trials"):
+        bayesmix.Model("p(y, n) ~ 1 + (1 | g)", data.assign(y=3.0, n=2.0), family="binomial")
+    with pytest.raises(BayesmixError, match="Pass family='binomial'"):
+        bayesmix.Model("p(y, n) ~ 1 + (1 | g)", data.assign(y=1.0, n=2.0), family="poisson")
+    with pytest.raises(BayesmixError, match="Unknown family 'poison'.*Did you mean 'poisson'"):
+        bayesmix.Model("y ~ x + (1 | g)", data, family="poison")
+    with pytest.raises(BayesmixError, match="does not take link='log'"):
+        bayesmix.Model("y ~ x + (1 | g)", data.assign(y=1.0), family="bernoulli", link="log")
+
+
+@pytest.mark.parametrize("link", ["probit", "cloglog"])
+def test_other_links_by_name(link):
+    data = simulate("bernoulli")
+    model = bayesmix.Model("y ~ x + (1 | g)", data, family="bernoulli", link=link)
+    point = random_point(model, 3)
+    pm_model = model.pymc_model()
+    obs = pm_model.observed_RVs[0]
+    loglik, beta, re = compile_at(pm_model, [pm_model.logp(vars=[obs], sum=True)], ["beta", "re_g"], point)
+    block = model.design.blocks[0]
+    eta = model.design.X @ beta + re[block.codes, 0]
+    p = stats.norm.cdf(eta) if link == "probit" else 1 - np.exp(-np.exp(eta))
+    np.testing.assert_allclose(loglik, stats.bernoulli.logpmf(model.design.y, p).sum(), rtol=1e-8)
