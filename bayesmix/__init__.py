@@ -5,6 +5,10 @@ idata = m.sample()
 print(m.summary())
 """
 
+from bayesmix._jax import allow_parallel_chains
+
+allow_parallel_chains()
+
 from bayesmix.datasets import DATASETS, load_dataset
 from bayesmix.errors import (
     BayesmixError,

@@ -51,6 +51,16 @@ def resolve_sampler(name: str) -> str:
     return name
 
 
+def numpyro_chain_method(chains: int) -> str:
+    """``parallel`` (one XLA device per chain) when enough devices exist, else ``sequential``.
+
+    Measured here: ``vectorized`` was the slowest (every chain waits for the longest trajectory).
+    """
+    import jax
+
+    return "parallel" if jax.local_device_count() >= chains else "sequential"
+
+
 def _seed(random_seed) -> int:
     if random_seed is None:
         return int(np.random.SeedSequence().generate_state(1)[0])
@@ -99,7 +109,7 @@ def run_nuts(
     else:
         kwargs["nuts_sampler"] = concrete
     if concrete == "numpyro":
-        kwargs["nuts_sampler_kwargs"] = {"chain_method": "vectorized"}
+        kwargs["nuts_sampler_kwargs"] = {"chain_method": numpyro_chain_method(chains)}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*BLAS.*")

@@ -1,0 +1,160 @@
+"""NUTS end to end: sleepstudy against lme4, ArviZ on the result, samplers and seeds."""
+
+import json
+import warnings
+from pathlib import Path
+
+import arviz as az
+import matplotlib
+import numpy as np
+import pytest
+
+import bayesmix
+from bayesmix import BayesmixError
+
+matplotlib.use("Agg")
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def sleep_fit():
+    model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idata = model.sample(draws=1000, tune=1000, chains=4, random_seed=20261124, progressbar=False)
+    return model, idata, caught
+
+
+def test_sleepstudy_converges_and_agrees_with_lme4_reml(sleep_fit):
+    model, idata, caught = sleep_fit
+    assert not [w for w in caught if issubclass(w.category, bayesmix.BayesmixWarning)]
+    assert int(idata.sample_stats.diverging.sum()) == 0
+    summary = az.summary(idata, var_names=["~z_Subject"], kind="diagnostics")
+    assert summary.r_hat.max() <= 1.01
+    reference = json.loads((DATA / "sleep_reml.json").read_text())["results"]
+    post = idata.posterior
+
+    def check(draws, target):
+        draws = np.asarray(draws).reshape(4000, -1)
+        assert np.all(np.abs(draws.mean(0) - np.asarray(target)) <= draws.std(0)), (draws.mean(0), target)
+
+    check(post["beta"], reference["fixef"]["estimate"])
+    check(post["sigma"], [reference["sigma"]])
+    check(post["sd_Subject"], reference["varcorr"][0]["sd"])
+    check(
+        post["corr_Subject"].sel(Subject__term="Intercept", Subject__term_="Days"),
+        [reference["varcorr"][0]["corr"][0][1]],
+    )
+    blups = reference["ranef"]["Subject"]["condval"]
+    check(post["re_Subject"].sel(Subject__term="Intercept"), blups["(Intercept)"])
+    check(post["re_Subject"].sel(Subject__term="Days"), blups["Days"])
+
+
+def test_correlation_is_a_model_parameter(sleep_fit):
+    model, idata, _ = sleep_fit
+    corr = idata.posterior["corr_Subject"]
+    assert corr.dims == ("chain", "draw", "Subject__term", "Subject__term_")
+    off = corr.sel(Subject__term="Intercept", Subject__term_="Days")
+    assert float(off.std()) > 0.05  # estimated, not fixed
+    assert "chol_Subject" in model.pymc_model().named_vars  # sampled through the LKJ Cholesky factor
+
+
+def test_arviz_works_on_the_result(sleep_fit, tmp_path):
+    _, idata, _ = sleep_fit
+    assert {"posterior", "sample_stats", "observed_data", "log_likelihood"} <= set(idata.groups())
+    assert idata.log_likelihood["Reaction"].shape == (4, 1000, 180)
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo) and loo.elpd_loo < 0
+    summary = az.summary(idata, var_names=["beta", "sigma", "sd_Subject", "corr_Subject"])
+    assert "Intercept" in " ".join(summary.index)
+    axes = az.plot_trace(idata, var_names=["beta", "sd_Subject"])
+    axes.ravel()[0].figure.savefig(tmp_path / "trace.png")
+    assert (tmp_path / "trace.png").stat().st_size > 10_000
+
+
+def test_json_contract_keys_and_values(sleep_fit):
+    model, idata, _ = sleep_fit
+    out = model.to_dict()
+    assert list(out) == [
+        "formula",
+        "family",
+        "link",
+        "method",
+        "nobs",
+        "ngrps",
+        "fixef",
+        "sigma",
+        "family_params",
+        "varcorr",
+        "logLik",
+        "REMLcrit",
+        "AIC",
+        "BIC",
+        "isSingular",
+        "ranef",
+        "diagnostics",
+        "converged",
+        "messages",
+        "time_s",
+    ]
+    assert out["ngrps"] == {"Subject": 18} and out["nobs"] == 180 and out["method"] == "nuts"
+    assert out["fixef"]["names"] == ["Intercept", "Days"]
+    np.testing.assert_allclose(out["fixef"]["estimate"], idata.posterior["beta"].mean(("chain", "draw")))
+    np.testing.assert_allclose(out["fixef"]["se"], idata.posterior["beta"].std(("chain", "draw"), ddof=1))
+    (vc,) = out["varcorr"]
+    assert vc["group"] == "Subject" and vc["terms"] == ["Intercept", "Days"] and np.shape(vc["corr"]) == (2, 2)
+    ranef = out["ranef"]["Subject"]
+    assert ranef["levels"][0] == "308" and set(ranef["condsd"]) == {"Intercept", "Days"}
+    assert set(out["diagnostics"]) == {"max_rhat", "min_ess_bulk", "min_ess_tail", "divergences"}
+    assert out["logLik"] is None and out["converged"] is True and out["time_s"] > 0
+    json.dumps(out, allow_nan=False)
+    assert "Random effects" in model.summary() and "Fixed effects" in model.summary()
+
+
+def small_model():
+    data = bayesmix.load_dataset("Dyestuff")
+    return bayesmix.Model("Yield ~ 1 + (1 | Batch)", data)
+
+
+@pytest.mark.parametrize("sampler", ["numpyro", "nutpie", "pymc", "blackjax"])
+def test_same_seed_same_draws(sampler):
+    model = small_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = model.sample(draws=50, tune=50, chains=2, random_seed=7, sampler=sampler, progressbar=False)
+        second = model.sample(draws=50, tune=50, chains=2, random_seed=7, sampler=sampler, progressbar=False)
+    assert first.posterior.attrs["bayesmix_sampler"] == sampler
+    assert first.posterior.attrs["bayesmix_seed"] == 7
+    np.testing.assert_array_equal(first.posterior["beta"], second.posterior["beta"])
+    np.testing.assert_array_equal(first.posterior["re_Batch"], second.posterior["re_Batch"])
+    beta = first.posterior["beta"].values
+    assert not np.array_equal(beta[0], beta[1])  # chains are seeded apart
+    assert first.log_likelihood["Yield"].shape == (2, 50, 30)
+
+
+def test_other_seed_other_draws(sleep_fit):
+    model, idata, _ = sleep_fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = bayesmix.Model(model.formula, bayesmix.load_dataset("sleepstudy")).sample(
+            draws=50, tune=50, chains=4, random_seed=1, progressbar=False
+        )
+    assert not np.array_equal(other.posterior["beta"].values[:, :50], idata.posterior["beta"].values[:, :50])
+
+
+def test_sampler_and_argument_errors():
+    model = small_model()
+    with pytest.raises(BayesmixError, match="Unknown sampler 'numpyr'.*Did you mean 'numpyro'"):
+        model.sample(sampler="numpyr")
+    with pytest.raises(BayesmixError, match="draws must be an integer"):
+        model.sample(draws=0)
+    with pytest.raises(BayesmixError, match="random_seed"):
+        model.sample(random_seed="x")
+    with pytest.raises(BayesmixError, match="not been sampled"):
+        model.summary()
+
+
+def test_diagnostic_warnings_are_raised():
+    model = small_model()
+    with pytest.warns(bayesmix.LowESSWarning):
+        model.sample(draws=20, tune=20, chains=2, random_seed=1, progressbar=False)
