@@ -7,16 +7,20 @@ print(m.summary())
 
 from bayesmix._jax import allow_parallel_chains
 
-allow_parallel_chains()
+allow_parallel_chains()  # before anything imports jax
 
+# ruff: noqa: E402
 from bayesmix.datasets import DATASETS, load_dataset
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
+    ConvergenceWarning,
     DivergenceWarning,
     LowESSWarning,
     MissingDataWarning,
+    RankDeficientWarning,
     RhatWarning,
+    SingularFitWarning,
     TreeDepthWarning,
 )
 from bayesmix.families import FAMILY_NAMES
@@ -34,6 +38,9 @@ __all__ = [
     "BayesmixError",
     "BayesmixWarning",
     "DivergenceWarning",
+    "SingularFitWarning",
+    "ConvergenceWarning",
+    "RankDeficientWarning",
     "RhatWarning",
     "LowESSWarning",
     "TreeDepthWarning",

@@ -18,7 +18,7 @@ import warnings
 
 from bayesmix.errors import BayesmixError, did_you_mean
 
-METHODS = ("nuts",)
+METHODS = ("nuts", "reml", "ml")
 
 
 def _categorical(values: list[str] | None) -> dict | None:
@@ -51,7 +51,7 @@ def _fit(args) -> int:
     if args.method not in METHODS:
         raise BayesmixError(
             f"Unknown method '{args.method}'.{did_you_mean(args.method, METHODS)} "
-            f"Methods available in this version: {', '.join(METHODS)}."
+            f"Methods: {', '.join(METHODS)} (laplace for GLMMs is not in this version)."
         )
     start = time.perf_counter()
     model = Model(
@@ -63,18 +63,23 @@ def _fit(args) -> int:
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.sample(
-            draws=args.draws,
-            tune=args.tune,
-            chains=args.chains,
-            random_seed=args.seed,
-            sampler=args.sampler,
-            progressbar=not args.quiet,
-        )
-    result = model.to_dict(time_s=round(time.perf_counter() - start, 3))
+        if args.method == "nuts":
+            model.sample(
+                draws=args.draws,
+                tune=args.tune,
+                chains=args.chains,
+                random_seed=args.seed,
+                sampler=args.sampler,
+                progressbar=not args.quiet,
+            )
+            result, summary = model.to_dict(), model.summary()
+        else:
+            fit = model.fit(method=args.method)
+            result, summary = fit.to_dict(), fit.summary()
+    result["time_s"] = round(time.perf_counter() - start, 3)
     noted = {str(w.message) for w in caught if issubclass(w.category, UserWarning)}
     result["messages"] = result["messages"] + sorted(noted - set(result["messages"]))
-    print(model.summary())
+    print(summary)
     if args.json:
         text = json.dumps(result, indent=1, allow_nan=False)
         if args.json == "-":
@@ -108,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--formula", required=True, help="lme4 formula, e.g. 'y ~ x + (x | g)'")
     fit.add_argument("--family", default="gaussian")
     fit.add_argument("--link", default=None)
-    fit.add_argument("--method", default="nuts", help="nuts")
+    fit.add_argument("--method", default="nuts", help="nuts, reml or ml")
     fit.add_argument(
         "--categorical",
         action="append",

@@ -216,7 +216,8 @@ def _check_finite(frame: pd.DataFrame) -> None:
             n_inf = int(np.isinf(column.to_numpy(dtype=float)).sum())
             if n_inf:
                 raise BayesmixError(
-                    f"Column '{name}' has {n_inf} infinite values. Replace them (or set them to NaN to drop those rows)."
+                    f"Column '{name}' has {n_inf} infinite values. "
+                    "Replace them (or set them to NaN to drop those rows)."
                 )
 
 

@@ -48,3 +48,15 @@ def caret(text: str, position: int) -> str:
     """Two lines: ``text`` and a caret under character ``position`` (0-based)."""
     position = max(0, min(position, len(text)))
     return f"    {text}\n    {' ' * position}^"
+
+
+class SingularFitWarning(BayesmixWarning):
+    """A variance component is estimated at the boundary (an SD at 0 or a correlation at +-1)."""
+
+
+class ConvergenceWarning(BayesmixWarning):
+    """The optimiser of an ML/REML/Laplace fit did not converge."""
+
+
+class RankDeficientWarning(BayesmixWarning):
+    """Columns of the fixed-effects matrix are linear combinations of others; they were dropped."""

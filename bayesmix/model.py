@@ -13,12 +13,16 @@ import pymc as pm
 
 from bayesmix.build import build_model
 from bayesmix.design import Design, build_design
-from bayesmix.errors import BayesmixError
+from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.exact.lmm import fit_lmm
 from bayesmix.families import Family, get_family
 from bayesmix.formula import parse_formula
+from bayesmix.mixedfit import MixedFit, from_lmm
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
 from bayesmix.sampling import diagnose, run_nuts, warn_diagnostics
+
+FIT_METHODS = ("reml", "ml")
 
 
 class Model:
@@ -93,6 +97,35 @@ class Model:
         self.idata = idata
         warn_diagnostics(diagnose(idata))
         return idata
+
+    def fit(self, method: str = "reml") -> MixedFit:
+        """Exact frequentist fit, lme4-comparable: ``"reml"`` or ``"ml"`` (profiled deviance).
+
+        The random effects are integrated out exactly; beta and sigma are profiled out, theta is
+        optimised with its diagonal bounded at 0. Returns a :class:`bayesmix.mixedfit.MixedFit`.
+        """
+        method = self._check_method(method)
+        start = time.perf_counter()
+        result = fit_lmm(self.design, reml=method == "reml")
+        return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start)
+
+    def _check_method(self, method) -> str:
+        key = str(method).lower()
+        if key not in FIT_METHODS:
+            raise BayesmixError(
+                f"Unknown method '{method}'.{did_you_mean(key, FIT_METHODS)} "
+                f"Methods of fit(): {', '.join(FIT_METHODS)}; "
+                "for NUTS use sample()."
+            )
+        gaussian = self.family.name == "gaussian" and self.family.link.name == "identity"
+        if not gaussian:
+            raise BayesmixError(
+                f"method='{key}' needs a gaussian family with identity link; this model is {self.family.name} "
+                f"({self.family.link.name} link). Use sample() for NUTS; Laplace fits of GLMMs are not in this version."
+            )
+        if not self.design.blocks:
+            raise BayesmixError("fit() needs at least one random-effect term such as (1 | g) in the formula.")
+        return key
 
     def _require(self, idata):
         idata = self.idata if idata is None else idata

@@ -66,8 +66,7 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
         fixef["rhat"] = summary["r_hat"].to_numpy()
         fixef["ess_bulk"] = summary["ess_bulk"].to_numpy()
         fixef["ess_tail"] = summary["ess_tail"].to_numpy()
-    varcorr = []
-    ranef_parts: dict[str, list[pd.DataFrame]] = {}
+    varcorr, modes, sds = [], [], []
     for block in design.blocks:
         sd = _flat(post, f"sd_{block.label}")
         corr = _flat(post, f"corr_{block.label}").mean(0) if block.n_terms > 1 else np.ones((1, 1))
@@ -81,17 +80,16 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
             }
         )
         effects = _flat(post, f"re_{block.label}")  # (S, M, k)
-        index = pd.MultiIndex.from_product([block.levels, block.terms], names=["level", "term"])
-        ranef_parts.setdefault(block.group, []).append(
-            pd.DataFrame({"condval": effects.mean(0).ravel(), "condsd": effects.std(0, ddof=1).ravel()}, index=index)
-        )
-    ranef = {group: pd.concat(parts) for group, parts in ranef_parts.items()}
+        modes.append(effects.mean(0))
+        sds.append(effects.std(0, ddof=1))
+    ranef = ranef_frames(design, modes, sds)
     sigma = float(_flat(post, "sigma").mean()) if "sigma" in family.params else None
     family_params = {p: float(_flat(post, p).mean()) for p in family.params if p != "sigma"}
     return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics)
 
 
-def _ranef_dict(frame: pd.DataFrame) -> dict:
+def ranef_to_dict(frame: pd.DataFrame) -> dict:
+    """A (level, term)-indexed frame of condval/condsd -> the contract's per-group dict."""
     levels = list(dict.fromkeys(frame.index.get_level_values("level")))
     terms = list(dict.fromkeys(frame.index.get_level_values("term")))
     out = {"levels": levels, "terms": terms, "condval": {}, "condsd": {}}
@@ -100,6 +98,20 @@ def _ranef_dict(frame: pd.DataFrame) -> dict:
         out["condval"][term] = part["condval"].tolist()
         out["condsd"][term] = part["condsd"].tolist()
     return out
+
+
+def ranef_frames(design: Design, modes: list[np.ndarray], sds: list[np.ndarray]) -> dict[str, pd.DataFrame]:
+    """Per grouping factor, a (level, term) frame with condval and condsd (blocks of a group merged).
+
+    ``modes``/``sds`` are (M, k) arrays in the design's block order.
+    """
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for block, mode, sd in zip(design.blocks, modes, sds):
+        index = pd.MultiIndex.from_product([block.levels, block.terms], names=["level", "term"])
+        parts.setdefault(block.group, []).append(
+            pd.DataFrame({"condval": mode.ravel(), "condsd": sd.ravel()}, index=index)
+        )
+    return {group: pd.concat(frames) for group, frames in parts.items()}
 
 
 def _number(value):
@@ -137,7 +149,7 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         "AIC": None,
         "BIC": None,
         "isSingular": None,
-        "ranef": {group: _ranef_dict(frame) for group, frame in summary.ranef.items()},
+        "ranef": {group: ranef_to_dict(frame) for group, frame in summary.ranef.items()},
         "diagnostics": {
             "max_rhat": _number(d.max_rhat),
             "min_ess_bulk": _number(d.min_ess_bulk),
@@ -150,7 +162,7 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
     }
 
 
-def _table(rows: list[list[str]], align_left: int = 2) -> list[str]:
+def format_table(rows: list[list[str]], align_left: int = 2) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
@@ -179,7 +191,7 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
             rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j]:.4g}", corr])
     if summary.sigma is not None:
         rows.append(["Residual", "", f"{summary.sigma:.4g}", ""])
-    lines += _table(rows)
+    lines += format_table(rows)
     groups = ", ".join(f"{g}, {n}" for g, n in design.ngrps.items())
     lines.append(f"Number of obs: {design.nobs}{'; groups:  ' + groups if groups else ''}")
     if summary.family_params:
@@ -200,7 +212,7 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
                     f"{r.ess_tail:.0f}",
                 ]
             )
-        lines += _table(rows, align_left=1)
+        lines += format_table(rows, align_left=1)
     lines += [
         "",
         f"Diagnostics: max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "

@@ -130,6 +130,30 @@ def test_user_errors_exit_2_with_the_message(orthodont_csv, capsys, args, fragme
     assert fragment in capsys.readouterr().err
 
 
+def test_reml_from_cli(tmp_path):
+    path = tmp_path / "sleep.csv"
+    bayesmix.load_dataset("sleepstudy").to_csv(path, index=False)
+    out = tmp_path / "fit.json"
+    code = main(
+        [
+            "fit",
+            "--data",
+            str(path),
+            "--formula",
+            "Reaction ~ Days + (Days | Subject)",
+            "--method",
+            "reml",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert list(result) == CONTRACT
+    assert result["method"] == "reml" and result["REMLcrit"] == pytest.approx(1743.628271959952, rel=1e-9)
+    assert result["fixef"]["estimate"] == pytest.approx([251.40510484848497, 10.467285959595987], rel=1e-9)
+
+
 def test_missing_file(capsys):
     assert main(["fit", "--data", "no/such.csv", "--formula", "y ~ 1 + (1 | g)"]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -1,0 +1,292 @@
+"""Exact ML / REML for linear mixed models: lme4's profiled deviance (Bates et al. 2015).
+
+Pipeline (MixedModels.jl's): blocks -> cross-products of [Z X y], once -> for each theta:
+Lambda_theta -> blocked Cholesky -> profiled objective -> optimiser.
+
+Model: y = X beta + Z b + e, b = Lambda_theta u, u ~ N(0, sigma^2 I), e ~ N(0, sigma^2 I).
+With L the lower Cholesky factor of the augmented cross-product matrix
+
+    [Lambda'Z'Z Lambda + I   Lambda'Z'X   Lambda'Z'y]
+    [X'Z Lambda              X'X          X'y       ]
+    [y'Z Lambda              y'X          y'y       ]
+
+ldL2 = log|L_Z|^2, ldRX2 = log|L_X|^2 and pwrss = L[y, y]^2 (the penalised residual sum of
+squares), the profiled objectives are
+
+    ML:   ldL2 + n (1 + log(2 pi pwrss / n))
+    REML: ldL2 + ldRX2 + (n - p) (1 + log(2 pi pwrss / (n - p)))
+
+Blocking: random-effect blocks are ordered as lme4 orders them (decreasing number of levels). The
+first block's Z1'Z1 is block-diagonal (each row belongs to one level), so its part of L is M1 small
+k1 x k1 Choleskys; everything else ("the rest": the other blocks, X and y, r columns) is a dense
+r x r Schur complement. The data enter only through cross-products computed once, so an objective
+evaluation costs the same for any number of rows. For InstEval-shaped crossed designs the r x q1
+coupling matrix is sparse and stays sparse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import solve_triangular
+
+from bayesmix.design import Block, Design
+from bayesmix.exact.fixed import drop_aliased
+from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+def lme4_order(blocks: tuple[Block, ...]) -> list[int]:
+    """Block indices in lme4's order: decreasing number of levels, ties in formula order."""
+    return sorted(range(len(blocks)), key=lambda i: -blocks[i].n_levels)
+
+
+def block_z(block: Block) -> sp.csc_matrix:
+    """The sparse n x (M k) model matrix of one block, level-major (level m's k columns together)."""
+    n, k = block.Zt.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = (block.codes[:, None] * k + np.arange(k)[None, :]).ravel()
+    return sp.csc_matrix((block.Zt.ravel(), (rows, cols)), shape=(n, block.n_levels * k))
+
+
+def _block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:
+    """A sparse block-diagonal matrix from (M, k, k) blocks."""
+    m, k, _ = blocks.shape
+    return sp.bsr_matrix((blocks, np.arange(m), np.arange(m + 1)), shape=(m * k, m * k))
+
+
+@dataclass(frozen=True)
+class ThetaLayout:
+    """Where each block's theta lives: block sizes in lme4 order; theta is each block's lower
+    triangle, column-major (lme4's order: for (1 + x | g): T11, T21, T22)."""
+
+    sizes: tuple[int, ...]
+
+    @property
+    def n_theta(self) -> int:
+        return sum(k * (k + 1) // 2 for k in self.sizes)
+
+    def _indices(self, k):
+        return [(i, j) for j in range(k) for i in range(j, k)]
+
+    def factors(self, theta: np.ndarray) -> list[np.ndarray]:
+        """theta -> the lower-triangular k x k relative covariance factor T of each block."""
+        out, start = [], 0
+        for k in self.sizes:
+            T = np.zeros((k, k))
+            for value, (i, j) in zip(theta[start:], self._indices(k)):
+                T[i, j] = value
+            out.append(T)
+            start += k * (k + 1) // 2
+        return out
+
+    def theta(self, factors: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([[T[i, j] for i, j in self._indices(T.shape[0])] for T in factors])
+
+    def is_diagonal(self) -> np.ndarray:
+        """Which theta entries are diagonal elements of T (bounded below at 0)."""
+        return np.concatenate([[i == j for i, j in self._indices(k)] for k in self.sizes]).astype(bool)
+
+    def start(self) -> np.ndarray:
+        """lme4's starting point: T = identity."""
+        return self.is_diagonal().astype(float)
+
+
+@dataclass(frozen=True)
+class CrossProducts:
+    """Everything the objective needs from the data, computed once.
+
+    D: (M1, k1, k1) per-level Z1'Z1 of the first block.
+    RZ1: sparse (r, q1) R'Z1 with R = [Z_2 ... Z_B, X, y] (r = q2 + p + 1 columns).
+    RR: dense (r, r) R'R.
+    rest_blocks: (M, k) of blocks 2..B in lme4 order.
+    """
+
+    order: tuple[int, ...]
+    layout: ThetaLayout
+    D: np.ndarray
+    RZ1: sp.csr_matrix
+    RR: np.ndarray
+    rest_blocks: tuple[tuple[int, int], ...]
+    n: int
+    p: int
+
+    @property
+    def q1(self) -> int:
+        return self.D.shape[0] * self.D.shape[1]
+
+    @property
+    def q2(self) -> int:
+        return sum(m * k for m, k in self.rest_blocks)
+
+
+def cross_products(design: Design, X: np.ndarray | None = None) -> CrossProducts:
+    """The cross-products of [Z X y] (``X`` overrides the design's, e.g. without aliased columns)."""
+    X = design.X if X is None else X
+    order = lme4_order(design.blocks)
+    blocks = [design.blocks[i] for i in order]
+    first = blocks[0]
+    k1 = first.n_terms
+    D = np.zeros((first.n_levels, k1, k1))
+    for j in range(k1):
+        for i in range(j, k1):
+            D[:, i, j] = D[:, j, i] = np.bincount(
+                first.codes, weights=first.Zt[:, i] * first.Zt[:, j], minlength=first.n_levels
+            )
+    R = sp.hstack([block_z(b) for b in blocks[1:]] + [sp.csc_matrix(X), sp.csc_matrix(design.y[:, None])]).tocsc()
+    return CrossProducts(
+        order=tuple(order),
+        layout=ThetaLayout(tuple(b.n_terms for b in blocks)),
+        D=D,
+        RZ1=(R.T @ block_z(first)).tocsr(),
+        RR=(R.T @ R).toarray(),
+        rest_blocks=tuple((b.n_levels, b.n_terms) for b in blocks[1:]),
+        n=design.nobs,
+        p=X.shape[1],
+    )
+
+
+@dataclass(frozen=True)
+class Factorization:
+    """L at one theta: L11 (M1, k1, k1) block-diagonal; L_R1 (r, q1) sparse; L_RR (r, r) dense lower."""
+
+    factors: list[np.ndarray]
+    L11: np.ndarray
+    L11_inverse: np.ndarray
+    L_R1: sp.csr_matrix
+    L_RR: np.ndarray
+    ldL2: float
+    ldRX2: float
+    pwrss: float
+
+
+def _lambda_rest(cp: CrossProducts, factors: list[np.ndarray]) -> sp.csr_matrix:
+    parts = [sp.kron(sp.identity(m), T) for (m, _), T in zip(cp.rest_blocks, factors[1:])]
+    return sp.block_diag(parts + [sp.identity(cp.p + 1)], format="csr")
+
+
+def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization:
+    """The blocked Cholesky factor of the augmented matrix at ``theta``.
+
+    Raises numpy.linalg.LinAlgError when X is rank deficient (the caller drops aliased columns first).
+    """
+    factors = cp.layout.factors(np.asarray(theta, dtype=float))
+    T1 = factors[0]
+    m1, k1 = cp.D.shape[:2]
+    A11 = T1.T[None] @ cp.D @ T1[None] + np.eye(k1)[None]
+    L11 = np.linalg.cholesky(A11)
+    L11_inverse = np.linalg.inv(L11)
+    lam_rest = _lambda_rest(cp, factors)
+    lam1 = _block_diagonal(np.broadcast_to(T1, (m1, k1, k1)).copy())
+    L_R1 = (lam_rest.T @ cp.RZ1 @ lam1 @ _block_diagonal(L11_inverse.transpose(0, 2, 1).copy())).tocsr()
+    S = (lam_rest.T @ (lam_rest.T @ cp.RR).T).T
+    S[np.diag_indices(cp.q2)] += 1.0
+    S -= (L_R1 @ L_R1.T).toarray()
+    L_RR = np.linalg.cholesky(S)
+    diag = np.log(np.diagonal(L_RR))
+    return Factorization(
+        factors=factors,
+        L11=L11,
+        L11_inverse=L11_inverse,
+        L_R1=L_R1,
+        L_RR=L_RR,
+        ldL2=2.0 * (np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + diag[: cp.q2].sum()),
+        ldRX2=2.0 * diag[cp.q2 : cp.q2 + cp.p].sum(),
+        pwrss=float(L_RR[-1, -1] ** 2),
+    )
+
+
+def profiled_deviance(f: Factorization, n: int, p: int, reml: bool) -> float:
+    """-2 log-likelihood (ML) or the REML criterion, with beta and sigma profiled out."""
+    if reml:
+        dof = n - p
+        return f.ldL2 + f.ldRX2 + dof * (1.0 + LOG_2PI + np.log(f.pwrss / dof))
+    return f.ldL2 + n * (1.0 + LOG_2PI + np.log(f.pwrss / n))
+
+
+def objective(cp: CrossProducts, theta: np.ndarray, reml: bool) -> float:
+    return profiled_deviance(factorize(cp, theta), cp.n, cp.p, reml)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Estimates at theta: beta (p,), sigma, vcov (p, p), and per block in lme4 order the
+    conditional modes b (M, k) and their conditional SDs (M, k)."""
+
+    beta: np.ndarray
+    sigma: float
+    vcov: np.ndarray
+    modes: list[np.ndarray]
+    mode_sds: list[np.ndarray]
+
+
+def solve(cp: CrossProducts, f: Factorization, reml: bool) -> Solution:
+    q2, p = cp.q2, cp.p
+    m1, k1 = cp.D.shape[:2]
+    L_RR, L_R1 = f.L_RR, f.L_R1
+    L_X = L_RR[q2 : q2 + p, q2 : q2 + p]
+    beta = solve_triangular(L_X.T, L_RR[-1, q2 : q2 + p], lower=False) if p else np.zeros(0)
+    dense_R1 = L_R1.toarray()
+    c1 = dense_R1[-1] - beta @ dense_R1[q2 : q2 + p]
+    c2 = L_RR[-1, :q2] - beta @ L_RR[q2 : q2 + p, :q2]
+    L22 = L_RR[:q2, :q2]
+    u2 = solve_triangular(L22.T, c2, lower=False) if q2 else np.zeros(0)
+    v = (c1 - dense_R1[:q2].T @ u2).reshape(m1, k1)
+    u1 = np.einsum("mji,mj->mi", f.L11_inverse, v)  # L11^{-T} v, level by level
+    sigma2 = f.pwrss / (cp.n - p if reml else cp.n)
+    vcov = sigma2 * np.linalg.inv(L_X @ L_X.T) if p else np.zeros((0, 0))
+
+    # Conditional covariance of u: sigma^2 (L_Z L_Z')^{-1}; its diagonal blocks level by level.
+    W = dense_R1[:q2] @ sp.block_diag(list(f.L11_inverse)).toarray() if q2 else np.zeros((0, m1 * k1))
+    W = solve_triangular(L22, W, lower=True) if q2 else W
+    Wm = W.reshape(q2, m1, k1)
+    cov_u1 = np.einsum("mji,mjl->mil", f.L11_inverse, f.L11_inverse) + np.einsum("qmi,qml->mil", Wm, Wm)
+    blocks_u, blocks_cov = [u1], [cov_u1]
+    if q2:
+        L22_inverse = solve_triangular(L22, np.eye(q2), lower=True)
+        start = 0
+        for m, k in cp.rest_blocks:
+            cols = L22_inverse[:, start : start + m * k].reshape(q2, m, k)
+            blocks_u.append(u2[start : start + m * k].reshape(m, k))
+            blocks_cov.append(np.einsum("qmi,qml->mil", cols, cols))
+            start += m * k
+    modes, sds = [], []
+    for T, u, cov in zip(f.factors, blocks_u, blocks_cov):
+        modes.append(u @ T.T)
+        sds.append(np.sqrt(sigma2 * np.einsum("ij,mjl,il->mi", T, cov, T)))
+    return Solution(beta=beta, sigma=float(np.sqrt(sigma2)), vcov=vcov, modes=modes, mode_sds=sds)
+
+
+@dataclass(frozen=True)
+class LmmResult:
+    """A finished ML/REML fit: the data's cross-products, the factor and estimates at the optimum."""
+
+    reml: bool
+    cross: CrossProducts
+    factorization: Factorization
+    solution: Solution
+    optimizer: OptimizerSummary
+    fixed_names: tuple[str, ...]
+    dropped: tuple[str, ...]
+
+    @property
+    def criterion(self) -> float:
+        return profiled_deviance(self.factorization, self.cross.n, self.cross.p, self.reml)
+
+    @property
+    def ml_deviance(self) -> float:
+        """The ML deviance at this theta (lme4's ``deviance(fit, REML = FALSE)`` for a REML fit)."""
+        return profiled_deviance(self.factorization, self.cross.n, self.cross.p, reml=False)
+
+
+def fit_lmm(design: Design, reml: bool) -> LmmResult:
+    """Optimise the profiled deviance (ML) or REML criterion over theta."""
+    X, kept, dropped = drop_aliased(design.X, design.fixed_names)
+    cp = cross_products(design, X)
+    lower = np.where(cp.layout.is_diagonal(), 0.0, -np.inf)
+    summary = minimize_bounded(lambda theta: objective(cp, theta, reml), cp.layout.start(), lower)
+    f = factorize(cp, summary.x)
+    return LmmResult(reml, cp, f, solve(cp, f, reml), summary, kept, dropped)

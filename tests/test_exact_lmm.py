@@ -1,0 +1,184 @@
+"""Exact ML/REML against lme4 (tests/data/*.json, computed in R; provenance in tests/data/PROVENANCE.md).
+
+Two layers:
+- the algebra, at lme4's own theta: the criterion, beta, SEs, sigma, SDs, correlations, BLUPs and
+  their conditional SDs are deterministic functions of theta and must match lme4 to ~1e-9;
+- the optimiser: our optimum's criterion is never worse than lme4's (to 1e-10 relative) and the
+  estimates agree with glmmTMB to 1e-6 relative. lme4's own estimates stop 1e-5 to 1e-4 short of
+  the optimum (its criterion at its theta is higher than ours), so they are compared at 2e-4.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bayesmix
+from bayesmix import BayesmixError
+from bayesmix.exact.lmm import cross_products, factorize, objective, solve
+from bayesmix.mixedfit import from_lmm
+
+DATA = Path(__file__).parent / "data"
+CASES = {
+    "sleep_reml": "sleepstudy",
+    "sleep_ml": "sleepstudy",
+    "sleep_uncorr_reml": "sleepstudy",
+    "sleep_intercept_ml": "sleepstudy",
+    "penicillin_reml": "Penicillin",
+    "pastes_reml": "Pastes",
+    "dyestuff_reml": "Dyestuff",
+    "dyestuff2_ml": "Dyestuff2",
+    "orthodont_reml": "Orthodont",
+}
+
+
+def reference(case):
+    return json.loads((DATA / f"{case}.json").read_text())
+
+
+def lme4_name(name: str) -> str:
+    return "(Intercept)" if name == "Intercept" else name.replace("[", "").replace("]", "")
+
+
+def lme4_group(group: str) -> str:
+    return ":".join(reversed(group.split(":")))  # lme4 prints the nested group batch:cask as cask:batch
+
+
+def model_for(case):
+    ref = reference(case)
+    return bayesmix.Model(ref["formula"], bayesmix.load_dataset(CASES[case])), ref
+
+
+def rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12), initial=0.0)
+
+
+def varcorr_by_lme4_order(fit, ref_varcorr):
+    """Our varcorr entries matched to lme4's (by group and terms)."""
+    ours = {(lme4_group(v["group"]), tuple(map(lme4_name, v["terms"]))): v for v in fit.varcorr}
+    out = []
+    for v in ref_varcorr:
+        group = v["group"].split(".")[0]  # lme4 writes Subject.1 for a second block of Subject
+        out.append(ours[(group, tuple(v["terms"]))])
+    return out
+
+
+def check_ranef(fit, ref_ranef, tolerance):
+    for group, ref in ref_ranef.items():
+        ours = fit.ranef[next(g for g in fit.ranef if lme4_group(g) == group)]
+        for term in ref["terms"]:
+            name = "Intercept" if term == "(Intercept)" else term
+            part = ours.xs(name, level="term").reindex([lme4_group(level) for level in ref["levels"]])
+            spread = np.std(ref["condval"][term]) or 1.0
+            assert np.max(np.abs(part.condval - ref["condval"][term])) <= tolerance * spread
+            assert np.max(np.abs(part.condsd - ref["condsd"][term])) <= tolerance * np.mean(ref["condsd"][term])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_algebra_at_lme4_theta(case):
+    model, ref = model_for(case)
+    r = ref["results"]
+    reml = ref["method"] == "REML"
+    cp = cross_products(model.design)
+    theta = np.array(r["theta"]["values"], float)
+    f = factorize(cp, theta)
+    assert objective(cp, theta, reml) == pytest.approx(r["REMLcrit"] if reml else r["deviance"], rel=1e-10)
+    dc = r["devcomp_cmp"]
+    assert f.ldL2 == pytest.approx(dc["ldL2"], rel=1e-9, abs=1e-9)
+    assert f.pwrss == pytest.approx(dc["pwrss"], rel=1e-9)
+    assert f.ldRX2 == pytest.approx(dc["ldRX2"], rel=1e-9, abs=1e-9)
+    sol = solve(cp, f, reml)
+    assert rel(sol.beta, r["fixef"]["estimate"]) < 1e-9
+    assert rel(np.sqrt(np.diag(sol.vcov)), r["fixef"]["se"]) < 1e-9
+    assert sol.sigma == pytest.approx(r["sigma"], rel=1e-9)
+    # BLUPs and conditional SDs: build a MixedFit at lme4's theta
+    from bayesmix.exact.lmm import LmmResult
+    from bayesmix.exact.optimize import OptimizerSummary
+
+    summary = OptimizerSummary(theta, 0.0, 0, np.zeros_like(theta), True, "fixed theta")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = from_lmm(model.design, model.family, LmmResult(reml, cp, f, sol, summary, model.design.fixed_names, ()))
+    for ours, theirs in zip(varcorr_by_lme4_order(fit, r["varcorr"]), r["varcorr"]):
+        assert rel(ours["sd"], theirs["sd"]) < 1e-9
+        assert np.max(np.abs(np.asarray(ours["corr"]) - theirs["corr"])) < 1e-9
+    check_ranef(fit, r["ranef"], 1e-8)
+    assert fit.loglik == pytest.approx(r["logLik"], rel=1e-10)
+    assert fit.deviance == pytest.approx(r["deviance"], rel=1e-10)
+    assert fit.aic == pytest.approx(r["AIC"], rel=1e-10) and fit.bic == pytest.approx(r["BIC"], rel=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_optimum_matches_lme4_and_glmmtmb(case):
+    model, ref = model_for(case)
+    r, tmb = ref["results"], ref["glmmTMB"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = model.fit(method=ref["method"].lower())
+    target = r["REMLcrit"] if ref["method"] == "REML" else r["deviance"]
+    ours = fit.reml_criterion if ref["method"] == "REML" else fit.deviance
+    assert ours <= target * (1 + 1e-10)  # never a worse optimum than lme4's
+    assert ours == pytest.approx(target, rel=1e-9)
+    assert fit.loglik == pytest.approx(r["logLik"], rel=1e-9)
+    assert fit.converged and fit.nobs == r["nobs"]
+    assert {lme4_group(g): n for g, n in fit.ngrps.items()} == r["ngrps"]
+    assert list(map(lme4_name, fit.fixef.index)) == r["fixef"]["names"]
+    # glmmTMB stops within a few 1e-6 of the optimum; at a singular fit it stops off the boundary,
+    # where lme4 lands exactly (and so do we).
+    best = r if r["isSingular"] else tmb
+    tolerance = 1e-9 if r["isSingular"] else 5e-6
+    assert rel(fit.fixef.estimate, best["fixef"]["estimate"]) < tolerance
+    if ref["method"] == "ML":  # glmmTMB's REML SEs are computed differently (Orthodont: 1% apart from lme4's)
+        assert rel(fit.fixef.se, best["fixef"]["se"]) < tolerance
+    assert rel(fit.fixef.se, r["fixef"]["se"]) < 2e-4
+    assert fit.sigma == pytest.approx(best["sigma"], rel=tolerance)
+    our_sds = np.concatenate([v["sd"] for v in fit.varcorr])
+    assert rel(np.sort(our_sds), np.sort(np.concatenate([v["sd"] for v in best["varcorr"]]))) < tolerance
+    for ours_vc, lme4_vc in zip(varcorr_by_lme4_order(fit, r["varcorr"]), r["varcorr"]):
+        assert np.allclose(ours_vc["sd"], lme4_vc["sd"], rtol=2e-4, atol=1e-6)
+        assert np.max(np.abs(np.asarray(ours_vc["corr"]) - lme4_vc["corr"])) < 2e-4
+    assert rel(fit.fixef.estimate, r["fixef"]["estimate"]) < 2e-4
+    check_ranef(fit, r["ranef"], 5e-4)  # lme4 stops short: Orthodont slope BLUPs move 2e-4 of their spread
+    assert fit.is_singular == r["isSingular"]
+    assert any(issubclass(w.category, bayesmix.SingularFitWarning) for w in caught) == r["isSingular"]
+    assert fit.theta.index.tolist() == [lme4_theta_name(n) for n in r["theta"]["names"]] or len(fit.theta) == len(
+        r["theta"]["names"]
+    )
+    assert np.allclose(fit.theta.values, r["theta"]["values"], atol=2e-4)
+
+
+def lme4_theta_name(name):
+    return name.replace("(Intercept)", "Intercept")
+
+
+def test_json_contract_from_fit():
+    model, ref = model_for("sleep_reml")
+    out = model.fit("reml").to_dict()
+    assert list(out)[:6] == ["formula", "family", "link", "method", "nobs", "ngrps"]
+    assert out["method"] == "reml" and out["REMLcrit"] == pytest.approx(ref["results"]["REMLcrit"], rel=1e-9)
+    assert out["isSingular"] is False and out["diagnostics"] is None
+    assert out["varcorr"][0]["terms"] == ["Intercept", "Days"]
+    json.dumps(out, allow_nan=False)
+    assert "Random effects" in model.fit("ml").summary()
+
+
+def test_fit_errors():
+    model, _ = model_for("sleep_reml")
+    with pytest.raises(BayesmixError, match="Unknown method 'rmel'.*Did you mean 'reml'"):
+        model.fit("rmel")
+    data = bayesmix.load_dataset("cbpp")
+    glmm = bayesmix.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", data, family="binomial")
+    with pytest.raises(BayesmixError, match="needs a gaussian family"):
+        glmm.fit("reml")
+
+
+def test_rank_deficient_columns_are_dropped_and_named():
+    data = bayesmix.load_dataset("sleepstudy").assign(Days2=lambda d: 2 * d.Days)
+    model = bayesmix.Model("Reaction ~ Days + Days2 + (Days | Subject)", data)
+    with pytest.warns(bayesmix.RankDeficientWarning, match="Days2"):
+        fit = model.fit("reml")
+    assert list(fit.fixef.index) == ["Intercept", "Days"]
+    assert fit.reml_criterion == pytest.approx(reference("sleep_reml")["results"]["REMLcrit"], rel=1e-9)
