@@ -4,8 +4,10 @@ Two layers:
 - the algebra, at lme4's own theta: the criterion, beta, SEs, sigma, SDs, correlations, BLUPs and
   their conditional SDs are deterministic functions of theta and must match lme4 to ~1e-9;
 - the optimiser: our optimum's criterion is never worse than lme4's (to 1e-10 relative) and the
-  estimates agree with glmmTMB to 1e-6 relative. lme4's own estimates stop 1e-5 to 1e-4 short of
+  estimates agree with glmmTMB to 1e-5 relative. lme4's own estimates stop 1e-5 to 1e-4 short of
   the optimum (its criterion at its theta is higher than ours), so they are compared at 2e-4.
+  Estimates are defined only to ~1e-5 by a criterion flat to its rounding noise (see
+  bayesmix/exact/optimize.py); the criterion and logLik are compared at 1e-9.
 """
 
 import json
@@ -126,10 +128,11 @@ def test_optimum_matches_lme4_and_glmmtmb(case):
     assert fit.converged and fit.nobs == r["nobs"]
     assert {lme4_group(g): n for g, n in fit.ngrps.items()} == r["ngrps"]
     assert list(map(lme4_name, fit.fixef.index)) == r["fixef"]["names"]
-    # glmmTMB stops within a few 1e-6 of the optimum; at a singular fit it stops off the boundary,
-    # where lme4 lands exactly (and so do we).
+    # The criterion is flat to its rounding noise (~1e-10) over theta moves of ~1e-5 (Pastes), so
+    # every optimiser's estimates are defined to ~1e-5: glmmTMB and we agree to that. At a singular
+    # fit glmmTMB stops off the boundary, where lme4 lands exactly (and so do we).
     best = r if r["isSingular"] else tmb
-    tolerance = 1e-9 if r["isSingular"] else 5e-6
+    tolerance = 1e-9 if r["isSingular"] else 1e-5
     assert rel(fit.fixef.estimate, best["fixef"]["estimate"]) < tolerance
     if ref["method"] == "ML":  # glmmTMB's REML SEs are computed differently (Orthodont: 1% apart from lme4's)
         assert rel(fit.fixef.se, best["fixef"]["se"]) < tolerance

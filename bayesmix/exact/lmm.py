@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import solve_triangular
+from scipy.linalg import cholesky, solve_triangular
 
 from bayesmix.design import Block, Design
 from bayesmix.exact.fixed import drop_aliased
@@ -102,6 +102,9 @@ class CrossProducts:
     D: (M1, k1, k1) per-level Z1'Z1 of the first block.
     RZ1: sparse (r, q1) R'Z1 with R = [Z_2 ... Z_B, X, y] (r = q2 + p + 1 columns).
     RR: dense (r, r) R'R.
+    pairs: sparse (r*r, M1*k1*k1) with entry ((i, j), (m, a, b)) = RZ1[i, (m, a)] RZ1[j, (m, b)]
+        for i <= j, so that the upper triangle of RZ1 blockdiag(W_m) RZ1' is one sparse
+        matrix-vector product per theta.
     rest_blocks: (M, k) of blocks 2..B in lme4 order.
     """
 
@@ -110,6 +113,7 @@ class CrossProducts:
     D: np.ndarray
     RZ1: sp.csr_matrix
     RR: np.ndarray
+    pairs: sp.csr_matrix
     rest_blocks: tuple[tuple[int, int], ...]
     n: int
     p: int
@@ -137,26 +141,60 @@ def cross_products(design: Design, X: np.ndarray | None = None) -> CrossProducts
                 first.codes, weights=first.Zt[:, i] * first.Zt[:, j], minlength=first.n_levels
             )
     R = sp.hstack([block_z(b) for b in blocks[1:]] + [sp.csc_matrix(X), sp.csc_matrix(design.y[:, None])]).tocsc()
+    RZ1 = (R.T @ block_z(first)).tocsc()
     return CrossProducts(
         order=tuple(order),
         layout=ThetaLayout(tuple(b.n_terms for b in blocks)),
         D=D,
-        RZ1=(R.T @ block_z(first)).tocsr(),
+        RZ1=RZ1.tocsr(),
         RR=(R.T @ R).toarray(),
+        pairs=_level_pairs(RZ1, k1),
         rest_blocks=tuple((b.n_levels, b.n_terms) for b in blocks[1:]),
         n=design.nobs,
         p=X.shape[1],
     )
 
 
+def _level_pairs(RZ1: sp.csc_matrix, k1: int):
+    """All products of two nonzeros of RZ1 in the same level's k1 columns (see CrossProducts.pairs)."""
+    r = RZ1.shape[0]
+    coo = RZ1.tocoo()
+    level, term = np.divmod(coo.col, k1)
+    order = np.argsort(level, kind="stable")
+    rows, level, term, values = coo.row[order], level[order], term[order], coo.data[order]
+    counts = np.bincount(level, minlength=RZ1.shape[1] // k1)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    # for each level with c nonzeros, the c x c index pairs, offset to that level's entries
+    first = np.repeat(np.arange(len(rows)), np.repeat(counts, counts))
+    within = np.concatenate([np.arange(c * c) % c for c in counts])
+    second = np.repeat(starts[:-1], counts * counts) + within
+    upper = rows[first] <= rows[second]
+    first, second = first[upper], second[upper]
+    n_levels = RZ1.shape[1] // k1
+    return sp.csr_matrix(
+        (
+            values[first] * values[second],
+            (rows[first] * r + rows[second], (level[first] * k1 + term[first]) * k1 + term[second]),
+        ),
+        shape=(r * r, n_levels * k1 * k1),
+    )
+
+
+def coupling(cp: CrossProducts, W: np.ndarray) -> np.ndarray:
+    """Dense (r, r) RZ1 blockdiag(W_m) RZ1' for per-level (M1, k1, k1) weights W."""
+    r = cp.RR.shape[0]
+    upper = (cp.pairs @ W.ravel()).reshape(r, r)
+    return upper + np.triu(upper, 1).T
+
+
 @dataclass(frozen=True)
 class Factorization:
-    """L at one theta: L11 (M1, k1, k1) block-diagonal; L_R1 (r, q1) sparse; L_RR (r, r) dense lower."""
+    """L at one theta: L11 (M1, k1, k1) block-diagonal and L_RR (r, r) dense lower; the (r, q1)
+    block between them is formed only when needed (:func:`coupling_block`)."""
 
     factors: list[np.ndarray]
     L11: np.ndarray
     L11_inverse: np.ndarray
-    L_R1: sp.csr_matrix
     L_RR: np.ndarray
     ldL2: float
     ldRX2: float
@@ -180,18 +218,17 @@ def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization:
     L11 = np.linalg.cholesky(A11)
     L11_inverse = np.linalg.inv(L11)
     lam_rest = _lambda_rest(cp, factors)
-    lam1 = _block_diagonal(np.broadcast_to(T1, (m1, k1, k1)).copy())
-    L_R1 = (lam_rest.T @ cp.RZ1 @ lam1 @ _block_diagonal(L11_inverse.transpose(0, 2, 1).copy())).tocsr()
-    S = (lam_rest.T @ (lam_rest.T @ cp.RR).T).T
+    # L_R1 L_R1' = Lambda_R' RZ1 blockdiag(T1 A11_m^{-1} T1') RZ1' Lambda_R
+    TL = T1[None] @ L11_inverse.transpose(0, 2, 1)
+    inner = cp.RR - coupling(cp, TL @ TL.transpose(0, 2, 1))
+    S = (lam_rest.T @ (lam_rest.T @ inner).T).T
     S[np.diag_indices(cp.q2)] += 1.0
-    S -= (L_R1 @ L_R1.T).toarray()
-    L_RR = np.linalg.cholesky(S)
+    L_RR = cholesky(S, lower=True, overwrite_a=True, check_finite=False)
     diag = np.log(np.diagonal(L_RR))
     return Factorization(
         factors=factors,
         L11=L11,
         L11_inverse=L11_inverse,
-        L_R1=L_R1,
         L_RR=L_RR,
         ldL2=2.0 * (np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + diag[: cp.q2].sum()),
         ldRX2=2.0 * diag[cp.q2 : cp.q2 + cp.p].sum(),
@@ -223,13 +260,20 @@ class Solution:
     mode_sds: list[np.ndarray]
 
 
+def coupling_block(cp: CrossProducts, f: Factorization) -> np.ndarray:
+    """Dense (r, q1) L_R1 = Lambda_R' RZ1 Lambda_1 L11^{-T}."""
+    T1 = f.factors[0]
+    right = _block_diagonal((T1[None] @ f.L11_inverse.transpose(0, 2, 1)).copy())
+    return (_lambda_rest(cp, f.factors).T @ (cp.RZ1 @ right)).toarray()
+
+
 def solve(cp: CrossProducts, f: Factorization, reml: bool) -> Solution:
     q2, p = cp.q2, cp.p
     m1, k1 = cp.D.shape[:2]
-    L_RR, L_R1 = f.L_RR, f.L_R1
+    L_RR = f.L_RR
     L_X = L_RR[q2 : q2 + p, q2 : q2 + p]
     beta = solve_triangular(L_X.T, L_RR[-1, q2 : q2 + p], lower=False) if p else np.zeros(0)
-    dense_R1 = L_R1.toarray()
+    dense_R1 = coupling_block(cp, f)
     c1 = dense_R1[-1] - beta @ dense_R1[q2 : q2 + p]
     c2 = L_RR[-1, :q2] - beta @ L_RR[q2 : q2 + p, :q2]
     L22 = L_RR[:q2, :q2]
