@@ -18,7 +18,7 @@ import warnings
 
 from bayesmix.errors import BayesmixError, did_you_mean
 
-METHODS = ("nuts", "reml", "ml")
+METHODS = ("nuts", "reml", "ml", "laplace")
 
 
 def _categorical(values: list[str] | None) -> dict | None:
@@ -50,8 +50,7 @@ def _fit(args) -> int:
 
     if args.method not in METHODS:
         raise BayesmixError(
-            f"Unknown method '{args.method}'.{did_you_mean(args.method, METHODS)} "
-            f"Methods: {', '.join(METHODS)} (laplace for GLMMs is not in this version)."
+            f"Unknown method '{args.method}'.{did_you_mean(args.method, METHODS)} Methods: {', '.join(METHODS)}."
         )
     start = time.perf_counter()
     model = Model(
@@ -113,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--formula", required=True, help="lme4 formula, e.g. 'y ~ x + (x | g)'")
     fit.add_argument("--family", default="gaussian")
     fit.add_argument("--link", default=None)
-    fit.add_argument("--method", default="nuts", help="nuts, reml or ml")
+    fit.add_argument("--method", default="nuts", help="nuts, reml, ml or laplace")
     fit.add_argument(
         "--categorical",
         action="append",

@@ -104,6 +104,85 @@ def _check_real(y, trials, name):
     return None
 
 
+# --- conditional log-likelihood and its eta-derivatives, for the Laplace approximation ------------
+# Each returns (log p(y_i | eta_i), d/deta, d2/deta2), elementwise, normalising constants included.
+
+
+def _binomial_terms(eta, y, trials, params, link):
+    from scipy.special import expit, gammaln, log_expit
+
+    n = np.ones_like(y) if trials is None else trials
+    constant = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
+    if link.name == "logit":
+        mu = expit(eta)
+        ll = constant + y * log_expit(eta) + (n - y) * log_expit(-eta)
+        return ll, y - n * mu, -n * mu * (1 - mu)
+    mu = np.clip(link.inverse(eta, _NUMPY), 1e-300, 1 - 1e-16)
+    dmu, d2mu = _link_derivatives(link, eta, mu)
+    ll = constant + y * np.log(mu) + (n - y) * np.log1p(-mu)
+    dll = y / mu - (n - y) / (1 - mu)
+    d2ll = -y / mu**2 - (n - y) / (1 - mu) ** 2
+    return ll, dll * dmu, d2ll * dmu**2 + dll * d2mu
+
+
+def _link_derivatives(link, eta, mu):
+    if link.name == "probit":
+        from scipy.stats import norm
+
+        density = norm.pdf(eta)
+        return density, -eta * density
+    if link.name == "cloglog":
+        first = np.exp(eta - np.exp(eta))
+        return first, first * (1 - np.exp(eta))
+    raise BayesmixError(f"Laplace fits do not support the {link.name} link here.")
+
+
+def _poisson_terms(eta, y, trials, params, link):
+    from scipy.special import gammaln
+
+    mu = np.exp(eta)
+    return y * eta - mu - gammaln(y + 1), y - mu, -mu
+
+
+def _negative_binomial_terms(eta, y, trials, params, link):
+    from scipy.special import gammaln
+
+    alpha = params["alpha"]
+    mu = np.exp(eta)
+    ll = (
+        gammaln(y + alpha)
+        - gammaln(alpha)
+        - gammaln(y + 1)
+        + alpha * (np.log(alpha) - np.logaddexp(np.log(alpha), eta))
+        + y * (eta - np.logaddexp(np.log(alpha), eta))
+    )
+    return ll, alpha * (y - mu) / (alpha + mu), -alpha * mu * (y + alpha) / (alpha + mu) ** 2
+
+
+# family -> (links with a Laplace implementation, terms function)
+LAPLACE_TERMS = {
+    "bernoulli": (("logit", "probit", "cloglog"), _binomial_terms),
+    "binomial": (("logit", "probit", "cloglog"), _binomial_terms),
+    "poisson": (("log",), _poisson_terms),
+    "negativebinomial": (("log",), _negative_binomial_terms),
+}
+
+
+class _NumpyNamespace:
+    """numpy plus erf, for link inverses written against an array namespace."""
+
+    exp = staticmethod(np.exp)
+
+    @staticmethod
+    def erf(x):
+        from scipy.special import erf
+
+        return erf(x)
+
+
+_NUMPY = _NumpyNamespace()
+
+
 def _pm():
     import pymc  # imported lazily: building a Design must not pay for PyMC's import
 
@@ -170,6 +249,17 @@ class Family:
                 f"A cbind()/p() response is binomial data; family='{self.name}' cannot use it. Pass family='binomial'."
             )
         self.check(y, trials, self.name)
+
+    def laplace_terms(self, eta, y, trials, params):
+        """(log p(y | eta), first and second eta-derivatives), elementwise, for Laplace fits."""
+        links, terms = LAPLACE_TERMS[self.name]
+        if self.link.name not in links:
+            raise BayesmixError(f"Laplace fits of family='{self.name}' support the links {', '.join(links)}.")
+        return terms(eta, y, trials, params, self.link)
+
+    @property
+    def has_laplace(self) -> bool:
+        return self.name in LAPLACE_TERMS and self.link.name in LAPLACE_TERMS[self.name][0]
 
     def likelihood(self, name, eta, params, observed, trials=None, dims=None):
         """Add the observed PyMC variable for linear predictor ``eta`` (shape (n,))."""

@@ -17,7 +17,9 @@ import pandas as pd
 
 from bayesmix.design import Design
 from bayesmix.errors import ConvergenceWarning, SingularFitWarning
-from bayesmix.exact.lmm import LmmResult
+from bayesmix.exact.glmm import GlmmResult
+from bayesmix.exact.lmm import LmmResult, ThetaLayout
+from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.families import Family
 from bayesmix.results import format_table, ranef_frames, ranef_to_dict
 
@@ -35,6 +37,7 @@ class MixedFit:
     vcov: pd.DataFrame
     varcorr: list[dict]
     sigma: float | None
+    family_params: dict[str, float]
     theta: pd.Series
     loglik: float
     reml_criterion: float | None
@@ -66,8 +69,17 @@ class MixedFit:
 
     def summary(self) -> str:
         """A printout that reads like lme4's ``summary(fit)``."""
-        title = {"REML": "Linear mixed model fit by REML", "ML": "Linear mixed model fit by maximum likelihood"}
-        lines = [title[self.method], f"Formula: {self.design.spec.text}", ""]
+        title = {
+            "REML": "Linear mixed model fit by REML",
+            "ML": "Linear mixed model fit by maximum likelihood",
+            "Laplace": "Generalized linear mixed model fit by maximum likelihood (Laplace approximation)",
+        }
+        lines = [
+            title[self.method],
+            f" Family: {self.family.name} ( {self.family.link.name} )",
+            f"Formula: {self.design.spec.text}",
+            "",
+        ]
         lines.append(f"     AIC      BIC   logLik {'REMLcrit' if self.method == 'REML' else 'deviance'}")
         crit = self.reml_criterion if self.method == "REML" else self.deviance
         lines.append(f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {crit:8.1f}")
@@ -77,12 +89,15 @@ class MixedFit:
             for j, term in enumerate(v["terms"]):
                 corr = " ".join(f"{v['corr'][j][i]:5.2f}" for i in range(j))
                 rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j] ** 2:.4g}", f"{v['sd'][j]:.4g}", corr])
-        rows.append(["Residual", "", f"{self.sigma**2:.4g}", f"{self.sigma:.4g}", ""])
+        if self.sigma is not None:
+            rows.append(["Residual", "", f"{self.sigma**2:.4g}", f"{self.sigma:.4g}", ""])
         lines += format_table(rows)
         groups = ", ".join(f"{g}, {n}" for g, n in self.ngrps.items())
         lines.append(f"Number of obs: {self.nobs}, groups:  {groups}")
+        if self.family_params:
+            lines.append("Family parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in self.family_params.items()))
         lines += ["", "Fixed effects:"]
-        rows = [["", "Estimate", "Std. Error", "t value"]]
+        rows = [["", "Estimate", "Std. Error", "z value" if self.sigma is None else "t value"]]
         for name, r in self.fixef.iterrows():
             rows.append([str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.statistic:.3f}"])
         lines += format_table(rows, align_left=1)
@@ -104,7 +119,7 @@ class MixedFit:
                 "se": self.fixef["se"].tolist(),
             },
             "sigma": self.sigma,
-            "family_params": None,
+            "family_params": self.family_params or None,
             "varcorr": [
                 {
                     "group": v["group"],
@@ -142,67 +157,151 @@ def theta_names(design: Design, order) -> list[str]:
     return names
 
 
-def from_lmm(design: Design, family: Family, result: LmmResult, time_s: float | None = None) -> MixedFit:
-    """Assemble a MixedFit from the exact engine's result; emit singular-fit / convergence warnings."""
-    sol, cp = result.solution, result.cross
-    order = list(cp.order)
-    factors = result.factorization.factors
-    position = {block_index: k for k, block_index in enumerate(order)}
-    se = np.sqrt(np.diag(sol.vcov))
+@dataclass(frozen=True)
+class _Estimates:
+    """What an exact engine hands over; per-block lists are in lme4's block order."""
+
+    method: str
+    beta: np.ndarray
+    vcov: np.ndarray
+    fixed_names: tuple[str, ...]
+    dropped: tuple[str, ...]
+    factors: list[np.ndarray]
+    order: list[int]
+    layout: ThetaLayout
+    scale: float  # sigma for LMMs (covariances are scale^2 T T'), 1 for GLMMs
+    sigma: float | None
+    family_params: dict[str, float]
+    loglik: float
+    reml_criterion: float | None
+    deviance: float
+    df: int
+    modes: list[np.ndarray]
+    mode_sds: list[np.ndarray]
+    optimizer: OptimizerSummary
+
+
+def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | None) -> MixedFit:
+    """Build the MixedFit (design order for varcorr and ranef); warn about singular fits and
+    non-convergence."""
+    position = {block_index: k for k, block_index in enumerate(e.order)}
+    se = np.sqrt(np.diag(e.vcov))
     fixef = pd.DataFrame(
-        {"estimate": sol.beta, "se": se, "statistic": sol.beta / se}, index=pd.Index(result.fixed_names, name="term")
+        {"estimate": e.beta, "se": se, "statistic": e.beta / se}, index=pd.Index(e.fixed_names, name="term")
     )
     varcorr = []
     for i, block in enumerate(design.blocks):
-        T = factors[position[i]]
-        cov = sol.sigma**2 * T @ T.T
+        T = e.factors[position[i]]
+        cov = e.scale**2 * T @ T.T
         sd = np.sqrt(np.diag(cov))
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.where(np.outer(sd, sd) > 0, cov / np.outer(sd, sd), 0.0)
         np.fill_diagonal(corr, 1.0)
         varcorr.append({"group": block.group, "terms": list(block.terms), "sd": sd, "corr": corr})
-    theta = pd.Series(result.optimizer.x, index=theta_names(design, order), name="theta")
-    diagonal = cp.layout.is_diagonal()
-    is_singular = bool(np.any(np.abs(result.optimizer.x[diagonal]) < SINGULAR_TOLERANCE))
+    theta_values = e.optimizer.x[: e.layout.n_theta]
+    is_singular = bool(np.any(np.abs(theta_values[e.layout.is_diagonal()]) < SINGULAR_TOLERANCE))
     messages = []
-    if result.dropped:
+    if e.dropped:
         messages.append(
-            f"fixed-effect model matrix is rank deficient so dropping {len(result.dropped)} "
-            f"column(s): {', '.join(result.dropped)}"
+            f"fixed-effect model matrix is rank deficient so dropping {len(e.dropped)} "
+            f"column(s): {', '.join(e.dropped)}"
         )
     if is_singular:
         messages.append(
             "boundary (singular) fit: a variance component is estimated as 0 or a correlation "
             "as +-1; see the varcorr table"
         )
-        warnings.warn(messages[-1], SingularFitWarning, stacklevel=3)
-    if not result.optimizer.converged:
+        warnings.warn(messages[-1], SingularFitWarning, stacklevel=4)
+    if not e.optimizer.converged:
         messages.append(
-            f"the optimiser did not converge: projected gradient {result.optimizer.gradient} "
-            f"({result.optimizer.message})"
+            f"the optimiser did not converge: projected gradient {e.optimizer.gradient} ({e.optimizer.message})"
         )
-        warnings.warn(messages[-1], ConvergenceWarning, stacklevel=3)
-    criterion = result.criterion
-    modes = [sol.modes[position[i]] for i in range(len(design.blocks))]
-    sds = [sol.mode_sds[position[i]] for i in range(len(design.blocks))]
+        warnings.warn(messages[-1], ConvergenceWarning, stacklevel=4)
+    modes = [e.modes[position[i]] for i in range(len(design.blocks))]
+    sds = [e.mode_sds[position[i]] for i in range(len(design.blocks))]
     return MixedFit(
-        method="REML" if result.reml else "ML",
+        method=e.method,
         design=design,
         family=family,
         fixef=fixef,
-        vcov=pd.DataFrame(sol.vcov, index=fixef.index, columns=fixef.index),
+        vcov=pd.DataFrame(e.vcov, index=fixef.index, columns=fixef.index),
         varcorr=varcorr,
-        sigma=sol.sigma,
-        theta=theta,
-        loglik=-criterion / 2.0,
-        reml_criterion=criterion if result.reml else None,
-        deviance=result.ml_deviance,
-        df=len(result.fixed_names) + cp.layout.n_theta + 1,
+        sigma=e.sigma,
+        family_params=e.family_params,
+        theta=pd.Series(theta_values, index=theta_names(design, e.order), name="theta"),
+        loglik=e.loglik,
+        reml_criterion=e.reml_criterion,
+        deviance=e.deviance,
+        df=e.df,
         ranef=ranef_frames(design, modes, sds),
         is_singular=is_singular,
-        converged=result.optimizer.converged,
-        optimizer=result.optimizer,
-        dropped=result.dropped,
+        converged=e.optimizer.converged,
+        optimizer=e.optimizer,
+        dropped=e.dropped,
         messages=messages,
         time_s=time_s,
+    )
+
+
+def from_lmm(design: Design, family: Family, result: LmmResult, time_s: float | None = None) -> MixedFit:
+    """A MixedFit from an ML/REML result."""
+    sol, cp = result.solution, result.cross
+    criterion = result.criterion
+    return _assemble(
+        design,
+        family,
+        _Estimates(
+            method="REML" if result.reml else "ML",
+            beta=sol.beta,
+            vcov=sol.vcov,
+            fixed_names=result.fixed_names,
+            dropped=result.dropped,
+            factors=result.factorization.factors,
+            order=list(cp.order),
+            layout=cp.layout,
+            scale=sol.sigma,
+            sigma=sol.sigma,
+            family_params={},
+            loglik=-criterion / 2.0,
+            reml_criterion=criterion if result.reml else None,
+            deviance=result.ml_deviance,
+            df=len(result.fixed_names) + cp.layout.n_theta + 1,
+            modes=sol.modes,
+            mode_sds=sol.mode_sds,
+            optimizer=result.optimizer,
+        ),
+        time_s,
+    )
+
+
+def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float | None = None) -> MixedFit:
+    """A MixedFit from a Laplace result (deviance = -2 log L)."""
+    problem = result.problem
+    theta, beta, params = result.estimates()
+    n_theta, p = problem.layout.n_theta, len(beta)
+    modes, sds = result.modes()
+    return _assemble(
+        design,
+        family,
+        _Estimates(
+            method="Laplace",
+            beta=beta,
+            vcov=result.vcov[n_theta : n_theta + p, n_theta : n_theta + p],
+            fixed_names=result.fixed_names,
+            dropped=result.dropped,
+            factors=problem.layout.factors(theta),
+            order=list(problem.order),
+            layout=problem.layout,
+            scale=1.0,
+            sigma=None,
+            family_params=params,
+            loglik=result.loglik,
+            reml_criterion=None,
+            deviance=-2.0 * result.loglik,
+            df=len(result.optimizer.x),
+            modes=modes,
+            mode_sds=sds,
+            optimizer=result.optimizer,
+        ),
+        time_s,
     )

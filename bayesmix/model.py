@@ -14,15 +14,16 @@ import pymc as pm
 from bayesmix.build import build_model
 from bayesmix.design import Design, build_design
 from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.exact.glmm import fit_glmm
 from bayesmix.exact.lmm import fit_lmm
 from bayesmix.families import Family, get_family
 from bayesmix.formula import parse_formula
-from bayesmix.mixedfit import MixedFit, from_lmm
+from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
 from bayesmix.sampling import diagnose, run_nuts, warn_diagnostics
 
-FIT_METHODS = ("reml", "ml")
+FIT_METHODS = ("reml", "ml", "laplace")
 
 
 class Model:
@@ -106,6 +107,9 @@ class Model:
         """
         method = self._check_method(method)
         start = time.perf_counter()
+        if method == "laplace":
+            result = fit_glmm(self.design, self.family)
+            return from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
         result = fit_lmm(self.design, reml=method == "reml")
         return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start)
 
@@ -118,11 +122,13 @@ class Model:
                 "for NUTS use sample()."
             )
         gaussian = self.family.name == "gaussian" and self.family.link.name == "identity"
-        if not gaussian:
+        if key in ("reml", "ml") and not gaussian:
             raise BayesmixError(
                 f"method='{key}' needs a gaussian family with identity link; this model is {self.family.name} "
-                f"({self.family.link.name} link). Use sample() for NUTS; Laplace fits of GLMMs are not in this version."
+                f"({self.family.link.name} link). Use method='laplace' for GLMMs, or sample() for NUTS."
             )
+        if key == "laplace" and gaussian:
+            raise BayesmixError("For a gaussian model the likelihood is exact: use method='ml' (or 'reml').")
         if not self.design.blocks:
             raise BayesmixError("fit() needs at least one random-effect term such as (1 | g) in the formula.")
         return key

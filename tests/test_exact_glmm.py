@@ -1,0 +1,147 @@
+"""Laplace fits of GLMMs: cbpp against lme4 (tolPwrss = 1e-12) and glmmTMB; the Laplace
+approximation against an independent computation for the other families."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+import bayesmix
+from bayesmix.exact.glmm import conditional_mode, fit_glmm
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def cbpp():
+    ref = json.loads((DATA / "cbpp_laplace.json").read_text())
+    model = bayesmix.Model(ref["formula"], bayesmix.load_dataset("cbpp"), family="binomial")
+    return model, model.fit("laplace"), ref
+
+
+def test_cbpp_loglik_and_estimates(cbpp):
+    _, fit, ref = cbpp
+    tight, tmb = ref["lme4_tight"], ref["glmmTMB"]
+    assert fit.loglik == pytest.approx(tight["logLik"], rel=1e-9)  # includes the binomial coefficients
+    assert fit.loglik >= tight["logLik"] - 1e-9 and fit.loglik >= tmb["logLik"] - 1e-9
+    assert fit.aic == pytest.approx(tight["AIC"], rel=1e-9) and fit.bic == pytest.approx(tight["BIC"], rel=1e-9)
+    assert list(fit.fixef.index) == ["Intercept", "period[2]", "period[3]", "period[4]"]
+    np.testing.assert_allclose(fit.fixef.estimate, tmb["fixef"]["estimate"], rtol=1e-5)
+    np.testing.assert_allclose(fit.fixef.estimate, tight["fixef"]["estimate"], rtol=5e-5)
+    np.testing.assert_allclose(fit.fixef.se, tight["fixef"]["se"], rtol=1e-4)  # finite-difference Hessians
+    np.testing.assert_allclose(fit.varcorr[0]["sd"], tmb["varcorr"][0]["sd"], rtol=1e-5)
+    assert fit.sigma is None and fit.method == "Laplace" and fit.converged and not fit.is_singular
+
+
+def test_cbpp_conditional_modes(cbpp):
+    _, fit, ref = cbpp
+    blups = ref["lme4_tight"]["ranef"]["herd"]
+    ours = fit.ranef["herd"].xs("Intercept", level="term").reindex(blups["levels"])
+    spread = np.std(blups["condval"]["(Intercept)"])
+    assert np.max(np.abs(ours.condval - blups["condval"]["(Intercept)"])) < 1e-4 * spread
+    np.testing.assert_allclose(ours.condsd, blups["condsd"]["(Intercept)"], rtol=1e-4)
+
+
+def test_cbpp_json_and_cli(cbpp, tmp_path):
+    from bayesmix.cli import main
+
+    _, fit, _ = cbpp
+    out = fit.to_dict()
+    assert out["method"] == "laplace" and out["sigma"] is None and out["REMLcrit"] is None
+    json.dumps(out, allow_nan=False)
+    path = tmp_path / "cbpp.csv"
+    bayesmix.load_dataset("cbpp").to_csv(path, index=False)
+    target = tmp_path / "fit.json"
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(path),
+                "--formula",
+                "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                "--family",
+                "binomial",
+                "--categorical",
+                "period",
+                "--method",
+                "laplace",
+                "--json",
+                str(target),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(target.read_text())["logLik"] == pytest.approx(fit.loglik, rel=1e-9)
+
+
+def simulate_counts(family, seed=3, groups=20, per_group=15):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), per_group)
+    x = rng.normal(size=g.size)
+    mu = np.exp(0.5 + 0.3 * x + rng.normal(0, 0.6, groups)[g])
+    y = rng.poisson(rng.gamma(2.0, mu / 2.0)) if family == "negativebinomial" else rng.poisson(mu)
+    return pd.DataFrame({"y": y.astype(float), "x": x, "g": g})
+
+
+def independent_laplace(model, theta, beta, alpha):
+    """log L by a generic optimiser on u and scipy's log pmf, with a finite-difference Hessian in eta."""
+    design = model.design
+    (block,) = design.blocks
+    eta_fixed = design.X @ beta
+
+    def logpmf(eta):
+        mu = np.exp(eta)
+        if alpha is None:
+            return stats.poisson.logpmf(design.y, mu)
+        return stats.nbinom.logpmf(design.y, alpha, alpha / (alpha + mu))
+
+    def negative(u):
+        return -(logpmf(eta_fixed + theta * u[block.codes]).sum() - 0.5 * u @ u)
+
+    u = optimize.minimize(negative, np.zeros(block.n_levels), method="BFGS", options={"gtol": 1e-10}).x
+    eta = eta_fixed + theta * u[block.codes]
+    h = 1e-4
+    w = -(logpmf(eta + h) - 2 * logpmf(eta) + logpmf(eta - h)) / h**2
+    H = np.diag(np.bincount(block.codes, weights=w) * theta**2) + np.eye(block.n_levels)
+    return -negative(u) - 0.5 * np.linalg.slogdet(H)[1]
+
+
+@pytest.mark.parametrize("family", ["poisson", "negativebinomial"])
+def test_laplace_matches_an_independent_computation(family):
+    model = bayesmix.Model("y ~ x + (1 | g)", simulate_counts(family), family=family)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_glmm(model.design, model.family)
+    theta, beta, params = result.estimates()
+    expected = independent_laplace(model, theta[0], beta, params.get("alpha"))
+    assert result.loglik == pytest.approx(expected, rel=1e-7)
+    # the optimum: nudging any parameter lowers log L
+    for i in range(len(result.optimizer.x)):
+        for delta in (-1e-3, 1e-3):
+            x = result.optimizer.x.copy()
+            x[i] += delta
+            t, b, p = result.problem.split(x)
+            assert conditional_mode(result.problem, t, b, p).laplace_loglik() < result.loglik
+
+
+def test_negative_binomial_dispersion_is_estimated():
+    fit = bayesmix.Model("y ~ x + (1 | g)", simulate_counts("negativebinomial"), family="negativebinomial").fit(
+        "laplace"
+    )
+    assert 0.8 < fit.family_params["alpha"] < 5  # simulated with gamma shape 2
+    assert fit.to_dict()["family_params"] == {"alpha": fit.family_params["alpha"]}
+    poisson = bayesmix.Model("y ~ x + (1 | g)", simulate_counts("poisson"), family="negativebinomial").fit("laplace")
+    assert poisson.family_params["alpha"] > 20  # no overdispersion: alpha runs large
+
+
+def test_laplace_refuses_what_it_cannot_do():
+    data = simulate_counts("poisson")
+    with pytest.raises(bayesmix.BayesmixError, match="likelihood is exact: use method='ml'"):
+        bayesmix.Model("y ~ x + (1 | g)", data).fit("laplace")
+    with pytest.raises(bayesmix.BayesmixError, match="Laplace fits are available for"):
+        bayesmix.Model("y ~ x + (1 | g)", data.assign(y=data.y + 1), family="gamma").fit("laplace")
