@@ -41,7 +41,7 @@ def response_name(design: Design, reserved) -> str:
     return name if name.isidentifier() and name not in reserved else "y"
 
 
-def _coords(design: Design) -> dict:
+def model_coords(design: Design) -> dict:
     coords = {"coef": list(design.fixed_names), OBS_DIM: np.arange(design.nobs)}
     for block in design.blocks:
         coords[block.group] = list(block.levels)
@@ -51,7 +51,7 @@ def _coords(design: Design) -> dict:
     return coords
 
 
-def _fixed_effects(design: Design, priors: dict[str, Prior]):
+def fixed_effects(design: Design, priors: dict[str, Prior]):
     """``beta`` (p,): one vector variable when all coefficients share a distribution, else one each."""
     names = design.fixed_names
     if not names:
@@ -65,16 +65,16 @@ def _fixed_effects(design: Design, priors: dict[str, Prior]):
     return pm.Deterministic("beta", pt.stack(parts), dims="coef")
 
 
-def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str):
-    """The (M, k) random effects of one block."""
-    label, k, dims = block.label, block.n_terms, (block.group, term_dim(block))
+def block_covariance(block: Block, priors: dict[str, Prior]):
+    """The Cholesky factor (k, k) of the block's covariance, diag(sd) @ L with corr = L L' ~ LKJ.
+
+    Adds ``sd_<label>`` (and, for k > 1, ``corr_<label>`` and the sampled ``chol_<label>``).
+    """
+    label, k = block.label, block.n_terms
     sd_prior = priors[f"sd_{label}"]
     if k == 1:
         sd = sd_prior.variable(f"sd_{label}", dims=term_dim(block), shape=(1,))
-        if parameterization == "centered":
-            return pm.Normal(f"re_{label}", 0.0, sd, dims=dims)
-        z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=dims)
-        return pm.Deterministic(f"re_{label}", z * sd, dims=dims)
+        return sd[:, None]
     chol, corr, sd = pm.LKJCholeskyCov(
         f"chol_{label}",
         n=k,
@@ -85,8 +85,17 @@ def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str
     )
     pm.Deterministic(f"sd_{label}", sd, dims=term_dim(block))
     pm.Deterministic(f"corr_{label}", corr, dims=(term_dim(block), term_dim(block) + "_"))
+    return chol
+
+
+def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str):
+    """The (M, k) random effects of one block."""
+    label, dims = block.label, (block.group, term_dim(block))
+    chol = block_covariance(block, priors)
     if parameterization == "centered":
-        return pm.MvNormal(f"re_{label}", mu=pt.zeros(k), chol=chol, dims=dims)
+        if block.n_terms == 1:
+            return pm.Normal(f"re_{label}", 0.0, chol[0, 0], dims=dims)
+        return pm.MvNormal(f"re_{label}", mu=pt.zeros(block.n_terms), chol=chol, dims=dims)
     z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=dims)
     return pm.Deterministic(f"re_{label}", z @ chol.T, dims=dims)
 
@@ -94,9 +103,9 @@ def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str
 def build_model(design: Design, family: Family, priors: dict[str, Prior], parameterization="noncentered") -> pm.Model:
     """The PyMC model. ``parameterization``: one name for all blocks or {block label: name}."""
     per_block = _per_block(design, parameterization)
-    with pm.Model(coords=_coords(design)) as model:
+    with pm.Model(coords=model_coords(design)) as model:
         X = pm.Data("X", design.X, dims=(OBS_DIM, "coef"))
-        beta = _fixed_effects(design, priors)
+        beta = fixed_effects(design, priors)
         eta = pt.dot(X, beta) if design.X.shape[1] else pt.zeros(design.nobs)
         for block in design.blocks:
             codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)

@@ -12,6 +12,7 @@ import arviz as az
 import pymc as pm
 
 from bayesmix.build import build_model
+from bayesmix.collapsed import build_collapsed_model, collapsible, draw_effects
 from bayesmix.design import Design, build_design
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
@@ -59,11 +60,29 @@ class Model:
         return self.design.nobs
 
     def pymc_model(self, parameterization="noncentered") -> pm.Model:
-        """The PyMC model (built once per parameterisation, then reused)."""
+        """The PyMC model (built once per parameterisation, then reused).
+
+        ``"noncentered"``/``"centered"`` (for all blocks, or ``{block label: choice}``) or
+        ``"marginal"`` (random effects integrated out; gaussian models with one block).
+        """
         key = parameterization if isinstance(parameterization, str) else tuple(sorted(parameterization.items()))
         if key not in self._pymc_models:
-            self._pymc_models[key] = build_model(self.design, self.family, self.priors, parameterization)
+            if parameterization == "marginal":
+                if not collapsible(self.design, self.family):
+                    raise BayesmixError(
+                        "parameterization='marginal' needs a gaussian model (identity link) with exactly one "
+                        "random-effect block; use 'noncentered' or 'centered' for this model."
+                    )
+                self._pymc_models[key] = build_collapsed_model(self.design, self.family, self.priors)
+            else:
+                self._pymc_models[key] = build_model(self.design, self.family, self.priors, parameterization)
         return self._pymc_models[key]
+
+    def resolve_parameterization(self, parameterization):
+        """``"auto"``: the collapsed model where it applies (fastest and exact), else non-centred."""
+        if parameterization == "auto":
+            return "marginal" if collapsible(self.design, self.family) else "noncentered"
+        return parameterization
 
     def sample(
         self,
@@ -74,7 +93,7 @@ class Model:
         sampler: str = "auto",
         progressbar: bool = True,
         target_accept: float = 0.9,
-        parameterization="noncentered",
+        parameterization="auto",
     ) -> az.InferenceData:
         """Draw from the posterior with NUTS.
 
@@ -82,7 +101,9 @@ class Model:
         block's terms), sample_stats, observed_data and the pointwise log_likelihood. Warns
         (DivergenceWarning, RhatWarning, LowESSWarning, TreeDepthWarning) when diagnostics fail.
         """
+        parameterization = self.resolve_parameterization(parameterization)
         model = self.pymc_model(parameterization)
+        marginal = parameterization == "marginal"
         start = time.perf_counter()
         idata = run_nuts(
             model,
@@ -93,7 +114,11 @@ class Model:
             sampler=sampler,
             progressbar=progressbar,
             target_accept=target_accept,
+            log_likelihood=not marginal,
         )
+        if marginal:
+            draw_effects(self.design, idata, seed=idata.posterior.attrs["bayesmix_seed"])
+        idata.posterior.attrs["bayesmix_parameterization"] = str(parameterization)
         self.sampling_time = time.perf_counter() - start
         self.idata = idata
         warn_diagnostics(diagnose(idata))

@@ -85,6 +85,7 @@ def run_nuts(
     sampler: str,
     progressbar: bool,
     target_accept: float,
+    log_likelihood: bool = True,
 ) -> az.InferenceData:
     """Sample ``model`` with NUTS; the InferenceData holds posterior, sample_stats,
     observed_data and the pointwise log_likelihood. Its posterior attrs record the sampler and seed."""
@@ -101,7 +102,7 @@ def run_nuts(
         model=model,
         progressbar=progressbar,
         target_accept=target_accept,
-        idata_kwargs={"log_likelihood": True},
+        idata_kwargs={"log_likelihood": log_likelihood},
         compute_convergence_checks=False,
     )
     if concrete == "pymc":
@@ -114,7 +115,7 @@ def run_nuts(
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*BLAS.*")
         idata = pm.sample(**kwargs)
-    if "log_likelihood" not in idata.groups():
+    if log_likelihood and "log_likelihood" not in idata.groups():
         pm.compute_log_likelihood(idata, model=model, progressbar=False)
     idata.posterior.attrs.update({"bayesmix_sampler": concrete, "bayesmix_seed": seed, "tuning_steps": int(tune)})
     return idata

@@ -1,0 +1,150 @@
+"""The collapsed ("marginal") Gaussian model: random effects integrated out exactly.
+
+For a gaussian model with one random-effect block (k terms, M levels), b_m ~ N(0, S S') with
+S = diag(sd) L, and Lambda = S / sigma:
+
+    log p(y | beta, S, sigma) = -n/2 log(2 pi sigma^2) - 1/2 sum_m log|A_m| - q(beta) / (2 sigma^2)
+    A_m = Lambda' D_m Lambda + I,   c_m = Lambda'(Z_m'y - Z_m'X beta)
+    q(beta) = |y - X beta|^2 - sum_m c_m' A_m^{-1} c_m
+
+(Woodbury and the matrix determinant lemma on Var(y) = sigma^2 (I + Z Lambda Lambda' Z')). The data
+enter only through per-level cross-products computed once (D_m = Z_m'Z_m, Z_m'X, Z_m'y, X'X, X'y,
+y'y), so a gradient costs O(M k^3 + M k p) whatever the number of rows. NUTS samples beta, sigma and
+the covariance (same priors and variable names as the non-centred model); afterwards b is drawn
+from its exact conditional N(Lambda A_m^{-1} c_m, sigma^2 Lambda A_m^{-1} Lambda') for every draw.
+It is the same posterior as the non-centred model (tests/test_collapsed.py compares quantiles).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from bayesmix.build import OBS_DIM, block_covariance, fixed_effects, model_coords, response_name, term_dim
+from bayesmix.design import Design
+from bayesmix.families import Family
+from bayesmix.priors import Prior
+
+LOG_2PI = float(np.log(2 * np.pi))
+MAX_POINTWISE_VALUES = 200_000_000  # log_likelihood entries (chains x draws x rows) stored by default
+
+
+def collapsible(design: Design, family: Family) -> bool:
+    """Whether the collapsed model applies: gaussian, identity link, exactly one random-effect block."""
+    return family.name == "gaussian" and family.link.name == "identity" and len(design.blocks) == 1
+
+
+@dataclass(frozen=True)
+class LevelStats:
+    """Per-level cross-products of one block: D (M, k, k), ZX (M, k, p), Zy (M, k); and XX, Xy, yy, n."""
+
+    D: np.ndarray
+    ZX: np.ndarray
+    Zy: np.ndarray
+    XX: np.ndarray
+    Xy: np.ndarray
+    yy: float
+    n: int
+
+
+def level_stats(design: Design) -> LevelStats:
+    (block,) = design.blocks
+    M, k, p = block.n_levels, block.n_terms, design.X.shape[1]
+
+    def per_level(values):
+        return np.bincount(block.codes, weights=values, minlength=M)
+
+    Zt, X, y = block.Zt, design.X, design.y
+    D = np.stack([np.stack([per_level(Zt[:, i] * Zt[:, j]) for j in range(k)], -1) for i in range(k)], 1)
+    ZX = np.stack([np.stack([per_level(Zt[:, i] * X[:, j]) for j in range(p)], -1) for i in range(k)], 1)
+    Zy = np.stack([per_level(Zt[:, i] * y) for i in range(k)], -1)
+    return LevelStats(D=D, ZX=ZX, Zy=Zy, XX=X.T @ X, Xy=X.T @ y, yy=float(y @ y), n=len(y))
+
+
+def build_collapsed_model(design: Design, family: Family, priors: dict[str, Prior]) -> pm.Model:
+    """The PyMC model of (beta, sigma, covariance) with b integrated out (see the module docstring)."""
+    (block,) = design.blocks
+    stats = level_stats(design)
+    coords = {key: value for key, value in model_coords(design).items() if key != OBS_DIM}
+    with pm.Model(coords=coords) as model:
+        D = pm.Data("D", stats.D)
+        ZX = pm.Data("ZX", stats.ZX)
+        Zy = pm.Data("Zy", stats.Zy)
+        XX = pm.Data("XX", stats.XX)
+        Xy = pm.Data("Xy", stats.Xy)
+        yy = pm.Data("yy", stats.yy)
+        beta = fixed_effects(design, priors)
+        S = block_covariance(block, priors)
+        sigma = priors["sigma"].variable("sigma")
+        lam = S / sigma
+        A = pt.einsum("ji,mjl,lk->mik", lam, D, lam) + pt.eye(block.n_terms)
+        chol = pt.linalg.cholesky(A)
+        c = pt.einsum("ji,mj->mi", lam, Zy - pt.einsum("mkp,p->mk", ZX, beta))
+        w = pt.linalg.solve_triangular(chol, c[..., None], lower=True)[..., 0]
+        rss = yy - 2 * pt.dot(beta, Xy) + pt.dot(beta, pt.dot(XX, beta))
+        quad = rss - pt.sum(w**2)
+        logdet = 2 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)))
+        n = stats.n
+        pm.Potential("marginal_loglik", -0.5 * n * (LOG_2PI + 2 * pt.log(sigma)) - 0.5 * logdet - quad / (2 * sigma**2))
+    return model
+
+
+def _flat(post, name):
+    values = post[name].values
+    return values.reshape((-1,) + values.shape[2:])
+
+
+def draw_effects(design: Design, idata: az.InferenceData, seed: int) -> None:
+    """Add ``re_<label>`` (exact conditional draws) and the pointwise log_likelihood to ``idata``."""
+    (block,) = design.blocks
+    stats = level_stats(design)
+    post = idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    beta = _flat(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
+    sigma = _flat(post, "sigma")
+    sd = _flat(post, f"sd_{block.label}")
+    corr = _flat(post, f"corr_{block.label}") if block.n_terms > 1 else np.ones((len(sd), 1, 1))
+    S = sd[:, :, None] * np.linalg.cholesky(corr)  # (draws, k, k)
+    lam = S / sigma[:, None, None]
+    k = block.n_terms
+    A = np.einsum("sji,mjl,slk->smik", lam, stats.D, lam) + np.eye(k)
+    c = np.einsum("sji,smj->smi", lam, stats.Zy[None] - np.einsum("mkp,sp->smk", stats.ZX, beta))
+    chol = np.linalg.cholesky(A)
+    mean_u = np.linalg.solve(A, c[..., None])[..., 0]
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(mean_u.shape)
+    # u = mean + sigma L^{-T} z has covariance sigma^2 A^{-1}
+    noise = np.linalg.solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
+    u = mean_u + sigma[:, None, None] * noise
+    effects = np.einsum("sij,smj->smi", lam, u)  # b = Lambda u
+    dims = ("chain", "draw", block.group, term_dim(block))
+    post[f"re_{block.label}"] = xr.DataArray(
+        effects.reshape(chains, draws, block.n_levels, k),
+        dims=dims,
+        coords={block.group: list(block.levels), term_dim(block): list(block.terms)},
+    )
+    if chains * draws * design.nobs <= MAX_POINTWISE_VALUES:
+        _add_log_likelihood(design, idata, beta, effects, sigma)
+
+
+def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
+    (block,) = design.blocks
+    post = idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    loglik = np.empty((chains * draws, design.nobs))
+    for start in range(0, chains * draws, 100):
+        part = slice(start, start + 100)
+        mu = beta[part] @ design.X.T + np.einsum("snk,nk->sn", effects[part][:, block.codes], block.Zt)
+        loglik[part] = -0.5 * (LOG_2PI + 2 * np.log(sigma[part, None])) - (design.y - mu) ** 2 / (
+            2 * sigma[part, None] ** 2
+        )
+    name = response_name(design, set(post.data_vars))
+    idata.add_groups(
+        log_likelihood={name: xr.DataArray(loglik.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))},
+        observed_data={name: xr.DataArray(design.y, dims=(OBS_DIM,))},
+    )
