@@ -83,15 +83,34 @@ def build_collapsed_model(design: Design, family: Family, priors: dict[str, Prio
         sigma = priors["sigma"].variable("sigma")
         lam = S / sigma
         A = pt.einsum("ji,mjl,lk->mik", lam, D, lam) + pt.eye(block.n_terms)
-        chol = pt.linalg.cholesky(A)
         c = pt.einsum("ji,mj->mi", lam, Zy - pt.einsum("mkp,p->mk", ZX, beta))
-        w = pt.linalg.solve_triangular(chol, c[..., None], lower=True)[..., 0]
+        logdet, w2 = _logdet_and_quadratic(A, c, block.n_terms)
         rss = yy - 2 * pt.dot(beta, Xy) + pt.dot(beta, pt.dot(XX, beta))
-        quad = rss - pt.sum(w**2)
-        logdet = 2 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)))
+        quad = rss - w2
         n = stats.n
         pm.Potential("marginal_loglik", -0.5 * n * (LOG_2PI + 2 * pt.log(sigma)) - 0.5 * logdet - quad / (2 * sigma**2))
     return model
+
+
+def _logdet_and_quadratic(A, c, k: int):
+    """sum_m log|A_m| and sum_m c_m' A_m^{-1} c_m for (M, k, k) A and (M, k) c.
+
+    k = 1 and k = 2 are written out elementwise (a batched LAPACK call per gradient costs ~1 ms for
+    1,000 levels on the CPU; the closed forms cost microseconds); larger k use batched Choleskys.
+    """
+    if k == 1:
+        a = A[:, 0, 0]
+        return pt.sum(pt.log(a)), pt.sum(c[:, 0] ** 2 / a)
+    if k == 2:
+        l11 = pt.sqrt(A[:, 0, 0])
+        l21 = A[:, 1, 0] / l11
+        l22 = pt.sqrt(A[:, 1, 1] - l21**2)
+        w1 = c[:, 0] / l11
+        w2 = (c[:, 1] - l21 * w1) / l22
+        return 2 * pt.sum(pt.log(l11) + pt.log(l22)), pt.sum(w1**2 + w2**2)
+    chol = pt.linalg.cholesky(A)
+    w = pt.linalg.solve_triangular(chol, c[..., None], lower=True)[..., 0]
+    return 2 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1))), pt.sum(w**2)
 
 
 def _flat(post, name):

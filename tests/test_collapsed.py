@@ -15,21 +15,24 @@ def sleep_model():
     return bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
 
 
-def test_marginal_likelihood_equals_the_dense_gaussian():
-    model = sleep_model()
+@pytest.mark.parametrize("terms", ["1", "Days", "Days + I(Days**2)"])  # k = 1, 2 (closed forms), 3 (LAPACK)
+def test_marginal_likelihood_equals_the_dense_gaussian(terms):
+    model = bayesmix.Model(f"Reaction ~ Days + ({terms} | Subject)", bayesmix.load_dataset("sleepstudy"))
     pm_model = model.pymc_model("marginal")
     rng = np.random.default_rng(0)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()}
-    names = ["beta", "sigma", "sd_Subject", "corr_Subject"]
-    outputs = pm_model.replace_rvs_by_values([pm_model.potentials[0], *[pm_model[n] for n in names]])
-    fn = pm_model.compile_fn(outputs, inputs=pm_model.value_vars, mode="JAX", point_fn=False, on_unused_input="ignore")
-    potential, beta, sigma, sd, corr = fn(*[point[v.name] for v in pm_model.value_vars])
     design = model.design
     (block,) = design.blocks
+    k = block.n_terms
+    names = ["beta", "sigma", "sd_Subject"] + (["corr_Subject"] if k > 1 else [])
+    outputs = pm_model.replace_rvs_by_values([pm_model.potentials[0], *[pm_model[n] for n in names]])
+    fn = pm_model.compile_fn(outputs, inputs=pm_model.value_vars, mode="JAX", point_fn=False, on_unused_input="ignore")
+    potential, beta, sigma, sd, *corr = fn(*[point[v.name] for v in pm_model.value_vars])
+    corr = corr[0] if corr else np.ones((1, 1))
     cov_b = np.diag(sd) @ corr @ np.diag(sd)
-    Z = np.zeros((design.nobs, block.n_levels * 2))
-    for j in range(2):
-        Z[np.arange(design.nobs), block.codes * 2 + j] = block.Zt[:, j]
+    Z = np.zeros((design.nobs, block.n_levels * k))
+    for j in range(k):
+        Z[np.arange(design.nobs), block.codes * k + j] = block.Zt[:, j]
     cov_y = sigma**2 * np.eye(design.nobs) + Z @ np.kron(np.eye(block.n_levels), cov_b) @ Z.T
     expected = stats.multivariate_normal.logpdf(design.y, design.X @ beta, cov_y)
     assert potential == pytest.approx(expected, rel=1e-9)
