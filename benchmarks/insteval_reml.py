@@ -28,8 +28,14 @@ def simulate(seed: int = 1) -> pd.DataFrame:
     dept_of = rng.integers(0, N_DEPTS, N_LECTURERS)
     service = rng.integers(0, 2, N_ROWS)
     dept = dept_of[d]
-    y = (3.2 - 0.07 * service + rng.normal(0, 0.32, N_STUDENTS)[s] + rng.normal(0, 0.52, N_LECTURERS)[d]
-         + rng.normal(0, 0.08, (N_DEPTS, 2))[dept, service] + rng.normal(0, 1.18, N_ROWS))
+    y = (
+        3.2
+        - 0.07 * service
+        + rng.normal(0, 0.32, N_STUDENTS)[s]
+        + rng.normal(0, 0.52, N_LECTURERS)[d]
+        + rng.normal(0, 0.08, (N_DEPTS, 2))[dept, service]
+        + rng.normal(0, 1.18, N_ROWS)
+    )
     return pd.DataFrame({"y": y, "service": service, "s": s, "d": d, "dept": dept})
 
 

@@ -9,29 +9,7 @@ import pytest
 
 import bayesmix
 from bayesmix.cli import main
-
-CONTRACT = [
-    "formula",
-    "family",
-    "link",
-    "method",
-    "nobs",
-    "ngrps",
-    "fixef",
-    "sigma",
-    "family_params",
-    "varcorr",
-    "logLik",
-    "REMLcrit",
-    "AIC",
-    "BIC",
-    "isSingular",
-    "ranef",
-    "diagnostics",
-    "converged",
-    "messages",
-    "time_s",
-]
+from tests.contract import CONTRACT
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 
 import bayesmix
 from bayesmix import BayesmixError
+from tests.contract import CONTRACT
 
 matplotlib.use("Agg")
 DATA = Path(__file__).parent / "data"
@@ -75,28 +76,7 @@ def test_arviz_works_on_the_result(sleep_fit, tmp_path):
 def test_json_contract_keys_and_values(sleep_fit):
     model, idata, _ = sleep_fit
     out = model.to_dict()
-    assert list(out) == [
-        "formula",
-        "family",
-        "link",
-        "method",
-        "nobs",
-        "ngrps",
-        "fixef",
-        "sigma",
-        "family_params",
-        "varcorr",
-        "logLik",
-        "REMLcrit",
-        "AIC",
-        "BIC",
-        "isSingular",
-        "ranef",
-        "diagnostics",
-        "converged",
-        "messages",
-        "time_s",
-    ]
+    assert list(out) == CONTRACT
     assert out["ngrps"] == {"Subject": 18} and out["nobs"] == 180 and out["method"] == "nuts"
     assert out["fixef"]["names"] == ["Intercept", "Days"]
     np.testing.assert_allclose(out["fixef"]["estimate"], idata.posterior["beta"].mean(("chain", "draw")))
