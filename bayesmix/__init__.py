@@ -5,9 +5,9 @@ idata = m.sample()
 print(m.summary())
 """
 
-from bayesmix._jax import allow_parallel_chains
+from bayesmix._jax import configure_jax
 
-allow_parallel_chains()  # before anything imports jax
+configure_jax()  # before anything imports jax
 
 # ruff: noqa: E402
 from bayesmix.datasets import DATASETS, load_dataset
