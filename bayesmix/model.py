@@ -125,10 +125,13 @@ class Model:
         return idata
 
     def fit(self, method: str = "reml") -> MixedFit:
-        """Exact frequentist fit, lme4-comparable: ``"reml"`` or ``"ml"`` (profiled deviance).
+        """Frequentist fit, lme4-comparable: ``"reml"``, ``"ml"`` or ``"laplace"``.
 
-        The random effects are integrated out exactly; beta and sigma are profiled out, theta is
-        optimised with its diagonal bounded at 0. Returns a :class:`bayesmix.mixedfit.MixedFit`.
+        Gaussian models (ML/REML): the random effects are integrated out exactly, beta and sigma
+        profiled out, theta optimised with its diagonal bounded at 0 (lme4's profiled deviance).
+        GLMMs (Laplace, as glmer nAGQ=1): the Laplace approximation at the conditional modes,
+        optimised over (theta, beta[, dispersion]). Returns a :class:`bayesmix.mixedfit.MixedFit`.
+        See docs/exact_fits.md.
         """
         method = self._check_method(method)
         start = time.perf_counter()

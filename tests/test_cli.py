@@ -9,7 +9,7 @@ import pytest
 
 import bayesmix
 from bayesmix.cli import main
-from tests.contract import CONTRACT
+from tests.helpers import CONTRACT, fit_via_cli
 
 
 @pytest.fixture
@@ -58,35 +58,25 @@ def test_fit_writes_the_json_contract(orthodont_csv, tmp_path, capsys):
 
 
 def test_binomial_fit_from_cli(tmp_path):
-    path = tmp_path / "cbpp.csv"
-    bayesmix.load_dataset("cbpp").to_csv(path, index=False)
-    out = tmp_path / "fit.json"
-    code = main(
-        [
-            "fit",
-            "--data",
-            str(path),
-            "--formula",
-            "cbind(incidence, size - incidence) ~ period + (1 | herd)",
-            "--family",
-            "binomial",
-            "--categorical",
-            "period",
-            "--chains",
-            "2",
-            "--draws",
-            "200",
-            "--tune",
-            "200",
-            "--seed",
-            "1",
-            "--json",
-            str(out),
-            "--quiet",
-        ]
+    code, result = fit_via_cli(
+        tmp_path,
+        "cbpp",
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        "--family",
+        "binomial",
+        "--categorical",
+        "period",
+        "--chains",
+        "2",
+        "--draws",
+        "200",
+        "--tune",
+        "200",
+        "--seed",
+        "1",
+        "--quiet",
     )
     assert code == 0
-    result = json.loads(out.read_text())
     assert result["fixef"]["names"] == ["Intercept", "period[2]", "period[3]", "period[4]"]
     assert result["sigma"] is None and result["link"] == "logit"
 
@@ -109,24 +99,8 @@ def test_user_errors_exit_2_with_the_message(orthodont_csv, capsys, args, fragme
 
 
 def test_reml_from_cli(tmp_path):
-    path = tmp_path / "sleep.csv"
-    bayesmix.load_dataset("sleepstudy").to_csv(path, index=False)
-    out = tmp_path / "fit.json"
-    code = main(
-        [
-            "fit",
-            "--data",
-            str(path),
-            "--formula",
-            "Reaction ~ Days + (Days | Subject)",
-            "--method",
-            "reml",
-            "--json",
-            str(out),
-        ]
-    )
+    code, result = fit_via_cli(tmp_path, "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--method", "reml")
     assert code == 0
-    result = json.loads(out.read_text())
     assert list(result) == CONTRACT
     assert result["method"] == "reml" and result["REMLcrit"] == pytest.approx(1743.628271959952, rel=1e-9)
     assert result["fixef"]["estimate"] == pytest.approx([251.40510484848497, 10.467285959595987], rel=1e-9)

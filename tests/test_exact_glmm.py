@@ -12,6 +12,7 @@ from scipy import optimize, stats
 
 import bayesmix
 from bayesmix.exact.glmm import conditional_mode, fit_glmm
+from tests.helpers import fit_via_cli
 
 DATA = Path(__file__).parent / "data"
 
@@ -47,36 +48,22 @@ def test_cbpp_conditional_modes(cbpp):
 
 
 def test_cbpp_json_and_cli(cbpp, tmp_path):
-    from bayesmix.cli import main
-
     _, fit, _ = cbpp
     out = fit.to_dict()
     assert out["method"] == "laplace" and out["sigma"] is None and out["REMLcrit"] is None
     json.dumps(out, allow_nan=False)
-    path = tmp_path / "cbpp.csv"
-    bayesmix.load_dataset("cbpp").to_csv(path, index=False)
-    target = tmp_path / "fit.json"
-    assert (
-        main(
-            [
-                "fit",
-                "--data",
-                str(path),
-                "--formula",
-                "cbind(incidence, size - incidence) ~ period + (1 | herd)",
-                "--family",
-                "binomial",
-                "--categorical",
-                "period",
-                "--method",
-                "laplace",
-                "--json",
-                str(target),
-            ]
-        )
-        == 0
+    code, result = fit_via_cli(
+        tmp_path,
+        "cbpp",
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        "--family",
+        "binomial",
+        "--categorical",
+        "period",
+        "--method",
+        "laplace",
     )
-    assert json.loads(target.read_text())["logLik"] == pytest.approx(fit.loglik, rel=1e-9)
+    assert code == 0 and result["logLik"] == pytest.approx(fit.loglik, rel=1e-9)
 
 
 def simulate_counts(family, seed=3, groups=20, per_group=15):

@@ -11,7 +11,7 @@ import pytest
 
 import bayesmix
 from bayesmix import BayesmixError
-from tests.contract import CONTRACT
+from tests.helpers import CONTRACT
 
 matplotlib.use("Agg")
 DATA = Path(__file__).parent / "data"
