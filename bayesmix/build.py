@@ -25,6 +25,7 @@ import pytensor.tensor as pt
 from bayesmix.design import Block, Design
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
+from bayesmix.linpred import linear_predictor
 from bayesmix.priors import Prior
 
 PARAMETERIZATIONS = ("noncentered", "centered")
@@ -106,12 +107,12 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
     with pm.Model(coords=model_coords(design)) as model:
         X = pm.Data("X", design.X, dims=(OBS_DIM, "coef"))
         beta = fixed_effects(design, priors)
-        eta = pt.dot(X, beta) if design.X.shape[1] else pt.zeros(design.nobs)
+        terms = []
         for block in design.blocks:
             codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)
             Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
-            b = _block_effects(block, priors, per_block[block.label])
-            eta = eta + (Zt * b[codes]).sum(axis=-1)
+            terms.append((Zt, codes, _block_effects(block, priors, per_block[block.label])))
+        eta = linear_predictor(X, beta, terms)
         params = {name: priors[name].variable(name) for name in family.params}
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)
         observed = pm.Data("observed", design.y, dims=OBS_DIM)

@@ -31,6 +31,7 @@ class Block:
     codes: (n,) int, the level index of every row.
     Zt: (n, k) float, the term matrix: row i's random effect is ``Zt[i] @ b[codes[i]]``.
     correlated: whether the k effects share one covariance matrix with correlations.
+    term: index of the random term of the formula this block comes from.
     """
 
     label: str
@@ -40,6 +41,7 @@ class Block:
     codes: np.ndarray
     Zt: np.ndarray
     correlated: bool
+    term: int
 
     @property
     def n_terms(self) -> int:
@@ -269,7 +271,7 @@ def _group_codes(frame: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, tup
 
 def _blocks(frame: pd.DataFrame, spec: FormulaSpec) -> tuple[list[tuple], dict]:
     raw, matrices = [], {}
-    for term in spec.random:
+    for index, term in enumerate(spec.random):
         matrix = _formulae_matrix(term.expr, frame, "random-effect expression")
         if matrix is None:
             raise BayesmixError(
@@ -286,9 +288,9 @@ def _blocks(frame: pd.DataFrame, spec: FormulaSpec) -> tuple[list[tuple], dict]:
                 "random effects need at least two. Remove the term, or use the factor as a fixed effect."
             )
         if term.correlated:
-            raw.append((term.group, names, levels, codes, Zt, True))
+            raw.append((term.group, names, levels, codes, Zt, True, index))
         else:
-            raw.extend((term.group, (n,), levels, codes, Zt[:, [j]], False) for j, n in enumerate(names))
+            raw.extend((term.group, (n,), levels, codes, Zt[:, [j]], False, index) for j, n in enumerate(names))
     return raw, matrices
 
 
@@ -333,8 +335,8 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
 
     raw, block_matrices = _blocks(frame, spec)
     blocks = tuple(
-        Block(label=label, group=group, terms=names, levels=lv, codes=codes, Zt=Zt, correlated=corr)
-        for label, (group, names, lv, codes, Zt, corr) in zip(_labels(raw), raw)
+        Block(label=label, group=group, terms=names, levels=lv, codes=codes, Zt=Zt, correlated=corr, term=index)
+        for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)
     )
     return Design(
         spec=spec,
@@ -347,3 +349,95 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
         n_dropped=n_dropped,
         codings=Codings(levels=levels, fixed_matrix=fixed_matrix, block_matrices=block_matrices),
     )
+
+
+@dataclass(frozen=True)
+class NewData:
+    """New rows encoded as the training data were.
+
+    X: (n, p) fixed-effects matrix; blocks: per design block, (codes (n,), Zt (n, k)), where a level
+    the training data did not have is coded -1 - i for the i-th name in new_levels (per block).
+    """
+
+    X: np.ndarray
+    blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
+    new_levels: tuple[tuple[str, ...], ...]
+    trials: np.ndarray | None
+
+    @property
+    def nobs(self) -> int:
+        return self.X.shape[0]
+
+
+def _level_names(frame: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
+    return np.array([":".join(str(v) for v in row) for row in zip(*(frame[f] for f in factors))], dtype=object)
+
+
+def encode_new_data(design: Design, data, allow_new_levels: bool = False) -> NewData:
+    """Encode ``data`` with the training data's codings (level orders, formulae's fitted matrices).
+
+    A level of a fixed-effect factor the training data did not have raises BayesmixError; an unseen
+    group level raises too unless ``allow_new_levels``.
+    """
+    spec, codings = design.spec, design.codings
+    data = _as_frame(data)
+    response_vars = {v for expr in spec.response.expressions for v in _expression_names(expr)}
+    grouping = {f for term in spec.random for f in term.factors}
+    needed = sorted(spec.variables - response_vars | (spec.variables & grouping))
+    missing = [c for c in needed if c not in data.columns]
+    if missing:
+        hint = did_you_mean(missing[0], data.columns)
+        raise BayesmixError(f"New data lacks the column(s) {', '.join(missing)} that the model uses.{hint}")
+    frame = data.loc[:, needed].copy(deep=True).reset_index(drop=True)
+    if frame.isna().any().any():
+        raise BayesmixError("New data has missing values in used columns; drop or fill those rows before predicting.")
+    raw_groups = {f: frame[f].copy() for f in grouping}
+    for name, levels in codings.levels.items():
+        if name not in frame.columns:
+            continue
+        unseen = sorted({str(v) for v in pd.unique(frame[name])} - {str(v) for v in levels})
+        if unseen and name not in grouping:
+            raise BayesmixError(
+                f"Column '{name}' has level(s) {unseen[:5]} that the training data did not have; "
+                f"the model knows {list(levels)[:10]}."
+            )
+        as_text = {str(level): level for level in levels}
+        frame[name] = pd.Categorical(
+            [as_text.get(str(v), np.nan) for v in frame[name]], categories=list(levels), ordered=True
+        )
+    try:
+        X = (
+            np.asarray(codings.fixed_matrix.evaluate_new_data(frame)).astype(float)
+            if codings.fixed_matrix is not None
+            else np.zeros((len(frame), 0))
+        )
+    except Exception as exc:
+        raise BayesmixError(f"formulae could not encode the new data's fixed part: {exc}") from None
+    blocks, new_levels = [], []
+    for block in design.blocks:
+        term = spec.random[block.term]
+        matrix = codings.block_matrices[(term.expr, term.group)]
+        names = list(matrix.as_dataframe().columns)
+        full = np.asarray(matrix.evaluate_new_data(frame)).astype(float)
+        Zt = full[:, [names.index(t) for t in block.terms]]
+        index = {level: i for i, level in enumerate(block.levels)}
+        names_new = _level_names(pd.DataFrame(raw_groups), term.factors)
+        unseen = tuple(sorted({level for level in names_new if level not in index}))
+        index.update({level: -1 - i for i, level in enumerate(unseen)})
+        codes = np.array([index[level] for level in names_new], dtype=np.int64)
+        if unseen and not allow_new_levels:
+            raise BayesmixError(
+                f"New data has level(s) of '{block.group}' the model has not seen: {list(unseen[:5])}. "
+                "Pass allow_new_levels=True to predict for them from the fitted covariance."
+            )
+        blocks.append((codes, Zt))
+        new_levels.append(unseen)
+    trials = None
+    response = spec.response
+    if response.trials is not None and response.trials in data.columns:
+        trials = data[response.trials].to_numpy(dtype=float)
+    return NewData(X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials)
+
+
+def _expression_names(expr: str) -> set[str]:
+    return set(formulae.model_description(f"I({expr})").var_names) - {""}

@@ -250,6 +250,30 @@ class Family:
             )
         self.check(y, trials, self.name)
 
+    def mean(self, eta):
+        """The response mean g^{-1}(eta) for numpy arrays."""
+        return self.link.inverse(eta, _NUMPY)
+
+    def draw(self, mu, params, trials, rng: np.random.Generator):
+        """Random responses with mean ``mu`` (numpy; params broadcast against mu), as the likelihood."""
+        if self.name == "gaussian":
+            return rng.normal(mu, params["sigma"])
+        if self.name == "t":
+            return mu + params["sigma"] * rng.standard_t(params["nu"], size=np.shape(mu))
+        if self.name in ("bernoulli", "binomial"):
+            n = 1 if trials is None else trials
+            return rng.binomial(np.broadcast_to(n, np.shape(mu)).astype(np.int64), mu).astype(float)
+        if self.name == "poisson":
+            return rng.poisson(mu).astype(float)
+        if self.name == "negativebinomial":
+            alpha = params["alpha"]
+            return rng.poisson(rng.gamma(alpha, mu / alpha)).astype(float)
+        if self.name == "gamma":
+            shape = params["shape"]
+            return rng.gamma(shape, mu / shape)
+        phi = params["phi"]
+        return rng.beta(mu * phi, (1.0 - mu) * phi)
+
     def laplace_terms(self, eta, y, trials, params):
         """(log p(y | eta), first and second eta-derivatives), elementwise, for Laplace fits."""
         links, terms = LAPLACE_TERMS[self.name]

@@ -141,6 +141,13 @@ class MixedFit:
             "time_s": self.time_s,
         }
 
+    def predict(self, data=None, re_form="conditional", allow_new_levels=False) -> np.ndarray:
+        """(n,) predicted means: with the conditional modes (``re_form="conditional"``) or at the
+        population level (``"population"``). New levels, when allowed, get the population level."""
+        from bayesmix.predict import fit_predict
+
+        return fit_predict(self, data, re_form, allow_new_levels)
+
     def __repr__(self) -> str:
         return self.summary()
 

@@ -20,6 +20,7 @@ from bayesmix.exact.lmm import fit_lmm
 from bayesmix.families import Family, get_family
 from bayesmix.formula import parse_formula
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
+from bayesmix.predict import add_predictions, posterior_predict
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
 from bayesmix.sampling import diagnose, run_nuts, warn_diagnostics
@@ -160,6 +161,30 @@ class Model:
         if not self.design.blocks:
             raise BayesmixError("fit() needs at least one random-effect term such as (1 | g) in the formula.")
         return key
+
+    def predict(
+        self,
+        idata=None,
+        data=None,
+        kind="mean",
+        allow_new_levels=False,
+        new_levels="sample",
+        random_seed=None,
+        inplace=True,
+    ):
+        """Posterior predictions on the training data (``data=None``) or new data.
+
+        kind: ``"mean"`` (g^{-1} of the linear predictor) or ``"response"`` (simulated responses).
+        allow_new_levels: unseen group levels get fresh effects from each draw's covariance
+        (``new_levels="sample"``) or the population level (``"population"``); otherwise they raise.
+        Returns a (chain, draw, obs) DataArray; with ``inplace`` it is also stored in ``idata``
+        (``<response>_mean`` in posterior, or ``<response>`` in posterior_predictive).
+        """
+        idata = self._require(idata)
+        values = posterior_predict(self, idata, data, kind, allow_new_levels, new_levels, random_seed)
+        if inplace:
+            add_predictions(self, idata, values, kind)
+        return values
 
     def _require(self, idata):
         idata = self.idata if idata is None else idata

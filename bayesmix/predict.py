@@ -1,0 +1,118 @@
+"""Predictions from a NUTS posterior or an exact fit, on the training data or new data.
+
+New group levels (``allow_new_levels=True``) get, for every posterior draw, fresh random effects
+from that draw's covariance (``new_levels="sample"``, the default; brms's behaviour) or none
+(``new_levels="population"``). Exact fits predict with the conditional modes (``re_form=
+"conditional"``) or at the population level (``re_form="population"``); new levels get the
+population level, as lme4's ``allow.new.levels``.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from bayesmix.build import OBS_DIM, response_name
+from bayesmix.design import Design, NewData, encode_new_data
+from bayesmix.errors import BayesmixError
+from bayesmix.linpred import linear_predictor
+
+KINDS = ("mean", "response")
+NEW_LEVELS = ("sample", "population")
+
+
+def encode(design: Design, data, allow_new_levels: bool) -> NewData:
+    """The training rows (``data=None``) or new rows, in the model's encoding."""
+    if data is None:
+        return NewData(
+            X=design.X,
+            blocks=tuple((b.codes, b.Zt) for b in design.blocks),
+            new_levels=tuple(() for _ in design.blocks),
+            trials=design.trials,
+        )
+    return encode_new_data(design, data, allow_new_levels)
+
+
+def _flat(post, name):
+    values = post[name].values
+    return values.reshape((-1,) + values.shape[2:])
+
+
+def _effects_with_new_levels(design, post, new: NewData, new_levels: str, rng):
+    """Per block: (codes with new levels mapped past M, effects (S, M + new, k))."""
+    out = []
+    for block, (codes, Zt), unseen in zip(design.blocks, new.blocks, new.new_levels):
+        effects = _flat(post, f"re_{block.label}")
+        codes = codes.copy()
+        if unseen:
+            S, _, k = effects.shape
+            if new_levels == "sample":
+                sd = _flat(post, f"sd_{block.label}")
+                corr = _flat(post, f"corr_{block.label}") if k > 1 else np.ones((S, 1, 1))
+                chol = sd[:, :, None] * np.linalg.cholesky(corr)
+                extra = np.einsum("sij,snj->sni", chol, rng.standard_normal((S, len(unseen), k)))
+            else:
+                extra = np.zeros((S, len(unseen), k))
+            effects = np.concatenate([effects, extra], axis=1)
+            codes[codes < 0] = block.n_levels - 1 - codes[codes < 0]  # -1 - i -> M + i
+        out.append((Zt, codes, effects))
+    return out
+
+
+def posterior_predict(
+    model,
+    idata: az.InferenceData,
+    data=None,
+    kind="mean",
+    allow_new_levels=False,
+    new_levels="sample",
+    random_seed=None,
+) -> xr.DataArray:
+    """(chain, draw, obs) predictions: the mean g^{-1}(eta) or simulated responses."""
+    if kind not in KINDS:
+        raise BayesmixError(f"kind must be one of {KINDS}, not {kind!r}.")
+    if new_levels not in NEW_LEVELS:
+        raise BayesmixError(f"new_levels must be one of {NEW_LEVELS}, not {new_levels!r}.")
+    design, family = model.design, model.family
+    new = encode(design, data, allow_new_levels)
+    post = idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    rng = np.random.default_rng(random_seed)
+    beta = _flat(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
+    eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng))
+    values = family.mean(eta)
+    if kind == "response":
+        if family.name == "binomial" and data is not None and new.trials is None:
+            raise BayesmixError("Simulating binomial responses for new data needs the trials column of p(s, n).")
+        params = {p: _flat(post, p)[:, None] for p in family.params}
+        values = family.draw(values, params, new.trials, rng)
+    return xr.DataArray(values.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))
+
+
+def add_predictions(model, idata, values: xr.DataArray, kind: str) -> None:
+    """Store predictions in ``idata``: the mean in posterior (``<response>_mean``), simulated
+    responses in posterior_predictive (``<response>``, so az.plot_ppc works)."""
+    name = response_name(model.design, set(idata.posterior.data_vars))
+    if kind == "mean":
+        idata.posterior[f"{name}_mean"] = values
+    elif "posterior_predictive" in idata.groups():
+        idata.posterior_predictive[name] = values
+    else:
+        idata.add_groups(posterior_predictive={name: values})
+
+
+def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False) -> np.ndarray:
+    """(n,) predicted means of an exact fit: conditional modes or population level."""
+    if re_form not in ("conditional", "population"):
+        raise BayesmixError(f"re_form must be 'conditional' or 'population', not {re_form!r}.")
+    design = fit.design
+    new = encode(design, data, allow_new_levels or re_form == "population")  # groups do not matter there
+    beta = fit.fixef["estimate"].reindex(design.fixed_names).fillna(0.0).to_numpy()  # aliased columns: 0
+    blocks = []
+    if re_form == "conditional":
+        for block, (codes, Zt) in zip(design.blocks, new.blocks):
+            modes = fit.ranef[block.group]["condval"].unstack("term").reindex(list(block.levels))[list(block.terms)]
+            effects = np.vstack([modes.to_numpy(), np.zeros((1, block.n_terms))])  # row M: new levels -> 0
+            blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
+    return fit.family.mean(linear_predictor(new.X, beta, blocks))
