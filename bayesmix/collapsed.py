@@ -17,6 +17,7 @@ It is the same posterior as the non-centred model (tests/test_collapsed.py compa
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import arviz as az
@@ -27,6 +28,7 @@ import xarray as xr
 
 from bayesmix.build import OBS_DIM, block_covariance, fixed_effects, model_coords, response_name, term_dim
 from bayesmix.design import Design
+from bayesmix.errors import BayesmixWarning
 from bayesmix.families import Family
 from bayesmix.priors import Prior
 
@@ -149,6 +151,13 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int) -> None:
     )
     if chains * draws * design.nobs <= MAX_POINTWISE_VALUES:
         _add_log_likelihood(design, idata, beta, effects, sigma)
+    else:
+        warnings.warn(
+            f"The pointwise log-likelihood ({chains} x {draws} x {design.nobs} values) was not stored: it would "
+            f"exceed {MAX_POINTWISE_VALUES:.0e} values; az.loo needs it: sample fewer draws or rows.",
+            BayesmixWarning,
+            stacklevel=3,
+        )
 
 
 def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
