@@ -23,6 +23,8 @@ CONTRACT = [
     "time_s",
 ]
 
+QUICK_NUTS = ("--chains", "2", "--draws", "200", "--tune", "200", "--quiet")  # CLI arguments of a short NUTS run
+
 
 def fit_via_cli(tmp_path, dataset: str, formula: str, *args: str) -> tuple[int, dict | None]:
     """Write a bundled dataset to CSV, run ``bayesmix fit`` on it; (exit code, the JSON written)."""

@@ -1,6 +1,5 @@
 """The command line and its JSON contract."""
 
-import json
 import shutil
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import pytest
 
 import bayesmix
 from bayesmix.cli import main
-from tests.helpers import CONTRACT, fit_via_cli
+from tests.helpers import CONTRACT, QUICK_NUTS, fit_via_cli
 
 
 @pytest.fixture
@@ -19,34 +18,20 @@ def orthodont_csv(tmp_path):
     return path
 
 
-def test_fit_writes_the_json_contract(orthodont_csv, tmp_path, capsys):
-    out = tmp_path / "fit.json"
-    code = main(
-        [
-            "fit",
-            "--data",
-            str(orthodont_csv),
-            "--formula",
-            "distance ~ age + Sex + (1 | Subject)",
-            "--categorical",
-            "Sex=Male,Female",
-            "--chains",
-            "2",
-            "--draws",
-            "200",
-            "--tune",
-            "200",
-            "--seed",
-            "3",
-            "--json",
-            str(out),
-            "--quiet",
-        ]
+def test_fit_writes_the_json_contract(tmp_path, capsys):
+    code, result = fit_via_cli(
+        tmp_path,
+        "Orthodont",
+        "distance ~ age + Sex + (1 | Subject)",
+        "--categorical",
+        "Sex=Male,Female",
+        *QUICK_NUTS,
+        "--seed",
+        "3",
     )
     assert code == 0
     printed = capsys.readouterr().out
     assert "Random effects" in printed and "Sex[Female]" in printed
-    result = json.loads(out.read_text())
     assert list(result) == CONTRACT
     assert result["fixef"]["names"] == ["Intercept", "age", "Sex[Female]"]
     assert result["ngrps"] == {"Subject": 27} and result["nobs"] == 108
@@ -66,15 +51,9 @@ def test_binomial_fit_from_cli(tmp_path):
         "binomial",
         "--categorical",
         "period",
-        "--chains",
-        "2",
-        "--draws",
-        "200",
-        "--tune",
-        "200",
+        *QUICK_NUTS,
         "--seed",
         "1",
-        "--quiet",
     )
     assert code == 0
     assert result["fixef"]["names"] == ["Intercept", "period[2]", "period[3]", "period[4]"]
