@@ -373,17 +373,21 @@ def _level_names(frame: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
     return np.array([":".join(str(v) for v in row) for row in zip(*(frame[f] for f in factors))], dtype=object)
 
 
-def encode_new_data(design: Design, data, allow_new_levels: bool = False) -> NewData:
+def encode_new_data(design: Design, data, allow_new_levels: bool = False, random_effects: bool = True) -> NewData:
     """Encode ``data`` with the training data's codings (level orders, formulae's fitted matrices).
 
     A level of a fixed-effect factor the training data did not have raises BayesmixError; an unseen
-    group level raises too unless ``allow_new_levels``.
+    group level raises too unless ``allow_new_levels``. With ``random_effects=False`` only the
+    fixed part is encoded (``blocks`` is empty), so the grouping columns need not be present.
     """
     spec, codings = design.spec, design.codings
     data = _as_frame(data)
     response_vars = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     grouping = {f for term in spec.random for f in term.factors}
-    needed = sorted(spec.variables - response_vars | (spec.variables & grouping))
+    if random_effects:
+        needed = sorted(spec.variables - response_vars | (spec.variables & grouping))
+    else:
+        needed = sorted(set(formulae.model_description(spec.fixed).var_names) & spec.variables)
     missing = [c for c in needed if c not in data.columns]
     if missing:
         hint = did_you_mean(missing[0], data.columns)
@@ -391,7 +395,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False) -> New
     frame = data.loc[:, needed].copy(deep=True).reset_index(drop=True)
     if frame.isna().any().any():
         raise BayesmixError("New data has missing values in used columns; drop or fill those rows before predicting.")
-    raw_groups = {f: frame[f].copy() for f in grouping}
+    raw_groups = {f: frame[f].copy() for f in grouping if f in frame.columns}
     for name, levels in codings.levels.items():
         if name not in frame.columns:
             continue
@@ -414,7 +418,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False) -> New
     except Exception as exc:
         raise BayesmixError(f"formulae could not encode the new data's fixed part: {exc}") from None
     blocks, new_levels = [], []
-    for block in design.blocks:
+    for block in design.blocks if random_effects else ():
         term = spec.random[block.term]
         matrix = codings.block_matrices[(term.expr, term.group)]
         names = list(matrix.as_dataframe().columns)

@@ -171,17 +171,20 @@ class Model:
         new_levels="sample",
         random_seed=None,
         inplace=True,
+        re_form="conditional",
     ):
         """Posterior predictions on the training data (``data=None``) or new data.
 
         kind: ``"mean"`` (g^{-1} of the linear predictor) or ``"response"`` (simulated responses).
         allow_new_levels: unseen group levels get fresh effects from each draw's covariance
         (``new_levels="sample"``) or the population level (``"population"``); otherwise they raise.
+        re_form: ``"conditional"`` (with the random effects) or ``"population"`` (X beta only, as
+        brms's ``re_formula=NA``; the grouping columns are then not needed in ``data``).
         Returns a (chain, draw, obs) DataArray; with ``inplace`` it is also stored in ``idata``
         (``<response>_mean`` in posterior, or ``<response>`` in posterior_predictive).
         """
         idata = self._require(idata)
-        values = posterior_predict(self, idata, data, kind, allow_new_levels, new_levels, random_seed)
+        values = posterior_predict(self, idata, data, kind, allow_new_levels, new_levels, random_seed, re_form)
         if inplace:
             add_predictions(self, idata, values, kind)
         return values

@@ -20,18 +20,26 @@ from bayesmix.linpred import linear_predictor
 
 KINDS = ("mean", "response")
 NEW_LEVELS = ("sample", "population")
+RE_FORMS = ("conditional", "population")
 
 
-def encode(design: Design, data, allow_new_levels: bool) -> NewData:
-    """The training rows (``data=None``) or new rows, in the model's encoding."""
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise BayesmixError(f"{name} must be one of {choices}, not {value!r}.")
+
+
+def encode(design: Design, data, allow_new_levels: bool, random_effects: bool = True) -> NewData:
+    """The training rows (``data=None``) or new rows, in the model's encoding; with
+    ``random_effects=False`` the fixed part only (no grouping columns needed)."""
     if data is None:
+        blocks = design.blocks if random_effects else ()
         return NewData(
             X=design.X,
-            blocks=tuple((b.codes, b.Zt) for b in design.blocks),
-            new_levels=tuple(() for _ in design.blocks),
+            blocks=tuple((b.codes, b.Zt) for b in blocks),
+            new_levels=tuple(() for _ in blocks),
             trials=design.trials,
         )
-    return encode_new_data(design, data, allow_new_levels)
+    return encode_new_data(design, data, allow_new_levels, random_effects)
 
 
 def _flat(post, name):
@@ -68,14 +76,17 @@ def posterior_predict(
     allow_new_levels=False,
     new_levels="sample",
     random_seed=None,
+    re_form="conditional",
 ) -> xr.DataArray:
-    """(chain, draw, obs) predictions: the mean g^{-1}(eta) or simulated responses."""
-    if kind not in KINDS:
-        raise BayesmixError(f"kind must be one of {KINDS}, not {kind!r}.")
-    if new_levels not in NEW_LEVELS:
-        raise BayesmixError(f"new_levels must be one of {NEW_LEVELS}, not {new_levels!r}.")
+    """(chain, draw, obs) predictions: the mean g^{-1}(eta) or simulated responses.
+
+    ``re_form="population"`` leaves the random effects out (eta = X beta), brms's ``re_formula=NA``.
+    """
+    _check_choice("kind", kind, KINDS)
+    _check_choice("new_levels", new_levels, NEW_LEVELS)
+    _check_choice("re_form", re_form, RE_FORMS)
     design, family = model.design, model.family
-    new = encode(design, data, allow_new_levels)
+    new = encode(design, data, allow_new_levels, random_effects=re_form == "conditional")
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     rng = np.random.default_rng(random_seed)
@@ -104,10 +115,9 @@ def add_predictions(model, idata, values: xr.DataArray, kind: str) -> None:
 
 def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False) -> np.ndarray:
     """(n,) predicted means of an exact fit: conditional modes or population level."""
-    if re_form not in ("conditional", "population"):
-        raise BayesmixError(f"re_form must be 'conditional' or 'population', not {re_form!r}.")
+    _check_choice("re_form", re_form, RE_FORMS)
     design = fit.design
-    new = encode(design, data, allow_new_levels or re_form == "population")  # groups do not matter there
+    new = encode(design, data, allow_new_levels, random_effects=re_form == "conditional")
     beta = fit.fixef["estimate"].reindex(design.fixed_names).fillna(0.0).to_numpy()  # aliased columns: 0
     blocks = []
     if re_form == "conditional":
