@@ -26,6 +26,7 @@ from bayesmix.errors import (
 from bayesmix.families import FAMILY_NAMES
 from bayesmix.model import Model
 from bayesmix.priors import Prior
+from bayesmix.tidy import fixef, ranef, varcorr
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,9 @@ __all__ = [
     "Model",
     "Prior",
     "load_dataset",
+    "fixef",
+    "ranef",
+    "varcorr",
     "DATASETS",
     "FAMILY_NAMES",
     "BayesmixError",

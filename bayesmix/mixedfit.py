@@ -204,7 +204,7 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.where(np.outer(sd, sd) > 0, cov / np.outer(sd, sd), 0.0)
         np.fill_diagonal(corr, 1.0)
-        varcorr.append({"group": block.group, "terms": list(block.terms), "sd": sd, "corr": corr})
+        varcorr.append({"group": block.group, "terms": list(block.terms), "sd": sd, "corr": corr, "cov": cov})
     theta_values = e.optimizer.x[: e.layout.n_theta]
     is_singular = bool(np.any(np.abs(theta_values[e.layout.is_diagonal()]) < SINGULAR_TOLERANCE))
     messages = []

@@ -31,10 +31,13 @@ class NutsSummary:
     """Posterior means and SDs arranged like an lme4 fit.
 
     fixef: DataFrame indexed by coefficient: estimate, se, lower, upper, rhat, ess_bulk, ess_tail.
-    varcorr: one dict per block: group, terms, sd (k,), corr (k, k), sd_se (k,).
-    sigma: posterior mean of the residual SD (None when the family has none).
+    varcorr: one dict per block: group, terms, sd (k,), corr (k, k), cov (k, k), sd_se (k,),
+        corr_se (k, k): posterior means (each of sd, corr and cov averaged on its own) and SDs.
+    sigma, sigma_se, sigma_var: posterior mean and SD of the residual SD, posterior mean of the
+        residual variance (None when the family has no sigma).
     family_params: posterior means of the family's other parameters.
-    ranef: {group: DataFrame with a (level, term) MultiIndex and columns condval, condsd}.
+    ranef: {group: DataFrame with a (level, term) MultiIndex and columns condval, condsd (posterior
+        mean and SD), lower, upper (the central ``INTERVAL`` interval)}.
     """
 
     fixef: pd.DataFrame
@@ -43,6 +46,8 @@ class NutsSummary:
     family_params: dict[str, float]
     ranef: dict[str, pd.DataFrame]
     diagnostics: Diagnostics
+    sigma_se: float | None = None
+    sigma_var: float | None = None
 
 
 def _flat(posterior, name) -> np.ndarray:
@@ -66,26 +71,35 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
         fixef["rhat"] = summary["r_hat"].to_numpy()
         fixef["ess_bulk"] = summary["ess_bulk"].to_numpy()
         fixef["ess_tail"] = summary["ess_tail"].to_numpy()
-    varcorr, modes, sds = [], [], []
+    varcorr, modes, sds, bounds = [], [], [], []
+    half = (1 - INTERVAL) / 2
     for block in design.blocks:
-        sd = _flat(post, f"sd_{block.label}")
-        corr = _flat(post, f"corr_{block.label}").mean(0) if block.n_terms > 1 else np.ones((1, 1))
+        sd = _flat(post, f"sd_{block.label}")  # (S, k)
+        k = block.n_terms
+        corr = _flat(post, f"corr_{block.label}") if k > 1 else np.ones((len(sd), 1, 1))
+        cov = sd[:, :, None] * corr * sd[:, None, :]
         varcorr.append(
             {
                 "group": block.group,
                 "terms": list(block.terms),
                 "sd": sd.mean(0),
                 "sd_se": sd.std(0, ddof=1),
-                "corr": corr,
+                "corr": corr.mean(0),
+                "corr_se": corr.std(0, ddof=1),
+                "cov": cov.mean(0),
             }
         )
         effects = _flat(post, f"re_{block.label}")  # (S, M, k)
         modes.append(effects.mean(0))
         sds.append(effects.std(0, ddof=1))
-    ranef = ranef_frames(design, modes, sds)
-    sigma = float(_flat(post, "sigma").mean()) if "sigma" in family.params else None
+        bounds.append(np.quantile(effects, [half, 1 - half], axis=0))
+    ranef = ranef_frames(design, modes, sds, [b[0] for b in bounds], [b[1] for b in bounds])
+    sigma = sigma_se = sigma_var = None
+    if "sigma" in family.params:
+        draws = _flat(post, "sigma")
+        sigma, sigma_se, sigma_var = float(draws.mean()), float(draws.std(ddof=1)), float((draws**2).mean())
     family_params = {p: float(_flat(post, p).mean()) for p in family.params if p != "sigma"}
-    return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics)
+    return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var)
 
 
 def ranef_to_dict(frame: pd.DataFrame) -> dict:
@@ -100,17 +114,19 @@ def ranef_to_dict(frame: pd.DataFrame) -> dict:
     return out
 
 
-def ranef_frames(design: Design, modes: list[np.ndarray], sds: list[np.ndarray]) -> dict[str, pd.DataFrame]:
-    """Per grouping factor, a (level, term) frame with condval and condsd (blocks of a group merged).
+def ranef_frames(design: Design, modes, sds, lower=None, upper=None) -> dict[str, pd.DataFrame]:
+    """Per grouping factor, a (level, term) frame with condval and condsd (blocks of a group merged),
+    and lower/upper interval bounds when given.
 
-    ``modes``/``sds`` are (M, k) arrays in the design's block order.
+    ``modes``, ``sds``, ``lower``, ``upper``: lists of (M, k) arrays in the design's block order.
     """
     parts: dict[str, list[pd.DataFrame]] = {}
-    for block, mode, sd in zip(design.blocks, modes, sds):
+    for i, (block, mode, sd) in enumerate(zip(design.blocks, modes, sds)):
         index = pd.MultiIndex.from_product([block.levels, block.terms], names=["level", "term"])
-        parts.setdefault(block.group, []).append(
-            pd.DataFrame({"condval": mode.ravel(), "condsd": sd.ravel()}, index=index)
-        )
+        columns = {"condval": mode.ravel(), "condsd": sd.ravel()}
+        if lower is not None:
+            columns.update(lower=lower[i].ravel(), upper=upper[i].ravel())
+        parts.setdefault(block.group, []).append(pd.DataFrame(columns, index=index))
     return {group: pd.concat(frames) for group, frames in parts.items()}
 
 
