@@ -76,6 +76,8 @@ class Design:
     blocks: the random-effect blocks, in formula order.
     rows: (n,) int positions of the rows used, in the user's DataFrame.
     n_dropped: rows dropped for missing values.
+    data: the used rows and columns as encoded (factors as ordered Categoricals in their coding
+        order); a copy, never the user's frame. Rebuilding the design from it gives this design.
     """
 
     spec: FormulaSpec
@@ -87,6 +89,7 @@ class Design:
     rows: np.ndarray
     n_dropped: int
     codings: Codings
+    data: pd.DataFrame
 
     @property
     def nobs(self) -> int:
@@ -348,6 +351,7 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
         rows=rows,
         n_dropped=n_dropped,
         codings=Codings(levels=levels, fixed_matrix=fixed_matrix, block_matrices=block_matrices),
+        data=frame,
     )
 
 
