@@ -24,6 +24,7 @@ from bayesmix.errors import (
     TreeDepthWarning,
 )
 from bayesmix.families import FAMILY_NAMES
+from bayesmix.io import load
 from bayesmix.model import Model
 from bayesmix.priors import Prior
 from bayesmix.tidy import fixef, ranef, varcorr
@@ -34,6 +35,7 @@ __all__ = [
     "Model",
     "Prior",
     "load_dataset",
+    "load",
     "fixef",
     "ranef",
     "varcorr",

@@ -19,6 +19,7 @@ from bayesmix.exact.glmm import fit_glmm
 from bayesmix.exact.lmm import fit_lmm
 from bayesmix.families import Family, get_family
 from bayesmix.formula import parse_formula
+from bayesmix.io import save as save_model
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
 from bayesmix.predict import add_predictions, posterior_predict
 from bayesmix.priors import Prior, resolve_priors
@@ -188,6 +189,12 @@ class Model:
         if inplace:
             add_predictions(self, idata, values, kind)
         return values
+
+    def save(self, path, idata=None):
+        """Write the posterior (default: the last ``sample()``) and the model (formula, family, priors,
+        level codings, training rows) to one netCDF file; ``bayesmix.load(path)`` gives the model
+        back with ``idata`` set, and ``predict`` then gives identical results. Returns the path."""
+        return save_model(self, path, idata)
 
     def _require(self, idata):
         idata = self.idata if idata is None else idata
