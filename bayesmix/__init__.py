@@ -10,6 +10,7 @@ from bayesmix._jax import configure_jax
 configure_jax()  # before anything imports jax
 
 # ruff: noqa: E402
+from bayesmix.compare import anova
 from bayesmix.datasets import DATASETS, load_dataset
 from bayesmix.errors import (
     BayesmixError,
@@ -20,11 +21,13 @@ from bayesmix.errors import (
     MissingDataWarning,
     RankDeficientWarning,
     RhatWarning,
+    SamplingInterruptedWarning,
     SingularFitWarning,
     TreeDepthWarning,
 )
 from bayesmix.families import FAMILY_NAMES
 from bayesmix.io import load
+from bayesmix.memory import memory_budget, set_memory_budget
 from bayesmix.model import Model
 from bayesmix.priors import Prior
 from bayesmix.tidy import fixef, ranef, varcorr
@@ -36,6 +39,7 @@ __all__ = [
     "Prior",
     "load_dataset",
     "load",
+    "anova",
     "fixef",
     "ranef",
     "varcorr",
@@ -51,4 +55,7 @@ __all__ = [
     "LowESSWarning",
     "TreeDepthWarning",
     "MissingDataWarning",
+    "SamplingInterruptedWarning",
+    "set_memory_budget",
+    "memory_budget",
 ]
