@@ -7,12 +7,13 @@ reported before any PyMC work; the PyMC model is built on first use and reused.
 from __future__ import annotations
 
 import time
+import warnings
 
 import arviz as az
 import pymc as pm
 
 from bayesmix.build import build_model
-from bayesmix.collapsed import build_collapsed_model, collapsible, draw_effects
+from bayesmix.collapsed import MAX_POINTWISE_VALUES, build_collapsed_model, collapsible, draw_effects
 from bayesmix.design import Design, build_design
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
@@ -24,7 +25,7 @@ from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
 from bayesmix.predict import add_predictions, posterior_predict
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
-from bayesmix.sampling import diagnose, run_nuts, warn_diagnostics
+from bayesmix.sampling import check_counts, diagnose, run_nuts, seed_from, warn_diagnostics
 
 FIT_METHODS = ("reml", "ml", "laplace")
 
@@ -96,12 +97,15 @@ class Model:
         progressbar: bool = True,
         target_accept: float = 0.9,
         parameterization="auto",
+        posterior_predictive: bool = True,
     ) -> az.InferenceData:
         """Draw from the posterior with NUTS.
 
         Returns an InferenceData with posterior (named dims: ``coef``, each group's levels, each
-        block's terms), sample_stats, observed_data and the pointwise log_likelihood. Warns
-        (DivergenceWarning, RhatWarning, LowESSWarning, TreeDepthWarning) when diagnostics fail.
+        block's terms), sample_stats, observed_data, the pointwise log_likelihood (for ``az.loo``)
+        and, with ``posterior_predictive``, one simulated response per draw (for ``az.plot_ppc``;
+        seeded from ``random_seed``). Warns (DivergenceWarning, RhatWarning, LowESSWarning,
+        TreeDepthWarning) when diagnostics fail.
         """
         parameterization = self.resolve_parameterization(parameterization)
         model = self.pymc_model(parameterization)
@@ -118,12 +122,34 @@ class Model:
             target_accept=target_accept,
             log_likelihood=not marginal,
         )
+        seed = idata.posterior.attrs["bayesmix_seed"]
         if marginal:
-            draw_effects(self.design, idata, seed=idata.posterior.attrs["bayesmix_seed"])
+            draw_effects(self.design, idata, seed=seed)
+        if posterior_predictive and chains * draws * self.nobs <= MAX_POINTWISE_VALUES:
+            responses = posterior_predict(self, idata, kind="response", random_seed=[seed, 1])
+            add_predictions(self, idata, responses, "response")
         idata.posterior.attrs["bayesmix_parameterization"] = str(parameterization)
         self.sampling_time = time.perf_counter() - start
         self.idata = idata
         warn_diagnostics(diagnose(idata))
+        return idata
+
+    def prior_predictive(self, draws: int = 500, random_seed: int | None = None) -> az.InferenceData:
+        """Draws from the priors and the responses they imply (the data are not used).
+
+        Returns an InferenceData with ``prior`` (every parameter, random effects included) and
+        ``prior_predictive`` (``draws`` simulated responses per row; ``az.plot_ppc(idata,
+        group="prior")`` compares them with the data), plus observed_data. Same seed, same draws.
+        """
+        check_counts(draws=draws)
+        model = self.pymc_model("noncentered")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*BLAS.*")
+            idata = pm.sample_prior_predictive(draws=int(draws), model=model, random_seed=seed_from(random_seed))
+        for group in ("prior", "prior_predictive"):
+            kept = idata[group].drop_vars([n for n in idata[group].data_vars if n.startswith(("z_", "chol_"))])
+            unused = [d for d in kept.dims if not any(d in v.dims for v in kept.data_vars.values())]
+            idata[group] = kept.drop_dims(unused)
         return idata
 
     def fit(self, method: str = "reml") -> MixedFit:

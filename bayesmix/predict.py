@@ -118,11 +118,21 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False) -
     _check_choice("re_form", re_form, RE_FORMS)
     design = fit.design
     new = encode(design, data, allow_new_levels, random_effects=re_form == "conditional")
-    beta = fit.fixef["estimate"].reindex(design.fixed_names).fillna(0.0).to_numpy()  # aliased columns: 0
+    beta = fixed_estimates(fit)
     blocks = []
     if re_form == "conditional":
         for block, (codes, Zt) in zip(design.blocks, new.blocks):
-            modes = fit.ranef[block.group]["condval"].unstack("term").reindex(list(block.levels))[list(block.terms)]
-            effects = np.vstack([modes.to_numpy(), np.zeros((1, block.n_terms))])  # row M: new levels -> 0
+            effects = np.vstack([conditional_modes(fit, block), np.zeros((1, block.n_terms))])  # row M: new levels
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
     return fit.family.mean(linear_predictor(new.X, beta, blocks))
+
+
+def fixed_estimates(fit) -> np.ndarray:
+    """(p,) the exact fit's beta over all columns of X (aliased, dropped columns at 0)."""
+    return fit.fixef["estimate"].reindex(fit.design.fixed_names).fillna(0.0).to_numpy()
+
+
+def conditional_modes(fit, block) -> np.ndarray:
+    """(M, k) conditional modes of one block of an exact fit, in the block's level and term order."""
+    modes = fit.ranef[block.group]["condval"].unstack("term").reindex(list(block.levels))[list(block.terms)]
+    return modes.to_numpy()

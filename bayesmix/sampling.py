@@ -61,7 +61,8 @@ def numpyro_chain_method(chains: int) -> str:
     return "parallel" if jax.local_device_count() >= chains else "sequential"
 
 
-def _seed(random_seed) -> int:
+def seed_from(random_seed) -> int:
+    """The integer seed of a run: ``random_seed`` checked, or a fresh one when it is None."""
     if random_seed is None:
         return int(np.random.SeedSequence().generate_state(1)[0])
     if isinstance(random_seed, (bool, np.bool_)) or not isinstance(random_seed, (int, np.integer)) or random_seed < 0:
@@ -69,8 +70,10 @@ def _seed(random_seed) -> int:
     return int(random_seed)
 
 
-def _check_counts(draws, tune, chains) -> None:
-    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+def check_counts(**counts) -> None:
+    """BayesmixError unless each count (``draws``, ``chains`` >= 1; ``tune`` >= 0) is a whole number."""
+    for name, value in counts.items():
+        low = 0 if name == "tune" else 1
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise BayesmixError(f"{name} must be an integer >= {low}, not {value!r}.")
 
@@ -89,11 +92,11 @@ def run_nuts(
 ) -> az.InferenceData:
     """Sample ``model`` with NUTS; the InferenceData holds posterior, sample_stats,
     observed_data and the pointwise log_likelihood. Its posterior attrs record the sampler and seed."""
-    _check_counts(draws, tune, chains)
+    check_counts(draws=draws, tune=tune, chains=chains)
     if not 0.5 <= target_accept < 1:
         raise BayesmixError(f"target_accept must be in [0.5, 1), not {target_accept!r}.")
     concrete = resolve_sampler(sampler)
-    seed = _seed(random_seed)
+    seed = seed_from(random_seed)
     kwargs = dict(
         draws=int(draws),
         tune=int(tune),
