@@ -1,11 +1,13 @@
-"""Save a sampled model to one netCDF file and load it back, ready to predict.
+"""Save a sampled model or an exact fit to one netCDF file and load it back, ready to predict.
 
-The file is the InferenceData (``arviz.InferenceData.to_netcdf``) plus a group ``bayesmix_model``
-holding what rebuilds the :class:`~bayesmix.model.Model`: the training rows and columns as they
-were encoded (``Design.data``; factors as integer codes with their level order) and, in the group's
-attributes, a JSON specification (formula, family, link, every prior, the level order of every
-factor, the file format and the bayesmix version). Loading re-encodes those rows, which gives the
-same design and codings, so ``predict`` on new data gives the same numbers as before saving.
+A sampled model's file is its InferenceData (``arviz.InferenceData.to_netcdf``) plus a group
+``bayesmix_model``; an exact fit's file has that group alone. The group holds what rebuilds the
+:class:`~bayesmix.model.Model`: the training rows and columns as they were encoded (``Design.data``;
+factors as integer codes with their level order) and, in its attributes, a JSON specification
+(formula, family, link, every prior, the file format and the bayesmix version). An exact fit adds
+its estimates as JSON bytes (``fit_json``: attributes are too small for large ``ranef`` tables).
+Loading re-encodes the rows, which gives the same design and codings, so ``predict`` on new data
+gives the same numbers as before saving.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def _column_variables(frame: pd.DataFrame) -> dict[str, xr.DataArray]:
 def _frame(group: xr.Dataset) -> tuple[pd.DataFrame, dict[str, list]]:
     """The training frame and ``{column: level order}`` for its factors."""
     columns, levels = {}, {}
-    for i in range(len(group.data_vars) - 1):  # the last variable is the row positions
+    for i in range(sum(name.startswith("column_") for name in group.data_vars)):
         var = group[f"column_{i}"]
         name = var.attrs["name"]
         if "levels" in var.attrs:
@@ -78,30 +80,101 @@ def _frame(group: xr.Dataset) -> tuple[pd.DataFrame, dict[str, list]]:
     return pd.DataFrame(columns), levels
 
 
-def save(model, path, idata=None) -> Path:
-    """Write ``idata`` (default: the model's last ``sample()``) and the model to one netCDF file."""
-    idata = model._require(idata)
-    design = model.design
+def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
+    """The ``bayesmix_model`` group: encoded training data, row map, and the JSON specification."""
     spec = {
         "format": FORMAT,
         "bayesmix_version": bayesmix_version(),
         "formula": design.spec.text,
-        "family": model.family.name,
-        "link": model.family.link.name,
+        "family": family.name,
+        "link": family.link.name,
         "priors": {
             name: {"dist": prior.dist, "params": {k: _plain(v) for k, v in prior.params.items()}}
-            for name, prior in model.priors.items()
+            for name, prior in (priors or {}).items()
         },
         "n_dropped": design.n_dropped,
-        "sampling_time": model.sampling_time,
+        **extra,
     }
     variables = _column_variables(design.data)
     variables["rows"] = xr.DataArray(design.rows.astype(np.int64), dims=(ROW_DIM,))
+    return xr.Dataset(variables, attrs={"bayesmix_spec": json.dumps(spec)})
+
+
+def _fit_payload(fit) -> bytes:
+    """The estimates of an exact fit as JSON (floats round-trip exactly)."""
+    payload = {
+        "method": fit.method,
+        "fixef": fit.fixef.to_dict(orient="split"),
+        "vcov": fit.vcov.to_numpy(),
+        "varcorr": fit.varcorr,
+        "sigma": fit.sigma,
+        "family_params": fit.family_params,
+        "theta": {"names": list(fit.theta.index), "values": fit.theta.to_numpy()},
+        "loglik": fit.loglik,
+        "reml_criterion": fit.reml_criterion,
+        "deviance": fit.deviance,
+        "df": fit.df,
+        "ranef": {group: frame.reset_index().to_dict(orient="list") for group, frame in fit.ranef.items()},
+        "is_singular": fit.is_singular,
+        "converged": fit.converged,
+        "optimizer": vars(fit.optimizer),
+        "dropped": list(fit.dropped),
+        "messages": fit.messages,
+        "time_s": fit.time_s,
+    }
+    return json.dumps(payload, default=_plain).encode()
+
+
+def _fit_from_payload(payload: dict, design, family):
+    from bayesmix.exact.optimize import OptimizerSummary
+    from bayesmix.mixedfit import MixedFit
+
+    fixef = pd.DataFrame(**payload["fixef"]).rename_axis("term")
+    array = {"sd", "corr", "cov"}
+    return MixedFit(
+        method=payload["method"],
+        design=design,
+        family=family,
+        fixef=fixef,
+        vcov=pd.DataFrame(payload["vcov"], index=fixef.index, columns=fixef.index),
+        varcorr=[{k: np.asarray(v) if k in array else v for k, v in block.items()} for block in payload["varcorr"]],
+        sigma=payload["sigma"],
+        family_params=payload["family_params"],
+        theta=pd.Series(payload["theta"]["values"], index=payload["theta"]["names"], name="theta"),
+        loglik=payload["loglik"],
+        reml_criterion=payload["reml_criterion"],
+        deviance=payload["deviance"],
+        df=payload["df"],
+        ranef={g: pd.DataFrame(f).set_index(["level", "term"]) for g, f in payload["ranef"].items()},
+        is_singular=payload["is_singular"],
+        converged=payload["converged"],
+        optimizer=OptimizerSummary(
+            **{k: np.asarray(v) if k in ("x", "gradient") else v for k, v in payload["optimizer"].items()}
+        ),
+        dropped=tuple(payload["dropped"]),
+        messages=payload["messages"],
+        time_s=payload["time_s"],
+    )
+
+
+def save(obj, path, idata=None) -> Path:
+    """Write a sampled Model (with ``idata``, default its last ``sample()``) or an exact fit
+    (``MixedFit``) to one netCDF file at ``path``; returns the path."""
+    from bayesmix.mixedfit import MixedFit
+
+    path = Path(path)
+    if isinstance(obj, MixedFit):
+        group = _model_group(obj.design, obj.family, None, kind="fit")
+        group["fit_json"] = xr.DataArray(np.frombuffer(_fit_payload(obj), dtype=np.uint8), dims=("fit_json_byte",))
+        az.InferenceData(**{GROUP: group}).to_netcdf(str(path))
+        return path
+    idata = obj._require(idata)
     out = idata.copy()
     if GROUP in out.groups():
         del out[GROUP]
-    out.add_groups({GROUP: xr.Dataset(variables, attrs={"bayesmix_spec": json.dumps(spec)})})
-    path = Path(path)
+    out.add_groups(
+        {GROUP: _model_group(obj.design, obj.family, obj.priors, kind="nuts", sampling_time=obj.sampling_time)}
+    )
     out.to_netcdf(str(path))
     return path
 
@@ -140,7 +213,7 @@ def _spec(idata: az.InferenceData, path: Path) -> dict:
 
 
 def load(path):
-    """A :class:`~bayesmix.model.Model` from a file written by ``model.save``, with ``idata`` set."""
+    """What ``save`` wrote: a :class:`~bayesmix.model.Model` with ``idata`` set, or a ``MixedFit``."""
     from bayesmix.model import Model
 
     path = Path(path)
@@ -149,11 +222,14 @@ def load(path):
     try:
         frame, levels = _frame(idata[GROUP])
         rows = idata[GROUP]["rows"].values
+        payload = json.loads(idata[GROUP]["fit_json"].values.tobytes()) if spec["kind"] == "fit" else None
     except (KeyError, ValueError, TypeError) as exc:
-        raise BayesmixError(f"'{path}' has damaged training data ({exc}); save the model again.") from None
+        raise BayesmixError(f"'{path}' has damaged contents ({exc}); save the model again.") from None
     priors = {name: Prior(p["dist"], **p["params"]) for name, p in spec["priors"].items()}
     model = Model(spec["formula"], frame, family=spec["family"], link=spec["link"], priors=priors, categorical=levels)
     model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])
+    if payload is not None:
+        return _fit_from_payload(payload, model.design, model.family)
     del idata[GROUP]
     model.idata = idata
     model.sampling_time = spec["sampling_time"]

@@ -148,6 +148,13 @@ class MixedFit:
 
         return fit_predict(self, data, re_form, allow_new_levels)
 
+    def save(self, path):
+        """Write this fit (estimates, model specification, training rows) to one netCDF file;
+        ``bayesmix.load(path)`` gives it back, and ``predict`` then gives identical results."""
+        from bayesmix.io import save
+
+        return save(self, path)
+
     def __repr__(self) -> str:
         return self.summary()
 

@@ -117,3 +117,24 @@ def test_saving_needs_a_posterior(tmp_path):
     model = bayesmix.Model("distance ~ age + (1 | Subject)", bayesmix.load_dataset("Orthodont"))
     with pytest.raises(BayesmixError, match="not been sampled"):
         model.save(tmp_path / "x.nc")
+
+
+@pytest.mark.parametrize(
+    "dataset, formula, family, method",
+    [
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "gaussian", "reml"),
+        ("Pastes", "strength ~ 1 + (1 | batch/cask)", "gaussian", "ml"),
+        ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", "laplace"),
+    ],
+)
+def test_exact_fits_round_trip(tmp_path, dataset, formula, family, method):
+    data = bayesmix.load_dataset(dataset)
+    fit = bayesmix.Model(formula, data, family=family).fit(method)
+    loaded = bayesmix.load(fit.save(tmp_path / "fit.nc"))
+    assert type(loaded) is type(fit)
+    assert loaded.to_dict() == fit.to_dict()
+    assert loaded.summary() == fit.summary()
+    np.testing.assert_array_equal(loaded.predict(data), fit.predict(data))
+    np.testing.assert_array_equal(loaded.optimizer.x, fit.optimizer.x)
+    for table in (bayesmix.fixef, bayesmix.ranef, bayesmix.varcorr):
+        assert table(loaded).equals(table(fit))
