@@ -1,0 +1,51 @@
+"""Draw the images of docs/plots.md: python docs/img/make_images.py (from the repository root)."""
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import bayesmix  # noqa: E402
+import bayesmix.plots as plots  # noqa: E402
+
+OUT = Path(__file__).parent
+
+
+def save(obj, name: str) -> None:
+    figure = obj if isinstance(obj, matplotlib.figure.Figure) else obj.figure
+    figure.savefig(OUT / name, dpi=110)
+    matplotlib.pyplot.close(figure)
+    print("wrote", OUT / name)
+
+
+def main() -> None:
+    sleep = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
+    reml = sleep.fit("reml")
+    save(plots.caterpillar(reml), "sleepstudy_caterpillar.png")
+    save(plots.shrinkage(reml), "sleepstudy_shrinkage.png")
+    save(plots.qq_ranef(reml), "sleepstudy_qq_ranef.png")
+    save(plots.residuals(reml), "sleepstudy_residuals.png")
+    save(plots.residuals(reml, by_group=True), "sleepstudy_residuals_by_subject.png")
+    save(plots.conditional_effects(reml, "Days"), "sleepstudy_conditional_effects_reml.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sleep.sample(draws=500, tune=500, chains=2, random_seed=1, progressbar=False)
+    save(plots.conditional_effects(sleep, "Days"), "sleepstudy_conditional_effects_nuts.png")
+    save(plots.caterpillar(sleep), "sleepstudy_caterpillar_nuts.png")
+
+    cbpp = bayesmix.Model(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", bayesmix.load_dataset("cbpp"), family="binomial"
+    )
+    laplace = cbpp.fit("laplace")
+    save(plots.conditional_effects(laplace, "period"), "cbpp_conditional_effects.png")
+    save(plots.shrinkage(laplace), "cbpp_shrinkage.png")
+    save(plots.caterpillar(laplace), "cbpp_caterpillar.png")
+
+    penicillin = bayesmix.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bayesmix.load_dataset("Penicillin"))
+    save(plots.caterpillar(penicillin.fit("reml")), "penicillin_caterpillar.png")
+
+
+if __name__ == "__main__":
+    main()
