@@ -148,3 +148,14 @@ def test_prior_predictive_draws_from_the_priors():
     assert az.plot_ppc(idata, group="prior") is not None
     with pytest.raises(BayesmixError, match="draws must be"):
         model.prior_predictive(draws=0)
+
+
+def test_az_compare_ranks_default_sample_results(cbpp_nuts):
+    data = bayesmix.load_dataset("cbpp")
+    null = bayesmix.Model("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", data, family="binomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        null.sample(draws=150, tune=150, chains=2, random_seed=4, progressbar=False)
+        table = az.compare({"period": cbpp_nuts.idata, "null": null.idata})
+    assert list(table.index) == ["period", "null"]  # period matters in cbpp (lme4: LRT p < 1e-4)
+    assert table.loc["null", "elpd_diff"] > 0
