@@ -10,6 +10,8 @@ from bayesmix._jax import configure_jax
 configure_jax()  # before anything imports jax
 
 # ruff: noqa: E402
+from bayesmix import plots
+from bayesmix.checks import scaled_residuals
 from bayesmix.compare import anova
 from bayesmix.datasets import DATASETS, load_dataset
 from bayesmix.errors import (
@@ -40,6 +42,8 @@ __all__ = [
     "load_dataset",
     "load",
     "anova",
+    "plots",
+    "scaled_residuals",
     "fixef",
     "ranef",
     "varcorr",

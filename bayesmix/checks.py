@@ -84,7 +84,7 @@ class ScaledResiduals:
         left.title.set_fontsize(9)
         rank = stats.rankdata(self.fitted) / n
         right.plot(rank, self.residuals, ".", ms=3, color="C0", alpha=0.6)
-        edges = np.linspace(0, 1, min(10, max(2, n // 20)) + 1)
+        edges = np.linspace(0, 1, min(10, max(3, n // 20)) + 1)
         centres = (edges[:-1] + edges[1:]) / 2
         which = np.clip(np.digitize(rank, edges[1:-1]), 0, len(centres) - 1)
         for q in (0.25, 0.5, 0.75):

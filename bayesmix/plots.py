@@ -799,3 +799,21 @@ def conditional_effects(
     ax.set_title(_effects_title(effect, source.label, reference), fontsize=10)
     ax.legend(loc="best", fontsize=8, frameon=False)
     return ax
+
+
+# --- scaled (DHARMa) residuals ---------------------------------------------------------------------------
+
+
+def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", random_seed=None, *, idata=None, ax=None):
+    """DHARMa's two panels for :func:`bayesmix.checks.scaled_residuals`: a uniform Q-Q plot with the
+    uniformity, dispersion and outlier tests, and residuals against the rank of the fitted values.
+
+    Returns the Figure; ``ax`` takes two Axes. For the numbers, call ``bayesmix.scaled_residuals``.
+    """
+    from bayesmix.checks import scaled_residuals as compute
+
+    source = _resolve(fit, idata)
+    source.require()
+    fig, axes = _panel_axes(2, ax, (10, 4.5))
+    compute(fit, n_sim=n_sim, re_form=re_form, random_seed=random_seed, idata=idata).plot(axes)
+    return fig

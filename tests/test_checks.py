@@ -159,3 +159,12 @@ def test_az_compare_ranks_default_sample_results(cbpp_nuts):
         table = az.compare({"period": cbpp_nuts.idata, "null": null.idata})
     assert list(table.index) == ["period", "null"]  # period matters in cbpp (lme4: LRT p < 1e-4)
     assert table.loc["null", "elpd_diff"] > 0
+
+
+def test_plots_module_draws_the_same_residuals():
+    fit = bayesmix.Model("y ~ x + (1 | g)", counts(False), family="poisson").fit("laplace")
+    fig = bayesmix.plots.scaled_residuals(fit, n_sim=100, random_seed=2)
+    expected = scaled_residuals(fit, n_sim=100, random_seed=2).residuals
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), np.sort(expected))
+    with pytest.raises(BayesmixError, match="2 panel"):
+        bayesmix.plots.scaled_residuals(fit, ax=fig.axes[0])

@@ -15,7 +15,8 @@ def test_there_are_examples():
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_example_runs(path, monkeypatch, capsys):
+def test_example_runs(path, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)  # whatever an example writes lands here, not in the checkout
     monkeypatch.setattr(sys, "argv", [str(path), "--quick"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # few draws: low-ESS warnings are expected

@@ -4,6 +4,8 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
 
 matplotlib.use("Agg")
 
@@ -18,6 +20,16 @@ def save(obj, name: str) -> None:
     figure.savefig(OUT / name, dpi=110)
     matplotlib.pyplot.close(figure)
     print("wrote", OUT / name)
+
+
+def overdispersed_poisson_fit():
+    """A Poisson GLMM fitted to negative binomial counts (alpha = 1): what scaled residuals catch."""
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(30), 20)
+    x = rng.normal(size=g.size)
+    mu = np.exp(0.5 + 0.4 * x + rng.normal(0, 0.5, 30)[g])
+    data = pd.DataFrame({"y": rng.poisson(rng.gamma(1.0, mu)), "x": x, "g": [f"g{i}" for i in g]})
+    return bayesmix.Model("y ~ x + (1 | g)", data, family="poisson").fit("laplace")
 
 
 def main() -> None:
@@ -42,6 +54,9 @@ def main() -> None:
     save(plots.conditional_effects(laplace, "period"), "cbpp_conditional_effects.png")
     save(plots.shrinkage(laplace), "cbpp_shrinkage.png")
     save(plots.caterpillar(laplace), "cbpp_caterpillar.png")
+
+    save(plots.scaled_residuals(laplace, random_seed=1), "cbpp_scaled_residuals.png")
+    save(plots.scaled_residuals(overdispersed_poisson_fit(), random_seed=1), "overdispersed_scaled_residuals.png")
 
     penicillin = bayesmix.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bayesmix.load_dataset("Penicillin"))
     save(plots.caterpillar(penicillin.fit("reml")), "penicillin_caterpillar.png")
