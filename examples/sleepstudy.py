@@ -4,7 +4,6 @@ python examples/sleepstudy.py [--quick] [--out FILE.png]
 """
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import bayesmix  # noqa: E402
 from bayesmix import plots  # noqa: E402
 
-DEFAULT_OUT = Path(tempfile.gettempdir()) / "sleepstudy_shrinkage.png"
+DEFAULT_OUT = Path("sleepstudy_shrinkage.png")
 
 
 def main(quick: bool, out: Path) -> None:

@@ -23,3 +23,6 @@ def test_example_runs(path, monkeypatch, capsys, tmp_path):
         runpy.run_path(str(path), run_name="__main__")
     out = capsys.readouterr().out
     assert "Fixed effects" in out or "posterior mean" in out
+    for line in out.splitlines():  # a figure an example says it wrote exists
+        if "written to" in line:
+            assert (tmp_path / line.split("written to ")[1].strip()).stat().st_size > 10_000
