@@ -1,9 +1,10 @@
 """Plots after the fit, for both kinds of fit: a sampled :class:`bayesmix.Model` (NUTS) and a
 :class:`~bayesmix.mixedfit.MixedFit` from ``Model.fit("reml" | "ml" | "laplace")``.
 
-Every function takes that object first (as :func:`bayesmix.ranef` does), ``idata=`` to plot
-another posterior than the model's last ``sample()`` result, and ``ax=`` to draw into existing
-Axes; it returns the Axes it drew on, or the Figure when the plot has several panels::
+Every function takes that object first (``model=``: the MixedFit or the sampled Model, as
+:func:`bayesmix.ranef` does), ``idata=`` to plot another posterior than the model's last
+``sample()`` result, and ``ax=`` to draw into existing Axes; it returns the Axes it drew on, or the
+Figure when the plot has several panels::
 
     from bayesmix import plots
 
@@ -282,7 +283,7 @@ def _response_label(design) -> str:
 # --- caterpillar ----------------------------------------------------------------------------------------
 
 
-def caterpillar(fit, group=None, term=None, *, idata=None, ax=None):
+def caterpillar(model, group=None, term=None, *, idata=None, ax=None):
     """Random effects with 95 % intervals, one panel per (group, term), levels sorted.
 
     Exact fits show the conditional modes with condval -+ 1.96 condsd; NUTS fits the posterior
@@ -294,7 +295,7 @@ def caterpillar(fit, group=None, term=None, *, idata=None, ax=None):
     Returns the Figure (its panels are ``fig.axes``); ``ax`` may be one Axes (one panel) or a
     list with one Axes per panel.
     """
-    source = _resolve(fit, idata)
+    source = _resolve(model, idata)
     panels = _panels(source.design, group, term)
     source.require()
     table = source.ranef()
@@ -378,7 +379,7 @@ def _no_pooling(source, terms, Z, codes, n_levels, offset) -> tuple[np.ndarray, 
     return out, pooled
 
 
-def shrinkage(fit, x=None, group=None, *, idata=None, ax=None):
+def shrinkage(model, x=None, group=None, *, idata=None, ax=None):
     """No pooling vs partial pooling vs complete pooling for one group's random-effect terms.
 
     For each level of ``group``: the block's coefficients fitted on that level's rows alone (no
@@ -395,7 +396,7 @@ def shrinkage(fit, x=None, group=None, *, idata=None, ax=None):
     whose separate fit has no finite estimate (too few rows, or no successes) has no circle and no
     arrow; the legend says how many. Returns the Axes.
     """
-    source = _resolve(fit, idata)
+    source = _resolve(model, idata)
     design, family = source.design, source.family
     group = _one_group(design, group)
     blocks = [block for block in design.blocks if block.group == group]
@@ -510,14 +511,14 @@ def _ppoints(n: int) -> np.ndarray:
     return (np.arange(1, n + 1) - a) / (n + 1 - 2 * a)
 
 
-def qq_ranef(fit, group=None, *, idata=None, ax=None, label_extremes: int = 2):
+def qq_ranef(model, group=None, *, idata=None, ax=None, label_extremes: int = 2):
     """Normal Q-Q plot of each term's random effects, one panel per (group, term).
 
     The effects (conditional modes, or posterior means) are standardised by their own mean and SD,
     so normally distributed effects lie on the reference line y = x. The ``label_extremes`` levels
     furthest from 0 are labelled. Returns the Figure.
     """
-    source = _resolve(fit, idata)
+    source = _resolve(model, idata)
     panels = _panels(source.design, group, None)
     source.require()
     table = source.ranef()
@@ -580,7 +581,7 @@ def _smooth(x: np.ndarray, y: np.ndarray, frac: float = 0.6, points: int = 60):
     return grid, fitted
 
 
-def residuals(fit, by_group=False, group=None, *, idata=None, ax=None, page: int = 1, per_page: int = 30):
+def residuals(model, by_group=False, group=None, *, idata=None, ax=None, page: int = 1, per_page: int = 30):
     """Residuals (observed - fitted) against fitted values; fitted values include the random effects.
 
     Exact fits: ``fit.predict()`` (lme4's fitted values); NUTS: the posterior mean of
@@ -590,7 +591,7 @@ def residuals(fit, by_group=False, group=None, *, idata=None, ax=None, page: int
     grouping factor), ``per_page`` levels per figure: ``page=2`` shows the next ones. Returns the
     Figure then.
     """
-    source = _resolve(fit, idata)
+    source = _resolve(model, idata)
     design = source.design
     if by_group:
         group = _one_group(design, group)
@@ -714,7 +715,7 @@ def _effects_title(effect, label, reference, width: int = 80) -> str:
 
 
 def conditional_effects(
-    fit,
+    model,
     effect,
     at=None,
     interval=INTERVAL,
@@ -739,7 +740,7 @@ def conditional_effects(
     ``interval=None`` draws no interval. ``data_points`` adds the observed responses (proportions
     for binomial data). Returns the Axes.
     """
-    source = _resolve(fit, idata)
+    source = _resolve(model, idata)
     design = source.design
     predictors = _fixed_predictors(design)
     if not predictors:
@@ -804,7 +805,7 @@ def conditional_effects(
 # --- scaled (DHARMa) residuals ---------------------------------------------------------------------------
 
 
-def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", random_seed=None, *, idata=None, ax=None):
+def scaled_residuals(model, n_sim: int = 250, re_form: str = "unconditional", random_seed=None, *, idata=None, ax=None):
     """DHARMa's two panels for :func:`bayesmix.checks.scaled_residuals`: a uniform Q-Q plot with the
     uniformity, dispersion and outlier tests, and residuals against the rank of the fitted values.
 
@@ -812,8 +813,8 @@ def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", rand
     """
     from bayesmix.checks import scaled_residuals as compute
 
-    source = _resolve(fit, idata)
+    source = _resolve(model, idata)
     source.require()
     fig, axes = _panel_axes(2, ax, (10, 4.5))
-    compute(fit, n_sim=n_sim, re_form=re_form, random_seed=random_seed, idata=idata).plot(axes)
+    compute(model, n_sim=n_sim, re_form=re_form, random_seed=random_seed, idata=idata).plot(axes)
     return fig

@@ -384,3 +384,14 @@ def test_shrinkage_refuses_what_it_cannot_draw(sleep):
     no_predictor = bayesmix.Model("diameter ~ 1 + (1 | plate)", bayesmix.load_dataset("Penicillin"))
     with pytest.raises(BayesmixError, match="has no predictors"):
         plots.conditional_effects(no_predictor, "plate")
+
+
+def test_every_plot_takes_the_fit_as_model_keyword():
+    fit = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy")).fit("reml")
+    ranef = bayesmix.ranef(fit)
+    figure = plots.caterpillar(model=fit, term="Days")
+    drawn = np.sort(np.concatenate([line.get_xdata() for line in figure.axes[0].lines if line.get_marker() == "o"]))
+    np.testing.assert_allclose(drawn, np.sort(ranef[ranef.term == "Days"].condval))
+    for plot in (plots.shrinkage, plots.qq_ranef, plots.residuals, plots.scaled_residuals):
+        assert plot(model=fit) is not None
+    assert plots.conditional_effects(model=fit, effect="Days") is not None
