@@ -66,6 +66,10 @@ def test_arviz_works_on_the_result(sleep_fit, tmp_path):
     assert idata.log_likelihood["Reaction"].shape == (4, 1000, 180)
     loo = az.loo(idata)
     assert np.isfinite(loo.elpd_loo) and loo.elpd_loo < 0
+    simulated = idata.posterior_predictive["Reaction"]  # filled by default: az.plot_ppc needs nothing more
+    assert simulated.shape == (4, 1000, 180)
+    assert float(simulated.std()) == pytest.approx(float(idata.observed_data["Reaction"].std()), rel=0.15)
+    az.plot_ppc(idata, num_pp_samples=50).figure.savefig(tmp_path / "ppc.png")
     summary = az.summary(idata, var_names=["beta", "sigma", "sd_Subject", "corr_Subject"])
     assert "Intercept" in " ".join(summary.index)
     axes = az.plot_trace(idata, var_names=["beta", "sd_Subject"])
