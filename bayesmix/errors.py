@@ -60,3 +60,7 @@ class ConvergenceWarning(BayesmixWarning):
 
 class RankDeficientWarning(BayesmixWarning):
     """Columns of the fixed-effects matrix are linear combinations of others; they were dropped."""
+
+
+class SamplingInterruptedWarning(BayesmixWarning):
+    """Sampling was interrupted (Ctrl-C); the draws made so far were kept and are returned."""
