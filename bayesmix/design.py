@@ -9,6 +9,7 @@ exactly as the training data.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -16,8 +17,11 @@ import formulae
 import numpy as np
 import pandas as pd
 
+from bayesmix import memory
 from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean
 from bayesmix.formula import FormulaSpec, RandomTerm
+
+LARGE_FACTOR = 100  # a fixed factor with more levels than this is named in the memory guard's advice
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,60 @@ def _check_columns(spec: FormulaSpec, data: pd.DataFrame) -> list[str]:
                 f"Unknown {kind} '{name}' in formula '{spec.text}'.{did_you_mean(name, columns)} "
                 f"The data has columns: {', '.join(columns[:20])}{' ...' if len(columns) > 20 else ''}."
             )
+        copies = int((data.columns == name).sum())
+        if copies > 1:
+            raise BayesmixError(
+                f"The data has {copies} columns named '{name}'; the formula cannot tell them apart. "
+                "Rename or drop the duplicates."
+            )
     return sorted(spec.variables, key=list(data.columns).index)
+
+
+def _variables(expr: str) -> set[str]:
+    """The column names a formulae expression uses (backticks removed)."""
+    names = formulae.model_description(expr).var_names
+    return {n.strip("`") for n in names if isinstance(n, str) and n}
+
+
+def _value_columns(spec: FormulaSpec) -> set[str]:
+    """Columns used as predictors: in the fixed part or left of '|' in a random term."""
+    return set().union(*(_variables(part) for part in (spec.fixed, *(term.expr for term in spec.random))))
+
+
+def _check_dtypes(frame: pd.DataFrame, spec: FormulaSpec, categorical: dict) -> None:
+    """Refuse columns bayesmix cannot encode without guessing, with the conversion to make.
+
+    Complex numbers and cells that are not single values (lists, dicts) anywhere; dates and
+    times (datetime64, timedelta64, period) as predictors or response, unless named in
+    ``categorical`` (as a grouping factor a date is a label like any other).
+    """
+    as_values = _value_columns(spec)
+    as_values |= {v for expr in spec.response.expressions for v in _expression_names(expr)}
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_complex_dtype(column):
+            raise BayesmixError(
+                f"Column '{name}' holds complex numbers ({column.dtype}). "
+                "Pass the real part, the modulus or both as separate real columns."
+            )
+        temporal = isinstance(column.dtype, pd.PeriodDtype) or pd.api.types.is_datetime64_any_dtype(column)
+        temporal = temporal or pd.api.types.is_timedelta64_dtype(column)
+        if temporal and name in as_values and name not in categorical:
+            raise BayesmixError(
+                f"Column '{name}' holds dates or times ({column.dtype}); bayesmix does not guess whether you "
+                f"mean a trend or a factor. Convert it to a number (e.g. days since the start: "
+                f"(data['{name}'] - data['{name}'].min()).dt.days), or treat it as a factor with "
+                f"categorical=['{name}']. As a grouping factor (1 | {name}) a date needs no conversion."
+            )
+        if column.dtype == object:
+            try:
+                pd.unique(column)
+            except TypeError:
+                kinds = sorted({type(v).__name__ for v in column if not pd.api.types.is_hashable(v)})
+                raise BayesmixError(
+                    f"Column '{name}' holds values that are not single numbers or labels ({', '.join(kinds)}). "
+                    "Put one number or one label in each cell."
+                ) from None
 
 
 def _normalise_categorical(categorical, data: pd.DataFrame) -> dict[str, tuple | None]:
@@ -143,7 +200,10 @@ def _normalise_categorical(categorical, data: pd.DataFrame) -> dict[str, tuple |
 
 
 def _level_order(name: str, column: pd.Series, order: tuple | None) -> tuple:
+    """The levels of ``column`` present in the rows used, in the given order, the Categorical's
+    order or sorted order. Levels with no rows are dropped, as lme4 does (``drop.unused.levels``)."""
     present = pd.unique(column)
+    present_text = {str(v) for v in present}
     if order is not None:
         as_text = {str(level): level for level in order}
         missing = [v for v in present if v not in order and str(v) not in as_text]
@@ -154,9 +214,9 @@ def _level_order(name: str, column: pd.Series, order: tuple | None) -> tuple:
             )
         if len(set(order)) != len(order):
             raise BayesmixError(f"The level order given for '{name}' repeats a level: {list(order)}.")
-        return order
+        return tuple(level for level in order if str(level) in present_text)
     if isinstance(column.dtype, pd.CategoricalDtype):
-        return tuple(column.cat.categories)
+        return tuple(level for level in column.cat.categories if str(level) in present_text)
     try:
         return tuple(sorted(present))
     except TypeError:  # mixed types: sort by their text
@@ -171,22 +231,38 @@ def _encode_categoricals(
     formulae follows a Categorical's order only when it is ordered; unordered columns get sorted
     order. Returns each column's level order.
     """
-    response_columns = set()
-    for expr in spec.response.expressions:
-        if expr in frame.columns:
-            response_columns.add(expr)
+    response_columns = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     grouping = {f for term in spec.random for f in term.factors}
+    predictors = _value_columns(spec)
     levels = {}
     for name in frame.columns:
         column = frame[name]
         is_text = not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
-        if name in response_columns and name not in grouping:
+        if name in response_columns and name not in grouping | predictors:
             continue
         if name in categorical or name in grouping or is_text:
             order = _level_order(name, column, categorical.get(name))
+            if name in predictors and len(order) < 2:
+                raise BayesmixError(
+                    f"The factor '{name}' has only one level ('{order[0]}') in the rows used: a factor needs at "
+                    "least two levels to have an effect (R: 'contrasts can be applied only to factors with 2 or "
+                    "more levels'). Remove it from the formula."
+                )
             levels[name] = order
-            frame[name] = pd.Categorical(column, categories=list(order), ordered=True)
+            frame[name] = pd.Categorical(_as_levels(column, order), categories=list(order), ordered=True)
     return levels
+
+
+def _as_levels(column: pd.Series, order: tuple) -> pd.Series:
+    """The column with each value replaced by the level it matches (a value matches by its text
+    when the level order was given as text, e.g. "1" for the number 1)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):  # recode by value, not by the old categories
+        column = column.astype(object)
+    exact = set(order)
+    if all(value in exact for value in pd.unique(column)):
+        return column
+    as_text = {str(level): level for level in order}
+    return column.map(lambda value: as_text.get(str(value), value))
 
 
 def _drop_missing(frame: pd.DataFrame, missing: str) -> tuple[pd.DataFrame, np.ndarray, int]:
@@ -214,16 +290,35 @@ def _drop_missing(frame: pd.DataFrame, missing: str) -> tuple[pd.DataFrame, np.n
     return frame.iloc[rows].reset_index(drop=True), rows, n_bad
 
 
+MAX_MAGNITUDE = 1e100  # beyond this, sums of squares of a column overflow double precision
+
+
 def _check_finite(frame: pd.DataFrame) -> None:
     for name in frame.columns:
         column = frame[name]
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            n_inf = int(np.isinf(column.to_numpy(dtype=float)).sum())
+            values = column.to_numpy(dtype=float)
+            n_inf = int(np.isinf(values).sum())
             if n_inf:
                 raise BayesmixError(
                     f"Column '{name}' has {n_inf} infinite values. "
                     "Replace them (or set them to NaN to drop those rows)."
                 )
+            largest = float(np.max(np.abs(values), initial=0.0))
+            if largest > MAX_MAGNITUDE:
+                raise BayesmixError(
+                    f"Column '{name}' has values as large as {largest:.3g}; their squares overflow double "
+                    "precision. Rescale it (e.g. divide by a power of 10) before fitting."
+                )
+
+
+def _eval_expression(frame: pd.DataFrame, expr: str):
+    """``frame.eval(expr)``, with every `backticked name` first renamed to a plain identifier
+    (pandas cannot read some names even in backticks, e.g. ones with combining accents)."""
+    quoted = list(dict.fromkeys(re.findall(r"`([^`]+)`", expr)))
+    names = {name: f"bayesmix_column_{i}" for i, name in enumerate(quoted)}
+    text = re.sub(r"`([^`]+)`", lambda match: names[match.group(1)], expr)
+    return frame.rename(columns=names).eval(text, engine="python")
 
 
 def _evaluate(frame: pd.DataFrame, expr: str, what: str) -> np.ndarray:
@@ -231,9 +326,14 @@ def _evaluate(frame: pd.DataFrame, expr: str, what: str) -> np.ndarray:
         values = frame[expr]
     else:
         try:
-            values = frame.eval(expr, engine="python")
+            values = _eval_expression(frame, expr)
         except Exception as exc:
             raise BayesmixError(f"Cannot evaluate the {what} '{expr}': {exc}. Use columns and arithmetic.") from None
+    if np.ndim(values) != 1 or len(values) != len(frame):
+        raise BayesmixError(
+            f"The {what} '{expr}' does not give one value per row (it gives {np.size(values)}). "
+            "Name a column (in backticks if it is not a plain name: `my column`) or an expression of columns."
+        )
     values = pd.Series(values)
     if pd.api.types.is_bool_dtype(values):
         values = values.astype(float)
@@ -246,6 +346,43 @@ def _evaluate(frame: pd.DataFrame, expr: str, what: str) -> np.ndarray:
     if not np.all(np.isfinite(out)):
         raise BayesmixError(f"The {what} '{expr}' has non-finite values. Remove those rows.")
     return out
+
+
+def _component_columns(component, frame: pd.DataFrame, levels: dict[str, tuple]) -> tuple[int, str | None]:
+    """An upper bound on the columns one component of a formulae term gives, and its factor (if any)."""
+    call = getattr(component, "call", None)
+    if call is None:
+        name = component.name.strip("`")
+        return (len(levels[name]), name) if name in levels else (1, None)
+    if call.callee == "C":
+        names = [n.strip("`") for n in component.var_names if isinstance(n, str) and n.strip("`") in frame.columns]
+        if names:
+            name = names[0]
+            return (len(levels[name]) if name in levels else int(frame[name].nunique())), name
+    return 1, None
+
+
+def estimate_columns(expr: str, frame: pd.DataFrame, levels: dict[str, tuple]) -> tuple[int, str | None, int]:
+    """(upper bound on the columns formulae will build for ``expr``, the factor with most levels, its levels).
+
+    Counted from the level counts of the categorical columns, before formulae allocates anything: a
+    term's columns are the product of its components' (a factor: its levels; C(x): x's distinct
+    values; anything else: 1).
+    """
+    try:
+        terms = formulae.model_description(expr).terms
+    except Exception:  # formulae reports it when it builds the matrix
+        return 0, None, 0
+    total, factor, most = 0, None, 0
+    for term in terms:
+        count = 1
+        for component in getattr(term, "components", ()):
+            n, name = _component_columns(component, frame, levels)
+            count *= n
+            if name is not None and n > most:
+                factor, most = name, n
+        total += count
+    return total, factor, most
 
 
 def _formulae_matrix(expr: str, frame: pd.DataFrame, what: str):
@@ -272,9 +409,22 @@ def _group_codes(frame: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, tup
     return codes.reshape(-1).astype(np.int64), levels
 
 
-def _blocks(frame: pd.DataFrame, spec: FormulaSpec) -> tuple[list[tuple], dict]:
+def _check_term_matrix(term: RandomTerm, frame: pd.DataFrame, levels: dict[str, tuple]) -> None:
+    k, factor, n_levels = estimate_columns(term.expr, frame, levels)
+    if factor is not None:
+        fix = (
+            f"The slope of the factor '{factor}' has {n_levels:,} levels: use (1 | {term.group}:{factor}) "
+            f"(one intercept per {term.group} and {factor} combination) instead."
+        )
+    else:
+        fix = "Use fewer terms left of '|'."
+    memory.check(f"The term matrix of ({term.expr} | {term.group})", (len(frame), k), fix)
+
+
+def _blocks(frame: pd.DataFrame, spec: FormulaSpec, levels: dict[str, tuple]) -> tuple[list[tuple], dict]:
     raw, matrices = [], {}
     for index, term in enumerate(spec.random):
+        _check_term_matrix(term, frame, levels)
         matrix = _formulae_matrix(term.expr, frame, "random-effect expression")
         if matrix is None:
             raise BayesmixError(
@@ -311,12 +461,25 @@ def _labels(raw: list[tuple]) -> list[str]:
     return labels
 
 
+def _check_fixed_matrix(spec: FormulaSpec, frame: pd.DataFrame, levels: dict[str, tuple]) -> None:
+    p, factor, n_levels = estimate_columns(spec.fixed, frame, levels)
+    if factor is not None and n_levels > LARGE_FACTOR:
+        fix = (
+            f"Use a random effect (1 | {factor}) instead of a fixed factor '{factor}' with {n_levels:,} levels "
+            "(it estimates one effect per level too, shrunk towards their mean)."
+        )
+    else:
+        fix = "Use fewer fixed-effect columns (fewer factor levels or interactions), or fewer rows."
+    memory.check("The fixed-effects matrix X", (len(frame), p), fix)
+
+
 def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop") -> Design:
     """Encode ``data`` for ``spec``. The user's DataFrame is only read, never modified."""
     data = _as_frame(data)
     used = _check_columns(spec, data)
     categorical = _normalise_categorical(categorical, data)
     frame = data.loc[:, used].copy(deep=True)
+    _check_dtypes(frame, spec, categorical)
     frame, rows, n_dropped = _drop_missing(frame, missing)
     _check_finite(frame)
     levels = _encode_categoricals(frame, spec, categorical)
@@ -329,6 +492,7 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
     elif response.failures is not None:
         trials = y + _evaluate(frame, response.failures, "number of failures")
 
+    _check_fixed_matrix(spec, frame, levels)
     fixed_matrix = _formulae_matrix(spec.fixed, frame, "fixed-effects part")
     if fixed_matrix is None:
         X, fixed_names = np.zeros((len(frame), 0)), ()
@@ -336,7 +500,7 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
         X = np.asarray(fixed_matrix.design_matrix, dtype=float)
         fixed_names = tuple(fixed_matrix.as_dataframe().columns)
 
-    raw, block_matrices = _blocks(frame, spec)
+    raw, block_matrices = _blocks(frame, spec, levels)
     blocks = tuple(
         Block(label=label, group=group, terms=names, levels=lv, codes=codes, Zt=Zt, correlated=corr, term=index)
         for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)

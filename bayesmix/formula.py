@@ -26,7 +26,7 @@ import formulae
 
 from bayesmix.errors import BayesmixError, caret
 
-_NAME = r"(?:[^\W\d]\w*|`[^`]+`)"
+_NAME = r"(?:[^\W\d][\w.]*|`[^`]+`)"  # a name (R-style dots allowed), or any text in backticks
 _GROUP_PART = re.compile(rf"^\s*{_NAME}(?:\s*:\s*{_NAME})*\s*$")
 
 
@@ -89,9 +89,25 @@ def _syntax_error(text: str, position: int, problem: str, fix: str) -> BayesmixE
     return BayesmixError(f"Formula syntax error: {problem}\n{caret(text, position)}\n{fix}")
 
 
+def _outside_backticks(text: str):
+    """Yield (index, char) of the characters of ``text`` that are not inside `backtick quotes`."""
+    quoted = False
+    for i, ch in enumerate(text):
+        if ch == "`":
+            quoted = not quoted
+        elif not quoted:
+            yield i, ch
+
+
+def _split_outside_backticks(text: str, separator: str) -> list[str]:
+    cuts = [i for i, ch in _outside_backticks(text) if ch == separator]
+    bounds = [-1, *cuts, len(text)]
+    return [text[a + 1 : b] for a, b in zip(bounds, bounds[1:])]
+
+
 def _check_parentheses(text: str) -> None:
     stack = []
-    for i, ch in enumerate(text):
+    for i, ch in _outside_backticks(text):
         if ch == "(":
             stack.append(i)
         elif ch == ")":
@@ -139,7 +155,8 @@ def _validate_expression(formula: str, expr: str, position: int, what: str) -> f
             formula,
             position,
             f"formulae cannot parse the {what} '{expr.strip()}' ({exc}).",
-            "Check the operators and function calls in that part.",
+            "Check the operators and function calls in that part. Column names that are not plain names "
+            "(spaces, punctuation, a leading digit or underscore) go in backticks: `my column`.",
         ) from None
     bad = [n for n in names if not isinstance(n, str)]
     if bad:
@@ -154,7 +171,7 @@ def _validate_expression(formula: str, expr: str, position: int, what: str) -> f
 
 def _expand_group(formula: str, group: str, position: int) -> list[tuple[str, tuple[str, ...]]]:
     """``a/b/c`` -> [("a", (a,)), ("a:b", (a, b)), ("a:b:c", (a, b, c))]; ``a:b`` -> one group."""
-    parts = group.split("/")
+    parts = _split_outside_backticks(group, "/")
     out, factors = [], []
     for part in parts:
         if not _GROUP_PART.match(part):
@@ -162,9 +179,10 @@ def _expand_group(formula: str, group: str, position: int) -> list[tuple[str, tu
                 formula,
                 position,
                 f"the grouping side '{group.strip()}' is not a factor name, a:b or a/b.",
-                "Put one or more column names after '|', joined by ':' (interaction) or '/' (nesting).",
+                "Put one or more column names after '|', joined by ':' (interaction) or '/' (nesting); "
+                "names that are not plain names go in backticks: (1 | `my group`).",
             )
-        factors.extend(name.strip().strip("`") for name in part.split(":"))
+        factors.extend(name.strip().strip("`") for name in _split_outside_backticks(part, ":"))
         out.append((":".join(factors), tuple(factors)))
     return out
 
@@ -312,7 +330,7 @@ def _matching_paren(text: str) -> int:
     if not text.startswith("("):
         return -1
     depth = 0
-    for i, ch in enumerate(text):
+    for i, ch in _outside_backticks(text):
         depth += ch == "("
         depth -= ch == ")"
         if depth == 0:

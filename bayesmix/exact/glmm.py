@@ -18,16 +18,18 @@ is refused with an error naming the number.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve
 
+from bayesmix import memory
 from bayesmix.design import Design
-from bayesmix.errors import BayesmixError
+from bayesmix.errors import BayesmixError, ConvergenceWarning
 from bayesmix.exact.fixed import drop_aliased
-from bayesmix.exact.lmm import ThetaLayout, block_z, lme4_order
+from bayesmix.exact.lmm import ThetaLayout, block_z, check_identifiable, lme4_order
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
 from bayesmix.families import Family
 
@@ -110,17 +112,79 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
     )
 
 
+SEPARATION_ETA = 30.0  # |linear predictor| of the GLM start beyond which estimates run off to infinity
+
+
+def _infinite_estimates(problem: GlmmProblem) -> BayesmixError:
+    name = problem.family.name
+    what = (
+        "the predictors separate the 0s from the 1s (complete or quasi-complete separation)"
+        if name in ("bernoulli", "binomial")
+        else "some combination of predictors has only zero counts"
+    )
+    return BayesmixError(
+        f"The maximum-likelihood fixed effects of this {name} model are infinite: {what}, so the linear "
+        "predictor runs off to infinity and a Laplace fit has no optimum. Remove or merge the predictor or level "
+        "responsible, or use sample(), whose priors keep the estimates finite."
+    )
+
+
 def _glm_start(problem: GlmmProblem, params) -> np.ndarray:
-    """beta of the GLM without random effects (Newton's method), the outer optimiser's start."""
-    X = problem.X
+    """beta of the GLM without random effects (Newton's method with step halving), the outer
+    optimiser's start. Raises BayesmixError when the estimates run off to infinity (separation)."""
+    X, y, trials = problem.X, problem.y, problem.trials
     beta = np.zeros(X.shape[1])
-    for _ in range(50):
-        _, d1, d2 = problem.family.laplace_terms(X @ beta, problem.y, problem.trials, params)
-        step = np.linalg.solve((X.T * -d2) @ X, X.T @ d1)
-        beta = beta + step
-        if np.max(np.abs(step), initial=0.0) < 1e-10:
+
+    def loglik(b):
+        with np.errstate(all="ignore"):
+            ll, d1, d2 = problem.family.laplace_terms(X @ b, y, trials, params)
+        value = float(np.sum(ll))
+        return (value if np.isfinite(value) else -np.inf), d1, d2
+
+    value, d1, d2 = loglik(beta)
+    converged = not X.shape[1]
+    for _ in range(100):
+        if not X.shape[1]:
             break
+        try:
+            step = np.linalg.solve((X.T * -d2) @ X, X.T @ d1)
+        except np.linalg.LinAlgError:
+            break  # the weights vanished: fitted probabilities at 0 or 1, counts at 0
+        if not np.all(np.isfinite(step)):
+            break
+        for _ in range(60):
+            new_value, new_d1, new_d2 = loglik(beta + step)
+            if new_value >= value - 1e-12 * abs(value):
+                break
+            step /= 2
+        else:
+            break
+        beta, value, d1, d2 = beta + step, new_value, new_d1, new_d2
+        if np.max(np.abs(step), initial=0.0) < 1e-10:
+            converged = True
+            break
+    if not converged and np.max(np.abs(X @ beta), initial=0.0) > SEPARATION_ETA:
+        raise _infinite_estimates(problem)
     return beta
+
+
+def _check_response_varies(design: Design, family: Family) -> None:
+    """All 0s or all 1s (all successes), all zero counts: the intercept's estimate is infinite."""
+    y, trials = design.y, design.trials
+    if family.name in ("bernoulli", "binomial"):
+        top = np.ones_like(y) if trials is None else trials
+        if np.all(y == 0) or np.all(y == top):
+            outcome = "a failure" if np.all(y == 0) else "a success"
+            raise BayesmixError(
+                f"Every row of the response '{design.spec.response.expr}' is {outcome}: the maximum-likelihood "
+                "intercept is infinite and a Laplace fit has no optimum. Check the data, or use sample(), whose "
+                "priors keep the estimates finite."
+            )
+    elif family.name in ("poisson", "negativebinomial") and np.all(y == 0):
+        raise BayesmixError(
+            f"Every count of the response '{design.spec.response.expr}' is 0: the maximum-likelihood intercept is "
+            "minus infinity and a Laplace fit has no optimum. Check the data, or use sample()."
+        )
 
 
 def _hessian(fun, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
@@ -181,6 +245,8 @@ def fit_glmm(design: Design, family: Family) -> GlmmResult:
             f"Laplace fits are available for binomial/bernoulli (logit, probit, cloglog), poisson (log) and "
             f"negativebinomial (log); not for {family.name} with the {family.link.name} link. Use sample() for NUTS."
         )
+    check_identifiable(design, allow_n=True)
+    _check_response_varies(design, family)
     X, kept, dropped = drop_aliased(design.X, design.fixed_names)
     order = lme4_order(design.blocks)
     blocks = [design.blocks[i] for i in order]
@@ -190,6 +256,12 @@ def fit_glmm(design: Design, family: Family) -> GlmmResult:
             f"This Laplace fit has {q} random effects; the dense inner algebra is limited to {MAX_DENSE_EFFECTS} "
             f"({q * q * 8 / 1e9:.1f} GB). Use sample() for NUTS on this model."
         )
+    memory.check(
+        "The Laplace fit's dense Z Lambda (rows x random effects)",
+        (design.nobs, q),
+        "Use sample() (NUTS) for this model, or fewer rows (e.g. aggregate bernoulli rows to binomial counts with "
+        "cbind(successes, failures)).",
+    )
     problem = GlmmProblem(
         family=family,
         X=X,
@@ -211,16 +283,45 @@ def fit_glmm(design: Design, family: Family) -> GlmmResult:
 
     def deviance(x):
         theta, beta, params = problem.split(x)
-        conditional = conditional_mode(problem, theta, beta, params, warm["u"])
+        try:
+            with np.errstate(all="ignore"):
+                conditional = conditional_mode(problem, theta, beta, params, warm["u"])
+        except (np.linalg.LinAlgError, ValueError):  # overflow at an extreme x: the optimiser steps back
+            return np.inf
         warm["u"] = conditional.u
         return -2.0 * conditional.laplace_loglik()
 
     summary = minimize_bounded(deviance, start, lower)
     theta, beta, params = problem.split(summary.x)
-    conditional = conditional_mode(problem, theta, beta, params, None)
+    try:
+        if not np.isfinite(summary.objective):
+            raise ValueError("non-finite deviance")
+        with np.errstate(all="ignore"):
+            conditional = conditional_mode(problem, theta, beta, params, None)
+    except (np.linalg.LinAlgError, ValueError):
+        raise BayesmixError(
+            "The Laplace fit failed numerically: the deviance is not finite at the optimiser's end point "
+            f"({np.round(summary.x, 4).tolist()}). Rescale the predictors (e.g. to unit SD), or use sample()."
+        ) from None
     hessian = _hessian(deviance, summary.x)
+    return GlmmResult(problem, summary, conditional, _vcov(hessian), kept, dropped)
+
+
+def _vcov(hessian: np.ndarray) -> np.ndarray:
+    """2 H^{-1}, or NaN (with a ConvergenceWarning) when the finite-difference Hessian of the
+    deviance is not positive definite: its inverse then gives no standard errors."""
     try:
         vcov = 2.0 * np.linalg.inv(hessian)
     except np.linalg.LinAlgError:
         vcov = np.full_like(hessian, np.nan)
-    return GlmmResult(problem, summary, conditional, vcov, kept, dropped)
+    diagonal = np.diag(vcov)
+    if np.any(~np.isfinite(diagonal)) or np.any(diagonal <= 0):
+        warnings.warn(
+            "The Hessian of the Laplace deviance is not positive definite at the optimum, so the standard errors "
+            "are not available (NaN). The fit may not be at a minimum: rescale the predictors (e.g. to unit SD) "
+            "and compare with sample().",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+        vcov = np.full_like(hessian, np.nan)
+    return vcov

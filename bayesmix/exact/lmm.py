@@ -32,9 +32,14 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cholesky, solve_triangular
 
+from bayesmix import memory
 from bayesmix.design import Block, Design
+from bayesmix.errors import BayesmixError
 from bayesmix.exact.fixed import drop_aliased
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
+
+NO_RESIDUAL = 1e-10  # |y - X beta_ols| below this share of |y|: the fixed effects reproduce y
+BYTES_PER_PAIR = 40  # index and value arrays per entry of CrossProducts.pairs while it is built
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -163,6 +168,14 @@ def _level_pairs(RZ1: sp.csc_matrix, k1: int):
     order = np.argsort(level, kind="stable")
     rows, level, term, values = coo.row[order], level[order], term[order], coo.data[order]
     counts = np.bincount(level, minlength=RZ1.shape[1] // k1)
+    memory.check(
+        "The exact fit's table of per-level products (CrossProducts.pairs)",
+        (int(np.sum(counts.astype(np.int64) ** 2)),),
+        "Each level of the grouping factor with the most levels meets many fixed-effect columns and levels of "
+        "the other factors; use fewer fixed-effect columns, or sample() (NUTS) for this model.",
+        bytes_per_value=BYTES_PER_PAIR,
+        unit="entries",
+    )
     starts = np.concatenate([[0], np.cumsum(counts)])
     # for each level with c nonzeros, the c x c index pairs, offset to that level's entries
     first = np.repeat(np.arange(len(rows)), np.repeat(counts, counts))
@@ -284,7 +297,8 @@ def solve(cp: CrossProducts, f: Factorization, reml: bool) -> Solution:
     vcov = sigma2 * np.linalg.inv(L_X @ L_X.T) if p else np.zeros((0, 0))
 
     # Conditional covariance of u: sigma^2 (L_Z L_Z')^{-1}; its diagonal blocks level by level.
-    W = dense_R1[:q2] @ sp.block_diag(list(f.L11_inverse)).toarray() if q2 else np.zeros((0, m1 * k1))
+    # W = L22^{-1} dense_R1[:q2] blockdiag(L11^{-1}), the block diagonal applied level by level
+    W = np.einsum("qmi,mij->qmj", dense_R1[:q2].reshape(q2, m1, k1), f.L11_inverse).reshape(q2, m1 * k1)
     W = solve_triangular(L22, W, lower=True) if q2 else W
     Wm = W.reshape(q2, m1, k1)
     cov_u1 = np.einsum("mji,mjl->mil", f.L11_inverse, f.L11_inverse) + np.einsum("qmi,qml->mil", Wm, Wm)
@@ -326,11 +340,95 @@ class LmmResult:
         return profiled_deviance(self.factorization, self.cross.n, self.cross.p, reml=False)
 
 
+def check_identifiable(design: Design, allow_n: bool) -> None:
+    """lme4's checks of the random-effect dimensions (``check.nobs.vs.nlev``, ``check.nobs.vs.nRE``).
+
+    Each grouping factor needs fewer levels than observations, and each term fewer random effects
+    (levels x terms) than observations (``allow_n``: at most as many, as glmer allows for
+    observation-level effects); otherwise the random effects and the residual variance cannot be told apart.
+    """
+    n = design.nobs
+    for block in design.blocks:
+        q = block.n_levels * block.n_terms
+        if block.n_levels > n or (not allow_n and block.n_levels >= n):
+            raise BayesmixError(
+                f"The grouping factor '{block.group}' has {block.n_levels} levels for {n} observations; an exact "
+                f"fit needs fewer levels than observations (lme4's rule): the random effects of '{block.group}' and "
+                "the residual variance cannot be told apart. Remove the term, group more coarsely, or use "
+                "sample(), whose priors make the model estimable."
+            )
+        if q > n or (not allow_n and q >= n):
+            raise BayesmixError(
+                f"The term ({' + '.join(block.terms)} | {block.group}) has {q} random effects "
+                f"({block.n_levels} levels x {block.n_terms} terms) for {n} observations; an exact fit needs fewer "
+                "(lme4's rule): the random-effects parameters and the residual variance are unidentifiable. "
+                "Use fewer terms left of '|' (e.g. (1 | g)), or sample()."
+            )
+
+
+def _check_residual(design: Design, X: np.ndarray) -> None:
+    """Refuse a response that the fixed effects reproduce exactly: no residual is left for sigma."""
+    y = design.y
+    if np.all(y == y[0]):
+        raise BayesmixError(
+            f"The response '{design.spec.response.expr}' is constant ({y[0]:g} in all {len(y)} rows): there is no "
+            "variation to attribute to the random effects or the residual. Check the data."
+        )
+    if X.shape[1] >= len(y):
+        residual = 0.0
+    else:
+        beta = np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else np.zeros(0)
+        residual = float(np.linalg.norm(y - X @ beta))
+    if residual <= NO_RESIDUAL * float(np.linalg.norm(y)):
+        raise BayesmixError(
+            f"The {X.shape[1]} fixed-effect columns reproduce the response exactly ({len(y)} rows): no residual "
+            "variation is left to estimate the variances from. Use fewer fixed-effect terms (a factor with one "
+            "level per row, or as many columns as rows, fits every value)."
+        )
+
+
+def _check_dense_parts(design: Design, p: int) -> None:
+    """The dense parts of the exact engine: the r x r Schur complement of the non-first blocks, the
+    fixed effects and y (r = q2 + p + 1), and in :func:`solve` the dense r x q1 coupling block."""
+    order = lme4_order(design.blocks)
+    first = design.blocks[order[0]]
+    q1 = first.n_levels * first.n_terms
+    q2 = sum(design.blocks[i].n_levels * design.blocks[i].n_terms for i in order[1:])
+    r = q2 + p + 1
+    fix = (
+        f"Its size grows with the random effects of all blocks but the largest ({q2:,}) and the {p} fixed-effect "
+        "columns; use sample() (NUTS) for this model, or fewer levels in the crossed grouping factors."
+    )
+    memory.check("The exact fit's dense Schur complement (r x r, r = other blocks' effects + p + 1)", (r, r), fix)
+    memory.check(f"The exact fit's coupling block (r x q1, q1 = {first.group}'s effects)", (r, q1), fix)
+
+
 def fit_lmm(design: Design, reml: bool) -> LmmResult:
-    """Optimise the profiled deviance (ML) or REML criterion over theta."""
+    """Optimise the profiled deviance (ML) or REML criterion over theta.
+
+    Raises BayesmixError for models lme4 refuses (see :func:`check_identifiable`), for a response the
+    fixed effects reproduce exactly, and for dense parts above the memory budget.
+    """
+    check_identifiable(design, allow_n=False)
     X, kept, dropped = drop_aliased(design.X, design.fixed_names)
+    _check_residual(design, X)
+    _check_dense_parts(design, X.shape[1])
     cp = cross_products(design, X)
     lower = np.where(cp.layout.is_diagonal(), 0.0, -np.inf)
-    summary = minimize_bounded(lambda theta: objective(cp, theta, reml), cp.layout.start(), lower)
-    f = factorize(cp, summary.x)
+
+    def safe_objective(theta):
+        try:
+            return objective(cp, theta, reml)
+        except np.linalg.LinAlgError:  # not positive definite at an extreme theta: the optimiser steps back
+            return np.inf
+
+    summary = minimize_bounded(safe_objective, cp.layout.start(), lower)
+    try:
+        f = factorize(cp, summary.x)
+    except np.linalg.LinAlgError:
+        raise BayesmixError(
+            "The exact fit failed numerically: the cross-product matrix is not positive definite at the optimum "
+            f"(theta = {np.round(summary.x, 4).tolist()}). Rescale the predictors and the response (e.g. to unit "
+            "SD), or use sample()."
+        ) from None
     return LmmResult(reml, cp, f, solve(cp, f, reml), summary, kept, dropped)

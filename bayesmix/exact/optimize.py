@@ -62,18 +62,23 @@ _RESULTS = {
     nlopt.XTOL_REACHED: "xtol reached",
     nlopt.MAXEVAL_REACHED: "maximum evaluations reached",
     nlopt.MAXTIME_REACHED: "maximum time reached",
+    nlopt.ROUNDOFF_LIMITED: "roundoff limited",
 }
 
 
 def minimize_bounded(fun: Callable, start: np.ndarray, lower: np.ndarray) -> OptimizerSummary:
     """Minimise ``fun`` over x >= lower (entries of -inf are free) from ``start``."""
     evaluations = 0
+    best = {"x": np.asarray(start, dtype=float).copy(), "value": np.inf}
 
     def objective(x, gradient=None):
         nonlocal evaluations
         evaluations += 1
         value = fun(np.asarray(x, dtype=float))
-        return float(value) if np.isfinite(value) else 1e300
+        value = float(value) if np.isfinite(value) else 1e300
+        if value < best["value"]:
+            best["x"], best["value"] = np.array(x, dtype=float), value
+        return value
 
     opt = nlopt.opt(nlopt.LN_BOBYQA, len(start))
     opt.set_lower_bounds(np.asarray(lower, dtype=float))
@@ -82,13 +87,19 @@ def minimize_bounded(fun: Callable, start: np.ndarray, lower: np.ndarray) -> Opt
     opt.set_xtol_abs(1e-10)
     opt.set_maxeval(MAX_EVALUATIONS)
     opt.set_initial_step(np.full(len(start), 0.2))
-    x = np.maximum(opt.optimize(np.asarray(start, dtype=float)), lower)
-    code = opt.last_optimize_result()
+    try:
+        x = opt.optimize(np.asarray(start, dtype=float))
+        code = opt.last_optimize_result()
+    except nlopt.RoundoffLimited:  # raised, not returned: keep the best point seen; judged by its gradient below
+        x, code = best["x"], nlopt.ROUNDOFF_LIMITED
+    x = np.maximum(x, lower)
     value = float(fun(x))
     gradient = projected(central_gradient(fun, x), x, lower)
     tolerance = max(GRADIENT_TOLERANCE, RELATIVE_GRADIENT_TOLERANCE * abs(value))
     small = bool(np.max(np.abs(gradient), initial=0.0) < tolerance)
-    converged = code > 0 and code != nlopt.MAXEVAL_REACHED and small
+    # roundoff-limited typically still ends at the optimum (NLopt's documentation): the gradient decides
+    stopped_well = (code > 0 and code != nlopt.MAXEVAL_REACHED) or code == nlopt.ROUNDOFF_LIMITED
+    converged = stopped_well and small
     return OptimizerSummary(
         x=x,
         objective=value,
