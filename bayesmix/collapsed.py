@@ -26,14 +26,21 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from bayesmix import memory
 from bayesmix.build import OBS_DIM, block_covariance, fixed_effects, model_coords, response_name, term_dim
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixWarning
 from bayesmix.families import Family
 from bayesmix.priors import Prior
+from bayesmix.sampling import DERIVED_VALUES_ATTR
 
 LOG_2PI = float(np.log(2 * np.pi))
-MAX_POINTWISE_VALUES = 200_000_000  # log_likelihood entries (chains x draws x rows) stored by default
+MAX_POINTWISE_VALUES = 200_000_000  # posterior predictive entries (chains x draws x rows) Model.sample adds
+
+
+def _chunk(per_draw_bytes: int, total: int) -> int:
+    """Draws per chunk so that a chunk's temporaries take at most a tenth of the memory budget."""
+    return int(max(1, min(total, memory.memory_budget() // (10 * max(per_draw_bytes, 1)))))
 
 
 def collapsible(design: Design, family: Family) -> bool:
@@ -91,6 +98,7 @@ def build_collapsed_model(design: Design, family: Family, priors: dict[str, Prio
         quad = rss - w2
         n = stats.n
         pm.Potential("marginal_loglik", -0.5 * n * (LOG_2PI + 2 * pt.log(sigma)) - 0.5 * logdet - quad / (2 * sigma**2))
+    setattr(model, DERIVED_VALUES_ATTR, block.n_levels * block.n_terms)  # re_<label>, drawn after sampling
     return model
 
 
@@ -132,29 +140,38 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int) -> None:
     corr = _flat(post, f"corr_{block.label}") if block.n_terms > 1 else np.ones((len(sd), 1, 1))
     S = sd[:, :, None] * np.linalg.cholesky(corr)  # (draws, k, k)
     lam = S / sigma[:, None, None]
-    k = block.n_terms
-    A = np.einsum("sji,mjl,slk->smik", lam, stats.D, lam) + np.eye(k)
-    c = np.einsum("sji,smj->smi", lam, stats.Zy[None] - np.einsum("mkp,sp->smk", stats.ZX, beta))
-    chol = np.linalg.cholesky(A)
-    mean_u = np.linalg.solve(A, c[..., None])[..., 0]
+    k, M = block.n_terms, block.n_levels
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal(mean_u.shape)
-    # u = mean + sigma L^{-T} z has covariance sigma^2 A^{-1}
-    noise = np.linalg.solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
-    u = mean_u + sigma[:, None, None] * noise
-    effects = np.einsum("sij,smj->smi", lam, u)  # b = Lambda u
+    effects = np.empty((chains * draws, M, k))
+    # chunks of draws keep the (draws, M, k, k) temporaries within the memory budget; the normal
+    # draws come in the same order as one (draws, M, k) call would give them
+    step = _chunk(8 * M * k * (4 * k + 6), chains * draws)
+    for start in range(0, chains * draws, step):
+        part = slice(start, start + step)
+        lam_p = lam[part]
+        A = np.einsum("sji,mjl,slk->smik", lam_p, stats.D, lam_p) + np.eye(k)
+        c = np.einsum("sji,smj->smi", lam_p, stats.Zy[None] - np.einsum("mkp,sp->smk", stats.ZX, beta[part]))
+        chol = np.linalg.cholesky(A)
+        mean_u = np.linalg.solve(A, c[..., None])[..., 0]
+        z = rng.standard_normal(mean_u.shape)
+        # u = mean + sigma L^{-T} z has covariance sigma^2 A^{-1}
+        noise = np.linalg.solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
+        u = mean_u + sigma[part, None, None] * noise
+        effects[part] = np.einsum("sij,smj->smi", lam_p, u)  # b = Lambda u
     dims = ("chain", "draw", block.group, term_dim(block))
     post[f"re_{block.label}"] = xr.DataArray(
         effects.reshape(chains, draws, block.n_levels, k),
         dims=dims,
         coords={block.group: list(block.levels), term_dim(block): list(block.terms)},
     )
-    if chains * draws * design.nobs <= MAX_POINTWISE_VALUES:
+    if memory.fits((chains, draws, design.nobs)):
         _add_log_likelihood(design, idata, beta, effects, sigma)
     else:
         warnings.warn(
-            f"The pointwise log-likelihood ({chains} x {draws} x {design.nobs} values) was not stored: it would "
-            f"exceed {MAX_POINTWISE_VALUES:.0e} values; az.loo needs it: sample fewer draws or rows.",
+            f"The pointwise log-likelihood ({chains} x {draws} x {design.nobs} doubles = "
+            f"{memory.format_bytes(8 * chains * draws * design.nobs)}) was not stored: it is above the memory "
+            f"budget of {memory.format_bytes(memory.memory_budget())} (bayesmix.set_memory_budget). az.loo needs "
+            "it: sample fewer draws, or raise the budget.",
             BayesmixWarning,
             stacklevel=3,
         )
@@ -165,8 +182,9 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     loglik = np.empty((chains * draws, design.nobs))
-    for start in range(0, chains * draws, 100):
-        part = slice(start, start + 100)
+    step = _chunk(8 * design.nobs * (block.n_terms + 3), chains * draws)
+    for start in range(0, chains * draws, step):
+        part = slice(start, start + step)
         mu = beta[part] @ design.X.T + np.einsum("snk,nk->sn", effects[part][:, block.codes], block.Zt)
         loglik[part] = -0.5 * (LOG_2PI + 2 * np.log(sigma[part, None])) - (design.y - mu) ** 2 / (
             2 * sigma[part, None] ** 2

@@ -3,24 +3,40 @@
 Samplers: ``"pymc"`` (PyTensor's C backend), ``"nutpie"`` (numba), ``"numpyro"`` and
 ``"blackjax"`` (JAX). ``"auto"`` takes the fastest one installed, end to end with compilation:
 numpyro, then nutpie, then pymc. Every sampler is seeded from ``random_seed``, and the same seed
-gives the same draws for the same sampler and package versions.
+gives the same draws for the same sampler and package versions, in this process or another.
+
+Ctrl-C (KeyboardInterrupt): ``"pymc"`` and ``"nutpie"`` stop and return the draws made so far,
+marked ``idata.posterior.attrs["bayesmix_interrupted"] = 1`` with a SamplingInterruptedWarning;
+``"numpyro"`` and ``"blackjax"`` run their chains inside one compiled JAX call and keep nothing, so
+KeyboardInterrupt is raised again with a message saying so (:func:`run_nuts`).
+
+Memory: the draws (chains x draws x values per draw) must fit the memory budget
+(:mod:`bayesmix.memory`), else BayesmixError before sampling; the pointwise log-likelihood (chains
+x draws x rows) is skipped with a warning when it does not fit.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import arviz as az
 import numpy as np
 import pymc as pm
 
+from bayesmix import memory
 from bayesmix.errors import (
     BayesmixError,
+    BayesmixWarning,
     DivergenceWarning,
     LowESSWarning,
     RhatWarning,
+    SamplingInterruptedWarning,
     TreeDepthWarning,
     did_you_mean,
 )
@@ -78,6 +94,157 @@ def check_counts(**counts) -> None:
             raise BayesmixError(f"{name} must be an integer >= {low}, not {value!r}.")
 
 
+DERIVED_VALUES_ATTR = "bayesmix_derived_values"  # on a pm.Model: values per draw added after sampling
+PARTIAL_SAMPLERS = ("pymc", "nutpie")  # samplers that return the draws made before a Ctrl-C
+
+
+def _size(model: pm.Model, variable) -> int:
+    """Number of values of ``variable``: from its dims' coords, else its static shape."""
+    dims = model.named_vars_to_dims.get(variable.name)
+    if dims and all(d in model.coords for d in dims):
+        return math.prod(len(model.coords[d]) for d in dims)
+    return math.prod(1 if s is None else int(s) for s in variable.type.shape)
+
+
+def values_per_draw(model: pm.Model) -> int:
+    """Values stored per posterior draw: the free variables, the deterministics, and what is
+    derived after sampling (the collapsed model's random effects, ``DERIVED_VALUES_ATTR``)."""
+    stored = sum(_size(model, v) for v in model.free_RVs + model.deterministics)
+    return stored + int(getattr(model, DERIVED_VALUES_ATTR, 0))
+
+
+def n_observations(model: pm.Model) -> int:
+    """Values of the observed variables: the length of the pointwise log-likelihood per draw."""
+    return sum(_size(model, v) for v in model.observed_RVs)
+
+
+def check_memory(model: pm.Model, draws: int, chains: int, log_likelihood: bool) -> bool:
+    """Refuse draws above the memory budget; return whether the pointwise log-likelihood fits."""
+    memory.check(
+        "The posterior draws (chains x draws x values per draw)",
+        (chains, draws, values_per_draw(model)),
+        "Sample fewer draws (draws=...) or chains; the random effects of every level are stored for every draw.",
+    )
+    n = n_observations(model)
+    if log_likelihood and n and not memory.fits((chains, draws, n)):
+        warnings.warn(
+            f"The pointwise log-likelihood ({chains} x {draws} x {n} doubles = "
+            f"{memory.format_bytes(8 * chains * draws * n)}) was not stored: it is above the memory budget of "
+            f"{memory.format_bytes(memory.memory_budget())} (bayesmix.set_memory_budget). az.loo needs it: sample "
+            "fewer draws, or raise the budget.",
+            BayesmixWarning,
+            stacklevel=4,
+        )
+        return False
+    return log_likelihood
+
+
+class _CtrlC:
+    """Whether Ctrl-C was pressed while sampling (set by the SIGINT handler :func:`_catch_ctrl_c` installs)."""
+
+    def __init__(self):
+        self.pressed = False
+
+    def stop_later_chains(self, trace=None, draw=None) -> None:
+        """PyMC callback. PyMC's sequential sampler catches a Ctrl-C and goes on with the next chain;
+        after the first Ctrl-C every later chain stops at its first step."""
+        if self.pressed:
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def _catch_ctrl_c():
+    """Record Ctrl-C (then raise KeyboardInterrupt as usual); only in the main thread, and only
+    when SIGINT has Python's default handler."""
+    flag = _CtrlC()
+    handler = signal.getsignal(signal.SIGINT)
+    install = threading.current_thread() is threading.main_thread() and handler is signal.default_int_handler
+
+    def on_sigint(signum, frame):
+        flag.pressed = True
+        signal.default_int_handler(signum, frame)
+
+    if install:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        if install:
+            signal.signal(signal.SIGINT, handler)
+
+
+def complete_draws(idata: az.InferenceData) -> np.ndarray:
+    """Per chain, the number of leading draws whose values are all finite (nutpie pads the chains
+    it stopped with NaN)."""
+    post = idata.posterior
+    chains, length = post.sizes.get("chain", 0), post.sizes.get("draw", 0)
+    finite = np.ones((chains, length), dtype=bool)
+    for name in post.data_vars:
+        values = np.asarray(post[name].values, dtype=float).reshape(chains, length, -1)
+        finite &= np.isfinite(values).all(axis=2)
+    return np.cumprod(finite, axis=1).sum(axis=1)
+
+
+def keep_complete(idata: az.InferenceData, counts: np.ndarray) -> az.InferenceData:
+    """Keep the chains and draws that give the most complete draws (as PyMC's ``_choose_chains``):
+    the k longest chains, cut to the k-th longest's length."""
+    order = np.argsort(-counts, kind="stable")
+    k = int(np.argmax([(i + 1) * counts[order[i]] for i in range(len(order))]))
+    chains, length = np.sort(order[: k + 1]), int(counts[order[k]])
+    groups = {}
+    for name in idata.groups():
+        group = idata[name]
+        if "chain" in group.dims:
+            group = group.isel(chain=chains)
+            if "draw" in group.dims and not name.startswith("warmup"):
+                group = group.isel(draw=slice(0, length))
+        groups[name] = group
+    return az.InferenceData(**groups)
+
+
+def _no_partial_draws(concrete: str) -> str:
+    return (
+        f"Sampling was interrupted (Ctrl-C). sampler='{concrete}' keeps no draws when interrupted: its chains run "
+        "inside one compiled call. Use sampler='pymc' or sampler='nutpie' to keep the draws made before an "
+        "interrupt."
+    )
+
+
+def _nothing_kept(tune: int) -> str:
+    return (
+        f"Sampling was interrupted (Ctrl-C) before the first draw after the {tune} tuning steps; no draws were kept. "
+        "Run sample() again."
+    )
+
+
+def _interrupted(message: str) -> KeyboardInterrupt:
+    warnings.warn(message, SamplingInterruptedWarning, stacklevel=4)
+    return KeyboardInterrupt(message)
+
+
+def mark_interruption(idata: az.InferenceData, draws: int, chains: int, tune: int) -> az.InferenceData:
+    """When fewer complete draws than asked came back, keep the complete ones, mark the result
+    (``bayesmix_interrupted``, ``bayesmix_draws_kept``) and warn; raise KeyboardInterrupt when none."""
+    counts = complete_draws(idata)
+    if len(counts) == chains and idata.posterior.sizes["draw"] == draws and bool(np.all(counts == draws)):
+        return idata
+    if not np.any(counts > 0):
+        raise _interrupted(_nothing_kept(tune))
+    attrs = dict(idata.posterior.attrs)
+    idata = keep_complete(idata, counts)
+    kept_chains, kept_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+    attrs.update({"bayesmix_interrupted": 1, "bayesmix_draws_kept": int(kept_chains * kept_draws)})
+    idata.posterior.attrs.update(attrs)
+    warnings.warn(
+        f"Sampling was interrupted (Ctrl-C): kept {kept_draws} of {draws} draws in {kept_chains} of {chains} "
+        f"chain(s), {kept_chains * kept_draws} draws in all (idata.posterior.attrs['bayesmix_interrupted'] = 1). "
+        "Summaries and diagnostics describe these draws only; run sample() again for the full number.",
+        SamplingInterruptedWarning,
+        stacklevel=4,
+    )
+    return idata
+
+
 def run_nuts(
     model: pm.Model,
     *,
@@ -91,12 +258,21 @@ def run_nuts(
     log_likelihood: bool = True,
 ) -> az.InferenceData:
     """Sample ``model`` with NUTS; the InferenceData holds posterior, sample_stats,
-    observed_data and the pointwise log_likelihood. Its posterior attrs record the sampler and seed."""
+    observed_data and the pointwise log_likelihood. Its posterior attrs record the sampler and seed.
+
+    Refuses (BayesmixError) draws above the memory budget; skips the pointwise log-likelihood, with
+    a warning, when it does not fit. Ctrl-C: with ``"pymc"`` or ``"nutpie"`` the draws made so far
+    are returned, marked ``posterior.attrs["bayesmix_interrupted"] = 1`` (and
+    ``"bayesmix_draws_kept"``), with a SamplingInterruptedWarning; when no draw was kept
+    (interrupted while tuning), or with ``"numpyro"``/``"blackjax"``, KeyboardInterrupt is raised
+    again, its message (also a SamplingInterruptedWarning) saying so.
+    """
     check_counts(draws=draws, tune=tune, chains=chains)
     if not 0.5 <= target_accept < 1:
         raise BayesmixError(f"target_accept must be in [0.5, 1), not {target_accept!r}.")
     concrete = resolve_sampler(sampler)
     seed = seed_from(random_seed)
+    log_likelihood = check_memory(model, int(draws), int(chains), log_likelihood)
     kwargs = dict(
         draws=int(draws),
         tune=int(tune),
@@ -114,10 +290,22 @@ def run_nuts(
         kwargs["nuts_sampler"] = concrete
     if concrete == "numpyro":
         kwargs["nuts_sampler_kwargs"] = {"chain_method": numpyro_chain_method(chains)}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _catch_ctrl_c() as ctrl_c:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*BLAS.*")
-        idata = pm.sample(**kwargs)
+        if concrete == "pymc":
+            kwargs["callback"] = ctrl_c.stop_later_chains
+        try:
+            idata = pm.sample(**kwargs)
+        except KeyboardInterrupt:
+            raise _interrupted(
+                _nothing_kept(tune) if concrete in PARTIAL_SAMPLERS else _no_partial_draws(concrete)
+            ) from None
+        except ValueError as error:  # PyMC's "Not enough samples to build a trace": stopped while tuning
+            if "Not enough samples" not in str(error):
+                raise
+            raise _interrupted(_nothing_kept(tune)) from None
+    idata = mark_interruption(idata, int(draws), int(chains), int(tune))
     if log_likelihood and "log_likelihood" not in idata.groups():
         pm.compute_log_likelihood(idata, model=model, progressbar=False)
     idata.posterior.attrs.update({"bayesmix_sampler": concrete, "bayesmix_seed": seed, "tuning_steps": int(tune)})
