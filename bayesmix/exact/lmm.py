@@ -51,10 +51,14 @@ def lme4_order(blocks: tuple[Block, ...]) -> list[int]:
 
 def block_z(block: Block) -> sp.csc_matrix:
     """The sparse n x (M k) model matrix of one block, level-major (level m's k columns together)."""
-    n, k = block.Zt.shape
+    return _z_matrix(block.codes, block.Zt, block.n_levels)
+
+
+def _z_matrix(codes: np.ndarray, Zt: np.ndarray, levels: int) -> sp.csc_matrix:
+    n, k = Zt.shape
     rows = np.repeat(np.arange(n), k)
-    cols = (block.codes[:, None] * k + np.arange(k)[None, :]).ravel()
-    return sp.csc_matrix((block.Zt.ravel(), (rows, cols)), shape=(n, block.n_levels * k))
+    cols = (codes[:, None] * k + np.arange(k)[None, :]).ravel()
+    return sp.csc_matrix((Zt.ravel(), (rows, cols)), shape=(n, levels * k))
 
 
 def _block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:
@@ -132,31 +136,63 @@ class CrossProducts:
         return sum(m * k for m, k in self.rest_blocks)
 
 
+@dataclass(frozen=True)
+class RawCrossProducts:
+    """Sums over rows of [Z X y]'s cross-products, blocks in lme4 order; two chunks of rows add up.
+
+    D: (M1, k1, k1) per-level Z1'Z1; RZ1: sparse (r, q1) R'Z1 with R = [Z_2 ... Z_B, X, y];
+    RR: dense (r, r) R'R; n: rows. The per-level pair table of :class:`CrossProducts` is not a
+    sum over rows, so it is built once, from the total (:func:`assemble_cross_products`).
+    """
+
+    D: np.ndarray
+    RZ1: sp.csr_matrix
+    RR: np.ndarray
+    n: int
+
+    def __add__(self, other: RawCrossProducts) -> RawCrossProducts:
+        return RawCrossProducts(self.D + other.D, (self.RZ1 + other.RZ1).tocsr(), self.RR + other.RR, self.n + other.n)
+
+
+def raw_cross_products(blocks, X: np.ndarray, y: np.ndarray) -> RawCrossProducts:
+    """The cross-products of one chunk of rows. ``blocks``: (codes (n,), Zt (n, k), levels M) per
+    random-effect block, in lme4 order (:func:`lme4_order`)."""
+    codes1, Zt1, m1 = blocks[0]
+    k1 = Zt1.shape[1]
+    D = np.zeros((m1, k1, k1))
+    for j in range(k1):
+        for i in range(j, k1):
+            D[:, i, j] = D[:, j, i] = np.bincount(codes1, weights=Zt1[:, i] * Zt1[:, j], minlength=m1)
+    Z = [_z_matrix(codes, Zt, m) for codes, Zt, m in blocks]
+    R = sp.hstack(Z[1:] + [sp.csc_matrix(X), sp.csc_matrix(y[:, None])]).tocsc()
+    return RawCrossProducts(D=D, RZ1=(R.T @ Z[0]).tocsr(), RR=(R.T @ R).toarray(), n=len(y))
+
+
+def assemble_cross_products(raw: RawCrossProducts, order, sizes, rest_levels, p: int) -> CrossProducts:
+    """The :class:`CrossProducts` of the total ``raw`` (order: the design's block indices in lme4
+    order; sizes: terms per block and rest_levels: levels of blocks 2..B, both in that order)."""
+    k1 = sizes[0]
+    return CrossProducts(
+        order=tuple(order),
+        layout=ThetaLayout(tuple(sizes)),
+        D=raw.D,
+        RZ1=raw.RZ1,
+        RR=raw.RR,
+        pairs=_level_pairs(raw.RZ1.tocsc(), k1),
+        rest_blocks=tuple(zip(rest_levels, sizes[1:])),
+        n=raw.n,
+        p=p,
+    )
+
+
 def cross_products(design: Design, X: np.ndarray | None = None) -> CrossProducts:
     """The cross-products of [Z X y] (``X`` overrides the design's, e.g. without aliased columns)."""
     X = design.X if X is None else X
     order = lme4_order(design.blocks)
     blocks = [design.blocks[i] for i in order]
-    first = blocks[0]
-    k1 = first.n_terms
-    D = np.zeros((first.n_levels, k1, k1))
-    for j in range(k1):
-        for i in range(j, k1):
-            D[:, i, j] = D[:, j, i] = np.bincount(
-                first.codes, weights=first.Zt[:, i] * first.Zt[:, j], minlength=first.n_levels
-            )
-    R = sp.hstack([block_z(b) for b in blocks[1:]] + [sp.csc_matrix(X), sp.csc_matrix(design.y[:, None])]).tocsc()
-    RZ1 = (R.T @ block_z(first)).tocsc()
-    return CrossProducts(
-        order=tuple(order),
-        layout=ThetaLayout(tuple(b.n_terms for b in blocks)),
-        D=D,
-        RZ1=RZ1.tocsr(),
-        RR=(R.T @ R).toarray(),
-        pairs=_level_pairs(RZ1, k1),
-        rest_blocks=tuple((b.n_levels, b.n_terms) for b in blocks[1:]),
-        n=design.nobs,
-        p=X.shape[1],
+    raw = raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, design.y)
+    return assemble_cross_products(
+        raw, order, [b.n_terms for b in blocks], [b.n_levels for b in blocks[1:]], X.shape[1]
     )
 
 
@@ -413,7 +449,11 @@ def fit_lmm(design: Design, reml: bool) -> LmmResult:
     X, kept, dropped = drop_aliased(design.X, design.fixed_names)
     _check_residual(design, X)
     _check_dense_parts(design, X.shape[1])
-    cp = cross_products(design, X)
+    return optimise(cross_products(design, X), reml, kept, dropped)
+
+
+def optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...]) -> LmmResult:
+    """The ML/REML fit from the data's cross-products (fixed-effect columns ``kept``)."""
     lower = np.where(cp.layout.is_diagonal(), 0.0, -np.inf)
 
     def safe_objective(theta):
@@ -431,4 +471,4 @@ def fit_lmm(design: Design, reml: bool) -> LmmResult:
             f"(theta = {np.round(summary.x, 4).tolist()}). Rescale the predictors and the response (e.g. to unit "
             "SD), or use sample()."
         ) from None
-    return LmmResult(reml, cp, f, solve(cp, f, reml), summary, kept, dropped)
+    return LmmResult(reml, cp, f, solve(cp, f, reml), summary, tuple(kept), tuple(dropped))
