@@ -271,23 +271,29 @@ def _drop_missing(frame: pd.DataFrame, missing: str) -> tuple[pd.DataFrame, np.n
     na = frame.isna()
     bad = na.any(axis=1).to_numpy()
     n_bad = int(bad.sum())
-    if n_bad:
-        per_column = {c: int(n) for c, n in na.sum().items() if n}
-        detail = ", ".join(f"{c}: {n}" for c, n in per_column.items())
-        if missing == "raise":
-            raise BayesmixError(
-                f"{n_bad} of {len(frame)} rows have missing values in used columns ({detail}). "
-                "Remove or impute them, or pass missing='drop' to drop them."
-            )
-        if n_bad == len(frame):
-            raise BayesmixError(f"Every row has a missing value in a used column ({detail}); nothing is left to fit.")
-        warnings.warn(
-            f"Dropped {n_bad} of {len(frame)} rows with missing values ({detail}); {len(frame) - n_bad} rows are used.",
-            MissingDataWarning,
-            stacklevel=4,
-        )
+    report_missing(n_bad, len(frame), {c: int(n) for c, n in na.sum().items()}, missing)
     rows = np.flatnonzero(~bad)
     return frame.iloc[rows].reset_index(drop=True), rows, n_bad
+
+
+def report_missing(n_bad: int, n_rows: int, per_column: dict[str, int], missing: str) -> None:
+    """Raise (``missing="raise"``, or nothing left) or warn about ``n_bad`` of ``n_rows`` rows with
+    missing values in used columns, with the count per column."""
+    if not n_bad:
+        return
+    detail = ", ".join(f"{c}: {n}" for c, n in per_column.items() if n)
+    if missing == "raise":
+        raise BayesmixError(
+            f"{n_bad} of {n_rows} rows have missing values in used columns ({detail}). "
+            "Remove or impute them, or pass missing='drop' to drop them."
+        )
+    if n_bad == n_rows:
+        raise BayesmixError(f"Every row has a missing value in a used column ({detail}); nothing is left to fit.")
+    warnings.warn(
+        f"Dropped {n_bad} of {n_rows} rows with missing values ({detail}); {n_rows - n_bad} rows are used.",
+        MissingDataWarning,
+        stacklevel=5,
+    )
 
 
 MAX_MAGNITUDE = 1e100  # beyond this, sums of squares of a column overflow double precision

@@ -15,9 +15,10 @@ import pymc as pm
 from bayesmix.build import build_model
 from bayesmix.collapsed import MAX_POINTWISE_VALUES, build_collapsed_model, collapsible, draw_effects
 from bayesmix.design import Design, build_design
+from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
-from bayesmix.exact.lmm import fit_lmm
+from bayesmix.exact.lmm import fit_lmm, fit_lmm_from_statistics
 from bayesmix.families import Family, get_family
 from bayesmix.formula import parse_formula
 from bayesmix.io import save as save_model
@@ -47,12 +48,33 @@ class Model:
     def __init__(self, formula: str, data, family="gaussian", priors=None, categorical=None, link=None, missing="drop"):
         self.spec = parse_formula(formula)
         self.family: Family = get_family(family, link)
-        self.design: Design = build_design(self.spec, data, categorical=categorical, missing=missing)
-        self.family.check_response(self.design.y, self.design.trials)
-        self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
+        if is_dask_frame(data):
+            self.design = self._statistics_design(data, categorical, missing, priors)
+            self.priors: dict[str, Prior] = {}
+        else:
+            self.design: Design = build_design(self.spec, data, categorical=categorical, missing=missing)
+            self.family.check_response(self.design.y, self.design.trials)
+            self.priors = resolve_priors(self.design, self.family, priors)
         self._pymc_models: dict = {}
         self.idata: az.InferenceData | None = None
         self.sampling_time: float | None = None
+
+    def _statistics_design(self, data, categorical, missing, priors) -> StatsDesign:
+        """A Dask DataFrame: reduced to the sufficient statistics of a gaussian model."""
+        if self.family.name != "gaussian" or self.family.link.name != "identity":
+            raise BayesmixError(
+                f"A Dask DataFrame is supported for gaussian models (identity link), whose likelihood needs only "
+                f"sums over rows; family='{self.family.name}' needs every row for every evaluation. Load the data "
+                "into memory (ddf.compute()), or sample a subset."
+            )
+        if priors:
+            raise BayesmixError("Priors apply to sample(), which a Dask DataFrame does not support yet; use fit().")
+        return build_stats_design(self.spec, data, categorical=categorical, missing=missing)
+
+    @property
+    def from_statistics(self) -> bool:
+        """Whether the data were reduced to sufficient statistics (a Dask DataFrame): fit() only."""
+        return isinstance(self.design, StatsDesign)
 
     @property
     def formula(self) -> str:
@@ -68,6 +90,11 @@ class Model:
         ``"noncentered"``/``"centered"`` (for all blocks, or ``{block label: choice}``) or
         ``"marginal"`` (random effects integrated out; gaussian models with one block).
         """
+        if self.from_statistics:
+            raise BayesmixError(
+                "This model was built from a Dask DataFrame (sufficient statistics only); NUTS from those is not "
+                "supported yet. Use fit('reml') or fit('ml'), or sample() on data in memory."
+            )
         key = parameterization if isinstance(parameterization, str) else tuple(sorted(parameterization.items()))
         if key not in self._pymc_models:
             if parameterization == "marginal":
@@ -166,7 +193,10 @@ class Model:
         if method == "laplace":
             result = fit_glmm(self.design, self.family)
             return from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
-        result = fit_lmm(self.design, reml=method == "reml")
+        if self.from_statistics:
+            result = fit_lmm_from_statistics(self.design, self.design.raw, reml=method == "reml")
+        else:
+            result = fit_lmm(self.design, reml=method == "reml")
         return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start)
 
     def _check_method(self, method) -> str:

@@ -26,12 +26,37 @@ def drop_aliased(X: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tup
         if norm > 0 and np.linalg.norm(residual) > RANK_TOLERANCE * norm:
             kept.append(j)
             basis = np.column_stack([basis, residual / np.linalg.norm(residual)])
-    dropped = tuple(names[j] for j in range(X.shape[1]) if j not in kept)
+    return X[:, kept], *_kept_and_dropped(names, kept)
+
+
+def aliased_from_gram(XX: np.ndarray, names: tuple[str, ...]) -> tuple[list[int], tuple[str, ...], tuple[str, ...]]:
+    """:func:`drop_aliased` when only X'X is known (data reduced to cross-products): the same left
+    to right rule, on squared norms (a column is kept when its squared residual on the kept ones
+    exceeds (RANK_TOLERANCE * 10)^2 of its squared norm: the Gram matrix squares the rounding error).
+
+    Returns (indices kept, kept names, dropped names), warning as drop_aliased does.
+    """
+    kept: list[int] = []
+    for j in range(XX.shape[0]):
+        norm2 = XX[j, j]
+        if kept:
+            K = np.ix_(kept, kept)
+            coef = np.linalg.solve(XX[K], XX[kept, j])
+            residual2 = norm2 - XX[j, kept] @ coef
+        else:
+            residual2 = norm2
+        if norm2 > 0 and residual2 > (10 * RANK_TOLERANCE) ** 2 * norm2:
+            kept.append(j)
+    return kept, *_kept_and_dropped(names, kept)
+
+
+def _kept_and_dropped(names: tuple[str, ...], kept: list[int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    dropped = tuple(name for j, name in enumerate(names) if j not in kept)
     if dropped:
         warnings.warn(
             f"The fixed-effects matrix is rank deficient: dropped {len(dropped)} aliased column(s): "
             f"{', '.join(dropped)}.",
             RankDeficientWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
-    return X[:, kept], tuple(names[j] for j in kept), dropped
+    return tuple(names[j] for j in kept), dropped

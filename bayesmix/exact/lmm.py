@@ -35,10 +35,11 @@ from scipy.linalg import cholesky, solve_triangular
 from bayesmix import memory
 from bayesmix.design import Block, Design
 from bayesmix.errors import BayesmixError
-from bayesmix.exact.fixed import drop_aliased
+from bayesmix.exact.fixed import aliased_from_gram, drop_aliased
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
 
 NO_RESIDUAL = 1e-10  # |y - X beta_ols| below this share of |y|: the fixed effects reproduce y
+NO_RESIDUAL_GRAM = 1e-12  # the same on squares, from X'X, X'y, y'y (whose rounding is far coarser)
 BYTES_PER_PAIR = 40  # index and value arrays per entry of CrossProducts.pairs while it is built
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -172,13 +173,16 @@ def assemble_cross_products(raw: RawCrossProducts, order, sizes, rest_levels, p:
     """The :class:`CrossProducts` of the total ``raw`` (order: the design's block indices in lme4
     order; sizes: terms per block and rest_levels: levels of blocks 2..B, both in that order)."""
     k1 = sizes[0]
+    RZ1 = sp.csc_matrix(raw.RZ1)  # canonical: the same numbers give the same matrix, whatever their history
+    RZ1.eliminate_zeros()
+    RZ1.sort_indices()
     return CrossProducts(
         order=tuple(order),
         layout=ThetaLayout(tuple(sizes)),
         D=raw.D,
-        RZ1=raw.RZ1,
+        RZ1=RZ1.tocsr(),
         RR=raw.RR,
-        pairs=_level_pairs(raw.RZ1.tocsc(), k1),
+        pairs=_level_pairs(RZ1, k1),
         rest_blocks=tuple(zip(rest_levels, sizes[1:])),
         n=raw.n,
         p=p,
@@ -201,7 +205,7 @@ def _level_pairs(RZ1: sp.csc_matrix, k1: int):
     r = RZ1.shape[0]
     coo = RZ1.tocoo()
     level, term = np.divmod(coo.col, k1)
-    order = np.argsort(level, kind="stable")
+    order = np.lexsort((coo.row, term, level))  # by level, then term and row: one order for the same entries
     rows, level, term, values = coo.row[order], level[order], term[order], coo.data[order]
     counts = np.bincount(level, minlength=RZ1.shape[1] // k1)
     memory.check(
@@ -450,6 +454,32 @@ def fit_lmm(design: Design, reml: bool) -> LmmResult:
     _check_residual(design, X)
     _check_dense_parts(design, X.shape[1])
     return optimise(cross_products(design, X), reml, kept, dropped)
+
+
+def fit_lmm_from_statistics(design, raw: RawCrossProducts, reml: bool) -> LmmResult:
+    """:func:`fit_lmm` for data known only through their summed cross-products ``raw`` (blocks in
+    lme4 order, every column of X): aliased columns and an exactly reproduced response are found
+    from X'X and X'y (:func:`bayesmix.exact.fixed.aliased_from_gram`)."""
+    check_identifiable(design, allow_n=False)
+    order = lme4_order(design.blocks)
+    blocks = [design.blocks[i] for i in order]
+    q2 = sum(b.n_levels * b.n_terms for b in blocks[1:])
+    p = len(design.fixed_names)
+    columns, kept, dropped = aliased_from_gram(raw.RR[q2 : q2 + p, q2 : q2 + p], design.fixed_names)
+    keep = np.r_[np.arange(q2), q2 + np.asarray(columns, dtype=int), q2 + p]
+    RR = raw.RR[np.ix_(keep, keep)]
+    XX, Xy, yy = RR[q2:-1, q2:-1], RR[q2:-1, -1], RR[-1, -1]
+    rss = yy - Xy @ np.linalg.solve(XX, Xy) if len(columns) else yy
+    if rss <= NO_RESIDUAL_GRAM * yy:
+        raise BayesmixError(
+            f"The {len(columns)} fixed-effect columns reproduce the response exactly (or it is constant): no "
+            "residual variation is left to estimate the variances from. Use fewer fixed-effect terms."
+        )
+    _check_dense_parts(design, len(columns))
+    selected = RawCrossProducts(D=raw.D, RZ1=raw.RZ1[keep], RR=RR, n=raw.n)
+    sizes = [b.n_terms for b in blocks]
+    cp = assemble_cross_products(selected, order, sizes, [b.n_levels for b in blocks[1:]], len(columns))
+    return optimise(cp, reml, kept, dropped)
 
 
 def optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...]) -> LmmResult:

@@ -1,0 +1,207 @@
+"""Data larger than memory: a Dask DataFrame reduced to the sufficient statistics of a linear mixed model.
+
+A Gaussian mixed model's likelihood depends on the data only through cross-products of [Z X y],
+which are sums over rows. So the data side is a map-reduce that Dask runs (on a local cluster or a
+distributed one, partition by partition, never all rows in one process), and the ML/REML engine
+runs on one machine from the summed statistics, at a cost that does not depend on the rows:
+
+1. one pass finds what the encoding needs: missing values per column, the levels of every factor
+   and grouping factor (the observed combinations for ``a:b``), one row per level of each factor
+   predictor (so formulae learns every level);
+2. formulae is fitted on those rows (plus the first rows), which fixes the level codings, and each
+   partition is encoded with them exactly as new data are (:func:`bayesmix.design.encode_new_data`);
+3. each partition's :class:`~bayesmix.exact.lmm.RawCrossProducts` are computed where the partition
+   lives, and summed in a tree.
+
+Transformations that learn from the data (``scale``, ``center``, ``standardize``) would learn from
+the first rows only, so they are refused: standardise the columns in Dask first.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.design import (
+    Block,
+    Codings,
+    _check_columns,
+    _evaluate,
+    _level_order,
+    _normalise_categorical,
+    _value_columns,
+    build_design,
+    encode_new_data,
+    report_missing,
+)
+from bayesmix.errors import BayesmixError
+from bayesmix.exact.lmm import RawCrossProducts, lme4_order, raw_cross_products
+from bayesmix.formula import FormulaSpec
+
+STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(")
+PROTOTYPE_ROWS = 1000
+
+
+def is_dask_frame(data) -> bool:
+    """Whether ``data`` is a Dask DataFrame (without importing Dask when it is not)."""
+    return type(data).__module__.split(".")[0] == "dask" and hasattr(data, "to_delayed")
+
+
+@dataclass(frozen=True)
+class StatsDesign:
+    """A design known through its sufficient statistics (the rows stay in Dask).
+
+    Like :class:`~bayesmix.design.Design` for what does not need rows: ``spec``, ``fixed_names``,
+    ``blocks`` (levels and terms; their ``codes``/``Zt`` are empty), ``codings`` (new data are
+    encoded as with an in-memory design), ``nobs``, ``ngrps``, ``n_dropped``. ``raw``: the summed
+    cross-products, blocks in lme4 order, every fixed-effect column.
+    """
+
+    spec: FormulaSpec
+    fixed_names: tuple[str, ...]
+    blocks: tuple[Block, ...]
+    codings: Codings
+    n_dropped: int
+    raw: RawCrossProducts
+    trials = None
+    rows = None
+
+    @property
+    def nobs(self) -> int:
+        return self.raw.n
+
+    @property
+    def ngrps(self) -> dict[str, int]:
+        return {block.group: block.n_levels for block in self.blocks}
+
+    def _rows_needed(self, what: str):
+        raise BayesmixError(
+            f"This model was built from a Dask DataFrame, so its {what} is not in memory. Pass the rows you "
+            "need (a pandas DataFrame), e.g. fit.predict(data), or compute the Dask frame first."
+        )
+
+    @property
+    def X(self):
+        self._rows_needed("fixed-effects matrix")
+
+    @property
+    def y(self):
+        self._rows_needed("response")
+
+    @property
+    def data(self):
+        self._rows_needed("data")
+
+
+def _refuse_stateful(spec: FormulaSpec) -> None:
+    for part in (spec.fixed, *(term.expr for term in spec.random)):
+        for name in STATEFUL_TRANSFORMS:
+            if name in part:
+                raise BayesmixError(
+                    f"'{name[:-1]}(...)' learns from the data, and with a Dask DataFrame it would see only the first "
+                    f"rows. Standardise the column in Dask first (e.g. ddf['x_s'] = (ddf.x - ddf.x.mean()) / "
+                    "ddf.x.std()) and use the new column."
+                )
+
+
+def _levels(ddf, spec: FormulaSpec, categorical: dict, factors: list[str]) -> tuple[dict, dict]:
+    """{factor column: level order} and {a:b group: observed level names in coding order}, one pass."""
+    import dask
+
+    combos = {term.group: term.factors for term in spec.random if len(term.factors) > 1}
+    uniques, pairs = dask.compute(
+        {name: ddf[name].drop_duplicates() for name in factors},
+        {group: ddf[list(parts)].drop_duplicates() for group, parts in combos.items()},
+    )
+    orders = {name: _level_order(name, values, categorical.get(name)) for name, values in uniques.items()}
+    interactions = {}
+    for group, frame in pairs.items():
+        parts = combos[group]
+        codes = np.column_stack(
+            [pd.Categorical(frame[p], categories=list(orders[p])).codes for p in parts]  # no NaN: dropped before
+        )
+        ordered = np.unique(codes, axis=0)
+        interactions[group] = tuple(":".join(str(orders[p][c]) for p, c in zip(parts, row)) for row in ordered)
+    return orders, interactions
+
+
+def _prototype(ddf, spec: FormulaSpec, factors: list[str], grouping: set[str]) -> pd.DataFrame:
+    """The first rows plus one row per level of each factor predictor (formulae must see every level)."""
+    import dask
+
+    first = ddf.head(PROTOTYPE_ROWS, npartitions=-1)
+    predictors = [name for name in factors if name not in grouping or name in _value_columns(spec)]
+    extra = dask.compute(*(ddf.drop_duplicates(subset=[name]) for name in predictors))
+    # two levels of each grouping factor, so that the prototype itself is a valid design
+    pairs = [ddf.drop_duplicates(subset=[name]).head(2, npartitions=-1) for name in sorted(grouping)]
+    return pd.concat([first, *extra, *pairs], ignore_index=True)
+
+
+def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[int]) -> RawCrossProducts:
+    part = part.reset_index(drop=True)
+    new = encode_new_data(design, part)
+    y = _evaluate(part, design.spec.response.expr, "response")
+    blocks = [(new.blocks[i][0], new.blocks[i][1], design.blocks[i].n_levels) for i in order]
+    return raw_cross_products(blocks, new.X, y)
+
+
+def _tree_sum(items):
+    """Pairwise sums of delayed items, level by level (depth log2 of the partitions)."""
+    import dask
+
+    add = dask.delayed(operator.add)
+    while len(items) > 1:
+        items = [add(*items[i : i + 2]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
+    return items[0]
+
+
+def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = "drop") -> StatsDesign:
+    """Reduce a Dask DataFrame to a :class:`StatsDesign` (see the module docstring)."""
+    import dask
+
+    _refuse_stateful(spec)
+    if spec.response.is_binomial:
+        raise BayesmixError("A Dask DataFrame is supported for gaussian models; cbind()/p() responses need the rows.")
+    used = _check_columns(spec, ddf)
+    categorical = _normalise_categorical(categorical, ddf)
+    ddf = ddf[used]
+    if missing not in ("drop", "raise"):
+        raise BayesmixError(f"missing must be 'drop' or 'raise', not {missing!r}.")
+    na, n_rows, n_complete = dask.compute(ddf.isna().sum(), ddf.shape[0], ddf.dropna().shape[0])
+    if n_rows == 0:
+        raise BayesmixError("data has no rows. Pass the DataFrame that holds your observations.")
+    report_missing(int(n_rows - n_complete), int(n_rows), {c: int(v) for c, v in na.items()}, missing)
+    ddf = ddf.dropna()
+
+    grouping = {f for term in spec.random for f in term.factors}
+    dtypes = ddf.dtypes
+    factors = [
+        name
+        for name in used
+        if name in categorical
+        or name in grouping
+        or not pd.api.types.is_numeric_dtype(dtypes[name])
+        or pd.api.types.is_bool_dtype(dtypes[name])
+    ]
+    orders, interactions = _levels(ddf, spec, categorical, factors)
+    proto = build_design(spec, _prototype(ddf, spec, factors, grouping), categorical=orders)
+    blocks = []
+    for block in proto.blocks:
+        term = spec.random[block.term]
+        levels = interactions[term.group] if len(term.factors) > 1 else tuple(str(v) for v in orders[term.group])
+        if len(levels) < 2:
+            raise BayesmixError(
+                f"The grouping factor '{term.group}' has {len(levels)} level in the data used; random effects need "
+                "at least two. Remove the term, or use the factor as a fixed effect."
+            )
+        empty = np.zeros(0, dtype=np.int64)
+        blocks.append(replace(block, levels=levels, codes=empty, Zt=np.zeros((0, block.n_terms))))
+    order = lme4_order(tuple(blocks))
+    empty_raw = RawCrossProducts(np.zeros(0), None, np.zeros(0), 0)  # replaced below
+    design = StatsDesign(spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_rows - n_complete), empty_raw)
+    parts = [dask.delayed(_partition_statistics)(part, design, order) for part in ddf.to_delayed()]
+    (raw,) = dask.compute(_tree_sum(parts))
+    return replace(design, raw=raw)

@@ -1,0 +1,140 @@
+"""Dask DataFrames: sufficient statistics summed over partitions give the in-memory fit."""
+
+import warnings
+
+import dask.dataframe as dd
+import distributed
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix
+from bayesmix import BayesmixError
+from bayesmix.exact.lmm import lme4_order, raw_cross_products
+
+CASES = [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
+    ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),  # crossed
+    ("Pastes", "strength ~ 1 + (1 | batch/cask)"),  # nested: batch and batch:cask
+    ("Orthodont", "distance ~ age + Sex + (age | Subject)"),  # a factor predictor
+]
+
+
+def plain(data: pd.DataFrame) -> pd.DataFrame:
+    """Factors as text, as read from files (both paths then order levels the same way)."""
+    return data.astype({c: str for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)})
+
+
+def as_dask(data: pd.DataFrame, partitions: int):
+    return dd.from_pandas(plain(data), npartitions=partitions, sort=False)
+
+
+def in_memory_raw(model):
+    design = model.design
+    blocks = [design.blocks[i] for i in lme4_order(design.blocks)]
+    return raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], design.X, design.y)
+
+
+def levels(name):
+    return {"Sex": ["Male", "Female"]} if name == "Orthodont" else None
+
+
+@pytest.mark.parametrize("name, formula", CASES, ids=[c[0] for c in CASES])
+def test_cross_products_and_fits_equal_the_in_memory_path(name, formula):
+    data = bayesmix.load_dataset(name)
+    memory = bayesmix.Model(formula, plain(data), categorical=levels(name))
+    distributed = bayesmix.Model(formula, as_dask(data, 3), categorical=levels(name))
+    assert distributed.from_statistics and distributed.nobs == memory.nobs
+    assert distributed.design.ngrps == memory.design.ngrps
+    assert [b.levels for b in distributed.design.blocks] == [b.levels for b in memory.design.blocks]
+    assert distributed.design.fixed_names == memory.design.fixed_names
+    ours, theirs = distributed.design.raw, in_memory_raw(memory)
+    scale = np.abs(theirs.RR).max()
+    np.testing.assert_allclose(ours.RR, theirs.RR, rtol=1e-12, atol=1e-13 * scale)
+    np.testing.assert_allclose(ours.RZ1.toarray(), theirs.RZ1.toarray(), rtol=1e-12, atol=1e-13 * scale)
+    np.testing.assert_allclose(ours.D, theirs.D, rtol=1e-12)
+    for method in ("reml", "ml"):
+        a, b = distributed.fit(method), memory.fit(method)
+        # the criterion agrees to rounding; theta only to the optimiser's resolution: the profiled
+        # criteria are flat to their rounding noise (~1e-10) over theta moves of ~1e-5 (docs/exact_fits.md),
+        # so sums taken in another order can end BOBYQA a few 1e-6 away
+        # (measured: theta within 6e-6, fixed effects within 1e-13)
+        assert a.loglik == pytest.approx(b.loglik, rel=1e-12)
+        np.testing.assert_allclose(a.theta, b.theta, atol=1e-4)
+        np.testing.assert_allclose(a.fixef.estimate, b.fixef.estimate, rtol=1e-10)
+        assert a.sigma == pytest.approx(b.sigma, rel=1e-5)
+
+
+def test_one_partition_gives_the_in_memory_fit_exactly():
+    data = bayesmix.load_dataset("Orthodont")
+    formula = "distance ~ age + Sex + (age | Subject)"
+    a = bayesmix.Model(formula, as_dask(data, 1), categorical=levels("Orthodont")).fit("reml")
+    b = bayesmix.Model(formula, plain(data), categorical=levels("Orthodont")).fit("reml")
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-10)
+    np.testing.assert_allclose(a.fixef.estimate, b.fixef.estimate, rtol=1e-10)
+    np.testing.assert_allclose(a.fixef.se, b.fixef.se, rtol=1e-10)
+    for group in b.ranef:
+        np.testing.assert_allclose(a.ranef[group].to_numpy(), b.ranef[group].to_numpy(), rtol=1e-10, atol=1e-12)
+    assert a.summary() == b.summary()
+
+
+def test_missing_rows_counted_and_predictions_on_new_rows():
+    data = bayesmix.load_dataset("sleepstudy")
+    holes = data.astype({"Subject": str})
+    holes.loc[[3, 50, 51], "Days"] = np.nan
+    with pytest.warns(bayesmix.MissingDataWarning, match="Dropped 3 of 180 rows .*Days: 3"):
+        model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", dd.from_pandas(holes, npartitions=4))
+    assert model.nobs == 177 and model.design.n_dropped == 3
+    fit = model.fit("reml")
+    reference = bayesmix.Model("Reaction ~ Days + (Days | Subject)", holes).fit("reml")
+    np.testing.assert_allclose(fit.predict(data), reference.predict(data), rtol=1e-5)
+    with pytest.raises(BayesmixError, match="built from a Dask DataFrame"):
+        fit.predict()
+    with pytest.raises(BayesmixError, match="missing values in used columns"):
+        bayesmix.Model("Reaction ~ Days + (Days | Subject)", dd.from_pandas(holes, npartitions=2), missing="raise")
+
+
+def test_aliased_columns_are_dropped_from_the_gram_matrix():
+    data = bayesmix.load_dataset("sleepstudy").astype({"Subject": str})
+    data["Days2"] = 2 * data["Days"]
+    with pytest.warns(bayesmix.RankDeficientWarning, match="Days2"):
+        fit = bayesmix.Model("Reaction ~ Days + Days2 + (1 | Subject)", dd.from_pandas(data, npartitions=3)).fit("ml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = bayesmix.Model("Reaction ~ Days + Days2 + (1 | Subject)", data).fit("ml")
+    assert list(fit.fixef.index) == list(reference.fixef.index) == ["Intercept", "Days"]
+    assert fit.loglik == pytest.approx(reference.loglik, rel=1e-12)
+
+
+def test_what_the_dask_path_refuses():
+    data = as_dask(bayesmix.load_dataset("sleepstudy"), 2)
+    with pytest.raises(BayesmixError, match="learns from the data"):
+        bayesmix.Model("Reaction ~ scale(Days) + (1 | Subject)", data)
+    with pytest.raises(BayesmixError, match="supported for gaussian models"):
+        bayesmix.Model("Reaction ~ Days + (1 | Subject)", data, family="gamma")
+    with pytest.raises(BayesmixError, match="Unknown column 'Dayz'.*Did you mean 'Days'"):
+        bayesmix.Model("Reaction ~ Dayz + (1 | Subject)", data)
+    model = bayesmix.Model("Reaction ~ Days + (1 | Subject)", data)
+    with pytest.raises(BayesmixError, match="Use fit\\('reml'\\)"):
+        model.sample()
+
+
+def test_local_cluster_with_worker_processes(tmp_path):
+    rng = np.random.default_rng(3)
+    n, groups = 20_000, 200
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=n)
+    effects = rng.normal(0, [1.0, 0.3], size=(groups, 2))
+    y = 2 + 0.5 * x + effects[g, 0] + effects[g, 1] * x + rng.normal(size=n)
+    frame = pd.DataFrame({"y": y, "x": x, "g": [f"g{i:03d}" for i in g]})
+    frame.to_parquet(tmp_path / "data.parquet", row_group_size=2_500)
+    formula = "y ~ x + (x | g)"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GB") as cluster:
+        with distributed.Client(cluster):
+            ddf = dd.read_parquet(tmp_path / "data.parquet", split_row_groups=True)
+            assert ddf.npartitions == 8
+            fit = bayesmix.Model(formula, ddf).fit("reml")
+    reference = bayesmix.Model(formula, frame).fit("reml")
+    assert fit.loglik == pytest.approx(reference.loglik, rel=1e-12)
+    np.testing.assert_allclose(fit.fixef.estimate, reference.fixef.estimate, rtol=1e-5)
+    assert fit.nobs == n and fit.ngrps == {"g": groups}
