@@ -35,6 +35,7 @@ from bayesmix.families import Family
 
 MAX_DENSE_EFFECTS = 8000
 INNER_TOLERANCE = 1e-10
+STEP_TOLERANCE = 1e-14  # relative Newton step below which u cannot change in double precision
 DISPERSION = {"negativebinomial": "alpha"}
 
 
@@ -97,6 +98,8 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
         step = cho_solve(factor, gradient)
         if np.max(np.abs(gradient), initial=0.0) < INNER_TOLERANCE:
             break
+        if np.max(np.abs(step), initial=0.0) <= STEP_TOLERANCE * max(1.0, np.max(np.abs(u), initial=0.0)):
+            break  # large counts: the gradient's rounding noise exceeds INNER_TOLERANCE, u no longer moves
         for _ in range(60):
             candidate = u + step
             new_value, new_d1, new_d2 = evaluate(candidate)
