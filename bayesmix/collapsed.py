@@ -30,6 +30,7 @@ from bayesmix import memory
 from bayesmix.build import OBS_DIM, block_covariance, fixed_effects, model_coords, response_name, term_dim
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixWarning
+from bayesmix.exact.lmm import raw_cross_products
 from bayesmix.families import Family
 from bayesmix.priors import Prior
 from bayesmix.sampling import DERIVED_VALUES_ATTR
@@ -61,18 +62,25 @@ class LevelStats:
     n: int
 
 
-def level_stats(design: Design) -> LevelStats:
+def level_stats(design) -> LevelStats:
+    """The per-level statistics, read off the design's cross-products of [Z X y] (computed here for
+    rows in memory; summed over partitions for a design built from a Dask DataFrame)."""
     (block,) = design.blocks
-    M, k, p = block.n_levels, block.n_terms, design.X.shape[1]
-
-    def per_level(values):
-        return np.bincount(block.codes, weights=values, minlength=M)
-
-    Zt, X, y = block.Zt, design.X, design.y
-    D = np.stack([np.stack([per_level(Zt[:, i] * Zt[:, j]) for j in range(k)], -1) for i in range(k)], 1)
-    ZX = np.stack([np.stack([per_level(Zt[:, i] * X[:, j]) for j in range(p)], -1) for i in range(k)], 1)
-    Zy = np.stack([per_level(Zt[:, i] * y) for i in range(k)], -1)
-    return LevelStats(D=D, ZX=ZX, Zy=Zy, XX=X.T @ X, Xy=X.T @ y, yy=float(y @ y), n=len(y))
+    if design.in_memory:
+        raw = raw_cross_products([(block.codes, block.Zt, block.n_levels)], design.X, design.y)
+    else:
+        raw = design.raw
+    M, k, p = block.n_levels, block.n_terms, len(design.fixed_names)
+    RZ = raw.RZ1.toarray()  # (p + 1, M k): rows X'Z then y'Z, level-major columns
+    return LevelStats(
+        D=raw.D,
+        ZX=RZ[:p].reshape(p, M, k).transpose(1, 2, 0),
+        Zy=RZ[p].reshape(M, k),
+        XX=raw.RR[:p, :p],
+        Xy=raw.RR[:p, p],
+        yy=float(raw.RR[p, p]),
+        n=raw.n,
+    )
 
 
 def build_collapsed_model(design: Design, family: Family, priors: dict[str, Prior]) -> pm.Model:
@@ -129,7 +137,7 @@ def _flat(post, name):
 
 
 def draw_effects(design: Design, idata: az.InferenceData, seed: int) -> None:
-    """Add ``re_<label>`` (exact conditional draws) and the pointwise log_likelihood to ``idata``."""
+    """Add ``re_<label>`` (exact conditional draws) and, for rows in memory, the pointwise log_likelihood."""
     (block,) = design.blocks
     stats = level_stats(design)
     post = idata.posterior
@@ -164,6 +172,8 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int) -> None:
         dims=dims,
         coords={block.group: list(block.levels), term_dim(block): list(block.terms)},
     )
+    if not design.in_memory:
+        return  # the pointwise log-likelihood needs the rows: a design from statistics has none
     if memory.fits((chains, draws, design.nobs)):
         _add_log_likelihood(design, idata, beta, effects, sigma)
     else:

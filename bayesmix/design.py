@@ -95,6 +95,8 @@ class Design:
     codings: Codings
     data: pd.DataFrame
 
+    in_memory = True  # the rows are here (a design from a Dask DataFrame has statistics only)
+
     @property
     def nobs(self) -> int:
         return len(self.y)

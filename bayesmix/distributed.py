@@ -40,6 +40,7 @@ from bayesmix.design import (
 from bayesmix.errors import BayesmixError
 from bayesmix.exact.lmm import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.formula import FormulaSpec
+from bayesmix.moments import DesignMoments
 
 STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(")
 PROTOTYPE_ROWS = 1000
@@ -57,7 +58,8 @@ class StatsDesign:
     Like :class:`~bayesmix.design.Design` for what does not need rows: ``spec``, ``fixed_names``,
     ``blocks`` (levels and terms; their ``codes``/``Zt`` are empty), ``codings`` (new data are
     encoded as with an in-memory design), ``nobs``, ``ngrps``, ``n_dropped``. ``raw``: the summed
-    cross-products, blocks in lme4 order, every fixed-effect column.
+    cross-products, blocks in lme4 order, every fixed-effect column; ``moments``: the summed column
+    moments the default priors read.
     """
 
     spec: FormulaSpec
@@ -66,8 +68,10 @@ class StatsDesign:
     codings: Codings
     n_dropped: int
     raw: RawCrossProducts
+    moments: DesignMoments
     trials = None
     rows = None
+    in_memory = False
 
     @property
     def nobs(self) -> int:
@@ -140,12 +144,39 @@ def _prototype(ddf, spec: FormulaSpec, factors: list[str], grouping: set[str]) -
     return pd.concat([first, *extra, *pairs], ignore_index=True)
 
 
-def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[int]) -> RawCrossProducts:
+@dataclass(frozen=True)
+class Statistics:
+    """What one partition contributes; partitions add up."""
+
+    raw: RawCrossProducts
+    moments: DesignMoments
+
+    def __add__(self, other: Statistics) -> Statistics:
+        return Statistics(self.raw + other.raw, self.moments + other.moments)
+
+
+def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[int]) -> Statistics:
     part = part.reset_index(drop=True)
     new = encode_new_data(design, part)
     y = _evaluate(part, design.spec.response.expr, "response")
     blocks = [(new.blocks[i][0], new.blocks[i][1], design.blocks[i].n_levels) for i in order]
-    return raw_cross_products(blocks, new.X, y)
+    moments = DesignMoments.of(new.X, y, None, [Zt for _, Zt in new.blocks])
+    return Statistics(raw_cross_products(blocks, new.X, y), moments)
+
+
+def _check_finite(moments: DesignMoments, fixed_names) -> None:
+    """Infinite values make the sums infinite: name the columns (set them to NaN to drop those rows)."""
+    bad = [
+        name
+        for name, low, high in zip(fixed_names, moments.X.low, moments.X.high)
+        if not np.isfinite([low, high]).all()
+    ]
+    if not np.isfinite([moments.y.low[0], moments.y.high[0]]).all():
+        bad.insert(0, "the response")
+    if bad:
+        raise BayesmixError(
+            f"The data have infinite values in {', '.join(bad)}. Replace them, or set them to NaN to drop those rows."
+        )
 
 
 def _tree_sum(items):
@@ -200,8 +231,9 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
         empty = np.zeros(0, dtype=np.int64)
         blocks.append(replace(block, levels=levels, codes=empty, Zt=np.zeros((0, block.n_terms))))
     order = lme4_order(tuple(blocks))
-    empty_raw = RawCrossProducts(np.zeros(0), None, np.zeros(0), 0)  # replaced below
-    design = StatsDesign(spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_rows - n_complete), empty_raw)
+    # the statistics are filled in below; the partitions need the codings, not the statistics
+    design = StatsDesign(spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_rows - n_complete), None, None)
     parts = [dask.delayed(_partition_statistics)(part, design, order) for part in ddf.to_delayed()]
-    (raw,) = dask.compute(_tree_sum(parts))
-    return replace(design, raw=raw)
+    (total,) = dask.compute(_tree_sum(parts))
+    _check_finite(total.moments, design.fixed_names)
+    return replace(design, raw=total.raw, moments=total.moments)

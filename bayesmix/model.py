@@ -49,17 +49,16 @@ class Model:
         self.spec = parse_formula(formula)
         self.family: Family = get_family(family, link)
         if is_dask_frame(data):
-            self.design = self._statistics_design(data, categorical, missing, priors)
-            self.priors: dict[str, Prior] = {}
+            self.design = self._statistics_design(data, categorical, missing)
         else:
             self.design: Design = build_design(self.spec, data, categorical=categorical, missing=missing)
             self.family.check_response(self.design.y, self.design.trials)
-            self.priors = resolve_priors(self.design, self.family, priors)
+        self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
         self._pymc_models: dict = {}
         self.idata: az.InferenceData | None = None
         self.sampling_time: float | None = None
 
-    def _statistics_design(self, data, categorical, missing, priors) -> StatsDesign:
+    def _statistics_design(self, data, categorical, missing) -> StatsDesign:
         """A Dask DataFrame: reduced to the sufficient statistics of a gaussian model."""
         if self.family.name != "gaussian" or self.family.link.name != "identity":
             raise BayesmixError(
@@ -67,14 +66,13 @@ class Model:
                 f"sums over rows; family='{self.family.name}' needs every row for every evaluation. Load the data "
                 "into memory (ddf.compute()), or sample a subset."
             )
-        if priors:
-            raise BayesmixError("Priors apply to sample(), which a Dask DataFrame does not support yet; use fit().")
         return build_stats_design(self.spec, data, categorical=categorical, missing=missing)
 
     @property
     def from_statistics(self) -> bool:
-        """Whether the data were reduced to sufficient statistics (a Dask DataFrame): fit() only."""
-        return isinstance(self.design, StatsDesign)
+        """Whether the data were reduced to sufficient statistics (a Dask DataFrame): ML/REML fits and
+        the collapsed sampler work from those; whatever needs the rows does not."""
+        return not self.design.in_memory
 
     @property
     def formula(self) -> str:
@@ -90,10 +88,11 @@ class Model:
         ``"noncentered"``/``"centered"`` (for all blocks, or ``{block label: choice}``) or
         ``"marginal"`` (random effects integrated out; gaussian models with one block).
         """
-        if self.from_statistics:
+        if self.from_statistics and parameterization != "marginal":
             raise BayesmixError(
-                "This model was built from a Dask DataFrame (sufficient statistics only); NUTS from those is not "
-                "supported yet. Use fit('reml') or fit('ml'), or sample() on data in memory."
+                "This model was built from a Dask DataFrame (sufficient statistics only): NUTS works from those for "
+                "the collapsed model (parameterization='marginal' or 'auto': a gaussian model with one random-effect "
+                "block). Use fit('reml') or fit('ml') for other models, or load the rows into memory."
             )
         key = parameterization if isinstance(parameterization, str) else tuple(sorted(parameterization.items()))
         if key not in self._pymc_models:
@@ -152,7 +151,7 @@ class Model:
         seed = idata.posterior.attrs["bayesmix_seed"]
         if marginal:
             draw_effects(self.design, idata, seed=seed)
-        if posterior_predictive and chains * draws * self.nobs <= MAX_POINTWISE_VALUES:
+        if posterior_predictive and self.design.in_memory and chains * draws * self.nobs <= MAX_POINTWISE_VALUES:
             responses = posterior_predict(self, idata, kind="response", random_seed=[seed, 1])
             add_predictions(self, idata, responses, "response")
         idata.posterior.attrs["bayesmix_parameterization"] = str(parameterization)

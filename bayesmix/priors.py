@@ -26,6 +26,7 @@ import numpy as np
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
+from bayesmix.moments import ColumnMoments, DesignMoments, design_moments
 
 LKJ_ETA = 2.0
 SCALE_MULTIPLIER = 2.5
@@ -69,14 +70,15 @@ def _short(value) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in array.ravel()) + "]"
 
 
-def _safe_sd(values: np.ndarray) -> float:
-    sd = float(np.std(values)) if len(values) > 1 else 0.0
+def _scale(moments: ColumnMoments, j: int = 0) -> float:
+    """The SD of column ``j``; 1 where it is 0 (a constant column), undefined (one row) or not finite."""
+    sd = float(moments.sd[j]) if moments.n > 1 else 0.0
     return sd if np.isfinite(sd) and sd > 0 else 1.0
 
 
-def _link_location(design: Design, family: Family) -> float:
+def _link_location(moments: DesignMoments, family: Family) -> float:
     """g(mean response), clipped into the link's domain; 0 when undefined."""
-    mean = float(np.mean(design.y / design.trials)) if design.trials is not None else float(np.mean(design.y))
+    mean = float(moments.y.mean[0])
     if family.link.name in ("logit", "probit", "cloglog"):
         mean = min(max(mean, 0.01), 0.99)
     elif family.link.name in ("log", "inverse", "sqrt"):
@@ -86,46 +88,47 @@ def _link_location(design: Design, family: Family) -> float:
     return location if np.isfinite(location) else 0.0
 
 
-def response_scale(design: Design, family: Family) -> float:
+def response_scale(moments: DesignMoments, family: Family) -> float:
     """``s`` of the rule: sd(y) on an identity link, else 1."""
-    return _safe_sd(design.y) if family.link.name == "identity" else 1.0
+    return _scale(moments.y) if family.link.name == "identity" else 1.0
 
 
-def intercept_columns(design: Design) -> list[bool]:
+def intercept_columns(moments: DesignMoments) -> list[bool]:
     """For each column of X, whether it is the constant-1 intercept."""
-    return [bool(np.all(design.X[:, j] == 1.0)) for j in range(design.X.shape[1])]
+    return [bool(low == high == 1.0) for low, high in zip(moments.X.low, moments.X.high)]
 
 
-def default_priors(design: Design, family: Family) -> dict[str, Prior]:
-    """The default prior of every parameter, by name (see the module docstring for the rule)."""
-    s = response_scale(design, family)
+def default_priors(design: Design, family: Family, moments: DesignMoments | None = None) -> dict[str, Prior]:
+    """The default prior of every parameter, by name (see the module docstring for the rule).
+
+    The rule reads only column moments (:mod:`bayesmix.moments`), so a design known through its
+    statistics (a Dask DataFrame) gets the same priors as the rows in memory.
+    """
+    moments = design_moments(design) if moments is None else moments
+    s = response_scale(moments, family)
     priors: dict[str, Prior] = {}
-    X = design.X
-    is_intercept = intercept_columns(design)
+    is_intercept = intercept_columns(moments)
     inflation = 0.0
     for j, name in enumerate(design.fixed_names):
         if is_intercept[j]:
             continue
-        sd = _safe_sd(X[:, j])
+        sd = _scale(moments.X, j)
         priors[name] = Prior("Normal", mu=0.0, sigma=SCALE_MULTIPLIER * s / sd)
-        inflation += (float(np.mean(X[:, j])) / sd) ** 2
+        inflation += (float(moments.X.mean[j]) / sd) ** 2
     for j, name in enumerate(design.fixed_names):
         if is_intercept[j]:
             priors[name] = Prior(
-                "Normal", mu=_link_location(design, family), sigma=SCALE_MULTIPLIER * s * np.sqrt(1.0 + inflation)
+                "Normal", mu=_link_location(moments, family), sigma=SCALE_MULTIPLIER * s * np.sqrt(1.0 + inflation)
             )
     for param in family.params:
         if param == "sigma":
-            priors[param] = Prior("Exponential", lam=1.0 / _safe_sd(design.y))
+            priors[param] = Prior("Exponential", lam=1.0 / _scale(moments.y))
         elif param == "nu":
             priors[param] = Prior("Gamma", alpha=2.0, beta=0.1)
         else:
             priors[param] = Prior("LogNormal", mu=float(np.log(10.0)), sigma=2.0)
-    for block in design.blocks:
-        scales = [
-            SCALE_MULTIPLIER * s / (1.0 if np.all(block.Zt[:, j] == block.Zt[0, j]) else _safe_sd(block.Zt[:, j]))
-            for j in range(block.n_terms)
-        ]
+    for block, Z in zip(design.blocks, moments.Z):
+        scales = [SCALE_MULTIPLIER * s / _scale(Z, j) for j in range(block.n_terms)]
         priors[f"sd_{block.label}"] = Prior("HalfNormal", sigma=np.asarray(scales))
         if block.n_terms > 1:
             priors[f"corr_{block.label}"] = Prior("LKJ", eta=LKJ_ETA)
@@ -134,12 +137,13 @@ def default_priors(design: Design, family: Family) -> dict[str, Prior]:
 
 def resolve_priors(design: Design, family: Family, overrides) -> dict[str, Prior]:
     """Defaults with the user's ``overrides`` applied; unknown names raise BayesmixError."""
-    priors = default_priors(design, family)
+    moments = design_moments(design)
+    priors = default_priors(design, family, moments)
     if overrides is None:
         return priors
     if not isinstance(overrides, dict):
         raise BayesmixError("priors must be a dict {parameter name: bayesmix.Prior(...)}.")
-    slopes = [n for n, intercept in zip(design.fixed_names, intercept_columns(design)) if not intercept]
+    slopes = [n for n, intercept in zip(design.fixed_names, intercept_columns(moments)) if not intercept]
     for name, prior in overrides.items():
         if not isinstance(prior, Prior):
             raise BayesmixError(

@@ -114,9 +114,15 @@ def test_what_the_dask_path_refuses():
         bayesmix.Model("Reaction ~ Days + (1 | Subject)", data, family="gamma")
     with pytest.raises(BayesmixError, match="Unknown column 'Dayz'.*Did you mean 'Days'"):
         bayesmix.Model("Reaction ~ Dayz + (1 | Subject)", data)
-    model = bayesmix.Model("Reaction ~ Days + (1 | Subject)", data)
-    with pytest.raises(BayesmixError, match="Use fit\\('reml'\\)"):
-        model.sample()
+    crossed = bayesmix.Model(
+        "diameter ~ 1 + (1 | plate) + (1 | sample)", as_dask(bayesmix.load_dataset("Penicillin"), 2)
+    )
+    with pytest.raises(BayesmixError, match="collapsed model.*Use fit\\('reml'\\)"):
+        crossed.sample()
+    frame = pd.concat([plain(bayesmix.load_dataset("sleepstudy"))] * 8, ignore_index=True).astype({"Days": float})
+    frame.loc[len(frame) - 1, "Days"] = np.inf  # past the first rows: found in the summed moments
+    with pytest.raises(BayesmixError, match="infinite values in Days"):
+        bayesmix.Model("Reaction ~ Days + (1 | Subject)", dd.from_pandas(frame, npartitions=2))
 
 
 def test_local_cluster_with_worker_processes(tmp_path):
@@ -138,3 +144,29 @@ def test_local_cluster_with_worker_processes(tmp_path):
     assert fit.loglik == pytest.approx(reference.loglik, rel=1e-12)
     np.testing.assert_allclose(fit.fixef.estimate, reference.fixef.estimate, rtol=1e-5)
     assert fit.nobs == n and fit.ngrps == {"g": groups}
+
+
+def test_collapsed_sampler_from_statistics():
+    data = plain(bayesmix.load_dataset("sleepstudy"))
+    formula = "Reaction ~ Days + (Days | Subject)"
+    memory = bayesmix.Model(formula, data)
+    kwargs = dict(draws=400, tune=400, chains=2, random_seed=3, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = memory.sample(**kwargs)
+        one = bayesmix.Model(formula, as_dask(data, 1))
+        assert repr(one.priors) == repr(memory.priors)  # the default priors read moments that add up
+        same = one.sample(**kwargs)
+        several = bayesmix.Model(formula, as_dask(data, 4))
+        draws = several.sample(**kwargs)
+    for name in ("beta", "sigma", "sd_Subject", "corr_Subject", "re_Subject"):
+        np.testing.assert_array_equal(same.posterior[name].values, reference.posterior[name].values)
+    # four partitions: sums in another order, so another Markov chain; the same posterior
+    for name in ("beta", "sigma", "sd_Subject"):
+        a, b = draws.posterior[name], reference.posterior[name]
+        spread = b.std(("chain", "draw")).values
+        assert np.all(np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values) < 0.25 * spread)
+    assert "log_likelihood" not in draws.groups() and "posterior_predictive" not in draws.groups()  # need rows
+    assert several.to_dict()["nobs"] == 180
+    with pytest.raises(BayesmixError, match="parameterization='marginal'"):
+        several.sample(parameterization="noncentered")
