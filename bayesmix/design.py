@@ -545,8 +545,17 @@ class NewData:
         return self.X.shape[0]
 
 
-def _level_names(frame: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
-    return np.array([":".join(str(v) for v in row) for row in zip(*(frame[f] for f in factors))], dtype=object)
+def _as_text(column: pd.Series) -> pd.Series:
+    """Each value's text, as ``str(value)`` gives it (vectorised: no Python loop over rows)."""
+    return column.astype(object).astype(str)
+
+
+def _level_names(frame: pd.DataFrame, factors: tuple[str, ...]) -> pd.Series:
+    """Each row's group level name: the factor's text, or the factors' texts joined by ':'."""
+    names = _as_text(frame[factors[0]])
+    for factor in factors[1:]:
+        names = names.str.cat(_as_text(frame[factor]), sep=":")
+    return names
 
 
 def encode_new_data(design: Design, data, allow_new_levels: bool = False, random_effects: bool = True) -> NewData:
@@ -581,10 +590,8 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
                 f"Column '{name}' has level(s) {unseen[:5]} that the training data did not have; "
                 f"the model knows {list(levels)[:10]}."
             )
-        as_text = {str(level): level for level in levels}
-        frame[name] = pd.Categorical(
-            [as_text.get(str(v), np.nan) for v in frame[name]], categories=list(levels), ordered=True
-        )
+        codes = pd.Index([str(level) for level in levels]).get_indexer(_as_text(frame[name]))  # -1: unseen
+        frame[name] = pd.Categorical.from_codes(codes, categories=list(levels), ordered=True)
     try:
         X = (
             np.asarray(codings.fixed_matrix.evaluate_new_data(frame)).astype(float)
@@ -600,11 +607,11 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
         names = list(matrix.as_dataframe().columns)
         full = np.asarray(matrix.evaluate_new_data(frame)).astype(float)
         Zt = full[:, [names.index(t) for t in block.terms]]
-        index = {level: i for i, level in enumerate(block.levels)}
         names_new = _level_names(pd.DataFrame(raw_groups), term.factors)
-        unseen = tuple(sorted({level for level in names_new if level not in index}))
-        index.update({level: -1 - i for i, level in enumerate(unseen)})
-        codes = np.array([index[level] for level in names_new], dtype=np.int64)
+        codes = pd.Index(block.levels).get_indexer(names_new).astype(np.int64)
+        unseen = tuple(sorted(pd.unique(names_new[codes < 0])))
+        if unseen:  # the i-th unseen level is coded -1 - i
+            codes[codes < 0] = -1 - pd.Index(unseen).get_indexer(names_new[codes < 0])
         if unseen and not allow_new_levels:
             raise BayesmixError(
                 f"New data has level(s) of '{block.group}' the model has not seen: {list(unseen[:5])}. "
