@@ -111,37 +111,48 @@ def _refuse_stateful(spec: FormulaSpec) -> None:
                 )
 
 
-def _levels(ddf, spec: FormulaSpec, categorical: dict, factors: list[str]) -> tuple[dict, dict]:
-    """{factor column: level order} and {a:b group: observed level names in coding order}, one pass."""
+def _survey(ddf, spec: FormulaSpec, factors: list[str]):
+    """One pass over the data: missing values per column, rows, complete rows, and the distinct values
+    of each factor and each ``a:b`` group's columns among the complete rows (tree reductions)."""
     import dask
 
+    complete = ddf.dropna()
     combos = {term.group: term.factors for term in spec.random if len(term.factors) > 1}
-    uniques, pairs = dask.compute(
-        {name: ddf[name].drop_duplicates() for name in factors},
-        {group: ddf[list(parts)].drop_duplicates() for group, parts in combos.items()},
+    return dask.compute(
+        ddf.isna().sum(),
+        ddf.shape[0],
+        complete.shape[0],
+        {name: complete[name].unique(split_out=1) for name in factors},
+        {group: complete[list(parts)].drop_duplicates(split_out=1) for group, parts in combos.items()},
     )
-    orders = {name: _level_order(name, values, categorical.get(name)) for name, values in uniques.items()}
-    interactions = {}
+
+
+def _interaction_levels(pairs: dict, spec: FormulaSpec, orders: dict) -> dict[str, tuple[str, ...]]:
+    """Observed ``a:b`` combinations named and ordered as :func:`bayesmix.design._group_codes` does."""
+    combos = {term.group: term.factors for term in spec.random if len(term.factors) > 1}
+    out = {}
     for group, frame in pairs.items():
         parts = combos[group]
-        codes = np.column_stack(
-            [pd.Categorical(frame[p], categories=list(orders[p])).codes for p in parts]  # no NaN: dropped before
+        codes = np.column_stack([pd.Categorical(frame[p], categories=list(orders[p])).codes for p in parts])
+        out[group] = tuple(":".join(str(orders[p][c]) for p, c in zip(parts, row)) for row in np.unique(codes, axis=0))
+    return out
+
+
+def _prototype(first: pd.DataFrame, orders: dict, predictors: list[str], grouping: set[str]) -> pd.DataFrame:
+    """Rows formulae learns the codings from: the first rows, plus copies of the first row carrying
+    every level of each factor predictor and two levels of each grouping factor (no transformation
+    that learns from values is allowed, so the copies' other values do not matter)."""
+    template = first.iloc[[0]]
+    rows = [first]
+    for name in predictors:
+        rows.append(template.loc[template.index.repeat(len(orders[name]))].assign(**{name: list(orders[name])}))
+    for name in sorted(grouping):
+        rows.append(
+            template.loc[template.index.repeat(2)].assign(
+                **{name: list(orders[name][:2]) * (2 // len(orders[name][:2]))}
+            )
         )
-        ordered = np.unique(codes, axis=0)
-        interactions[group] = tuple(":".join(str(orders[p][c]) for p, c in zip(parts, row)) for row in ordered)
-    return orders, interactions
-
-
-def _prototype(ddf, spec: FormulaSpec, factors: list[str], grouping: set[str]) -> pd.DataFrame:
-    """The first rows plus one row per level of each factor predictor (formulae must see every level)."""
-    import dask
-
-    first = ddf.head(PROTOTYPE_ROWS, npartitions=-1)
-    predictors = [name for name in factors if name not in grouping or name in _value_columns(spec)]
-    extra = dask.compute(*(ddf.drop_duplicates(subset=[name]) for name in predictors))
-    # two levels of each grouping factor, so that the prototype itself is a valid design
-    pairs = [ddf.drop_duplicates(subset=[name]).head(2, npartitions=-1) for name in sorted(grouping)]
-    return pd.concat([first, *extra, *pairs], ignore_index=True)
+    return pd.concat(rows, ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -201,12 +212,6 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
     ddf = ddf[used]
     if missing not in ("drop", "raise"):
         raise BayesmixError(f"missing must be 'drop' or 'raise', not {missing!r}.")
-    na, n_rows, n_complete = dask.compute(ddf.isna().sum(), ddf.shape[0], ddf.dropna().shape[0])
-    if n_rows == 0:
-        raise BayesmixError("data has no rows. Pass the DataFrame that holds your observations.")
-    report_missing(int(n_rows - n_complete), int(n_rows), {c: int(v) for c, v in na.items()}, missing)
-    ddf = ddf.dropna()
-
     grouping = {f for term in spec.random for f in term.factors}
     dtypes = ddf.dtypes
     factors = [
@@ -217,8 +222,18 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
         or not pd.api.types.is_numeric_dtype(dtypes[name])
         or pd.api.types.is_bool_dtype(dtypes[name])
     ]
-    orders, interactions = _levels(ddf, spec, categorical, factors)
-    proto = build_design(spec, _prototype(ddf, spec, factors, grouping), categorical=orders)
+    na, n_rows, n_complete, uniques, pairs = _survey(ddf, spec, factors)
+    if n_rows == 0:
+        raise BayesmixError("data has no rows. Pass the DataFrame that holds your observations.")
+    report_missing(int(n_rows - n_complete), int(n_rows), {c: int(v) for c, v in na.items()}, missing)
+    ddf = ddf.dropna()
+    orders = {name: _level_order(name, pd.Series(values), categorical.get(name)) for name, values in uniques.items()}
+    interactions = _interaction_levels(pairs, spec, orders)
+    first = ddf.head(PROTOTYPE_ROWS, npartitions=1)
+    if len(first) == 0:  # the first partition has no complete row
+        first = ddf.head(PROTOTYPE_ROWS, npartitions=-1)
+    predictors = [name for name in factors if name in _value_columns(spec)]
+    proto = build_design(spec, _prototype(first, orders, predictors, grouping), categorical=orders)
     blocks = []
     for block in proto.blocks:
         term = spec.random[block.term]
