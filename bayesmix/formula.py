@@ -164,9 +164,41 @@ def _validate_expression(formula: str, expr: str, position: int, what: str) -> f
             formula,
             position,
             f"the {what} '{expr.strip()}' contains {bad[0]!r}, which is not a column.",
-            "Write column names, or wrap arithmetic in I(...).",
+            "Write column names, or wrap arithmetic in I(...). A column named like a number or None goes in "
+            f"backticks: `{bad[0]}`.",
         )
+    _check_literals(formula, expr, position, what)
     return frozenset(n.strip("`") for n in names if n)
+
+
+LITERALS = ("True", "False", "None")
+
+
+def _check_literals(formula: str, expr: str, position: int, what: str) -> None:
+    """A bare True/False (formulae reads them as the intercept 1) or None used as a term is almost
+    surely a column of that name, which would be silently ignored: refuse it, pointing to backticks."""
+    masked = re.sub(r"`[^`]*`", lambda match: " " * len(match.group()), expr)
+    for match in re.finditer(r"(?<![\w.])(True|False|None)(?![\w.])", masked):
+        if _outside_calls(masked, match.start()):
+            raise _syntax_error(
+                formula,
+                position + match.start(),
+                f"'{match.group()}' in the {what} is a Python literal, not a column "
+                "(formulae would read True or False as the intercept).",
+                f"A column named {match.group()} goes in backticks: `{match.group()}`.",
+            )
+
+
+def _outside_calls(text: str, index: int) -> bool:
+    """Whether ``text[index]`` is outside every function call's parentheses (inside I(...) or C(...)
+    a literal is an argument, not a term); plain grouping parentheses do not count."""
+    calls = []
+    for i, ch in enumerate(text[:index]):
+        if ch == "(":
+            calls.append(i > 0 and (text[i - 1].isalnum() or text[i - 1] in "._"))
+        elif ch == ")" and calls:
+            calls.pop()
+    return not any(calls)
 
 
 def _expand_group(formula: str, group: str, position: int) -> list[tuple[str, tuple[str, ...]]]:

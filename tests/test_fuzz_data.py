@@ -35,6 +35,7 @@ def quote(name: str, force: bool = False) -> str:
     """The name as a formula term: plain when formulae reads it so, else in backticks."""
     plain = name[:1].isalpha() and all(ch.isalnum() or ch in "._" for ch in name)
     plain = plain and unicodedata.normalize("NFC", name) == name and ":" not in name
+    plain = plain and name not in ("True", "False", "None")  # Python literals to formulae
     return name if plain and not force else f"`{name}`"
 
 
@@ -243,6 +244,11 @@ def test_names_formulae_cannot_read_bare_point_to_backticks():
     with pytest.raises(BayesmixError, match="go in backticks"):
         bayesmix.Model("y ~ _x + (1 | g)", data)
     assert bayesmix.Model("y ~ `_x` + (1 | g)", data).fit("reml").fixef.index[1] == "_x"
+    for literal in ("True", "False", "None"):  # formulae reads True and False as the intercept: silently lost
+        named = plain_problem(4).rename(columns={"x": literal})
+        with pytest.raises(BayesmixError, match=f"goes in backticks: `{literal}`"):
+            bayesmix.Model(f"y ~ {literal} + (1 | g)", named)
+        assert bayesmix.Model(f"y ~ `{literal}` + (1 | g)", named).fit("reml").fixef.index[1] == literal
 
 
 def test_a_grouping_factor_with_5000_levels():
