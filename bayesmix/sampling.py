@@ -67,14 +67,21 @@ def resolve_sampler(name: str) -> str:
     return name
 
 
-def numpyro_chain_method(chains: int) -> str:
-    """``parallel`` (one XLA device per chain) when enough devices exist, else ``sequential``.
+def jax_chain_method(chains: int) -> str:
+    """How the JAX samplers (numpyro, blackjax) run the chains.
 
-    Measured here: ``vectorized`` was the slowest (every chain waits for the longest trajectory).
+    ``parallel``: one XLA device per chain, when there are enough devices (on the CPU bayesmix asks
+    XLA for one device per core, see ``bayesmix._jax``). On a single accelerator (GPU, TPU):
+    ``vectorized``, all chains as one batched computation, which is what an accelerator is good
+    at. Otherwise ``sequential`` (numpyro; blackjax has no such method and gets ``vectorized``).
+    Measured on the CPU here: ``vectorized`` was the slowest there (every chain waits for the
+    longest trajectory).
     """
     import jax
 
-    return "parallel" if jax.local_device_count() >= chains else "sequential"
+    if jax.local_device_count() >= chains:
+        return "parallel"
+    return "vectorized" if jax.default_backend() != "cpu" else "sequential"
 
 
 def seed_from(random_seed) -> int:
@@ -288,8 +295,12 @@ def run_nuts(
         kwargs["cores"] = 1 if chains == 1 else None
     else:
         kwargs["nuts_sampler"] = concrete
-    if concrete == "numpyro":
-        kwargs["nuts_sampler_kwargs"] = {"chain_method": numpyro_chain_method(chains)}
+    chain_method = None
+    if concrete in ("numpyro", "blackjax"):
+        chain_method = jax_chain_method(chains)
+        if concrete == "blackjax" and chain_method == "sequential":
+            chain_method = "vectorized"
+        kwargs["nuts_sampler_kwargs"] = {"chain_method": chain_method}
     with warnings.catch_warnings(), _catch_ctrl_c() as ctrl_c:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*BLAS.*")
@@ -309,6 +320,8 @@ def run_nuts(
     if log_likelihood and "log_likelihood" not in idata.groups():
         pm.compute_log_likelihood(idata, model=model, progressbar=False)
     idata.posterior.attrs.update({"bayesmix_sampler": concrete, "bayesmix_seed": seed, "tuning_steps": int(tune)})
+    if chain_method is not None:
+        idata.posterior.attrs["bayesmix_chain_method"] = chain_method
     return idata
 
 
