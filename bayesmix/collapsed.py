@@ -36,7 +36,6 @@ from bayesmix.priors import Prior
 from bayesmix.sampling import DERIVED_VALUES_ATTR
 
 LOG_2PI = float(np.log(2 * np.pi))
-MAX_POINTWISE_VALUES = 200_000_000  # posterior predictive entries (chains x draws x rows) Model.sample adds
 
 
 def _chunk(per_draw_bytes: int, total: int) -> int:

@@ -13,7 +13,7 @@ import arviz as az
 import pymc as pm
 
 from bayesmix.build import build_model
-from bayesmix.collapsed import MAX_POINTWISE_VALUES, build_collapsed_model, collapsible, draw_effects
+from bayesmix.collapsed import build_collapsed_model, collapsible, draw_effects
 from bayesmix.design import Design, build_design
 from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -23,7 +23,7 @@ from bayesmix.families import Family, get_family
 from bayesmix.formula import parse_formula
 from bayesmix.io import save as save_model
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
-from bayesmix.predict import add_predictions, posterior_predict
+from bayesmix.predict import SAMPLE_PREDICTIVE_VALUES, add_predictions, posterior_predict
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
 from bayesmix.sampling import check_counts, diagnose, run_nuts, seed_from, warn_diagnostics
@@ -151,7 +151,7 @@ class Model:
         seed = idata.posterior.attrs["bayesmix_seed"]
         if marginal:
             draw_effects(self.design, idata, seed=seed)
-        if posterior_predictive and self.design.in_memory and chains * draws * self.nobs <= MAX_POINTWISE_VALUES:
+        if posterior_predictive and self.design.in_memory and chains * draws * self.nobs <= SAMPLE_PREDICTIVE_VALUES:
             responses = posterior_predict(self, idata, kind="response", random_seed=[seed, 1])
             add_predictions(self, idata, responses, "response")
         idata.posterior.attrs["bayesmix_parameterization"] = str(parameterization)

@@ -21,6 +21,9 @@ from bayesmix.linpred import linear_predictor
 KINDS = ("mean", "response")
 NEW_LEVELS = ("sample", "population")
 RE_FORMS = ("conditional", "population")
+# sample() stores simulated responses (chains x draws x rows) up to this many values, 160 MB: enough for
+# az.plot_ppc on most data; beyond it, predict(kind="response") on a subset of rows or draws
+SAMPLE_PREDICTIVE_VALUES = 20_000_000
 
 
 def _check_choice(name: str, value, choices) -> None:
