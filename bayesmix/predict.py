@@ -13,6 +13,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from bayesmix import memory
 from bayesmix.build import OBS_DIM, response_name
 from bayesmix.design import Design, NewData, encode_new_data
 from bayesmix.errors import BayesmixError
@@ -92,6 +93,12 @@ def posterior_predict(
     new = encode(design, data, allow_new_levels, random_effects=re_form == "conditional")
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
+    memory.check(
+        "The predictions (chains x draws x rows)",
+        (chains, draws, new.nobs),
+        "Predict for fewer rows at a time (data=...), or for a subset of the draws "
+        "(e.g. idata.sel(draw=slice(0, None, 10))).",
+    )
     rng = np.random.default_rng(random_seed)
     beta = _flat(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
     eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng))

@@ -146,3 +146,20 @@ def test_budget_message_numbers_read_naturally(monkeypatch):
     )
     assert str(error.value).endswith("raise it). Use (1 | f).")
     memory.check("The fixed-effects matrix X", (1_000_000, 500), "")  # 4.0 GB exactly fits
+
+
+def test_predictions_are_checked_against_the_budget():
+    import arviz as az
+
+    data = bayesmix.load_dataset("sleepstudy")
+    model = bayesmix.Model("Reaction ~ Days + (1 | Subject)", data)
+    posterior = {"beta": np.zeros((2, 50, 2)), "sigma": np.ones((2, 50)), "sd_Subject": np.ones((2, 50, 1))}
+    posterior["re_Subject"] = np.zeros((2, 50, 18, 1))
+    idata = az.from_dict(posterior=posterior)
+    bayesmix.set_memory_budget(2 * 50 * 180 * 8 / 1e9 * 0.99)  # just below the predictions' size
+    try:
+        with pytest.raises(BayesmixError, match="The predictions \\(chains x draws x rows\\) would be 2 x 50 x 180"):
+            model.predict(idata, inplace=False)
+    finally:
+        bayesmix.set_memory_budget(None)
+    assert model.predict(idata, inplace=False).shape == (2, 50, 180)
