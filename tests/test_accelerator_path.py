@@ -1,5 +1,6 @@
 """GLMMs on the JAX samplers: on one accelerator the chains run vectorised (tested on the CPU by
-making JAX report a GPU, so the code path and its draws are exercised without one)."""
+making JAX report a GPU, so the code path and its draws are exercised without one). Same seed, same
+draws holds for numpyro whatever the chain method (tests/test_sampling.py)."""
 
 import warnings
 
@@ -38,13 +39,12 @@ def test_crossed_logistic_glmm_with_vectorised_chains(monkeypatch, logistic):
     monkeypatch.setattr(jax, "local_device_count", lambda: 1)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     model = bayesmix.Model("y ~ x + (1 | id) + (1 | item)", logistic, family="bernoulli")
-    kwargs = dict(draws=150, tune=150, chains=2, random_seed=8, sampler="numpyro", progressbar=False)
+    kwargs = dict(draws=100, tune=100, chains=2, random_seed=8, sampler="numpyro", progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = model.sample(**kwargs)
-        again = model.sample(**kwargs)
     assert idata.posterior.attrs["bayesmix_chain_method"] == "vectorized"
-    np.testing.assert_array_equal(idata.posterior["beta"].values, again.posterior["beta"].values)
+    assert idata.posterior["beta"].shape == (2, 100, 2) and np.isfinite(idata.posterior["beta"].values).all()
     beta = idata.posterior["beta"].values.reshape(-1, 2)
     assert np.all(np.abs(beta.mean(0) - [-0.3, 0.8]) < 3 * beta.std(0) + 0.1)  # the simulated truth
-    assert idata.log_likelihood["y"].shape == (2, 150, len(logistic))
+    assert idata.log_likelihood["y"].shape == (2, 100, len(logistic))

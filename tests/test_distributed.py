@@ -150,7 +150,7 @@ def test_collapsed_sampler_from_statistics():
     data = plain(bayesmix.load_dataset("sleepstudy"))
     formula = "Reaction ~ Days + (Days | Subject)"
     memory = bayesmix.Model(formula, data)
-    kwargs = dict(draws=400, tune=400, chains=2, random_seed=3, progressbar=False)
+    kwargs = dict(draws=300, tune=300, chains=2, random_seed=3, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = memory.sample(**kwargs)

@@ -32,16 +32,6 @@ def sleep():
 
 
 @pytest.fixture(scope="module")
-def sleep_nuts():
-    data = bayesmix.load_dataset("sleepstudy")
-    model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.sample(draws=150, tune=150, chains=2, random_seed=3, progressbar=False)
-    return data, model
-
-
-@pytest.fixture(scope="module")
 def cbpp():
     data = bayesmix.load_dataset("cbpp")
     model = bayesmix.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", data, family="binomial")

@@ -1,7 +1,6 @@
 """Predictions: population level, conditional on the random effects, new levels, simulated responses."""
 
 import json
-import warnings
 from pathlib import Path
 
 import arviz as az
@@ -17,13 +16,9 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
-def sleep():
-    data = bayesmix.load_dataset("sleepstudy")
-    model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = model.sample(draws=200, tune=200, chains=2, random_seed=5, progressbar=False)
-    return data, model, idata
+def sleep(sleep_nuts):
+    data, model = sleep_nuts
+    return data, model, model.idata
 
 
 def test_exact_fit_predictions_use_the_blups():

@@ -1,7 +1,6 @@
 """Tidy tables (fixef, ranef, varcorr): the same columns for an exact fit and a posterior."""
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +15,8 @@ Z95 = norm.ppf(0.975)
 
 
 @pytest.fixture(scope="module")
-def sleep():
-    data = bayesmix.load_dataset("sleepstudy")
-    model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.sample(draws=200, tune=200, chains=2, random_seed=9, progressbar=False)
+def sleep(sleep_nuts):
+    _, model = sleep_nuts
     return model, model.fit("reml"), json.loads((DATA / "sleep_reml.json").read_text())["results"]
 
 
