@@ -96,3 +96,12 @@ def test_response_draws_fill_posterior_predictive(sleep):
     assert residual.std() == pytest.approx(sd_sigma, rel=0.05)
     axes = az.plot_ppc(idata)
     assert axes is not None
+
+
+def test_bad_prediction_options_are_named(sleep):
+    data, model, idata = sleep
+    for option in ({"re_form": "marginal"}, {"kind": "median"}, {"new_levels": "zero"}):
+        with pytest.raises(BayesmixError, match=f"{next(iter(option))} must be one of"):
+            model.predict(idata, inplace=False, **option)
+    with pytest.raises(BayesmixError, match="re_form must be one of"):
+        model.fit("reml").predict(re_form="marginal")
