@@ -193,7 +193,7 @@ class Model:
             result = fit_glmm(self.design, self.family)
             return from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
         if self.from_statistics:
-            result = fit_lmm_from_statistics(self.design, self.design.raw, reml=method == "reml")
+            result = fit_lmm_from_statistics(self.design, reml=method == "reml")
         else:
             result = fit_lmm(self.design, reml=method == "reml")
         return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start)

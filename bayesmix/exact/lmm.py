@@ -456,10 +456,11 @@ def fit_lmm(design: Design, reml: bool) -> LmmResult:
     return optimise(cross_products(design, X), reml, kept, dropped)
 
 
-def fit_lmm_from_statistics(design, raw: RawCrossProducts, reml: bool) -> LmmResult:
-    """:func:`fit_lmm` for data known only through their summed cross-products ``raw`` (blocks in
-    lme4 order, every column of X): aliased columns and an exactly reproduced response are found
-    from X'X and X'y (:func:`bayesmix.exact.fixed.aliased_from_gram`)."""
+def fit_lmm_from_statistics(design, reml: bool) -> LmmResult:
+    """:func:`fit_lmm` for a design known only through its summed cross-products ``design.raw``
+    (blocks in lme4 order, every column of X): aliased columns and an exactly reproduced response
+    are found from X'X and X'y (:func:`bayesmix.exact.fixed.aliased_from_gram`)."""
+    raw = design.raw
     check_identifiable(design, allow_n=False)
     order = lme4_order(design.blocks)
     blocks = [design.blocks[i] for i in order]
