@@ -278,73 +278,36 @@ def write_data(key: str, path: Path, bayesmix_python: str) -> None:
 
 
 def plan(cases, rows, quick: bool) -> list[Run]:
-    def size(chains, draws):
-        return (2, 200, 200) if quick else (chains, draws, draws)
+    def run(label, key, formula, family, chains, draws, data=None, cache=None):
+        """A Run; ``label`` has ``{size}`` where chains x draws go; data and cache default to ``key``."""
+        c, d = (2, 200) if quick else (chains, draws)
+        return Run(label.format(size=f"{c}x{d}"), key, data or key, formula, family, c, d, d, cache or key)
 
     runs = []
     for case in cases:
         if case == "sleepstudy":
-            c, d, t = size(4, 1000)
+            formula = "Reaction ~ Days + (Days | Subject)"
             for temp in ("cold", "warm"):
-                runs.append(
-                    Run(
-                        f"sleepstudy {c}x{d}, {temp}",
-                        f"sleepstudy-{temp}",
-                        "sleepstudy",
-                        "Reaction ~ Days + (Days | Subject)",
-                        "gaussian",
-                        c,
-                        d,
-                        t,
-                        "sleepstudy",
-                    )
-                )
+                label = f"sleepstudy {{size}}, {temp}"
+                runs.append(run(label, f"sleepstudy-{temp}", formula, "gaussian", 4, 1000, "sleepstudy", "sleepstudy"))
         elif case == "slopes":
-            c, d, t = size(2, 500)
             for n in rows:
                 runs.append(
-                    Run(
-                        f"(x | g), 1,000 groups, {n:,} rows, {c}x{d}",
-                        f"slopes-{n}",
+                    run(
+                        f"(x | g), 1,000 groups, {n:,} rows, {{size}}",
                         f"slopes-{n}",
                         "y ~ x + (x | g)",
                         "gaussian",
-                        c,
-                        d,
-                        t,
-                        f"slopes-{n}",
+                        2,
+                        500,
                     )
                 )
         elif case == "insteval":
-            c, d, t = size(2, 500)
-            runs.append(
-                Run(
-                    f"InstEval-shaped, 73,421 rows, {c}x{d}",
-                    "insteval",
-                    "insteval",
-                    "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)",
-                    "gaussian",
-                    c,
-                    d,
-                    t,
-                    "insteval",
-                )
-            )
+            formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)"
+            runs.append(run("InstEval-shaped, 73,421 rows, {size}", "insteval", formula, "gaussian", 2, 500))
         elif case == "verbagg":
-            c, d, t = size(2, 500)
-            runs.append(
-                Run(
-                    f"VerbAgg-shaped logistic, 7,584 rows, {c}x{d}",
-                    "verbagg",
-                    "verbagg",
-                    "r2 ~ x + (1 | id) + (1 | item)",
-                    "bernoulli",
-                    c,
-                    d,
-                    t,
-                    "verbagg",
-                )
-            )
+            formula = "r2 ~ x + (1 | id) + (1 | item)"
+            runs.append(run("VerbAgg-shaped logistic, 7,584 rows, {size}", "verbagg", formula, "bernoulli", 2, 500))
     return runs
 
 
