@@ -117,7 +117,7 @@ def _as_frame(data) -> pd.DataFrame:
     return data
 
 
-def _check_columns(spec: FormulaSpec, data: pd.DataFrame) -> list[str]:
+def check_columns(spec: FormulaSpec, data: pd.DataFrame) -> list[str]:
     columns = [str(c) for c in data.columns]
     grouping = {f for term in spec.random for f in term.factors}
     for name in sorted(spec.variables):
@@ -142,7 +142,7 @@ def _variables(expr: str) -> set[str]:
     return {n.strip("`") for n in names if isinstance(n, str) and n}
 
 
-def _value_columns(spec: FormulaSpec) -> set[str]:
+def value_columns(spec: FormulaSpec) -> set[str]:
     """Columns used as predictors: in the fixed part or left of '|' in a random term."""
     return set().union(*(_variables(part) for part in (spec.fixed, *(term.expr for term in spec.random))))
 
@@ -154,7 +154,7 @@ def _check_dtypes(frame: pd.DataFrame, spec: FormulaSpec, categorical: dict) -> 
     times (datetime64, timedelta64, period) as predictors or response, unless named in
     ``categorical`` (as a grouping factor a date is a label like any other).
     """
-    as_values = _value_columns(spec)
+    as_values = value_columns(spec)
     as_values |= {v for expr in spec.response.expressions for v in _expression_names(expr)}
     for name in frame.columns:
         column = frame[name]
@@ -183,7 +183,7 @@ def _check_dtypes(frame: pd.DataFrame, spec: FormulaSpec, categorical: dict) -> 
                 ) from None
 
 
-def _normalise_categorical(categorical, data: pd.DataFrame) -> dict[str, tuple | None]:
+def normalise_categorical(categorical, data: pd.DataFrame) -> dict[str, tuple | None]:
     """``None`` | list of columns | {column: level order or None} -> {column: order or None}."""
     if categorical is None:
         return {}
@@ -201,7 +201,7 @@ def _normalise_categorical(categorical, data: pd.DataFrame) -> dict[str, tuple |
     return out
 
 
-def _level_order(name: str, column: pd.Series, order: tuple | None) -> tuple:
+def level_order(name: str, column: pd.Series, order: tuple | None) -> tuple:
     """The levels of ``column`` present in the rows used, in the given order, the Categorical's
     order or sorted order. Levels with no rows are dropped, as lme4 does (``drop.unused.levels``)."""
     present = pd.unique(column)
@@ -235,7 +235,7 @@ def _encode_categoricals(
     """
     response_columns = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     grouping = {f for term in spec.random for f in term.factors}
-    predictors = _value_columns(spec)
+    predictors = value_columns(spec)
     levels = {}
     for name in frame.columns:
         column = frame[name]
@@ -243,7 +243,7 @@ def _encode_categoricals(
         if name in response_columns and name not in grouping | predictors:
             continue
         if name in categorical or name in grouping or is_text:
-            order = _level_order(name, column, categorical.get(name))
+            order = level_order(name, column, categorical.get(name))
             if name in predictors and len(order) < 2:
                 raise BayesmixError(
                     f"The factor '{name}' has only one level ('{order[0]}') in the rows used: a factor needs at "
@@ -329,7 +329,7 @@ def _eval_expression(frame: pd.DataFrame, expr: str):
     return frame.rename(columns=names).eval(text, engine="python")
 
 
-def _evaluate(frame: pd.DataFrame, expr: str, what: str) -> np.ndarray:
+def evaluate_expression(frame: pd.DataFrame, expr: str, what: str) -> np.ndarray:
     if expr in frame.columns:
         values = frame[expr]
     else:
@@ -484,8 +484,8 @@ def _check_fixed_matrix(spec: FormulaSpec, frame: pd.DataFrame, levels: dict[str
 def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop") -> Design:
     """Encode ``data`` for ``spec``. The user's DataFrame is only read, never modified."""
     data = _as_frame(data)
-    used = _check_columns(spec, data)
-    categorical = _normalise_categorical(categorical, data)
+    used = check_columns(spec, data)
+    categorical = normalise_categorical(categorical, data)
     frame = data.loc[:, used].copy(deep=True)
     _check_dtypes(frame, spec, categorical)
     frame, rows, n_dropped = _drop_missing(frame, missing)
@@ -493,12 +493,12 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
     levels = _encode_categoricals(frame, spec, categorical)
 
     response = spec.response
-    y = _evaluate(frame, response.expr, "response")
+    y = evaluate_expression(frame, response.expr, "response")
     trials = None
     if response.trials is not None:
-        trials = _evaluate(frame, response.trials, "number of trials")
+        trials = evaluate_expression(frame, response.trials, "number of trials")
     elif response.failures is not None:
-        trials = y + _evaluate(frame, response.failures, "number of failures")
+        trials = y + evaluate_expression(frame, response.failures, "number of failures")
 
     _check_fixed_matrix(spec, frame, levels)
     fixed_matrix = _formulae_matrix(spec.fixed, frame, "fixed-effects part")

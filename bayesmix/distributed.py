@@ -28,14 +28,14 @@ import pandas as pd
 from bayesmix.design import (
     Block,
     Codings,
-    _check_columns,
-    _evaluate,
-    _level_order,
-    _normalise_categorical,
-    _value_columns,
     build_design,
+    check_columns,
     encode_new_data,
+    evaluate_expression,
+    level_order,
+    normalise_categorical,
     report_missing,
+    value_columns,
 )
 from bayesmix.errors import BayesmixError
 from bayesmix.exact.lmm import RawCrossProducts, lme4_order, raw_cross_products
@@ -169,7 +169,7 @@ class Statistics:
 def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[int]) -> Statistics:
     part = part.reset_index(drop=True)
     new = encode_new_data(design, part)
-    y = _evaluate(part, design.spec.response.expr, "response")
+    y = evaluate_expression(part, design.spec.response.expr, "response")
     blocks = [(new.blocks[i][0], new.blocks[i][1], design.blocks[i].n_levels) for i in order]
     moments = DesignMoments.of(new.X, y, None, [Zt for _, Zt in new.blocks])
     return Statistics(raw_cross_products(blocks, new.X, y), moments)
@@ -207,8 +207,8 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
     _refuse_stateful(spec)
     if spec.response.is_binomial:
         raise BayesmixError("A Dask DataFrame is supported for gaussian models; cbind()/p() responses need the rows.")
-    used = _check_columns(spec, ddf)
-    categorical = _normalise_categorical(categorical, ddf)
+    used = check_columns(spec, ddf)
+    categorical = normalise_categorical(categorical, ddf)
     ddf = ddf[used]
     if missing not in ("drop", "raise"):
         raise BayesmixError(f"missing must be 'drop' or 'raise', not {missing!r}.")
@@ -227,12 +227,12 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
         raise BayesmixError("data has no rows. Pass the DataFrame that holds your observations.")
     report_missing(int(n_rows - n_complete), int(n_rows), {c: int(v) for c, v in na.items()}, missing)
     ddf = ddf.dropna()
-    orders = {name: _level_order(name, pd.Series(values), categorical.get(name)) for name, values in uniques.items()}
+    orders = {name: level_order(name, pd.Series(values), categorical.get(name)) for name, values in uniques.items()}
     interactions = _interaction_levels(pairs, spec, orders)
     first = ddf.head(PROTOTYPE_ROWS, npartitions=1)
     if len(first) == 0:  # the first partition has no complete row
         first = ddf.head(PROTOTYPE_ROWS, npartitions=-1)
-    predictors = [name for name in factors if name in _value_columns(spec)]
+    predictors = [name for name in factors if name in value_columns(spec)]
     proto = build_design(spec, _prototype(first, orders, predictors, grouping), categorical=orders)
     blocks = []
     for block in proto.blocks:
