@@ -3,8 +3,9 @@
 BOBYQA (Powell's derivative-free bound-constrained quadratic-model method, from NLopt), as lme4
 uses by default, with tolerances tight enough that the optimum is reached to the objective's
 rounding level. (Profiled criteria are flat near the optimum: on Pastes, theta moves of 1e-5
-change the REML criterion by ~1e-10, its rounding noise, so theta is defined only to ~1e-5;
-Newton polishing on finite differences was tried and cannot do better.) Diagonal elements of
+change the REML criterion by ~1e-10, its rounding noise, so comparing values places theta only to
+~1e-5; finite differences cannot do better. Linear mixed models then polish with Newton's method on
+the exact gradient, bayesmix.exact.lmm.polish.) Diagonal elements of
 the relative covariance factors are bounded below at 0 so singular fits land on the boundary.
 Convergence is judged afterwards from a central-difference gradient, projected onto the feasible
 set.
