@@ -20,6 +20,7 @@ the first rows only, so they are refused: standardise the columns in Dask first.
 from __future__ import annotations
 
 import operator
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -229,9 +230,11 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
     ddf = ddf.dropna()
     orders = {name: level_order(name, pd.Series(values), categorical.get(name)) for name, values in uniques.items()}
     interactions = _interaction_levels(pairs, spec, orders)
-    first = ddf.head(PROTOTYPE_ROWS, npartitions=1)
-    if len(first) == 0:  # the first partition has no complete row
-        first = ddf.head(PROTOTYPE_ROWS, npartitions=-1)
+    with warnings.catch_warnings():  # a short first partition is fine: any rows teach formulae the columns
+        warnings.filterwarnings("ignore", message="Insufficient elements for `head`")
+        first = ddf.head(PROTOTYPE_ROWS, npartitions=1)
+        if len(first) == 0:  # the first partition has no complete row
+            first = ddf.head(PROTOTYPE_ROWS, npartitions=-1)
     predictors = [name for name in factors if name in value_columns(spec)]
     proto = build_design(spec, _prototype(first, orders, predictors, grouping), categorical=orders)
     blocks = []
