@@ -89,16 +89,117 @@ def block_covariance(block: Block, priors: dict[str, Prior]):
     return chol
 
 
-def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str):
-    """The (M, k) random effects of one block."""
+def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str, means=None):
+    """The (M, k) random effects of one block.
+
+    Centred with ``means`` (M, k) (hierarchical centring, Gelfand, Sahu and Carlin 1995): the sampled
+    ``u_<label>`` ~ N(means, S S') and b = u - means (:func:`_centring_means`). The posterior is the same
+    (a shift with unit Jacobian); NUTS no longer has to move the fixed effect against the mean of
+    the level effects, which it confounds when each level carries much information.
+    """
     label, dims = block.label, (block.group, term_dim(block))
     chol = block_covariance(block, priors)
     if parameterization == "centered":
+        if means is None:
+            if block.n_terms == 1:
+                return pm.Normal(f"re_{label}", 0.0, chol[0, 0], dims=dims)
+            return pm.MvNormal(f"re_{label}", mu=pt.zeros(block.n_terms), chol=chol, dims=dims)
         if block.n_terms == 1:
-            return pm.Normal(f"re_{label}", 0.0, chol[0, 0], dims=dims)
-        return pm.MvNormal(f"re_{label}", mu=pt.zeros(block.n_terms), chol=chol, dims=dims)
+            u = pm.Normal(f"u_{label}", means, chol[0, 0], dims=dims)
+        else:
+            u = pm.MvNormal(f"u_{label}", mu=means, chol=chol, dims=dims)
+        return pm.Deterministic(f"re_{label}", u - means, dims=dims)
     z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=dims)
     return pm.Deterministic(f"re_{label}", z @ chol.T, dims=dims)
+
+
+def shared_columns(design: Design, block: Block) -> dict[int, int]:
+    """{term index: fixed-effect index} for the block's terms that are also columns of X (same name
+    and the same values in every row), e.g. the intercept of (1 | g) beside a fixed intercept."""
+    fixed = {name: j for j, name in enumerate(design.fixed_names)}
+    return {
+        t: fixed[term]
+        for t, term in enumerate(block.terms)
+        if term in fixed and np.array_equal(design.X[:, fixed[term]], block.Zt[:, t])
+    }
+
+
+def level_columns(design: Design, block: Block) -> tuple[list[int], np.ndarray]:
+    """Fixed-effect columns constant within every level of the block (group-level predictors, e.g. a
+    subject's score for (1 | subject)): their indices and their (M, c) values per level."""
+    X, codes = design.X, block.codes
+    first = np.full(block.n_levels, -1)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # first row of each level
+    seen = first >= 0
+    per_level = np.zeros((block.n_levels, X.shape[1]))
+    per_level[seen] = X[first[seen]]
+    constant = np.all(X == per_level[codes], axis=0)
+    columns = [j for j in range(X.shape[1]) if constant[j]]
+    return columns, per_level[:, columns]
+
+
+def _centring_means(design: Design, per_block: dict[str, str], beta) -> dict[str, object]:
+    """Per centred block, the (M, k) means its level effects are centred on.
+
+    A term that is also a fixed-effect column is centred on that fixed effect; the intercept term
+    also on the group-level predictors (X's columns constant within each of the block's levels:
+    u_m ~ N(x_m' beta, ...)). Each fixed effect is absorbed by one block only: blocks with more rows
+    per level first, since the fixed effect is confounded most with the mean of well-informed levels.
+    """
+    centred = [b for b in design.blocks if per_block[b.label] == "centered"]
+    if not centred or not design.in_memory:
+        return {}
+    taken, out = set(), {}
+    for block in sorted(centred, key=lambda b: -design.nobs / b.n_levels):
+        shared = {t: j for t, j in shared_columns(design, block).items() if j not in taken}
+        intercept = block.terms.index("Intercept") if "Intercept" in block.terms else None
+        columns, values = level_columns(design, block) if intercept is not None else ([], None)
+        free = [c for c, j in enumerate(columns) if j not in taken and j not in shared.values()]
+        means = [None] * block.n_terms
+        for t, j in shared.items():
+            means[t] = pt.ones(block.n_levels) * beta[j]
+        if free:
+            level_mean = pt.dot(pt.constant(values[:, free]), beta[[columns[c] for c in free]])
+            means[intercept] = level_mean if means[intercept] is None else means[intercept] + level_mean
+        if all(m is None for m in means):
+            continue
+        taken.update(shared.values())
+        taken.update(columns[c] for c in free)
+        out[block.label] = pt.stack([pt.zeros(block.n_levels) if m is None else m for m in means], axis=1)
+    return out
+
+
+CENTRE_RATIO = 1.0  # centre a block when its levels' data outweigh the spread between levels
+
+
+def information_ratio(design: Design, block: Block) -> float:
+    """How much each level's data say about its effect, relative to the spread between levels:
+    median rows per level x (between-level variance of the response's level means, less their
+    noise) / (within-level variance), a one-way ANOVA on the response (proportions for binomial).
+
+    Above 1 the level effects are well identified by their own data, where the centred
+    parameterisation samples better; below 1 they are shrunk mostly by the prior, where the
+    non-centred one does (Papaspiliopoulos, Roberts and Skold 2007).
+    """
+    y = design.y if design.trials is None else design.y / design.trials
+    n = np.bincount(block.codes, minlength=block.n_levels).astype(float)
+    seen = n > 0
+    means = np.bincount(block.codes, weights=y, minlength=block.n_levels) / np.maximum(n, 1)
+    within = float(np.sum((y - means[block.codes]) ** 2)) / max(len(y) - int(seen.sum()), 1)
+    if within <= 0:
+        return np.inf
+    if seen.sum() < 2:
+        return 0.0
+    between = max(float(np.var(means[seen], ddof=1)) - within * float(np.mean(1.0 / n[seen])), 0.0)
+    return float(np.median(n[seen])) * between / within
+
+
+def choose_parameterization(design: Design) -> dict[str, str]:
+    """``"auto"`` for a model that is not collapsed: per block, centred where
+    :func:`information_ratio` is at least :data:`CENTRE_RATIO`, else non-centred."""
+    return {
+        b.label: "centered" if information_ratio(design, b) >= CENTRE_RATIO else "noncentered" for b in design.blocks
+    }
 
 
 def build_model(design: Design, family: Family, priors: dict[str, Prior], parameterization="noncentered") -> pm.Model:
@@ -107,11 +208,13 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
     with pm.Model(coords=model_coords(design)) as model:
         X = pm.Data("X", design.X, dims=(OBS_DIM, "coef"))
         beta = fixed_effects(design, priors)
+        means = _centring_means(design, per_block, beta)
         terms = []
         for block in design.blocks:
             codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)
             Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
-            terms.append((Zt, codes, _block_effects(block, priors, per_block[block.label])))
+            effects = _block_effects(block, priors, per_block[block.label], means.get(block.label))
+            terms.append((Zt, codes, effects))
         eta = linear_predictor(X, beta, terms)
         params = {name: priors[name].variable(name) for name in family.params}
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)

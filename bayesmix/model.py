@@ -12,7 +12,7 @@ import warnings
 import arviz as az
 import pymc as pm
 
-from bayesmix.build import build_model
+from bayesmix.build import build_model, choose_parameterization
 from bayesmix.collapsed import build_collapsed_model, collapsible, draw_effects
 from bayesmix.design import Design, build_design
 from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
@@ -108,9 +108,10 @@ class Model:
         return self._pymc_models[key]
 
     def resolve_parameterization(self, parameterization):
-        """``"auto"``: the collapsed model where it applies (fastest and exact), else non-centred."""
+        """``"auto"``: the collapsed model where it applies (fastest and exact), else per block
+        centred or non-centred from the information its levels carry (:func:`choose_parameterization`)."""
         if parameterization == "auto":
-            return "marginal" if collapsible(self.design, self.family) else "noncentered"
+            return "marginal" if collapsible(self.design, self.family) else choose_parameterization(self.design)
         return parameterization
 
     def sample(

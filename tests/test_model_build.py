@@ -202,3 +202,75 @@ def test_other_links_by_name(link):
     eta = model.design.X @ beta + re[block.codes, 0]
     p = stats.norm.cdf(eta) if link == "probit" else 1 - np.exp(-np.exp(eta))
     np.testing.assert_allclose(loglik, stats.bernoulli.logpmf(model.design.y, p).sum(), rtol=1e-8)
+
+
+def crossed_with_group_predictor(seed=0, subjects=30, items=8):
+    """VerbAgg's shape in small: every subject answers every item; x is a subject-level predictor."""
+    rng = np.random.default_rng(seed)
+    ids = np.repeat(np.arange(subjects), items)
+    item = np.tile(np.arange(items), subjects)
+    x = rng.normal(size=subjects)
+    eta = -0.2 + 0.3 * x[ids] + rng.normal(0, 1.3, subjects)[ids] + rng.normal(0, 1.1, items)[item]
+    return pd.DataFrame(
+        {
+            "r": (rng.uniform(size=ids.size) < expit(eta)).astype(float),
+            "x": x[ids],
+            "id": [f"s{i:02d}" for i in ids],
+            "item": [f"i{i}" for i in item],
+        }
+    )
+
+
+def test_hierarchical_centring_is_the_same_posterior():
+    """Centred blocks are centred on the fixed effects they share (the item intercept on beta[Intercept],
+    the subject intercept on x_m * beta[x]): u = b + means, a shift with unit Jacobian. So at every
+    point the centred model's log density equals the non-centred one's at z = b / sd, plus the
+    non-centred Jacobian M log(sd) per block."""
+    model = bayesmix.Model("r ~ x + (1 | id) + (1 | item)", crossed_with_group_predictor(), family="bernoulli")
+    centred = model.pymc_model("centered")
+    noncentred = model.pymc_model("noncentered")
+    assert {v.name for v in centred.free_RVs} >= {"u_id", "u_item"}
+    rng = np.random.default_rng(1)
+    logp_c, logp_n = centred.compile_logp(mode="JAX"), noncentred.compile_logp(mode="JAX")
+    x_subject = model.design.X[np.unique(model.design.blocks[0].codes, return_index=True)[1], 1]
+    for _ in range(3):
+        beta = rng.normal(size=2)
+        log_sd = {"id": rng.normal(), "item": rng.normal()}
+        b = {"id": rng.normal(size=(30, 1)), "item": rng.normal(size=(8, 1))}
+        means = {"id": (x_subject * beta[1])[:, None], "item": np.full((8, 1), beta[0])}
+        point_c = {"beta": beta}
+        point_n = {"beta": beta}
+        jacobian = 0.0
+        for label in ("id", "item"):
+            sd = np.exp(log_sd[label])
+            point_c[f"sd_{label}_log__"] = point_n[f"sd_{label}_log__"] = np.array([log_sd[label]])
+            point_c[f"u_{label}"] = b[label] + means[label]
+            point_n[f"z_{label}"] = b[label] / sd
+            jacobian += b[label].size * np.log(sd)
+        assert float(logp_c(point_c)) == pytest.approx(float(logp_n(point_n)) - jacobian, rel=1e-12)
+    # the effects reported are the deviations b, whatever the parameterisation
+    with centred:
+        re_item = centred["re_item"].eval({centred["u_item"]: point_c["u_item"], centred["beta"]: beta}, mode="JAX")
+    np.testing.assert_allclose(re_item, b["item"])
+
+
+def test_auto_centres_blocks_whose_levels_carry_much_information():
+    verbagg = bayesmix.Model("r ~ x + (1 | id) + (1 | item)", crossed_with_group_predictor(), family="bernoulli")
+    assert verbagg.resolve_parameterization("auto") == {"id": "centered", "item": "centered"}
+    # few rows per herd, little spread between herds: the prior does most of the work
+    cbpp = bayesmix.Model(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", bayesmix.load_dataset("cbpp"), family="binomial"
+    )
+    assert cbpp.resolve_parameterization("auto") == {"herd": "noncentered"}
+    # pure noise: no spread between levels
+    rng = np.random.default_rng(0)
+    noise = pd.DataFrame({"y": rng.poisson(3, 200), "g": np.repeat(np.arange(20), 10).astype(str)})
+    assert bayesmix.Model("y ~ 1 + (1 | g)", noise, family="poisson").resolve_parameterization("auto") == {
+        "g": "noncentered"
+    }
+    assert (
+        bayesmix.Model(
+            "Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy")
+        ).resolve_parameterization("auto")
+        == "marginal"
+    )
