@@ -196,7 +196,10 @@ def information_ratio(design: Design, block: Block) -> float:
 
 def choose_parameterization(design: Design) -> dict[str, str]:
     """``"auto"`` for a model that is not collapsed: per block, centred where
-    :func:`information_ratio` is at least :data:`CENTRE_RATIO`, else non-centred."""
+    :func:`information_ratio` is at least :data:`CENTRE_RATIO`, else non-centred (always, for a
+    design known only through its statistics: it needs the rows, and only the collapsed model runs)."""
+    if not design.in_memory:
+        return "noncentered"
     return {
         b.label: "centered" if information_ratio(design, b) >= CENTRE_RATIO else "noncentered" for b in design.blocks
     }

