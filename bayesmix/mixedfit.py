@@ -193,6 +193,7 @@ class _Estimates:
     modes: list[np.ndarray]
     mode_sds: list[np.ndarray]
     optimizer: OptimizerSummary
+    singular_theta: np.ndarray | None = None  # theta to judge singularity on; None: optimizer.x
 
 
 def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | None) -> MixedFit:
@@ -213,7 +214,8 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         np.fill_diagonal(corr, 1.0)
         varcorr.append({"group": block.group, "terms": list(block.terms), "sd": sd, "corr": corr, "cov": cov})
     theta_values = e.optimizer.x[: e.layout.n_theta]
-    is_singular = bool(np.any(np.abs(theta_values[e.layout.is_diagonal()]) < SINGULAR_TOLERANCE))
+    judged = theta_values if e.singular_theta is None else e.singular_theta[: e.layout.n_theta]
+    is_singular = bool(np.any(np.abs(judged[e.layout.is_diagonal()]) < SINGULAR_TOLERANCE))
     messages = []
     if e.dropped:
         messages.append(
@@ -283,6 +285,7 @@ def from_lmm(design: Design, family: Family, result: LmmResult, time_s: float | 
             modes=sol.modes,
             mode_sds=sol.mode_sds,
             optimizer=result.optimizer,
+            singular_theta=result.scaled_theta,
         ),
         time_s,
     )

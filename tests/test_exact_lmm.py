@@ -191,6 +191,43 @@ def test_optimum_does_not_depend_on_row_order():
     assert a.sigma == pytest.approx(b.sigma, rel=1e-10)
 
 
+@pytest.mark.parametrize("method", ["reml", "ml"])
+@pytest.mark.parametrize("factor", [1e8, 1e-7])
+def test_extreme_column_scales_fit_as_in_natural_units(method, factor):
+    """Days in units of 1e8 or 1e-7 days: columns are rescaled by powers of two inside the fit (it
+    failed at 1e8 before) and the estimates come back in the user's units, equal to the Days fit's;
+    a tiny slope SD is not mistaken for a singular fit."""
+    data = bayesmix.load_dataset("sleepstudy").assign(Scaled=lambda d: d.Days * factor)
+    natural = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data).fit(method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaled = bayesmix.Model("Reaction ~ Scaled + (Scaled | Subject)", data).fit(method)
+    units = np.array([1.0, 1.0 / factor])
+    np.testing.assert_allclose(scaled.fixef.estimate.to_numpy(), natural.fixef.estimate.to_numpy() * units, rtol=1e-10)
+    np.testing.assert_allclose(scaled.fixef.se.to_numpy(), natural.fixef.se.to_numpy() * units, rtol=1e-9)
+    np.testing.assert_allclose(scaled.varcorr[0]["sd"], natural.varcorr[0]["sd"] * units, rtol=1e-9)
+    np.testing.assert_allclose(scaled.varcorr[0]["corr"], natural.varcorr[0]["corr"], rtol=1e-9)
+    np.testing.assert_allclose(
+        scaled.ranef["Subject"].condval.to_numpy().reshape(-1, 2),
+        natural.ranef["Subject"].condval.to_numpy().reshape(-1, 2) * units,
+        rtol=1e-8,
+    )
+    assert scaled.sigma == pytest.approx(natural.sigma, rel=1e-10)
+    assert scaled.deviance == pytest.approx(natural.deviance, rel=1e-12)
+    if method == "reml":  # the REML criterion depends on X's units: log|X'V^-1 X| shifts by 2 log(factor)
+        assert scaled.reml_criterion == pytest.approx(natural.reml_criterion + 2 * np.log(factor), rel=1e-12)
+    assert not scaled.is_singular and scaled.converged
+
+
+def test_columns_at_ordinary_scales_are_not_rescaled():
+    from bayesmix.exact.lmm import column_scales
+
+    cp = cross_products(
+        bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy")).design
+    )
+    assert column_scales(cp).trivial()
+
+
 def lme4_theta_name(name):
     return name.replace("(Intercept)", "Intercept")
 

@@ -53,6 +53,7 @@ LOG_2PI = float(np.log(2 * np.pi))
 POLISH_STEP = 1e-6  # forward-difference step of the Hessian of the exact gradient (relative)
 POLISH_ITERATIONS = 20
 POLISH_TOLERANCE = 1e-14  # Newton steps below this (relative to |theta|) end the polish
+SCALE_EXPONENT = 10  # columns with root mean square beyond 2^+-10 are rescaled (column_scales)
 POLISH_RISE = 1e-10  # the objective may not rise more than its rounding (relative) from BOBYQA's point
 
 
@@ -446,6 +447,9 @@ class LmmResult:
     optimizer: OptimizerSummary
     fixed_names: tuple[str, ...]
     dropped: tuple[str, ...]
+    # theta in the units it was optimised in (columns rescaled by column_scales): singularity is judged
+    # there, since a slope on a predictor in the 1e-7s has a theta of that size without being singular
+    scaled_theta: np.ndarray | None = None
 
     @property
     def criterion(self) -> float:
@@ -608,9 +612,99 @@ def polish(cp: CrossProducts, theta: np.ndarray, reml: bool, lower: np.ndarray) 
     return best, converged
 
 
+@dataclass(frozen=True)
+class ColumnScales:
+    """Powers of two the columns of Z (per block, per term: (k,) in lme4 order) and X (p,) are divided by."""
+
+    terms: tuple[np.ndarray, ...]
+    fixed: np.ndarray
+
+    def trivial(self) -> bool:
+        return all(np.all(s == 1.0) for s in self.terms) and bool(np.all(self.fixed == 1.0))
+
+    def rest_columns(self, cp: CrossProducts) -> np.ndarray:
+        """The (r,) scales of R = [Z_2 ... Z_B, X, y], level-major within each block."""
+        parts = [np.tile(s, m) for (m, _), s in zip(cp.rest_blocks, self.terms[1:])]
+        return np.concatenate(parts + [self.fixed, [1.0]])
+
+
+def column_scales(cp: CrossProducts) -> ColumnScales:
+    """Columns whose root mean square lies outside [2^-SCALE_EXPONENT, 2^SCALE_EXPONENT] are divided by
+    the nearest power of two (exact in floating point, so every other column is left bit for bit).
+
+    A predictor in the 1e8s beside an intercept makes the augmented matrix's Cholesky factor lose
+    every digit; lme4 warns and often fails there. Rescaling Z's columns rescales theta, X's the
+    fixed effects, and the fit is transformed back exactly (:func:`optimise`).
+    """
+    n = cp.n
+
+    def power_of_two(mean_square):
+        rms = np.sqrt(np.asarray(mean_square, dtype=float) / n)
+        exponent = np.where(rms > 0, np.round(np.log2(np.where(rms > 0, rms, 1.0))), 0.0)
+        return np.where(np.abs(exponent) > SCALE_EXPONENT, 2.0**exponent, 1.0)
+
+    terms = [power_of_two(np.einsum("mtt->t", cp.D))]
+    diagonal, start = np.diagonal(cp.RR), 0
+    for m, k in cp.rest_blocks:
+        terms.append(power_of_two(diagonal[start : start + m * k].reshape(m, k).sum(axis=0)))
+        start += m * k
+    return ColumnScales(tuple(terms), power_of_two(diagonal[cp.q2 : cp.q2 + cp.p]))
+
+
+def _rescaled(cp: CrossProducts, scales: ColumnScales) -> CrossProducts:
+    """The cross-products of [Z S_Z^{-1}, X S_X^{-1}, y]."""
+    s1 = scales.terms[0]
+    r = scales.rest_columns(cp)
+    m1, k1 = cp.D.shape[:2]
+    RZ1 = sp.diags(1.0 / r) @ cp.RZ1 @ sp.diags(np.tile(1.0 / s1, m1))
+    RZ1 = sp.csc_matrix(RZ1)
+    RZ1.sort_indices()
+    return replace(
+        cp,
+        D=cp.D / np.outer(s1, s1)[None],
+        RZ1=RZ1.tocsr(),
+        RR=cp.RR / np.outer(r, r),
+        pairs=_level_pairs(RZ1, k1),
+    )
+
+
+def _unscaled(result: LmmResult, cp: CrossProducts, scales: ColumnScales) -> LmmResult:
+    """``result`` of the rescaled problem in the original units: T = S^{-1} T' per block, beta =
+    beta' / s_X, b = b' / s per term; REML's log|R_X|^2 gains 2 sum(log s_X)."""
+    f, sol, opt = result.factorization, result.solution, result.optimizer
+    factors = [T / s[:, None] for T, s in zip(f.factors, scales.terms)]
+    shift = 2.0 * float(np.sum(np.log(scales.fixed)))
+    theta_scales = np.concatenate([[s[i] for i, _ in cp.layout._indices(len(s))] for s in scales.terms])
+    factorization = replace(f, factors=factors, ldRX2=f.ldRX2 + shift)
+    solution = replace(
+        sol,
+        beta=sol.beta / scales.fixed,
+        vcov=sol.vcov / np.outer(scales.fixed, scales.fixed),
+        modes=[b / s[None] for b, s in zip(sol.modes, scales.terms)],
+        mode_sds=[sd / s[None] for sd, s in zip(sol.mode_sds, scales.terms)],
+    )
+    optimizer = replace(
+        opt,
+        x=cp.layout.theta(factors),
+        objective=opt.objective + (shift if result.reml else 0.0),
+        gradient=opt.gradient * theta_scales,  # theta' = s_i theta entrywise (row i of T)
+    )
+    return replace(
+        result, cross=cp, factorization=factorization, solution=solution, optimizer=optimizer, scaled_theta=opt.x
+    )
+
+
 def optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...]) -> LmmResult:
-    """The ML/REML fit from the data's cross-products (fixed-effect columns ``kept``): BOBYQA, as
-    lme4, then Newton on the exact gradient (:func:`polish`)."""
+    """The ML/REML fit from the data's cross-products (fixed-effect columns ``kept``), in columns
+    rescaled where their scale is extreme (:func:`column_scales`)."""
+    scales = column_scales(cp)
+    if scales.trivial():
+        return _optimise(cp, reml, kept, dropped)
+    return _unscaled(_optimise(_rescaled(cp, scales), reml, kept, dropped), cp, scales)
+
+
+def _optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...]) -> LmmResult:
+    """BOBYQA, as lme4, then Newton on the exact gradient (:func:`polish`)."""
     lower = np.where(cp.layout.is_diagonal(), 0.0, -np.inf)
 
     def safe_objective(theta):
