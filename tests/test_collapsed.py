@@ -78,5 +78,5 @@ def test_marginal_is_refused_where_it_does_not_apply():
     crossed = bayesmix.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bayesmix.load_dataset("Penicillin"))
     with pytest.raises(BayesmixError, match="exactly one"):
         crossed.sample(parameterization="marginal")
-    assert crossed.resolve_parameterization("auto") == "noncentered"
+    assert crossed.resolve_parameterization("auto") == {"plate": "noncentered", "sample": "centered"}
     assert sleep_model().resolve_parameterization("auto") == "marginal"
