@@ -18,6 +18,8 @@ Variable names (and dims): ``beta`` (coef), ``sigma`` and the family's other par
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -143,14 +145,20 @@ def _centring_means(design: Design, per_block: dict[str, str], beta) -> dict[str
 
     A term that is also a fixed-effect column is centred on that fixed effect; the intercept term
     also on the group-level predictors (X's columns constant within each of the block's levels:
-    u_m ~ N(x_m' beta, ...)). Each fixed effect is absorbed by one block only: blocks with more rows
-    per level first, since the fixed effect is confounded most with the mean of well-informed levels.
+    u_m ~ N(x_m' beta, ...)). Each fixed effect is absorbed by one block only: first the block whose
+    mean the prior pins least (largest between-level variance / levels), as the fixed effect trades
+    against that mean most.
     """
     centred = [b for b in design.blocks if per_block[b.label] == "centered"]
     if not centred or not design.in_memory:
         return {}
     taken, out = set(), {}
-    for block in sorted(centred, key=lambda b: -design.nobs / b.n_levels):
+
+    def pinned(block):
+        anova = level_anova(design, block)
+        return anova.between / anova.levels
+
+    for block in sorted(centred, key=lambda b: -pinned(b)):
         shared = {t: j for t, j in shared_columns(design, block).items() if j not in taken}
         intercept = block.terms.index("Intercept") if "Intercept" in block.terms else None
         columns, values = level_columns(design, block) if intercept is not None else ([], None)
@@ -172,26 +180,42 @@ def _centring_means(design: Design, per_block: dict[str, str], beta) -> dict[str
 CENTRE_RATIO = 1.0  # centre a block when its levels' data outweigh the spread between levels
 
 
-def information_ratio(design: Design, block: Block) -> float:
-    """How much each level's data say about its effect, relative to the spread between levels:
-    median rows per level x (between-level variance of the response's level means, less their
-    noise) / (within-level variance), a one-way ANOVA on the response (proportions for binomial).
+@dataclass(frozen=True)
+class LevelAnova:
+    """A one-way ANOVA of the response (proportions for binomial) by one block's levels:
+    median rows per level, the between-level variance of the level means less their noise
+    (floored at 0), the within-level variance, and the number of levels with rows."""
 
-    Above 1 the level effects are well identified by their own data, where the centred
-    parameterisation samples better; below 1 they are shrunk mostly by the prior, where the
-    non-centred one does (Papaspiliopoulos, Roberts and Skold 2007).
-    """
+    rows_per_level: float
+    between: float
+    within: float
+    levels: int
+
+
+def level_anova(design: Design, block: Block) -> LevelAnova:
     y = design.y if design.trials is None else design.y / design.trials
     n = np.bincount(block.codes, minlength=block.n_levels).astype(float)
     seen = n > 0
     means = np.bincount(block.codes, weights=y, minlength=block.n_levels) / np.maximum(n, 1)
     within = float(np.sum((y - means[block.codes]) ** 2)) / max(len(y) - int(seen.sum()), 1)
-    if within <= 0:
+    between = 0.0
+    if seen.sum() >= 2:
+        between = max(float(np.var(means[seen], ddof=1)) - within * float(np.mean(1.0 / n[seen])), 0.0)
+    return LevelAnova(float(np.median(n[seen])), between, within, int(seen.sum()))
+
+
+def information_ratio(design: Design, block: Block) -> float:
+    """How much each level's data say about its effect, relative to the spread between levels:
+    median rows per level x between-level variance / within-level variance (:func:`level_anova`).
+
+    Above 1 the level effects are well identified by their own data, where the centred
+    parameterisation samples better; below 1 they are shrunk mostly by the prior, where the
+    non-centred one does (Papaspiliopoulos, Roberts and Skold 2007).
+    """
+    anova = level_anova(design, block)
+    if anova.within <= 0:
         return np.inf
-    if seen.sum() < 2:
-        return 0.0
-    between = max(float(np.var(means[seen], ddof=1)) - within * float(np.mean(1.0 / n[seen])), 0.0)
-    return float(np.median(n[seen])) * between / within
+    return anova.rows_per_level * anova.between / anova.within
 
 
 def choose_parameterization(design: Design) -> dict[str, str]:
