@@ -9,6 +9,7 @@ The model graph is bayesmix's own (Model.pymc_model()); refits reuse one nutpie 
 swap only the observed data (pm.Data), so a replication costs about a second.
 
     python benchmarks/sbc.py --reps 200 --families gaussian bernoulli poisson
+    python benchmarks/sbc.py --parameterization centered   # hierarchical centring, every block
 """
 
 from __future__ import annotations
@@ -56,14 +57,14 @@ def scalars(group, family: str) -> dict[str, np.ndarray]:
     return out
 
 
-def run_family(family: str, reps: int, draws: int, thin: int, seed: int) -> pd.DataFrame:
+def run_family(family: str, reps: int, draws: int, thin: int, seed: int, parameterization: str) -> pd.DataFrame:
     import nutpie
 
     rng = np.random.default_rng(seed)
     model = bayesmix.Model(
         "y ~ x + (x | g)", placeholder(family, rng), family=family, priors={**PRIORS, **FAMILY_PRIORS[family]}
     )
-    pm_model = model.pymc_model()
+    pm_model = model.pymc_model(parameterization)
     prior = pm.sample_prior_predictive(draws=reps, model=pm_model, random_seed=seed)
     truth = {name: values[0] for name, values in scalars(prior.prior, family).items()}
     y_sim = prior.prior_predictive["y"].values[0]
@@ -97,6 +98,7 @@ def run_family(family: str, reps: int, draws: int, thin: int, seed: int) -> pd.D
         rows.append(
             {
                 "family": family,
+                "parameterization": parameterization,
                 "parameter": name,
                 "reps": len(rank),
                 "chi2_p": stats.chisquare(counts).pvalue,
@@ -115,9 +117,12 @@ def main() -> None:
     parser.add_argument("--thin", type=int, default=5)
     parser.add_argument("--families", nargs="+", default=["gaussian", "bernoulli", "poisson"])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--parameterization", default="noncentered", choices=["noncentered", "centered"])
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    table = pd.concat([run_family(f, args.reps, args.draws, args.thin, args.seed) for f in args.families])
+    table = pd.concat(
+        [run_family(f, args.reps, args.draws, args.thin, args.seed, args.parameterization) for f in args.families]
+    )
     pd.set_option("display.width", 120)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     p_values = table.chi2_p.to_numpy()
