@@ -13,6 +13,33 @@ y'y), so a gradient costs O(M k^3 + M k p) whatever the number of rows. NUTS sam
 the covariance (same priors and variable names as the non-centred model); afterwards b is drawn
 from its exact conditional N(Lambda A_m^{-1} c_m, sigma^2 Lambda A_m^{-1} Lambda') for every draw.
 It is the same posterior as the non-centred model (tests/test_collapsed.py compares quantiles).
+
+Several blocks (crossed or nested), :func:`build_crossed_model`: partially collapsed. The block with
+the most levels (lme4's first block, "block 1") is integrated out as above, level by level, and so
+is beta when its priors are independent Normals N(m, diag(s^2)) (then X beta's prior is Gaussian
+too, and beta is what the intercept-vs-group-mean confounding made mix slowly). NUTS samples the
+other blocks' effects kappa (each block centred or non-centred, :func:`crossed_choices`), the SDs,
+correlations and sigma. Given those, r = y - X m - Z_kappa kappa has the Gaussian marginal
+N(0, sigma^2 I + Z1 Sigma1 Z1' + X diag(s^2) X'); with T1 = S1 / sigma, T_g = diag(s) / sigma,
+C_m = T1' D_m T1 + I and F_m = T1' Z1_m'X T_g (per level), the Schur complement
+Sch = T_g X'X T_g + I - sum_m F_m' C_m^{-1} F_m (p x p) and e = T_g X'r - sum_m F_m' C_m^{-1} c_m:
+
+    log p(y | kappa, S, sigma) = -n/2 log(2 pi sigma^2) - 1/2 (sum_m log|C_m| + log|Sch|)
+                                 - (r'r - sum_m c_m' C_m^{-1} c_m - e' Sch^{-1} e) / (2 sigma^2)
+
+(Woodbury with the block [Z1 X] elimination; the same formula with beta sampled has no X part).
+The data enter through cross-products computed once (:class:`CrossedArrays`): Z1'r = Z1'y0 - A kappa,
+X'r and r'r = y0'y0 - 2 kappa'Z_kappa'y0 + kappa' K kappa, with A = Z1'Z_kappa and K =
+Z_kappa'Z_kappa sparse. A gradient costs one sparse product with A (about one nonzero per distinct
+pair of levels: 71,605 on the InstEval-shaped data, against 73,421 rows, so a segment sum over rows
+would cost the same; the cross-products also work from a Dask design's summed statistics) plus
+O(M1 (k1^3 + k1 p + p^2)). After sampling, (beta, b1) is drawn from its exact joint conditional:
+beta from N(m + T_g Sch^{-1} e, sigma^2 T_g Sch^{-1} T_g), then each level of block 1 given beta,
+so the posterior has ``beta`` and ``re_<label>`` for every block with the non-centred model's names
+and dims. tests/test_collapsed.py checks the likelihood against a dense multivariate normal
+(1e-9), the conditional draws against the dense Gaussian conditional, and the posterior quantiles
+against the non-centred model's. The model also records rough posterior scales (a few EM sweeps
+over the blocks, :func:`rough_variances`) that numpyro starts its mass-matrix adaptation from.
 """
 
 from __future__ import annotations
@@ -24,16 +51,25 @@ import arviz as az
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+import scipy.sparse as sp
 import xarray as xr
 
 from bayesmix import memory
-from bayesmix.build import OBS_DIM, block_covariance, fixed_effects, model_coords, response_name, term_dim
+from bayesmix.build import (
+    OBS_DIM,
+    _block_effects,
+    block_covariance,
+    fixed_effects,
+    model_coords,
+    response_name,
+    term_dim,
+)
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixWarning
-from bayesmix.exact.lmm import raw_cross_products
+from bayesmix.exact.lmm import block_z, lme4_order, raw_cross_products
 from bayesmix.families import Family
 from bayesmix.priors import Prior
-from bayesmix.sampling import DERIVED_VALUES_ATTR
+from bayesmix.sampling import DERIVED_VALUES_ATTR, INITIAL_SCALES_ATTR
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -44,8 +80,16 @@ def _chunk(per_draw_bytes: int, total: int) -> int:
 
 
 def collapsible(design: Design, family: Family) -> bool:
-    """Whether the collapsed model applies: gaussian, identity link, exactly one random-effect block."""
-    return family.name == "gaussian" and family.link.name == "identity" and len(design.blocks) == 1
+    """Whether the collapsed model applies: gaussian, identity link, at least one random-effect block
+    (one block: :func:`build_collapsed_model`; several: :func:`build_crossed_model`)."""
+    return family.name == "gaussian" and family.link.name == "identity" and len(design.blocks) >= 1
+
+
+def build_marginal_model(design, family: Family, priors: dict[str, Prior]) -> pm.Model:
+    """The collapsed model of a gaussian design: fully collapsed for one block, partially for several."""
+    if len(design.blocks) == 1:
+        return build_collapsed_model(design, family, priors)
+    return build_crossed_model(design, family, priors)
 
 
 @dataclass(frozen=True)
@@ -135,8 +179,15 @@ def _flat(post, name):
     return values.reshape((-1,) + values.shape[2:])
 
 
-def draw_effects(design: Design, idata: az.InferenceData, seed: int) -> None:
-    """Add ``re_<label>`` (exact conditional draws) and, for rows in memory, the pointwise log_likelihood."""
+def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: pm.Model | None = None) -> None:
+    """Add ``re_<label>`` (exact conditional draws) and, for rows in memory, the pointwise log_likelihood.
+
+    ``model``: the collapsed PyMC model that was sampled; for several blocks (:func:`build_crossed_model`)
+    it carries the cross-products the conditional draws read."""
+    arrays = getattr(model, COLLAPSED_ATTR, None)
+    if arrays is not None:
+        _draw_crossed(design, arrays, idata, seed)
+        return
     (block,) = design.blocks
     stats = level_stats(design)
     post = idata.posterior
@@ -171,6 +222,12 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int) -> None:
         dims=dims,
         coords={block.group: list(block.levels), term_dim(block): list(block.terms)},
     )
+    _log_likelihood_if_it_fits(design, idata, beta, {block.label: effects}, sigma, stacklevel=4)
+
+
+def _log_likelihood_if_it_fits(design, idata, beta, effects, sigma, stacklevel: int) -> None:
+    post = idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
     if not design.in_memory:
         return  # the pointwise log-likelihood needs the rows: a design from statistics has none
     if memory.fits((chains, draws, design.nobs)):
@@ -182,19 +239,21 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int) -> None:
             f"budget of {memory.format_bytes(memory.memory_budget())} (bayesmix.set_memory_budget). az.loo needs "
             "it: sample fewer draws, or raise the budget.",
             BayesmixWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
 def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
-    (block,) = design.blocks
+    """``effects``: {block label: (draws, M, k)} for every block."""
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     loglik = np.empty((chains * draws, design.nobs))
-    step = _chunk(8 * design.nobs * (block.n_terms + 3), chains * draws)
+    step = _chunk(8 * design.nobs * (max(b.n_terms for b in design.blocks) + 3), chains * draws)
     for start in range(0, chains * draws, step):
         part = slice(start, start + step)
-        mu = beta[part] @ design.X.T + np.einsum("snk,nk->sn", effects[part][:, block.codes], block.Zt)
+        mu = beta[part] @ design.X.T
+        for block in design.blocks:
+            mu = mu + np.einsum("snk,nk->sn", effects[block.label][part][:, block.codes], block.Zt)
         loglik[part] = -0.5 * (LOG_2PI + 2 * np.log(sigma[part, None])) - (design.y - mu) ** 2 / (
             2 * sigma[part, None] ** 2
         )
@@ -203,3 +262,445 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
         log_likelihood={name: xr.DataArray(loglik.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))},
         observed_data={name: xr.DataArray(design.y, dims=(OBS_DIM,))},
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Several blocks: the partially collapsed model
+# ---------------------------------------------------------------------------------------------------
+
+DENSE_FACTOR = 40.0  # see _product
+COLLAPSED_ATTR = "bayesmix_collapsed"  # on a pm.Model: the CrossedArrays that draw_effects needs
+
+
+@dataclass(frozen=True)
+class CrossedStats:
+    """Cross-products of a design with several blocks, blocks in lme4 order (``order``: design
+    indices, the collapsed block first): D (M1, k1, k1) per-level Z1'Z1; RZ1 (r, M1 k1) = R'Z1 and
+    RR (r, r) = R'R with R = [Z_2 ... Z_B, X, y] (sparse); n rows."""
+
+    order: tuple[int, ...]
+    D: np.ndarray
+    RZ1: sp.csr_matrix
+    RR: sp.csr_matrix
+    n: int
+
+
+def crossed_stats(design) -> CrossedStats:
+    """:class:`CrossedStats` from the rows (sparse products, never a dense n x levels matrix) or, for a
+    design built from a Dask DataFrame, from its summed cross-products (the same layout)."""
+    order = tuple(lme4_order(design.blocks))
+    if not design.in_memory:
+        raw = design.raw
+        return CrossedStats(order, raw.D, sp.csr_matrix(raw.RZ1), sp.csr_matrix(raw.RR), raw.n)
+    blocks = [design.blocks[i] for i in order]
+    first = blocks[0]
+    k1 = first.n_terms
+    D = np.zeros((first.n_levels, k1, k1))
+    for j in range(k1):
+        for i in range(j, k1):
+            D[:, i, j] = D[:, j, i] = np.bincount(
+                first.codes, weights=first.Zt[:, i] * first.Zt[:, j], minlength=first.n_levels
+            )
+    R = sp.hstack(
+        [block_z(b) for b in blocks[1:]] + [sp.csc_matrix(design.X), sp.csc_matrix(design.y[:, None])]
+    ).tocsc()
+    return CrossedStats(order, D, (R.T @ block_z(first)).tocsr(), (R.T @ R).tocsr(), len(design.y))
+
+
+def normal_fixed_priors(design, priors: dict[str, Prior]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(means, SDs) of the fixed effects when every prior is an independent Normal (so beta can be
+    integrated out exactly); None otherwise."""
+    mu, sd = [], []
+    for name in design.fixed_names:
+        prior = priors[name]
+        if prior.dist != "Normal" or set(prior.params) - {"mu", "sigma"}:
+            return None
+        mu.append(float(np.asarray(prior.params.get("mu", 0.0))))
+        sd.append(float(np.asarray(prior.params.get("sigma", 1.0))))
+    return np.array(mu, dtype=float), np.array(sd, dtype=float)
+
+
+@dataclass(frozen=True)
+class CrossedArrays:
+    """What the partially collapsed likelihood reads (numpy; see :func:`build_crossed_model`).
+
+    kappa: the effects NUTS samples, flattened level-major in ``order[1:]``'s order, then beta when it
+    is not integrated out (``beta_prior`` None). With r = y - X m - Z_kappa kappa (m: beta's prior
+    means when beta is integrated out, else 0): Z1'r = Z1y - A kappa, G'r = Gy - GK kappa (G = X when
+    beta is integrated out, else empty), r'r = yy - 2 Ky kappa + kappa' KK kappa.
+    """
+
+    order: tuple[int, ...]
+    D: np.ndarray  # (M1, k1, k1)
+    Z1y: np.ndarray  # (M1 k1,)
+    A: sp.csr_matrix  # (M1 k1, q)
+    Q: np.ndarray  # (M1, k1, g): Z1'G
+    Gy: np.ndarray  # (g,)
+    GK: np.ndarray  # (g, q)
+    GG: np.ndarray  # (g, g)
+    Ky: np.ndarray  # (q,)
+    KK: sp.csr_matrix  # (q, q)
+    yy: float
+    n: int
+    beta_prior: tuple[np.ndarray, np.ndarray] | None  # (means, SDs) of integrated-out beta
+    sizes: tuple[int, ...]  # kappa's pieces: M_j k_j per kept block (then p when beta is sampled)
+
+
+def crossed_arrays(design, priors: dict[str, Prior], stats: CrossedStats | None = None) -> CrossedArrays:
+    stats = crossed_stats(design) if stats is None else stats
+    p = len(design.fixed_names)
+    r = stats.RR.shape[0]
+    q_effects = r - p - 1
+    M1, k1 = stats.D.shape[0], stats.D.shape[1]
+    RZ1 = stats.RZ1.tocsr()
+    RR = stats.RR.tocsr()
+    beta_prior = normal_fixed_priors(design, priors)
+    kept = [design.blocks[i] for i in stats.order[1:]]
+    sizes = [b.n_levels * b.n_terms for b in kept]
+    y_col = r - 1
+    if beta_prior is not None:
+        m = beta_prior[0]
+        K, G = np.arange(q_effects), np.arange(q_effects, q_effects + p)
+        RRd = lambda rows, cols: RR[rows][:, cols]  # noqa: E731
+        XX = RRd(G, G).toarray()
+        Xy = RRd(G, [y_col]).toarray()[:, 0]
+        KX = RRd(K, G)
+        Z1X = RZ1[G].T.toarray()  # (M1 k1, p)
+        return CrossedArrays(
+            order=stats.order,
+            D=stats.D,
+            Z1y=RZ1[y_col].toarray()[0] - Z1X @ m,
+            A=RZ1[K].T.tocsr(),
+            Q=Z1X.reshape(M1, k1, p),
+            Gy=Xy - XX @ m,
+            GK=KX.T.toarray(),
+            GG=XX,
+            Ky=RRd(K, [y_col]).toarray()[:, 0] - KX @ m,
+            KK=RRd(K, K).tocsr(),
+            yy=float(RR[y_col, y_col] - 2 * m @ Xy + m @ XX @ m),
+            n=stats.n,
+            beta_prior=beta_prior,
+            sizes=tuple(sizes),
+        )
+    K = np.arange(q_effects + p)
+    return CrossedArrays(
+        order=stats.order,
+        D=stats.D,
+        Z1y=RZ1[y_col].toarray()[0],
+        A=RZ1[K].T.tocsr(),
+        Q=np.zeros((M1, k1, 0)),
+        Gy=np.zeros(0),
+        GK=np.zeros((0, len(K))),
+        GG=np.zeros((0, 0)),
+        Ky=RR[K][:, [y_col]].toarray()[:, 0],
+        KK=RR[K][:, K].tocsr(),
+        yy=float(RR[y_col, y_col]),
+        n=stats.n,
+        beta_prior=None,
+        sizes=tuple(sizes) + ((p,) if p else ()),
+    )
+
+
+def _product(name: str, matrix: sp.spmatrix, vector):
+    """``matrix @ vector`` in the graph, from the nonzeros only: the columns with many nonzeros
+    (at least rows / DENSE_FACTOR) as a dense matrix product, the others as their nonzeros gathered by
+    column and added up by row. On XLA's CPU backend a gathered-and-added nonzero (forward and
+    gradient) costs about as much as DENSE_FACTOR dense entries, so this is the cheaper split; it
+    never builds the dense rows x columns matrix of a large sparse block."""
+    matrix = sp.csc_matrix(matrix)
+    matrix.sum_duplicates()
+    rows, cols = matrix.shape
+    heavy = np.flatnonzero(np.diff(matrix.indptr) * DENSE_FACTOR >= max(rows, 1))
+    light = np.setdiff1d(np.arange(cols), heavy)
+    out = None
+    if len(heavy):
+        dense = pm.Data(f"{name}_dense", matrix[:, heavy].toarray())
+        out = pt.dot(dense, vector if len(heavy) == cols else vector[heavy])
+    if len(light) and matrix[:, light].nnz:
+        coo = sp.csr_matrix(matrix[:, light])
+        coo.sort_indices()
+        coo = coo.tocoo()
+        row = pm.Data(f"{name}_row", coo.row.astype(np.int64))
+        col = pm.Data(f"{name}_col", light[coo.col].astype(np.int64))
+        value = pm.Data(f"{name}_value", coo.data)
+        sparse = pt.inc_subtensor(pt.zeros(rows)[row], value * vector[col])
+        out = sparse if out is None else out + sparse
+    return pt.zeros(rows) if out is None else out
+
+
+def _whiten(A, rhs, k: int):
+    """(L^{-1} rhs, sum_m log|A_m|) for A_m = L_m L_m' (M, k, k) and rhs (M, k, q); closed forms
+    for k = 1, 2 as in :func:`_logdet_and_quadratic`."""
+    if k == 1:
+        root = pt.sqrt(A[:, 0, 0])
+        return rhs / root[:, None, None], 2 * pt.sum(pt.log(root))
+    if k == 2:
+        l11 = pt.sqrt(A[:, 0, 0])
+        l21 = A[:, 1, 0] / l11
+        l22 = pt.sqrt(A[:, 1, 1] - l21**2)
+        w1 = rhs[:, 0] / l11[:, None]
+        w2 = (rhs[:, 1] - l21[:, None] * w1) / l22[:, None]
+        return pt.stack([w1, w2], axis=1), 2 * pt.sum(pt.log(l11) + pt.log(l22))
+    chol = pt.linalg.cholesky(A)
+    return (
+        pt.linalg.solve_triangular(chol, rhs, lower=True),
+        2 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1))),
+    )
+
+
+def rough_variances(design, iterations: int = 15) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """Rough residual variance, per-block per-term effect variances, and each block's per-level
+    Z'Z (M, k, k): a few sweeps of EM over the blocks in turn, each level's conditional variance
+    taken alone (the crossing between blocks ignored). They only choose the sampler's starting scales
+    and which sampled blocks are centred; the posterior does not depend on them. Rows needed."""
+    y, X = design.y, design.X
+    n = len(y)
+    if X.shape[1]:
+        basis = np.linalg.qr(X)[0]
+
+        def residual(r):
+            return r - basis @ (basis.T @ r)
+    else:
+
+        def residual(r):
+            return r
+
+    r = residual(y)
+    floor = 1e-12 * max(float(np.var(y)), 1e-300)
+    sigma2 = max(float(r @ r) / n, floor)
+    blocks = design.blocks
+    cross, variances, effects = [], [], []
+    for block in blocks:
+        M, k = block.n_levels, block.n_terms
+        D = np.zeros((M, k, k))
+        for i in range(k):
+            for j in range(i, k):
+                D[:, i, j] = D[:, j, i] = np.bincount(block.codes, weights=block.Zt[:, i] * block.Zt[:, j], minlength=M)
+        cross.append(D)
+        scale = np.maximum(np.mean(block.Zt**2, axis=0), 1e-12)
+        variances.append(sigma2 / (len(blocks) + 1) / scale)
+        effects.append(np.zeros((M, k)))
+    for _ in range(iterations):
+        traces = 0.0
+        for j, block in enumerate(blocks):
+            partial = r + np.sum(block.Zt * effects[j][block.codes], axis=1)
+            Zr = np.stack(
+                [
+                    np.bincount(block.codes, weights=block.Zt[:, t] * partial, minlength=block.n_levels)
+                    for t in range(block.n_terms)
+                ],
+                axis=1,
+            )
+            V = np.linalg.inv(cross[j] / sigma2 + np.diag(1.0 / variances[j]))
+            effects[j] = np.einsum("mij,mj->mi", V, Zr) / sigma2
+            r = partial - np.sum(block.Zt * effects[j][block.codes], axis=1)
+            diagonal = np.diagonal(V, axis1=1, axis2=2)
+            variances[j] = np.maximum(np.mean(effects[j] ** 2 + diagonal, axis=0), 1e-8 * sigma2)
+            traces += float(np.einsum("mij,mji->", cross[j], V))
+        r = residual(r)
+        sigma2 = max((float(r @ r) + traces) / n, floor)
+    return sigma2, variances, cross
+
+
+CENTRE_INFORMATION = 1.0  # a sampled block is centred when its median level's data outweigh its prior
+
+
+def _level_posterior(D, variance, sigma2):
+    """Per level and term: rough posterior variance of the effect and its shrinkage 1 - post/prior."""
+    post = np.diagonal(np.linalg.inv(D / sigma2 + np.diag(1.0 / variance)), axis1=1, axis2=2)
+    return post, np.clip(1.0 - post / variance, 0.0, 1.0)
+
+
+def crossed_choices(design, rough) -> dict[str, str]:
+    """Centred or non-centred for each block NUTS samples (all but the collapsed one): centred when
+    the median level's data precision is at least its prior precision (rough variances), where the
+    centred parameterisation samples better; non-centred otherwise, and without rows."""
+    order = lme4_order(design.blocks)
+    choices = {}
+    for i in order[1:]:
+        block = design.blocks[i]
+        if rough is None:
+            choices[block.label] = "noncentered"
+            continue
+        sigma2, variances, cross = rough
+        information = np.diagonal(cross[i], axis1=1, axis2=2) * variances[i] / sigma2  # (M, k)
+        centred = float(np.median(np.mean(information, axis=1))) >= CENTRE_INFORMATION
+        choices[block.label] = "centered" if centred else "noncentered"
+    return choices
+
+
+def initial_scales(design, rough, choices, sampled_beta: bool) -> dict[str, np.ndarray]:
+    """Rough posterior SDs of the sampled (unconstrained) variables, by value-variable name, as the
+    starting diagonal of NUTS's mass matrix: the residual SD's log is known to ~1/sqrt(2n) and the
+    well-informed effects to their data's precision, while unit scales (the default) start the
+    adaptation hundreds of times too wide for those (deep trees through the first windows)."""
+    if rough is None:
+        return {}
+    sigma2, variances, cross = rough
+    order = lme4_order(design.blocks)
+    scales, dof = {}, float(design.nobs)
+    for i, block in enumerate(design.blocks):
+        post, shrink = _level_posterior(cross[i], variances[i], sigma2)
+        dof -= float(shrink.sum())
+        if block.n_terms == 1:
+            scales[f"sd_{block.label}_log__"] = np.sqrt([0.5 / max(float(np.sum(shrink[:, 0] ** 2)), 0.5)])
+        if i == order[0]:
+            continue
+        if choices[block.label] == "centered":
+            scales[f"re_{block.label}"] = np.sqrt(post)
+        else:
+            scales[f"z_{block.label}"] = np.sqrt(post / variances[i])
+    scales["sigma_log__"] = np.sqrt([0.5 / max(dof, 1.0)])
+    if sampled_beta and design.fixed_names:
+        X = design.X
+        # the intercept's variance is mostly the spread of the effects' means: sum_j var_j / M_j
+        inflation = 1.0 + sum(
+            design.nobs / b.n_levels * float(np.mean(v)) / sigma2 for b, v in zip(design.blocks, variances)
+        )
+        beta_var = sigma2 * np.diag(np.linalg.pinv(X.T @ X)) * inflation
+        scales["beta"] = np.sqrt(beta_var)
+        for j, name in enumerate(design.fixed_names):
+            scales[f"beta[{name}]"] = np.sqrt(beta_var[j : j + 1]).reshape(())
+    return scales
+
+
+def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.Model:
+    """The partially collapsed PyMC model of a gaussian model with several random-effect blocks.
+
+    The block with the most levels (lme4's first block) is integrated out exactly, level by level;
+    so is beta when its priors are independent Normals (a dense p x p Schur complement); NUTS samples
+    the other blocks' effects (centred or non-centred, :func:`crossed_choices`), the SDs,
+    correlations and sigma. See the module docstring.
+    """
+    stats = crossed_stats(design)
+    arrays = crossed_arrays(design, priors, stats)
+    rough = rough_variances(design) if design.in_memory else None
+    choices = crossed_choices(design, rough)
+    first = design.blocks[stats.order[0]]
+    kept = [design.blocks[i] for i in stats.order[1:]]
+    M1, k1 = first.n_levels, first.n_terms
+    g = arrays.GG.shape[0]
+    coords = {key: value for key, value in model_coords(design).items() if key != OBS_DIM}
+    with pm.Model(coords=coords) as model:
+        pieces = [_block_effects(block, priors, choices[block.label]).reshape((-1,)) for block in kept]
+        if arrays.beta_prior is None and design.fixed_names:
+            pieces.append(fixed_effects(design, priors))
+        S1 = block_covariance(first, priors)
+        sigma = priors["sigma"].variable("sigma")
+        offsets = np.cumsum((0, *arrays.sizes))
+        A_kappa = sum(
+            _product(f"A_{i}", arrays.A[:, offsets[i] : offsets[i + 1]], piece) for i, piece in enumerate(pieces)
+        )
+        kappa = pt.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        Z1r = (pm.Data("Z1y", arrays.Z1y) - A_kappa).reshape((M1, k1))
+        rr = (
+            pm.Data("yy", arrays.yy)
+            - 2 * pt.dot(pm.Data("Ky", arrays.Ky), kappa)
+            + pt.dot(kappa, _product("KK", arrays.KK, kappa))
+        )
+        if g:
+            tg = pt.as_tensor(arrays.beta_prior[1]) / sigma  # T_g = diag(prior SDs of beta) / sigma
+            Gr = pm.Data("Gy", arrays.Gy) - pt.dot(pm.Data("GK", arrays.GK), kappa)
+            GG = pm.Data("GG", arrays.GG)
+        if k1 == 1:  # written out: C_m = 1 + t^2 n_m, no batched k x k algebra
+            t2 = (S1[0, 0] / sigma) ** 2
+            a = 1 + t2 * pm.Data("D", arrays.D[:, 0, 0])
+            z = Z1r[:, 0]
+            logdet = pt.sum(pt.log(a))
+            quad = t2 * pt.sum(z**2 / a)
+            if g:
+                Q = pm.Data("Q", arrays.Q[:, 0, :])
+                weight = t2 / a
+                schur = tg[:, None] * tg[None, :] * (GG - pt.dot(Q.T * weight, Q)) + pt.eye(g)
+                e = tg * (Gr - pt.dot(Q.T, weight * z))
+        else:
+            T1 = S1 / sigma
+            C11 = pt.einsum("ji,mjl,lk->mik", T1, pm.Data("D", arrays.D), T1) + pt.eye(k1)
+            c1 = pt.einsum("ji,mj->mi", T1, Z1r)
+            if g:
+                F = pt.einsum("ji,mjr->mir", T1, pm.Data("Q", arrays.Q)) * tg
+                W, logdet = _whiten(C11, pt.concatenate([F, c1[:, :, None]], axis=2), k1)
+                V, w = W[:, :, :g], W[:, :, g]
+                schur = tg[:, None] * GG * tg[None, :] + pt.eye(g) - pt.einsum("mkr,mks->rs", V, V)
+                e = tg * Gr - pt.einsum("mkr,mk->r", V, w)
+                quad = pt.sum(w**2)
+            else:
+                W, logdet = _whiten(C11, c1[:, :, None], k1)
+                quad = pt.sum(W**2)
+        if g:
+            L = pt.linalg.cholesky(schur)
+            logdet = logdet + 2 * pt.sum(pt.log(pt.diag(L)))
+            quad = quad + pt.sum(pt.linalg.solve_triangular(L, e, lower=True) ** 2)
+        pm.Potential(
+            "marginal_loglik",
+            -0.5 * arrays.n * (LOG_2PI + 2 * pt.log(sigma)) - 0.5 * logdet - (rr - quad) / (2 * sigma**2),
+        )
+    setattr(model, DERIVED_VALUES_ATTR, M1 * k1 + (g if g else 0))
+    setattr(model, COLLAPSED_ATTR, arrays)
+    setattr(model, INITIAL_SCALES_ATTR, initial_scales(design, rough, choices, arrays.beta_prior is None))
+    return model
+
+
+def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: int) -> None:
+    """The collapsed block's effects (and beta, when integrated out) drawn exactly from their joint
+    conditional given each posterior draw: u_g (beta's whitened deviation from its prior mean) from
+    N(Schur^{-1} e, sigma^2 Schur^{-1}), then each level's u_m from N(C_m^{-1}(c_m - F_m u_g),
+    sigma^2 C_m^{-1}); b_m = T1 u_m, beta = m + T_g u_g. Then the pointwise log-likelihood."""
+    post = idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    total = chains * draws
+    first = design.blocks[arrays.order[0]]
+    kept = [design.blocks[i] for i in arrays.order[1:]]
+    M, k = first.n_levels, first.n_terms
+    g = arrays.GG.shape[0]
+    sigma = _flat(post, "sigma")
+    sd = _flat(post, f"sd_{first.label}")
+    corr = _flat(post, f"corr_{first.label}") if k > 1 else np.ones((total, 1, 1))
+    T1 = sd[:, :, None] * np.linalg.cholesky(corr) / sigma[:, None, None]  # (draws, k, k)
+    pieces = [_flat(post, f"re_{block.label}").reshape(total, -1) for block in kept]
+    sampled_beta = arrays.beta_prior is None
+    if sampled_beta and design.fixed_names:
+        pieces.append(_flat(post, "beta"))
+    kappa = np.concatenate(pieces, axis=1)
+    rng = np.random.default_rng(seed)
+    effects = np.empty((total, M, k))
+    beta = _flat(post, "beta") if sampled_beta and design.fixed_names else np.zeros((total, len(design.fixed_names)))
+    step = _chunk(8 * M * k * (4 * k + 3 * g + 8), total)
+    eye = np.eye(k)
+    for start in range(0, total, step):
+        part = slice(start, start + step)
+        t1, s_part = T1[part], sigma[part]
+        Z1r = (arrays.Z1y[:, None] - arrays.A @ kappa[part].T).T.reshape(-1, M, k)
+        C = np.einsum("sji,mjl,slk->smik", t1, arrays.D, t1) + eye
+        c = np.einsum("sji,smj->smi", t1, Z1r)
+        chol = np.linalg.cholesky(C)
+        if g:
+            tg = arrays.beta_prior[1][None, :] / s_part[:, None]  # (draws, g)
+            F = np.einsum("sji,mjr->smir", t1, arrays.Q) * tg[:, None, None, :]
+            V = np.linalg.solve(chol, F)
+            w = np.linalg.solve(chol, c[..., None])[..., 0]
+            Gr = arrays.Gy[None, :] - kappa[part] @ arrays.GK.T
+            schur = tg[:, :, None] * arrays.GG * tg[:, None, :] + np.eye(g) - np.einsum("smkr,smkt->srt", V, V)
+            e = tg * Gr - np.einsum("smkr,smk->sr", V, w)
+            schur_chol = np.linalg.cholesky(schur)
+            mean_g = np.linalg.solve(schur, e[..., None])[..., 0]
+            z = rng.standard_normal(mean_g.shape)
+            u_g = mean_g + s_part[:, None] * np.linalg.solve(np.swapaxes(schur_chol, -1, -2), z[..., None])[..., 0]
+            beta[part] = arrays.beta_prior[0][None, :] + tg * u_g
+            c = c - np.einsum("smkr,sr->smk", F, u_g)
+        mean_u = np.linalg.solve(C, c[..., None])[..., 0]
+        z = rng.standard_normal(mean_u.shape)
+        u = mean_u + s_part[:, None, None] * np.linalg.solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
+        effects[part] = np.einsum("sij,smj->smi", t1, u)
+    post[f"re_{first.label}"] = xr.DataArray(
+        effects.reshape(chains, draws, M, k),
+        dims=("chain", "draw", first.group, term_dim(first)),
+        coords={first.group: list(first.levels), term_dim(first): list(first.terms)},
+    )
+    if not sampled_beta and design.fixed_names:
+        post["beta"] = xr.DataArray(
+            beta.reshape(chains, draws, -1), dims=("chain", "draw", "coef"), coords={"coef": list(design.fixed_names)}
+        )
+    all_effects = {block.label: _flat(post, f"re_{block.label}") for block in kept}
+    all_effects[first.label] = effects
+    _log_likelihood_if_it_fits(design, idata, beta, all_effects, sigma, stacklevel=5)

@@ -13,7 +13,7 @@ import arviz as az
 import pymc as pm
 
 from bayesmix.build import build_model, choose_parameterization
-from bayesmix.collapsed import build_collapsed_model, collapsible, draw_effects
+from bayesmix.collapsed import build_marginal_model, collapsible, draw_effects
 from bayesmix.design import Design, build_design
 from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -86,23 +86,24 @@ class Model:
         """The PyMC model (built once per parameterisation, then reused).
 
         ``"noncentered"``/``"centered"`` (for all blocks, or ``{block label: choice}``) or
-        ``"marginal"`` (random effects integrated out; gaussian models with one block).
+        ``"marginal"`` (gaussian models: the random effects integrated out; with several blocks, the
+        block with the most levels and beta integrated out, see :mod:`bayesmix.collapsed`).
         """
         if self.from_statistics and parameterization != "marginal":
             raise BayesmixError(
                 "This model was built from a Dask DataFrame (sufficient statistics only): NUTS works from those for "
-                "the collapsed model (parameterization='marginal' or 'auto': a gaussian model with one random-effect "
-                "block). Use fit('reml') or fit('ml') for other models, or load the rows into memory."
+                "the collapsed model (parameterization='marginal' or 'auto': a gaussian model). Use fit('reml') or "
+                "fit('ml') for other models, or load the rows into memory."
             )
         key = parameterization if isinstance(parameterization, str) else tuple(sorted(parameterization.items()))
         if key not in self._pymc_models:
             if parameterization == "marginal":
                 if not collapsible(self.design, self.family):
                     raise BayesmixError(
-                        "parameterization='marginal' needs a gaussian model (identity link) with exactly one "
+                        "parameterization='marginal' needs a gaussian model (identity link) with at least one "
                         "random-effect block; use 'noncentered' or 'centered' for this model."
                     )
-                self._pymc_models[key] = build_collapsed_model(self.design, self.family, self.priors)
+                self._pymc_models[key] = build_marginal_model(self.design, self.family, self.priors)
             else:
                 self._pymc_models[key] = build_model(self.design, self.family, self.priors, parameterization)
         return self._pymc_models[key]
@@ -151,7 +152,7 @@ class Model:
         )
         seed = idata.posterior.attrs["bayesmix_seed"]
         if marginal:
-            draw_effects(self.design, idata, seed=seed)
+            draw_effects(self.design, idata, seed=seed, model=model)
         if posterior_predictive and self.design.in_memory and chains * draws * self.nobs <= SAMPLE_PREDICTIVE_VALUES:
             responses = posterior_predict(self, idata, kind="response", random_seed=[seed, 1])
             add_predictions(self, idata, responses, "response")

@@ -102,6 +102,7 @@ def check_counts(**counts) -> None:
 
 
 DERIVED_VALUES_ATTR = "bayesmix_derived_values"  # on a pm.Model: values per draw added after sampling
+INITIAL_SCALES_ATTR = "bayesmix_initial_scales"  # on a pm.Model: {value variable: rough posterior SDs}
 PARTIAL_SAMPLERS = ("pymc", "nutpie")  # samplers that return the draws made before a Ctrl-C
 
 
@@ -118,6 +119,20 @@ def values_per_draw(model: pm.Model) -> int:
     derived after sampling (the collapsed model's random effects, ``DERIVED_VALUES_ATTR``)."""
     stored = sum(_size(model, v) for v in model.free_RVs + model.deterministics)
     return stored + int(getattr(model, DERIVED_VALUES_ATTR, 0))
+
+
+def initial_inverse_mass(model: pm.Model) -> np.ndarray:
+    """NUTS's starting diagonal inverse mass matrix, flattened in the order of the model's value
+    variables: the squared rough posterior SDs a model recorded (``INITIAL_SCALES_ATTR``), 1 for
+    the rest (the samplers' default). Adaptation goes on from there; it changes no posterior."""
+    scales = getattr(model, INITIAL_SCALES_ATTR, None) or {}
+    point = model.initial_point()
+    parts = []
+    for var in model.value_vars:
+        size = int(np.size(point[var.name]))
+        scale = np.asarray(scales.get(var.name, np.ones(size)), dtype=float).ravel()
+        parts.append(scale**2 if scale.size == size and np.all(np.isfinite(scale) & (scale > 0)) else np.ones(size))
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def n_observations(model: pm.Model) -> int:
@@ -301,6 +316,8 @@ def run_nuts(
         if concrete == "blackjax" and chain_method == "sequential":
             chain_method = "vectorized"
         kwargs["nuts_sampler_kwargs"] = {"chain_method": chain_method}
+        if concrete == "numpyro" and getattr(model, INITIAL_SCALES_ATTR, None):
+            kwargs["nuts_sampler_kwargs"]["nuts_kwargs"] = {"inverse_mass_matrix": initial_inverse_mass(model)}
     with warnings.catch_warnings(), _catch_ctrl_c() as ctrl_c:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*BLAS.*")
