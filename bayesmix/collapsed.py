@@ -547,7 +547,7 @@ def initial_scales(design, rough, choices, sampled_beta: bool) -> dict[str, np.n
         if i == order[0]:
             continue
         if choices[block.label] == "centered":
-            scales[f"re_{block.label}"] = np.sqrt(post)
+            scales[f"re_{block.label}"] = scales[f"z_{block.label}"] = np.sqrt(post)
         else:
             scales[f"z_{block.label}"] = np.sqrt(post / variances[i])
     scales["sigma_log__"] = np.sqrt([0.5 / max(dof, 1.0)])
@@ -564,6 +564,55 @@ def initial_scales(design, rough, choices, sampled_beta: bool) -> dict[str, np.n
     return scales
 
 
+def confounded_directions(design, stats: CrossedStats) -> dict[str, np.ndarray]:
+    """For each sampled one-term block: an orthonormal (M, c) basis of the directions of its effects
+    that mimic columns of X (the level means of X, weighted by the term: D^{-1} Z'X). With beta
+    integrated out, the likelihood barely sees b along them (the intercept absorbs the effects'
+    mean, a level-constant predictor their slope), so only the prior does; see :func:`_sampled_effects`."""
+    p = len(design.fixed_names)
+    if not p:
+        return {}
+    RR = stats.RR.tocsr()
+    q_effects = RR.shape[0] - p - 1
+    out, start = {}, 0
+    for i in stats.order[1:]:
+        block = design.blocks[i]
+        size = block.n_levels * block.n_terms
+        if block.n_terms == 1:
+            rows = np.arange(start, start + size)
+            ZX = RR[rows][:, np.arange(q_effects, q_effects + p)].toarray()
+            counts = RR.diagonal()[rows]
+            W = ZX / np.where(counts > 0, counts, 1.0)[:, None]
+            U, singular, _ = np.linalg.svd(W, full_matrices=False)
+            keep = singular > 1e-8 * max(float(singular.max(initial=0.0)), 1e-300)
+            if keep.any():
+                out[block.label] = U[:, keep]
+        start += size
+    return out
+
+
+def _sampled_effects(block, priors: dict[str, Prior], choice: str, confounded: np.ndarray | None):
+    """The (M, k) effects of a block NUTS samples. Centred one-term blocks with directions confounded
+    with X (:func:`confounded_directions`, basis Q) are centred off those directions and non-centred
+    along them:
+
+        b = u - Q Q'u + sd Q w,   u ~ N(0, sd^2 I_M),  w ~ N(0, I_c)
+
+    which is exactly b ~ N(0, sd^2 I_M) (the two parts are independent with covariances sd^2 (I - QQ')
+    and sd^2 QQ'); Q'u does not enter b and keeps its prior. Along those directions the posterior is
+    the prior's, where the non-centred form samples well; elsewhere the data dominate, where the
+    centred form does. Free variables ``z_<label>`` (u) and ``z_<label>_mean`` (w); ``re_<label>`` = b."""
+    if choice != "centered" or confounded is None:
+        return _block_effects(block, priors, choice)
+    label, dims = block.label, (block.group, term_dim(block))
+    sd = block_covariance(block, priors)[0, 0]
+    u = pm.Normal(f"z_{label}", 0.0, sd, dims=dims)[:, 0]
+    w = pm.Normal(f"z_{label}_mean", 0.0, 1.0, shape=confounded.shape[1])
+    Q = pt.as_tensor(confounded)
+    b = u - pt.dot(Q, pt.dot(Q.T, u)) + sd * pt.dot(Q, w)
+    return pm.Deterministic(f"re_{label}", b[:, None], dims=dims)
+
+
 def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.Model:
     """The partially collapsed PyMC model of a gaussian model with several random-effect blocks.
 
@@ -576,13 +625,17 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
     arrays = crossed_arrays(design, priors, stats)
     rough = rough_variances(design) if design.in_memory else None
     choices = crossed_choices(design, rough)
+    confounded = confounded_directions(design, stats) if arrays.beta_prior is not None else {}
     first = design.blocks[stats.order[0]]
     kept = [design.blocks[i] for i in stats.order[1:]]
     M1, k1 = first.n_levels, first.n_terms
     g = arrays.GG.shape[0]
     coords = {key: value for key, value in model_coords(design).items() if key != OBS_DIM}
     with pm.Model(coords=coords) as model:
-        pieces = [_block_effects(block, priors, choices[block.label]).reshape((-1,)) for block in kept]
+        pieces = [
+            _sampled_effects(block, priors, choices[block.label], confounded.get(block.label)).reshape((-1,))
+            for block in kept
+        ]
         if arrays.beta_prior is None and design.fixed_names:
             pieces.append(fixed_effects(design, priors))
         S1 = block_covariance(first, priors)

@@ -227,7 +227,7 @@ def crossed_both():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fits[parameterization] = models[parameterization].sample(
-                draws=600, tune=600, chains=4, random_seed=2, progressbar=False, parameterization=parameterization
+                draws=500, tune=500, chains=4, random_seed=2, progressbar=False, parameterization=parameterization
             )
     return models, fits
 
@@ -250,12 +250,12 @@ def test_crossed_same_posterior_as_the_noncentred_model(crossed_both):
 def test_crossed_marginal_keeps_the_contract(crossed_both):
     models, fits = crossed_both
     model, idata = models["marginal"], fits["marginal"]
-    assert idata.log_likelihood["y"].shape == (4, 600, 400)
+    assert idata.log_likelihood["y"].shape == (4, 500, 400)
     assert np.isfinite(az.loo(idata).elpd_loo)
     assert int(idata.sample_stats.diverging.sum()) == 0
     assert "y" in idata.posterior_predictive
     mean = model.predict(idata, kind="mean", inplace=False)
-    assert mean.shape == (4, 600, 400) and np.all(np.isfinite(mean.values))
+    assert mean.shape == (4, 500, 400) and np.all(np.isfinite(mean.values))
     text = model.summary()
     assert all(group in text for group in ("g ", "h ", "f ", "Residual"))
     assert set(bayesmix.ranef(model).group) == {"g", "h", "f"}
