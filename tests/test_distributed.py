@@ -125,8 +125,9 @@ def test_what_the_dask_path_refuses():
     crossed = bayesmix.Model(
         "diameter ~ 1 + (1 | plate) + (1 | sample)", as_dask(bayesmix.load_dataset("Penicillin"), 2)
     )
+    assert crossed.resolve_parameterization("auto") == "marginal"  # the partially collapsed model
     with pytest.raises(BayesmixError, match="collapsed model.*Use fit\\('reml'\\)"):
-        crossed.sample()
+        crossed.sample(parameterization="noncentered")
     frame = pd.concat([plain(bayesmix.load_dataset("sleepstudy"))] * 8, ignore_index=True).astype({"Days": float})
     frame.loc[len(frame) - 1, "Days"] = np.inf  # past the first rows: found in the summed moments
     with pytest.raises(BayesmixError, match="infinite values in Days"):
