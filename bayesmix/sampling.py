@@ -29,7 +29,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from bayesmix import memory
+from bayesmix import convergence, memory
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
@@ -413,17 +413,17 @@ def _treedepth_share(stats) -> float:
 
 def diagnose(idata: az.InferenceData) -> Diagnostics:
     """R-hat, bulk/tail ESS (rank-normalised, ArviZ), divergences and tree-depth saturation."""
-    names = _parameter_names(idata)
-    post = idata.posterior[names]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rhat = az.rhat(post)
-        ess_bulk = az.ess(post, method="bulk")
-        ess_tail = az.ess(post, method="tail")
+    post = idata.posterior
+    chains, draws = post.sizes.get("chain", 0), post.sizes.get("draw", 0)
+    columns = [
+        np.asarray(post[name].transpose("chain", "draw", ...).values, dtype=float).reshape(chains, draws, -1)
+        for name in _parameter_names(idata)
+    ]
+    values = np.concatenate(columns, axis=2) if columns else np.zeros((chains, draws, 0))
+    # ArviZ's rank-normalised estimators, vectorised over parameters (bayesmix.convergence)
+    rhat, ess_bulk, ess_tail = convergence.rhat(values), convergence.ess_bulk(values), convergence.ess_tail(values)
 
-    def extreme(ds, fn):
-        values = [np.asarray(ds[v]).ravel() for v in ds.data_vars]
-        values = np.concatenate(values) if values else np.array([np.nan])
+    def extreme(values, fn):
         values = values[np.isfinite(values)]
         return float(fn(values)) if values.size else float("nan")
 
