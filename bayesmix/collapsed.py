@@ -249,11 +249,17 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     loglik = np.empty((chains * draws, design.nobs))
     step = _chunk(8 * design.nobs * (max(b.n_terms for b in design.blocks) + 3), chains * draws)
+    # several blocks: Z b for a chunk of draws as one sparse product (about twice as fast as gathering)
+    Z = sp.hstack([block_z(b) for b in design.blocks]).tocsr() if len(design.blocks) > 1 else None
     for start in range(0, chains * draws, step):
         part = slice(start, start + step)
         mu = beta[part] @ design.X.T
-        for block in design.blocks:
-            mu = mu + np.einsum("snk,nk->sn", effects[block.label][part][:, block.codes], block.Zt)
+        if Z is not None:
+            stacked = np.concatenate([effects[b.label][part].reshape(len(mu), -1) for b in design.blocks], axis=1)
+            mu = mu + (Z @ stacked.T).T
+        else:
+            for block in design.blocks:
+                mu = mu + np.einsum("snk,nk->sn", effects[block.label][part][:, block.codes], block.Zt)
         loglik[part] = -0.5 * (LOG_2PI + 2 * np.log(sigma[part, None])) - (design.y - mu) ** 2 / (
             2 * sigma[part, None] ** 2
         )

@@ -251,6 +251,12 @@ def test_crossed_marginal_keeps_the_contract(crossed_both):
     models, fits = crossed_both
     model, idata = models["marginal"], fits["marginal"]
     assert idata.log_likelihood["y"].shape == (4, 500, 400)
+    post = idata.posterior.isel(chain=1, draw=[0, 250, 499])
+    mu = post["beta"].values @ model.design.X.T
+    for block in model.design.blocks:
+        mu += np.einsum("snk,nk->sn", post[f"re_{block.label}"].values[:, block.codes], block.Zt)
+    expected = stats.norm.logpdf(model.design.y, mu, post["sigma"].values[:, None])
+    np.testing.assert_allclose(idata.log_likelihood["y"].isel(chain=1, draw=[0, 250, 499]).values, expected, rtol=1e-10)
     assert np.isfinite(az.loo(idata).elpd_loo)
     assert int(idata.sample_stats.diverging.sum()) == 0
     assert "y" in idata.posterior_predictive
