@@ -94,17 +94,17 @@ def test_marginal_is_refused_where_it_does_not_apply():
 
 
 def crossed_data(seed=3, n=400):
-    """Three crossed factors: g (40 levels, random intercept and slope), h (8), f (5)."""
+    """Three crossed factors: g (40 levels, random intercept and slope), h (12), f (10)."""
     rng = np.random.default_rng(seed)
-    g, h, f = rng.integers(0, 40, n), rng.integers(0, 8, n), rng.integers(0, 5, n)
+    g, h, f = rng.integers(0, 40, n), rng.integers(0, 12, n), rng.integers(0, 10, n)
     x = rng.normal(size=n)
     y = (
         1
         + 0.5 * x
         + rng.normal(0, 0.7, 40)[g]
         + rng.normal(0, 0.3, 40)[g] * x
-        + rng.normal(0, 0.5, 8)[h]
-        + rng.normal(0, 0.4, 5)[f]
+        + rng.normal(0, 0.5, 12)[h]
+        + rng.normal(0, 0.4, 10)[f]
         + rng.normal(size=n)
     )
     return pd.DataFrame(
@@ -157,7 +157,7 @@ def test_crossed_marginal_likelihood_equals_the_dense_gaussian(formula, data, pr
     rng = np.random.default_rng(0)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()}
     names = [n for n in pm_model.named_vars if n in ("beta", "sigma") or n.startswith(("sd_", "corr_", "re_"))]
-    outputs = pm_model.replace_rvs_by_values([pm_model.potentials[0], *[pm_model[n] for n in names]])
+    outputs = pm_model.replace_rvs_by_values([pm_model["marginal_loglik"], *[pm_model[n] for n in names]])
     fn = pm_model.compile_fn(outputs, inputs=pm_model.value_vars, mode="JAX", point_fn=False, on_unused_input="ignore")
     potential, *values = fn(*[point[v.name] for v in pm_model.value_vars])
     values = dict(zip(names, values))
