@@ -321,6 +321,8 @@ def normal_fixed_priors(design, priors: dict[str, Prior]) -> tuple[np.ndarray, n
         prior = priors[name]
         if prior.dist != "Normal" or set(prior.params) - {"mu", "sigma"}:
             return None
+        if any(np.size(value) != 1 for value in prior.params.values()):
+            return None
         mu.append(float(np.asarray(prior.params.get("mu", 0.0))))
         sd.append(float(np.asarray(prior.params.get("sigma", 1.0))))
     return np.array(mu, dtype=float), np.array(sd, dtype=float)
