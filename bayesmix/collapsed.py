@@ -757,18 +757,20 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     beta = _flat(post, "beta") if sampled_beta and design.fixed_names else np.zeros((total, len(design.fixed_names)))
     step = _chunk(8 * M * k * (4 * k + 3 * g + 8), total)
     eye = np.eye(k)
+    # k = 1: the per-level k x k systems are scalars (batched LAPACK on millions of 1 x 1 systems is slow)
+    solve = (lambda A, B: B / A) if k == 1 else np.linalg.solve
     for start in range(0, total, step):
         part = slice(start, start + step)
         t1, s_part = T1[part], sigma[part]
         Z1r = (arrays.Z1y[:, None] - arrays.A @ kappa[part].T).T.reshape(-1, M, k)
         C = np.einsum("sji,mjl,slk->smik", t1, arrays.D, t1) + eye
         c = np.einsum("sji,smj->smi", t1, Z1r)
-        chol = np.linalg.cholesky(C)
+        chol = np.sqrt(C) if k == 1 else np.linalg.cholesky(C)
         if g:
             tg = arrays.beta_prior[1][None, :] / s_part[:, None]  # (draws, g)
             F = np.einsum("sji,mjr->smir", t1, arrays.Q) * tg[:, None, None, :]
-            V = np.linalg.solve(chol, F)
-            w = np.linalg.solve(chol, c[..., None])[..., 0]
+            V = solve(chol, F)
+            w = solve(chol, c[..., None])[..., 0]
             Gr = arrays.Gy[None, :] - kappa[part] @ arrays.GK.T
             schur = tg[:, :, None] * arrays.GG * tg[:, None, :] + np.eye(g) - np.einsum("smkr,smkt->srt", V, V)
             e = tg * Gr - np.einsum("smkr,smk->sr", V, w)
@@ -778,9 +780,9 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
             u_g = mean_g + s_part[:, None] * np.linalg.solve(np.swapaxes(schur_chol, -1, -2), z[..., None])[..., 0]
             beta[part] = arrays.beta_prior[0][None, :] + tg * u_g
             c = c - np.einsum("smkr,sr->smk", F, u_g)
-        mean_u = np.linalg.solve(C, c[..., None])[..., 0]
+        mean_u = solve(C, c[..., None])[..., 0]
         z = rng.standard_normal(mean_u.shape)
-        u = mean_u + s_part[:, None, None] * np.linalg.solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
+        u = mean_u + s_part[:, None, None] * solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
         effects[part] = np.einsum("sij,smj->smi", t1, u)
     post[f"re_{first.label}"] = xr.DataArray(
         effects.reshape(chains, draws, M, k),
