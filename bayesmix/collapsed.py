@@ -13,6 +13,9 @@ y'y), so a gradient costs O(M k^3 + M k p) whatever the number of rows. NUTS sam
 the covariance (same priors and variable names as the non-centred model); afterwards b is drawn
 from its exact conditional N(Lambda A_m^{-1} c_m, sigma^2 Lambda A_m^{-1} Lambda') for every draw.
 It is the same posterior as the non-centred model (tests/test_collapsed.py compares quantiles).
+That is the model for one block when beta's priors are not independent Normals; with Normal priors
+(the defaults) one block goes through :func:`build_crossed_model` below with no other block, so that
+beta is integrated out too and NUTS moves only the SDs, correlations and sigma.
 
 Several blocks (crossed or nested), :func:`build_crossed_model`: partially collapsed. The block with
 the most levels (lme4's first block, "block 1") is integrated out as above, level by level, and so
@@ -81,13 +84,16 @@ def _chunk(per_draw_bytes: int, total: int) -> int:
 
 def collapsible(design: Design, family: Family) -> bool:
     """Whether the collapsed model applies: gaussian, identity link, at least one random-effect block
-    (one block: :func:`build_collapsed_model`; several: :func:`build_crossed_model`)."""
+    (:func:`build_marginal_model` chooses how much is integrated out)."""
     return family.name == "gaussian" and family.link.name == "identity" and len(design.blocks) >= 1
 
 
 def build_marginal_model(design, family: Family, priors: dict[str, Prior]) -> pm.Model:
-    """The collapsed model of a gaussian design: fully collapsed for one block, partially for several."""
-    if len(design.blocks) == 1:
+    """The collapsed model of a gaussian design. One block: b and, when its priors are independent
+    Normals, beta integrated out (:func:`build_crossed_model` with nothing left to sample but the
+    SDs, correlations and sigma; beta is what mixed slowest at 10^5 rows, the intercept against the
+    group means), else b alone (:func:`build_collapsed_model`). Several blocks: partially collapsed."""
+    if len(design.blocks) == 1 and normal_fixed_priors(design, priors) is None:
         return build_collapsed_model(design, family, priors)
     return build_crossed_model(design, family, priors)
 
@@ -207,15 +213,17 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: pm.M
     for start in range(0, chains * draws, step):
         part = slice(start, start + step)
         lam_p = lam[part]
-        A = np.einsum("sji,mjl,slk->smik", lam_p, stats.D, lam_p) + np.eye(k)
-        c = np.einsum("sji,smj->smi", lam_p, stats.Zy[None] - np.einsum("mkp,sp->smk", stats.ZX, beta[part]))
+        A = np.einsum("sji,mjl,slk->smik", lam_p, stats.D, lam_p, optimize=True) + np.eye(k)
+        c = np.einsum(
+            "sji,smj->smi", lam_p, stats.Zy[None] - np.einsum("mkp,sp->smk", stats.ZX, beta[part]), optimize=True
+        )
         chol = np.linalg.cholesky(A)
         mean_u = np.linalg.solve(A, c[..., None])[..., 0]
         z = rng.standard_normal(mean_u.shape)
         # u = mean + sigma L^{-T} z has covariance sigma^2 A^{-1}
         noise = np.linalg.solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
         u = mean_u + sigma[part, None, None] * noise
-        effects[part] = np.einsum("sij,smj->smi", lam_p, u)  # b = Lambda u
+        effects[part] = np.einsum("sij,smj->smi", lam_p, u, optimize=True)  # b = Lambda u
     dims = ("chain", "draw", block.group, term_dim(block))
     post[f"re_{block.label}"] = xr.DataArray(
         effects.reshape(chains, draws, block.n_levels, k),
@@ -248,21 +256,19 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     loglik = np.empty((chains * draws, design.nobs))
-    step = _chunk(8 * design.nobs * (max(b.n_terms for b in design.blocks) + 3), chains * draws)
-    # several blocks: Z b for a chunk of draws as one sparse product (about twice as fast as gathering)
-    Z = sp.hstack([block_z(b) for b in design.blocks]).tocsr() if len(design.blocks) > 1 else None
+    step = _chunk(8 * design.nobs * 3, chains * draws)
+    # Z b for a chunk of draws as one sparse product (about twice as fast as gathering by level codes),
+    # then the normal log density in place, without further (draws x rows) temporaries
+    Z = sp.hstack([block_z(b) for b in design.blocks]).tocsr()
     for start in range(0, chains * draws, step):
         part = slice(start, start + step)
-        mu = beta[part] @ design.X.T
-        if Z is not None:
-            stacked = np.concatenate([effects[b.label][part].reshape(len(mu), -1) for b in design.blocks], axis=1)
-            mu = mu + (Z @ stacked.T).T
-        else:
-            for block in design.blocks:
-                mu = mu + np.einsum("snk,nk->sn", effects[block.label][part][:, block.codes], block.Zt)
-        loglik[part] = -0.5 * (LOG_2PI + 2 * np.log(sigma[part, None])) - (design.y - mu) ** 2 / (
-            2 * sigma[part, None] ** 2
-        )
+        out = loglik[part]
+        stacked = np.concatenate([effects[b.label][part].reshape(len(out), -1) for b in design.blocks], axis=1)
+        np.subtract(design.y, beta[part] @ design.X.T, out=out)
+        out -= (Z @ stacked.T).T
+        out *= out
+        out *= -0.5 / sigma[part, None] ** 2
+        out -= 0.5 * LOG_2PI + np.log(sigma[part, None])
     name = response_name(design, set(post.data_vars))
     idata.add_groups(
         log_likelihood={name: xr.DataArray(loglik.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))},
@@ -678,20 +684,20 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
         S1 = block_covariance(first, priors)
         sigma = priors["sigma"].variable("sigma")
         offsets = np.cumsum((0, *arrays.sizes))
-        A_kappa = sum(
-            _product(f"A_{i}", arrays.A[:, offsets[i] : offsets[i + 1]], piece) for i, piece in enumerate(pieces)
-        )
-        kappa = pt.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-        Z1r = (pm.Data("Z1y", arrays.Z1y) - A_kappa).reshape((M1, k1))
-        rr = (
-            pm.Data("yy", arrays.yy)
-            - 2 * pt.dot(pm.Data("Ky", arrays.Ky), kappa)
-            + pt.dot(kappa, _product("KK", arrays.KK, kappa))
-        )
+        Z1r, rr = pm.Data("Z1y", arrays.Z1y), pm.Data("yy", arrays.yy)
         if g:
             tg = pt.as_tensor(arrays.beta_prior[1]) / sigma  # T_g = diag(prior SDs of beta) / sigma
-            Gr = pm.Data("Gy", arrays.Gy) - pt.dot(pm.Data("GK", arrays.GK), kappa)
+            Gr = pm.Data("Gy", arrays.Gy)
             GG = pm.Data("GG", arrays.GG)
+        if pieces:  # else (one block, beta integrated out) the residual is y - X m itself
+            Z1r = Z1r - sum(
+                _product(f"A_{i}", arrays.A[:, offsets[i] : offsets[i + 1]], piece) for i, piece in enumerate(pieces)
+            )
+            kappa = pt.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+            rr = rr - 2 * pt.dot(pm.Data("Ky", arrays.Ky), kappa) + pt.dot(kappa, _product("KK", arrays.KK, kappa))
+            if g:
+                Gr = Gr - pt.dot(pm.Data("GK", arrays.GK), kappa)
+        Z1r = Z1r.reshape((M1, k1))
         if k1 == 1:  # written out: C_m = 1 + t^2 n_m, no batched k x k algebra
             t2 = (S1[0, 0] / sigma) ** 2
             a = 1 + t2 * pm.Data("D", arrays.D[:, 0, 0])
@@ -751,7 +757,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     sampled_beta = arrays.beta_prior is None
     if sampled_beta and design.fixed_names:
         pieces.append(_flat(post, "beta"))
-    kappa = np.concatenate(pieces, axis=1)
+    kappa = np.concatenate(pieces, axis=1) if pieces else np.zeros((total, 0))
     rng = np.random.default_rng(seed)
     effects = np.empty((total, M, k))
     beta = _flat(post, "beta") if sampled_beta and design.fixed_names else np.zeros((total, len(design.fixed_names)))
@@ -763,27 +769,31 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
         part = slice(start, start + step)
         t1, s_part = T1[part], sigma[part]
         Z1r = (arrays.Z1y[:, None] - arrays.A @ kappa[part].T).T.reshape(-1, M, k)
-        C = np.einsum("sji,mjl,slk->smik", t1, arrays.D, t1) + eye
-        c = np.einsum("sji,smj->smi", t1, Z1r)
+        C = np.einsum("sji,mjl,slk->smik", t1, arrays.D, t1, optimize=True) + eye
+        c = np.einsum("sji,smj->smi", t1, Z1r, optimize=True)
         chol = np.sqrt(C) if k == 1 else np.linalg.cholesky(C)
         if g:
             tg = arrays.beta_prior[1][None, :] / s_part[:, None]  # (draws, g)
-            F = np.einsum("sji,mjr->smir", t1, arrays.Q) * tg[:, None, None, :]
+            F = np.einsum("sji,mjr->smir", t1, arrays.Q, optimize=True) * tg[:, None, None, :]
             V = solve(chol, F)
             w = solve(chol, c[..., None])[..., 0]
             Gr = arrays.Gy[None, :] - kappa[part] @ arrays.GK.T
-            schur = tg[:, :, None] * arrays.GG * tg[:, None, :] + np.eye(g) - np.einsum("smkr,smkt->srt", V, V)
-            e = tg * Gr - np.einsum("smkr,smk->sr", V, w)
+            schur = (
+                tg[:, :, None] * arrays.GG * tg[:, None, :]
+                + np.eye(g)
+                - np.einsum("smkr,smkt->srt", V, V, optimize=True)
+            )
+            e = tg * Gr - np.einsum("smkr,smk->sr", V, w, optimize=True)
             schur_chol = np.linalg.cholesky(schur)
             mean_g = np.linalg.solve(schur, e[..., None])[..., 0]
             z = rng.standard_normal(mean_g.shape)
             u_g = mean_g + s_part[:, None] * np.linalg.solve(np.swapaxes(schur_chol, -1, -2), z[..., None])[..., 0]
             beta[part] = arrays.beta_prior[0][None, :] + tg * u_g
-            c = c - np.einsum("smkr,sr->smk", F, u_g)
+            c = c - np.einsum("smkr,sr->smk", F, u_g, optimize=True)
         mean_u = solve(C, c[..., None])[..., 0]
         z = rng.standard_normal(mean_u.shape)
         u = mean_u + s_part[:, None, None] * solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
-        effects[part] = np.einsum("sij,smj->smi", t1, u)
+        effects[part] = np.einsum("sij,smj->smi", t1, u, optimize=True)
     post[f"re_{first.label}"] = xr.DataArray(
         effects.reshape(chains, draws, M, k),
         dims=("chain", "draw", first.group, term_dim(first)),

@@ -29,7 +29,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from bayesmix import convergence, memory
+from bayesmix import convergence, memory, numpyro_nuts
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
@@ -316,15 +316,13 @@ def run_nuts(
         if concrete == "blackjax" and chain_method == "sequential":
             chain_method = "vectorized"
         kwargs["nuts_sampler_kwargs"] = {"chain_method": chain_method}
-        if concrete == "numpyro" and getattr(model, INITIAL_SCALES_ATTR, None):
-            kwargs["nuts_sampler_kwargs"]["nuts_kwargs"] = {"inverse_mass_matrix": initial_inverse_mass(model)}
     with warnings.catch_warnings(), _catch_ctrl_c() as ctrl_c:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*BLAS.*")
         if concrete == "pymc":
             kwargs["callback"] = ctrl_c.stop_later_chains
         try:
-            idata = pm.sample(**kwargs)
+            idata = _sample(concrete, kwargs, model, log_likelihood)
         except KeyboardInterrupt:
             raise _interrupted(
                 _nothing_kept(tune) if concrete in PARTIAL_SAMPLERS else _no_partial_draws(concrete)
@@ -340,6 +338,31 @@ def run_nuts(
     if chain_method is not None:
         idata.posterior.attrs["bayesmix_chain_method"] = chain_method
     return idata
+
+
+def _sample(sampler: str, kwargs: dict, model: pm.Model, log_likelihood: bool) -> az.InferenceData:
+    """One NUTS run: numpyro through :mod:`bayesmix.numpyro_nuts`; blackjax through PyMC's JAX
+    sampling function called directly (``pm.sample`` would first compile PyMC's own step methods,
+    ~2 s, that an external sampler never uses); pymc and nutpie through ``pm.sample``."""
+    if sampler == "numpyro":
+        return numpyro_nuts.sample(
+            model,
+            draws=kwargs["draws"],
+            tune=kwargs["tune"],
+            chains=kwargs["chains"],
+            seed=kwargs["random_seed"],
+            target_accept=kwargs["target_accept"],
+            chain_method=kwargs["nuts_sampler_kwargs"]["chain_method"],
+            progressbar=kwargs["progressbar"],
+            log_likelihood=log_likelihood,
+            diagonal_metric=lambda: initial_inverse_mass(model) if getattr(model, INITIAL_SCALES_ATTR, None) else None,
+        )
+    if sampler == "blackjax":
+        from pymc.sampling import jax as pymc_jax
+
+        options = {key: value for key, value in kwargs.items() if key != "nuts_sampler_kwargs"}
+        return pymc_jax.sample_jax_nuts(**options, **kwargs["nuts_sampler_kwargs"])
+    return pm.sample(**kwargs)
 
 
 @dataclass(frozen=True)

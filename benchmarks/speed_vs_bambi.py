@@ -154,6 +154,9 @@ def diag(arrays):
     if not arrays:
         return None
     values, labels = flat(arrays)
+    # entries constant by construction (a correlation matrix's diagonal) carry rounding noise only
+    varying = np.ptp(values, axis=(0, 1)) > 1e-12 * np.maximum(1.0, np.abs(values).max(axis=(0, 1)))
+    values, labels = values[..., varying], [l for l, keep in zip(labels, varying) if keep]
     ds = xr.Dataset({"v": (("chain", "draw", "i"), values)})
     ess = az.ess(ds, method="bulk")["v"].values
     rhat = az.rhat(ds)["v"].values

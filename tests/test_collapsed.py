@@ -18,29 +18,6 @@ def sleep_model():
     return bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
 
 
-@pytest.mark.parametrize("terms", ["1", "Days", "Days + I(Days**2)"])  # k = 1, 2 (closed forms), 3 (LAPACK)
-def test_marginal_likelihood_equals_the_dense_gaussian(terms):
-    model = bayesmix.Model(f"Reaction ~ Days + ({terms} | Subject)", bayesmix.load_dataset("sleepstudy"))
-    pm_model = model.pymc_model("marginal")
-    rng = np.random.default_rng(0)
-    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()}
-    design = model.design
-    (block,) = design.blocks
-    k = block.n_terms
-    names = ["beta", "sigma", "sd_Subject"] + (["corr_Subject"] if k > 1 else [])
-    outputs = pm_model.replace_rvs_by_values([pm_model.potentials[0], *[pm_model[n] for n in names]])
-    fn = pm_model.compile_fn(outputs, inputs=pm_model.value_vars, mode="JAX", point_fn=False, on_unused_input="ignore")
-    potential, beta, sigma, sd, *corr = fn(*[point[v.name] for v in pm_model.value_vars])
-    corr = corr[0] if corr else np.ones((1, 1))
-    cov_b = np.diag(sd) @ corr @ np.diag(sd)
-    Z = np.zeros((design.nobs, block.n_levels * k))
-    for j in range(k):
-        Z[np.arange(design.nobs), block.codes * k + j] = block.Zt[:, j]
-    cov_y = sigma**2 * np.eye(design.nobs) + Z @ np.kron(np.eye(block.n_levels), cov_b) @ Z.T
-    expected = stats.multivariate_normal.logpdf(design.y, design.X @ beta, cov_y)
-    assert potential == pytest.approx(expected, rel=1e-9)
-
-
 @pytest.fixture(scope="module")
 def both():
     fits = {}
@@ -57,6 +34,9 @@ def test_same_posterior_as_the_noncentred_model(both):
     marginal, noncentred = both["marginal"], both["noncentered"]
     assert marginal.posterior.attrs["bayesmix_parameterization"] == "marginal"
     assert "z_Subject" not in marginal.posterior and "z_Subject" in noncentred.posterior
+    # NUTS starts from the Laplace approximation where it samples few values (4 here), not 42
+    assert marginal.posterior.attrs["bayesmix_start"] == "laplace"
+    assert noncentred.posterior.attrs["bayesmix_start"] == "jitter"
     for name in ["beta", "sigma", "sd_Subject", "corr_Subject", "re_Subject"]:
         for q in (0.05, 0.5, 0.95):
             a = marginal.posterior[name].quantile(q, dim=("chain", "draw"))
@@ -113,6 +93,13 @@ def crossed_data(seed=3, n=400):
 
 
 STUDENT_INTERCEPT = {"Intercept": bayesmix.Prior("StudentT", nu=4, mu=0, sigma=5)}  # beta is then sampled
+ONE_BLOCK_CASES = [  # b and beta integrated out (Normal priors), or b alone (beta sampled)
+    ("Reaction ~ Days + (1 | Subject)", "sleepstudy", None),  # k = 1 (closed forms)
+    ("Reaction ~ Days + (Days | Subject)", "sleepstudy", None),  # k = 2 (closed forms)
+    ("Reaction ~ Days + (Days + I(Days**2) | Subject)", "sleepstudy", None),  # k = 3 (LAPACK)
+    ("Reaction ~ Days + (Days | Subject)", "sleepstudy", STUDENT_INTERCEPT),  # build_collapsed_model
+    ("Reaction ~ Days + (Days + I(Days**2) | Subject)", "sleepstudy", STUDENT_INTERCEPT),
+]
 CROSSED_CASES = [
     ("diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin", None),  # k1 = 1, beta integrated out
     ("diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin", STUDENT_INTERCEPT),  # beta sampled
@@ -124,7 +111,10 @@ CROSSED_CASES = [
 
 
 def crossed_model(formula, data, priors):
-    frame = bayesmix.load_dataset("Penicillin") if data == "penicillin" else crossed_data()
+    frame = {
+        "penicillin": lambda: bayesmix.load_dataset("Penicillin"),
+        "sleepstudy": lambda: bayesmix.load_dataset("sleepstudy"),
+    }.get(data, crossed_data)()
     return bayesmix.Model(formula, frame, priors=priors)
 
 
@@ -150,8 +140,8 @@ def dense_gaussian(model, values):
     return mean, cov
 
 
-@pytest.mark.parametrize("formula, data, priors", CROSSED_CASES)
-def test_crossed_marginal_likelihood_equals_the_dense_gaussian(formula, data, priors):
+@pytest.mark.parametrize("formula, data, priors", ONE_BLOCK_CASES + CROSSED_CASES)
+def test_marginal_likelihood_equals_the_dense_gaussian(formula, data, priors):
     model = crossed_model(formula, data, priors)
     pm_model = model.pymc_model("marginal")
     rng = np.random.default_rng(0)
@@ -167,8 +157,8 @@ def test_crossed_marginal_likelihood_equals_the_dense_gaussian(formula, data, pr
     assert potential == pytest.approx(stats.multivariate_normal.logpdf(model.design.y, mean, cov), rel=1e-9, abs=1e-9)
 
 
-@pytest.mark.parametrize("formula, data, priors", [CROSSED_CASES[i] for i in (0, 1, 2)])
-def test_crossed_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
+@pytest.mark.parametrize("formula, data, priors", [ONE_BLOCK_CASES[1], *(CROSSED_CASES[i] for i in (0, 1, 2))])
+def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
     """Every draw at the same point: the drawn effects of the collapsed block (and beta, when it is
     integrated out) have the mean and covariance of the dense Gaussian conditional."""
     model = crossed_model(formula, data, priors)

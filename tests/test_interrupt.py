@@ -87,11 +87,16 @@ def test_ctrl_c_while_tuning_keeps_nothing_and_says_so(ctrl_c_after):
 
 @pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
 def test_jax_samplers_say_they_keep_nothing(monkeypatch, sampler):
-    def interrupted(**kwargs):
-        assert kwargs["nuts_sampler"] == sampler
+    """Ctrl-C inside the one compiled JAX call that runs every chain (numpyro through
+    bayesmix.numpyro_nuts, blackjax through PyMC's JAX sampling function)."""
+
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pymc, "sample", interrupted)
+    if sampler == "numpyro":
+        monkeypatch.setattr(bayesmix.numpyro_nuts, "sample", interrupted)
+    else:
+        monkeypatch.setattr(pymc.sampling.jax, "sample_jax_nuts", interrupted)
     with pytest.warns(bayesmix.SamplingInterruptedWarning):
         with pytest.raises(KeyboardInterrupt, match=f"sampler='{sampler}' keeps no draws .* sampler='pymc'"):
             small_model().sample(draws=DRAWS, tune=TUNE, chains=2, random_seed=3, sampler=sampler, progressbar=False)

@@ -1,0 +1,45 @@
+"""numpyro's start: the Laplace approximation (mode, inverse Hessian) and the whitened coordinates."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import bayesmix
+from bayesmix import numpyro_nuts
+
+
+def test_laplace_of_a_gaussian_is_its_mean_and_covariance():
+    rng = np.random.default_rng(0)
+    root = np.tril(rng.normal(size=(4, 4))) + 3 * np.eye(4)
+    scales = np.diag([1e-3, 1e-1, 1.0, 3.0])  # posterior SDs far apart, as log(sigma) and an SD's log
+    covariance = scales @ (root @ root.T / 9) @ scales
+    precision, mean = np.linalg.inv(covariance), np.array([1.0, -2.0, 0.5, 3.0])
+
+    def potential(parts):  # two value variables, shapes (3,) and ()
+        x = jnp.concatenate([parts[0], parts[1][None]]) - mean
+        return 0.5 * x @ precision @ x
+
+    approx = numpyro_nuts.laplace(jax.jit(potential), [np.zeros(3), np.zeros(())])
+    np.testing.assert_allclose(approx.mode, mean, rtol=1e-6, atol=1e-6 * np.sqrt(np.diag(covariance)).max())
+    np.testing.assert_allclose(approx.covariance, covariance, rtol=1e-5)
+
+
+def test_laplace_refuses_a_run_away_mode():
+    """A density without a mode (the log-SD of a singular fit running to -infinity) is not approximated."""
+    assert numpyro_nuts.laplace(jax.jit(lambda parts: jnp.exp(parts[0]).sum()), [np.zeros(1)]) is None
+    assert numpyro_nuts.laplace(jax.jit(lambda parts: jnp.sum(parts[0] ** 2) / 1e4), [np.zeros(2)]) is None  # flat
+
+
+def test_collapsed_model_starts_from_the_laplace_approximation():
+    model = bayesmix.Model("Yield ~ 1 + (1 | Batch)", bayesmix.load_dataset("Dyestuff"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = model.sample(draws=200, tune=200, chains=2, random_seed=5, progressbar=False)
+        again = model.sample(draws=200, tune=200, chains=2, random_seed=5, progressbar=False)
+    assert first.posterior.attrs["bayesmix_start"] == "laplace"  # larger models: tests/test_collapsed.py
+    np.testing.assert_array_equal(first.posterior["sd_Batch"], again.posterior["sd_Batch"])
+    draws = first.posterior["sigma"].values
+    assert not np.array_equal(draws[0], draws[1])  # chains start apart
+    assert int(first.sample_stats.diverging.sum()) == 0
