@@ -17,7 +17,7 @@ def test_laplace_of_a_gaussian_is_its_mean_and_covariance():
     covariance = scales @ (root @ root.T / 9) @ scales
     precision, mean = np.linalg.inv(covariance), np.array([1.0, -2.0, 0.5, 3.0])
 
-    def potential(parts):  # two value variables, shapes (3,) and ()
+    def potential(parts, data):  # two value variables, shapes (3,) and (); no data
         x = jnp.concatenate([parts[0], parts[1][None]]) - mean
         return 0.5 * x @ precision @ x
 
@@ -28,8 +28,10 @@ def test_laplace_of_a_gaussian_is_its_mean_and_covariance():
 
 def test_laplace_refuses_a_run_away_mode():
     """A density without a mode (the log-SD of a singular fit running to -infinity) is not approximated."""
-    assert numpyro_nuts.laplace(jax.jit(lambda parts: jnp.exp(parts[0]).sum()), [np.zeros(1)]) is None
-    assert numpyro_nuts.laplace(jax.jit(lambda parts: jnp.sum(parts[0] ** 2) / 1e4), [np.zeros(2)]) is None  # flat
+    assert numpyro_nuts.laplace(jax.jit(lambda parts, data: jnp.exp(parts[0]).sum()), [np.zeros(1)]) is None
+    assert (
+        numpyro_nuts.laplace(jax.jit(lambda parts, data: jnp.sum(parts[0] ** 2) / 1e4), [np.zeros(2)]) is None
+    )  # flat
 
 
 def test_collapsed_model_starts_from_the_laplace_approximation():
