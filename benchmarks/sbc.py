@@ -107,6 +107,11 @@ def run_family(family: str, reps: int, draws: int, thin: int, seed: int, paramet
         except Exception:
             failures += 1
             continue
+        if (r + 1) % 10 == 0:
+            print(
+                f"{family} {parameterization}: {r + 1}/{reps} replications, {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
         for name, draws_ in scalars(posterior, family).items():
             thinned = draws_[:, ::thin].ravel()
             ranks[name].append(int(np.sum(thinned < truth[name][r])))

@@ -1,10 +1,12 @@
 """numpyro's start: the Laplace approximation (mode, inverse Hessian) and the whitened coordinates."""
 
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import bayesmix
 from bayesmix import numpyro_nuts
@@ -45,3 +47,24 @@ def test_collapsed_model_starts_from_the_laplace_approximation():
     draws = first.posterior["sigma"].values
     assert not np.array_equal(draws[0], draws[1])  # chains start apart
     assert int(first.sample_stats.diverging.sum()) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="counts the process's memory maps (Linux)")
+def test_repeated_fits_do_not_accumulate_compiled_programs():
+    """Each fit compiles new JAX programs; kept, they cost ~1,000 memory maps a fit until the process
+    dies at vm.max_map_count (about 60 fits)."""
+
+    def maps():
+        return sum(1 for _ in open("/proc/self/maps"))
+
+    data = bayesmix.load_dataset("Dyestuff")
+    counts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed in range(3):
+            frame = data.assign(Yield=data.Yield + np.random.default_rng(seed).normal(0, 1, len(data)))
+            bayesmix.Model("Yield ~ 1 + (1 | Batch)", frame).sample(
+                draws=30, tune=30, chains=2, random_seed=seed, progressbar=False, posterior_predictive=False
+            )
+            counts.append(maps())
+    assert counts[2] - counts[0] < 200, counts
