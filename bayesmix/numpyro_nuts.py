@@ -8,16 +8,19 @@ jitted here, one compilation). The log density is PyMC's graph, converted to JAX
 arguments (:func:`log_density`); the NUTS kernel, the transformation of the draws back to the
 constrained space and the InferenceData are numpyro's and PyMC's, unchanged.
 
-Small models (at most ``DENSE_MASS_MAX`` sampled values: every collapsed gaussian model with one
-block, where NUTS moves only the SDs, correlations and sigma) start from the Laplace approximation
-of the posterior: its mode (a trust-region Newton method on the exact gradient), the inverse Hessian
-there (central differences of the gradient) as the initial dense metric, and one draw from it per chain as the
-initial points. The windowed adaptation goes on from there; nothing about the posterior changes.
-Why: from a unit metric, 500 tuning steps did not finish adapting a dense metric on the 10^5-row
-benchmark (step size 0.38, 9 leapfrog steps per draw, min bulk ESS ~470 of 1,000 draws; with 1,000
-tuning steps ESS ~1,000). Where the mode or its Hessian is not usable (a singular fit's SD running
-to 0, a non-positive-definite Hessian), PyMC's jittered initial points and the model's rough scales
-are used instead.
+Small models (at most ``WHITEN_MAX`` sampled values: every collapsed gaussian model with one
+block, where NUTS moves only the SDs, correlations and sigma) are sampled in the whitened
+coordinates of the posterior's Laplace approximation: x = mode + R u, with the mode from a
+trust-region Newton method on the exact gradient and R R' the inverse Hessian there (central
+differences of the gradient); the chains start at one draw of u ~ N(0, I) each. The windowed
+adaptation goes on from there; an affine map has a constant Jacobian, so the posterior is the same.
+Why: the parameters' posterior scales differ by 100x or more (log sigma is known to ~1/sqrt(2n)),
+and numpyro's covariance estimate is shrunk towards 1e-3 I, which made the metric for log sigma 6x
+too wide: on the 10^5-row benchmark 500 tuning steps ended at step size 0.38, 9 leapfrog steps per
+draw and min bulk ESS ~470 of 1,000 draws (a dense metric alone: ~600); whitened, ~0.7, 5.5 steps
+and ~1,000. Where the mode or its Hessian is not usable (a singular fit's SD running to 0, a
+non-positive-definite Hessian), PyMC's jittered initial points and the model's rough scales are
+used instead.
 """
 
 from __future__ import annotations
