@@ -270,9 +270,15 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
         out *= -0.5 / sigma[part, None] ** 2
         out -= 0.5 * LOG_2PI + np.log(sigma[part, None])
     name = response_name(design, set(post.data_vars))
+    # Datasets, not dicts: ArviZ would warn that it adds the chain and draw dims itself
+    pointwise = xr.DataArray(
+        loglik.reshape(chains, draws, -1),
+        dims=("chain", "draw", OBS_DIM),
+        coords={"chain": post["chain"].values, "draw": post["draw"].values},
+    )
     idata.add_groups(
-        log_likelihood={name: xr.DataArray(loglik.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))},
-        observed_data={name: xr.DataArray(design.y, dims=(OBS_DIM,))},
+        log_likelihood=xr.Dataset({name: pointwise}),
+        observed_data=xr.Dataset({name: xr.DataArray(design.y, dims=(OBS_DIM,))}),
     )
 
 
