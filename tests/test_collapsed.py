@@ -3,6 +3,7 @@
 import warnings
 
 import arviz as az
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
@@ -260,7 +261,6 @@ def test_crossed_marginal_keeps_the_contract(crossed_both):
 
 
 def test_crossed_model_from_a_dask_frame_reads_the_same_cross_products():
-    dd = pytest.importorskip("dask.dataframe")
     data = crossed_data()
     formula = "y ~ x + (x | g) + (1 | h) + (1 | f)"
     memory = bayesmix.Model(formula, data)
