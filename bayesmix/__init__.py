@@ -5,6 +5,8 @@ idata = m.sample()
 print(m.summary())
 """
 
+import gc
+
 from bayesmix._jax import configure_jax
 
 configure_jax()  # before anything imports jax
@@ -35,6 +37,11 @@ from bayesmix.priors import Prior
 from bayesmix.tidy import fixef, ranef, varcorr
 
 __version__ = "0.1.0"
+
+# What the imports above created (pymc, pytensor, arviz, jax, scipy: ~1e6 objects) lives as long as
+# the process. Moved out of the cyclic garbage collector's sight, it is no longer traversed by every
+# full collection, nor at interpreter exit, which took 0.55 s of each `python script.py` here.
+gc.freeze()
 
 __all__ = [
     "Model",
