@@ -102,7 +102,8 @@ def check_counts(**counts) -> None:
 
 
 DERIVED_VALUES_ATTR = "bayesmix_derived_values"  # on a pm.Model: values per draw added after sampling
-INITIAL_SCALES_ATTR = "bayesmix_initial_scales"  # on a pm.Model: {value variable: rough posterior SDs}
+# on a pm.Model: a function returning {value variable: rough posterior SDs} (called only when needed)
+INITIAL_SCALES_ATTR = "bayesmix_initial_scales"
 PARTIAL_SAMPLERS = ("pymc", "nutpie")  # samplers that return the draws made before a Ctrl-C
 
 
@@ -121,11 +122,14 @@ def values_per_draw(model: pm.Model) -> int:
     return stored + int(getattr(model, DERIVED_VALUES_ATTR, 0))
 
 
-def initial_inverse_mass(model: pm.Model) -> np.ndarray:
+def initial_inverse_mass(model: pm.Model) -> np.ndarray | None:
     """NUTS's starting diagonal inverse mass matrix, flattened in the order of the model's value
-    variables: the squared rough posterior SDs a model recorded (``INITIAL_SCALES_ATTR``), 1 for
-    the rest (the samplers' default). Adaptation goes on from there; it changes no posterior."""
-    scales = getattr(model, INITIAL_SCALES_ATTR, None) or {}
+    variables: the squared rough posterior SDs a model records (``INITIAL_SCALES_ATTR``), 1 for
+    the rest (the samplers' default); None when the model records none. Adaptation goes on from
+    there; it changes no posterior."""
+    scales = getattr(model, INITIAL_SCALES_ATTR, lambda: {})()
+    if not scales:
+        return None
     point = model.initial_point()
     parts = []
     for var in model.value_vars:
@@ -368,7 +372,7 @@ def _sample(sampler: str, kwargs: dict, model: pm.Model, log_likelihood: bool) -
             chain_method=kwargs["nuts_sampler_kwargs"]["chain_method"],
             progressbar=kwargs["progressbar"],
             log_likelihood=log_likelihood,
-            diagonal_metric=lambda: initial_inverse_mass(model) if getattr(model, INITIAL_SCALES_ATTR, None) else None,
+            diagonal_metric=lambda: initial_inverse_mass(model),
         )
     if sampler == "blackjax":
         from pymc.sampling import jax as pymc_jax
