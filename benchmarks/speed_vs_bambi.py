@@ -1,7 +1,9 @@
 """bayesmix and bambi (+ nutpie) side by side, in the same run, each fit a whole separate process.
 
 Each (case, tool) runs as its own Python process: import, reading the data, building the model,
-compilation, sampling and diagnostics, exactly as a user would call each tool with its defaults:
+compilation and sampling (with whatever each tool computes inside its call: bayesmix's diagnostics
+and posterior predictive draws, bambi's InferenceData), exactly as a user would call each tool with
+its defaults:
 
     bayesmix.Model(formula, data, family=...).sample(draws=, tune=, chains=, random_seed=1)
     bambi.Model(formula, data, family=...).fit(draws=, tune=, chains=, random_seed=1,
@@ -29,7 +31,8 @@ caches the cold run left. Before any timed process, each interpreter imports its
 throwaway caches) so that the operating system's file cache is warm for both tools alike.
 
 Reported per process: wall time of the whole process (measured by this script, interpreter start
-to exit), min bulk ESS and max R-hat (arviz) over the model's parameters -- fixed effects, random
+to exit), min bulk ESS and max R-hat (arviz, computed by this script from the draws the process
+saved, after it ended: the measurement's work is not the fit's) over the model's parameters -- fixed effects, random
 effect SDs, correlations (bayesmix only: bambi's ``(x | g)`` has independent intercepts and slopes,
 no correlation parameter) and the residual SD -- and separately over the per-level random effects
 (bayesmix's ``re_*``, bambi's ``1|g``, ``x|g``; non-centred offsets/z's excluded), ESS per second
@@ -86,8 +89,6 @@ spec = json.load(open(spec_path))
 phases = {}
 import numpy as np
 import pandas as pd
-import arviz as az
-import xarray as xr
 if tool == "bayesmix":
     import bayesmix
 else:
@@ -150,26 +151,19 @@ def flat(arrays):
     labels = [l for _, ls in out.values() for l in ls]
     return values, labels
 
-def diag(arrays):
-    if not arrays:
-        return None
-    values, labels = flat(arrays)
-    # entries constant by construction (a correlation matrix's diagonal) carry rounding noise only
-    varying = np.ptp(values, axis=(0, 1)) > 1e-12 * np.maximum(1.0, np.abs(values).max(axis=(0, 1)))
-    values, labels = values[..., varying], [l for l, keep in zip(labels, varying) if keep]
-    ds = xr.Dataset({"v": (("chain", "draw", "i"), values)})
-    ess = az.ess(ds, method="bulk")["v"].values
-    rhat = az.rhat(ds)["v"].values
-    i = int(np.nanargmin(ess))
-    return {"n": len(labels), "min_ess": float(ess[i]), "min_ess_at": labels[i],
-            "max_rhat": float(np.nanmax(rhat)), "max_rhat_at": labels[int(np.nanargmax(rhat))]}
-
-result = {"params": diag(params), "levels": diag(levels),
-          "param_names": sorted(params), "level_names": sorted(levels),
+# the draws go to the parent, which computes ESS and R-hat after this process ended: that is the
+# measurement's work, not the fit's (ArviZ over 2,000 per-level effects takes ~2.5 s)
+arrays = {}
+for group, chosen in (("params", params), ("levels", levels)):
+    if chosen:
+        values, labels = flat(chosen)
+        arrays[group], arrays[group + "_labels"] = values, np.array(labels)
+np.savez(out_path + ".npz", **arrays)
+result = {"param_names": sorted(params), "level_names": sorted(levels),
           "divergences": int(idata.sample_stats["diverging"].sum()),
           "mean_steps": float(idata.sample_stats["n_steps"].mean()) if "n_steps" in idata.sample_stats else None,
           "draws_total": int(post.sizes["chain"] * post.sizes["draw"])}
-phases["diagnostics"] = time.perf_counter() - t
+phases["draws out"] = time.perf_counter() - t
 result["phases"] = phases
 result["in_process_s"] = time.perf_counter() - start
 import importlib.metadata as md
@@ -391,6 +385,37 @@ def run_child(cmd, env, log_path: Path, timeout: float, mem_cap_gb: float) -> tu
     return f"failed: {last.strip()[:200]}", wall, peak
 
 
+def diagnose_draws(path: Path) -> dict:
+    """Min bulk ESS and max R-hat (ArviZ) of the parameters and of the per-level effects a child
+    saved ((chain, draw, values) arrays with their labels)."""
+    import arviz as az
+    import numpy as np
+    import xarray as xr
+
+    saved = np.load(path)
+    out = {}
+    for group in ("params", "levels"):
+        if group not in saved:
+            out[group] = None
+            continue
+        values, labels = saved[group], list(saved[group + "_labels"])
+        # entries constant by construction (a correlation matrix's diagonal) carry rounding noise only
+        varying = np.ptp(values, axis=(0, 1)) > 1e-12 * np.maximum(1.0, np.abs(values).max(axis=(0, 1)))
+        values, labels = values[..., varying], [l for l, keep in zip(labels, varying) if keep]  # noqa: E741
+        ds = xr.Dataset({"v": (("chain", "draw", "i"), values)})
+        ess = az.ess(ds, method="bulk")["v"].values
+        rhat = az.rhat(ds)["v"].values
+        i = int(np.nanargmin(ess))
+        out[group] = {
+            "n": len(labels),
+            "min_ess": float(ess[i]),
+            "min_ess_at": labels[i],
+            "max_rhat": float(np.nanmax(rhat)),
+            "max_rhat_at": labels[int(np.nanargmax(rhat))],
+        }
+    return out
+
+
 def warm_file_cache(python: str, tool: str, work: Path) -> None:
     code = "import bayesmix" if tool == "bayesmix" else "import bambi, nutpie"
     env = cache_env(work / "cache" / f"throwaway-{tool}")
@@ -576,6 +601,7 @@ def main() -> None:
                 outcome = Outcome(run, tool, status, wall, peak, log=str(log_path))
                 if status == "ok":
                     outcome.result = json.loads(out_path.read_text())
+                    outcome.result.update(diagnose_draws(Path(f"{out_path}.npz")))
                 outcomes.append(outcome)
                 print(row(outcome), file=sys.stderr, flush=True)
     finally:
