@@ -117,6 +117,8 @@ def test_same_seed_same_draws(sampler):
     beta = first.posterior["beta"].values
     assert not np.array_equal(beta[0], beta[1])  # chains are seeded apart
     assert first.log_likelihood["Yield"].shape == (2, 50, 30)
+    if sampler == "nutpie":  # its low-rank mass matrix adaptation (sampling.nutpie_options) reports its rank
+        assert "num_eigenvalues" in first.sample_stats
 
 
 SAME_SEED_SCRIPT = """
