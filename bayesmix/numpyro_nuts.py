@@ -25,6 +25,7 @@ used instead.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -184,6 +185,14 @@ def _laplace_start(value_and_grad, data, points: list[np.ndarray], seed: int) ->
     return Start(u=u, shift=approx.mode, root=root)
 
 
+def _static_size(model: pm.Model) -> float:
+    """Number of sampled values from the value variables' static shapes (inf when one is not static)."""
+    shapes = [v.type.shape for v in model.value_vars]
+    if any(size is None for shape in shapes for size in shape):
+        return float("inf")
+    return float(sum(int(np.prod(shape)) for shape in shapes))
+
+
 def _sample_stats(mcmc) -> dict[str, np.ndarray]:
     """numpyro's per-draw statistics under PyMC's names (as ``pymc.sampling.jax`` names them), copied
     to host arrays (PyMC's own conversion copies each on the device, one compilation per statistic)."""
@@ -221,15 +230,15 @@ def sample(
     from numpyro.infer import MCMC, NUTS
 
     potential, data = log_density(model)
-    # one compiled function serves the initial points' check and the Laplace start
     value_and_grad = jax.jit(jax.value_and_grad(potential))
     data = [jnp.asarray(v) for v in data]
+    # a small model's Laplace start compiles the gradient anyway, and the initial points' check then
+    # shares that program; a larger model's check compiles the value alone, the cheaper program
+    value = (lambda values: value_and_grad(values, data)[0]) if _static_size(model) <= WHITEN_MAX else None
+    if value is None:
+        value = functools.partial(jax.jit(potential), data=data)
     points = pymc_jax._get_batched_jittered_initial_points(
-        model=model,
-        chains=chains,
-        initvals=None,
-        random_seed=seed,
-        logp_fn=lambda values: value_and_grad(values, data)[0],
+        model=model, chains=chains, initvals=None, random_seed=seed, logp_fn=value
     )
     points = [np.asarray(v) if chains > 1 else np.asarray(v)[None] for v in points]  # (chains, ...) each
     shapes = [np.shape(v)[1:] for v in points]
