@@ -750,8 +750,8 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
 
 def _lower_solve(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """L^{-1} B for lower-triangular L (..., k, k) and B (..., k, r): forward substitution over the k
-    rows, vectorised over the leading axes (numpy's batched LAPACK costs about a microsecond per
-    system, and there are draws x levels of these tiny ones)."""
+    rows, vectorised over the leading axes (draws x levels of these tiny systems: numpy's batched
+    LAPACK solve took 0.7 s of the 10^6-row benchmark's 1.2 s of conditional draws)."""
     X = np.empty(np.broadcast_shapes(L.shape[:-2], B.shape[:-2]) + B.shape[-2:])
     for i in range(L.shape[-1]):
         done = np.einsum("...j,...jr->...r", L[..., i, :i], X[..., :i, :])
@@ -801,7 +801,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
         Z1r = (arrays.Z1y[:, None] - arrays.A @ kappa[part].T).T.reshape(-1, M, k)
         C = np.einsum("sji,mjl,slk->smik", t1, arrays.D, t1, optimize=True) + eye
         c = np.einsum("sji,smj->smi", t1, Z1r, optimize=True)
-        chol = np.linalg.cholesky(C)
+        chol = np.sqrt(C) if k == 1 else np.linalg.cholesky(C)  # 1 x 1: LAPACK per system is slow
         if g:
             tg = arrays.beta_prior[1][None, :] / s_part[:, None]  # (draws, g)
             F = np.einsum("sji,mjr->smir", t1, arrays.Q, optimize=True) * tg[:, None, None, :]
