@@ -229,6 +229,19 @@ def choose_parameterization(design: Design) -> dict[str, str]:
     }
 
 
+def weakly_informed_centred(design: Design, parameterization) -> dict[str, float]:
+    """{block label: information ratio} of the blocks that ``parameterization`` centres although
+    their levels carry little information (:func:`information_ratio` below :data:`CENTRE_RATIO`).
+    There a centred block's SDs sit in a funnel that NUTS explores with bias: simulation-based
+    calibration of an all-centred bernoulli model with 8 rows per level rejected the slope SD's
+    ranks (chi-square p < 0.001, 200 replications; docs/calibration.md)."""
+    if not design.in_memory or parameterization in ("noncentered", "marginal"):
+        return {}
+    per_block = _per_block(design, parameterization)
+    ratios = {b.label: information_ratio(design, b) for b in design.blocks if per_block[b.label] == "centered"}
+    return {label: ratio for label, ratio in ratios.items() if ratio < CENTRE_RATIO}
+
+
 def build_model(design: Design, family: Family, priors: dict[str, Prior], parameterization="noncentered") -> pm.Model:
     """The PyMC model. ``parameterization``: one name for all blocks or {block label: name}."""
     per_block = _per_block(design, parameterization)

@@ -12,11 +12,11 @@ import warnings
 import arviz as az
 import pymc as pm
 
-from bayesmix.build import build_model, choose_parameterization
+from bayesmix.build import build_model, choose_parameterization, weakly_informed_centred
 from bayesmix.collapsed import build_marginal_model, collapsible, draw_effects
 from bayesmix.design import Design, build_design
 from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
-from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.errors import BayesmixError, BayesmixWarning, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
 from bayesmix.exact.lmm import fit_lmm, fit_lmm_from_statistics
 from bayesmix.families import Family, get_family
@@ -137,6 +137,14 @@ class Model:
         """
         parameterization = self.resolve_parameterization(parameterization)
         model = self.pymc_model(parameterization)
+        for label, ratio in weakly_informed_centred(self.design, parameterization).items():
+            warnings.warn(
+                f"Block '{label}' is sampled centred, but its levels carry little information (information ratio "
+                f"{ratio:.2g} < 1): its SDs then sit in a funnel that NUTS explores with bias. Use "
+                "parameterization='auto' (non-centred for this block) or 'noncentered'.",
+                BayesmixWarning,
+                stacklevel=2,
+            )
         marginal = parameterization == "marginal"
         start = time.perf_counter()
         idata = run_nuts(

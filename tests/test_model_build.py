@@ -1,5 +1,7 @@
 """The PyMC model: the graph computes what the docs say, for every family (checked against scipy)."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from scipy.special import expit
 
 import bayesmix
 from bayesmix import BayesmixError, Prior
+from bayesmix.build import weakly_informed_centred
 from bayesmix.priors import LKJ_ETA
 
 
@@ -274,3 +277,20 @@ def test_auto_centres_blocks_whose_levels_carry_much_information():
         ).resolve_parameterization("auto")
         == "marginal"
     )
+
+
+def test_centring_a_weakly_informed_block_is_warned_about():
+    """Centred where its levels say little (cbpp's herds), a block's SDs sit in a funnel that NUTS
+    explores with bias (docs/calibration.md): asked for explicitly, it is warned about before sampling."""
+    cbpp = bayesmix.Model(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", bayesmix.load_dataset("cbpp"), family="binomial"
+    )
+    assert set(weakly_informed_centred(cbpp.design, "centered")) == {"herd"}
+    assert weakly_informed_centred(cbpp.design, {"herd": "noncentered"}) == {}
+    verbagg = bayesmix.Model("r ~ x + (1 | id) + (1 | item)", crossed_with_group_predictor(), family="bernoulli")
+    assert weakly_informed_centred(verbagg.design, "centered") == {}  # its levels are well informed
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cbpp.sample(draws=20, tune=20, chains=1, random_seed=1, progressbar=False, parameterization="centered")
+    messages = [str(w.message) for w in caught if issubclass(w.category, bayesmix.BayesmixWarning)]
+    assert any("Block 'herd' is sampled centred" in m and "'noncentered'" in m for m in messages), messages
