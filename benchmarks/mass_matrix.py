@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from speed_vs_bambi import simulate_verbagg, summarize_draws  # noqa: E402
+
 VARIANTS = ("bayesmix", "nutpie-diag", "nutpie-lowrank", "nutpie-lowrank-nc")
 CASES = {
     "verbagg": ("r2 ~ x + (1 | id) + (1 | item)", "bernoulli"),
@@ -45,9 +48,6 @@ def simulate(case: str, seed: int = 1):
     import pandas as pd
 
     if case == "verbagg":
-        sys.path.insert(0, str(HERE))
-        from speed_vs_bambi import simulate_verbagg
-
         return simulate_verbagg(seed)
     rng = np.random.default_rng(seed)
     groups, per_group = 40, 2500
@@ -62,12 +62,12 @@ def fit(case: str, variant: str, data_path: str) -> dict:
     """One fit in this process; the parameters' draws summarised."""
     import warnings
 
-    import arviz as az
     import numpy as np
     import pandas as pd
     import pymc as pm
 
     import bayesmix
+    from bayesmix.sampling import nutpie_options
 
     formula, family = CASES[case]
     model = bayesmix.Model(formula, pd.read_parquet(data_path), family=family)
@@ -81,11 +81,8 @@ def fit(case: str, variant: str, data_path: str) -> dict:
             idata = pm.sample(
                 model=model.pymc_model(choice),
                 nuts_sampler="nutpie",
-                nuts_sampler_kwargs={
-                    "backend": "jax",
-                    "gradient_backend": "jax",
-                    "low_rank_modified_mass_matrix": "lowrank" in variant,
-                },
+                # the options sampler="nutpie" runs with, the low rank switched per variant
+                nuts_sampler_kwargs={**nutpie_options(), "low_rank_modified_mass_matrix": "lowrank" in variant},
                 target_accept=0.9,
                 idata_kwargs={"log_likelihood": False},
                 compute_convergence_checks=False,
@@ -93,26 +90,14 @@ def fit(case: str, variant: str, data_path: str) -> dict:
             )
     post = idata.posterior
     names = [n for n in post.data_vars if n == "beta" or n.startswith(("sd_", "corr_"))]
-    columns = []
-    for name in names:
-        values = post[name].values.reshape(2, 500, -1)
-        varying = np.ptp(values, axis=(0, 1)) > 1e-12  # a correlation matrix's constant diagonal
-        columns.append(values[..., varying])
-    values = np.concatenate(columns, axis=2)
-    ess = az.ess(_dataset(values), method="bulk")
-    rhat = az.rhat(_dataset(values))
+    values = np.concatenate([post[name].values.reshape(2, 500, -1) for name in names], axis=2)
+    summary = summarize_draws(values, [str(i) for i in range(values.shape[2])])
     return {
-        "min_ess": float(ess["v"].min()),
-        "max_rhat": float(rhat["v"].max()),
+        "min_ess": summary["min_ess"],
+        "max_rhat": summary["max_rhat"],
         "divergences": int(idata.sample_stats["diverging"].sum()),
         "parameterization": str(post.attrs.get("bayesmix_parameterization", "")),
     }
-
-
-def _dataset(values):
-    import xarray as xr
-
-    return xr.Dataset({"v": (("chain", "draw", "i"), values)})
 
 
 def main() -> None:

@@ -385,35 +385,37 @@ def run_child(cmd, env, log_path: Path, timeout: float, mem_cap_gb: float) -> tu
     return f"failed: {last.strip()[:200]}", wall, peak
 
 
-def diagnose_draws(path: Path) -> dict:
-    """Min bulk ESS and max R-hat (ArviZ) of the parameters and of the per-level effects a child
-    saved ((chain, draw, values) arrays with their labels)."""
+def summarize_draws(values, labels: list[str]) -> dict:
+    """Min bulk ESS and max R-hat (ArviZ) over (chain, draw, i) draws, with where each is; entries
+    constant by construction (a correlation matrix's diagonal, rounding noise only) left out."""
     import arviz as az
     import numpy as np
     import xarray as xr
 
+    varying = np.ptp(values, axis=(0, 1)) > 1e-12 * np.maximum(1.0, np.abs(values).max(axis=(0, 1)))
+    values, labels = values[..., varying], [label for label, keep in zip(labels, varying) if keep]
+    ds = xr.Dataset({"v": (("chain", "draw", "i"), values)})
+    ess = az.ess(ds, method="bulk")["v"].values
+    rhat = az.rhat(ds)["v"].values
+    i = int(np.nanargmin(ess))
+    return {
+        "n": len(labels),
+        "min_ess": float(ess[i]),
+        "min_ess_at": labels[i],
+        "max_rhat": float(np.nanmax(rhat)),
+        "max_rhat_at": labels[int(np.nanargmax(rhat))],
+    }
+
+
+def diagnose_draws(path: Path) -> dict:
+    """:func:`summarize_draws` of the parameters and of the per-level effects a child saved."""
+    import numpy as np
+
     saved = np.load(path)
-    out = {}
-    for group in ("params", "levels"):
-        if group not in saved:
-            out[group] = None
-            continue
-        values, labels = saved[group], list(saved[group + "_labels"])
-        # entries constant by construction (a correlation matrix's diagonal) carry rounding noise only
-        varying = np.ptp(values, axis=(0, 1)) > 1e-12 * np.maximum(1.0, np.abs(values).max(axis=(0, 1)))
-        values, labels = values[..., varying], [l for l, keep in zip(labels, varying) if keep]  # noqa: E741
-        ds = xr.Dataset({"v": (("chain", "draw", "i"), values)})
-        ess = az.ess(ds, method="bulk")["v"].values
-        rhat = az.rhat(ds)["v"].values
-        i = int(np.nanargmin(ess))
-        out[group] = {
-            "n": len(labels),
-            "min_ess": float(ess[i]),
-            "min_ess_at": labels[i],
-            "max_rhat": float(np.nanmax(rhat)),
-            "max_rhat_at": labels[int(np.nanargmax(rhat))],
-        }
-    return out
+    return {
+        group: summarize_draws(saved[group], list(saved[group + "_labels"])) if group in saved else None
+        for group in ("params", "levels")
+    }
 
 
 def warm_file_cache(python: str, tool: str, work: Path) -> None:
