@@ -70,3 +70,30 @@ def test_repeated_fits_do_not_accumulate_compiled_programs():
             )
             counts.append(maps())
     assert counts[2] - counts[0] < 200, counts
+
+
+def test_parallel_chains_is_pmap_with_compiler_options():
+    """Our chain method gives pmap's draws (without compiler options: the same program) and one
+    chain per device; with the small-model options, the same chains up to rounding."""
+    from numpyro.infer import MCMC, NUTS
+
+    def potential(u):
+        return 0.5 * jnp.sum((u - jnp.array([1.0, -2.0])) ** 2 / jnp.array([1.0, 4.0]))
+
+    def draws(chain_method):
+        mcmc = MCMC(
+            NUTS(potential_fn=potential),
+            num_warmup=100,
+            num_samples=50,
+            num_chains=2,
+            chain_method=chain_method,
+            progress_bar=False,
+        )
+        mcmc.run(jax.random.split(jax.random.PRNGKey(3), 2), init_params=jnp.zeros((2, 2)))
+        return np.asarray(mcmc.get_samples(group_by_chain=True))
+
+    reference = draws("parallel")
+    assert reference.shape == (2, 50, 2) and not np.array_equal(reference[0], reference[1])
+    np.testing.assert_array_equal(draws(numpyro_nuts.parallel_chains(None)), reference)
+    small = draws(numpyro_nuts.parallel_chains(numpyro_nuts.SMALL_MODEL_COMPILER_OPTIONS))
+    np.testing.assert_allclose(small, reference, rtol=1e-9, atol=1e-9)
