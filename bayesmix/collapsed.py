@@ -78,9 +78,17 @@ from bayesmix.sampling import DERIVED_VALUES_ATTR, INITIAL_SCALES_ATTR
 LOG_2PI = float(np.log(2 * np.pi))
 
 
+# Temporaries per chunk of draws. Small: every large temporary is fresh memory from the system,
+# and touching it costs page faults; with chunks of the whole memory budget's tenth, the pointwise
+# log-likelihood at 10^5 rows x 1,000 draws took 3.7 s, with 16 MB chunks 1.2-1.5 s
+CHUNK_BYTES = 16 * 2**20
+
+
 def _chunk(per_draw_bytes: int, total: int) -> int:
-    """Draws per chunk so that a chunk's temporaries take at most a tenth of the memory budget."""
-    return int(max(1, min(total, memory.memory_budget() // (10 * max(per_draw_bytes, 1)))))
+    """Draws per chunk so that a chunk's temporaries take about CHUNK_BYTES (and at most a tenth of
+    the memory budget), at least one draw."""
+    limit = min(CHUNK_BYTES, memory.memory_budget() // 10)
+    return int(max(1, min(total, limit // max(per_draw_bytes, 1))))
 
 
 def collapsible(design: Design, family: Family) -> bool:
@@ -258,15 +266,16 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     loglik = np.empty((chains * draws, design.nobs))
     step = _chunk(8 * design.nobs * 3, chains * draws)
-    # Z b for a chunk of draws as one sparse product (about twice as fast as gathering by level codes),
-    # then the normal log density in place, without further (draws x rows) temporaries
+    # X beta written into the output, Z b for a chunk of draws as one sparse product (about twice as
+    # fast as gathering by level codes), then the normal log density in place
     Z = sp.hstack([block_z(b) for b in design.blocks]).tocsr()
     for start in range(0, chains * draws, step):
         part = slice(start, start + step)
         out = loglik[part]
         stacked = np.concatenate([effects[b.label][part].reshape(len(out), -1) for b in design.blocks], axis=1)
-        np.subtract(design.y, beta[part] @ design.X.T, out=out)
-        out -= (Z @ stacked.T).T
+        np.matmul(beta[part], design.X.T, out=out)
+        out += (Z @ stacked.T).T
+        out -= design.y
         out *= out
         out *= -0.5 / sigma[part, None] ** 2
         out -= 0.5 * LOG_2PI + np.log(sigma[part, None])
