@@ -1,15 +1,18 @@
 """Simulation-based calibration (Talts et al. 2018) of bayesmix's NUTS fits.
 
-For each family: build the bayesmix model once on a fixed design (30 groups x 8 rows, correlated
-random intercept and slope) with fixed, data-independent priors; draw (parameters, y) jointly from
-the prior; refit on each y; record the rank of the true value among thinned posterior draws. A
-calibrated sampler gives uniform ranks: the table reports chi-square and KS p-values per parameter.
+For each family: build the bayesmix model once on a fixed design (30 groups x 8 rows by default,
+``--rows-per-group``; correlated random intercept and slope) with fixed, data-independent priors;
+draw (parameters, y) jointly from the prior; refit on each y; record the rank of the true value
+among thinned posterior draws. A calibrated sampler gives uniform ranks: the table reports
+chi-square and KS p-values per parameter, and the median information ratio of the levels
+(bayesmix.build.information_ratio: "auto" centres a block at >= 1).
 
 The model graph is bayesmix's own (Model.pymc_model()); refits reuse one nutpie compilation and
 swap only the observed data (pm.Data), so a replication costs about a second.
 
     python benchmarks/sbc.py --reps 200 --families gaussian bernoulli poisson
     python benchmarks/sbc.py --parameterization centered   # hierarchical centring, every block
+    python benchmarks/sbc.py --parameterization centered --rows-per-group 40   # informative levels
     python benchmarks/sbc.py --parameterization marginal --families gaussian --reps 100
 
 ``marginal`` (the collapsed gaussian model, b and beta integrated out) goes through the product's
@@ -31,6 +34,7 @@ from scipy import stats
 
 import bayesmix
 from bayesmix import Prior
+from bayesmix.build import information_ratio
 
 N_GROUPS, PER_GROUP = 30, 8
 PRIORS = {
@@ -42,10 +46,10 @@ PRIORS = {
 FAMILY_PRIORS = {"gaussian": {"sigma": Prior("Exponential", lam=1.0)}, "bernoulli": {}, "poisson": {}}
 
 
-def placeholder(family: str, rng) -> pd.DataFrame:
-    n = N_GROUPS * PER_GROUP
+def placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
+    n = N_GROUPS * per_group
     y = rng.integers(0, 2, n).astype(float) if family != "gaussian" else rng.normal(size=n)
-    return pd.DataFrame({"y": y, "x": rng.normal(size=n), "g": np.repeat(np.arange(N_GROUPS), PER_GROUP)})
+    return pd.DataFrame({"y": y, "x": rng.normal(size=n), "g": np.repeat(np.arange(N_GROUPS), per_group)})
 
 
 def scalars(group, family: str) -> dict[str, np.ndarray]:
@@ -63,11 +67,13 @@ def scalars(group, family: str) -> dict[str, np.ndarray]:
     return out
 
 
-def run_family(family: str, reps: int, draws: int, thin: int, seed: int, parameterization: str) -> pd.DataFrame:
+def run_family(
+    family: str, reps: int, draws: int, thin: int, seed: int, parameterization: str, per_group: int
+) -> pd.DataFrame:
     import nutpie
 
     rng = np.random.default_rng(seed)
-    frame = placeholder(family, rng)
+    frame = placeholder(family, rng, per_group)
     priors = {**PRIORS, **FAMILY_PRIORS[family]}
     model = bayesmix.Model("y ~ x + (x | g)", frame, family=family, priors=priors)
     # the truth from the non-centred model's prior: the same joint prior for every parameterisation
@@ -77,6 +83,10 @@ def run_family(family: str, reps: int, draws: int, thin: int, seed: int, paramet
     if parameterization != "marginal":
         compiled = nutpie.compile_pymc_model(model.pymc_model(parameterization))
     ranks = {name: [] for name in truth}
+    # how much each level's data say about its effects (the ratio that parameterization="auto"
+    # centres at >= 1), per replication
+    designs = (bayesmix.Model("y ~ x + (x | g)", frame.assign(y=y), family=family).design for y in y_sim)
+    ratios = [information_ratio(design, design.blocks[0]) for design in designs]
     failures = 0
     start = time.perf_counter()
     for r in range(reps):
@@ -131,6 +141,7 @@ def run_family(family: str, reps: int, draws: int, thin: int, seed: int, paramet
                 "chi2_p": stats.chisquare(counts).pvalue,
                 "ks_p": stats.kstest((rank + rng.uniform(size=len(rank))) / n_ranks, "uniform").pvalue,
                 "failed": failures,
+                "info_ratio": float(np.median(ratios)),
                 "s_per_rep": elapsed / reps,
             }
         )
@@ -145,10 +156,14 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=["gaussian", "bernoulli", "poisson"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--parameterization", default="noncentered", choices=["noncentered", "centered", "marginal"])
+    parser.add_argument("--rows-per-group", type=int, default=PER_GROUP)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     table = pd.concat(
-        [run_family(f, args.reps, args.draws, args.thin, args.seed, args.parameterization) for f in args.families]
+        [
+            run_family(f, args.reps, args.draws, args.thin, args.seed, args.parameterization, args.rows_per_group)
+            for f in args.families
+        ]
     )
     pd.set_option("display.width", 120)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
