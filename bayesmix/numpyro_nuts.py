@@ -69,13 +69,11 @@ def _flatten(values) -> np.ndarray:
 
 
 def _unflatten(flat, shapes):
-    """(..., d) -> one array per shape, keeping the leading axes."""
-    import jax.numpy as jnp
-
+    """(..., d) -> one array per shape, keeping the leading axes (numpy or JAX arrays alike)."""
     lead, parts, start = flat.shape[:-1], [], 0
     for shape in shapes:
         size = int(np.prod(shape))
-        parts.append(jnp.reshape(flat[..., start : start + size], (*lead, *shape)))
+        parts.append(flat[..., start : start + size].reshape((*lead, *shape)))
         start += size
     return parts
 
@@ -313,9 +311,10 @@ def sample(
         init_params=jnp.asarray(start.u if chains > 1 else start.u[0]),
         extra_fields=_STATS,
     )
-    u = mcmc.get_samples(group_by_chain=True)
+    # on the host: each JAX operation on the chains' device arrays would be a program to compile
+    u = np.asarray(mcmc.get_samples(group_by_chain=True))
     stats = _sample_stats(mcmc)
-    raw = to_x(u)
+    raw = _unflatten(u if start.root is None else start.shift + u @ start.root.T, shapes)
     pointwise = pymc_jax._get_log_likelihood(model, raw, postprocessing_vectorize="vmap") if log_likelihood else None
     names = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     constrain = pymc_jax.get_jaxified_graph(inputs=model.value_vars, outputs=names)
