@@ -5,8 +5,10 @@ draw that this one does not: it assigns PyMC's step methods (compiling gradient 
 PyTensor's C backend, ~2 s, never used), and it checks each chain's jittered initial point with
 the log density evaluated op by op (one XLA compilation per operation: 4-5 s for a small model;
 jitted here, one compilation). The log density is PyMC's graph, converted to JAX with the data as
-arguments (:func:`log_density`); the NUTS kernel, the transformation of the draws back to the
-constrained space and the InferenceData are numpyro's and PyMC's, unchanged.
+arguments (:func:`log_density`); the NUTS kernel and its adaptation are numpyro's, driven by one
+compiled program per fit whose arguments are the data and the start (:func:`nuts_program`, compiled
+while the start is found); the transformation of the draws back to the constrained space and the
+InferenceData are PyMC's.
 
 Small models (at most ``WHITEN_MAX`` sampled values: every collapsed gaussian model with one
 block, where NUTS moves only the SDs, correlations and sigma) are sampled in the whitened
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import arviz as az
@@ -53,7 +56,6 @@ JAX_REWRITES = RewriteDatabaseQuery(include=["canonicalize", "stabilize", "jax"]
 # program: 2.8 s -> 1.9 s; its gradient 0.9 s -> 0.4 s) at no cost to its speed; on large models they
 # slow sampling (InstEval-shaped: +15%), so only programs of small models are compiled without them
 SMALL_MODEL_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-_STATS = ("num_steps", "potential_energy", "energy", "adapt_state.step_size", "accept_prob", "diverging")
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,7 @@ def log_density(model: pm.Model) -> tuple[Callable, list[np.ndarray]]:
     is a new XLA program to compile. With the data as arguments, a program compiled from this
     function depends only on the shapes (and on constants such as fixed priors): the Laplace
     start's gradient is then served from JAX's persistent cache for the next dataset (measured:
-    2.9 s -> 0.9 s on sleepstudy-shaped data). The NUTS program is not: numpyro's potential functions
-    take no data arguments, so :func:`sample`'s closes over them (a numpyro model's arguments would
-    not help: its parallel chains, ``pmap``, close over them too).
+    2.9 s -> 0.9 s on sleepstudy-shaped data), and so is the NUTS program (:func:`nuts_program`).
 
     The graph is rewritten with :data:`JAX_REWRITES` only, not PyTensor's whole JAX mode: XLA
     simplifies and fuses the program itself, and the full pass list cost 0.6-0.9 s per model
@@ -196,41 +196,112 @@ def _static_size(model: pm.Model) -> float:
     return float(sum(int(np.prod(shape)) for shape in shapes))
 
 
-def parallel_chains(compiler_options: dict | None):
-    """numpyro's ``chain_method``: one chain per XLA device (``pmap``'s semantics, as
-    ``jit(shard_map(...))``, which is what ``pmap`` is built from) compiled with ``compiler_options``
-    (XLA debug options; ``pmap`` takes none)."""
+@dataclass(frozen=True)
+class Chains:
+    """How the chains run: ``tune`` + ``draws`` NUTS iterations each, on ``chains`` chains run by
+    ``method`` ("parallel": one XLA device each; "sequential"; "vectorized": one batched computation),
+    in the whitened coordinates (``whitened``) or the model's own; a progress bar per chain."""
+
+    chains: int
+    tune: int
+    draws: int
+    target_accept: float
+    method: str
+    whitened: bool
+    progressbar: bool
+
+
+def _collected(state) -> tuple:
+    """What is kept of each NUTS state: the position and the statistics of :func:`_sample_stats`."""
+    return (
+        state.z,
+        state.num_steps,
+        state.potential_energy,
+        state.energy,
+        state.adapt_state.step_size,
+        state.accept_prob,
+        state.diverging,
+    )
+
+
+def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Callable:
+    """``program(keys, u0, inverse_mass, args)``: every chain's draws, :func:`_collected` with a
+    leading (chains, draws) axis. keys (chains, 2): a PRNG key per chain; u0 (chains, d): where each
+    starts; inverse_mass (d,): the diagonal metric the adaptation starts from; args: ``(data, shift,
+    root)`` in whitened coordinates (x = shift + root u), else ``(data,)`` (x = u). ``potential``,
+    ``shapes``: as :func:`log_density`'s, and the value variables' shapes.
+
+    The data and the start are arguments, not constants: the compiled program depends only on
+    shapes, so it can be compiled while the start is being found, and JAX's persistent cache
+    serves it to the next dataset of the same shapes (numpyro's own driver, ``MCMC``, closes over
+    them). The kernel is numpyro's NUTS (``numpyro.infer.hmc.hmc``), with its windowed adaptation."""
     import jax
-    from jax.sharding import Mesh, PartitionSpec
+    from numpyro.infer.hmc import hmc
+    from numpyro.util import fori_collect
 
-    def chain_method(function):
-        def mapped(args):
-            chains = jax.tree.leaves(args)[0].shape[0]
-            mesh = Mesh(np.array(jax.devices()[:chains]), ("chain",))
+    def energy_of(data, shift=None, root=None):
+        def energy(u):  # the affine map's Jacobian is constant
+            return potential(_unflatten(u if root is None else shift + root @ u, shapes), data)
 
-            def one_chain(block):  # each device's block holds one chain: leading axis 1
-                result = function(jax.tree.map(lambda leaf: leaf[0], block))
-                return jax.tree.map(lambda leaf: leaf[None], result)
+        return energy
 
-            spec = PartitionSpec("chain")
-            program = jax.shard_map(one_chain, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
-            return jax.jit(program, compiler_options=compiler_options)(args)
+    # numpyro's progress bars inside a compiled program are per-chain host callbacks (more than one
+    # chain); with one chain, or batched chains, its bar is a Python loop around the kernel
+    bars = how.chains if how.progressbar and how.chains > 1 and how.method != "vectorized" else 0
 
-        return mapped
+    def one_chain(key, u0, inverse_mass, args):
+        init_kernel, sample_kernel = hmc(potential_fn_gen=energy_of, algo="NUTS")
+        state = init_kernel(
+            u0,
+            num_warmup=how.tune,
+            inverse_mass_matrix=inverse_mass,
+            target_accept_prob=how.target_accept,
+            model_args=args,
+            rng_key=key,
+        )
+        return fori_collect(
+            how.tune,
+            how.tune + how.draws,
+            lambda current: sample_kernel(current, model_args=args),
+            state,
+            transform=_collected,
+            progbar=bars > 0,
+            num_chains=bars,
+        )
 
-    return chain_method
+    if how.method == "parallel":
+        from jax.sharding import Mesh, PartitionSpec
+
+        mesh = Mesh(np.array(jax.devices()[: how.chains]), ("chain",))
+
+        def block(keys, u0, inverse_mass, args):  # each device's block holds one chain
+            return jax.tree.map(lambda leaf: leaf[None], one_chain(keys[0], u0[0], inverse_mass, args))
+
+        chain, same = PartitionSpec("chain"), PartitionSpec()
+        # no replication checks: numpyro's kernel mixes per-chain and constant branches of a cond
+        return jax.shard_map(block, mesh=mesh, in_specs=(chain, chain, same, same), out_specs=chain, check_vma=False)
+    if how.method == "vectorized":
+        return jax.vmap(one_chain, in_axes=(0, 0, None, None))
+
+    def sequential(keys, u0, inverse_mass, args):
+        return jax.lax.map(lambda pair: one_chain(pair[0], pair[1], inverse_mass, args), (keys, u0))
+
+    return sequential
 
 
-def _sample_stats(mcmc) -> dict[str, np.ndarray]:
-    """numpyro's per-draw statistics under PyMC's names (as ``pymc.sampling.jax`` names them), copied
-    to host arrays (PyMC's own conversion copies each on the device, one compilation per statistic)."""
-    names = {
-        "potential_energy": "lp",
-        "adapt_state.step_size": "step_size",
-        "num_steps": "n_steps",
-        "accept_prob": "acceptance_rate",
-    }
-    stats = {names.get(key, key): np.array(value) for key, value in mcmc.get_extra_fields(group_by_chain=True).items()}
+def compile_program(program: Callable, example_args: tuple, compiler_options: dict | None):
+    """``program`` compiled ahead of time for arguments shaped like ``example_args`` (arrays or
+    ``jax.ShapeDtypeStruct``)."""
+    import jax
+
+    return jax.jit(program, compiler_options=compiler_options).lower(*example_args).compile()
+
+
+def _sample_stats(collected, chains: int) -> dict[str, np.ndarray]:
+    """numpyro's per-draw statistics under PyMC's names (as ``pymc.sampling.jax`` names them), as
+    host arrays (chains, draws)."""
+    names = ("n_steps", "lp", "energy", "step_size", "acceptance_rate", "diverging")
+    stats = {name: np.asarray(value).reshape(chains, -1) for name, value in zip(names, collected[1:])}
     stats["tree_depth"] = np.log2(stats["n_steps"]).astype(int) + 1
     return stats
 
@@ -251,70 +322,65 @@ def sample(
     """Posterior draws of ``model`` (posterior, sample_stats, observed_data, constant_data and, with
     ``log_likelihood``, the pointwise log-likelihood). ``diagonal_metric()``: the model's rough
     posterior variances (flattened) or None, the starting metric where the Laplace start is not used
-    (called only then: it evaluates the model's initial point, ~1 s the first time)."""
+    (called only then: it evaluates the model's initial point, ~1 s the first time).
+
+    When the value variables' shapes are static, the NUTS program (:func:`nuts_program`) is compiled
+    in a second thread while this one finds the start: XLA compiles without Python's lock, so the
+    two overlap (sleepstudy, cold: the program's 1.9 s against the start's ~1 s)."""
     import jax
     import jax.numpy as jnp
     import numpyro
-    from numpyro.infer import MCMC, NUTS
 
     potential, data = log_density(model)
-    small = _static_size(model) <= WHITEN_MAX
-    compiler_options = SMALL_MODEL_COMPILER_OPTIONS if small else None
-    value_and_grad = jax.jit(jax.value_and_grad(potential), compiler_options=compiler_options)
     data = [jnp.asarray(v) for v in data]
-    # a small model's Laplace start compiles the gradient anyway, and the initial points' check then
-    # shares that program; a larger model's check compiles the value alone, the cheaper program
-    if small:
-        value = lambda values: value_and_grad(values, data)[0]  # noqa: E731
-    else:
-        value = functools.partial(jax.jit(potential), data=data)
-    # PyMC's function of the initial points runs once per chain: compiled to C (cxx), its first run
-    # cost ~1 s of compilation; evaluated in Python, 0.1 s
-    with pytensor.config.change_flags(cxx=""):
-        points = pymc_jax._get_batched_jittered_initial_points(
-            model=model, chains=chains, initvals=None, random_seed=seed, logp_fn=value
-        )
-    points = [np.asarray(v) if chains > 1 else np.asarray(v)[None] for v in points]  # (chains, ...) each
-    shapes = [np.shape(v)[1:] for v in points]
-    size = sum(int(np.prod(shape)) for shape in shapes)
-    start = _laplace_start(value_and_grad, data, points, seed) if size <= WHITEN_MAX else None
-    nuts_kwargs: dict = {}
-    if start is None:
-        start = Start(u=np.concatenate([v.reshape(chains, -1) for v in points], axis=1))
-        if (metric := diagonal_metric()) is not None:
-            nuts_kwargs["inverse_mass_matrix"] = metric
+    static = [tuple(v.type.shape) for v in model.value_vars]
+    known = all(size is not None for shape in static for size in shape)
+    small = known and sum(int(np.prod(shape)) for shape in static) <= WHITEN_MAX
+    compiler_options = SMALL_MODEL_COMPILER_OPTIONS if small else None
+    how = Chains(chains, tune, draws, target_accept, chain_method, whitened=small, progressbar=progressbar)
+    keys = jax.random.split(jax.random.PRNGKey(seed), chains)
 
-    shift = None if start.shift is None else jnp.asarray(start.shift)
-    root = None if start.root is None else jnp.asarray(start.root)
+    def compiled(shapes):
+        d = sum(int(np.prod(shape)) for shape in shapes)
+        vector, matrix = jax.ShapeDtypeStruct((d,), np.float64), jax.ShapeDtypeStruct((d, d), np.float64)
+        args = (data, vector, matrix) if small else (data,)
+        example = (keys, jax.ShapeDtypeStruct((chains, d), np.float64), vector, args)
+        return compile_program(nuts_program(potential, shapes, how), example, compiler_options)
 
-    def to_x(u):
-        return _unflatten(u if root is None else shift + u @ root.T, shapes)
-
-    def potential_energy(u):  # in the sampled coordinates u; the affine map's Jacobian is constant
-        return potential(to_x(u), data)
-
-    # a potential function, not a numpyro model: numpyro would run the model eagerly to initialise
-    # it, compiling each operation of the log density on its own (~0.5 s)
-    mcmc = MCMC(
-        NUTS(potential_fn=potential_energy, target_accept_prob=target_accept, **nuts_kwargs),
-        num_warmup=tune,
-        num_samples=draws,
-        num_chains=chains,
-        chain_method=parallel_chains(compiler_options) if chain_method == "parallel" else chain_method,
-        progress_bar=False,
-    )
-    # numpyro turns the progress bar off for every callable chain method; it works with ours
-    mcmc.progress_bar = progressbar
-    key = jax.random.PRNGKey(seed)
-    mcmc.run(
-        jax.random.split(key, chains) if chains > 1 else key,
-        init_params=jnp.asarray(start.u if chains > 1 else start.u[0]),
-        extra_fields=_STATS,
-    )
-    # on the host: each JAX operation on the chains' device arrays would be a program to compile
-    u = np.asarray(mcmc.get_samples(group_by_chain=True))
-    stats = _sample_stats(mcmc)
-    raw = _unflatten(u if start.root is None else start.shift + u @ start.root.T, shapes)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        program = pool.submit(compiled, static) if known else None
+        value_and_grad = jax.jit(jax.value_and_grad(potential), compiler_options=compiler_options)
+        # a small model's Laplace start compiles the gradient anyway, and the initial points' check
+        # then shares that program; a larger model's check compiles the value alone, the cheaper one
+        if small:
+            value = lambda values: value_and_grad(values, data)[0]  # noqa: E731
+        else:
+            value = functools.partial(jax.jit(potential), data=data)
+        # PyMC's function of the initial points runs once per chain: compiled to C (cxx), its first
+        # run cost ~1 s of compilation; evaluated in Python, 0.1 s
+        with pytensor.config.change_flags(cxx=""):
+            points = pymc_jax._get_batched_jittered_initial_points(
+                model=model, chains=chains, initvals=None, random_seed=seed, logp_fn=value
+            )
+        points = [np.asarray(v) if chains > 1 else np.asarray(v)[None] for v in points]  # (chains, ...) each
+        shapes = [np.shape(v)[1:] for v in points]
+        d = sum(int(np.prod(shape)) for shape in shapes)
+        start = _laplace_start(value_and_grad, data, points, seed) if small else None
+        inverse_mass = np.ones(d)
+        if start is None:
+            start = Start(u=np.concatenate([v.reshape(chains, -1) for v in points], axis=1))
+            if (metric := diagonal_metric()) is not None:
+                inverse_mass = metric
+        program = program.result() if program is not None else compiled(shapes)
+    # a small model's program samples x = shift + root u: the jittered points where the Laplace
+    # start failed are x = 0 + I u
+    shift = start.shift if start.whitened else np.zeros(d)
+    root = start.root if start.whitened else np.eye(d)
+    args = (data, jnp.asarray(shift), jnp.asarray(root)) if small else (data,)
+    collected = program(keys, jnp.asarray(start.u), jnp.asarray(inverse_mass), args)
+    u = np.asarray(collected[0])  # (chains, draws, d), on the host: no more XLA programs to compile
+    stats = _sample_stats(collected, chains)
+    raw = _unflatten(shift + u @ root.T if small else u, shapes)
     pointwise = pymc_jax._get_log_likelihood(model, raw, postprocessing_vectorize="vmap") if log_likelihood else None
     names = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     constrain = pymc_jax.get_jaxified_graph(inputs=model.value_vars, outputs=names)

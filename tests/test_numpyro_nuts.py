@@ -72,28 +72,34 @@ def test_repeated_fits_do_not_accumulate_compiled_programs():
     assert counts[2] - counts[0] < 200, counts
 
 
-def test_parallel_chains_is_pmap_with_compiler_options():
-    """Our chain method gives pmap's draws (without compiler options: the same program) and one
-    chain per device; with the small-model options, the same chains up to rounding."""
-    from numpyro.infer import MCMC, NUTS
+def test_nuts_program_gives_each_chain_the_same_draws_however_chains_run():
+    """One chain per device, chains one after another, or batched: the same kernel on the same key
+    and start, so the same draws (up to rounding); the small-model compiler options change rounding
+    only; the data are an argument: one compiled program serves new data."""
 
-    def potential(u):
-        return 0.5 * jnp.sum((u - jnp.array([1.0, -2.0])) ** 2 / jnp.array([1.0, 4.0]))
+    def potential(values, data):  # x ~ N(data[0], diag(data[1]))
+        return 0.5 * jnp.sum((values[0] - data[0]) ** 2 / data[1])
 
-    def draws(chain_method):
-        mcmc = MCMC(
-            NUTS(potential_fn=potential),
-            num_warmup=100,
-            num_samples=50,
-            num_chains=2,
-            chain_method=chain_method,
-            progress_bar=False,
-        )
-        mcmc.run(jax.random.split(jax.random.PRNGKey(3), 2), init_params=jnp.zeros((2, 2)))
-        return np.asarray(mcmc.get_samples(group_by_chain=True))
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
 
-    reference = draws("parallel")
-    assert reference.shape == (2, 50, 2) and not np.array_equal(reference[0], reference[1])
-    np.testing.assert_array_equal(draws(numpyro_nuts.parallel_chains(None)), reference)
-    small = draws(numpyro_nuts.parallel_chains(numpyro_nuts.SMALL_MODEL_COMPILER_OPTIONS))
-    np.testing.assert_allclose(small, reference, rtol=1e-9, atol=1e-9)
+    def program(method, data, options=None):
+        how = numpyro_nuts.Chains(2, 100, 50, 0.8, method, whitened=False, progressbar=False)
+        example = (keys, jnp.zeros((2, 2)), jnp.ones(2), (data,))
+        return numpyro_nuts.compile_program(numpyro_nuts.nuts_program(potential, [(2,)], how), example, options)
+
+    def draws(compiled, data):
+        collected = compiled(keys, jnp.zeros((2, 2)), jnp.ones(2), (data,))
+        assert all(np.shape(leaf)[:2] == (2, 50) for leaf in collected)
+        return np.asarray(collected[0])
+
+    data = [jnp.array([1.0, -2.0]), jnp.array([1.0, 4.0])]
+    parallel = program("parallel", data)
+    reference = draws(parallel, data)
+    assert not np.array_equal(reference[0], reference[1])
+    for method in ("sequential", "vectorized"):
+        np.testing.assert_allclose(draws(program(method, data), data), reference, rtol=1e-9, atol=1e-9)
+    small = program("parallel", data, numpyro_nuts.SMALL_MODEL_COMPILER_OPTIONS)
+    np.testing.assert_allclose(draws(small, data), reference, rtol=1e-9, atol=1e-9)
+    other = [jnp.array([3.0, 0.5]), jnp.array([2.0, 0.25])]
+    np.testing.assert_array_equal(draws(parallel, other), draws(program("parallel", other), other))
+    assert np.abs(draws(parallel, other).mean(axis=(0, 1)) - np.array([3.0, 0.5])).max() < 0.5
