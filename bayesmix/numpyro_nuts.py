@@ -232,9 +232,11 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
     ``shapes``: as :func:`log_density`'s, and the value variables' shapes.
 
     The data and the start are arguments, not constants: the compiled program depends only on
-    shapes, so it can be compiled while the start is being found, and JAX's persistent cache
-    serves it to the next dataset of the same shapes (numpyro's own driver, ``MCMC``, closes over
-    them). The kernel is numpyro's NUTS (``numpyro.infer.hmc.hmc``), with its windowed adaptation."""
+    shapes and on the model's constants (its priors' parameters; the default priors are scaled by
+    the data), so it can be compiled while the start is being found, and JAX's persistent cache
+    serves it to the next dataset of the same shapes and priors, as in a simulation study
+    (numpyro's own driver, ``MCMC``, closes over them). The kernel is numpyro's NUTS
+    (``numpyro.infer.hmc.hmc``), with its windowed adaptation."""
     import jax
     from numpyro.infer.hmc import hmc
     from numpyro.util import fori_collect

@@ -103,3 +103,38 @@ def test_nuts_program_gives_each_chain_the_same_draws_however_chains_run():
     other = [jnp.array([3.0, 0.5]), jnp.array([2.0, 0.25])]
     np.testing.assert_array_equal(draws(parallel, other), draws(program("parallel", other), other))
     assert np.abs(draws(parallel, other).mean(axis=(0, 1)) - np.array([3.0, 0.5])).max() < 0.5
+
+
+def test_new_data_of_the_same_shapes_compile_nothing_new():
+    """Every program of a numpyro fit takes the data (and the start) as arguments, so a fit on new
+    data of the same shapes, with the same priors (a simulation study's replications: the default
+    priors are scaled by the data, constants of the program), is served by JAX's compilation
+    caches: no XLA compilation at all."""
+    from jax import monitoring
+
+    data = bayesmix.load_dataset("sleepstudy")
+    other = data.assign(Reaction=data["Reaction"] + np.random.default_rng(0).normal(0, 20, len(data)))
+    priors = {
+        "Intercept": bayesmix.Prior("Normal", mu=250.0, sigma=100.0),
+        "b": bayesmix.Prior("Normal", mu=0.0, sigma=50.0),
+        "sd_Subject": bayesmix.Prior("HalfNormal", sigma=50.0),
+        "sigma": bayesmix.Prior("HalfNormal", sigma=50.0),
+    }
+    events = []
+
+    def listener(event, **kwargs):
+        if event.startswith("/jax/compilation_cache/cache_"):
+            events.append(event.rsplit("_", 1)[-1])  # "hits" or "misses"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data, priors=priors)
+        first.sample(draws=100, tune=100, chains=2, random_seed=1, progressbar=False)
+        monitoring.register_event_listener(listener)
+        try:
+            second = bayesmix.Model("Reaction ~ Days + (Days | Subject)", other, priors=priors)
+            idata = second.sample(draws=100, tune=100, chains=2, random_seed=1, progressbar=False)
+        finally:
+            monitoring.unregister_event_listener(listener)
+    assert idata.posterior.attrs["bayesmix_start"] == "laplace"
+    assert "hits" in events and "misses" not in events  # the persistent cache was asked, and had all
