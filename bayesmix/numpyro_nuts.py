@@ -188,26 +188,28 @@ def _laplace_start(value_and_grad, data, points: list[np.ndarray], seed: int) ->
     return Start(u=u, shift=approx.mode, root=root)
 
 
-def _static_size(model: pm.Model) -> float:
-    """Number of sampled values from the value variables' static shapes (inf when one is not static)."""
-    shapes = [v.type.shape for v in model.value_vars]
-    if any(size is None for shape in shapes for size in shape):
-        return float("inf")
-    return float(sum(int(np.prod(shape)) for shape in shapes))
+def _value_shapes(model: pm.Model) -> list[tuple[int, ...]]:
+    """The shapes of the model's value variables: their static shapes, or (dims given by coords)
+    evaluated, in Python (a C compilation would cost a second; this, 0.03-0.1 s)."""
+    static = [tuple(v.type.shape) for v in model.value_vars]
+    if all(size is not None for shape in static for size in shape):
+        return static
+    with pytensor.config.change_flags(cxx=""):
+        evaluated = model.eval_rv_shapes()
+    return [tuple(int(size) for size in evaluated[v.name]) for v in model.value_vars]
 
 
 @dataclass(frozen=True)
 class Chains:
     """How the chains run: ``tune`` + ``draws`` NUTS iterations each, on ``chains`` chains run by
-    ``method`` ("parallel": one XLA device each; "sequential"; "vectorized": one batched computation),
-    in the whitened coordinates (``whitened``) or the model's own; a progress bar per chain."""
+    ``method`` ("parallel": one XLA device each; "sequential"; "vectorized": one batched computation);
+    a progress bar per chain."""
 
     chains: int
     tune: int
     draws: int
     target_accept: float
     method: str
-    whitened: bool
     progressbar: bool
 
 
@@ -326,31 +328,31 @@ def sample(
     posterior variances (flattened) or None, the starting metric where the Laplace start is not used
     (called only then: it evaluates the model's initial point, ~1 s the first time).
 
-    When the value variables' shapes are static, the NUTS program (:func:`nuts_program`) is compiled
-    in a second thread while this one finds the start: XLA compiles without Python's lock, so the
-    two overlap (sleepstudy, cold: the program's 1.9 s against the start's ~1 s)."""
+    The NUTS program (:func:`nuts_program`) is compiled in a second thread while this one finds the
+    start: XLA compiles without Python's lock, so the two overlap (sleepstudy, cold: the program's
+    1.9 s against the start's ~1 s)."""
     import jax
     import jax.numpy as jnp
     import numpyro
 
     potential, data = log_density(model)
     data = [jnp.asarray(v) for v in data]
-    static = [tuple(v.type.shape) for v in model.value_vars]
-    known = all(size is not None for shape in static for size in shape)
-    small = known and sum(int(np.prod(shape)) for shape in static) <= WHITEN_MAX
+    shapes = _value_shapes(model)
+    d = sum(int(np.prod(shape)) for shape in shapes)
+    small = d <= WHITEN_MAX
     compiler_options = SMALL_MODEL_COMPILER_OPTIONS if small else None
-    how = Chains(chains, tune, draws, target_accept, chain_method, whitened=small, progressbar=progressbar)
+    how = Chains(chains, tune, draws, target_accept, chain_method, progressbar)
     keys = jax.random.split(jax.random.PRNGKey(seed), chains)
 
-    def compiled(shapes):
-        d = sum(int(np.prod(shape)) for shape in shapes)
-        vector, matrix = jax.ShapeDtypeStruct((d,), np.float64), jax.ShapeDtypeStruct((d, d), np.float64)
-        args = (data, vector, matrix) if small else (data,)
-        example = (keys, jax.ShapeDtypeStruct((chains, d), np.float64), vector, args)
-        return compile_program(nuts_program(potential, shapes, how), example, compiler_options)
-
+    vector, matrix = jax.ShapeDtypeStruct((d,), np.float64), jax.ShapeDtypeStruct((d, d), np.float64)
+    example = (
+        keys,
+        jax.ShapeDtypeStruct((chains, d), np.float64),
+        vector,
+        (data, vector, matrix) if small else (data,),
+    )
     with ThreadPoolExecutor(max_workers=1) as pool:
-        program = pool.submit(compiled, static) if known else None
+        program = pool.submit(compile_program, nuts_program(potential, shapes, how), example, compiler_options)
         value_and_grad = jax.jit(jax.value_and_grad(potential), compiler_options=compiler_options)
         # a small model's Laplace start compiles the gradient anyway, and the initial points' check
         # then shares that program; a larger model's check compiles the value alone, the cheaper one
@@ -365,15 +367,13 @@ def sample(
                 model=model, chains=chains, initvals=None, random_seed=seed, logp_fn=value
             )
         points = [np.asarray(v) if chains > 1 else np.asarray(v)[None] for v in points]  # (chains, ...) each
-        shapes = [np.shape(v)[1:] for v in points]
-        d = sum(int(np.prod(shape)) for shape in shapes)
         start = _laplace_start(value_and_grad, data, points, seed) if small else None
         inverse_mass = np.ones(d)
         if start is None:
             start = Start(u=np.concatenate([v.reshape(chains, -1) for v in points], axis=1))
             if (metric := diagonal_metric()) is not None:
                 inverse_mass = metric
-        program = program.result() if program is not None else compiled(shapes)
+        program = program.result()
     # a small model's program samples x = shift + root u: the jittered points where the Laplace
     # start failed are x = 0 + I u
     shift = start.shift if start.whitened else np.zeros(d)

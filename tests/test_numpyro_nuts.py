@@ -83,7 +83,7 @@ def test_nuts_program_gives_each_chain_the_same_draws_however_chains_run():
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
 
     def program(method, data, options=None):
-        how = numpyro_nuts.Chains(2, 100, 50, 0.8, method, whitened=False, progressbar=False)
+        how = numpyro_nuts.Chains(2, 100, 50, 0.8, method, progressbar=False)
         example = (keys, jnp.zeros((2, 2)), jnp.ones(2), (data,))
         return numpyro_nuts.compile_program(numpyro_nuts.nuts_program(potential, [(2,)], how), example, options)
 
