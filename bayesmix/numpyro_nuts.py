@@ -373,6 +373,14 @@ def sample(
             start = Start(u=np.concatenate([v.reshape(chains, -1) for v in points], axis=1))
             if (metric := diagonal_metric()) is not None:
                 inverse_mass = metric
+        # the map of the draws to the model's variables (PyMC's graph), compiled here while the
+        # NUTS program still compiles in the other thread
+        names = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
+        constrain = pymc_jax.get_jaxified_graph(inputs=model.value_vars, outputs=names)
+        like_draws = [
+            jax.ShapeDtypeStruct((chains, draws, *shape), v.type.dtype) for v, shape in zip(model.value_vars, shapes)
+        ]
+        to_model = compile_program(lambda raw: jax.vmap(jax.vmap(constrain))(*raw), (like_draws,), compiler_options)
         program = program.result()
     # a small model's program samples x = shift + root u: the jittered points where the Laplace
     # start failed are x = 0 + I u
@@ -384,9 +392,7 @@ def sample(
     stats = _sample_stats(collected, chains)
     raw = _unflatten(shift + u @ root.T if small else u, shapes)
     pointwise = pymc_jax._get_log_likelihood(model, raw, postprocessing_vectorize="vmap") if log_likelihood else None
-    names = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
-    constrain = pymc_jax.get_jaxified_graph(inputs=model.value_vars, outputs=names)
-    values = pymc_jax._postprocess_samples(constrain, raw, postprocessing_vectorize="vmap", donate_samples=True)
+    values = to_model(raw)
     coords, dims = coords_and_dims_for_inferencedata(model)
     attrs = make_attrs(
         {"tuning_steps": tune, "bayesmix_start": "laplace" if start.whitened else "jitter"}, library=numpyro
