@@ -27,7 +27,6 @@ used instead.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -227,11 +226,15 @@ def _collected(state) -> tuple:
 
 
 def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Callable:
-    """``program(keys, u0, inverse_mass, args)``: every chain's draws, :func:`_collected` with a
-    leading (chains, draws) axis. keys (chains, 2): a PRNG key per chain; u0 (chains, d): where each
-    starts; inverse_mass (d,): the diagonal metric the adaptation starts from; args: ``(data, shift,
-    root)`` in whitened coordinates (x = shift + root u), else ``(data,)`` (x = u). ``potential``,
-    ``shapes``: as :func:`log_density`'s, and the value variables' shapes.
+    """``program(keys, start, inverse_mass, args)``: every chain's draws, :func:`_collected` with a
+    leading (chains, draws) axis. keys (chains, 2): a PRNG key per chain; start: where each chain
+    starts, ``(u0, energy0, grad0)`` of shapes (chains, d), (chains,), (chains, d): the position in
+    the sampled coordinates u, the potential there and its gradient in u (computed by the caller,
+    which has them: numpyro would otherwise evaluate the gradient once more inside the program, a
+    second copy of it for XLA to compile); inverse_mass (d,): the diagonal metric the adaptation
+    starts from; args: ``(data, shift, root)`` in whitened coordinates (x = shift + root u), else
+    ``(data,)`` (x = u). ``potential``, ``shapes``: as :func:`log_density`'s, and the value
+    variables' shapes.
 
     The data and the start are arguments, not constants: the compiled program depends only on
     shapes and on the model's constants (its priors' parameters; the default priors are scaled by
@@ -241,6 +244,7 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
     (``numpyro.infer.hmc.hmc``), with its windowed adaptation."""
     import jax
     from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import ParamInfo
     from numpyro.util import fori_collect
 
     def energy_of(data, shift=None, root=None):
@@ -253,10 +257,10 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
     # chain); with one chain, or batched chains, its bar is a Python loop around the kernel
     bars = how.chains if how.progressbar and how.chains > 1 and how.method != "vectorized" else 0
 
-    def one_chain(key, u0, inverse_mass, args):
+    def one_chain(key, start, inverse_mass, args):
         init_kernel, sample_kernel = hmc(potential_fn_gen=energy_of, algo="NUTS")
         state = init_kernel(
-            u0,
+            ParamInfo(*start),
             num_warmup=how.tune,
             inverse_mass_matrix=inverse_mass,
             target_accept_prob=how.target_accept,
@@ -278,8 +282,9 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
 
         mesh = Mesh(np.array(jax.devices()[: how.chains]), ("chain",))
 
-        def block(keys, u0, inverse_mass, args):  # each device's block holds one chain
-            return jax.tree.map(lambda leaf: leaf[None], one_chain(keys[0], u0[0], inverse_mass, args))
+        def block(keys, start, inverse_mass, args):  # each device's block holds one chain
+            first = jax.tree.map(lambda leaf: leaf[0], start)
+            return jax.tree.map(lambda leaf: leaf[None], one_chain(keys[0], first, inverse_mass, args))
 
         chain, same = PartitionSpec("chain"), PartitionSpec()
         # no replication checks: numpyro's kernel mixes per-chain and constant branches of a cond
@@ -287,8 +292,8 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
     if how.method == "vectorized":
         return jax.vmap(one_chain, in_axes=(0, 0, None, None))
 
-    def sequential(keys, u0, inverse_mass, args):
-        return jax.lax.map(lambda pair: one_chain(pair[0], pair[1], inverse_mass, args), (keys, u0))
+    def sequential(keys, start, inverse_mass, args):
+        return jax.lax.map(lambda pair: one_chain(pair[0], pair[1], inverse_mass, args), (keys, start))
 
     return sequential
 
@@ -345,21 +350,18 @@ def sample(
     keys = jax.random.split(jax.random.PRNGKey(seed), chains)
 
     vector, matrix = jax.ShapeDtypeStruct((d,), np.float64), jax.ShapeDtypeStruct((d, d), np.float64)
-    example = (
-        keys,
-        jax.ShapeDtypeStruct((chains, d), np.float64),
-        vector,
-        (data, vector, matrix) if small else (data,),
-    )
+    per_chain = jax.ShapeDtypeStruct((chains, d), np.float64)
+    starts = (per_chain, jax.ShapeDtypeStruct((chains,), np.float64), per_chain)
+    example = (keys, starts, vector, (data, vector, matrix) if small else (data,))
     with ThreadPoolExecutor(max_workers=1) as pool:
         program = pool.submit(compile_program, nuts_program(potential, shapes, how), example, compiler_options)
+        # one program for the initial points' check, the Laplace start and the chains' starting
+        # gradients
         value_and_grad = jax.jit(jax.value_and_grad(potential), compiler_options=compiler_options)
-        # a small model's Laplace start compiles the gradient anyway, and the initial points' check
-        # then shares that program; a larger model's check compiles the value alone, the cheaper one
-        if small:
-            value = lambda values: value_and_grad(values, data)[0]  # noqa: E731
-        else:
-            value = functools.partial(jax.jit(potential), data=data)
+
+        def value(values):
+            return value_and_grad(values, data)[0]
+
         # PyMC's function of the initial points runs once per chain: compiled to C (cxx), its first
         # run cost ~1 s of compilation; evaluated in Python, 0.1 s
         with pytensor.config.change_flags(cxx=""):
@@ -381,13 +383,17 @@ def sample(
             jax.ShapeDtypeStruct((chains, draws, *shape), v.type.dtype) for v, shape in zip(model.value_vars, shapes)
         ]
         to_model = compile_program(lambda raw: jax.vmap(jax.vmap(constrain))(*raw), (like_draws,), compiler_options)
+        # a small model's program samples x = shift + root u: the jittered points where the Laplace
+        # start failed are x = 0 + I u
+        shift = start.shift if start.whitened else np.zeros(d)
+        root = start.root if start.whitened else np.eye(d)
+        x0 = shift + start.u @ root.T if small else start.u
+        energies, gradients = zip(*(value_and_grad(_unflatten(x, shapes), data) for x in x0))
+        grad_u = np.stack([_flatten([np.asarray(g) for g in gradient]) for gradient in gradients])
+        starts = (start.u, np.array([float(e) for e in energies]), grad_u @ root if small else grad_u)
         program = program.result()
-    # a small model's program samples x = shift + root u: the jittered points where the Laplace
-    # start failed are x = 0 + I u
-    shift = start.shift if start.whitened else np.zeros(d)
-    root = start.root if start.whitened else np.eye(d)
     args = (data, jnp.asarray(shift), jnp.asarray(root)) if small else (data,)
-    collected = program(keys, jnp.asarray(start.u), jnp.asarray(inverse_mass), args)
+    collected = program(keys, tuple(jnp.asarray(a) for a in starts), jnp.asarray(inverse_mass), args)
     u = np.asarray(collected[0])  # (chains, draws, d), on the host: no more XLA programs to compile
     stats = _sample_stats(collected, chains)
     raw = _unflatten(shift + u @ root.T if small else u, shapes)

@@ -82,13 +82,17 @@ def test_nuts_program_gives_each_chain_the_same_draws_however_chains_run():
 
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
 
+    def start(data):  # at u = 0: the potential and its gradient
+        energy, grad = jax.vmap(jax.value_and_grad(lambda u: potential([u], data)))(jnp.zeros((2, 2)))
+        return jnp.zeros((2, 2)), energy, grad
+
     def program(method, data, options=None):
         how = numpyro_nuts.Chains(2, 100, 50, 0.8, method, progressbar=False)
-        example = (keys, jnp.zeros((2, 2)), jnp.ones(2), (data,))
+        example = (keys, start(data), jnp.ones(2), (data,))
         return numpyro_nuts.compile_program(numpyro_nuts.nuts_program(potential, [(2,)], how), example, options)
 
     def draws(compiled, data):
-        collected = compiled(keys, jnp.zeros((2, 2)), jnp.ones(2), (data,))
+        collected = compiled(keys, start(data), jnp.ones(2), (data,))
         assert all(np.shape(leaf)[:2] == (2, 50) for leaf in collected)
         return np.asarray(collected[0])
 
