@@ -198,6 +198,20 @@ def _value_shapes(model: pm.Model) -> list[tuple[int, ...]]:
     return [tuple(int(size) for size in evaluated[v.name]) for v in model.value_vars]
 
 
+def _to_x(u, whitening):
+    """The model's flattened value variables from the sampled coordinates u (..., d): x = shift +
+    root u with ``whitening`` = (shift, root), or x = u (``whitening`` None)."""
+    return u if whitening is None else whitening[0] + u @ whitening[1].T
+
+
+def _chain_starts(value_and_grad, data, u0: np.ndarray, shapes, whitening) -> tuple:
+    """Each chain's start for :func:`nuts_program`: u0 (chains, d), the potential there (chains,)
+    and its gradient with respect to u (chains, d; root' times the gradient in x when whitened)."""
+    energies, gradients = zip(*(value_and_grad(_unflatten(x, shapes), data) for x in _to_x(u0, whitening)))
+    grad = np.stack([_flatten([np.asarray(g) for g in gradient]) for gradient in gradients])
+    return u0, np.array([float(e) for e in energies]), grad if whitening is None else grad @ whitening[1]
+
+
 @dataclass(frozen=True)
 class Chains:
     """How the chains run: ``tune`` + ``draws`` NUTS iterations each, on ``chains`` chains run by
@@ -247,9 +261,9 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
     from numpyro.infer.util import ParamInfo
     from numpyro.util import fori_collect
 
-    def energy_of(data, shift=None, root=None):
+    def energy_of(data, *whitening):
         def energy(u):  # the affine map's Jacobian is constant
-            return potential(_unflatten(u if root is None else shift + root @ u, shapes), data)
+            return potential(_unflatten(_to_x(u, whitening or None), shapes), data)
 
         return energy
 
@@ -351,8 +365,8 @@ def sample(
 
     vector, matrix = jax.ShapeDtypeStruct((d,), np.float64), jax.ShapeDtypeStruct((d, d), np.float64)
     per_chain = jax.ShapeDtypeStruct((chains, d), np.float64)
-    starts = (per_chain, jax.ShapeDtypeStruct((chains,), np.float64), per_chain)
-    example = (keys, starts, vector, (data, vector, matrix) if small else (data,))
+    start_like = (per_chain, jax.ShapeDtypeStruct((chains,), np.float64), per_chain)
+    example = (keys, start_like, vector, (data, vector, matrix) if small else (data,))
     with ThreadPoolExecutor(max_workers=1) as pool:
         program = pool.submit(compile_program, nuts_program(potential, shapes, how), example, compiler_options)
         # one program for the initial points' check, the Laplace start and the chains' starting
@@ -385,18 +399,14 @@ def sample(
         to_model = compile_program(lambda raw: jax.vmap(jax.vmap(constrain))(*raw), (like_draws,), compiler_options)
         # a small model's program samples x = shift + root u: the jittered points where the Laplace
         # start failed are x = 0 + I u
-        shift = start.shift if start.whitened else np.zeros(d)
-        root = start.root if start.whitened else np.eye(d)
-        x0 = shift + start.u @ root.T if small else start.u
-        energies, gradients = zip(*(value_and_grad(_unflatten(x, shapes), data) for x in x0))
-        grad_u = np.stack([_flatten([np.asarray(g) for g in gradient]) for gradient in gradients])
-        starts = (start.u, np.array([float(e) for e in energies]), grad_u @ root if small else grad_u)
+        whitening = ((start.shift, start.root) if start.whitened else (np.zeros(d), np.eye(d))) if small else None
+        starts = _chain_starts(value_and_grad, data, start.u, shapes, whitening)
         program = program.result()
-    args = (data, jnp.asarray(shift), jnp.asarray(root)) if small else (data,)
+    args = (data, *(jnp.asarray(a) for a in whitening)) if small else (data,)
     collected = program(keys, tuple(jnp.asarray(a) for a in starts), jnp.asarray(inverse_mass), args)
     u = np.asarray(collected[0])  # (chains, draws, d), on the host: no more XLA programs to compile
     stats = _sample_stats(collected, chains)
-    raw = _unflatten(shift + u @ root.T if small else u, shapes)
+    raw = _unflatten(_to_x(u, whitening), shapes)
     pointwise = pymc_jax._get_log_likelihood(model, raw, postprocessing_vectorize="vmap") if log_likelihood else None
     values = to_model(raw)
     coords, dims = coords_and_dims_for_inferencedata(model)
