@@ -205,17 +205,42 @@ def level_anova(design: Design, block: Block) -> LevelAnova:
 
 
 def information_ratio(design: Design, block: Block) -> float:
-    """How much each level's data say about its effect, relative to the spread between levels:
-    median rows per level x between-level variance / within-level variance (:func:`level_anova`).
+    """How much each level's data say about its effects, relative to the spread between levels:
+    per term, the between-level variance of the levels' own least-squares estimates (less their
+    noise) over a typical level's sampling variance of that estimate; the smallest over the terms.
 
-    Above 1 the level effects are well identified by their own data, where the centred
-    parameterisation samples better; below 1 they are shrunk mostly by the prior, where the
-    non-centred one does (Papaspiliopoulos, Roberts and Skold 2007).
+    For an intercept this is rows per level x between-level variance / within-level variance (a
+    one-way ANOVA). A slope counts on its own: levels can pin their intercepts and say little about
+    their slopes (few rows, little spread of x within a level, or slopes that hardly vary), and a
+    centred block whose slope SD is near 0 sits in the funnel that biased the slope SD in
+    simulation-based calibration (docs/calibration.md). Above 1 the level effects are well
+    identified by their own data, where the centred parameterisation samples better; below 1 they
+    are shrunk mostly by the prior, where the non-centred one does (Papaspiliopoulos, Roberts and
+    Skold 2007). The response is taken as it is (proportions for binomial): a rough linear measure.
     """
-    anova = level_anova(design, block)
-    if anova.within <= 0:
+    y = design.y if design.trials is None else design.y / design.trials
+    Z, codes, M, k = block.Zt, block.codes, block.n_levels, block.n_terms
+    rows = np.bincount(codes, minlength=M).astype(float)
+    ZZ = np.empty((M, k, k))
+    Zy = np.empty((M, k))
+    for a in range(k):
+        Zy[:, a] = np.bincount(codes, weights=Z[:, a] * y, minlength=M)
+        for b in range(a, k):
+            ZZ[:, a, b] = ZZ[:, b, a] = np.bincount(codes, weights=Z[:, a] * Z[:, b], minlength=M)
+    yy = np.bincount(codes, weights=y * y, minlength=M)
+    # levels whose own data determine all k effects (more rows than terms, Z_m'Z_m well conditioned)
+    usable = rows > k
+    usable[usable] = np.linalg.cond(ZZ[usable]) < 1e8
+    if usable.sum() < 2:
+        return 0.0
+    estimates = np.linalg.solve(ZZ[usable], Zy[usable][..., None])[..., 0]  # (levels, k)
+    residual = yy[usable] - np.einsum("mk,mk->m", estimates, Zy[usable])
+    within = float(np.sum(residual)) / float(np.sum(rows[usable] - k))
+    if within <= 0:
         return np.inf
-    return anova.rows_per_level * anova.between / anova.within
+    noise = within * np.diagonal(np.linalg.inv(ZZ[usable]), axis1=1, axis2=2)  # (levels, k) sampling variances
+    between = np.maximum(np.var(estimates, axis=0, ddof=1) - noise.mean(axis=0), 0.0)
+    return float(np.min(between / np.median(noise, axis=0)))
 
 
 def choose_parameterization(design: Design) -> dict[str, str]:
@@ -233,8 +258,8 @@ def weakly_informed_centred(design: Design, parameterization) -> dict[str, float
     """{block label: information ratio} of the blocks that ``parameterization`` centres although
     their levels carry little information (:func:`information_ratio` below :data:`CENTRE_RATIO`).
     There a centred block's SDs sit in a funnel that NUTS explores with bias: simulation-based
-    calibration of an all-centred bernoulli model with 8 rows per level rejected the slope SD's
-    ranks (chi-square p < 0.001, 200 replications; docs/calibration.md)."""
+    calibration of an all-centred bernoulli model rejected the slope SD's ranks with 8 rows per
+    level and with 40 (chi-square p < 0.001 and 0.001, 200 replications each; docs/calibration.md)."""
     if not design.in_memory or parameterization in ("noncentered", "marginal"):
         return {}
     per_block = _per_block(design, parameterization)

@@ -10,7 +10,7 @@ from scipy.special import expit
 
 import bayesmix
 from bayesmix import BayesmixError, Prior
-from bayesmix.build import weakly_informed_centred
+from bayesmix.build import information_ratio, weakly_informed_centred
 from bayesmix.priors import LKJ_ETA
 
 
@@ -294,3 +294,21 @@ def test_centring_a_weakly_informed_block_is_warned_about():
         cbpp.sample(draws=20, tune=20, chains=1, random_seed=1, progressbar=False, parameterization="centered")
     messages = [str(w.message) for w in caught if issubclass(w.category, bayesmix.BayesmixWarning)]
     assert any("Block 'herd' is sampled centred" in m and "'noncentered'" in m for m in messages), messages
+
+
+def test_a_slope_the_levels_say_little_about_keeps_its_block_non_centred():
+    """The information ratio is taken per term, the smallest counting: 40 rows per level pin each
+    level's intercept (spread 1 on the logit scale), but slopes that hardly vary between levels
+    (SD 0.02) leave the slope SD in a centred block's funnel."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(30), 40)
+    x = rng.normal(size=g.size)
+    intercepts, slopes = rng.normal(0, 1.0, 30), rng.normal(0, 0.02, 30)
+    y = rng.random(g.size) < 1 / (1 + np.exp(-(intercepts[g] + (0.5 + slopes[g]) * x)))
+    frame = pd.DataFrame({"y": y.astype(float), "x": x, "g": g.astype(str)})
+    assert bayesmix.Model("y ~ x + (1 | g)", frame, family="bernoulli").resolve_parameterization("auto") == {
+        "g": "centered"
+    }
+    slopes_too = bayesmix.Model("y ~ x + (x | g)", frame, family="bernoulli")
+    assert slopes_too.resolve_parameterization("auto") == {"g": "noncentered"}
+    assert information_ratio(slopes_too.design, slopes_too.design.blocks[0]) < 1
