@@ -89,8 +89,8 @@ def nutpie_options() -> dict:
     """nutpie's options: its JAX backend where JAX is installed (compiling a model takes seconds;
     numba, its default, ~30 s), and its low-rank modified mass matrix, which adapts to the
     correlations between parameters. benchmarks/mass_matrix.py (docs/performance.md): on a Poisson
-    model with large groups 1.9x the ESS per second of numpyro (nutpie's diagonal metric: 1.7x), on
-    a crossed logistic model about the same."""
+    model with large groups 1.2x the ESS per second of numpyro (nutpie's diagonal metric: 1.1x), on
+    a crossed logistic model the same."""
     options = {"low_rank_modified_mass_matrix": True}
     if importlib.util.find_spec("jax") is not None:
         options.update(backend="jax", gradient_backend="jax")
