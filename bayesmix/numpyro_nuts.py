@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import arviz as az
@@ -320,6 +321,17 @@ def compile_program(program: Callable, example_args: tuple, compiler_options: di
     return jax.jit(program, compiler_options=compiler_options).lower(*example_args).compile()
 
 
+@contextmanager
+def _compiler_thread():
+    """One worker thread for compiling beside the main thread. Leaving the block on an error or a
+    Ctrl-C does not wait for a compilation still running there (seconds for a large model)."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _sample_stats(collected, chains: int) -> dict[str, np.ndarray]:
     """numpyro's per-draw statistics under PyMC's names (as ``pymc.sampling.jax`` names them), as
     host arrays (chains, draws)."""
@@ -367,7 +379,7 @@ def sample(
     per_chain = jax.ShapeDtypeStruct((chains, d), np.float64)
     start_like = (per_chain, jax.ShapeDtypeStruct((chains,), np.float64), per_chain)
     example = (keys, start_like, vector, (data, vector, matrix) if small else (data,))
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with _compiler_thread() as pool:
         program = pool.submit(compile_program, nuts_program(potential, shapes, how), example, compiler_options)
         # one program for the initial points' check, the Laplace start and the chains' starting
         # gradients
