@@ -312,3 +312,18 @@ def test_a_slope_the_levels_say_little_about_keeps_its_block_non_centred():
     slopes_too = bayesmix.Model("y ~ x + (x | g)", frame, family="bernoulli")
     assert slopes_too.resolve_parameterization("auto") == {"g": "noncentered"}
     assert information_ratio(slopes_too.design, slopes_too.design.blocks[0]) < 1
+
+
+def test_an_intercepts_information_ratio_is_the_one_way_anova_ratio():
+    """For an intercept-only block the per-term ratio reduces to rows per level x between-level
+    variance / within-level variance (balanced levels: every level has the same rows)."""
+    from bayesmix.build import level_anova
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(25), 12)
+    frame = pd.DataFrame({"y": rng.normal(0, 0.7, 25)[g] + rng.normal(size=g.size), "g": g.astype(str)})
+    design = bayesmix.Model("y ~ 1 + (1 | g)", frame).design
+    anova = level_anova(design, design.blocks[0])
+    expected = anova.rows_per_level * anova.between / anova.within
+    np.testing.assert_allclose(information_ratio(design, design.blocks[0]), expected, rtol=1e-10)
+    assert expected > 1  # 12 rows x 0.49 / 1: a well-informed block
