@@ -20,9 +20,12 @@ beta is integrated out too and NUTS moves only the SDs, correlations and sigma.
 Several blocks (crossed or nested), :func:`build_crossed_model`: partially collapsed. The block with
 the most levels (lme4's first block, "block 1") is integrated out as above, level by level, and so
 is beta when its priors are independent Normals N(m, diag(s^2)) (then X beta's prior is Gaussian
-too, and beta is what the intercept-vs-group-mean confounding made mix slowly). NUTS samples the
-other blocks' effects kappa (each block centred or non-centred, :func:`crossed_choices`), the SDs,
-correlations and sigma. Given those, r = y - X m - Z_kappa kappa has the Gaussian marginal
+too, and beta is what the intercept-vs-group-mean confounding made mix slowly), and with beta every
+small one-term block (at most JOIN_MAX levels: given its SD its effects are Normals like beta's; they
+join X's columns in G below, with prior SD sd_block; sampled, such a block traded against the large
+blocks nested in it). NUTS samples the other blocks' effects kappa (each block centred or
+non-centred, :func:`crossed_choices`), the SDs, correlations and sigma. Given those, r = y - X m -
+Z_kappa kappa has the Gaussian marginal
 N(0, sigma^2 I + Z1 Sigma1 Z1' + X diag(s^2) X'); with T1 = S1 / sigma, T_g = diag(s) / sigma,
 C_m = T1' D_m T1 + I and F_m = T1' Z1_m'X T_g (per level), the Schur complement
 Sch = T_g X'X T_g + I - sum_m F_m' C_m^{-1} F_m (p x p) and e = T_g X'r - sum_m F_m' C_m^{-1} c_m:
@@ -297,6 +300,11 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 DENSE_FACTOR = 40.0  # see _product
+# one-term blocks with at most this many levels are integrated out with beta (:func:`joins_beta`):
+# sampled, a small block trades against the large blocks it is confounded with (InstEval-shaped:
+# instructors nested in departments against the 28 department x service effects, trees of depth 5
+# on every draw)
+JOIN_MAX = 50
 COLLAPSED_ATTR = "bayesmix_collapsed"  # on a pm.Model: the CrossedArrays that draw_effects needs
 
 
@@ -354,10 +362,13 @@ def normal_fixed_priors(design, priors: dict[str, Prior]) -> tuple[np.ndarray, n
 class CrossedArrays:
     """What the partially collapsed likelihood reads (numpy; see :func:`build_crossed_model`).
 
-    kappa: the effects NUTS samples, flattened level-major in ``order[1:]``'s order, then beta when it
-    is not integrated out (``beta_prior`` None). With r = y - X m - Z_kappa kappa (m: beta's prior
-    means when beta is integrated out, else 0): Z1'r = Z1y - A kappa, G'r = Gy - GK kappa (G = X when
-    beta is integrated out, else empty), r'r = yy - 2 Ky kappa + kappa' KK kappa.
+    kappa: the effects NUTS samples, flattened level-major in ``order[1:]``'s order (the ``joined``
+    blocks left out), then beta when it is not integrated out (``beta_prior`` None). G: the columns
+    integrated out with block 1 as Normal "fixed" effects: X when beta is integrated out, then the
+    indicator columns of the ``joined`` blocks (small one-term blocks, :data:`JOIN_MAX`: their effects
+    are N(0, sd^2) given their SD, so they join beta in the Schur complement), else empty. With r = y
+    - G m - Z_kappa kappa (m: G's prior means, beta's and 0 for the joined effects): Z1'r = Z1y - A
+    kappa, G'r = Gy - GK kappa, r'r = yy - 2 Ky kappa + kappa' KK kappa.
     """
 
     order: tuple[int, ...]
@@ -373,7 +384,26 @@ class CrossedArrays:
     yy: float
     n: int
     beta_prior: tuple[np.ndarray, np.ndarray] | None  # (means, SDs) of integrated-out beta
-    sizes: tuple[int, ...]  # kappa's pieces: M_j k_j per kept block (then p when beta is sampled)
+    sizes: tuple[int, ...]  # kappa's pieces: M_j k_j per sampled block (then p when beta is sampled)
+    joined: tuple[str, ...] = ()  # labels of the blocks integrated out with beta, in G's order
+
+
+def joins_beta(block) -> bool:
+    """Whether a block other than the collapsed one is integrated out together with beta: one term
+    and at most :data:`JOIN_MAX` levels (given its SD its effects are independent Normals, like
+    beta's, and the Schur complement stays small)."""
+    return block.n_terms == 1 and block.n_levels <= JOIN_MAX
+
+
+def _kept_columns(design, stats: CrossedStats, beta_prior) -> tuple[list, np.ndarray, np.ndarray]:
+    """(joined blocks, K, J): the blocks integrated out with beta (none when beta is sampled) and,
+    in R's columns, the indices of the sampled effects (K) and of the joined effects (J)."""
+    kept = [design.blocks[i] for i in stats.order[1:]]
+    offsets = np.cumsum([0, *(b.n_levels * b.n_terms for b in kept)])
+    joined = [j for j, b in enumerate(kept) if beta_prior is not None and joins_beta(b)]
+    columns = [np.arange(offsets[j], offsets[j + 1]) for j in range(len(kept))]
+    pick = lambda chosen: np.concatenate([columns[j] for j in chosen]) if chosen else np.zeros(0, int)  # noqa: E731
+    return [kept[j] for j in joined], pick([j for j in range(len(kept)) if j not in joined]), pick(joined)
 
 
 def crossed_arrays(design, priors: dict[str, Prior], stats: CrossedStats | None = None) -> CrossedArrays:
@@ -385,23 +415,24 @@ def crossed_arrays(design, priors: dict[str, Prior], stats: CrossedStats | None 
     RZ1 = stats.RZ1.tocsr()
     RR = stats.RR.tocsr()
     beta_prior = normal_fixed_priors(design, priors)
-    kept = [design.blocks[i] for i in stats.order[1:]]
-    sizes = [b.n_levels * b.n_terms for b in kept]
+    joined, K, J = _kept_columns(design, stats, beta_prior)
+    labels = {b.label for b in joined}
+    sizes = [b.n_levels * b.n_terms for b in (design.blocks[i] for i in stats.order[1:]) if b.label not in labels]
     y_col = r - 1
     if beta_prior is not None:
-        m = beta_prior[0]
-        K, G = np.arange(q_effects), np.arange(q_effects, q_effects + p)
+        m = np.concatenate([beta_prior[0], np.zeros(len(J))])
+        G = np.concatenate([np.arange(q_effects, q_effects + p), J])
         RRd = lambda rows, cols: RR[rows][:, cols]  # noqa: E731
         XX = RRd(G, G).toarray()
         Xy = RRd(G, [y_col]).toarray()[:, 0]
         KX = RRd(K, G)
-        Z1X = RZ1[G].T.toarray()  # (M1 k1, p)
+        Z1X = RZ1[G].T.toarray()  # (M1 k1, g)
         return CrossedArrays(
             order=stats.order,
             D=stats.D,
             Z1y=RZ1[y_col].toarray()[0] - Z1X @ m,
             A=RZ1[K].T.tocsr(),
-            Q=Z1X.reshape(M1, k1, p),
+            Q=Z1X.reshape(M1, k1, len(G)),
             Gy=Xy - XX @ m,
             GK=KX.T.toarray(),
             GG=XX,
@@ -411,6 +442,7 @@ def crossed_arrays(design, priors: dict[str, Prior], stats: CrossedStats | None 
             n=stats.n,
             beta_prior=beta_prior,
             sizes=tuple(sizes),
+            joined=tuple(b.label for b in joined),
         )
     K = np.arange(q_effects + p)
     return CrossedArrays(
@@ -456,6 +488,19 @@ def _product(name: str, matrix: sp.spmatrix, vector):
         sparse = pt.inc_subtensor(pt.zeros(rows)[row], value * vector[col])
         out = sparse if out is None else out + sparse
     return pt.zeros(rows) if out is None else out
+
+
+def _outer_products_by_rows(Q: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values (C,), P (C, g, g)): the distinct values of D_m = Z1_m'Z1_m (the rows of level m, for an
+    intercept) over the collapsed one-term block's levels and, for each, the sum of q_m q_m' over the
+    levels with that value. For k1 = 1 the weight of level m in Q' diag(w) Q is w_m = t^2 / (1 +
+    t^2 D_m), a function of D_m alone, so Q' diag(w) Q = sum_c w(D_c) P_c exactly: C g^2 per gradient
+    instead of M g^2 (InstEval-shaped, the 28 department x service effects joined to beta: 2,972
+    levels, g = 30, about 90 distinct row counts; with beta alone the matrix multiply was as cheap)."""
+    values, which = np.unique(D, return_inverse=True)
+    P = np.zeros((len(values), Q.shape[1], Q.shape[1]))
+    np.add.at(P, which, Q[:, :, None] * Q[:, None, :])
+    return values, P
 
 
 def _whiten(A, rhs, k: int):
@@ -594,23 +639,30 @@ def initial_scales(design, rough, choices, sampled_beta: bool) -> dict[str, np.n
     return scales
 
 
-def confounded_directions(design, stats: CrossedStats) -> dict[str, np.ndarray]:
+def confounded_directions(design, stats: CrossedStats, joined: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """For each sampled one-term block: an orthonormal (M, c) basis of the directions of its effects
-    that mimic columns of X (the level means of X, weighted by the term: D^{-1} Z'X). With beta
-    integrated out, the likelihood barely sees b along them (the intercept absorbs the effects'
-    mean, a level-constant predictor their slope), so only the prior does; see :func:`_sampled_effects`."""
+    that mimic columns integrated out with block 1, X's and the ``joined`` blocks' (the level means
+    of those columns, weighted by the term: D^{-1} Z'G). With them integrated out, the likelihood
+    barely sees b along these directions (the intercept absorbs the effects' mean, a level-constant
+    predictor their slope, a joined block nesting the levels their means in each of its levels), so
+    only the prior does; see :func:`_sampled_effects`."""
     p = len(design.fixed_names)
-    if not p:
-        return {}
     RR = stats.RR.tocsr()
     q_effects = RR.shape[0] - p - 1
+    kept = [design.blocks[i] for i in stats.order[1:]]
+    offsets = np.cumsum([0, *(b.n_levels * b.n_terms for b in kept)])
+    G = np.concatenate(
+        [np.arange(q_effects, q_effects + p)]
+        + [np.arange(offsets[j], offsets[j + 1]) for j, b in enumerate(kept) if b.label in joined]
+    )
+    if not len(G):
+        return {}
     out, start = {}, 0
-    for i in stats.order[1:]:
-        block = design.blocks[i]
+    for block in kept:
         size = block.n_levels * block.n_terms
-        if block.n_terms == 1:
+        if block.n_terms == 1 and block.label not in joined:
             rows = np.arange(start, start + size)
-            ZX = RR[rows][:, np.arange(q_effects, q_effects + p)].toarray()
+            ZX = RR[rows][:, G].toarray()
             counts = RR.diagonal()[rows]
             W = ZX / np.where(counts > 0, counts, 1.0)[:, None]
             U, singular, _ = np.linalg.svd(W, full_matrices=False)
@@ -680,13 +732,14 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
     stats = crossed_stats(design)
     arrays = crossed_arrays(design, priors, stats)
     first = design.blocks[stats.order[0]]
-    kept = [design.blocks[i] for i in stats.order[1:]]
+    joined = [design.blocks[i] for i in stats.order[1:] if design.blocks[i].label in arrays.joined]
+    kept = [design.blocks[i] for i in stats.order[1:] if design.blocks[i].label not in arrays.joined]
     # the rough variances read every row (1.2 s at 10^6 rows); with one block they serve only NUTS's
     # starting metric, which the Laplace start usually replaces, so they wait until asked for
     rough_once = functools.cache(lambda: rough_variances(design) if design.in_memory else None)
     rough = rough_once() if kept else None
     choices = crossed_choices(design, rough)
-    confounded = confounded_directions(design, stats) if arrays.beta_prior is not None else {}
+    confounded = confounded_directions(design, stats, arrays.joined) if arrays.beta_prior is not None else {}
     pins = _pins(design, rough, confounded)
     M1, k1 = first.n_levels, first.n_terms
     g = arrays.GG.shape[0]
@@ -704,8 +757,9 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
         sigma = priors["sigma"].variable("sigma")
         offsets = np.cumsum((0, *arrays.sizes))
         Z1r, rr = pm.Data("Z1y", arrays.Z1y), pm.Data("yy", arrays.yy)
-        if g:
-            tg = pt.as_tensor(arrays.beta_prior[1]) / sigma  # T_g = diag(prior SDs of beta) / sigma
+        if g:  # T_g = diag(prior SDs of beta, each joined block's SD per level) / sigma
+            joined_sds = [block_covariance(b, priors)[0, 0] * pt.ones(b.n_levels) for b in joined]
+            tg = pt.concatenate([pt.as_tensor(arrays.beta_prior[1]), *joined_sds]) / sigma
             Gr = pm.Data("Gy", arrays.Gy)
             GG = pm.Data("GG", arrays.GG)
         if pieces:  # else (one block, beta integrated out) the residual is y - X m itself
@@ -725,9 +779,10 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
             quad = t2 * pt.sum(z**2 / a)
             if g:
                 Q = pm.Data("Q", arrays.Q[:, 0, :])
-                weight = t2 / a
-                schur = tg[:, None] * tg[None, :] * (GG - pt.dot(Q.T * weight, Q)) + pt.eye(g)
-                e = tg * (Gr - pt.dot(Q.T, weight * z))
+                counts, P = _outer_products_by_rows(arrays.Q[:, 0, :], arrays.D[:, 0, 0])
+                QWQ = pt.tensordot(t2 / (1 + t2 * pm.Data("counts", counts)), pm.Data("P", P), axes=1)
+                schur = tg[:, None] * tg[None, :] * (GG - QWQ) + pt.eye(g)
+                e = tg * (Gr - pt.dot(Q.T, t2 / a * z))
         else:
             T1 = S1 / sigma
             C11 = pt.einsum("ji,mjl,lk->mik", T1, pm.Data("D", arrays.D), T1) + pt.eye(k1)
@@ -779,15 +834,17 @@ def _upper_solve(L: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: int) -> None:
-    """The collapsed block's effects (and beta, when integrated out) drawn exactly from their joint
-    conditional given each posterior draw: u_g (beta's whitened deviation from its prior mean) from
-    N(Schur^{-1} e, sigma^2 Schur^{-1}), then each level's u_m from N(C_m^{-1}(c_m - F_m u_g),
-    sigma^2 C_m^{-1}); b_m = T1 u_m, beta = m + T_g u_g. Then the pointwise log-likelihood."""
+    """The collapsed block's effects (and beta and the joined blocks' effects, when integrated out)
+    drawn exactly from their joint conditional given each posterior draw: u_g (G's whitened deviation
+    from its prior mean) from N(Schur^{-1} e, sigma^2 Schur^{-1}), then each level's u_m from
+    N(C_m^{-1}(c_m - F_m u_g), sigma^2 C_m^{-1}); b_m = T1 u_m, (beta, joined effects) = m + T_g u_g.
+    Then the pointwise log-likelihood."""
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     total = chains * draws
     first = design.blocks[arrays.order[0]]
-    kept = [design.blocks[i] for i in arrays.order[1:]]
+    kept = [design.blocks[i] for i in arrays.order[1:] if design.blocks[i].label not in arrays.joined]
+    joined = [design.blocks[i] for i in arrays.order[1:] if design.blocks[i].label in arrays.joined]
     M, k = first.n_levels, first.n_terms
     g = arrays.GG.shape[0]
     sigma = _flat(post, "sigma")
@@ -801,7 +858,16 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     kappa = np.concatenate(pieces, axis=1) if pieces else np.zeros((total, 0))
     rng = np.random.default_rng(seed)
     effects = np.empty((total, M, k))
-    beta = _flat(post, "beta") if sampled_beta and design.fixed_names else np.zeros((total, len(design.fixed_names)))
+    p = len(design.fixed_names)
+    # G's values per draw: beta (sampled, or drawn below with the joined effects)
+    beta = _flat(post, "beta") if sampled_beta and p else np.zeros((total, g if not sampled_beta else p))
+    if g:  # G's prior means and SDs per draw: beta's, then 0 and each joined block's SD per level
+        prior_mean = np.concatenate([arrays.beta_prior[0], np.zeros(g - p)])
+        prior_sd = np.concatenate(
+            [np.broadcast_to(arrays.beta_prior[1], (total, p))]
+            + [np.repeat(_flat(post, f"sd_{b.label}")[:, :1], b.n_levels, axis=1) for b in joined],
+            axis=1,
+        )
     step = _chunk(8 * M * k * (4 * k + 3 * g + 8), total)
     eye = np.eye(k)
     for start in range(0, total, step):
@@ -812,7 +878,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
         c = np.einsum("sji,smj->smi", t1, Z1r, optimize=True)
         chol = np.sqrt(C) if k == 1 else np.linalg.cholesky(C)  # 1 x 1: LAPACK per system is slow
         if g:
-            tg = arrays.beta_prior[1][None, :] / s_part[:, None]  # (draws, g)
+            tg = prior_sd[part] / s_part[:, None]  # (draws, g)
             F = np.einsum("sji,mjr->smir", t1, arrays.Q, optimize=True) * tg[:, None, None, :]
             V = _lower_solve(chol, F)
             w = _lower_solve(chol, c[..., None])[..., 0]
@@ -827,7 +893,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
             mean_g = np.linalg.solve(schur, e[..., None])[..., 0]
             z = rng.standard_normal(mean_g.shape)
             u_g = mean_g + s_part[:, None] * np.linalg.solve(np.swapaxes(schur_chol, -1, -2), z[..., None])[..., 0]
-            beta[part] = arrays.beta_prior[0][None, :] + tg * u_g
+            beta[part] = prior_mean[None, :] + tg * u_g
             c = c - np.einsum("smkr,sr->smk", F, u_g, optimize=True)
         mean_u = _upper_solve(chol, _lower_solve(chol, c[..., None]))[..., 0]  # C^{-1} c
         z = rng.standard_normal(mean_u.shape)
@@ -840,8 +906,17 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     )
     if not sampled_beta and design.fixed_names:
         post["beta"] = xr.DataArray(
-            beta.reshape(chains, draws, -1), dims=("chain", "draw", "coef"), coords={"coef": list(design.fixed_names)}
+            beta[:, :p].reshape(chains, draws, -1),
+            dims=("chain", "draw", "coef"),
+            coords={"coef": list(design.fixed_names)},
         )
-    all_effects = {block.label: _flat(post, f"re_{block.label}") for block in kept}
+    offsets = np.cumsum([p, *(b.n_levels for b in joined)])
+    for block, start, end in zip(joined, offsets[:-1], offsets[1:]):
+        post[f"re_{block.label}"] = xr.DataArray(
+            beta[:, start:end].reshape(chains, draws, block.n_levels, 1),
+            dims=("chain", "draw", block.group, term_dim(block)),
+            coords={block.group: list(block.levels), term_dim(block): list(block.terms)},
+        )
+    all_effects = {block.label: _flat(post, f"re_{block.label}") for block in [*kept, *joined]}
     all_effects[first.label] = effects
-    _log_likelihood_if_it_fits(design, idata, beta, all_effects, sigma, stacklevel=5)
+    _log_likelihood_if_it_fits(design, idata, beta[:, :p], all_effects, sigma, stacklevel=5)

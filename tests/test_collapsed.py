@@ -178,8 +178,9 @@ def test_marginal_likelihood_equals_the_dense_gaussian(formula, data, priors):
 
 @pytest.mark.parametrize("formula, data, priors", [ONE_BLOCK_CASES[1], *(CROSSED_CASES[i] for i in (0, 1, 2))])
 def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
-    """Every draw at the same point: the drawn effects of the collapsed block (and beta, when it is
-    integrated out) have the mean and covariance of the dense Gaussian conditional."""
+    """Every draw at the same point: the drawn effects of the collapsed block (and beta and the small
+    blocks joined to it, when beta is integrated out) have the mean and covariance of the dense
+    Gaussian conditional."""
     model = crossed_model(formula, data, priors)
     design, pm_model = model.design, model.pymc_model("marginal")
     rng = np.random.default_rng(1)
@@ -205,6 +206,13 @@ def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
         Zw.append(design.X)
         prior_cov.append(np.diag([model.priors[n].params["sigma"] ** 2 for n in design.fixed_names]))
         prior_mean.append(np.array([model.priors[n].params["mu"] for n in design.fixed_names], dtype=float))
+    joined = [b for b in design.blocks if b is not collapsed and f"re_{b.label}" not in values]
+    assert (len(joined) > 0) == (priors is None and formula != ONE_BLOCK_CASES[1][0])  # small blocks join beta
+    for block in joined:
+        drawn.append(idata.posterior[f"re_{block.label}"].values.reshape(chains * draws, -1))
+        Zw.append(block_z(block).toarray())
+        prior_cov.append(values[f"sd_{block.label}"][0] ** 2 * np.eye(block.n_levels))
+        prior_mean.append(np.zeros(block.n_levels))
     drawn, H = np.concatenate(drawn, axis=1), np.hstack(Zw)
     omega = np.zeros((H.shape[1], H.shape[1]))
     start = 0
@@ -214,7 +222,7 @@ def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
     m = np.concatenate(prior_mean)
     y_star = design.y - (design.X @ values["beta"] if priors is not None else 0.0)
     for block in design.blocks:
-        if block is not collapsed:
+        if block is not collapsed and block not in joined:
             y_star = y_star - block_z(block) @ values[f"re_{block.label}"].ravel()
     precision = np.linalg.inv(omega) + H.T @ H / values["sigma"] ** 2
     cov = np.linalg.inv(precision)
