@@ -26,6 +26,7 @@ import pytensor.tensor as pt
 
 from bayesmix.design import Block, Design
 from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.exact.lmm import raw_cross_products
 from bayesmix.families import Family
 from bayesmix.linpred import linear_predictor
 from bayesmix.priors import Prior
@@ -219,14 +220,10 @@ def information_ratio(design: Design, block: Block) -> float:
     Skold 2007). The response is taken as it is (proportions for binomial): a rough linear measure.
     """
     y = design.y if design.trials is None else design.y / design.trials
-    Z, codes, M, k = block.Zt, block.codes, block.n_levels, block.n_terms
+    codes, M, k = block.codes, block.n_levels, block.n_terms
+    raw = raw_cross_products([(codes, block.Zt, M)], np.zeros((len(y), 0)), y)  # no X: RZ1 is y'Z
+    ZZ, Zy = raw.D, raw.RZ1.toarray().reshape(M, k)
     rows = np.bincount(codes, minlength=M).astype(float)
-    ZZ = np.empty((M, k, k))
-    Zy = np.empty((M, k))
-    for a in range(k):
-        Zy[:, a] = np.bincount(codes, weights=Z[:, a] * y, minlength=M)
-        for b in range(a, k):
-            ZZ[:, a, b] = ZZ[:, b, a] = np.bincount(codes, weights=Z[:, a] * Z[:, b], minlength=M)
     yy = np.bincount(codes, weights=y * y, minlength=M)
     # levels whose own data determine all k effects (more rows than terms, Z_m'Z_m well conditioned)
     usable = rows > k

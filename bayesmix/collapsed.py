@@ -395,15 +395,21 @@ def joins_beta(block) -> bool:
     return block.n_terms == 1 and block.n_levels <= JOIN_MAX
 
 
-def _kept_columns(design, stats: CrossedStats, beta_prior) -> tuple[list, np.ndarray, np.ndarray]:
-    """(joined blocks, K, J): the blocks integrated out with beta (none when beta is sampled) and,
-    in R's columns, the indices of the sampled effects (K) and of the joined effects (J)."""
-    kept = [design.blocks[i] for i in stats.order[1:]]
-    offsets = np.cumsum([0, *(b.n_levels * b.n_terms for b in kept)])
-    joined = [j for j, b in enumerate(kept) if beta_prior is not None and joins_beta(b)]
-    columns = [np.arange(offsets[j], offsets[j + 1]) for j in range(len(kept))]
-    pick = lambda chosen: np.concatenate([columns[j] for j in chosen]) if chosen else np.zeros(0, int)  # noqa: E731
-    return [kept[j] for j in joined], pick([j for j in range(len(kept)) if j not in joined]), pick(joined)
+def _sampled_and_joined(design, order, joined: tuple[str, ...]) -> tuple[list, list]:
+    """The blocks after block 1 (lme4 ``order``): those NUTS samples and those (labels ``joined``)
+    integrated out with beta, each in that order."""
+    rest = [design.blocks[i] for i in order[1:]]
+    return [b for b in rest if b.label not in joined], [b for b in rest if b.label in joined]
+
+
+def _effect_columns(design, order, joined: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(K, J): in R's columns (:class:`CrossedStats`), the indices of the sampled blocks' effects
+    and of the ``joined`` blocks' effects."""
+    rest = [design.blocks[i] for i in order[1:]]
+    offsets = np.cumsum([0, *(b.n_levels * b.n_terms for b in rest)])
+    columns = [(b.label in joined, np.arange(start, end)) for b, start, end in zip(rest, offsets[:-1], offsets[1:])]
+    pick = lambda chosen: np.concatenate([c for j, c in columns if j == chosen] or [np.zeros(0, int)])  # noqa: E731
+    return pick(False), pick(True)
 
 
 def crossed_arrays(design, priors: dict[str, Prior], stats: CrossedStats | None = None) -> CrossedArrays:
@@ -415,9 +421,11 @@ def crossed_arrays(design, priors: dict[str, Prior], stats: CrossedStats | None 
     RZ1 = stats.RZ1.tocsr()
     RR = stats.RR.tocsr()
     beta_prior = normal_fixed_priors(design, priors)
-    joined, K, J = _kept_columns(design, stats, beta_prior)
-    labels = {b.label for b in joined}
-    sizes = [b.n_levels * b.n_terms for b in (design.blocks[i] for i in stats.order[1:]) if b.label not in labels]
+    rest = [design.blocks[i] for i in stats.order[1:]]
+    joined = tuple(b.label for b in rest if beta_prior is not None and joins_beta(b))
+    sampled, _ = _sampled_and_joined(design, stats.order, joined)
+    K, J = _effect_columns(design, stats.order, joined)
+    sizes = [b.n_levels * b.n_terms for b in sampled]
     y_col = r - 1
     if beta_prior is not None:
         m = np.concatenate([beta_prior[0], np.zeros(len(J))])
@@ -442,7 +450,7 @@ def crossed_arrays(design, priors: dict[str, Prior], stats: CrossedStats | None 
             n=stats.n,
             beta_prior=beta_prior,
             sizes=tuple(sizes),
-            joined=tuple(b.label for b in joined),
+            joined=joined,
         )
     K = np.arange(q_effects + p)
     return CrossedArrays(
@@ -649,16 +657,11 @@ def confounded_directions(design, stats: CrossedStats, joined: tuple[str, ...] =
     p = len(design.fixed_names)
     RR = stats.RR.tocsr()
     q_effects = RR.shape[0] - p - 1
-    kept = [design.blocks[i] for i in stats.order[1:]]
-    offsets = np.cumsum([0, *(b.n_levels * b.n_terms for b in kept)])
-    G = np.concatenate(
-        [np.arange(q_effects, q_effects + p)]
-        + [np.arange(offsets[j], offsets[j + 1]) for j, b in enumerate(kept) if b.label in joined]
-    )
+    G = np.concatenate([np.arange(q_effects, q_effects + p), _effect_columns(design, stats.order, joined)[1]])
     if not len(G):
         return {}
     out, start = {}, 0
-    for block in kept:
+    for block in (design.blocks[i] for i in stats.order[1:]):
         size = block.n_levels * block.n_terms
         if block.n_terms == 1 and block.label not in joined:
             rows = np.arange(start, start + size)
@@ -732,8 +735,7 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
     stats = crossed_stats(design)
     arrays = crossed_arrays(design, priors, stats)
     first = design.blocks[stats.order[0]]
-    joined = [design.blocks[i] for i in stats.order[1:] if design.blocks[i].label in arrays.joined]
-    kept = [design.blocks[i] for i in stats.order[1:] if design.blocks[i].label not in arrays.joined]
+    kept, joined = _sampled_and_joined(design, stats.order, arrays.joined)
     # the rough variances read every row (1.2 s at 10^6 rows); with one block they serve only NUTS's
     # starting metric, which the Laplace start usually replaces, so they wait until asked for
     rough_once = functools.cache(lambda: rough_variances(design) if design.in_memory else None)
@@ -843,8 +845,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     total = chains * draws
     first = design.blocks[arrays.order[0]]
-    kept = [design.blocks[i] for i in arrays.order[1:] if design.blocks[i].label not in arrays.joined]
-    joined = [design.blocks[i] for i in arrays.order[1:] if design.blocks[i].label in arrays.joined]
+    kept, joined = _sampled_and_joined(design, arrays.order, arrays.joined)
     M, k = first.n_levels, first.n_terms
     g = arrays.GG.shape[0]
     sigma = _flat(post, "sigma")
