@@ -27,6 +27,8 @@ used instead.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,8 +42,13 @@ from arviz.data.base import make_attrs
 from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
 from pymc.sampling import jax as pymc_jax
 from pymc.util import get_default_varnames
+from pytensor.compile.mode import Mode
 from pytensor.graph.rewriting.db import RewriteDatabaseQuery
+from pytensor.link.basic import PerformLinker
 from scipy import optimize
+
+from bayesmix import program_cache
+from bayesmix.program_cache import Program, compile_program
 
 WHITEN_MAX = 40  # sampled values up to which NUTS runs in the Laplace approximation's whitened coordinates
 MAX_MODE_DISTANCE = 50.0  # a mode this far (unconstrained units) from the start is a run-away, not a mode
@@ -80,10 +87,20 @@ def _unflatten(flat, shapes):
     return parts
 
 
-def log_density(model: pm.Model) -> tuple[Callable, list[np.ndarray]]:
-    """``(potential, data)``: ``potential(values, data)`` = -log density of ``model`` as a JAX
-    function of its value variables (a list, in ``model.value_vars`` order) and of its ``pm.Data``
-    (and any other shared variable), with ``data`` their current values.
+@dataclass(frozen=True)
+class LogDensity:
+    """A PyMC model's potential (-log density) as a JAX function: ``potential(values, data)`` of its
+    value variables (a list, in ``model.value_vars`` order) and of its ``pm.Data`` (and any other
+    shared variable), with ``data`` their current values; ``fingerprint``: the graph's
+    (:func:`bayesmix.program_cache.graph_fingerprint`), which names the programs made from it."""
+
+    potential: Callable
+    data: list[np.ndarray]
+    fingerprint: str
+
+
+def log_density(model: pm.Model) -> LogDensity:
+    """``model``'s :class:`LogDensity`.
 
     PyMC's own JAX conversion replaces shared variables by constants, so every new dataset (a
     refit, a replication of a simulation study, a second process on new data of the same shape)
@@ -92,25 +109,36 @@ def log_density(model: pm.Model) -> tuple[Callable, list[np.ndarray]]:
     start's gradient is then served from JAX's persistent cache for the next dataset (measured:
     2.9 s -> 0.9 s on sleepstudy-shaped data), and so is the NUTS program (:func:`nuts_program`).
 
-    The graph is rewritten with :data:`JAX_REWRITES` only, not PyTensor's whole JAX mode: XLA
-    simplifies and fuses the program itself, and the full pass list cost 0.6-0.9 s per model
-    (sleepstudy's collapsed model: 0.07 s now, the same value, and a gradient ~20% faster)."""
+    The graph is converted to JAX at the potential's first call (a program found by
+    :mod:`bayesmix.program_cache` never calls it), rewritten with :data:`JAX_REWRITES` only, not
+    PyTensor's whole JAX mode: XLA simplifies and fuses the program itself, and the full pass list
+    cost 0.6-0.9 s per model (sleepstudy's collapsed model: 0.07 s now, the same value, and a
+    gradient ~20% faster)."""
     from pytensor.compile.mode import optdb
     from pytensor.compile.sharedvalue import SharedVariable
-    from pytensor.graph.basic import graph_inputs
     from pytensor.graph.fg import FunctionGraph
+    from pytensor.graph.traversal import graph_inputs
     from pytensor.link.jax.dispatch import jax_funcify
 
     potential_graph = -model.logp()
     shared = [v for v in graph_inputs([potential_graph]) if isinstance(v, SharedVariable)]
     fgraph = FunctionGraph(inputs=[*model.value_vars, *shared], outputs=[potential_graph], clone=True)
-    optdb.query(JAX_REWRITES).rewrite(fgraph)
-    function = jax_funcify(fgraph)
+    fingerprint = program_cache.graph_fingerprint(fgraph.inputs, fgraph.outputs)
+    converting = threading.Lock()  # the NUTS program and the gradient may be traced at once
+
+    @functools.cache
+    def rewritten():
+        optdb.query(JAX_REWRITES).rewrite(fgraph)
+        return fgraph
 
     def potential(values, data):
+        # converted at every call (~0.01 s): jax.export of a second program tracing the same
+        # converted function fails (JAX 0.10: its constants' avals are counted as arguments)
+        with converting:
+            function = jax_funcify(rewritten())
         return function(*values, *data)[0]
 
-    return potential, [np.asarray(v.get_value(borrow=True)) for v in shared]
+    return LogDensity(potential, [np.asarray(v.get_value(borrow=True)) for v in shared], fingerprint)
 
 
 def laplace(value_and_grad, start: list[np.ndarray], data=()) -> Laplace | None:
@@ -199,6 +227,45 @@ def _value_shapes(model: pm.Model) -> list[tuple[int, ...]]:
     return [tuple(int(size) for size in evaluated[v.name]) for v in model.value_vars]
 
 
+# PyMC's initial-point graph evaluated op by op in Python: it runs a few times per fit, so any
+# compilation costs more than it saves (PyMC's FAST_COMPILE function: ~0.5 s warm, of which 0.2 s
+# rewriting, 0.2 s importing setuptools for the C linker's exceptions, 0.1 s compiling an inner
+# graph with the default mode; this: 0.05 s)
+PERFORM_ONLY = Mode(linker=PerformLinker(), optimizer=None)
+
+
+def jittered_initial_points(model: pm.Model, chains: int, seed: int, potential: Callable, retries: int = 10):
+    """PyMC's jittered initial points, one per chain, as a list over ``model.value_vars`` of arrays
+    (chains, *shape): each free variable's support point plus U(-1, 1) jitter in the unconstrained
+    space, redrawn (up to ``retries`` times, as ``pm.sample`` does) where ``potential(values)`` is
+    not finite. Same seed, same points."""
+    from pymc.initial_point import make_initial_point_expression
+    from pymc.pytensorf import find_rng_nodes, replace_rng_nodes, reseed_rngs
+    from pymc.util import _get_seeds_per_chain
+
+    with pytensor.config.change_flags(mode=PERFORM_ONLY, cxx=""):  # also for inner graphs (OpFromGraph)
+        expression = make_initial_point_expression(
+            free_rvs=model.free_RVs,
+            rvs_to_transforms=model.rvs_to_transforms,
+            initval_strategies=model.rvs_to_initial_values,
+            jitter_rvs=set(model.free_RVs),
+            return_transformed=True,
+        )
+        evaluate = pytensor.function([], replace_rng_nodes(expression))
+        rngs = find_rng_nodes(evaluate.maker.fgraph.outputs)
+        points = []
+        for chain_seed in _get_seeds_per_chain(seed, chains):
+            retry_seeds = np.random.default_rng(chain_seed)
+            for attempt in range(retries + 1):
+                reseed_rngs(rngs, chain_seed)
+                point = [np.asarray(v) for v in evaluate()]
+                if np.isfinite(potential(point)) or attempt == retries:
+                    break
+                chain_seed = retry_seeds.integers(2**30, dtype=np.int64)
+            points.append(point)
+    return [np.stack(values) for values in zip(*points)]
+
+
 def _to_x(u, whitening):
     """The model's flattened value variables from the sampled coordinates u (..., d): x = shift +
     root u with ``whitening`` = (shift, root), or x = u (``whitening`` None)."""
@@ -226,6 +293,13 @@ class Chains:
     method: str
     progressbar: bool
 
+    @property
+    def bars(self) -> int:
+        """numpyro's progress bars: one per chain, drawn by host callbacks from inside the program
+        (such a program cannot be stored: :mod:`bayesmix.program_cache`); none for one chain or
+        batched chains."""
+        return self.chains if self.progressbar and self.chains > 1 and self.method != "vectorized" else 0
+
 
 def _collected(state) -> tuple:
     """What is kept of each NUTS state: the position and the statistics of :func:`_sample_stats`."""
@@ -240,16 +314,16 @@ def _collected(state) -> tuple:
     )
 
 
-def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Callable:
-    """``program(keys, start, inverse_mass, args)``: every chain's draws, :func:`_collected` with a
-    leading (chains, draws) axis. keys (chains, 2): a PRNG key per chain; start: where each chain
-    starts, ``(u0, energy0, grad0)`` of shapes (chains, d), (chains,), (chains, d): the position in
-    the sampled coordinates u, the potential there and its gradient in u (computed by the caller,
-    which has them: numpyro would otherwise evaluate the gradient once more inside the program, a
-    second copy of it for XLA to compile); inverse_mass (d,): the diagonal metric the adaptation
-    starts from; args: ``(data, shift, root)`` in whitened coordinates (x = shift + root u), else
-    ``(data,)`` (x = u). ``potential``, ``shapes``: as :func:`log_density`'s, and the value
-    variables' shapes.
+def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Program:
+    """The :class:`~bayesmix.program_cache.Program` ``program(keys, start, inverse_mass, args)``:
+    every chain's draws, :func:`_collected` with a leading (chains, draws) axis. keys (chains, 2): a
+    PRNG key per chain; start: where each chain starts, ``(u0, energy0, grad0)`` of shapes (chains,
+    d), (chains,), (chains, d): the position in the sampled coordinates u, the potential there and
+    its gradient in u (computed by the caller, which has them: numpyro would otherwise evaluate the
+    gradient once more inside the program, a second copy of it for XLA to compile); inverse_mass
+    (d,): the diagonal metric the adaptation starts from; args: ``(data, shift, root)`` in whitened
+    coordinates (x = shift + root u), else ``(data,)`` (x = u). ``potential``, ``shapes``: as
+    :func:`log_density`'s, and the value variables' shapes.
 
     The data and the start are arguments, not constants: the compiled program depends only on
     shapes and on the model's constants (its priors' parameters; the default priors are scaled by
@@ -268,10 +342,6 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
 
         return energy
 
-    # numpyro's progress bars inside a compiled program are per-chain host callbacks (more than one
-    # chain); with one chain, or batched chains, its bar is a Python loop around the kernel
-    bars = how.chains if how.progressbar and how.chains > 1 and how.method != "vectorized" else 0
-
     def one_chain(key, start, inverse_mass, args):
         init_kernel, sample_kernel = hmc(potential_fn_gen=energy_of, algo="NUTS")
         state = init_kernel(
@@ -288,12 +358,12 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
             lambda current: sample_kernel(current, model_args=args),
             state,
             transform=_collected,
-            progbar=bars > 0,
-            num_chains=bars,
+            progbar=how.bars > 0,
+            num_chains=how.bars,
         )
 
     if how.method == "parallel":
-        from jax.sharding import Mesh, PartitionSpec
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         mesh = Mesh(np.array(jax.devices()[: how.chains]), ("chain",))
 
@@ -302,23 +372,20 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Calla
             return jax.tree.map(lambda leaf: leaf[None], one_chain(keys[0], first, inverse_mass, args))
 
         chain, same = PartitionSpec("chain"), PartitionSpec()
+        specs = (chain, chain, same, same)
         # no replication checks: numpyro's kernel mixes per-chain and constant branches of a cond
-        return jax.shard_map(block, mesh=mesh, in_specs=(chain, chain, same, same), out_specs=chain, check_vma=False)
+        return Program(
+            lambda: jax.shard_map(block, mesh=mesh, in_specs=specs, out_specs=chain, check_vma=False),
+            in_shardings=tuple(NamedSharding(mesh, spec) for spec in specs),
+            out_shardings=NamedSharding(mesh, chain),
+        )
     if how.method == "vectorized":
-        return jax.vmap(one_chain, in_axes=(0, 0, None, None))
+        return Program(lambda: jax.vmap(one_chain, in_axes=(0, 0, None, None)))
 
     def sequential(keys, start, inverse_mass, args):
         return jax.lax.map(lambda pair: one_chain(pair[0], pair[1], inverse_mass, args), (keys, start))
 
-    return sequential
-
-
-def compile_program(program: Callable, example_args: tuple, compiler_options: dict | None):
-    """``program`` compiled ahead of time for arguments shaped like ``example_args`` (arrays or
-    ``jax.ShapeDtypeStruct``)."""
-    import jax
-
-    return jax.jit(program, compiler_options=compiler_options).lower(*example_args).compile()
+    return Program(lambda: sequential)
 
 
 @contextmanager
@@ -366,8 +433,8 @@ def sample(
     import jax.numpy as jnp
     import numpyro
 
-    potential, data = log_density(model)
-    data = [jnp.asarray(v) for v in data]
+    density = log_density(model)
+    potential, data = density.potential, [jnp.asarray(v) for v in density.data]
     shapes = _value_shapes(model)
     d = sum(int(np.prod(shape)) for shape in shapes)
     small = d <= WHITEN_MAX
@@ -375,26 +442,32 @@ def sample(
     how = Chains(chains, tune, draws, target_accept, chain_method, progressbar)
     keys = jax.random.split(jax.random.PRNGKey(seed), chains)
 
+    def key(name, *parts):  # a program made from the log density, stored for later processes
+        return program_cache.program_key(name, density.fingerprint, compiler_options, *parts)
+
     vector, matrix = jax.ShapeDtypeStruct((d,), np.float64), jax.ShapeDtypeStruct((d, d), np.float64)
     per_chain = jax.ShapeDtypeStruct((chains, d), np.float64)
     start_like = (per_chain, jax.ShapeDtypeStruct((chains,), np.float64), per_chain)
     example = (keys, start_like, vector, (data, vector, matrix) if small else (data,))
+    nuts_key = None if how.bars else key("nuts", shapes, how, program_cache.abstract(example))
+    values_like = [jax.ShapeDtypeStruct(shape, v.type.dtype) for v, shape in zip(model.value_vars, shapes)]
     with _compiler_thread() as pool:
-        program = pool.submit(compile_program, nuts_program(potential, shapes, how), example, compiler_options)
+        nuts = nuts_program(potential, shapes, how)
+        program = pool.submit(compile_program, nuts, example, compiler_options, nuts_key)
         # one program for the initial points' check, the Laplace start and the chains' starting
         # gradients
-        value_and_grad = jax.jit(jax.value_and_grad(potential), compiler_options=compiler_options)
+        gradient_example = (values_like, data)
+        value_and_grad = compile_program(
+            Program(lambda: jax.value_and_grad(potential)),
+            gradient_example,
+            compiler_options,
+            key("value_and_grad", program_cache.abstract(gradient_example)),
+        )
 
         def value(values):
-            return value_and_grad(values, data)[0]
+            return float(value_and_grad(values, data)[0])
 
-        # PyMC's function of the initial points runs once per chain: compiled to C (cxx), its first
-        # run cost ~1 s of compilation; evaluated in Python, 0.1 s
-        with pytensor.config.change_flags(cxx=""):
-            points = pymc_jax._get_batched_jittered_initial_points(
-                model=model, chains=chains, initvals=None, random_seed=seed, logp_fn=value
-            )
-        points = [np.asarray(v) if chains > 1 else np.asarray(v)[None] for v in points]  # (chains, ...) each
+        points = jittered_initial_points(model, chains, seed, value)
         start = _laplace_start(value_and_grad, data, points, seed) if small else None
         inverse_mass = np.ones(d)
         if start is None:
@@ -404,11 +477,19 @@ def sample(
         # the map of the draws to the model's variables (PyMC's graph), compiled here while the
         # NUTS program still compiles in the other thread
         names = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
-        constrain = pymc_jax.get_jaxified_graph(inputs=model.value_vars, outputs=names)
-        like_draws = [
-            jax.ShapeDtypeStruct((chains, draws, *shape), v.type.dtype) for v, shape in zip(model.value_vars, shapes)
-        ]
-        to_model = compile_program(lambda raw: jax.vmap(jax.vmap(constrain))(*raw), (like_draws,), compiler_options)
+        like_draws = [jax.ShapeDtypeStruct((chains, draws, *v.shape), v.dtype) for v in values_like]
+
+        def to_model_function():
+            constrain = pymc_jax.get_jaxified_graph(inputs=model.value_vars, outputs=names)
+            return lambda raw: jax.vmap(jax.vmap(constrain))(*raw)
+
+        to_model_key = program_cache.program_key(
+            "to_model",
+            program_cache.graph_fingerprint(model.value_vars, names),
+            compiler_options,
+            program_cache.abstract((like_draws,)),
+        )
+        to_model = compile_program(Program(to_model_function), (like_draws,), compiler_options, to_model_key)
         # a small model's program samples x = shift + root u: the jittered points where the Laplace
         # start failed are x = 0 + I u
         whitening = ((start.shift, start.root) if start.whitened else (np.zeros(d), np.eye(d))) if small else None

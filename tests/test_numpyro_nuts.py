@@ -10,6 +10,7 @@ import pytest
 
 import bayesmix
 from bayesmix import numpyro_nuts
+from bayesmix.program_cache import compile_program
 
 
 def test_laplace_of_a_gaussian_is_its_mean_and_covariance():
@@ -89,7 +90,7 @@ def test_nuts_program_gives_each_chain_the_same_draws_however_chains_run():
     def program(method, data, options=None):
         how = numpyro_nuts.Chains(2, 100, 50, 0.8, method, progressbar=False)
         example = (keys, start(data), jnp.ones(2), (data,))
-        return numpyro_nuts.compile_program(numpyro_nuts.nuts_program(potential, [(2,)], how), example, options)
+        return compile_program(numpyro_nuts.nuts_program(potential, [(2,)], how), example, options)
 
     def draws(compiled, data):
         collected = compiled(keys, start(data), jnp.ones(2), (data,))
