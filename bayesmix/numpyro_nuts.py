@@ -238,7 +238,7 @@ def jittered_initial_points(model: pm.Model, chains: int, seed: int, potential: 
     """PyMC's jittered initial points, one per chain, as a list over ``model.value_vars`` of arrays
     (chains, *shape): each free variable's support point plus U(-1, 1) jitter in the unconstrained
     space, redrawn (up to ``retries`` times, as ``pm.sample`` does) where ``potential(values)`` is
-    not finite. Same seed, same points."""
+    not finite, then PyMC's SamplingError naming the variables at fault. Same seed, same points."""
     from pymc.initial_point import make_initial_point_expression
     from pymc.pytensorf import find_rng_nodes, replace_rng_nodes, reseed_rngs
     from pymc.util import _get_seeds_per_chain
@@ -259,8 +259,10 @@ def jittered_initial_points(model: pm.Model, chains: int, seed: int, potential: 
             for attempt in range(retries + 1):
                 reseed_rngs(rngs, chain_seed)
                 point = [np.asarray(v) for v in evaluate()]
-                if np.isfinite(potential(point)) or attempt == retries:
+                if np.isfinite(potential(point)):
                     break
+                if attempt == retries:  # PyMC's SamplingError, naming the variables whose density is not finite
+                    model.check_start_vals(dict(zip((v.name for v in model.value_vars), point)))
                 chain_seed = retry_seeds.integers(2**30, dtype=np.int64)
             points.append(point)
     return [np.stack(values) for values in zip(*points)]
