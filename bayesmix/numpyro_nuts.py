@@ -286,7 +286,7 @@ def _chain_starts(value_and_grad, data, u0: np.ndarray, shapes, whitening) -> tu
 class Chains:
     """How the chains run: ``tune`` + ``draws`` NUTS iterations each, on ``chains`` chains run by
     ``method`` ("parallel": one XLA device each; "sequential"; "vectorized": one batched computation);
-    a progress bar per chain."""
+    with a progress bar or not."""
 
     chains: int
     tune: int
@@ -294,13 +294,6 @@ class Chains:
     target_accept: float
     method: str
     progressbar: bool
-
-    @property
-    def bars(self) -> int:
-        """numpyro's progress bars: one per chain, drawn by host callbacks from inside the program
-        (such a program cannot be stored: :mod:`bayesmix.program_cache`); none for one chain or
-        batched chains."""
-        return self.chains if self.progressbar and self.chains > 1 and self.method != "vectorized" else 0
 
 
 def _collected(state) -> tuple:
@@ -333,48 +326,121 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Progr
     serves it to the next dataset of the same shapes and priors, as in a simulation study
     (numpyro's own driver, ``MCMC``, closes over them). The kernel is numpyro's NUTS
     (``numpyro.infer.hmc.hmc``), with its windowed adaptation."""
-    import jax
-    from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import ParamInfo
     from numpyro.util import fori_collect
 
-    def energy_of(data, *whitening):
-        def energy(u):  # the affine map's Jacobian is constant
-            return potential(_unflatten(_to_x(u, whitening or None), shapes), data)
-
-        return energy
+    kernel = _Kernel(potential, shapes, how)
 
     def one_chain(key, start, inverse_mass, args):
-        init_kernel, sample_kernel = hmc(potential_fn_gen=energy_of, algo="NUTS")
-        state = init_kernel(
-            ParamInfo(*start),
-            num_warmup=how.tune,
-            inverse_mass_matrix=inverse_mass,
-            target_accept_prob=how.target_accept,
-            model_args=args,
-            rng_key=key,
-        )
+        state, sample_kernel = kernel.set_up(key, start, inverse_mass, args)
         return fori_collect(
             how.tune,
             how.tune + how.draws,
             lambda current: sample_kernel(current, model_args=args),
             state,
             transform=_collected,
-            progbar=how.bars > 0,
-            num_chains=how.bars,
+            progbar=False,
         )
+
+    return _over_chains(one_chain, per_chain=2, shared=2, how=how)
+
+
+# a run with a progress bar is cut into this many segments (or more), one bar update each
+PROGRESS_UPDATES = 20
+
+
+def segment_length(iterations: int) -> int:
+    """The NUTS iterations of each segment of a run with a progress bar: the largest divisor of
+    ``iterations`` that makes at least :data:`PROGRESS_UPDATES` segments (all segments are one
+    compiled program)."""
+    target = max(1, iterations // PROGRESS_UPDATES)
+    return max(k for k in range(1, target + 1) if iterations % k == 0)
+
+
+def nuts_segments(potential: Callable, shapes: list[tuple], how: Chains) -> tuple[Program, Program, int]:
+    """The run of :func:`nuts_program` as two programs, so that Python can draw a progress bar
+    between segments without host callbacks inside a program (which could not be stored:
+    :mod:`bayesmix.program_cache`): ``init(keys, start, inverse_mass, args)``: every chain's NUTS
+    state (arguments as :func:`nuts_program`'s); ``segment(states, args)``: ``(states, collected)``
+    after ``length`` more iterations, :func:`_collected` of each with a leading (chains, length)
+    axis. The segments continue numpyro's windowed adaptation where the last left it (the state
+    carries it), so the draws are :func:`nuts_program`'s."""
+    import jax
+
+    kernel = _Kernel(potential, shapes, how)
+    length = segment_length(how.tune + how.draws)
+
+    def init_chain(key, start, inverse_mass, args):
+        return kernel.set_up(key, start, inverse_mass, args)[0]
+
+    def segment_chain(state, args):
+        start = (state.z, state.potential_energy, state.z_grad)
+        # numpyro's sample kernel uses settings that its init kernel makes, closing over the data:
+        # made again in this program (the state they come with is not used)
+        _, sample_kernel = kernel.set_up(state.rng_key, start, state.adapt_state.inverse_mass_matrix, args)
+
+        def step(current, _):
+            current = sample_kernel(current, model_args=args)
+            return current, _collected(current)
+
+        return jax.lax.scan(step, state, None, length=length)
+
+    init = _over_chains(init_chain, per_chain=2, shared=2, how=how)
+    return init, _over_chains(segment_chain, per_chain=1, shared=1, how=how), length
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """numpyro's NUTS kernel on the potential in the sampled coordinates u."""
+
+    potential: Callable
+    shapes: list[tuple]
+    how: Chains
+
+    def energy_of(self, data, *whitening):
+        def energy(u):  # the affine map's Jacobian is constant
+            return self.potential(_unflatten(_to_x(u, whitening or None), self.shapes), data)
+
+        return energy
+
+    def set_up(self, key, start, inverse_mass, args) -> tuple:
+        """``(state, sample_kernel)``: a chain's initial NUTS state at ``start`` = (u, potential,
+        gradient) and the kernel that moves it (``sample_kernel(state, model_args=args)``)."""
+        from numpyro.infer.hmc import hmc
+        from numpyro.infer.util import ParamInfo
+
+        init_kernel, sample_kernel = hmc(potential_fn_gen=self.energy_of, algo="NUTS")
+        state = init_kernel(
+            ParamInfo(*start),
+            num_warmup=self.how.tune,
+            inverse_mass_matrix=inverse_mass,
+            target_accept_prob=self.how.target_accept,
+            model_args=args,
+            rng_key=key,
+        )
+        return state, sample_kernel
+
+
+def _over_chains(one: Callable, per_chain: int, shared: int, how: Chains) -> Program:
+    """The :class:`~bayesmix.program_cache.Program` applying ``one`` to every chain: its first
+    ``per_chain`` arguments have a leading chain axis, the next ``shared`` are the same for all
+    chains; the results get a leading chain axis. Chains run as ``how.method`` says."""
+    import jax
+
+    def split(arguments):
+        return arguments[:per_chain], arguments[per_chain:]
 
     if how.method == "parallel":
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         mesh = Mesh(np.array(jax.devices()[: how.chains]), ("chain",))
 
-        def block(keys, start, inverse_mass, args):  # each device's block holds one chain
-            first = jax.tree.map(lambda leaf: leaf[0], start)
-            return jax.tree.map(lambda leaf: leaf[None], one_chain(keys[0], first, inverse_mass, args))
+        def block(*arguments):  # each device's block holds one chain
+            chained, common = split(arguments)
+            firsts = [jax.tree.map(lambda leaf: leaf[0], a) for a in chained]
+            return jax.tree.map(lambda leaf: leaf[None], one(*firsts, *common))
 
         chain, same = PartitionSpec("chain"), PartitionSpec()
-        specs = (chain, chain, same, same)
+        specs = (chain,) * per_chain + (same,) * shared
         # no replication checks: numpyro's kernel mixes per-chain and constant branches of a cond
         return Program(
             lambda: jax.shard_map(block, mesh=mesh, in_specs=specs, out_specs=chain, check_vma=False),
@@ -382,10 +448,11 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Progr
             out_shardings=NamedSharding(mesh, chain),
         )
     if how.method == "vectorized":
-        return Program(lambda: jax.vmap(one_chain, in_axes=(0, 0, None, None)))
+        return Program(lambda: jax.vmap(one, in_axes=(0,) * per_chain + (None,) * shared))
 
-    def sequential(keys, start, inverse_mass, args):
-        return jax.lax.map(lambda pair: one_chain(pair[0], pair[1], inverse_mass, args), (keys, start))
+    def sequential(*arguments):
+        chained, common = split(arguments)
+        return jax.lax.map(lambda row: one(*row, *common), tuple(chained))
 
     return Program(lambda: sequential)
 
@@ -399,6 +466,59 @@ def _compiler_thread():
         yield pool
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+@functools.cache
+def _register_state_types() -> None:
+    """Let jax.export store programs whose arguments or results are numpyro's NUTS states (named
+    tuples, which it serialises only when registered; once per process)."""
+    from jax import export
+    from numpyro.infer.hmc import HMCState
+    from numpyro.infer.hmc_util import HMCAdaptState
+
+    for kind in (HMCState, HMCAdaptState):
+        export.register_namedtuple_serialization(kind, serialized_name=f"numpyro.{kind.__name__}")
+
+
+def _compile_run(potential, shapes, how: Chains, example: tuple, compiler_options, key: Callable) -> Callable:
+    """``run(keys, start, inverse_mass, args)``: the chains' collected draws (as :func:`nuts_program`
+    returns them), by one compiled program, or, with a progress bar, by :func:`nuts_segments`'
+    two, the bar drawn between segments. ``example``: arguments shaped like run's; ``key(name,
+    *parts)``: a stored program's key (:func:`bayesmix.program_cache.program_key`)."""
+    import jax
+
+    if not how.progressbar:
+        program = nuts_program(potential, shapes, how)
+        return compile_program(
+            program, example, compiler_options, key("nuts", shapes, how, program_cache.abstract(example))
+        )
+    _register_state_types()
+    init, segment, length = nuts_segments(potential, shapes, how)
+    init = compile_program(
+        init, example, compiler_options, key("nuts init", shapes, how, program_cache.abstract(example))
+    )
+    segment_example = (
+        jax.tree.map(lambda info: jax.ShapeDtypeStruct(info.shape, info.dtype), init.out_info),
+        example[3],
+    )
+    segment_key = key("nuts segment", shapes, how, length, program_cache.abstract(segment_example))
+    segment = compile_program(segment, segment_example, compiler_options, segment_key)
+
+    def run(keys, start, inverse_mass, args):
+        from tqdm.auto import tqdm
+
+        states, kept, divergences = init(keys, start, inverse_mass, args), [], 0
+        with tqdm(total=how.tune + how.draws, desc=f"Sampling {how.chains} chain{'s' * (how.chains > 1)}") as bar:
+            for first in range(0, how.tune + how.draws, length):
+                states, collected = segment(states, args)
+                if first + length > how.tune:  # draws after tuning
+                    kept.append([np.asarray(leaf)[:, max(0, how.tune - first) :] for leaf in collected])
+                    divergences += int(kept[-1][-1].sum())
+                    bar.set_postfix(divergences=divergences, refresh=False)
+                bar.update(length)
+        return tuple(np.concatenate(parts, axis=1) for parts in zip(*kept))
+
+    return run
 
 
 def _sample_stats(collected, chains: int) -> dict[str, np.ndarray]:
@@ -451,11 +571,9 @@ def sample(
     per_chain = jax.ShapeDtypeStruct((chains, d), np.float64)
     start_like = (per_chain, jax.ShapeDtypeStruct((chains,), np.float64), per_chain)
     example = (keys, start_like, vector, (data, vector, matrix) if small else (data,))
-    nuts_key = None if how.bars else key("nuts", shapes, how, program_cache.abstract(example))
     values_like = [jax.ShapeDtypeStruct(shape, v.type.dtype) for v, shape in zip(model.value_vars, shapes)]
     with _compiler_thread() as pool:
-        nuts = nuts_program(potential, shapes, how)
-        program = pool.submit(compile_program, nuts, example, compiler_options, nuts_key)
+        program = pool.submit(_compile_run, potential, shapes, how, example, compiler_options, key)
         # one program for the initial points' check, the Laplace start and the chains' starting
         # gradients
         gradient_example = (values_like, data)

@@ -18,8 +18,9 @@ JAX's persistent cache then serves. Every program goes through its exported form
 too, so the first and later processes run the same compiled code: same seed, same draws.
 
 Stored programs live in a folder of JAX's persistent cache directory (``bayesmix-exported``);
-without that directory nothing is stored. Programs with host callbacks (numpyro's per-chain
-progress bars) cannot be exported: the caller passes no key, and they are traced every time.
+without that directory nothing is stored. A program with host callbacks cannot be exported (it is
+then traced every time): bayesmix's progress bars are drawn between programs instead
+(``numpyro_nuts.nuts_segments``).
 """
 
 from __future__ import annotations

@@ -7,19 +7,20 @@ among thinned posterior draws. A calibrated sampler gives uniform ranks: the tab
 chi-square and KS p-values per parameter, and the median information ratio of the levels
 (bayesmix.build.information_ratio: "auto" centres a block at >= 1).
 
-The model graph is bayesmix's own (Model.pymc_model()); refits reuse one nutpie compilation and
-swap only the observed data (pm.Data), so a replication costs about a second.
+Every replication is a fit through the product's own path, ``Model(...).sample()`` (numpyro, the
+default sampler), with the parameterisation asked for; for ``marginal`` (the collapsed gaussian
+model) b and beta are drawn from their exact conditional afterwards. The compiled programs take the
+data as arguments, the priors here are fixed, and the programs are stored
+(bayesmix/program_cache.py), so after the first replication nothing is traced or compiled: ~2 s a
+replication on 2 cores. (Until 2026-11-29 the non-marginal parameterisations were sampled by nutpie,
+one compilation with the data swapped: a sampler users do not get by default.)
 
     python benchmarks/sbc.py --reps 200 --families gaussian bernoulli poisson
     python benchmarks/sbc.py --parameterization centered   # hierarchical centring, every block
     python benchmarks/sbc.py --parameterization centered --rows-per-group 40   # informative levels
     python benchmarks/sbc.py --parameterization marginal --families gaussian --reps 100
+    python benchmarks/sbc.py --parameterization auto --rows-per-group 40   # what Model.sample() does
 
-``marginal`` (the collapsed gaussian model, b and beta integrated out) goes through the product's
-own path, ``Model(...).sample()`` with numpyro: Laplace-whitened NUTS, then b and beta drawn from
-their exact conditional. Its compiled programs take the data as arguments and the priors here are
-fixed, so after the first replication every one comes from JAX's cache (~2 s a replication on 2
-cores; ~10 s while the NUTS program held the data as constants).
 """
 
 from __future__ import annotations
@@ -71,8 +72,6 @@ def scalars(group, family: str) -> dict[str, np.ndarray]:
 def run_family(
     family: str, reps: int, draws: int, thin: int, seed: int, parameterization: str, per_group: int
 ) -> pd.DataFrame:
-    import nutpie
-
     rng = np.random.default_rng(seed)
     frame = placeholder(family, rng, per_group)
     priors = {**PRIORS, **FAMILY_PRIORS[family]}
@@ -81,8 +80,6 @@ def run_family(
     prior = pm.sample_prior_predictive(draws=reps, model=model.pymc_model("noncentered"), random_seed=seed)
     truth = {name: values[0] for name, values in scalars(prior.prior, family).items()}
     y_sim = prior.prior_predictive["y"].values[0]
-    if parameterization != "marginal":
-        compiled = nutpie.compile_pymc_model(model.pymc_model(parameterization))
     ranks = {name: [] for name in truth}
     # how much each level's data say about its effects (the ratio that parameterization="auto"
     # centres at >= 1), per replication
@@ -92,29 +89,19 @@ def run_family(
     start = time.perf_counter()
     for r in range(reps):
         try:
-            if parameterization == "marginal":  # the product's path: Model.sample (numpyro), b and beta drawn after
-                posterior = (
-                    bayesmix.Model("y ~ x + (x | g)", frame.assign(y=y_sim[r]), family=family, priors=priors)
-                    .sample(
-                        draws=draws,
-                        tune=500,
-                        chains=2,
-                        random_seed=seed + r,
-                        progressbar=False,
-                        parameterization="marginal",
-                        posterior_predictive=False,
-                    )
-                    .posterior
-                )
-            else:
-                posterior = nutpie.sample(
-                    compiled.with_data(observed=y_sim[r]),
+            posterior = (
+                bayesmix.Model("y ~ x + (x | g)", frame.assign(y=y_sim[r]), family=family, priors=priors)
+                .sample(
                     draws=draws,
                     tune=500,
                     chains=2,
-                    seed=seed + r,
-                    progress_bar=False,
-                ).posterior
+                    random_seed=seed + r,
+                    progressbar=False,
+                    parameterization=parameterization,
+                    posterior_predictive=False,
+                )
+                .posterior
+            )
         except Exception:
             failures += 1
             continue
@@ -156,7 +143,9 @@ def main() -> None:
     parser.add_argument("--thin", type=int, default=5)
     parser.add_argument("--families", nargs="+", default=["gaussian", "bernoulli", "poisson"])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--parameterization", default="noncentered", choices=["noncentered", "centered", "marginal"])
+    parser.add_argument(
+        "--parameterization", default="noncentered", choices=["noncentered", "centered", "marginal", "auto"]
+    )
     parser.add_argument("--rows-per-group", type=int, default=PER_GROUP)
     args = parser.parse_args()
     warnings.simplefilter("ignore")

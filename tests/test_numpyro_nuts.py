@@ -143,3 +143,39 @@ def test_new_data_of_the_same_shapes_compile_nothing_new():
             monitoring.unregister_event_listener(listener)
     assert idata.posterior.attrs["bayesmix_start"] == "laplace"
     assert "hits" in events and "misses" not in events  # the persistent cache was asked, and had all
+
+
+def test_segment_lengths_divide_the_run():
+    assert numpyro_nuts.segment_length(2000) == 100
+    assert numpyro_nuts.segment_length(1200) == 60
+    assert numpyro_nuts.segment_length(60) == 3
+    assert numpyro_nuts.segment_length(1999) == 1  # a prime: one iteration a segment
+    assert numpyro_nuts.segment_length(7) == 1
+
+
+# (batched chains too, but there the two programs round differently, and NUTS's discrete choices
+# carry rounding differences up to different, equally valid draws within ~100 iterations)
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
+def test_segments_continue_the_adaptation_where_it_stopped(method):
+    """The run cut into segments (a progress bar between them) draws what the single program draws:
+    the state carries numpyro's windowed adaptation across segments."""
+
+    def potential(values, data):  # x ~ N(data[0], diag(data[1])), scales far apart
+        return 0.5 * jnp.sum((values[0] - data[0]) ** 2 / data[1])
+
+    keys = jax.random.split(jax.random.PRNGKey(5), 2)
+    data = [jnp.array([1.0, -2.0]), jnp.array([0.01, 9.0])]
+    energy, grad = jax.vmap(jax.value_and_grad(lambda u: potential([u], data)))(jnp.zeros((2, 2)))
+    args = (keys, (jnp.zeros((2, 2)), energy, grad), jnp.ones(2), (data,))
+    how = numpyro_nuts.Chains(2, 150, 90, 0.8, method, progressbar=False)
+    whole = compile_program(numpyro_nuts.nuts_program(potential, [(2,)], how), args)(*args)
+    init, segment, length = numpyro_nuts.nuts_segments(potential, [(2,)], how)
+    assert length == 12
+    states = compile_program(init, args)(*args)
+    step = compile_program(segment, (states, args[3]))
+    parts = []
+    for _ in range(240 // length):
+        states, collected = step(states, args[3])
+        parts.append([np.asarray(leaf) for leaf in collected])
+    for leaf, pieces in zip(whole, zip(*parts)):
+        np.testing.assert_allclose(np.concatenate(pieces, axis=1)[:, 150:], leaf, rtol=1e-9, atol=1e-9)

@@ -113,12 +113,19 @@ def test_an_unreadable_stored_program_is_traced_again(stored_programs):
     np.testing.assert_array_equal(first.posterior["sd_Subject"], second.posterior["sd_Subject"])
 
 
-def test_programs_with_progress_bars_are_not_stored(stored_programs):
-    """numpyro's per-chain progress bars are host callbacks, which no later process can call."""
+def test_a_run_with_a_progress_bar_is_stored_too(stored_programs):
+    """With a progress bar the run is two programs, the start and a segment of iterations, with the
+    bar drawn between segments (not by host callbacks inside the program, which no later process
+    could call): both are stored, and the draws are those of the run without a bar."""
     folder, traced = stored_programs
-    sample(bayesmix.load_dataset("sleepstudy"), progressbar=True)
-    assert len(traced) == 2  # the gradient and the map to the model's variables
-    assert len(list(folder.glob("*.stablehlo"))) == 2
+    data = bayesmix.load_dataset("sleepstudy")
+    first = sample(data, progressbar=True)
+    assert len(traced) == 4  # the start, the segment, the gradient, the map to the model's variables
+    again = sample(data, progressbar=True)
+    assert len(traced) == 4 and len(list(folder.glob("*.stablehlo"))) == 4
+    np.testing.assert_array_equal(first.posterior["sd_Subject"], again.posterior["sd_Subject"])
+    quiet = sample(data)
+    np.testing.assert_allclose(first.posterior["sd_Subject"], quiet.posterior["sd_Subject"], rtol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["parallel", "sequential", "vectorized"])
