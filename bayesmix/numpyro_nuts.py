@@ -513,7 +513,7 @@ def _compile_run(potential, shapes, how: Chains, example: tuple, compiler_option
                 states, collected = segment(states, args)
                 if first + length > how.tune:  # draws after tuning
                     kept.append([np.asarray(leaf)[:, max(0, how.tune - first) :] for leaf in collected])
-                    divergences += int(kept[-1][-1].sum())
+                    divergences += int(kept[-1][-1].sum())  # _collected's last: diverging
                     bar.set_postfix(divergences=divergences, refresh=False)
                 bar.update(length)
         return tuple(np.concatenate(parts, axis=1) for parts in zip(*kept))

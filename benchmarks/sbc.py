@@ -70,7 +70,14 @@ def scalars(group, family: str) -> dict[str, np.ndarray]:
 
 
 def run_family(
-    family: str, reps: int, draws: int, thin: int, seed: int, parameterization: str, per_group: int
+    family: str,
+    reps: int,
+    draws: int,
+    thin: int,
+    seed: int,
+    parameterization: str,
+    per_group: int,
+    target_accept: float = 0.9,
 ) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frame = placeholder(family, rng, per_group)
@@ -98,6 +105,7 @@ def run_family(
                     random_seed=seed + r,
                     progressbar=False,
                     parameterization=parameterization,
+                    target_accept=target_accept,
                     posterior_predictive=False,
                 )
                 .posterior
@@ -147,11 +155,21 @@ def main() -> None:
         "--parameterization", default="noncentered", choices=["noncentered", "centered", "marginal", "auto"]
     )
     parser.add_argument("--rows-per-group", type=int, default=PER_GROUP)
+    parser.add_argument("--target-accept", type=float, default=0.9, help="Model.sample's target_accept")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     table = pd.concat(
         [
-            run_family(f, args.reps, args.draws, args.thin, args.seed, args.parameterization, args.rows_per_group)
+            run_family(
+                f,
+                args.reps,
+                args.draws,
+                args.thin,
+                args.seed,
+                args.parameterization,
+                args.rows_per_group,
+                args.target_accept,
+            )
             for f in args.families
         ]
     )
