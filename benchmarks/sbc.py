@@ -77,7 +77,7 @@ def run_family(
     seed: int,
     parameterization: str,
     per_group: int,
-    target_accept: float = 0.9,
+    target_accept: float | None = None,
 ) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frame = placeholder(family, rng, per_group)
@@ -155,7 +155,9 @@ def main() -> None:
         "--parameterization", default="noncentered", choices=["noncentered", "centered", "marginal", "auto"]
     )
     parser.add_argument("--rows-per-group", type=int, default=PER_GROUP)
-    parser.add_argument("--target-accept", type=float, default=0.9, help="Model.sample's target_accept")
+    parser.add_argument(
+        "--target-accept", type=float, default=None, help="Model.sample's target_accept (default: its own choice)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     table = pd.concat(

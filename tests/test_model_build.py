@@ -279,9 +279,18 @@ def test_auto_centres_blocks_whose_levels_carry_much_information():
     )
 
 
-def test_centring_a_weakly_informed_block_is_warned_about():
+def test_centring_a_weakly_informed_block_is_warned_about(monkeypatch):
     """Centred where its levels say little (cbpp's herds), a block's SDs sit in a funnel that NUTS
-    explores with bias (docs/calibration.md): asked for explicitly, it is warned about before sampling."""
+    explores with bias (docs/calibration.md): asked for explicitly, it is warned about before
+    sampling, and sampled with smaller steps (target_accept 0.99, unless given)."""
+    used = []
+    run_nuts = bayesmix.model.run_nuts
+
+    def spy(model, **kwargs):
+        used.append(kwargs["target_accept"])
+        return run_nuts(model, **kwargs)
+
+    monkeypatch.setattr(bayesmix.model, "run_nuts", spy)
     cbpp = bayesmix.Model(
         "cbind(incidence, size - incidence) ~ period + (1 | herd)", bayesmix.load_dataset("cbpp"), family="binomial"
     )
@@ -289,11 +298,16 @@ def test_centring_a_weakly_informed_block_is_warned_about():
     assert weakly_informed_centred(cbpp.design, {"herd": "noncentered"}) == {}
     verbagg = bayesmix.Model("r ~ x + (1 | id) + (1 | item)", crossed_with_group_predictor(), family="bernoulli")
     assert weakly_informed_centred(verbagg.design, "centered") == {}  # its levels are well informed
+    options = dict(draws=20, tune=20, chains=1, random_seed=1, progressbar=False, posterior_predictive=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cbpp.sample(draws=20, tune=20, chains=1, random_seed=1, progressbar=False, parameterization="centered")
+        cbpp.sample(**options, parameterization="centered")
+        cbpp.sample(**options, parameterization="centered", target_accept=0.95)
+        cbpp.sample(**options, parameterization="noncentered")
     messages = [str(w.message) for w in caught if issubclass(w.category, bayesmix.BayesmixWarning)]
     assert any("Block 'herd' is sampled centred" in m and "'noncentered'" in m for m in messages), messages
+    assert any("target_accept=0.99;" in m for m in messages) and any("target_accept=0.95;" in m for m in messages)
+    assert used == [0.99, 0.95, 0.9]
 
 
 def test_a_slope_the_levels_say_little_about_keeps_its_block_non_centred():
