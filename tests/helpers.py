@@ -38,3 +38,19 @@ def fit_via_cli(tmp_path, dataset: str, formula: str, *args: str) -> tuple[int, 
     out = tmp_path / "fit.json"
     code = main(["fit", "--data", str(path), "--formula", formula, *args, "--json", str(out)])
     return code, json.loads(out.read_text()) if code == 0 else None
+
+
+def gaussian_nuts_problem(seed: int, variances):
+    """A 2-d Gaussian for numpyro_nuts' programs: ``(potential, args)``, potential(values, data) =
+    -log N(values[0]; data[0], diag(data[1])) and args = (keys, start, inverse_mass, (data,)) for 2
+    chains starting at 0 (as nuts_program takes them)."""
+    import jax
+    import jax.numpy as jnp
+
+    def potential(values, data):
+        return 0.5 * jnp.sum((values[0] - data[0]) ** 2 / data[1])
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), 2)
+    data = [jnp.array([1.0, -2.0]), jnp.array(variances)]
+    energy, grad = jax.vmap(jax.value_and_grad(lambda u: potential([u], data)))(jnp.zeros((2, 2)))
+    return potential, (keys, (jnp.zeros((2, 2)), energy, grad), jnp.ones(2), (data,))

@@ -11,6 +11,7 @@ import pytest
 import bayesmix
 from bayesmix import numpyro_nuts
 from bayesmix.program_cache import compile_program
+from tests.helpers import gaussian_nuts_problem
 
 
 def test_laplace_of_a_gaussian_is_its_mean_and_covariance():
@@ -159,14 +160,7 @@ def test_segment_lengths_divide_the_run():
 def test_segments_continue_the_adaptation_where_it_stopped(method):
     """The run cut into segments (a progress bar between them) draws what the single program draws:
     the state carries numpyro's windowed adaptation across segments."""
-
-    def potential(values, data):  # x ~ N(data[0], diag(data[1])), scales far apart
-        return 0.5 * jnp.sum((values[0] - data[0]) ** 2 / data[1])
-
-    keys = jax.random.split(jax.random.PRNGKey(5), 2)
-    data = [jnp.array([1.0, -2.0]), jnp.array([0.01, 9.0])]
-    energy, grad = jax.vmap(jax.value_and_grad(lambda u: potential([u], data)))(jnp.zeros((2, 2)))
-    args = (keys, (jnp.zeros((2, 2)), energy, grad), jnp.ones(2), (data,))
+    potential, args = gaussian_nuts_problem(5, [0.01, 9.0])  # scales far apart
     how = numpyro_nuts.Chains(2, 150, 90, 0.8, method, progressbar=False)
     whole = compile_program(numpyro_nuts.nuts_program(potential, [(2,)], how), args)(*args)
     init, segment, length = numpyro_nuts.nuts_segments(potential, [(2,)], how)

@@ -10,6 +10,7 @@ import pytest
 
 import bayesmix
 from bayesmix import numpyro_nuts, program_cache
+from tests.helpers import gaussian_nuts_problem
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 PRIORS = {  # fixed: the default priors are scaled by the data
@@ -132,17 +133,8 @@ def test_a_run_with_a_progress_bar_is_stored_too(stored_programs):
 def test_a_stored_nuts_program_draws_what_the_traced_one_draws(stored_programs, method):
     """However the chains run (one device each, in turn, batched), the program read back from the
     store is the program: the same draws as the traced one, up to rounding."""
-    import jax.numpy as jnp
-
     folder, traced = stored_programs
-
-    def potential(values, data):  # x ~ N(data[0], diag(data[1]))
-        return 0.5 * jnp.sum((values[0] - data[0]) ** 2 / data[1])
-
-    keys = jax.random.split(jax.random.PRNGKey(3), 2)
-    data = [jnp.array([1.0, -2.0]), jnp.array([1.0, 4.0])]
-    energy, grad = jax.vmap(jax.value_and_grad(lambda u: potential([u], data)))(jnp.zeros((2, 2)))
-    args = (keys, (jnp.zeros((2, 2)), energy, grad), jnp.ones(2), (data,))
+    potential, args = gaussian_nuts_problem(3, [1.0, 4.0])
     how = numpyro_nuts.Chains(2, 100, 50, 0.8, method, progressbar=False)
     program = numpyro_nuts.nuts_program(potential, [(2,)], how)
     traced_draws = program_cache.compile_program(program, args)(*args)[0]
