@@ -28,11 +28,13 @@ used instead.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import arviz as az
 import numpy as np
@@ -47,10 +49,16 @@ from pytensor.graph.rewriting.db import RewriteDatabaseQuery
 from pytensor.link.basic import PerformLinker
 from scipy import optimize
 
-from bayesmix import program_cache
+from bayesmix import low_rank, program_cache
+from bayesmix.low_rank import LowRankMap
 from bayesmix.program_cache import Program, compile_program
 
 WHITEN_MAX = 40  # sampled values up to which NUTS runs in the Laplace approximation's whitened coordinates
+# larger models: the second half of the warmup and the draws run in the coordinates of a low-rank
+# metric (bayesmix.low_rank) estimated from the first half
+LOW_RANK = 32  # directions at most
+LOW_RANK_MIN_TUNE = 100  # with fewer tuning iterations, one phase and numpyro's diagonal metric
+LOW_RANK_VALUES = 25_000_000  # draws (and as many gradients) kept for the estimate, at most: 400 MB
 MAX_MODE_DISTANCE = 50.0  # a mode this far (unconstrained units) from the start is a run-away, not a mode
 # an approximation this wide (unconstrained units: a log-SD known to within a factor e^10) describes a
 # nearly flat density, or a run-away stopped where the gradient fell below tolerance (exp(x) at x = -14)
@@ -185,18 +193,27 @@ def laplace(value_and_grad, start: list[np.ndarray], data=()) -> Laplace | None:
     return Laplace(mode=mode, covariance=covariance)
 
 
+class Whitening(NamedTuple):
+    """The affine map x = shift + root u (u: (..., d)) of the Laplace approximation's whitened
+    coordinates; shift (d,), root (d, d)."""
+
+    shift: np.ndarray
+    root: np.ndarray
+
+    def to_x(self, u):
+        return self.shift + u @ self.root.T
+
+    def gradient_in_u(self, gradient_x):
+        return gradient_x @ self.root
+
+
 @dataclass(frozen=True)
 class Start:
-    """Where the chains start: u (chains, d), and the affine map x = shift + u @ root.T to the model's
-    flattened value variables (root None: x = u)."""
+    """Where the chains start: u (chains, d), and the map to the model's flattened value variables
+    (None: x = u)."""
 
     u: np.ndarray
-    shift: np.ndarray | None = None
-    root: np.ndarray | None = None
-
-    @property
-    def whitened(self) -> bool:
-        return self.root is not None
+    whitening: Whitening | None = None
 
 
 def _laplace_start(value_and_grad, data, points: list[np.ndarray], seed: int) -> Start | None:
@@ -213,7 +230,7 @@ def _laplace_start(value_and_grad, data, points: list[np.ndarray], seed: int) ->
     x = approx.mode + u @ root.T
     if not all(np.isfinite(float(value_and_grad(_unflatten(row, shapes), data)[0])) for row in x):
         return None
-    return Start(u=u, shift=approx.mode, root=root)
+    return Start(u=u, whitening=Whitening(approx.mode, root))
 
 
 def _value_shapes(model: pm.Model) -> list[tuple[int, ...]]:
@@ -268,18 +285,19 @@ def jittered_initial_points(model: pm.Model, chains: int, seed: int, potential: 
     return [np.stack(values) for values in zip(*points)]
 
 
-def _to_x(u, whitening):
-    """The model's flattened value variables from the sampled coordinates u (..., d): x = shift +
-    root u with ``whitening`` = (shift, root), or x = u (``whitening`` None)."""
-    return u if whitening is None else whitening[0] + u @ whitening[1].T
+def _to_x(u, transform):
+    """The model's flattened value variables from the sampled coordinates u (..., d): x =
+    ``transform.to_x(u)`` (a :class:`Whitening` or a :class:`~bayesmix.low_rank.LowRankMap`), or x = u
+    (``transform`` None)."""
+    return u if transform is None else transform.to_x(u)
 
 
-def _chain_starts(value_and_grad, data, u0: np.ndarray, shapes, whitening) -> tuple:
+def _chain_starts(value_and_grad, data, u0: np.ndarray, shapes, transform) -> tuple:
     """Each chain's start for :func:`nuts_program`: u0 (chains, d), the potential there (chains,)
-    and its gradient with respect to u (chains, d; root' times the gradient in x when whitened)."""
-    energies, gradients = zip(*(value_and_grad(_unflatten(x, shapes), data) for x in _to_x(u0, whitening)))
+    and its gradient with respect to u (chains, d)."""
+    energies, gradients = zip(*(value_and_grad(_unflatten(x, shapes), data) for x in _to_x(u0, transform)))
     grad = np.stack([_flatten([np.asarray(g) for g in gradient]) for gradient in gradients])
-    return u0, np.array([float(e) for e in energies]), grad if whitening is None else grad @ whitening[1]
+    return u0, np.array([float(e) for e in energies]), grad if transform is None else transform.gradient_in_u(grad)
 
 
 @dataclass(frozen=True)
@@ -296,9 +314,10 @@ class Chains:
     progressbar: bool
 
 
-def _collected(state) -> tuple:
-    """What is kept of each NUTS state: the position and the statistics of :func:`_sample_stats`."""
-    return (
+def _collected(state, gradients: bool = False) -> tuple:
+    """What is kept of each NUTS state: the position, the statistics of :func:`_sample_stats` and,
+    with ``gradients``, the potential's gradient at the position (last)."""
+    kept = (
         state.z,
         state.num_steps,
         state.potential_energy,
@@ -307,6 +326,7 @@ def _collected(state) -> tuple:
         state.accept_prob,
         state.diverging,
     )
+    return (*kept, state.z_grad) if gradients else kept
 
 
 def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Program:
@@ -316,8 +336,9 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Progr
     d), (chains,), (chains, d): the position in the sampled coordinates u, the potential there and
     its gradient in u (computed by the caller, which has them: numpyro would otherwise evaluate the
     gradient once more inside the program, a second copy of it for XLA to compile); inverse_mass
-    (d,): the diagonal metric the adaptation starts from; args: ``(data, shift, root)`` in whitened
-    coordinates (x = shift + root u), else ``(data,)`` (x = u). ``potential``, ``shapes``: as
+    (d,): the diagonal metric the adaptation starts from; args: ``(data, transform)``, the model's
+    flattened value variables being x = ``transform.to_x(u)`` (a :class:`Whitening` or a
+    :class:`~bayesmix.low_rank.LowRankMap`), or ``(data,)`` (x = u). ``potential``, ``shapes``: as
     :func:`log_density`'s, and the value variables' shapes.
 
     The data and the start are arguments, not constants: the compiled program depends only on
@@ -348,26 +369,30 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Progr
 PROGRESS_UPDATES = 20
 
 
-def segment_length(iterations: int) -> int:
-    """The NUTS iterations of each segment of a run with a progress bar: the largest divisor of
-    ``iterations`` that makes at least :data:`PROGRESS_UPDATES` segments (all segments are one
-    compiled program)."""
-    target = max(1, iterations // PROGRESS_UPDATES)
-    return max(k for k in range(1, target + 1) if iterations % k == 0)
+def segment_length(*phases: int) -> int:
+    """The NUTS iterations of each segment of a run of ``phases`` (iterations each) with a progress
+    bar: the largest divisor of every phase that makes at least :data:`PROGRESS_UPDATES` segments
+    in all (all segments are one compiled program)."""
+    target = max(1, sum(phases) // PROGRESS_UPDATES)
+    common = math.gcd(*phases)
+    return max(k for k in range(1, min(target, common) + 1) if common % k == 0)
 
 
-def nuts_segments(potential: Callable, shapes: list[tuple], how: Chains) -> tuple[Program, Program, int]:
-    """The run of :func:`nuts_program` as two programs, so that Python can draw a progress bar
-    between segments without host callbacks inside a program (which could not be stored:
-    :mod:`bayesmix.program_cache`): ``init(keys, start, inverse_mass, args)``: every chain's NUTS
-    state (arguments as :func:`nuts_program`'s); ``segment(states, args)``: ``(states, collected)``
-    after ``length`` more iterations, :func:`_collected` of each with a leading (chains, length)
-    axis. The segments continue numpyro's windowed adaptation where the last left it (the state
-    carries it), so the draws are :func:`nuts_program`'s."""
+def nuts_segments(
+    potential: Callable, shapes: list[tuple], how: Chains, length: int | None = None, gradients: bool = False
+) -> tuple[Program, Program, int]:
+    """The run of :func:`nuts_program` as two programs, so that Python can act between segments (draw
+    a progress bar, change the metric) without host callbacks inside a program (which could not be
+    stored: :mod:`bayesmix.program_cache`): ``init(keys, start, inverse_mass, args)``: every chain's
+    NUTS state (arguments as :func:`nuts_program`'s); ``segment(states, args)``: ``(states,
+    collected)`` after ``length`` (default :func:`segment_length`) more iterations, :func:`_collected`
+    (with ``gradients`` or not) of each with a leading (chains, length) axis. The segments continue
+    numpyro's windowed adaptation where the last left it (the state carries it), so the draws are
+    :func:`nuts_program`'s."""
     import jax
 
     kernel = _Kernel(potential, shapes, how)
-    length = segment_length(how.tune + how.draws)
+    length = length or segment_length(how.tune + how.draws)
 
     def init_chain(key, start, inverse_mass, args):
         return kernel.set_up(key, start, inverse_mass, args)[0]
@@ -380,7 +405,7 @@ def nuts_segments(potential: Callable, shapes: list[tuple], how: Chains) -> tupl
 
         def step(current, _):
             current = sample_kernel(current, model_args=args)
-            return current, _collected(current)
+            return current, _collected(current, gradients)
 
         return jax.lax.scan(step, state, None, length=length)
 
@@ -396,9 +421,9 @@ class _Kernel:
     shapes: list[tuple]
     how: Chains
 
-    def energy_of(self, data, *whitening):
+    def energy_of(self, data, transform=None):
         def energy(u):  # the affine map's Jacobian is constant
-            return self.potential(_unflatten(_to_x(u, whitening or None), self.shapes), data)
+            return self.potential(_unflatten(_to_x(u, transform), self.shapes), data)
 
         return energy
 
@@ -469,31 +494,64 @@ def _compiler_thread():
 
 
 @functools.cache
-def _register_state_types() -> None:
-    """Let jax.export store programs whose arguments or results are numpyro's NUTS states (named
-    tuples, which it serialises only when registered; once per process)."""
+def _register_named_tuples() -> None:
+    """Let jax.export store programs whose arguments or results are named tuples (numpyro's NUTS
+    states, the maps to the model's coordinates), which it serialises only when registered; once
+    per process."""
     from jax import export
     from numpyro.infer.hmc import HMCState
     from numpyro.infer.hmc_util import HMCAdaptState
 
-    for kind in (HMCState, HMCAdaptState):
-        export.register_namedtuple_serialization(kind, serialized_name=f"numpyro.{kind.__name__}")
+    for kind in (HMCState, HMCAdaptState, Whitening, LowRankMap):
+        export.register_namedtuple_serialization(kind, serialized_name=f"{kind.__module__}.{kind.__name__}")
 
 
-def _compile_run(potential, shapes, how: Chains, example: tuple, compiler_options, key: Callable) -> Callable:
-    """``run(keys, start, inverse_mass, args)``: the chains' collected draws (as :func:`nuts_program`
-    returns them), by one compiled program, or, with a progress bar, by :func:`nuts_segments`'
-    two, the bar drawn between segments. ``example``: arguments shaped like run's; ``key(name,
-    *parts)``: a stored program's key (:func:`bayesmix.program_cache.program_key`)."""
+@dataclass(frozen=True)
+class _Segments:
+    """:func:`nuts_segments`' two programs, compiled."""
+
+    init: Callable
+    segment: Callable
+    length: int
+
+    def advance(self, states, args, iterations: int, keep_after: int, bar, thin: int = 1, gradients: bool = False):
+        """``(states, collected)`` after ``iterations`` (a multiple of ``length``) more NUTS
+        iterations of every chain; collected: :func:`_collected` (``gradients`` or not) of every
+        ``thin``-th iteration from ``keep_after`` on, host arrays with a leading (chains, kept) axis.
+        ``bar``: a tqdm bar, moved a segment at a time, showing the divergences among the kept
+        draws (not during a warmup whose gradients are kept)."""
+        kept, divergences = [], 0
+        for first in range(0, iterations, self.length):
+            states, collected = self.segment(states, args)
+            begin = max(0, keep_after - first)
+            begin += -(first + begin - keep_after) % thin
+            if begin < self.length:
+                fields = collected if gradients else collected[:-1]
+                kept.append([np.asarray(leaf)[:, begin::thin] for leaf in fields])
+                if not gradients:
+                    divergences += int(kept[-1][6].sum())  # _collected's diverging
+                    bar.set_postfix(divergences=divergences, refresh=False)
+            bar.update(self.length)
+        return states, tuple(np.concatenate(parts, axis=1) for parts in zip(*kept))
+
+
+def _compile_run(
+    potential, shapes, how: Chains, example: tuple, compiler_options, key: Callable, phases: tuple[int, ...] = ()
+) -> Callable | _Segments:
+    """The chains' compiled run. Without ``phases``: ``run(keys, start, inverse_mass, args)``, the
+    collected draws as :func:`nuts_program` returns them, by one program. With ``phases`` (the
+    iterations of each run of the kernel ``how`` sets up): :func:`nuts_segments`' programs, with
+    the gradients, cut in segments that divide every phase. ``example``: arguments shaped like
+    run's; ``key(name, *parts)``: a stored program's key (:func:`bayesmix.program_cache.program_key`)."""
     import jax
 
-    if not how.progressbar:
+    _register_named_tuples()
+    if not phases:
         program = nuts_program(potential, shapes, how)
         return compile_program(
             program, example, compiler_options, key("nuts", shapes, how, program_cache.abstract(example))
         )
-    _register_state_types()
-    init, segment, length = nuts_segments(potential, shapes, how)
+    init, segment, length = nuts_segments(potential, shapes, how, segment_length(*phases), gradients=True)
     init = compile_program(
         init, example, compiler_options, key("nuts init", shapes, how, program_cache.abstract(example))
     )
@@ -502,23 +560,7 @@ def _compile_run(potential, shapes, how: Chains, example: tuple, compiler_option
         example[3],
     )
     segment_key = key("nuts segment", shapes, how, length, program_cache.abstract(segment_example))
-    segment = compile_program(segment, segment_example, compiler_options, segment_key)
-
-    def run(keys, start, inverse_mass, args):
-        from tqdm.auto import tqdm
-
-        states, kept, divergences = init(keys, start, inverse_mass, args), [], 0
-        with tqdm(total=how.tune + how.draws, desc=f"Sampling {how.chains} chain{'s' * (how.chains > 1)}") as bar:
-            for first in range(0, how.tune + how.draws, length):
-                states, collected = segment(states, args)
-                if first + length > how.tune:  # draws after tuning
-                    kept.append([np.asarray(leaf)[:, max(0, how.tune - first) :] for leaf in collected])
-                    divergences += int(kept[-1][-1].sum())  # _collected's last: diverging
-                    bar.set_postfix(divergences=divergences, refresh=False)
-                bar.update(length)
-        return tuple(np.concatenate(parts, axis=1) for parts in zip(*kept))
-
-    return run
+    return _Segments(init, compile_program(segment, segment_example, compiler_options, segment_key), length)
 
 
 def _sample_stats(collected, chains: int) -> dict[str, np.ndarray]:
@@ -570,10 +612,25 @@ def sample(
     vector, matrix = jax.ShapeDtypeStruct((d,), np.float64), jax.ShapeDtypeStruct((d, d), np.float64)
     per_chain = jax.ShapeDtypeStruct((chains, d), np.float64)
     start_like = (per_chain, jax.ShapeDtypeStruct((chains,), np.float64), per_chain)
-    example = (keys, start_like, vector, (data, vector, matrix) if small else (data,))
+    rank = min(LOW_RANK, d)
+    if small:
+        transform_like = Whitening(vector, matrix)
+    else:
+        directions = jax.ShapeDtypeStruct((d, rank), np.float64)
+        transform_like = LowRankMap(vector, vector, directions, jax.ShapeDtypeStruct((rank,), np.float64))
+    example = (keys, start_like, vector, (data, transform_like))
+    # the iterations of each run of the kernel: the low-rank metric's two phases (each half of the
+    # warmup; the first runs one iteration more, without adaptation, when tune is odd), the whole
+    # run in segments for a progress bar, or in one program
+    two_phases = not small and tune >= LOW_RANK_MIN_TUNE
+    kernel_how = replace(how, tune=tune // 2) if two_phases else how
+    if two_phases:
+        phases = (tune - tune // 2, tune // 2 + draws)
+    else:
+        phases = (tune + draws,) if progressbar or not small else ()
     values_like = [jax.ShapeDtypeStruct(shape, v.type.dtype) for v, shape in zip(model.value_vars, shapes)]
     with _compiler_thread() as pool:
-        program = pool.submit(_compile_run, potential, shapes, how, example, compiler_options, key)
+        program = pool.submit(_compile_run, potential, shapes, kernel_how, example, compiler_options, key, phases)
         # one program for the initial points' check, the Laplace start and the chains' starting
         # gradients
         gradient_example = (values_like, data)
@@ -611,20 +668,54 @@ def sample(
         )
         to_model = compile_program(Program(to_model_function), (like_draws,), compiler_options, to_model_key)
         # a small model's program samples x = shift + root u: the jittered points where the Laplace
-        # start failed are x = 0 + I u
-        whitening = ((start.shift, start.root) if start.whitened else (np.zeros(d), np.eye(d))) if small else None
-        starts = _chain_starts(value_and_grad, data, start.u, shapes, whitening)
-        program = program.result()
-    args = (data, *(jnp.asarray(a) for a in whitening)) if small else (data,)
-    collected = program(keys, tuple(jnp.asarray(a) for a in starts), jnp.asarray(inverse_mass), args)
+        # start failed are x = 0 + I u; a larger one starts at x = u
+        if small:
+            transform = start.whitening or Whitening(np.zeros(d), np.eye(d))
+        else:
+            transform = low_rank.identity(d, rank)
+        starts = _chain_starts(value_and_grad, data, start.u, shapes, transform)
+        run = program.result()
+
+    def on_device(arrays):
+        return jax.tree.map(jnp.asarray, arrays)
+
+    if not phases:
+        collected = run(keys, on_device(starts), jnp.asarray(inverse_mass), (data, on_device(transform)))
+    else:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=tune + draws, desc=f"Sampling {chains} chain{'s' * (chains > 1)}", disable=not progressbar)
+        with bar:
+            states = run.init(keys, on_device(starts), jnp.asarray(inverse_mass), (data, on_device(transform)))
+            if two_phases:
+                first = phases[0]
+                window = first - first // 3  # the first third is the way to the typical set
+                thin = math.ceil(chains * window * d / LOW_RANK_VALUES)
+                states, warmup = run.advance(
+                    states, (data, on_device(transform)), first, first // 3, bar, thin=thin, gradients=True
+                )
+                transform = low_rank.estimate(warmup[0], warmup[-1], rank)
+                starts = _chain_starts(value_and_grad, data, transform.to_u(np.asarray(states.z)), shapes, transform)
+                phase_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 1), chains)
+                states = run.init(phase_keys, on_device(starts), jnp.ones(d), (data, on_device(transform)))
+            states, collected = run.advance(states, (data, on_device(transform)), phases[-1], kernel_how.tune, bar)
     u = np.asarray(collected[0])  # (chains, draws, d), on the host: no more XLA programs to compile
     stats = _sample_stats(collected, chains)
-    raw = _unflatten(_to_x(u, whitening), shapes)
+    raw = _unflatten(_to_x(u, transform), shapes)
     pointwise = pymc_jax._get_log_likelihood(model, raw, postprocessing_vectorize="vmap") if log_likelihood else None
     values = to_model(raw)
     coords, dims = coords_and_dims_for_inferencedata(model)
+    if start.whitening:
+        metric = "laplace"
+    else:
+        metric = f"low-rank, {transform.directions} directions" if two_phases else "diagonal"
     attrs = make_attrs(
-        {"tuning_steps": tune, "bayesmix_start": "laplace" if start.whitened else "jitter"}, library=numpyro
+        {
+            "tuning_steps": tune,
+            "bayesmix_start": "laplace" if start.whitening else "jitter",
+            "bayesmix_metric": metric,
+        },
+        library=numpyro,
     )
     return az.from_dict(
         posterior={v.name: np.asarray(value) for v, value in zip(names, values)},

@@ -41,7 +41,7 @@ import numpy as np
 FOLDER = "bayesmix-exported"
 FORMAT = 1  # of the stored files and of the key; bump to orphan every stored program
 # the modules whose code builds the programs (the graphs themselves are fingerprinted)
-PROGRAM_SOURCES = ("numpyro_nuts.py", "program_cache.py")
+PROGRAM_SOURCES = ("numpyro_nuts.py", "program_cache.py", "low_rank.py")
 VERSIONED = ("bayesmix", "pytensor", "pymc", "jax", "jaxlib", "numpyro")
 
 
