@@ -23,6 +23,11 @@ draw and min bulk ESS ~470 of 1,000 draws (a dense metric alone: ~600); whitened
 and ~1,000. Where the mode or its Hessian is not usable (a singular fit's SD running to 0, a
 non-positive-definite Hessian), PyMC's jittered initial points and the model's rough scales are
 used instead.
+
+Larger models start from PyMC's jittered points and run their warmup in two halves: numpyro's
+diagonal adaptation, then, in the coordinates of the low-rank metric estimated from the first
+half's draws and gradients (:mod:`bayesmix.low_rank`), the second half and the draws. Both halves
+are runs of the same two compiled programs (:func:`nuts_segments`) with other arguments.
 """
 
 from __future__ import annotations

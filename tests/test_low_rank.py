@@ -162,3 +162,22 @@ def test_same_seed_same_draws_through_both_phases(gaussian_draws):
             diagonal_metric=lambda: None,
         )
     np.testing.assert_array_equal(first.posterior["x"].values, again.posterior["x"].values)
+
+
+def test_segments_keep_every_thin_th_iteration_after_the_warmup_across_segment_boundaries():
+    from tqdm.auto import tqdm
+
+    length = 5
+
+    def segment(first, args):  # the state is the next iteration's index; every field holds the index
+        indices = np.arange(first, first + length)[None, :]
+        return first + length, (indices,) * 8  # _collected's 7 fields and the gradient
+
+    runner = numpyro_nuts._Segments(init=None, segment=segment, length=length)
+    with tqdm(disable=True) as bar:
+        state, kept = runner.advance(0, None, 20, keep_after=7, bar=bar, thin=3, gradients=True)
+        assert state == 20 and len(kept) == 8
+        np.testing.assert_array_equal(kept[0], [[7, 10, 13, 16, 19]])
+        _, draws = runner.advance(0, None, 20, keep_after=7, bar=bar)
+        assert len(draws) == 7  # no gradients
+        np.testing.assert_array_equal(draws[0], [np.arange(7, 20)])
