@@ -47,21 +47,34 @@ class LowRankMap(NamedTuple):
     stretch: np.ndarray
 
     def to_x(self, u):
-        return self.shift + self.scale * (u + ((u @ self.vectors) * self.stretch) @ self.vectors.T)
+        return self.shift + self.scale * (u + self._along(u, self.stretch))
 
     def to_u(self, x):
         scaled = (x - self.shift) / self.scale
-        return scaled + ((scaled @ self.vectors) * (1 / (1 + self.stretch) - 1)) @ self.vectors.T
+        return scaled + self._along(scaled, 1 / (1 + self.stretch) - 1)
 
     def gradient_in_u(self, gradient_x):
         """The gradient with respect to u of a function whose gradient in x is ``gradient_x``."""
         scaled = self.scale * gradient_x
-        return scaled + ((scaled @ self.vectors) * self.stretch) @ self.vectors.T
+        return scaled + self._along(scaled, self.stretch)
+
+    def _along(self, u, factors):
+        """V diag(factors) V' u for u (..., d). As einsum: inside a compiled NUTS loop XLA ran
+        ``(u @ V) @ V.T`` 4x slower (0.12 against 0.03 ms for a gradient at d = 1,113, rank 32; the
+        whole NUTS step 20% slower than without the map)."""
+        einsum = np.einsum if isinstance(u, np.ndarray) and isinstance(self.vectors, np.ndarray) else _jax_einsum()
+        return einsum("...k,dk->...d", einsum("...d,dk->...k", u, self.vectors) * factors, self.vectors)
 
     @property
     def directions(self) -> int:
         """How many directions the metric stretches beyond its diagonal (host arrays only)."""
         return int(np.count_nonzero(np.asarray(self.stretch)))
+
+
+def _jax_einsum():
+    import jax.numpy as jnp
+
+    return jnp.einsum
 
 
 def identity(d: int, rank: int) -> LowRankMap:
