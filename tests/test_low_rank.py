@@ -102,13 +102,11 @@ def gaussian_model(mean, covariance) -> pm.Model:
     return model
 
 
-@pytest.fixture(scope="module")
-def gaussian_draws():
-    d = 60  # more than numpyro_nuts.WHITEN_MAX: the low-rank metric's two phases
-    mean, covariance, spikes = correlated_gaussian(d, seed=5)
+def sample_gaussian(mean, covariance, progressbar: bool):
+    """numpyro_nuts.sample's draws of x ~ N(mean, covariance), 2 chains x 1,000 after 600 tuning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        idata = numpyro_nuts.sample(
+        return numpyro_nuts.sample(
             gaussian_model(mean, covariance),
             draws=1000,
             tune=600,
@@ -116,11 +114,17 @@ def gaussian_draws():
             seed=6,
             target_accept=0.8,
             chain_method="sequential",
-            progressbar=False,
+            progressbar=progressbar,
             log_likelihood=False,
             diagonal_metric=lambda: None,
         )
-    return mean, covariance, spikes, idata
+
+
+@pytest.fixture(scope="module")
+def gaussian_draws():
+    d = 60  # more than numpyro_nuts.WHITEN_MAX: the low-rank metric's two phases
+    mean, covariance, spikes = correlated_gaussian(d, seed=5)
+    return mean, covariance, spikes, sample_gaussian(mean, covariance, progressbar=False)
 
 
 def test_nuts_in_the_low_rank_coordinates_samples_the_target(gaussian_draws):
@@ -147,20 +151,7 @@ def test_nuts_in_the_low_rank_coordinates_samples_the_target(gaussian_draws):
 
 def test_same_seed_same_draws_through_both_phases(gaussian_draws):
     mean, covariance, _, first = gaussian_draws
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        again = numpyro_nuts.sample(
-            gaussian_model(mean, covariance),
-            draws=1000,
-            tune=600,
-            chains=2,
-            seed=6,
-            target_accept=0.8,
-            chain_method="sequential",
-            progressbar=True,
-            log_likelihood=False,
-            diagonal_metric=lambda: None,
-        )
+    again = sample_gaussian(mean, covariance, progressbar=True)
     np.testing.assert_array_equal(first.posterior["x"].values, again.posterior["x"].values)
 
 
