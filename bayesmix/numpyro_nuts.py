@@ -684,26 +684,26 @@ def sample(
     def on_device(arrays):
         return jax.tree.map(jnp.asarray, arrays)
 
+    args = (data, on_device(transform))
     if not phases:
-        collected = run(keys, on_device(starts), jnp.asarray(inverse_mass), (data, on_device(transform)))
+        collected = run(keys, on_device(starts), jnp.asarray(inverse_mass), args)
     else:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=tune + draws, desc=f"Sampling {chains} chain{'s' * (chains > 1)}", disable=not progressbar)
         with bar:
-            states = run.init(keys, on_device(starts), jnp.asarray(inverse_mass), (data, on_device(transform)))
+            states = run.init(keys, on_device(starts), jnp.asarray(inverse_mass), args)
             if two_phases:
                 first = phases[0]
                 window = first - first // 3  # the first third is the way to the typical set
                 thin = math.ceil(chains * window * d / LOW_RANK_VALUES)
-                states, warmup = run.advance(
-                    states, (data, on_device(transform)), first, first // 3, bar, thin=thin, gradients=True
-                )
+                states, warmup = run.advance(states, args, first, first // 3, bar, thin=thin, gradients=True)
                 transform = low_rank.estimate(warmup[0], warmup[-1], rank)
                 starts = _chain_starts(value_and_grad, data, transform.to_u(np.asarray(states.z)), shapes, transform)
                 phase_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 1), chains)
-                states = run.init(phase_keys, on_device(starts), jnp.ones(d), (data, on_device(transform)))
-            states, collected = run.advance(states, (data, on_device(transform)), phases[-1], kernel_how.tune, bar)
+                args = (data, on_device(transform))
+                states = run.init(phase_keys, on_device(starts), jnp.ones(d), args)
+            states, collected = run.advance(states, args, phases[-1], kernel_how.tune, bar)
     u = np.asarray(collected[0])  # (chains, draws, d), on the host: no more XLA programs to compile
     stats = _sample_stats(collected, chains)
     raw = _unflatten(_to_x(u, transform), shapes)
