@@ -589,11 +589,14 @@ def sample(
     progressbar: bool,
     log_likelihood: bool,
     diagonal_metric: Callable[[], np.ndarray | None],
+    low_rank_metric: bool = True,
 ) -> az.InferenceData:
     """Posterior draws of ``model`` (posterior, sample_stats, observed_data, constant_data and, with
     ``log_likelihood``, the pointwise log-likelihood). ``diagonal_metric()``: the model's rough
     posterior variances (flattened) or None, the starting metric where the Laplace start is not used
     (called only then: it evaluates the model's initial point, ~1 s the first time).
+    ``low_rank_metric`` False: a larger model keeps numpyro's diagonal metric, adapted over the whole
+    warmup in one phase.
 
     The NUTS program (:func:`nuts_program`) is compiled in a second thread while this one finds the
     start: XLA compiles without Python's lock, so the two overlap (sleepstudy, cold: the program's
@@ -627,7 +630,7 @@ def sample(
     # the iterations of each run of the kernel: the low-rank metric's two phases (each half of the
     # warmup; the first runs one iteration more, without adaptation, when tune is odd), the whole
     # run in segments for a progress bar, or in one program
-    two_phases = not small and tune >= LOW_RANK_MIN_TUNE
+    two_phases = low_rank_metric and not small and tune >= LOW_RANK_MIN_TUNE
     kernel_how = replace(how, tune=tune // 2) if two_phases else how
     if two_phases:
         phases = (tune - tune // 2, tune // 2 + draws)

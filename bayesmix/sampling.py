@@ -295,9 +295,12 @@ def run_nuts(
     progressbar: bool,
     target_accept: float,
     log_likelihood: bool = True,
+    low_rank_metric: bool = True,
 ) -> az.InferenceData:
     """Sample ``model`` with NUTS; the InferenceData holds posterior, sample_stats,
     observed_data and the pointwise log_likelihood. Its posterior attrs record the sampler and seed.
+    ``low_rank_metric`` False: numpyro keeps its diagonal metric for larger models
+    (:func:`bayesmix.numpyro_nuts.sample`).
 
     Refuses (BayesmixError) draws above the memory budget; skips the pointwise log-likelihood, with
     a warning, when it does not fit. Ctrl-C: with ``"pymc"`` or ``"nutpie"`` the draws made so far
@@ -343,7 +346,7 @@ def run_nuts(
         if concrete == "pymc":
             kwargs["callback"] = ctrl_c.stop_later_chains
         try:
-            idata = _sample(concrete, kwargs, model, log_likelihood)
+            idata = _sample(concrete, kwargs, model, log_likelihood, low_rank_metric)
         except KeyboardInterrupt:
             raise _interrupted(
                 _nothing_kept(tune) if concrete in PARTIAL_SAMPLERS else _no_partial_draws(concrete)
@@ -374,7 +377,9 @@ def _release_compiled_programs() -> None:
     jax.clear_caches()
 
 
-def _sample(sampler: str, kwargs: dict, model: pm.Model, log_likelihood: bool) -> az.InferenceData:
+def _sample(
+    sampler: str, kwargs: dict, model: pm.Model, log_likelihood: bool, low_rank_metric: bool
+) -> az.InferenceData:
     """One NUTS run: numpyro through :mod:`bayesmix.numpyro_nuts`; blackjax through PyMC's JAX
     sampling function called directly (``pm.sample`` would first compile PyMC's own step methods,
     ~2 s, that an external sampler never uses); pymc and nutpie through ``pm.sample``."""
@@ -390,6 +395,7 @@ def _sample(sampler: str, kwargs: dict, model: pm.Model, log_likelihood: bool) -
             progressbar=kwargs["progressbar"],
             log_likelihood=log_likelihood,
             diagonal_metric=lambda: initial_inverse_mass(model),
+            low_rank_metric=low_rank_metric,
         )
     if sampler == "blackjax":
         from pymc.sampling import jax as pymc_jax

@@ -102,7 +102,7 @@ def gaussian_model(mean, covariance) -> pm.Model:
     return model
 
 
-def sample_gaussian(mean, covariance, progressbar: bool):
+def sample_gaussian(mean, covariance, progressbar: bool, low_rank_metric: bool = True):
     """numpyro_nuts.sample's draws of x ~ N(mean, covariance), 2 chains x 1,000 after 600 tuning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -117,6 +117,7 @@ def sample_gaussian(mean, covariance, progressbar: bool):
             progressbar=progressbar,
             log_likelihood=False,
             diagonal_metric=lambda: None,
+            low_rank_metric=low_rank_metric,
         )
 
 
@@ -147,6 +148,20 @@ def test_nuts_in_the_low_rank_coordinates_samples_the_target(gaussian_draws):
         ratio = projected.var() / (direction @ covariance @ direction)
         within = 4.5 * np.sqrt(2 / float(az.ess(az.convert_to_dataset(projected))["x"]))  # its relative error
         assert abs(ratio - 1) < within, (ratio, within)
+
+
+def test_the_low_rank_metric_can_be_turned_off(gaussian_draws):
+    """Without it (a funnel: bayesmix.model.FUNNEL_TARGET_ACCEPT), one warmup phase and numpyro's
+    diagonal metric, which leaves the spikes of the same target far slower to mix."""
+    import arviz as az
+
+    mean, covariance, _, low_rank = gaussian_draws
+    idata = sample_gaussian(mean, covariance, progressbar=False, low_rank_metric=False)
+    assert idata.posterior.attrs["bayesmix_metric"] == "diagonal"
+    assert idata.sample_stats.sizes["draw"] == 1000
+    steps = float(idata.sample_stats.n_steps.mean())
+    assert steps > 2 * float(low_rank.sample_stats.n_steps.mean()), steps
+    assert float(az.ess(idata.posterior)["x"].min()) > 50  # 100 at this seed; 1,500 with the metric
 
 
 def test_same_seed_same_draws_through_both_phases(gaussian_draws):

@@ -282,12 +282,13 @@ def test_auto_centres_blocks_whose_levels_carry_much_information():
 def test_centring_a_weakly_informed_block_is_warned_about(monkeypatch):
     """Centred where its levels say little (cbpp's herds), a block's SDs sit in a funnel that NUTS
     explores with bias (docs/calibration.md): asked for explicitly, it is warned about before
-    sampling, and sampled with smaller steps (target_accept 0.99, unless given)."""
+    sampling, and sampled with smaller steps (target_accept 0.99, unless given) and numpyro's
+    diagonal metric."""
     used = []
     run_nuts = bayesmix.model.run_nuts
 
     def spy(model, **kwargs):
-        used.append(kwargs["target_accept"])
+        used.append((kwargs["target_accept"], kwargs["low_rank_metric"]))
         return run_nuts(model, **kwargs)
 
     monkeypatch.setattr(bayesmix.model, "run_nuts", spy)
@@ -307,7 +308,7 @@ def test_centring_a_weakly_informed_block_is_warned_about(monkeypatch):
     messages = [str(w.message) for w in caught if issubclass(w.category, bayesmix.BayesmixWarning)]
     assert any("Block 'herd' is sampled centred" in m and "'noncentered'" in m for m in messages), messages
     assert any("target_accept=0.99;" in m for m in messages) and any("target_accept=0.95;" in m for m in messages)
-    assert used == [0.99, 0.95, 0.9]
+    assert used == [(0.99, False), (0.95, False), (0.9, True)]
 
 
 def test_a_slope_the_levels_say_little_about_keeps_its_block_non_centred():
