@@ -27,8 +27,12 @@ Cold and warm: every process gets its own empty cache directories (JAX's persist
 via ``JAX_COMPILATION_CACHE_DIR``, PyTensor's ``base_compiledir`` via ``PYTENSOR_FLAGS``, which also
 holds PyTensor's numba cache, and ``NUMBA_CACHE_DIR``), so every row is "cold": nothing compiled
 before. The exception is sleepstudy's "warm" row, which runs the same model a second time with the
-caches the cold run left. Before any timed process, each interpreter imports its package once (with
-throwaway caches) so that the operating system's file cache is warm for both tools alike.
+caches the cold run left. Before every timed process the tool's interpreter imports its package
+(with throwaway caches), so that the operating system's file cache is warm for both tools alike, and
+then the script waits until the machine is idle (:func:`wait_until_idle`): after a process that
+filled most of the memory (bambi at 10^6 rows, stopped at 16 GB) the kernel's reclaim threads kept a
+core busy for a while, and the next fit paid for it (bayesmix on InstEval: 52.6 s alone, 60.7 s
+right after that run).
 
 Reported per process: wall time of the whole process (measured by this script, interpreter start
 to exit), min bulk ESS and max R-hat (arviz, computed by this script from the draws the process
@@ -445,6 +449,36 @@ def warm_file_cache(python: str, tool: str, work: Path) -> None:
     subprocess.run([python, "-c", code], env=env, capture_output=True)
 
 
+IDLE_BUSY_SHARE = 0.1  # idle: at most this share of all CPUs' time busy over a second
+IDLE_WAIT_LIMIT_S = 120.0
+
+
+def busy_share(interval: float = 1.0) -> float:
+    """The share of all CPUs' time spent busy (not idle, not waiting for I/O) over ``interval``
+    seconds, from /proc/stat's first line; 0 where /proc/stat is missing (not Linux)."""
+
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])  # user..steal; guest time is counted in user
+
+    if not Path("/proc/stat").exists():
+        return 0.0
+    busy0, total0 = times()
+    time.sleep(interval)
+    busy1, total1 = times()
+    return (busy1 - busy0) / max(total1 - total0, 1)
+
+
+def wait_until_idle() -> tuple[float, float]:
+    """Wait (at most :data:`IDLE_WAIT_LIMIT_S`) until the machine is idle; (seconds waited, the
+    last second's busy share)."""
+    start = time.perf_counter()
+    while (share := busy_share()) > IDLE_BUSY_SHARE and time.perf_counter() - start < IDLE_WAIT_LIMIT_S:
+        pass
+    return time.perf_counter() - start, share
+
+
 # ---------------------------------------------------------------------------------------------------
 # output
 
@@ -612,8 +646,6 @@ def main() -> None:
     print(f"work directory: {work}", file=sys.stderr)
     outcomes: list[Outcome] = []
     try:
-        for tool in tools:
-            warm_file_cache(pythons[tool], tool, work)
         written = {}
         for run in runs:
             if run.data not in written:
@@ -638,6 +670,9 @@ def main() -> None:
                 log_path = work / f"{run.key}-{tool}.log"
                 env = cache_env(work / "cache" / f"{run.cache}-{tool}")
                 cmd = [pythons[tool], str(work / "child.py"), tool, str(spec_path), str(out_path)]
+                warm_file_cache(pythons[tool], tool, work)
+                waited, share = wait_until_idle()
+                print(f"{run.key}-{tool}: machine idle after {waited:.0f} s (busy share {share:.2f})", file=sys.stderr)
                 status, wall, peak = run_child(cmd, env, log_path, args.timeout, args.mem_limit_gb)
                 outcome = Outcome(run, tool, status, wall, peak, log=str(log_path))
                 if status == "ok":
