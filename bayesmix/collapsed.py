@@ -871,6 +871,8 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
         )
     step = _chunk(8 * M * k * (4 * k + 3 * g + 8), total)
     eye = np.eye(k)
+    if g and k == 1:  # F'C^{-1}F summed by the levels' distinct D_m, as in the model
+        counts, P = _outer_products_by_rows(arrays.Q[:, 0, :], arrays.D[:, 0, 0])
     for start in range(0, total, step):
         part = slice(start, start + step)
         t1, s_part = T1[part], sigma[part]
@@ -884,11 +886,12 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
             V = _lower_solve(chol, F)
             w = _lower_solve(chol, c[..., None])[..., 0]
             Gr = arrays.Gy[None, :] - kappa[part] @ arrays.GK.T
-            schur = (
-                tg[:, :, None] * arrays.GG * tg[:, None, :]
-                + np.eye(g)
-                - np.einsum("smkr,smkt->srt", V, V, optimize=True)
-            )
+            if k == 1:  # V_m'V_m = t^2 tg q_m q_m' tg / (1 + t^2 D_m): InstEval-shaped, 1.2 s -> 0.04 s
+                t2 = t1[:, 0, 0, None] ** 2
+                VV = tg[:, :, None] * np.tensordot(t2 / (1 + t2 * counts), P, axes=1) * tg[:, None, :]
+            else:
+                VV = np.einsum("smkr,smkt->srt", V, V, optimize=True)
+            schur = tg[:, :, None] * arrays.GG * tg[:, None, :] + np.eye(g) - VV
             e = tg * Gr - np.einsum("smkr,smk->sr", V, w, optimize=True)
             schur_chol = np.linalg.cholesky(schur)
             mean_g = np.linalg.solve(schur, e[..., None])[..., 0]
