@@ -28,11 +28,11 @@ via ``JAX_COMPILATION_CACHE_DIR``, PyTensor's ``base_compiledir`` via ``PYTENSOR
 holds PyTensor's numba cache, and ``NUMBA_CACHE_DIR``), so every row is "cold": nothing compiled
 before. The exception is sleepstudy's "warm" row, which runs the same model a second time with the
 caches the cold run left. Before every timed process the tool's interpreter imports its package
-(with throwaway caches), so that the operating system's file cache is warm for both tools alike, and
-then the script waits until the machine is idle (:func:`wait_until_idle`): after a process that
-filled most of the memory (bambi at 10^6 rows, stopped at 16 GB) the kernel's reclaim threads kept a
-core busy for a while, and the next fit paid for it (bayesmix on InstEval: 52.6 s alone, 60.7 s
-right after that run).
+(with throwaway caches), so that the operating system's file cache is warm for both tools alike
+(a process that filled most of the memory, bambi at 10^6 rows stopped at 16 GB, evicts it), and
+then the script waits until the machine is idle (:func:`wait_until_idle`; the log says how long).
+Why: when the file cache was warmed once, at the start, bayesmix's InstEval fit took 60.7 s right
+after that bambi process and 52.6 s alone (same draws); the cause was not pinned down.
 
 Reported per process: wall time of the whole process (measured by this script, interpreter start
 to exit), min bulk ESS and max R-hat (arviz, computed by this script from the draws the process
