@@ -55,7 +55,7 @@ because arviz_plots 0.8, which bambi 0.17 imports, fails under matplotlib 3.11):
 
 Run with the bayesmix venv's Python (it simulates the data with numpy/pandas/pyarrow):
 
-    python benchmarks/speed_vs_bambi.py                       # everything (15-20 minutes on 2 cores)
+    python benchmarks/speed_vs_bambi.py                       # everything (~8 minutes on 2 cores)
     python benchmarks/speed_vs_bambi.py --quick               # smoke run: sleepstudy, 2 x 200, ~1.5 min
     python benchmarks/speed_vs_bambi.py --cases sleepstudy,verbagg --tools bayesmix,bambi
     python benchmarks/speed_vs_bambi.py --cases slopes --rows 100000 --timeout 600
