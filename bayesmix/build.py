@@ -83,7 +83,7 @@ def block_covariance(block: Block, priors: dict[str, Prior]):
         f"chol_{label}",
         n=k,
         eta=float(priors[f"corr_{label}"].params["eta"]),
-        sd_dist=sd_prior.distribution(shape=k),
+        sd_dist=sd_prior.distribution(shape=k, name=f"sd_{label}"),
         compute_corr=True,
         store_in_trace=False,
     )

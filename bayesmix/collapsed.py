@@ -761,7 +761,8 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
         Z1r, rr = pm.Data("Z1y", arrays.Z1y), pm.Data("yy", arrays.yy)
         if g:  # T_g = diag(prior SDs of beta, each joined block's SD per level) / sigma
             joined_sds = [block_covariance(b, priors)[0, 0] * pt.ones(b.n_levels) for b in joined]
-            tg = pt.concatenate([pt.as_tensor(arrays.beta_prior[1]), *joined_sds]) / sigma
+            beta_sds = pm.Data("prior_beta_sigma", arrays.beta_prior[1], shape=arrays.beta_prior[1].shape)
+            tg = pt.concatenate([beta_sds, *joined_sds]) / sigma
             Gr = pm.Data("Gy", arrays.Gy)
             GG = pm.Data("GG", arrays.GG)
         if pieces:  # else (one block, beta integrated out) the residual is y - X m itself

@@ -27,14 +27,19 @@ def fingerprint(data, priors=PRIORS, parameterization="marginal"):
 
 
 def test_fingerprint_names_the_computation_not_the_data():
-    """The data are arguments of the log density: new values, same program. A prior's parameter is
-    a constant of the graph: another value, another program."""
+    """The data and the priors' parameters are arguments of the log density: new values, same
+    program, so a refit on new data of the same shape, whose default priors are scaled by that
+    data, compiles nothing. Another prior distribution is another program."""
     data = bayesmix.load_dataset("sleepstudy")
-    moved = data.assign(Reaction=data["Reaction"] + np.random.default_rng(0).normal(0, 20, len(data)))
+    moved = data.assign(Reaction=data["Reaction"] * 1.5 + np.random.default_rng(0).normal(0, 20, len(data)))
     wider = {**PRIORS, "sigma": bayesmix.Prior("HalfNormal", sigma=51.0)}
+    other = {**PRIORS, "sigma": bayesmix.Prior("Exponential", lam=0.02)}
     assert fingerprint(data) == fingerprint(data)  # two models built apart
     assert fingerprint(moved) == fingerprint(data)
-    assert fingerprint(data, wider) != fingerprint(data)
+    assert fingerprint(moved, None) == fingerprint(data, None)  # default priors, scaled by each dataset
+    for parameterization in ("marginal", "noncentered", "centered"):
+        assert fingerprint(data, wider, parameterization) == fingerprint(data, PRIORS, parameterization)
+        assert fingerprint(data, other, parameterization) != fingerprint(data, PRIORS, parameterization)
     assert fingerprint(data, parameterization="noncentered") != fingerprint(data)
     assert fingerprint(data.iloc[:-10]) != fingerprint(data)  # fewer rows: other shapes in the graph's types
 
@@ -66,10 +71,10 @@ def test_fingerprint_is_the_same_in_another_process():
     assert len(first) == 2 and first == second
 
 
-def sample(data, **options):
+def sample(data, priors=PRIORS, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = bayesmix.Model(FORMULA, data, priors=PRIORS)
+        model = bayesmix.Model(FORMULA, data, priors=priors)
         defaults = dict(draws=60, tune=60, chains=2, random_seed=4, progressbar=False, posterior_predictive=False)
         return model.sample(**{**defaults, **options})
 
@@ -101,6 +106,23 @@ def test_a_refit_runs_the_stored_programs_and_draws_the_same(stored_programs):
     second = sample(data)
     assert len(traced) == 3 and len(list(folder.glob("*.stablehlo"))) == 3
     np.testing.assert_array_equal(first.posterior["sd_Subject"], second.posterior["sd_Subject"])
+
+
+def test_a_refit_with_other_prior_values_runs_the_stored_programs_with_those_values(stored_programs, tmp_path):
+    """The priors' parameters are the programs' arguments: a fit whose sigma prior is 50x tighter
+    (HalfNormal(0.5) against a residual SD of ~25) traces nothing new and draws what the same fit
+    traced into an empty store draws, sigma pulled well below the first fit's."""
+    folder, traced = stored_programs
+    data = bayesmix.load_dataset("sleepstudy")
+    tight_priors = {**PRIORS, "sigma": bayesmix.Prior("HalfNormal", sigma=0.5)}
+    loose = sample(data)
+    tight = sample(data, tight_priors)
+    assert len(traced) == 3
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "empty"))
+    traced_afresh = sample(data, tight_priors)
+    assert len(traced) == 6
+    np.testing.assert_array_equal(tight.posterior["sigma"], traced_afresh.posterior["sigma"])
+    assert float(tight.posterior["sigma"].mean()) < 0.6 * float(loose.posterior["sigma"].mean())
 
 
 def test_an_unreadable_stored_program_is_traced_again(stored_programs):
