@@ -887,7 +887,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
             V = _lower_solve(chol, F)
             w = _lower_solve(chol, c[..., None])[..., 0]
             Gr = arrays.Gy[None, :] - kappa[part] @ arrays.GK.T
-            if k == 1:  # V_m'V_m = t^2 tg q_m q_m' tg / (1 + t^2 D_m): InstEval-shaped, 1.2 s -> 0.04 s
+            if k == 1:  # V_m'V_m = t^2 tg q_m q_m' tg / (1 + t^2 D_m); InstEval-shaped draws 3.1 s -> 1.2 s
                 t2 = t1[:, 0, 0, None] ** 2
                 VV = tg[:, :, None] * np.tensordot(t2 / (1 + t2 * counts), P, axes=1) * tg[:, None, :]
             else:
