@@ -387,6 +387,12 @@ class CrossedArrays:
     sizes: tuple[int, ...]  # kappa's pieces: M_j k_j per sampled block (then p when beta is sampled)
     joined: tuple[str, ...] = ()  # labels of the blocks integrated out with beta, in G's order
 
+    @functools.cached_property
+    def outer_products_by_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """For a one-term block 1: :func:`_outer_products_by_rows` of Q and D, which the likelihood
+        and the conditional draws both sum by (computed once)."""
+        return _outer_products_by_rows(self.Q[:, 0, :], self.D[:, 0, 0])
+
 
 def joins_beta(block) -> bool:
     """Whether a block other than the collapsed one is integrated out together with beta: one term
@@ -782,7 +788,7 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
             quad = t2 * pt.sum(z**2 / a)
             if g:
                 Q = pm.Data("Q", arrays.Q[:, 0, :])
-                counts, P = _outer_products_by_rows(arrays.Q[:, 0, :], arrays.D[:, 0, 0])
+                counts, P = arrays.outer_products_by_rows
                 QWQ = pt.tensordot(t2 / (1 + t2 * pm.Data("counts", counts)), pm.Data("P", P), axes=1)
                 schur = tg[:, None] * tg[None, :] * (GG - QWQ) + pt.eye(g)
                 e = tg * (Gr - pt.dot(Q.T, t2 / a * z))
@@ -873,7 +879,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     step = _chunk(8 * M * k * (4 * k + 3 * g + 8), total)
     eye = np.eye(k)
     if g and k == 1:  # F'C^{-1}F summed by the levels' distinct D_m, as in the model
-        counts, P = _outer_products_by_rows(arrays.Q[:, 0, :], arrays.D[:, 0, 0])
+        counts, P = arrays.outer_products_by_rows
     for start in range(0, total, step):
         part = slice(start, start + step)
         t1, s_part = T1[part], sigma[part]
