@@ -21,8 +21,8 @@ metrics; a dense one takes d² memory and work per leapfrog step, the map d · r
 Why: in a crossed logistic model (VerbAgg's shape, 316 subjects x 24 items, both blocks centred)
 the intercept moves with every level effect of both blocks, a direction no diagonal metric follows:
 min bulk ESS 300-700 of 1,000 draws over four seeds, parameter R-hat up to 1.014; with this metric
-740-1,410 over eight seeds, R-hat <= 1.01 at six (1.011 at the other two, the intercept's folded
-R-hat), at the same number of leapfrog steps (docs/performance.md).
+680-1,070 over eight seeds, parameter R-hat <= 1.006 at all eight, at the same number of leapfrog
+steps (docs/performance.md).
 """
 
 from __future__ import annotations
