@@ -277,7 +277,8 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
             Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
             effects = _block_effects(block, priors, per_block[block.label], means.get(block.label))
             terms.append((Zt, codes, effects))
-        eta = linear_predictor(X, beta, terms)
+        offset = None if design.offset is None else pm.Data("offset", design.offset, dims=OBS_DIM)
+        eta = linear_predictor(X, beta, terms, offset)
         params = {name: priors[name].variable(name) for name in family.params}
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)
         observed = pm.Data("observed", design.y, dims=OBS_DIM)

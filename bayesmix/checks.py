@@ -134,7 +134,7 @@ def _simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
             root = V * np.sqrt(np.clip(w, 0.0, None))
             effects = rng.standard_normal((n_sim, block.n_levels, block.n_terms)) @ root.T
         blocks.append((block.Zt, block.codes, effects))
-    eta = linear_predictor(design.X, fixed_estimates(fit), blocks)
+    eta = linear_predictor(design.X, fixed_estimates(fit), blocks, design.offset)
     mean = np.broadcast_to(family.mean(eta), (n_sim, design.nobs))
     params = {"sigma": fit.sigma} if fit.sigma is not None else dict(fit.family_params)
     return family.draw(mean, params, design.trials, rng)

@@ -128,7 +128,7 @@ def level_stats(design) -> LevelStats:
     rows in memory; summed over partitions for a design built from a Dask DataFrame)."""
     (block,) = design.blocks
     if design.in_memory:
-        raw = raw_cross_products([(block.codes, block.Zt, block.n_levels)], design.X, design.y)
+        raw = raw_cross_products([(block.codes, block.Zt, block.n_levels)], design.X, design.y_less_offset)
     else:
         raw = design.raw
     M, k, p = block.n_levels, block.n_terms, len(design.fixed_names)
@@ -278,7 +278,7 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
         stacked = np.concatenate([effects[b.label][part].reshape(len(out), -1) for b in design.blocks], axis=1)
         np.matmul(beta[part], design.X.T, out=out)
         out += (Z @ stacked.T).T
-        out -= design.y
+        out -= design.y_less_offset
         out *= out
         out *= -0.5 / sigma[part, None] ** 2
         out -= 0.5 * LOG_2PI + np.log(sigma[part, None])
@@ -338,7 +338,7 @@ def crossed_stats(design) -> CrossedStats:
                 first.codes, weights=first.Zt[:, i] * first.Zt[:, j], minlength=first.n_levels
             )
     R = sp.hstack(
-        [block_z(b) for b in blocks[1:]] + [sp.csc_matrix(design.X), sp.csc_matrix(design.y[:, None])]
+        [block_z(b) for b in blocks[1:]] + [sp.csc_matrix(design.X), sp.csc_matrix(design.y_less_offset[:, None])]
     ).tocsc()
     return CrossedStats(order, D, (R.T @ block_z(first)).tocsr(), (R.T @ R).tocsr(), len(design.y))
 
@@ -542,7 +542,7 @@ def rough_variances(design, iterations: int = 15) -> tuple[float, list[np.ndarra
     Z'Z (M, k, k): a few sweeps of EM over the blocks in turn, each level's conditional variance
     taken alone (the crossing between blocks ignored). They only choose the sampler's starting scales
     and which sampled blocks are centred; the posterior does not depend on them. Rows needed."""
-    y, X = design.y, design.X
+    y, X = design.y_less_offset, design.X
     n = len(y)
     if X.shape[1]:
         basis = np.linalg.qr(X)[0]

@@ -9,9 +9,8 @@ exactly as the training data.
 
 from __future__ import annotations
 
-import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import formulae
 import numpy as np
@@ -19,6 +18,14 @@ import pandas as pd
 
 from bayesmix import memory
 from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean
+from bayesmix.expressions import (
+    column_names,
+    contrast_name,
+    display_names,
+    evaluate,
+    formulae_matrix,
+    with_contrasts,
+)
 from bayesmix.formula import FormulaSpec, RandomTerm
 
 LARGE_FACTOR = 100  # a fixed factor with more levels than this is named in the memory guard's advice
@@ -63,11 +70,16 @@ class Codings:
     levels: the level order of every categorical column (predictors and grouping factors).
     fixed_matrix: formulae's fitted matrix for X (``None`` when X has no columns).
     block_matrices: formulae's fitted term matrix for each random term, by ``(expr, group)``.
+    contrasts: the factors coded by another contrast than treatment, ``{column: "Poly"}`` (R's
+        default for ordered factors, or the ``contrasts=`` argument).
+    response_levels: a two-level factor response's levels (failure, success), else None.
     """
 
     levels: dict[str, tuple]
     fixed_matrix: object | None
     block_matrices: dict[tuple[str, str], object] = field(default_factory=dict)
+    contrasts: dict[str, str] = field(default_factory=dict)
+    response_levels: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,8 @@ class Design:
     blocks: the random-effect blocks, in formula order.
     rows: (n,) int positions of the rows used, in the user's DataFrame.
     n_dropped: rows dropped for missing values.
+    offset: (n,) known part of the linear predictor (coefficient 1: ``offset(...)`` terms and the
+        ``offset=`` argument, added up), else None.
     data: the used rows and columns as encoded (factors as ordered Categoricals in their coding
         order); a copy, never the user's frame. Rebuilding the design from it gives this design.
     """
@@ -94,6 +108,7 @@ class Design:
     n_dropped: int
     codings: Codings
     data: pd.DataFrame
+    offset: np.ndarray | None = None
 
     in_memory = True  # the rows are here (a design from a Dask DataFrame has statistics only)
 
@@ -104,6 +119,29 @@ class Design:
     @property
     def ngrps(self) -> dict[str, int]:
         return {block.group: block.n_levels for block in self.blocks}
+
+    @property
+    def y_less_offset(self) -> np.ndarray:
+        """The response less the offset: what the fixed and random effects of a gaussian model
+        (identity link) explain, and all that its exact fit and collapsed sampler need."""
+        return self.y if self.offset is None else self.y - self.offset
+
+
+def as_pandas(data):
+    """A pandas DataFrame from any data frame that can give one: polars (``to_pandas()``), anything
+    with the Arrow PyCapsule interface or the dataframe interchange protocol. A Dask DataFrame
+    (reduced where it lives) and anything else pass through unchanged."""
+    if isinstance(data, pd.DataFrame) or type(data).__module__.split(".")[0] == "dask":
+        return data
+    if hasattr(data, "to_pandas"):
+        return data.to_pandas()
+    if hasattr(data, "__arrow_c_stream__"):
+        import pyarrow
+
+        return pyarrow.table(data).to_pandas()
+    if hasattr(data, "__dataframe__"):
+        return pd.api.interchange.from_dataframe(data)
+    return data
 
 
 def _as_frame(data) -> pd.DataFrame:
@@ -138,8 +176,7 @@ def check_columns(spec: FormulaSpec, data: pd.DataFrame) -> list[str]:
 
 def _variables(expr: str) -> set[str]:
     """The column names a formulae expression uses (backticks removed)."""
-    names = formulae.model_description(expr).var_names
-    return {n.strip("`") for n in names if isinstance(n, str) and n}
+    return column_names(formulae.model_description(expr).var_names)
 
 
 def value_columns(spec: FormulaSpec) -> set[str]:
@@ -227,32 +264,40 @@ def level_order(name: str, column: pd.Series, order: tuple | None) -> tuple:
 
 def _encode_categoricals(
     frame: pd.DataFrame, spec: FormulaSpec, categorical: dict[str, tuple | None]
-) -> dict[str, tuple]:
+) -> tuple[dict[str, tuple], dict[str, pd.Categorical]]:
     """Turn categorical predictors and grouping factors into ordered Categoricals (in place).
 
     formulae follows a Categorical's order only when it is ordered; unordered columns get sorted
-    order. Returns each column's level order.
+    order. A numeric column that is both a predictor and a grouping factor (``y ~ year + (1 | year)``)
+    stays a number in ``frame``, as in lme4, where grouping makes a factor for the grouping only:
+    its factor is returned apart. Returns (each factor column's level order, those grouping factors).
     """
     response_columns = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     grouping = {f for term in spec.random for f in term.factors}
-    predictors = value_columns(spec)
-    levels = {}
+    predictors = value_columns(spec) | {v for expr in spec.offsets for v in _expression_names(expr)}
+    levels, group_columns = {}, {}
     for name in frame.columns:
         column = frame[name]
         is_text = not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
         if name in response_columns and name not in grouping | predictors:
             continue
-        if name in categorical or name in grouping or is_text:
-            order = level_order(name, column, categorical.get(name))
-            if name in predictors and len(order) < 2:
-                raise BayesmixError(
-                    f"The factor '{name}' has only one level ('{order[0]}') in the rows used: a factor needs at "
-                    "least two levels to have an effect (R: 'contrasts can be applied only to factors with 2 or "
-                    "more levels'). Remove it from the formula."
-                )
+        as_factor = name in categorical or is_text
+        if not (as_factor or name in grouping):
+            continue
+        order = level_order(name, column, categorical.get(name))
+        if as_factor and name in predictors and len(order) < 2:
+            raise BayesmixError(
+                f"The factor '{name}' has only one level ('{order[0]}') in the rows used: a factor needs at "
+                "least two levels to have an effect (R: 'contrasts can be applied only to factors with 2 or "
+                "more levels'). Remove it from the formula."
+            )
+        encoded = pd.Categorical(_as_levels(column, order), categories=list(order), ordered=True)
+        if as_factor or name not in predictors:
             levels[name] = order
-            frame[name] = pd.Categorical(_as_levels(column, order), categories=list(order), ordered=True)
-    return levels
+            frame[name] = encoded
+        else:
+            group_columns[name] = pd.Series(encoded)
+    return levels, group_columns
 
 
 def _as_levels(column: pd.Series, order: tuple) -> pd.Series:
@@ -320,40 +365,14 @@ def _check_finite(frame: pd.DataFrame) -> None:
                 )
 
 
-def _eval_expression(frame: pd.DataFrame, expr: str):
-    """``frame.eval(expr)``, with every `backticked name` first renamed to a plain identifier
-    (pandas cannot read some names even in backticks, e.g. ones with combining accents)."""
-    quoted = list(dict.fromkeys(re.findall(r"`([^`]+)`", expr)))
-    names = {name: f"bayesmix_column_{i}" for i, name in enumerate(quoted)}
-    text = re.sub(r"`([^`]+)`", lambda match: names[match.group(1)], expr)
-    return frame.rename(columns=names).eval(text, engine="python")
-
-
 def evaluate_expression(frame: pd.DataFrame, expr: str, what: str) -> np.ndarray:
-    if expr in frame.columns:
-        values = frame[expr]
-    else:
-        try:
-            values = _eval_expression(frame, expr)
-        except Exception as exc:
-            raise BayesmixError(f"Cannot evaluate the {what} '{expr}': {exc}. Use columns and arithmetic.") from None
-    if np.ndim(values) != 1 or len(values) != len(frame):
-        raise BayesmixError(
-            f"The {what} '{expr}' does not give one value per row (it gives {np.size(values)}). "
-            "Name a column (in backticks if it is not a plain name: `my column`) or an expression of columns."
-        )
-    values = pd.Series(values)
-    if pd.api.types.is_bool_dtype(values):
-        values = values.astype(float)
-    if not pd.api.types.is_numeric_dtype(values):
-        raise BayesmixError(
-            f"The {what} '{expr}' is not numeric (dtype {values.dtype}). "
-            "Convert it to numbers, e.g. 0/1 for a yes/no outcome."
-        )
-    out = values.to_numpy(dtype=float)
-    if not np.all(np.isfinite(out)):
-        raise BayesmixError(f"The {what} '{expr}' has non-finite values. Remove those rows.")
-    return out
+    """The values of a column or an expression of columns (:func:`bayesmix.expressions.evaluate`)."""
+    if expr in frame.columns and pd.api.types.is_numeric_dtype(frame[expr]):
+        values = frame[expr].to_numpy(dtype=float)
+        if not np.all(np.isfinite(values)):
+            raise BayesmixError(f"The {what} '{expr}' has non-finite values. Remove those rows.")
+        return values
+    return evaluate(frame, expr, what)
 
 
 def _component_columns(component, frame: pd.DataFrame, levels: dict[str, tuple]) -> tuple[int, str | None]:
@@ -395,14 +414,17 @@ def estimate_columns(expr: str, frame: pd.DataFrame, levels: dict[str, tuple]) -
 
 def _formulae_matrix(expr: str, frame: pd.DataFrame, what: str):
     try:
-        return formulae.design_matrices(expr, frame).common
+        return formulae_matrix(expr, frame)
     except Exception as exc:
-        raise BayesmixError(f"formulae could not build the {what} '{expr}': {exc}") from None
+        raise BayesmixError(
+            f"formulae could not build the {what} '{expr}': {type(exc).__name__}: {exc}. Check the terms and "
+            "function calls of that part (docs/formula.md lists what a formula may contain)."
+        ) from None
 
 
-def _group_codes(frame: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, tuple[str, ...]]:
+def _group_codes(frame: pd.DataFrame, term: RandomTerm, group_columns: dict) -> tuple[np.ndarray, tuple[str, ...]]:
     """Level index per row and level names; for ``a:b`` the observed combinations, in order."""
-    parts = [frame[f] for f in term.factors]
+    parts = [group_columns.get(f, frame[f]) for f in term.factors]
     if len(parts) == 1:
         column = parts[0]
         used = np.unique(column.cat.codes.to_numpy())
@@ -429,7 +451,7 @@ def _check_term_matrix(term: RandomTerm, frame: pd.DataFrame, levels: dict[str, 
     memory.check(f"The term matrix of ({term.expr} | {term.group})", (len(frame), k), fix)
 
 
-def _blocks(frame: pd.DataFrame, spec: FormulaSpec, levels: dict[str, tuple]) -> tuple[list[tuple], dict]:
+def _blocks(frame: pd.DataFrame, spec: FormulaSpec, levels: dict, group_columns: dict, contrasts: dict):
     raw, matrices = [], {}
     for index, term in enumerate(spec.random):
         _check_term_matrix(term, frame, levels)
@@ -441,8 +463,8 @@ def _blocks(frame: pd.DataFrame, spec: FormulaSpec, levels: dict[str, tuple]) ->
             )
         matrices[(term.expr, term.group)] = matrix
         Zt = np.asarray(matrix.design_matrix, dtype=float)
-        names = tuple(matrix.as_dataframe().columns)
-        codes, levels = _group_codes(frame, term)
+        names = display_names(matrix.as_dataframe().columns, contrasts)
+        codes, levels = _group_codes(frame, term, group_columns)
         if len(levels) < 2:
             raise BayesmixError(
                 f"The grouping factor '{term.group}' has {len(levels)} level in the data used; "
@@ -481,24 +503,96 @@ def _check_fixed_matrix(spec: FormulaSpec, frame: pd.DataFrame, levels: dict[str
     memory.check("The fixed-effects matrix X", (len(frame), p), fix)
 
 
-def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop") -> Design:
+OFFSET_COLUMN = "(offset)"  # an offset given as an array, a column of the model's frame (lme4's name)
+
+
+def formula_for_data(spec: FormulaSpec, data, offset=None):
+    """The spec and data as the formula needs them: R's ``.`` expanded to the data's other columns,
+    and lme4's ``offset=`` argument (a column name, an expression of columns, or one value per row)
+    added to the offsets. Returns (spec, data); the user's frame is not modified."""
+    columns = list(data.columns)
+    response = {v for expr in spec.response.expressions for v in _expression_names(expr)}
+    spec = spec.with_columns(columns, response)
+    if offset is None:
+        return spec, data
+    if isinstance(offset, str):
+        return spec.with_offset(f"`{offset}`" if offset in columns else offset), data
+    values = np.asarray(offset)
+    if values.ndim != 1 or len(values) != len(data) or not np.issubdtype(values.dtype, np.number):
+        raise BayesmixError(
+            f"offset must be a column name, an expression of columns, or {len(data)} numbers (one per row of the "
+            f"data), not {type(offset).__name__} of shape {values.shape}."
+        )
+    if OFFSET_COLUMN in columns:
+        raise BayesmixError(f"The data already have a column named '{OFFSET_COLUMN}'; pass offset='{OFFSET_COLUMN}'.")
+    if not isinstance(data, pd.DataFrame):
+        raise BayesmixError("An offset given as numbers needs a pandas DataFrame; name a column of the Dask frame.")
+    return spec.with_offset(f"`{OFFSET_COLUMN}`"), data.assign(**{OFFSET_COLUMN: values})
+
+
+def resolve_contrasts(spec: FormulaSpec, data: pd.DataFrame, contrasts) -> dict[str, str]:
+    """{factor column: contrast} for the factors not coded by treatment contrasts: R's defaults
+    (polynomial contrasts for an ordered factor, a pandas Categorical with ``ordered=True``) and lme4's
+    ``contrasts=`` argument (``{"recipe": "contr.sum"}``), which overrides them."""
+    predictors = value_columns(spec)
+    out = {}
+    for name in predictors:
+        dtype = data[name].dtype if name in data.columns else None
+        if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
+            out[name] = "Poly"
+    for name, value in dict(contrasts or {}).items():
+        if name not in predictors:
+            raise BayesmixError(
+                f"contrasts names '{name}', which is not a predictor of the formula.{did_you_mean(name, predictors)}"
+            )
+        out[name] = contrast_name(value)
+    return {name: kind for name, kind in out.items() if kind != "Treatment"}
+
+
+def _with_contrasts(spec: FormulaSpec, contrasts: dict[str, str]) -> FormulaSpec:
+    if not contrasts:
+        return spec
+    random = tuple(replace(term, expr=with_contrasts(term.expr, contrasts)) for term in spec.random)
+    return replace(spec, fixed=with_contrasts(spec.fixed, contrasts), random=random)
+
+
+def _response(frame: pd.DataFrame, expr: str) -> tuple[np.ndarray, tuple | None]:
+    """The response's values, and for a two-level factor response its levels (failure, success):
+    as lme4, the first level is a failure (0) and the other a success (1)."""
+    column = frame[expr] if expr in frame.columns else None
+    if column is None or pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return evaluate_expression(frame, expr, "response"), None
+    order = level_order(expr, column, None)
+    if len(order) != 2:
+        raise BayesmixError(
+            f"The response '{expr}' is a factor with {len(order)} levels ({list(order)[:6]}); a factor response "
+            "needs two levels (a bernoulli model: the first level is a failure, the second a success). Give a "
+            "numeric response, or recode it."
+        )
+    return (_as_levels(column, order) == order[1]).to_numpy(dtype=float), order
+
+
+def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop", contrasts=None) -> Design:
     """Encode ``data`` for ``spec``. The user's DataFrame is only read, never modified."""
     data = _as_frame(data)
     used = check_columns(spec, data)
     categorical = normalise_categorical(categorical, data)
+    contrasts = resolve_contrasts(spec, data, contrasts)
+    spec = _with_contrasts(spec, contrasts)
     frame = data.loc[:, used].copy(deep=True)
     _check_dtypes(frame, spec, categorical)
     frame, rows, n_dropped = _drop_missing(frame, missing)
     _check_finite(frame)
-    levels = _encode_categoricals(frame, spec, categorical)
+    levels, group_columns = _encode_categoricals(frame, spec, categorical)
 
     response = spec.response
-    y = evaluate_expression(frame, response.expr, "response")
+    y, response_levels = _response(frame, response.expr)
     trials = None
     if response.trials is not None:
         trials = evaluate_expression(frame, response.trials, "number of trials")
     elif response.failures is not None:
         trials = y + evaluate_expression(frame, response.failures, "number of failures")
+    offset = _offset(frame, spec)
 
     _check_fixed_matrix(spec, frame, levels)
     fixed_matrix = _formulae_matrix(spec.fixed, frame, "fixed-effects part")
@@ -506,25 +600,22 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
         X, fixed_names = np.zeros((len(frame), 0)), ()
     else:
         X = np.asarray(fixed_matrix.design_matrix, dtype=float)
-        fixed_names = tuple(fixed_matrix.as_dataframe().columns)
+        fixed_names = display_names(fixed_matrix.as_dataframe().columns, contrasts)
 
-    raw, block_matrices = _blocks(frame, spec, levels)
+    raw, block_matrices = _blocks(frame, spec, levels, group_columns, contrasts)
     blocks = tuple(
         Block(label=label, group=group, terms=names, levels=lv, codes=codes, Zt=Zt, correlated=corr, term=index)
         for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)
     )
-    return Design(
-        spec=spec,
-        y=y,
-        trials=trials,
-        X=X,
-        fixed_names=fixed_names,
-        blocks=blocks,
-        rows=rows,
-        n_dropped=n_dropped,
-        codings=Codings(levels=levels, fixed_matrix=fixed_matrix, block_matrices=block_matrices),
-        data=frame,
-    )
+    codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels)
+    return Design(spec, y, trials, X, fixed_names, blocks, rows, n_dropped, codings, frame, offset)
+
+
+def _offset(frame: pd.DataFrame, spec: FormulaSpec) -> np.ndarray | None:
+    """The offsets' sum on ``frame``'s rows (None without offsets)."""
+    if not spec.offsets:
+        return None
+    return sum(evaluate_expression(frame, expr, "offset") for expr in spec.offsets)
 
 
 @dataclass(frozen=True)
@@ -533,12 +624,14 @@ class NewData:
 
     X: (n, p) fixed-effects matrix; blocks: per design block, (codes (n,), Zt (n, k)), where a level
     the training data did not have is coded -1 - i for the i-th name in new_levels (per block).
+    offset: (n,) the offsets evaluated on the new rows, else None.
     """
 
     X: np.ndarray
     blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
     new_levels: tuple[tuple[str, ...], ...]
     trials: np.ndarray | None
+    offset: np.ndarray | None = None
 
     @property
     def nobs(self) -> int:
@@ -566,14 +659,20 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     fixed part is encoded (``blocks`` is empty), so the grouping columns need not be present.
     """
     spec, codings = design.spec, design.codings
-    data = _as_frame(data)
+    data = _as_frame(as_pandas(data))
     response_vars = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     grouping = {f for term in spec.random for f in term.factors}
+    offset_vars = {v for expr in spec.offsets for v in _expression_names(expr)}
     if random_effects:
-        needed = sorted(spec.variables - response_vars | (spec.variables & grouping))
+        needed = sorted(spec.variables - response_vars | (spec.variables & grouping) | offset_vars)
     else:
-        needed = sorted(set(formulae.model_description(spec.fixed).var_names) & spec.variables)
+        needed = sorted((_variables(spec.fixed) | offset_vars) & spec.variables)
     missing = [c for c in needed if c not in data.columns]
+    if OFFSET_COLUMN in missing:
+        raise BayesmixError(
+            f"The model's offset was given as numbers (offset=array), so new data must carry it as a column named "
+            f"'{OFFSET_COLUMN}'; or fit with offset='column' and give that column in the new data."
+        )
     if missing:
         hint = did_you_mean(missing[0], data.columns)
         raise BayesmixError(f"New data lacks the column(s) {', '.join(missing)} that the model uses.{hint}")
@@ -615,16 +714,26 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
         if unseen and not allow_new_levels:
             raise BayesmixError(
                 f"New data has level(s) of '{block.group}' the model has not seen: {list(unseen[:5])}. "
-                "Pass allow_new_levels=True to predict for them from the fitted covariance."
+                "Pass allow_new_levels=True to predict for them (a sampled model draws their effects from each "
+                "draw's covariance; an exact fit gives them the population level, as lme4)."
             )
         blocks.append((codes, Zt))
         new_levels.append(unseen)
-    trials = None
-    response = spec.response
-    if response.trials is not None and response.trials in data.columns:
-        trials = data[response.trials].to_numpy(dtype=float)
-    return NewData(X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials)
+    trials = _new_trials(data.reset_index(drop=True), spec.response)
+    offset = _offset(data.reset_index(drop=True), spec) if spec.offsets else None
+    return NewData(X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials, offset=offset)
+
+
+def _new_trials(data: pd.DataFrame, response) -> np.ndarray | None:
+    """The binomial trials of new rows (``p(s, n)``: n; ``cbind(s, f)``: s + f), where the data
+    carry the columns; None otherwise (needed only to simulate responses)."""
+    parts = [response.trials] if response.trials is not None else [response.expr, response.failures]
+    if response.failures is None and response.trials is None:
+        return None
+    if not all(_expression_names(expr) <= set(data.columns) for expr in parts):
+        return None
+    return sum(evaluate_expression(data, expr, "number of trials") for expr in parts)
 
 
 def _expression_names(expr: str) -> set[str]:
-    return set(formulae.model_description(f"I({expr})").var_names) - {""}
+    return column_names(formulae.model_description(f"I({expr})").var_names)

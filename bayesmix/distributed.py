@@ -72,6 +72,7 @@ class StatsDesign:
     moments: DesignMoments
     trials = None
     rows = None
+    offset = None  # the partitions' offsets are taken out of the response's sums
     in_memory = False
 
     @property
@@ -171,6 +172,8 @@ def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[i
     part = part.reset_index(drop=True)
     new = encode_new_data(design, part)
     y = evaluate_expression(part, design.spec.response.expr, "response")
+    if new.offset is not None:  # a gaussian model's sums need only the response less the offset
+        y = y - new.offset
     blocks = [(new.blocks[i][0], new.blocks[i][1], design.blocks[i].n_levels) for i in order]
     moments = DesignMoments.of(new.X, y, None, [Zt for _, Zt in new.blocks])
     return Statistics(raw_cross_products(blocks, new.X, y), moments)
@@ -201,7 +204,7 @@ def _tree_sum(items):
     return items[0]
 
 
-def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = "drop") -> StatsDesign:
+def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = "drop", contrasts=None) -> StatsDesign:
     """Reduce a Dask DataFrame to a :class:`StatsDesign` (see the module docstring)."""
     import dask
 
@@ -236,7 +239,7 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
         if len(first) == 0:  # the first partition has no complete row
             first = ddf.head(PROTOTYPE_ROWS, npartitions=-1)
     predictors = [name for name in factors if name in value_columns(spec)]
-    proto = build_design(spec, _prototype(first, orders, predictors, grouping), categorical=orders)
+    proto = build_design(spec, _prototype(first, orders, predictors, grouping), orders, contrasts=contrasts)
     blocks = []
     for block in proto.blocks:
         term = spec.random[block.term]
@@ -250,7 +253,10 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
         blocks.append(replace(block, levels=levels, codes=empty, Zt=np.zeros((0, block.n_terms))))
     order = lme4_order(tuple(blocks))
     # the statistics are filled in below; the partitions need the codings, not the statistics
-    design = StatsDesign(spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_rows - n_complete), None, None)
+    # proto.spec: the formula as encoded, with the factors' contrasts written in
+    design = StatsDesign(
+        proto.spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_rows - n_complete), None, None
+    )
     parts = [dask.delayed(_partition_statistics)(part, design, order) for part in ddf.to_delayed()]
     (total,) = dask.compute(_tree_sum(parts))
     _check_finite(total.moments, design.fixed_names)

@@ -20,14 +20,21 @@ splits ``(1 + x | g)`` into independent terms.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import formulae
 
 from bayesmix.errors import BayesmixError, caret
+from bayesmix.expressions import column_names, r_syntax
 
 _NAME = r"(?:[^\W\d][\w.]*|`[^`]+`)"  # a name (R-style dots allowed), or any text in backticks
 _GROUP_PART = re.compile(rf"^\s*{_NAME}(?:\s*:\s*{_NAME})*\s*$")
+_DOT = re.compile(r"(?<![\w.`])\.(?![\w.`])")  # R's '.' (all other columns), outside names and numbers
+_OFFSET = re.compile(r"offset\s*\(", flags=re.S)
+
+
+def _quoted(name: str) -> str:
+    return name if re.fullmatch(r"[^\W\d]\w*", name) else f"`{name}`"
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,22 @@ class FormulaSpec:
     fixed: str
     random: tuple[RandomTerm, ...]
     variables: frozenset[str]
+    offsets: tuple[str, ...] = ()
+    has_dot: bool = False
+
+    def with_offset(self, expr: str) -> FormulaSpec:
+        """The spec with one more offset expression (lme4's ``offset=`` argument): offsets add up."""
+        names = _validate_expression(self.text, f"I({expr})", 0, "offset")
+        return replace(self, offsets=(*self.offsets, expr), variables=self.variables | names)
+
+    def with_columns(self, columns, response_columns) -> FormulaSpec:
+        """R's ``.`` in the fixed part: every column of the data but the response's."""
+        if not self.has_dot:
+            return self
+        dot = " + ".join(_quoted(str(c)) for c in columns if str(c) not in response_columns)
+        fixed = _DOT.sub(lambda match: f"({dot})" if dot else "1", self.fixed)
+        names = _validate_expression(self.text, fixed, 0, "fixed-effects part")
+        return replace(self, fixed=fixed, variables=self.variables | names, has_dot=False)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -168,7 +191,7 @@ def _validate_expression(formula: str, expr: str, position: int, what: str) -> f
             f"backticks: `{bad[0]}`.",
         )
     _check_literals(formula, expr, position, what)
-    return frozenset(n.strip("`") for n in names if n)
+    return frozenset(column_names(names))
 
 
 LITERALS = ("True", "False", "None")
@@ -254,6 +277,7 @@ def _parse_random(formula: str, piece: str, position: int) -> tuple[list[RandomT
             "no grouping factor after '|'.",
             "Name the grouping column, e.g. (1 | Subject).",
         )
+    left = _r_terms(left)
     names = _validate_expression(formula, left, inner_pos, "random-effect expression")
     terms = [
         RandomTerm(expr=left.strip(), group=name, factors=factors, correlated=correlated)
@@ -305,11 +329,48 @@ def parse_formula(text: str) -> FormulaSpec:
         raise _syntax_error(text, 0, "no response left of '~'.", "Write the response column first: 'y ~ ...'.")
     if not rhs.strip():
         raise _syntax_error(text, len(text), "nothing right of '~'.", "Write '1' for an intercept-only model.")
+    rhs_position = tildes[0] + 1
+    if any(ch == "|" for _, ch in _top_level(rhs)):
+        # lme4 reads a bare bar as the loosest operator: 'y ~ 1 | g' is 'y ~ (1 | g)'
+        rhs, rhs_position = f"({rhs})", rhs_position - 1
 
+    fixed_parts, offsets, random, variables = _parse_terms(text, rhs, rhs_position)
+    fixed = " ".join(fixed_parts) if fixed_parts else "1"
+    has_dot = bool(_DOT.search(re.sub(r"`[^`]*`", "", fixed)))
+    if not has_dot:
+        fixed_position = tildes[0] + 1 + (len(rhs) - len(rhs.lstrip()))
+        variables |= _validate_expression(text, fixed, fixed_position, "fixed-effects part")
+    response = _parse_response(text, lhs)
+    variables |= _response_variables(text, response)
+    for expr in offsets:
+        variables |= _validate_expression(text, f"I({expr})", rhs_position, "offset")
+    seen = set()
+    for term in random:
+        key = (term.expr, term.group, term.correlated)
+        if key in seen:
+            raise BayesmixError(
+                f"The random-effect term ({term.expr} | {term.group}) appears twice in '{text}'. Remove the duplicate."
+            )
+        seen.add(key)
+    return FormulaSpec(
+        text=text,
+        response=response,
+        fixed=fixed,
+        random=tuple(random),
+        variables=frozenset(variables),
+        offsets=tuple(offsets),
+        has_dot=has_dot,
+    )
+
+
+def _parse_terms(text: str, rhs: str, rhs_position: int):
+    """The right-hand side's top-level terms: (fixed parts with their signs, offset expressions,
+    random terms, the random terms' variables)."""
     fixed_parts: list[str] = []
+    offsets: list[str] = []
     random: list[RandomTerm] = []
     variables: set[str] = set()
-    pieces = _split_terms(rhs, tildes[0] + 1)
+    pieces = _split_terms(rhs, rhs_position)
     if not pieces[0][1].strip() and len(pieces) > 1 and pieces[1][0] == "-":
         pieces = pieces[1:]  # a leading '-1'
     for sign, piece, position in pieces:
@@ -339,22 +400,58 @@ def parse_formula(text: str) -> FormulaSpec:
                 "a random-effect term inside another expression.",
                 "Write each (x | g) as a term of its own, joined to the rest with '+'.",
             )
+        elif _offset_argument(stripped) is not None:
+            if sign == "-":
+                raise _syntax_error(text, position, "an offset cannot be subtracted.", "Write offset(-x) instead.")
+            offsets.append(_offset_argument(stripped))
         else:
+            stripped = expand_nesting(r_syntax(stripped))
             fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
-    fixed = " ".join(fixed_parts) if fixed_parts else "1"
-    fixed_position = tildes[0] + 1 + (len(rhs) - len(rhs.lstrip()))
-    variables |= _validate_expression(text, fixed, fixed_position, "fixed-effects part")
-    response = _parse_response(text, lhs)
-    variables |= _response_variables(text, response)
-    seen = set()
-    for term in random:
-        key = (term.expr, term.group, term.correlated)
-        if key in seen:
-            raise BayesmixError(
-                f"The random-effect term ({term.expr} | {term.group}) appears twice in '{text}'. Remove the duplicate."
-            )
-        seen.add(key)
-    return FormulaSpec(text=text, response=response, fixed=fixed, random=tuple(random), variables=frozenset(variables))
+    return fixed_parts, offsets, random, variables
+
+
+def _offset_argument(term: str) -> str | None:
+    """The argument of a term ``offset(expr)``, else None."""
+    match = _OFFSET.match(term)
+    if not match:
+        return None
+    opening = match.end() - 1
+    if _matching_paren(term[opening:]) != len(term) - 1 - opening:
+        return None
+    return term[opening + 1 : -1].strip()
+
+
+def expand_nesting(expr: str) -> str:
+    """R's nesting operator in a term: ``a/b`` is ``a + a:b``, ``a/b/c`` adds ``a:b:c`` and
+    ``(a + b)/c`` is ``a + b + a:b:c`` (formulae's own ``/`` fails to name a factor's columns)."""
+    parts = [part.strip() for part in _split_top_level(expr, "/")]
+    if len(parts) == 1:
+        return expr
+    first = parts[0]
+    if _matching_paren(first) == len(first) - 1:
+        first = first[1:-1]
+    out = [term.strip() for _, term, _ in _split_terms(first, 0) if term.strip()]
+    prefix = ":".join(f"({term})" if "+" in term else term for term in out)
+    for part in parts[1:]:
+        prefix = f"{prefix}:{part}"
+        out.append(prefix)
+    return " + ".join(out)
+
+
+def _r_terms(expr: str) -> str:
+    """A term expression in formulae's syntax: R's ``^``, ``%in%`` and ``/`` rewritten."""
+    out = []
+    for sign, term, _ in _split_terms(expr, 0):
+        if term.strip():
+            piece = expand_nesting(r_syntax(term.strip()))
+            out.append(f"{sign} {piece}" if out or sign == "-" else piece)
+    return " ".join(out)
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    cuts = [i for i, ch in _top_level(text) if ch == separator]
+    bounds = [-1, *cuts, len(text)]
+    return [text[a + 1 : b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _matching_paren(text: str) -> int:

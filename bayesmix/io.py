@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesmix.errors import BayesmixError
+from bayesmix.formula import parse_formula
 from bayesmix.priors import Prior
 
 FORMAT = 1
@@ -36,6 +37,12 @@ def bayesmix_version() -> str:
         return version("bayesmix")
     except PackageNotFoundError:  # running from a source tree that was not installed
         return "unknown"
+
+
+def offset_argument(design) -> str | None:
+    """The offsets the formula's text does not hold (lme4's ``offset=`` argument), as one expression."""
+    extra = design.spec.offsets[len(parse_formula(design.spec.text).offsets) :]
+    return " + ".join(f"({expr})" for expr in extra) if extra else None
 
 
 def _plain(value):
@@ -74,7 +81,8 @@ def _frame(group: xr.Dataset) -> tuple[pd.DataFrame, dict[str, list]]:
         name = var.attrs["name"]
         if "levels" in var.attrs:
             levels[name] = json.loads(var.attrs["levels"])
-            columns[name] = pd.Categorical.from_codes(var.values, categories=levels[name], ordered=True)
+            # unordered: the order travels in ``levels``, and an ordered factor would get polynomial contrasts
+            columns[name] = pd.Categorical.from_codes(var.values, categories=levels[name], ordered=False)
         else:
             columns[name] = var.values.astype(var.attrs["dtype"])
     return pd.DataFrame(columns), levels
@@ -93,6 +101,8 @@ def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
             for name, prior in (priors or {}).items()
         },
         "n_dropped": design.n_dropped,
+        "offset": offset_argument(design),
+        "contrasts": design.codings.contrasts,
         **extra,
     }
     variables = _column_variables(design.data)
@@ -226,7 +236,16 @@ def load(path):
     except (KeyError, ValueError, TypeError) as exc:
         raise BayesmixError(f"'{path}' has damaged contents ({exc}); save the model again.") from None
     priors = {name: Prior(p["dist"], **p["params"]) for name, p in spec["priors"].items()}
-    model = Model(spec["formula"], frame, family=spec["family"], link=spec["link"], priors=priors, categorical=levels)
+    model = Model(
+        spec["formula"],
+        frame,
+        family=spec["family"],
+        link=spec["link"],
+        priors=priors,
+        categorical=levels,
+        offset=spec.get("offset"),
+        contrasts=spec.get("contrasts"),
+    )
     model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])
     if payload is not None:
         return _fit_from_payload(payload, model.design, model.family)

@@ -14,7 +14,7 @@ import pymc as pm
 
 from bayesmix.build import build_model, choose_parameterization, weakly_informed_centred
 from bayesmix.collapsed import build_marginal_model, collapsible, draw_effects
-from bayesmix.design import Design, build_design
+from bayesmix.design import Design, as_pandas, build_design, formula_for_data
 from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, BayesmixWarning, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
@@ -26,7 +26,7 @@ from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
 from bayesmix.predict import SAMPLE_PREDICTIVE_VALUES, add_predictions, posterior_predict
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
-from bayesmix.sampling import check_counts, diagnose, run_nuts, seed_from, warn_diagnostics
+from bayesmix.sampling import check_counts, collapsed_is_fast, diagnose, run_nuts, seed_from, warn_diagnostics
 
 FIT_METHODS = ("reml", "ml", "laplace")
 
@@ -52,22 +52,40 @@ class Model:
     priors: ``{parameter name: bayesmix.Prior(...)}``; see :meth:`priors` for the names.
     categorical: columns to treat as factors: a list, or ``{column: [level order]}``.
     missing: ``"drop"`` (rows with NaN in a used column, with a warning) or ``"raise"``.
+    offset: a known term of the linear predictor with coefficient 1, as lme4's ``offset=``: a column
+        name, an expression of columns (``"log(exposure)"``) or one number per row; it adds to any
+        ``offset(...)`` terms of the formula.
+    contrasts: ``{factor column: contrast}`` (``"contr.sum"``, ``"contr.helmert"``, ``"contr.poly"``,
+        ``"contr.treatment"``), as lme4's ``contrasts=``; an ordered pandas Categorical gets
+        ``contr.poly`` by default, as in R.
     """
 
-    def __init__(self, formula: str, data, family="gaussian", priors=None, categorical=None, link=None, missing="drop"):
-        self.spec = parse_formula(formula)
+    def __init__(
+        self,
+        formula: str,
+        data,
+        family="gaussian",
+        priors=None,
+        categorical=None,
+        link=None,
+        missing="drop",
+        offset=None,
+        contrasts=None,
+    ):
         self.family: Family = get_family(family, link)
+        data = as_pandas(data)
+        self.spec, data = formula_for_data(parse_formula(formula), data, offset)
         if is_dask_frame(data):
-            self.design = self._statistics_design(data, categorical, missing)
+            self.design = self._statistics_design(data, categorical, missing, contrasts)
         else:
-            self.design: Design = build_design(self.spec, data, categorical=categorical, missing=missing)
+            self.design: Design = build_design(self.spec, data, categorical, missing, contrasts)
             self.family.check_response(self.design.y, self.design.trials)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
         self._pymc_models: dict = {}
         self.idata: az.InferenceData | None = None
         self.sampling_time: float | None = None
 
-    def _statistics_design(self, data, categorical, missing) -> StatsDesign:
+    def _statistics_design(self, data, categorical, missing, contrasts) -> StatsDesign:
         """A Dask DataFrame: reduced to the sufficient statistics of a gaussian model."""
         if self.family.name != "gaussian" or self.family.link.name != "identity":
             raise BayesmixError(
@@ -75,7 +93,7 @@ class Model:
                 f"sums over rows; family='{self.family.name}' needs every row for every evaluation. Load the data "
                 "into memory (ddf.compute()), or sample a subset."
             )
-        return build_stats_design(self.spec, data, categorical=categorical, missing=missing)
+        return build_stats_design(self.spec, data, categorical=categorical, missing=missing, contrasts=contrasts)
 
     @property
     def from_statistics(self) -> bool:
@@ -121,7 +139,8 @@ class Model:
         """``"auto"``: the collapsed model where it applies (fastest and exact), else per block
         centred or non-centred from the information its levels carry (:func:`choose_parameterization`)."""
         if parameterization == "auto":
-            return "marginal" if collapsible(self.design, self.family) else choose_parameterization(self.design)
+            marginal = collapsible(self.design, self.family) and (self.from_statistics or collapsed_is_fast())
+            return "marginal" if marginal else choose_parameterization(self.design)
         return parameterization
 
     def sample(

@@ -428,6 +428,8 @@ def shrinkage(model, x=None, group=None, *, idata=None, ax=None):
     centre = np.array([beta.get(t, 0.0) for t in terms])
     others = [i for i, name in enumerate(design.fixed_names) if name not in terms]
     offset = design.X[:, others] @ beta.iloc[others].to_numpy() if others else np.zeros(design.nobs)
+    if design.offset is not None:
+        offset = offset + design.offset
     table = source.ranef()
     wide = table[table["group"] == group].pivot(index="level", columns="term", values="condval")
     partial = centre + wide.reindex(levels)[terms].to_numpy()

@@ -42,6 +42,7 @@ def encode(design: Design, data, allow_new_levels: bool, random_effects: bool = 
             blocks=tuple((b.codes, b.Zt) for b in blocks),
             new_levels=tuple(() for _ in blocks),
             trials=design.trials,
+            offset=design.offset,
         )
     return encode_new_data(design, data, allow_new_levels, random_effects)
 
@@ -101,11 +102,12 @@ def posterior_predict(
     )
     rng = np.random.default_rng(random_seed)
     beta = _flat(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
-    eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng))
+    eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng), new.offset)
     values = family.mean(eta)
     if kind == "response":
         if family.name == "binomial" and data is not None and new.trials is None:
-            raise BayesmixError("Simulating binomial responses for new data needs the trials column of p(s, n).")
+            trials = "the trials column of p(s, n)" if design.spec.response.trials else "both columns of cbind(s, f)"
+            raise BayesmixError(f"Simulating binomial responses for new data needs {trials} in the new data.")
         params = {p: _flat(post, p)[:, None] for p in family.params}
         values = family.draw(values, params, new.trials, rng)
     return xr.DataArray(values.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))
@@ -134,7 +136,7 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False) -
         for block, (codes, Zt) in zip(design.blocks, new.blocks):
             effects = np.vstack([conditional_modes(fit, block), np.zeros((1, block.n_terms))])  # row M: new levels
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
-    return fit.family.mean(linear_predictor(new.X, beta, blocks))
+    return fit.family.mean(linear_predictor(new.X, beta, blocks, new.offset))
 
 
 def fixed_estimates(fit) -> np.ndarray:

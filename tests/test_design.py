@@ -184,7 +184,7 @@ def test_unused_columns_with_missing_values_are_ignored(toy):
         ("y ~ x + (1 | gg)", None, "Unknown grouping column 'gg'"),
         ("y ~ x + (1 | g)", {"g": "same"}, "has 1 level"),
         ("y ~ x + (1 | g)", {"x": np.inf}, "infinite"),
-        ("f ~ x + (1 | g)", None, "not numeric"),
+        ("f ~ x + (1 | g)", None, "a factor with 3 levels"),
     ],
 )
 def test_bad_data_raises(toy, formula, data_change, fragment):

@@ -74,7 +74,6 @@ def test_binomial_responses():
         ("y ~ x)", "without a matching '('", 5),
         ("y ~ x + (1 | )", "no grouping factor", 12),
         ("y ~ (| g)", "nothing before '|'", 5),
-        ("y ~ x | g", "outside parentheses", 6),
         ("y ~ (1|g):x", "inside another expression", 6),
         ("y ~ (1|g|h)", "more than one '|'", 8),
         ("y ~ x + + z", "empty term", 8),

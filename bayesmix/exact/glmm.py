@@ -51,6 +51,7 @@ class GlmmProblem:
     layout: ThetaLayout
     levels: tuple[int, ...]
     order: tuple[int, ...]
+    offset: np.ndarray | float = 0.0  # the known part of eta (offset terms), coefficient 1
 
     @property
     def dispersion(self) -> str | None:
@@ -83,7 +84,7 @@ class Conditional:
 def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarray | None = None) -> Conditional:
     """Newton's method on log p(y | u) - |u|^2/2 with step halving."""
     ZL = (problem.Z @ problem.lam(theta)).toarray()
-    offset = problem.X @ beta
+    offset = problem.X @ beta + problem.offset
     u = np.zeros(ZL.shape[1]) if start is None else start.copy()
 
     def evaluate(u):
@@ -140,7 +141,7 @@ def _glm_start(problem: GlmmProblem, params) -> np.ndarray:
 
     def loglik(b):
         with np.errstate(all="ignore"):
-            ll, d1, d2 = problem.family.laplace_terms(X @ b, y, trials, params)
+            ll, d1, d2 = problem.family.laplace_terms(X @ b + problem.offset, y, trials, params)
         value = float(np.sum(ll))
         return (value if np.isfinite(value) else -np.inf), d1, d2
 
@@ -274,6 +275,7 @@ def fit_glmm(design: Design, family: Family) -> GlmmResult:
         layout=ThetaLayout(tuple(b.n_terms for b in blocks)),
         levels=tuple(b.n_levels for b in blocks),
         order=tuple(order),
+        offset=0.0 if design.offset is None else design.offset,
     )
     n_theta = problem.layout.n_theta
     dispersion_start = [np.log(10.0)] if problem.dispersion else []

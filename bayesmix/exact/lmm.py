@@ -210,7 +210,7 @@ def cross_products(design: Design, X: np.ndarray | None = None) -> CrossProducts
     X = design.X if X is None else X
     order = lme4_order(design.blocks)
     blocks = [design.blocks[i] for i in order]
-    raw = raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, design.y)
+    raw = raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, design.y_less_offset)
     return assemble_cross_products(
         raw, order, [b.n_terms for b in blocks], [b.n_levels for b in blocks[1:]], X.shape[1]
     )
@@ -489,7 +489,7 @@ def check_identifiable(design: Design, allow_n: bool) -> None:
 
 def _check_residual(design: Design, X: np.ndarray) -> None:
     """Refuse a response that the fixed effects reproduce exactly: no residual is left for sigma."""
-    y = design.y
+    y = design.y_less_offset
     if np.all(y == y[0]):
         raise BayesmixError(
             f"The response '{design.spec.response.expr}' is constant ({y[0]:g} in all {len(y)} rows): there is no "
