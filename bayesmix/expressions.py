@@ -22,6 +22,7 @@ import pandas as pd
 from formulae.categorical import ContrastMatrix, Encoding, Sum, Treatment
 from formulae.environment import Environment
 from formulae.transforms import TRANSFORMS
+from scipy.interpolate import BSpline
 
 from bayesmix.errors import BayesmixError
 
@@ -249,22 +250,98 @@ class RScale:
         return (x - self.mean) / self.sd
 
 
+def _interior_knots(x: np.ndarray, count: int) -> np.ndarray:
+    """R's default interior knots: quantiles at equal steps (R's type 7, numpy's default)."""
+    return np.quantile(x, np.linspace(0, 1, count + 2)[1:-1]) if count > 0 else np.zeros(0)
+
+
+def _spline_basis(knots: np.ndarray, x: np.ndarray, order: int, derivative: int = 0) -> np.ndarray:
+    """R's ``splineDesign(knots, x, order, derivs)``: every B-spline of the full knot sequence at x."""
+    count = len(knots) - order
+    eye = np.eye(count)
+    return np.column_stack(
+        [BSpline(knots, eye[j], order - 1, extrapolate=True)(x, nu=derivative) for j in range(count)]
+    )
+
+
+class RBSpline:
+    """R's ``splines::bs(x, df, knots, degree = 3, intercept = FALSE)``: the B-spline basis, its knots
+    learnt on the training rows (formulae's ``bs`` spans the same space in another basis, so its
+    coefficients are not R's)."""
+
+    __transform_name__ = "bs"
+    __stateful_transform__ = True
+
+    def __init__(self):
+        self.knots = None
+
+    def __call__(self, x, df=None, knots=None, degree=3, intercept=False):
+        x = np.asarray(x, dtype=float)
+        degree = int(degree)
+        if self.knots is None:
+            interior = np.asarray(knots, dtype=float) if knots is not None else None
+            if interior is None:
+                interior = _interior_knots(x, (int(df) if df is not None else degree + 1) - degree - bool(intercept))
+            bounds = np.array([x.min(), x.max()])
+            self.knots = np.sort(np.concatenate([np.repeat(bounds, degree + 1), interior]))
+            self.degree, self.intercept = degree, bool(intercept)
+        basis = _spline_basis(self.knots, x, self.degree + 1)
+        return basis if self.intercept else basis[:, 1:]
+
+
+class RNaturalSpline:
+    """R's ``splines::ns(x, df, knots, intercept = FALSE)``: the natural cubic spline basis (linear
+    beyond the boundary knots), R's construction: the cubic B-splines projected off the second
+    derivatives at the boundaries."""
+
+    __transform_name__ = "ns"
+    __stateful_transform__ = True
+
+    def __init__(self):
+        self.knots = None
+
+    def __call__(self, x, df=None, knots=None, intercept=False):
+        x = np.asarray(x, dtype=float)
+        if self.knots is None:
+            interior = np.asarray(knots, dtype=float) if knots is not None else None
+            if interior is None:
+                interior = _interior_knots(x, (int(df) if df is not None else 1) - 1 - bool(intercept))
+            self.bounds = np.array([x.min(), x.max()])
+            self.knots = np.sort(np.concatenate([np.repeat(self.bounds, 4), interior]))
+            self.intercept = bool(intercept)
+            const = _spline_basis(self.knots, self.bounds, 4, derivative=2)
+            const = const if self.intercept else const[:, 1:]
+            self.projection = np.linalg.qr(const.T, mode="complete")[0][:, 2:]
+        inside = np.clip(x, *self.bounds)  # beyond the boundary knots: the tangent line, as R
+        basis = _spline_basis(self.knots, inside, 4)
+        slope = _spline_basis(self.knots, inside, 4, derivative=1)
+        basis = basis + slope * (x - inside)[:, None]
+        return (basis if self.intercept else basis[:, 1:]) @ self.projection
+
+
+# R's versions of the transforms formulae also has, and R's that formulae lacks (see formulae_matrix)
+R_TRANSFORMS = {"scale": RScale, "bs": RBSpline, "ns": RNaturalSpline}
+
 _SWAP_LOCK = threading.Lock()
 
 
 def formulae_matrix(expr: str, frame: pd.DataFrame):
     """formulae's design matrix of ``expr`` on ``frame``, evaluated in :data:`FUNCTIONS` with R's
-    ``scale``. formulae looks its own transforms up before any namespace it is given, so R's scale
-    stands in for formulae's while the matrix is built; the fitted matrix keeps the transforms it was
-    built with, so new data are encoded by the same ones."""
+    ``scale``, ``bs`` and ``ns``. formulae looks its own transforms up before any namespace it is
+    given, so R's stand in for formulae's while the matrix is built; the fitted matrix keeps the
+    transforms it was built with, so new data are encoded by the same ones."""
     env = Environment([FUNCTIONS])
     with _SWAP_LOCK:
-        saved = TRANSFORMS["scale"]
-        TRANSFORMS["scale"] = RScale
+        saved = {name: TRANSFORMS.get(name) for name in R_TRANSFORMS}
+        TRANSFORMS.update(R_TRANSFORMS)
         try:
             return formulae.design_matrices(expr, frame, env=env).common
         finally:
-            TRANSFORMS["scale"] = saved
+            for name, transform in saved.items():
+                if transform is None:
+                    del TRANSFORMS[name]
+                else:
+                    TRANSFORMS[name] = transform
 
 
 def contrast_name(value) -> str:

@@ -19,7 +19,7 @@ is refused with an error naming the number.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -266,9 +266,10 @@ def fit_glmm(design: Design, family: Family) -> GlmmResult:
         "Use sample() (NUTS) for this model, or fewer rows (e.g. aggregate bernoulli rows to binomial counts with "
         "cbind(successes, failures)).",
     )
+    transform = _column_transform(X)
     problem = GlmmProblem(
         family=family,
-        X=X,
+        X=X @ transform,
         y=design.y,
         trials=design.trials,
         Z=sp.hstack([block_z(b) for b in blocks]).tocsr(),
@@ -309,7 +310,33 @@ def fit_glmm(design: Design, family: Family) -> GlmmResult:
             f"({np.round(summary.x, 4).tolist()}). Rescale the predictors (e.g. to unit SD), or use sample()."
         ) from None
     hessian = _hessian(deviance, summary.x)
-    return GlmmResult(problem, summary, conditional, _vcov(hessian), kept, dropped)
+    # back to the user's columns: eta = X_s beta_s = X (T beta_s), so beta = T beta_s
+    outer = sp.block_diag([sp.identity(n_theta), transform, sp.identity(len(start) - n_theta - len(beta))]).toarray()
+    vcov = _vcov(hessian)
+    summary = replace(summary, x=outer @ summary.x, gradient=np.linalg.solve(outer.T, summary.gradient))
+    return GlmmResult(replace(problem, X=X), summary, conditional, outer @ vcov @ outer.T, kept, dropped)
+
+
+BADLY_SCALED = (0.1, 10.0)  # a column whose SD is outside this range is centred and scaled for the optimiser
+
+
+def _column_transform(X: np.ndarray) -> np.ndarray:
+    """T (p, p) with X T centred and scaled to unit SD in the columns whose SD is far from 1 (as
+    lme4's advice to rescale, done for the user): the outer optimiser's steps are then of one size
+    in every direction, where a predictor on the 1e4 scale made it stop short. The intercept absorbs
+    the centring; a model without an intercept is only scaled."""
+    p = X.shape[1]
+    transform = np.eye(p)
+    if not p:
+        return transform
+    sd, mean = X.std(axis=0), X.mean(axis=0)
+    intercept = [j for j in range(p) if sd[j] == 0 and mean[j] == 1.0]
+    for j in range(p):
+        if sd[j] > 0 and not BADLY_SCALED[0] <= sd[j] <= BADLY_SCALED[1]:
+            transform[j, j] = 1.0 / sd[j]
+            if intercept:
+                transform[intercept[0], j] = -mean[j] / sd[j]
+    return transform
 
 
 def _vcov(hessian: np.ndarray) -> np.ndarray:
