@@ -6,13 +6,39 @@ on (0, 1 + #{sim = y_i}), the randomised probability integral transform. If y_i 
 simulations are exchangeable (the model is right), r_i is exactly uniform on (0, 1), for counts and
 binary data too, where raw or Pearson residuals are not interpretable.
 
-Simulations: a NUTS fit uses the posterior predictive (one simulated data set per posterior draw,
-thinned to ``n_sim`` draws); an exact fit draws new random effects from the fitted covariance
-(``re_form="unconditional"``, as DHARMa with lme4) or keeps the conditional modes
-(``re_form="conditional"``), then responses from the family with the estimated parameters.
+Simulations (``re_form``), for an exact fit and a sampled Model alike:
 
-Three tests come with them: uniformity (Kolmogorov-Smirnov), dispersion (the observed sum of
-squared deviations from the simulation mean against its simulated distribution, two-sided) and
+- ``"unconditional"`` (the default; DHARMa's default with lme4, ``re.form = NA``): every simulated
+  data set gets new random effects for the training levels, drawn from the fitted covariance (an
+  exact fit) or from one posterior draw's covariance (NUTS: ``n_sim`` draws spread evenly over
+  the chains, each with its own fixed effects, covariance and family parameters), then responses
+  from the family. The observed data and the simulations are then exchangeable but for the
+  estimation of a few variance parameters.
+- ``"conditional"``: the random effects stay at their fitted values: the conditional modes (an
+  exact fit) or each posterior draw's effects (NUTS: the posterior predictive).
+
+The dispersion test compares a spread statistic of the observed data with its distribution over
+the simulations (two-sided). Under unconditional simulation it is DHARMa's: the sum of squared
+deviations from the simulation mean. Under conditional simulation that comparison is biased: the
+fitted effects were shrunk towards the observed data, so the observed deviations from the
+conditional fit are smaller than the simulated ones (by the effective number of parameters the
+random effects use), and a correct model is flagged as underdispersed. The conditional test
+therefore compares statistics that are computed the same way on both sides:
+
+- exact fit: the Pearson chi-square of the conditional fit, ``sum (y - mu)^2 / Var(mu)`` with
+  (beta, b) the joint penalised mode at the fitted variance parameters, for the observed data and
+  for each of ``n_sim`` unconditional simulations refitted the same way (a parametric bootstrap
+  that holds the variance parameters: no refit of the covariance);
+- NUTS: the realised discrepancy of each posterior draw (Gelman, Meng and Stern, 1996): the
+  Pearson chi-square of the observed data and of that draw's simulated data, both around that
+  draw's means.
+
+With a fitted dispersion (gaussian sigma, a negative binomial's alpha) the spread of the data is
+what the fit matched, so the test is conservative there (p-values pile up towards 1); it has its
+power where the family fixes the variance (Poisson, binomial). docs/calibration.md has the
+rejection rates on data simulated from the model (``benchmarks/dispersion_calibration.py``).
+
+Three tests come with the residuals: uniformity (Kolmogorov-Smirnov), dispersion (above) and
 outliers (residuals in the outer 1/(S+1) of either tail, which for continuous responses means
 beyond every simulation: under the model their count is binomial with probability 2/(S+1)).
 """
@@ -27,7 +53,7 @@ from scipy import stats
 
 from bayesmix.errors import BayesmixError
 from bayesmix.linpred import linear_predictor
-from bayesmix.predict import conditional_modes, fixed_estimates, posterior_predict
+from bayesmix.predict import conditional_modes, fixed_estimates
 
 RE_FORMS = ("unconditional", "conditional")
 
@@ -39,7 +65,9 @@ class ScaledResiduals:
     residuals: (n,) in (0, 1); fitted: (n,) predicted means (for the plot's x axis); n_sim: the
     number of simulated data sets. ks_statistic, ks_pvalue: uniformity. dispersion_ratio: observed
     over mean simulated sum of squared deviations (> 1 overdispersed, < 1 underdispersed), with its
-    dispersion_pvalue. n_outliers, outlier_pvalue: residuals beyond all simulations.
+    dispersion_pvalue (see the module docstring for the statistic of each re_form). n_outliers,
+    outlier_pvalue: residuals beyond all simulations. re_form: how the simulations treated the
+    random effects.
     """
 
     residuals: np.ndarray
@@ -51,10 +79,11 @@ class ScaledResiduals:
     dispersion_pvalue: float
     n_outliers: int
     outlier_pvalue: float
+    re_form: str = "unconditional"
 
     def summary(self) -> str:
         return (
-            f"Scaled residuals ({len(self.residuals)} observations, {self.n_sim} simulations each)\n"
+            f"Scaled residuals ({len(self.residuals)} observations, {self.n_sim} {self.re_form} simulations each)\n"
             f"  uniformity (KS): D = {self.ks_statistic:.4f}, p = {self.ks_pvalue:.4g}\n"
             f"  dispersion: ratio = {self.dispersion_ratio:.4f}, p = {self.dispersion_pvalue:.4g}\n"
             f"  outliers: {self.n_outliers}, p = {self.outlier_pvalue:.4g}"
@@ -122,6 +151,40 @@ def _thinned(idata: az.InferenceData, n_sim: int) -> az.InferenceData:
     return az.InferenceData(posterior=picked.transpose("chain", "draw", ...))
 
 
+def _response_moments(family, mu: np.ndarray, params: dict, trials) -> tuple[np.ndarray, np.ndarray]:
+    """The response's mean and variance given the family's mean ``mu`` (a probability for binomial
+    families: the response counts successes out of ``trials``)."""
+    name = family.name
+    if name in ("bernoulli", "binomial"):
+        n = 1.0 if trials is None else trials
+        return n * mu, n * mu * (1.0 - mu)
+    if name == "poisson":
+        return mu, mu
+    if name == "negativebinomial":
+        return mu, mu + mu**2 / params["alpha"]
+    if name == "gamma":
+        return mu, mu**2 / params["shape"]
+    if name == "beta":
+        return mu, mu * (1.0 - mu) / (1.0 + params["phi"])
+    # gaussian and t: the scale; any fixed weight gives the same test, sigma^2 keeps it a chi-square
+    return mu, np.broadcast_to(np.asarray(params["sigma"]) ** 2, np.shape(mu))
+
+
+def _pearson(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Pearson chi-square over the last axis."""
+    return (((y - mean) ** 2) / np.maximum(variance, 1e-300)).sum(axis=-1)
+
+
+def _family_params(fit) -> dict:
+    return {"sigma": fit.sigma} if fit.sigma is not None else dict(fit.family_params)
+
+
+def _covariance_root(cov) -> np.ndarray:
+    """A square root R of a (possibly singular) covariance, R R' = cov."""
+    w, V = np.linalg.eigh(np.asarray(cov, dtype=float))
+    return V * np.sqrt(np.clip(w, 0.0, None))
+
+
 def _simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
     """(n_sim, n) responses simulated from an exact fit."""
     design, family = fit.design, fit.family
@@ -129,21 +192,152 @@ def _simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
     for block, v in zip(design.blocks, fit.varcorr):
         if re_form == "conditional":
             effects = conditional_modes(fit, block)
-        else:  # a square root of the (possibly singular) covariance
-            w, V = np.linalg.eigh(np.asarray(v["cov"]))
-            root = V * np.sqrt(np.clip(w, 0.0, None))
+        else:
+            root = _covariance_root(v["cov"])
             effects = rng.standard_normal((n_sim, block.n_levels, block.n_terms)) @ root.T
         blocks.append((block.Zt, block.codes, effects))
     eta = linear_predictor(design.X, fixed_estimates(fit), blocks, design.offset)
     mean = np.broadcast_to(family.mean(eta), (n_sim, design.nobs))
-    params = {"sigma": fit.sigma} if fit.sigma is not None else dict(fit.family_params)
-    return family.draw(mean, params, design.trials, rng)
+    return family.draw(mean, _family_params(fit), design.trials, rng)
+
+
+def _penalised_design(fit):
+    """(A, p): the sparse n x (p + q) matrix [X, Z_1 R_1, ...] of the joint penalised mode, with the
+    fixed-effect columns the fit estimated and each block's effects b = R u in whitened u."""
+    import scipy.sparse as sp
+
+    from bayesmix.exact.lmm import block_z
+
+    design = fit.design
+    kept = [i for i, name in enumerate(design.fixed_names) if name in fit.fixef.index]
+    parts = [sp.csc_matrix(design.X[:, kept])]
+    for block, v in zip(design.blocks, fit.varcorr):
+        root = _covariance_root(v["cov"])
+        parts.append(block_z(block) @ sp.kron(sp.identity(block.n_levels), sp.csc_matrix(root)))
+    return sp.hstack(parts).tocsc(), len(kept)
+
+
+def _conditional_pearson(fit, responses: np.ndarray) -> np.ndarray:
+    """(S,) Pearson chi-square of the conditional fit to each of ``responses`` (S, n): (beta, b) at
+    the joint penalised mode given the fitted variance parameters (Henderson's equations for a
+    gaussian model; penalised Newton, i.e. PIRLS, for a GLMM), as the fit's own conditional modes."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+
+    design, family = fit.design, fit.family
+    params = _family_params(fit)
+    A, p = _penalised_design(fit)
+    d = A.shape[1]
+    penalty = sp.diags(np.r_[np.zeros(p), np.ones(d - p)])
+    offset = 0.0 if design.offset is None else design.offset
+    if family.name == "gaussian":  # identity link: one factorisation for every data set
+        lu = splu((A.T @ A + params["sigma"] ** 2 * penalty).tocsc())
+        z = lu.solve(np.ascontiguousarray(A.T @ (responses - offset).T))
+        eta = offset + (A @ z).T
+        mean, variance = _response_moments(family, family.mean(eta), params, design.trials)
+        return _pearson(responses, mean, variance)
+    kept = [i for i, name in enumerate(design.fixed_names) if name in fit.fixef.index]
+    start = np.r_[fixed_estimates(fit)[kept], np.zeros(d - p)]
+    modes = _penalised_modes(A, p, family, responses, design.trials, params, offset, start)
+    mean, variance = _response_moments(family, family.mean(offset + (A @ modes.T).T), params, design.trials)
+    return _pearson(responses, mean, variance)
+
+
+def _penalised_modes(A, p, family, responses, trials, params, offset, start) -> np.ndarray:
+    """(S, d) maxima of log p(y | eta = offset + A z) - |u|^2 / 2 over z = (beta, u), one per row of
+    ``responses``: Newton steps (with the family's observed information), halved where the
+    objective would fall, for all data sets at once."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+
+    S, d = len(responses), A.shape[1]
+    u_mask = np.r_[np.zeros(p), np.ones(d - p)]
+    dense = A.toarray() if d <= 1000 else None
+
+    def evaluate(Z):
+        ll, d1, d2 = family.laplace_terms(offset + (A @ Z.T).T, responses, trials, params)
+        value = ll.sum(axis=1) - 0.5 * (u_mask * Z**2).sum(axis=1)
+        return np.where(np.isfinite(value), value, -np.inf), d1, d2
+
+    def newton_steps(gradient, weights):
+        if dense is not None:
+            hessian = np.matmul(dense.T[None] * weights[:, None, :], dense) + np.diag(u_mask)
+            return np.linalg.solve(hessian, gradient[..., None])[..., 0]
+        return np.stack(
+            [splu((A.T @ sp.diags(w) @ A + sp.diags(u_mask)).tocsc()).solve(g) for g, w in zip(gradient, weights)]
+        )
+
+    Z = np.broadcast_to(start, (S, d)).copy()
+    value, d1, d2 = evaluate(Z)
+    active = np.ones(S, dtype=bool)
+    for _ in range(100):
+        steps = newton_steps((A.T @ d1.T).T - u_mask * Z, np.maximum(-d2, 1e-10))
+        steps[~active] = 0.0
+        scale = np.ones(S)
+        for _ in range(30):  # halve each data set's step until its objective does not fall
+            trial = evaluate(Z + scale[:, None] * steps)
+            worse = trial[0] < value - 1e-10 * np.abs(value)
+            if not worse.any():
+                break
+            scale[worse] /= 2
+        Z = Z + scale[:, None] * steps
+        value, d1, d2 = trial
+        active &= np.max(np.abs(scale[:, None] * steps), axis=1) > 1e-8
+        if not active.any():
+            break
+    return Z
+
+
+def _fresh_effect_blocks(model, post, rng):
+    """Per block (Zt, codes, effects (S, M, k)) with new effects for every training level, drawn from
+    each posterior draw's covariance: the training rows recoded as new levels of their own."""
+    import dataclasses
+
+    from bayesmix.predict import _effects_with_new_levels, encode
+
+    design = model.design
+    new = encode(design, None, allow_new_levels=False)
+    new = dataclasses.replace(
+        new,
+        blocks=tuple((-1 - block.codes, block.Zt) for block in design.blocks),
+        new_levels=tuple(tuple(block.levels) for block in design.blocks),
+    )
+    return _effects_with_new_levels(design, post, new, "sample", rng)
+
+
+def _simulate_nuts(model, thinned: az.InferenceData, re_form: str, rng):
+    """(simulated (S, n), per-draw response mean (S, n), variance (S, n)) from a thinned posterior."""
+    from bayesmix.predict import _flat
+
+    design, family = model.design, model.family
+    post = thinned.posterior
+    S = post.sizes["draw"]
+    beta = _flat(post, "beta") if design.fixed_names else np.zeros((S, 0))
+    if re_form == "conditional":
+        blocks = [(b.Zt, b.codes, _flat(post, f"re_{b.label}")) for b in design.blocks]
+    else:
+        blocks = _fresh_effect_blocks(model, post, rng)
+    mu = family.mean(linear_predictor(design.X, beta, blocks, design.offset))
+    params = {name: _flat(post, name)[:, None] for name in family.params}
+    simulated = family.draw(mu, params, design.trials, rng)
+    mean, variance = _response_moments(family, mu, params, design.trials)
+    return simulated, mean, variance
+
+
+def _two_sided(observed, simulated) -> float:
+    """Two-sided simulation p-value of ``observed`` (scalar or (S,), one per simulation) against
+    ``simulated`` (S,)."""
+    upper = (1 + np.sum(simulated >= observed)) / (len(simulated) + 1)
+    lower = (1 + np.sum(simulated <= observed)) / (len(simulated) + 1)
+    return float(min(1.0, 2 * min(upper, lower)))
 
 
 def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", random_seed=None, idata=None):
     """DHARMa-style scaled residuals of an exact fit or a sampled Model (see the module docstring).
 
-    Returns :class:`ScaledResiduals`; ``.plot()`` draws the two diagnostic panels.
+    ``re_form``: ``"unconditional"`` (new random effects in every simulation, the default) or
+    ``"conditional"`` (the fitted random effects). Returns :class:`ScaledResiduals`; ``.plot()``
+    draws the two diagnostic panels.
     """
     from bayesmix.mixedfit import MixedFit
     from bayesmix.model import Model
@@ -152,38 +346,45 @@ def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", rand
         raise BayesmixError(f"n_sim must be a whole number >= 10, not {n_sim!r}; 250 or more is usual.")
     if re_form not in RE_FORMS:
         raise BayesmixError(f"re_form must be one of {RE_FORMS}, not {re_form!r}.")
+    n_sim = int(n_sim)
     rng = np.random.default_rng(random_seed)
     if isinstance(fit, MixedFit):
         design = fit.design
-        simulated = _simulate_exact(fit, int(n_sim), re_form, rng)
+        observed = design.y
+        simulated = _simulate_exact(fit, n_sim, re_form, rng)
         fitted = fit.predict()
+        if re_form == "conditional":  # the observed and simulated data refitted alike
+            observed_stat = float(_conditional_pearson(fit, observed[None, :])[0])
+            simulated_stat = _conditional_pearson(fit, _simulate_exact(fit, n_sim, "unconditional", rng))
     elif isinstance(fit, Model):
         design, idata = fit.design, fit._require(idata)
-        thinned = _thinned(idata, int(n_sim))
-        simulated = posterior_predict(fit, thinned, kind="response", random_seed=rng).values[0]
+        observed = design.y
+        simulated, mean, variance = _simulate_nuts(fit, _thinned(idata, n_sim), re_form, rng)
         fitted = fit.predict(idata, inplace=False).mean(("chain", "draw")).values
+        if re_form == "conditional":  # realised discrepancies: each draw's own means on both sides
+            observed_stat = _pearson(observed, mean, variance)
+            simulated_stat = _pearson(simulated, mean, variance)
     else:
         raise BayesmixError(
             f"scaled_residuals takes a fit from Model.fit() or a sampled Model, not {type(fit).__name__}."
         )
-    observed = design.y
     residuals = _randomised_pit(observed, simulated, rng)
     ks = stats.kstest(residuals, "uniform")
-    centre = simulated.mean(axis=0)
-    observed_ss = float(((observed - centre) ** 2).sum())
-    simulated_ss = ((simulated - centre) ** 2).sum(axis=1)
-    upper = (1 + np.sum(simulated_ss >= observed_ss)) / (len(simulated_ss) + 1)
-    lower = (1 + np.sum(simulated_ss <= observed_ss)) / (len(simulated_ss) + 1)
+    if re_form == "unconditional":  # DHARMa's: squared deviations from the simulation mean
+        centre = simulated.mean(axis=0)
+        observed_stat = float(((observed - centre) ** 2).sum())
+        simulated_stat = ((simulated - centre) ** 2).sum(axis=1)
     tail = 1.0 / (n_sim + 1)  # beyond every simulation; with ties, the randomised share of that
     outside = int(np.sum((residuals < tail) | (residuals > 1.0 - tail)))
     return ScaledResiduals(
         residuals=residuals,
         fitted=np.asarray(fitted, dtype=float),
-        n_sim=int(n_sim),
+        n_sim=n_sim,
         ks_statistic=float(ks.statistic),
         ks_pvalue=float(ks.pvalue),
-        dispersion_ratio=observed_ss / float(simulated_ss.mean()),
-        dispersion_pvalue=float(min(1.0, 2 * min(upper, lower))),
+        dispersion_ratio=float(np.mean(observed_stat)) / float(np.mean(simulated_stat)),
+        dispersion_pvalue=_two_sided(observed_stat, simulated_stat),
         n_outliers=outside,
         outlier_pvalue=float(stats.binomtest(outside, len(observed), 2.0 / (n_sim + 1)).pvalue),
+        re_form=re_form,
     )
