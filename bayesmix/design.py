@@ -724,6 +724,21 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     return NewData(X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials, offset=offset)
 
 
+def coding_notes(design) -> list[str]:
+    """Lines for a summary on what the coefficients are measured against: a factor response's
+    coding and the factors coded by other contrasts than treatment."""
+    notes = []
+    levels = getattr(design.codings, "response_levels", None)
+    if levels is not None:
+        name = design.spec.response.expr
+        notes.append(f" Response {name}: '{levels[0]}' = 0 (failure), '{levels[1]}' = 1 (success)")
+    contrasts = getattr(design.codings, "contrasts", {})
+    if contrasts:
+        coded = ", ".join(f"{name}: contr.{kind.lower()}" for name, kind in contrasts.items())
+        notes.append(f" Contrasts: {coded}")
+    return notes
+
+
 def _new_trials(data: pd.DataFrame, response) -> np.ndarray | None:
     """The binomial trials of new rows (``p(s, n)``: n; ``cbind(s, f)``: s + f), where the data
     carry the columns; None otherwise (needed only to simulate responses)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayesmix.design import Design
+from bayesmix.design import Design, coding_notes
 from bayesmix.errors import ConvergenceWarning, SingularFitWarning
 from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult, ThetaLayout
@@ -78,6 +78,7 @@ class MixedFit:
             title[self.method],
             f" Family: {self.family.name} ( {self.family.link.name} )",
             f"Formula: {self.design.spec.text}",
+            *coding_notes(self.design),
             "",
         ]
         lines.append(f"     AIC      BIC   logLik {'REMLcrit' if self.method == 'REML' else 'deviance'}")
