@@ -5,13 +5,19 @@
                  --sampler NAME] [--json OUT]
     bayesmix demo
 
+With ``--json -`` stdout holds the JSON document alone; the summary, progress bars and warnings go
+to stderr. Non-finite numbers are written as null (JSON has none), with a warning.
+
 Exit codes: 0 success, 2 a user mistake (the BayesmixError message is printed), 1 anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import sys
 import time
 import warnings
@@ -46,12 +52,32 @@ def _read_data(path: str):
 
 
 def _fit(args) -> int:
-    from bayesmix.model import Model
-
     if args.method not in METHODS:
         raise BayesmixError(
             f"Unknown method '{args.method}'.{did_you_mean(args.method, METHODS)} Methods: {', '.join(METHODS)}."
         )
+    to_stdout = args.json == "-"
+    # with --json -, stdout is the JSON document's alone: everything else the run prints (the
+    # summary, progress bars, notes of PyMC and the samplers) goes to stderr
+    with _stdout_to_stderr() if to_stdout else contextlib.nullcontext():
+        result, summary, noted = _run_fit(args)
+        print(summary)
+        for message in noted:
+            print(f"bayesmix: warning: {message}", file=sys.stderr)
+        text = json_text(result) if args.json else None
+    if to_stdout:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    elif args.json:
+        with open(args.json, "w") as handle:
+            handle.write(text)
+    return 0
+
+
+def _run_fit(args) -> tuple[dict, str, list[str]]:
+    """The fit: (the JSON contract, the printed summary, the warnings that are not in the summary)."""
+    from bayesmix.model import Model
+
     start = time.perf_counter()
     model = Model(
         args.formula,
@@ -78,15 +104,68 @@ def _fit(args) -> int:
     result["time_s"] = round(time.perf_counter() - start, 3)
     noted = {str(w.message) for w in caught if issubclass(w.category, UserWarning)}
     result["messages"] = result["messages"] + sorted(noted - set(result["messages"]))
-    print(summary)
-    if args.json:
-        text = json.dumps(result, indent=1, allow_nan=False)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as handle:
-                handle.write(text)
-    return 0
+    return result, summary, [message for message in sorted(noted) if message not in summary]
+
+
+def json_text(result: dict) -> str:
+    """The JSON contract as text. JSON has no NaN or infinity: a non-finite number is written as
+    null, with a warning on stderr that names where (also added to ``messages``)."""
+    clean, where = _finite(result, "")
+    if where:
+        message = (
+            f"{len(where)} non-finite value(s) written as null in the JSON (JSON has no NaN or infinity): "
+            f"{', '.join(where[:10])}{' ...' if len(where) > 10 else ''}"
+        )
+        print(f"bayesmix: warning: {message}", file=sys.stderr)
+        if isinstance(clean.get("messages"), list):
+            clean["messages"] = [*clean["messages"], message]
+    return json.dumps(clean, indent=1, allow_nan=False)
+
+
+def _finite(value, path: str):
+    """``value`` with every NaN/infinity (numpy scalars and arrays included) replaced by None, and
+    the paths of those replaced (``fixef.se[1]``)."""
+    if isinstance(value, dict):
+        where, out = [], {}
+        for key, item in value.items():
+            out[key], found = _finite(item, f"{path}.{key}" if path else str(key))
+            where += found
+        return out, where
+    if isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0):
+        where, out = [], []
+        for i, item in enumerate(value.tolist() if hasattr(value, "tolist") else value):
+            item, found = _finite(item, f"{path}[{i}]")
+            out.append(item)
+            where += found
+        return out, where
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [path]
+    return value, []
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send what is written to stdout to stderr: Python's ``sys.stdout`` and, when that is the
+    process's own, file descriptor 1 too (what compiled code prints)."""
+    sys.stdout.flush()
+    saved = None
+    if sys.stdout is sys.__stdout__ and sys.__stdout__ is not None and sys.__stderr__ is not None:
+        try:
+            out_fd, err_fd = sys.__stdout__.fileno(), sys.__stderr__.fileno()
+            saved = os.dup(out_fd)
+            os.dup2(err_fd, out_fd)
+        except (OSError, ValueError, AttributeError):
+            saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, out_fd)
+            os.close(saved)
 
 
 def _demo(args) -> int:
