@@ -2,20 +2,23 @@
 
 A test is calibrated when, on data simulated from the model, its p-values are uniform: it rejects
 at 5 % in 5 % of the replications. Each replication simulates one data set from ``y ~ x + (1 | g)``
-(40 groups x 5 rows; gaussian: intercept 1, slope 0.5, group SD 1, sigma 1; poisson, log link:
-intercept 0.5, slope 0.4, group SD 0.5), fits it once (REML, Laplace or NUTS) and computes the
-scaled residuals with both ``re_form`` options from that fit. The table gives, per option, the
-dispersion test's rejection rate at 5 % with its exact (Clopper-Pearson) 95 % interval, the KS
-p-value of the dispersion p-values against the uniform (a conservative test, whose p-values pile up
-near 1, fails this while rejecting rarely), and the rejection rates of the other two tests
-(uniformity, outliers).
+(40 groups x 5 rows; gaussian: intercept 1, slope 0.5, group SD 2, sigma 1; poisson, log link:
+intercept 0.5, slope 0.4, group SD 1: group effects strong enough for shrinkage to matter), fits it
+once (REML, Laplace or NUTS) and computes the scaled residuals with both ``re_form`` options from
+that fit. The table gives, per option, the dispersion test's rejection rate at 5 % with its exact
+(Clopper-Pearson) 95 % interval, the KS p-value of the dispersion p-values against the uniform (a
+conservative test, whose p-values pile up near 1, fails this while rejecting rarely), and the
+rejection rates of the other two tests (uniformity, outliers).
 
 NUTS runs are short (2 chains x 250 draws after 250 tuning, numpyro) and spread over worker
 processes; ``--time-limit`` stops the NUTS replications after that many minutes and reports how
-many finished.
+many finished. ``--module`` takes the tests from another checks.py (e.g. an earlier commit's) to
+measure it on the same data.
 
     python benchmarks/dispersion_calibration.py --reps 500 --workers 2
     python benchmarks/dispersion_calibration.py --reps 60 --options reml laplace   # exact fits only
+    git show d049277:bayesmix/checks.py > /tmp/old_checks.py
+    python benchmarks/dispersion_calibration.py --module /tmp/old_checks.py --options reml laplace
 """
 
 from __future__ import annotations
@@ -42,17 +45,34 @@ def simulate(family: str, seed: int) -> pd.DataFrame:
     g = np.repeat(np.arange(GROUPS), PER_GROUP)
     x = rng.normal(size=g.size)
     if family == "gaussian":
-        y = 1.0 + 0.5 * x + rng.normal(0, 1.0, GROUPS)[g] + rng.normal(0, 1.0, g.size)
+        y = 1.0 + 0.5 * x + rng.normal(0, 2.0, GROUPS)[g] + rng.normal(0, 1.0, g.size)
     else:
-        y = rng.poisson(np.exp(0.5 + 0.4 * x + rng.normal(0, 0.5, GROUPS)[g])).astype(float)
+        y = rng.poisson(np.exp(0.5 + 0.4 * x + rng.normal(0, 1.0, GROUPS)[g])).astype(float)
     return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+
+
+def checks_function(module: str | None):
+    """bayesmix.scaled_residuals, or the one in the checks.py file ``module``."""
+    if module is None:
+        from bayesmix import scaled_residuals
+
+        return scaled_residuals
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("other_checks", module)
+    other = importlib.util.module_from_spec(spec)
+    sys.modules["other_checks"] = other
+    spec.loader.exec_module(other)
+    return other.scaled_residuals
 
 
 def replicate(task):
     """(option, rep) -> rows of p-values for both re_forms, or a failure row."""
     import bayesmix
 
-    option, rep, seed, n_sim = task
+    option, rep, seed, n_sim, module = task
+    scaled_residuals = checks_function(module)
     family, method = FITS[option]
     start = time.perf_counter()
     try:
@@ -66,7 +86,7 @@ def replicate(task):
                 fit = model.fit(method)
             rows = []
             for re_form in RE_FORMS:
-                check = bayesmix.scaled_residuals(fit, n_sim=n_sim, re_form=re_form, random_seed=seed + 1)
+                check = scaled_residuals(fit, n_sim=n_sim, re_form=re_form, random_seed=seed + 1)
                 rows.append(
                     {
                         "option": option,
@@ -128,12 +148,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--time-limit", type=float, default=40.0, help="minutes for each NUTS option")
     parser.add_argument("--csv", default=None, help="write every replication's p-values here")
+    parser.add_argument("--module", default=None, help="a checks.py file whose scaled_residuals to measure")
     args = parser.parse_args()
 
     frames = []
     context = mp.get_context("spawn")  # JAX does not survive fork
     for option in args.options:
-        tasks = [(option, r, args.seed * 1_000_003 + 7919 * r, args.n_sim) for r in range(args.reps)]
+        tasks = [(option, r, args.seed * 1_000_003 + 7919 * r, args.n_sim, args.module) for r in range(args.reps)]
         limit = 60 * args.time_limit if FITS[option][1] == "nuts" else np.inf
         rows, started = [], time.monotonic()
         pool = context.Pool(args.workers)  # one per option: a time limit ends it with its unfinished tasks
