@@ -704,7 +704,12 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
         term = spec.random[block.term]
         matrix = codings.block_matrices[(term.expr, term.group)]
         names = list(matrix.as_dataframe().columns)
-        full = np.asarray(matrix.evaluate_new_data(frame)).astype(float)
+        try:
+            full = np.asarray(matrix.evaluate_new_data(frame)).astype(float)
+        except Exception as exc:
+            raise BayesmixError(
+                f"formulae could not encode the new data for ({term.expr} | {term.group}): {exc}"
+            ) from None
         Zt = full[:, [names.index(t) for t in block.terms]]
         names_new = _level_names(pd.DataFrame(raw_groups), term.factors)
         codes = pd.Index(block.levels).get_indexer(names_new).astype(np.int64)

@@ -43,7 +43,7 @@ from bayesmix.exact.lmm import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.formula import FormulaSpec
 from bayesmix.moments import DesignMoments
 
-STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(")
+STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(", "poly(", "bs(", "ns(", "cr(", "cc(")
 PROTOTYPE_ROWS = 1000
 
 
