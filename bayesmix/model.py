@@ -139,8 +139,9 @@ class Model:
         """``"auto"``: the collapsed model where it applies (fastest and exact), else per block
         centred or non-centred from the information its levels carry (:func:`choose_parameterization`)."""
         if parameterization == "auto":
-            marginal = collapsible(self.design, self.family) and (self.from_statistics or collapsed_is_fast())
-            return "marginal" if marginal else choose_parameterization(self.design)
+            if collapsible(self.design, self.family):  # without JAX: non-centred (sampling.collapsed_is_fast)
+                return "marginal" if self.from_statistics or collapsed_is_fast() else "noncentered"
+            return choose_parameterization(self.design)
         return parameterization
 
     def sample(

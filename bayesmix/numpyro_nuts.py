@@ -47,7 +47,6 @@ import pymc as pm
 import pytensor
 from arviz.data.base import make_attrs
 from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
-from pymc.sampling import jax as pymc_jax
 from pymc.util import get_default_varnames
 from pytensor.compile.mode import Mode
 from pytensor.graph.rewriting.db import RewriteDatabaseQuery
@@ -604,6 +603,7 @@ def sample(
     import jax
     import jax.numpy as jnp
     import numpyro
+    from pymc.sampling import jax as pymc_jax  # imports jax: only where numpyro samples
 
     density = log_density(model)
     potential, data = density.potential, [jnp.asarray(v) for v in density.data]
