@@ -12,8 +12,17 @@ block (:data:`PARAMETERIZATIONS`), not baked into the model. Data enter as ``pm.
 dataset of the same shape reuses the compiled functions.
 
 Variable names (and dims): ``beta`` (coef), ``sigma`` and the family's other parameters,
-``sd_<label>`` (``<label>__term``), ``corr_<label>`` (``<label>__term``, ``<label>__term_``),
-``re_<label>`` (group levels, ``<label>__term``), ``z_<label>`` (the standardised effects).
+``sd_<label>`` (``<label>__term``), ``cor_<label>`` (``<label>__pair``: the strict lower triangle
+of the block's correlation matrix, one value per pair of terms, coordinates ``<term1>__<term2>`` as
+brms's ``cor_Subject__Intercept__Days``), ``re_<label>`` (``<group>__level``, ``<label>__term``).
+Technical variables, which NUTS moves but which duplicate or transform those (``chol_<label>``, the
+LKJ Cholesky factor; ``z_<label>``, the standardised effects; ``u_<label>``, centred effects before
+their shift; ``beta[<name>]``, one coefficient each), are kept out of the posterior after sampling
+(:func:`split_technical`). Every dimension built from a user's name ends in ``__level``, ``__term``
+or ``__pair`` (the coordinates hold the names as they are), so no column name can collide with
+ArviZ's and xarray's ``chain``, ``draw`` and ``sample`` or the model's ``obs`` and ``coef``; in
+names, ``/`` and a final ``:`` (which PyMC and netCDF refuse) are percent-encoded
+(:func:`bayesmix.design.name_part`).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix.design import Block, Design
+from bayesmix.design import Block, Design, name_part
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.lmm import raw_cross_products
 from bayesmix.families import Family
@@ -33,26 +42,126 @@ from bayesmix.priors import Prior
 
 PARAMETERIZATIONS = ("noncentered", "centered")
 OBS_DIM = "obs"
+COEF_DIM = "coef"
+# names ArviZ, xarray and PyMC give dimensions and variables themselves, and the fixed names of the
+# model's data and parameters: an observed variable of that name would collide with them
+RESERVED = frozenset(
+    {"chain", "draw", "sample", OBS_DIM, COEF_DIM, "beta", "sigma", "nu", "alpha", "shape", "phi"}
+    | {"X", "observed", "offset", "trials", "D", "ZX", "Zy", "XX", "Xy", "yy", "Z1y", "Gy", "GG", "Ky", "KK", "GK"}
+    | {"Q", "counts", "P", "prior_beta_sigma", "marginal_loglik"}
+)
+OUR_PREFIXES = ("sd_", "cor_", "corr_", "re_", "z_", "u_", "chol_", "codes_", "Z_", "A_", "beta", "prior_")
+DIM_SUFFIXES = ("__level", "__term", "__pair")
+
+
+def level_dim(block: Block) -> str:
+    """The dimension of a block's group levels: ``<group>__level`` (coordinates: the levels)."""
+    return f"{name_part(block.group)}__level"
 
 
 def term_dim(block: Block) -> str:
     return f"{block.label}__term"
 
 
-def response_name(design: Design, reserved) -> str:
-    """The observed variable's name: the response column when it is a plain name, else ``y``."""
+def pair_dim(block: Block) -> str:
+    return f"{block.label}__pair"
+
+
+def term_pairs(block: Block) -> list[tuple[int, int]]:
+    """(i, j), i < j, in brms's order (Intercept-Days, Intercept-x, Days-x): ``cor_<label>``'s order."""
+    k = block.n_terms
+    return [(i, j) for i in range(k) for j in range(i + 1, k)]
+
+
+def pair_names(block: Block) -> list[str]:
+    return [f"{block.terms[i]}__{block.terms[j]}" for i, j in term_pairs(block)]
+
+
+def correlation_matrices(pairs: np.ndarray, k: int) -> np.ndarray:
+    """(..., k, k) correlation matrices from (..., k (k - 1) / 2) values in :func:`term_pairs` order."""
+    pairs = np.asarray(pairs, dtype=float)
+    out = np.broadcast_to(np.eye(k), pairs.shape[:-1] + (k, k)).copy()
+    for n, (i, j) in enumerate([(a, b) for a in range(k) for b in range(a + 1, k)]):
+        out[..., i, j] = out[..., j, i] = pairs[..., n]
+    return out
+
+
+def block_correlations(posterior, block: Block) -> np.ndarray:
+    """(S, k, k) correlation matrices of a block from a posterior's ``cor_<label>`` (chain and
+    draw stacked; the identity for one term)."""
+    sd = posterior[f"sd_{block.label}"].values
+    draws = int(np.prod(sd.shape[:2]))
+    if block.n_terms == 1:
+        return np.ones((draws, 1, 1))
+    pairs = posterior[f"cor_{block.label}"].values  # (chain, draw, pair)
+    return correlation_matrices(pairs.reshape(draws, -1), block.n_terms)
+
+
+def response_name(design: Design, reserved=()) -> str:
+    """The observed variable's name: the response column when it is a plain name that no other name
+    of the model, of its dimensions or of ArviZ's can be (nor can ``<name>_mean``, where predicted
+    means go: ``re`` would give ``re_mean``), else ``y``."""
     name = design.spec.response.expr
-    return name if name.isidentifier() and name not in reserved else "y"
+    plain = (
+        name.isidentifier()
+        and name not in RESERVED
+        and name not in reserved
+        and not f"{name}_".startswith(OUR_PREFIXES)
+        and not name.endswith(DIM_SUFFIXES)
+    )
+    return name if plain else "y"
 
 
 def model_coords(design: Design) -> dict:
-    coords = {"coef": list(design.fixed_names), OBS_DIM: np.arange(design.nobs)}
+    coords = {COEF_DIM: list(design.fixed_names), OBS_DIM: np.arange(design.nobs)}
     for block in design.blocks:
-        coords[block.group] = list(block.levels)
+        coords[level_dim(block)] = list(block.levels)
         coords[term_dim(block)] = list(block.terms)
         if block.n_terms > 1:
-            coords[term_dim(block) + "_"] = list(block.terms)
+            coords[pair_dim(block)] = pair_names(block)
     return coords
+
+
+def public_names(design: Design, family: Family) -> list[str]:
+    """The posterior's variables, each identifiable quantity once: ``beta``, the family's parameters,
+    per block ``sd_<label>``, ``cor_<label>`` (more than one term) and ``re_<label>``."""
+    names = ["beta"] if design.fixed_names else []
+    names += list(family.params)
+    for block in design.blocks:
+        names.append(f"sd_{block.label}")
+        if block.n_terms > 1:
+            names.append(f"cor_{block.label}")
+        names.append(f"re_{block.label}")
+    return names
+
+
+TECHNICAL_GROUP = "sampler_internals"
+
+
+def split_technical(idata, design: Design, family: Family, groups=("posterior",), keep=True):
+    """Move the technical variables (all but :func:`public_names`: Cholesky factors, standardised
+    and centred effects, per-coefficient ``beta[...]``) out of ``groups`` of ``idata``: into the
+    group :data:`TECHNICAL_GROUP` (with ``keep``; for the posterior) or nowhere. Dimensions no
+    variable uses any more are dropped. Returns ``idata`` (changed in place)."""
+    public = public_names(design, family)
+    for group in groups:
+        if group not in idata.groups():
+            continue
+        data = idata[group]
+        technical = [name for name in data.data_vars if name not in public]
+        if keep and technical:
+            moved = data[technical]
+            idata.add_groups({TECHNICAL_GROUP: moved.drop_dims(_unused_dims(moved))})
+        kept = data[[name for name in public if name in data.data_vars]]  # in public_names' order
+        # setattr, not idata[group] = ...: ArviZ's __setitem__ lists an existing group a second time
+        setattr(idata, group, kept.drop_dims(_unused_dims(kept)))
+    return idata
+
+
+def _unused_dims(data) -> list[str]:
+    return [
+        d for d in data.dims if d not in ("chain", "draw") and not any(d in v.dims for v in data.data_vars.values())
+    ]
 
 
 def fixed_effects(design: Design, priors: dict[str, Prior]):
@@ -64,15 +173,16 @@ def fixed_effects(design: Design, priors: dict[str, Prior]):
     same = all(p.dist == chosen[0].dist and set(p.params) == set(chosen[0].params) for p in chosen)
     if same:
         stacked = {k: np.array([np.asarray(p.params[k], dtype=float) for p in chosen]) for k in chosen[0].params}
-        return Prior(chosen[0].dist, **stacked).variable("beta", dims="coef")
-    parts = [prior.variable(f"beta[{name}]") for name, prior in zip(names, chosen)]
-    return pm.Deterministic("beta", pt.stack(parts), dims="coef")
+        return Prior(chosen[0].dist, **stacked).variable("beta", dims=COEF_DIM)
+    parts = [prior.variable(f"beta[{name_part(name)}]") for name, prior in zip(names, chosen)]
+    return pm.Deterministic("beta", pt.stack(parts), dims=COEF_DIM)
 
 
 def block_covariance(block: Block, priors: dict[str, Prior]):
     """The Cholesky factor (k, k) of the block's covariance, diag(sd) @ L with corr = L L' ~ LKJ.
 
-    Adds ``sd_<label>`` (and, for k > 1, ``corr_<label>`` and the sampled ``chol_<label>``).
+    Adds ``sd_<label>`` (and, for k > 1, ``cor_<label>``, the strict lower triangle of the
+    correlation matrix, and the sampled ``chol_<label>``).
     """
     label, k = block.label, block.n_terms
     sd_prior = priors[f"sd_{label}"]
@@ -88,7 +198,8 @@ def block_covariance(block: Block, priors: dict[str, Prior]):
         store_in_trace=False,
     )
     pm.Deterministic(f"sd_{label}", sd, dims=term_dim(block))
-    pm.Deterministic(f"corr_{label}", corr, dims=(term_dim(block), term_dim(block) + "_"))
+    rows, columns = zip(*term_pairs(block))
+    pm.Deterministic(f"cor_{label}", corr[list(columns), list(rows)], dims=pair_dim(block))
     return chol
 
 
@@ -100,7 +211,7 @@ def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str
     (a shift with unit Jacobian); NUTS no longer has to move the fixed effect against the mean of
     the level effects, which it confounds when each level carries much information.
     """
-    label, dims = block.label, (block.group, term_dim(block))
+    label, dims = block.label, (level_dim(block), term_dim(block))
     chol = block_covariance(block, priors)
     if parameterization == "centered":
         if means is None:
@@ -268,7 +379,7 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
     """The PyMC model. ``parameterization``: one name for all blocks or {block label: name}."""
     per_block = _per_block(design, parameterization)
     with pm.Model(coords=model_coords(design)) as model:
-        X = pm.Data("X", design.X, dims=(OBS_DIM, "coef"))
+        X = pm.Data("X", design.X, dims=(OBS_DIM, COEF_DIM))
         beta = fixed_effects(design, priors)
         means = _centring_means(design, per_block, beta)
         terms = []

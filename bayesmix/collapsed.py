@@ -63,10 +63,13 @@ import xarray as xr
 
 from bayesmix import memory
 from bayesmix.build import (
+    COEF_DIM,
     OBS_DIM,
     _block_effects,
+    block_correlations,
     block_covariance,
     fixed_effects,
+    level_dim,
     model_coords,
     response_name,
     term_dim,
@@ -213,8 +216,7 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: pm.M
     beta = _flat(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
     sigma = _flat(post, "sigma")
     sd = _flat(post, f"sd_{block.label}")
-    corr = _flat(post, f"corr_{block.label}") if block.n_terms > 1 else np.ones((len(sd), 1, 1))
-    S = sd[:, :, None] * np.linalg.cholesky(corr)  # (draws, k, k)
+    S = sd[:, :, None] * np.linalg.cholesky(block_correlations(post, block))  # (draws, k, k)
     lam = S / sigma[:, None, None]
     k, M = block.n_terms, block.n_levels
     rng = np.random.default_rng(seed)
@@ -236,13 +238,17 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: pm.M
         noise = np.linalg.solve(np.swapaxes(chol, -1, -2), z[..., None])[..., 0]
         u = mean_u + sigma[part, None, None] * noise
         effects[part] = np.einsum("sij,smj->smi", lam_p, u, optimize=True)  # b = Lambda u
-    dims = ("chain", "draw", block.group, term_dim(block))
-    post[f"re_{block.label}"] = xr.DataArray(
-        effects.reshape(chains, draws, block.n_levels, k),
-        dims=dims,
-        coords={block.group: list(block.levels), term_dim(block): list(block.terms)},
-    )
+    post[f"re_{block.label}"] = _effects_array(block, effects.reshape(chains, draws, block.n_levels, k))
     _log_likelihood_if_it_fits(design, idata, beta, {block.label: effects}, sigma, stacklevel=4)
+
+
+def _effects_array(block, values: np.ndarray) -> xr.DataArray:
+    """(chain, draw, level, term) effects with the non-centred model's dims and coordinates."""
+    return xr.DataArray(
+        values,
+        dims=("chain", "draw", level_dim(block), term_dim(block)),
+        coords={level_dim(block): list(block.levels), term_dim(block): list(block.terms)},
+    )
 
 
 def _log_likelihood_if_it_fits(design, idata, beta, effects, sigma, stacklevel: int) -> None:
@@ -701,7 +707,7 @@ def _sampled_effects(
     ``z_<label>`` (u) and ``z_<label>_mean`` (w); ``re_<label>`` = b."""
     if choice != "centered" or confounded is None:
         return _block_effects(block, priors, choice)
-    label, dims = block.label, (block.group, term_dim(block))
+    label, dims = block.label, (level_dim(block), term_dim(block))
     sd = block_covariance(block, priors)[0, 0]
     u = pm.Normal(f"z_{label}", 0.0, sd, dims=dims)[:, 0]
     w = pm.Normal(f"z_{label}_mean", 0.0, 1.0, shape=confounded.shape[1])
@@ -857,8 +863,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     g = arrays.GG.shape[0]
     sigma = _flat(post, "sigma")
     sd = _flat(post, f"sd_{first.label}")
-    corr = _flat(post, f"corr_{first.label}") if k > 1 else np.ones((total, 1, 1))
-    T1 = sd[:, :, None] * np.linalg.cholesky(corr) / sigma[:, None, None]  # (draws, k, k)
+    T1 = sd[:, :, None] * np.linalg.cholesky(block_correlations(post, first)) / sigma[:, None, None]  # (draws, k, k)
     pieces = [_flat(post, f"re_{block.label}").reshape(total, -1) for block in kept]
     sampled_beta = arrays.beta_prior is None
     if sampled_beta and design.fixed_names:
@@ -910,24 +915,16 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
         z = rng.standard_normal(mean_u.shape)
         u = mean_u + s_part[:, None, None] * _upper_solve(chol, z[..., None])[..., 0]
         effects[part] = np.einsum("sij,smj->smi", t1, u, optimize=True)
-    post[f"re_{first.label}"] = xr.DataArray(
-        effects.reshape(chains, draws, M, k),
-        dims=("chain", "draw", first.group, term_dim(first)),
-        coords={first.group: list(first.levels), term_dim(first): list(first.terms)},
-    )
+    post[f"re_{first.label}"] = _effects_array(first, effects.reshape(chains, draws, M, k))
     if not sampled_beta and design.fixed_names:
         post["beta"] = xr.DataArray(
             beta[:, :p].reshape(chains, draws, -1),
-            dims=("chain", "draw", "coef"),
-            coords={"coef": list(design.fixed_names)},
+            dims=("chain", "draw", COEF_DIM),
+            coords={COEF_DIM: list(design.fixed_names)},
         )
     offsets = np.cumsum([p, *(b.n_levels for b in joined)])
     for block, start, end in zip(joined, offsets[:-1], offsets[1:]):
-        post[f"re_{block.label}"] = xr.DataArray(
-            beta[:, start:end].reshape(chains, draws, block.n_levels, 1),
-            dims=("chain", "draw", block.group, term_dim(block)),
-            coords={block.group: list(block.levels), term_dim(block): list(block.terms)},
-        )
+        post[f"re_{block.label}"] = _effects_array(block, beta[:, start:end].reshape(chains, draws, block.n_levels, 1))
     all_effects = {block.label: _flat(post, f"re_{block.label}") for block in [*kept, *joined]}
     all_effects[first.label] = effects
     _log_likelihood_if_it_fits(design, idata, beta[:, :p], all_effects, sigma, stacklevel=5)

@@ -477,14 +477,22 @@ def _blocks(frame: pd.DataFrame, spec: FormulaSpec, levels: dict, group_columns:
     return raw, matrices
 
 
+def name_part(name: str) -> str:
+    """``name`` as part of a PyMC variable's or a netCDF file's name, which cannot hold ``/`` nor end in
+    ``:``: those (and ``%``) percent-encoded, one to one (``a/b`` -> ``a%2Fb``); other text as it is."""
+    out = str(name).replace("%", "%25").replace("/", "%2F")
+    return out[:-1] + "%3A" if out.endswith(":") else out
+
+
 def _labels(raw: list[tuple]) -> list[str]:
-    """Variable labels: the group name, or ``group__term_term`` when a group has several blocks."""
+    """Variable labels: the group name, or ``group__term_term`` when a group has several blocks
+    (:func:`name_part` of it)."""
     counts = {}
     for group, *_ in raw:
         counts[group] = counts.get(group, 0) + 1
     labels = []
     for group, names, *_ in raw:
-        label = group if counts[group] == 1 else f"{group}__{'_'.join(names)}"
+        label = name_part(group if counts[group] == 1 else f"{group}__{'_'.join(names)}")
         while label in labels:
             label += "_"
         labels.append(label)

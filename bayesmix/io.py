@@ -185,8 +185,28 @@ def save(obj, path, idata=None) -> Path:
     out.add_groups(
         {GROUP: _model_group(obj.design, obj.family, obj.priors, kind="nuts", sampling_time=obj.sampling_time)}
     )
+    _check_names(obj.design, out)
     out.to_netcdf(str(path))
     return path
+
+
+def _check_names(design, idata: az.InferenceData) -> None:
+    """BayesmixError for text a netCDF file cannot hold: a NUL character anywhere (in the columns'
+    names, the levels, the terms), and '/' in a variable's or dimension's name (HDF5's group
+    separator; bayesmix's own names encode it, :func:`bayesmix.design.name_part`)."""
+    texts = [str(name) for name in design.data.columns]
+    for group in idata.groups():
+        data = idata[group]
+        texts += [str(name) for name in [*data.data_vars, *data.dims]]
+        texts += [str(v) for name in data.coords if data[name].dtype.kind in "OUS" for v in data[name].values]
+    nul = [text for text in texts if "\x00" in text]
+    slashed = [str(n) for g in idata.groups() for n in [*idata[g].data_vars, *idata[g].dims] if "/" in str(n)]
+    if nul or slashed:
+        bad, what = (nul, "a NUL character") if nul else (slashed, "'/'")
+        raise BayesmixError(
+            f"{bad[0]!r} holds {what}, which a netCDF file cannot hold in a name or label. Rename the column or "
+            "its levels (data.rename(...)) and sample again to save this model."
+        )
 
 
 def _read(path: Path) -> az.InferenceData:

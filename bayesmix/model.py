@@ -12,7 +12,12 @@ import warnings
 import arviz as az
 import pymc as pm
 
-from bayesmix.build import build_model, choose_parameterization, weakly_informed_centred
+from bayesmix.build import (
+    build_model,
+    choose_parameterization,
+    split_technical,
+    weakly_informed_centred,
+)
 from bayesmix.collapsed import build_marginal_model, collapsible, draw_effects
 from bayesmix.design import Design, as_pandas, build_design, formula_for_data
 from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
@@ -158,10 +163,15 @@ class Model:
     ) -> az.InferenceData:
         """Draw from the posterior with NUTS.
 
-        Returns an InferenceData with posterior (named dims: ``coef``, each group's levels, each
-        block's terms), sample_stats, observed_data, the pointwise log_likelihood (for ``az.loo``)
-        and, with ``posterior_predictive``, one simulated response per draw (for ``az.plot_ppc``;
-        seeded from ``random_seed``). Warns (DivergenceWarning, RhatWarning, LowESSWarning,
+        Returns an InferenceData with posterior (each identifiable quantity once: ``beta``, ``sigma``
+        and the family's parameters, ``sd_<label>``, ``cor_<label>``, ``re_<label>``; named dims
+        ``coef``, ``<group>__level``, ``<label>__term``, ``<label>__pair``), sample_stats,
+        observed_data, the pointwise log_likelihood (for ``az.loo``) and, with
+        ``posterior_predictive``, one simulated response per draw (for ``az.plot_ppc``; seeded from
+        ``random_seed``). The sampler's technical variables (Cholesky factors, standardised
+        effects) are in the group ``sampler_internals``, out of ArviZ's default view.
+
+        Warns (DivergenceWarning, RhatWarning, LowESSWarning,
         TreeDepthWarning) when diagnostics fail. ``target_accept`` None: 0.9, or
         :data:`FUNNEL_TARGET_ACCEPT` where a block is centred although its levels carry little
         information (a funnel: smaller steps follow its neck; docs/calibration.md); such a model is
@@ -198,6 +208,7 @@ class Model:
         seed = idata.posterior.attrs["bayesmix_seed"]
         if marginal:
             draw_effects(self.design, idata, seed=seed, model=model)
+        split_technical(idata, self.design, self.family)
         if posterior_predictive and self.design.in_memory and chains * draws * self.nobs <= SAMPLE_PREDICTIVE_VALUES:
             responses = posterior_predict(self, idata, kind="response", random_seed=[seed, 1])
             add_predictions(self, idata, responses, "response")
@@ -210,7 +221,8 @@ class Model:
     def prior_predictive(self, draws: int = 500, random_seed: int | None = None) -> az.InferenceData:
         """Draws from the priors and the responses they imply (the data are not used).
 
-        Returns an InferenceData with ``prior`` (every parameter, random effects included) and
+        Returns an InferenceData with ``prior`` (the parameters as the posterior holds them, random
+        effects included; not the technical variables) and
         ``prior_predictive`` (``draws`` simulated responses per row; ``az.plot_ppc(idata,
         group="prior")`` compares them with the data), plus observed_data. Same seed, same draws.
         """
@@ -219,11 +231,7 @@ class Model:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*BLAS.*")
             idata = pm.sample_prior_predictive(draws=int(draws), model=model, random_seed=seed_from(random_seed))
-        for group in ("prior", "prior_predictive"):
-            kept = idata[group].drop_vars([n for n in idata[group].data_vars if n.startswith(("z_", "chol_"))])
-            unused = [d for d in kept.dims if not any(d in v.dims for v in kept.data_vars.values())]
-            idata[group] = kept.drop_dims(unused)
-        return idata
+        return split_technical(idata, self.design, self.family, groups=("prior",), keep=False)
 
     def fit(self, method: str = "reml") -> MixedFit:
         """Frequentist fit, lme4-comparable: ``"reml"``, ``"ml"`` or ``"laplace"``.

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmix import memory
-from bayesmix.build import OBS_DIM, response_name
+from bayesmix.build import OBS_DIM, block_correlations, response_name
 from bayesmix.design import Design, NewData, encode_new_data
 from bayesmix.errors import BayesmixError
 from bayesmix.linpred import linear_predictor
@@ -62,8 +62,7 @@ def _effects_with_new_levels(design, post, new: NewData, new_levels: str, rng):
             S, _, k = effects.shape
             if new_levels == "sample":
                 sd = _flat(post, f"sd_{block.label}")
-                corr = _flat(post, f"corr_{block.label}") if k > 1 else np.ones((S, 1, 1))
-                chol = sd[:, :, None] * np.linalg.cholesky(corr)
+                chol = sd[:, :, None] * np.linalg.cholesky(block_correlations(post, block))
                 extra = np.einsum("sij,snj->sni", chol, rng.standard_normal((S, len(unseen), k)))
             else:
                 extra = np.zeros((S, len(unseen), k))

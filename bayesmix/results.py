@@ -19,6 +19,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from bayesmix.build import block_correlations
 from bayesmix.design import Design
 from bayesmix.families import Family
 from bayesmix.sampling import Diagnostics
@@ -75,8 +76,7 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
     half = (1 - INTERVAL) / 2
     for block in design.blocks:
         sd = _flat(post, f"sd_{block.label}")  # (S, k)
-        k = block.n_terms
-        corr = _flat(post, f"corr_{block.label}") if k > 1 else np.ones((len(sd), 1, 1))
+        corr = block_correlations(post, block)
         cov = sd[:, :, None] * corr * sd[:, None, :]
         varcorr.append(
             {

@@ -31,7 +31,7 @@ model = bayesmix.Model("y ~ x + (x | g)", pd.DataFrame({"y": y, "x": x, "g": g})
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     idata = model.sample(draws=500, tune=500, chains=2, random_seed=1, progressbar=False)
-summary = az.summary(idata, var_names=["beta", "sigma", "sd_g", "corr_g"], kind="diagnostics")
+summary = az.summary(idata, var_names=["beta", "sigma", "sd_g", "cor_g"], kind="diagnostics")
 print(json.dumps({"seconds": time.perf_counter() - start, "ess": float(summary.ess_bulk.min()),
                   "rhat": float(summary.r_hat.max()),
                   "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))

@@ -89,7 +89,7 @@ def fit(case: str, variant: str, data_path: str) -> dict:
                 **common,
             )
     post = idata.posterior
-    names = [n for n in post.data_vars if n == "beta" or n.startswith(("sd_", "corr_"))]
+    names = [n for n in post.data_vars if n == "beta" or n.startswith(("sd_", "cor_"))]
     values = np.concatenate([post[name].values.reshape(2, 500, -1) for name in names], axis=2)
     summary = summarize_draws(values, [str(i) for i in range(values.shape[2])])
     return {

@@ -89,7 +89,7 @@ def main() -> None:
             workers = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
     import arviz as az
 
-    summary = az.summary(idata, var_names=["beta", "sigma", "sd_g", "corr_g"], kind="diagnostics")
+    summary = az.summary(idata, var_names=["beta", "sigma", "sd_g", "cor_g"], kind="diagnostics")
     print(f"statistics pass (levels, encoding, cross-products): {t1 - t0:.1f} s")
     print(
         f"REML from the statistics: {t2 - t1:.1f} s; sigma {fit.sigma:.4f}, SDs "

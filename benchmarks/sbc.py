@@ -61,7 +61,7 @@ def scalars(group, family: str) -> dict[str, np.ndarray]:
         "b_x": group["beta"].values[..., 1],
         "sd_intercept": group["sd_g"].values[..., 0],
         "sd_x": group["sd_g"].values[..., 1],
-        "corr": group["corr_g"].values[..., 0, 1],
+        "corr": group["cor_g"].values[..., 0],
         "re_first": group["re_g"].values[..., 0, 0],
     }
     if family == "gaussian":

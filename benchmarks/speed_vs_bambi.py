@@ -122,17 +122,14 @@ post = idata.posterior
 params, levels = {}, {}
 if tool == "bayesmix":
     for name, var in post.data_vars.items():
-        if name.startswith("corr_"):
-            a, b = var.dims[-2:]
-            k = var.sizes[a]
-            for i in range(k):
-                for j in range(i + 1, k):
-                    params[f"{name}[{var[a].values[i]},{var[b].values[j]}]"] = var.isel({a: i, b: j}).drop_vars([a, b])
+        if name.startswith("cor_"):  # one value per pair of terms
+            (pair,) = var.dims[2:]
+            for i, value in enumerate(var[pair].values):
+                params[f"{name}[{value}]"] = var.isel({pair: i}).drop_vars(pair)
         elif name == "beta" or name == "sigma" or name.startswith("sd_"):
             params[name] = var
         elif name.startswith("re_"):
             levels[name] = var
-        # chol_* (the Cholesky factor the SDs and correlations come from) and z_* are left out
 else:
     for name, var in post.data_vars.items():
         if name.endswith("__") or name.endswith("_offset"):

@@ -36,7 +36,7 @@ def main(quick: bool) -> None:
         ("x", post["beta"].sel(coef="x"), fit.fixef.estimate["x"], fit.fixef.se["x"]),
         ("sd Intercept", post["sd_g"].sel(g__term="Intercept"), fit.varcorr[0]["sd"][0], np.nan),
         ("sd x", post["sd_g"].sel(g__term="x"), fit.varcorr[0]["sd"][1], np.nan),
-        ("corr", post["corr_g"].sel(g__term="Intercept", g__term_="x"), fit.varcorr[0]["corr"][0][1], np.nan),
+        ("corr", post["cor_g"].sel(g__pair="Intercept__x"), fit.varcorr[0]["corr"][0][1], np.nan),
         ("sigma", post["sigma"], fit.sigma, np.nan),
     ]
     print(f"{model.nobs} rows, {groups} groups")

@@ -70,7 +70,7 @@ def fit(family, seed):
         "x": post["beta"].sel(coef="x"),
         "sd_intercept": post["sd_g"].sel(g__term="Intercept"),
         "sd_x": post["sd_g"].sel(g__term="x"),
-        "corr": post["corr_g"].sel(g__term="Intercept", g__term_="x"),
+        "corr": post["cor_g"].sel(g__pair="Intercept__x"),
         **{name: post[name] for name in FAMILY_PARAMS[family]},
     }
     truth = {

@@ -133,7 +133,8 @@ def test_prior_predictive_draws_from_the_priors():
     )
     idata = model.prior_predictive(draws=400, random_seed=7)
     assert {"prior", "prior_predictive", "observed_data"} <= set(idata.groups())
-    assert set(idata.prior.data_vars) == {"beta", "sigma", "sd_Subject", "corr_Subject", "re_Subject"}
+    assert len(idata.groups()) == len(set(idata.groups()))  # issue 18 item 10: prior was listed twice
+    assert set(idata.prior.data_vars) == {"beta", "sigma", "sd_Subject", "cor_Subject", "re_Subject"}
     sigma = idata.prior["sigma"].values.ravel()
     assert abs(sigma.mean() - 10.0) < 3 * 10.0 / np.sqrt(sigma.size)  # Exponential(0.1): mean 10
     beta = idata.prior["beta"].values.reshape(-1, 2)

@@ -11,6 +11,7 @@ from scipy import stats
 
 import bayesmix
 from bayesmix import BayesmixError
+from bayesmix.build import correlation_matrices
 from bayesmix.collapsed import _lower_solve, _upper_solve, crossed_arrays
 from bayesmix.exact.lmm import block_z, lme4_order
 
@@ -48,11 +49,11 @@ def both():
 def test_same_posterior_as_the_noncentred_model(both):
     marginal, noncentred = both["marginal"], both["noncentered"]
     assert marginal.posterior.attrs["bayesmix_parameterization"] == "marginal"
-    assert "z_Subject" not in marginal.posterior and "z_Subject" in noncentred.posterior
+    assert "z_Subject" not in marginal.sampler_internals and "z_Subject" in noncentred.sampler_internals
     # NUTS starts from the Laplace approximation where it samples few values (4 here), not 42
     assert marginal.posterior.attrs["bayesmix_start"] == "laplace"
     assert noncentred.posterior.attrs["bayesmix_start"] == "jitter"
-    assert_same_quantiles(marginal, noncentred, ["beta", "sigma", "sd_Subject", "corr_Subject", "re_Subject"])
+    assert_same_quantiles(marginal, noncentred, ["beta", "sigma", "sd_Subject", "cor_Subject", "re_Subject"])
 
 
 def test_collapsed_mixes_better_and_keeps_the_contract(both):
@@ -154,7 +155,8 @@ def dense_gaussian(model, values):
         if f"re_{block.label}" in values:
             mean += Z @ values[f"re_{block.label}"].ravel()
         else:
-            sd, corr = values[f"sd_{block.label}"], values.get(f"corr_{block.label}", np.ones((1, 1)))
+            sd = values[f"sd_{block.label}"]
+            corr = correlation_matrices(values.get(f"cor_{block.label}", []), len(sd))
             cov += Z @ np.kron(np.eye(block.n_levels), np.diag(sd) @ corr @ np.diag(sd)) @ Z.T
     return mean, cov
 
@@ -165,7 +167,7 @@ def test_marginal_likelihood_equals_the_dense_gaussian(formula, data, priors):
     pm_model = model.pymc_model("marginal")
     rng = np.random.default_rng(0)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()}
-    names = [n for n in pm_model.named_vars if n in ("beta", "sigma") or n.startswith(("sd_", "corr_", "re_"))]
+    names = [n for n in pm_model.named_vars if n in ("beta", "sigma") or n.startswith(("sd_", "cor_", "re_"))]
     outputs = pm_model.replace_rvs_by_values([pm_model["marginal_loglik"], *[pm_model[n] for n in names]])
     fn = pm_model.compile_fn(outputs, inputs=pm_model.value_vars, mode="JAX", point_fn=False, on_unused_input="ignore")
     potential, *values = fn(*[point[v.name] for v in pm_model.value_vars])
@@ -185,7 +187,7 @@ def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
     design, pm_model = model.design, model.pymc_model("marginal")
     rng = np.random.default_rng(1)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()}
-    names = [n for n in pm_model.named_vars if n in ("beta", "sigma") or n.startswith(("sd_", "corr_", "re_"))]
+    names = [n for n in pm_model.named_vars if n in ("beta", "sigma") or n.startswith(("sd_", "cor_", "re_"))]
     outputs = pm_model.replace_rvs_by_values([pm_model[n] for n in names])
     fn = pm_model.compile_fn(outputs, inputs=pm_model.value_vars, point_fn=False, on_unused_input="ignore")
     values = dict(zip(names, fn(*[point[v.name] for v in pm_model.value_vars])))
@@ -198,7 +200,8 @@ def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
     collapsed = design.blocks[lme4_order(design.blocks)[0]]
     drawn = [idata.posterior[f"re_{collapsed.label}"].values.reshape(chains * draws, -1)]
     Zw = [block_z(collapsed).toarray()]
-    sd, corr = values[f"sd_{collapsed.label}"], values.get(f"corr_{collapsed.label}", np.ones((1, 1)))
+    sd = values[f"sd_{collapsed.label}"]
+    corr = correlation_matrices(values.get(f"cor_{collapsed.label}", []), len(sd))
     prior_cov = [np.kron(np.eye(collapsed.n_levels), np.diag(sd) @ corr @ np.diag(sd))]
     prior_mean = [np.zeros(collapsed.n_levels * collapsed.n_terms)]
     if priors is None:

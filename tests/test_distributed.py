@@ -168,7 +168,7 @@ def test_collapsed_sampler_from_statistics():
         same = one.sample(**kwargs)
         several = bayesmix.Model(formula, as_dask(data, 4))
         draws = several.sample(**kwargs)
-    for name in ("beta", "sigma", "sd_Subject", "corr_Subject", "re_Subject"):
+    for name in ("beta", "sigma", "sd_Subject", "cor_Subject", "re_Subject"):
         np.testing.assert_array_equal(same.posterior[name].values, reference.posterior[name].values)
     # four partitions: sums in another order, so another Markov chain; the same posterior
     for name in ("beta", "sigma", "sd_Subject"):

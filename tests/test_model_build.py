@@ -10,7 +10,7 @@ from scipy.special import expit
 
 import bayesmix
 from bayesmix import BayesmixError, Prior
-from bayesmix.build import information_ratio, weakly_informed_centred
+from bayesmix.build import correlation_matrices, information_ratio, weakly_informed_centred
 from bayesmix.priors import LKJ_ETA
 
 
@@ -78,7 +78,8 @@ def test_likelihood_matches_scipy(family):
     model = bayesmix.Model(formula, data, family=family)
     params = list(model.family.params)
     point = random_point(model, 1)
-    loglik, beta, re, corr, sd, *values = _evaluate_all(model, params, point)
+    loglik, beta, re, cor, sd, *values = _evaluate_all(model, params, point)
+    corr = correlation_matrices(cor, len(sd))
     design = model.design
     block = design.blocks[0]
     eta = design.X @ beta + (block.Zt * re[block.codes]).sum(1)
@@ -94,7 +95,7 @@ def test_likelihood_matches_scipy(family):
 def _evaluate_all(model, params, point):
     pm_model = model.pymc_model()
     obs = pm_model.observed_RVs[0]
-    names = ["beta", "re_g", "corr_g", "sd_g", *params]
+    names = ["beta", "re_g", "cor_g", "sd_g", *params]
     return compile_at(pm_model, [pm_model.logp(vars=[obs], sum=True)], names, point)
 
 
@@ -112,11 +113,12 @@ def test_dims_and_coords_are_named():
     model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
     pm_model = model.pymc_model()
     assert pm_model.named_vars_to_dims["beta"] == ("coef",)
-    assert pm_model.named_vars_to_dims["re_Subject"] == ("Subject", "Subject__term")
-    assert pm_model.named_vars_to_dims["corr_Subject"] == ("Subject__term", "Subject__term_")
+    assert pm_model.named_vars_to_dims["re_Subject"] == ("Subject__level", "Subject__term")
+    assert pm_model.named_vars_to_dims["cor_Subject"] == ("Subject__pair",)
     assert list(pm_model.coords["coef"]) == ["Intercept", "Days"]
-    assert list(pm_model.coords["Subject"])[:3] == ["308", "309", "310"]
-    assert "corr_Subject" in [d.name for d in pm_model.deterministics]
+    assert list(pm_model.coords["Subject__level"])[:3] == ["308", "309", "310"]
+    assert list(pm_model.coords["Subject__pair"]) == ["Intercept__Days"]
+    assert "cor_Subject" in [d.name for d in pm_model.deterministics]
     assert pm_model.observed_RVs[0].name == "Reaction"
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import arviz as az
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayesmix
 from bayesmix import BayesmixError
+from bayesmix.build import correlation_matrices
 from tests.helpers import CONTRACT
 
 matplotlib.use("Agg")
@@ -33,7 +35,7 @@ def test_sleepstudy_converges_and_agrees_with_lme4_reml(sleep_fit):
     model, idata, caught = sleep_fit
     assert not [w for w in caught if issubclass(w.category, bayesmix.BayesmixWarning)]
     assert int(idata.sample_stats.diverging.sum()) == 0
-    summary = az.summary(idata, var_names=["~z_Subject"], kind="diagnostics")
+    summary = az.summary(idata, kind="diagnostics")
     assert summary.r_hat.max() <= 1.01
     reference = json.loads((DATA / "sleep_reml.json").read_text())["results"]
     post = idata.posterior
@@ -46,7 +48,7 @@ def test_sleepstudy_converges_and_agrees_with_lme4_reml(sleep_fit):
     check(post["sigma"], [reference["sigma"]])
     check(post["sd_Subject"], reference["varcorr"][0]["sd"])
     check(
-        post["corr_Subject"].sel(Subject__term="Intercept", Subject__term_="Days"),
+        post["cor_Subject"].sel(Subject__pair="Intercept__Days"),
         [reference["varcorr"][0]["corr"][0][1]],
     )
     blups = reference["ranef"]["Subject"]["condval"]
@@ -56,9 +58,10 @@ def test_sleepstudy_converges_and_agrees_with_lme4_reml(sleep_fit):
 
 def test_correlation_is_a_model_parameter(sleep_fit):
     model, idata, _ = sleep_fit
-    corr = idata.posterior["corr_Subject"]
-    assert corr.dims == ("chain", "draw", "Subject__term", "Subject__term_")
-    off = corr.sel(Subject__term="Intercept", Subject__term_="Days")
+    corr = idata.posterior["cor_Subject"]  # the strict lower triangle, named by the pair (brms's cor_Subject__...)
+    assert corr.dims == ("chain", "draw", "Subject__pair")
+    assert list(corr["Subject__pair"].values) == ["Intercept__Days"]
+    off = corr.sel(Subject__pair="Intercept__Days")
     assert float(off.std()) > 0.05  # estimated, not fixed
     assert "chol_Subject" in model.pymc_model().named_vars  # sampled through the LKJ Cholesky factor
 
@@ -73,11 +76,66 @@ def test_arviz_works_on_the_result(sleep_fit, tmp_path):
     assert simulated.shape == (4, 1000, 180)
     assert float(simulated.std()) == pytest.approx(float(idata.observed_data["Reaction"].std()), rel=0.15)
     az.plot_ppc(idata, num_pp_samples=50).figure.savefig(tmp_path / "ppc.png")
-    summary = az.summary(idata, var_names=["beta", "sigma", "sd_Subject", "corr_Subject"])
+    summary = az.summary(idata, var_names=["beta", "sigma", "sd_Subject", "cor_Subject"])
     assert "Intercept" in " ".join(summary.index)
     axes = az.plot_trace(idata, var_names=["beta", "sd_Subject"])
     axes.ravel()[0].figure.savefig(tmp_path / "trace.png")
     assert (tmp_path / "trace.png").stat().st_size > 10_000
+
+
+def test_posterior_holds_each_quantity_once(sleep_fit):
+    """Issue 18 item 5: the correlation matrix's diagonal and mirrored triangle (constants and
+    duplicates) broke az.plot_trace's KDE and gave NaN R-hats; chol_* duplicated sd_*. ArviZ's
+    default calls run on the default output without a warning."""
+    import matplotlib.pyplot as plt
+
+    model, idata, _ = sleep_fit
+    post = idata.posterior
+    assert list(post.data_vars) == ["beta", "sigma", "sd_Subject", "cor_Subject", "re_Subject"]
+    for name, values in post.data_vars.items():
+        assert float(values.std(("chain", "draw")).min()) > 0, name  # nothing constant
+    assert set(idata.sampler_internals.data_vars) == {"chol_Subject"}  # technical, out of the default view
+    assert not [d for d in post.dims if d.endswith("_dim_0")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        summary = az.summary(idata)
+        assert not summary["r_hat"].isna().any() and len(summary) == 2 + 1 + 2 + 1 + 36
+        assert "cor_Subject[Intercept__Days]" in summary.index
+        az.plot_trace(idata)
+        plt.close("all")
+        az.plot_forest(idata)
+        plt.close("all")
+        az.plot_pair(idata, var_names=["~re_Subject"])
+        plt.close("all")
+        az.extract(idata)
+
+
+def test_technical_variables_leave_the_posterior_for_every_parameterization():
+    """Non-centred offsets, centred effects, Cholesky factors and per-coefficient beta[...] (priors
+    that differ by coefficient) are in sampler_internals; correlations of three terms are the three
+    pairs in brms's order."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(8), 6)
+    data = {"x": rng.normal(size=g.size), "z": rng.normal(size=g.size), "g": [f"g{i}" for i in g]}
+    data["y"] = 1 + data["x"] + rng.normal(size=8)[g] + rng.normal(size=g.size)
+    priors = {"x": bayesmix.Prior("StudentT", nu=3, mu=0, sigma=5)}  # beta: one variable per coefficient
+    model = bayesmix.Model("y ~ x + z + (x + z | g)", pd.DataFrame(data), priors=priors)
+    expected = {"noncentered": {"z_g", "chol_g"}, "centered": {"u_g", "chol_g"}}
+    for parameterization, technical in expected.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = model.sample(chains=1, draws=20, tune=20, progressbar=False, parameterization=parameterization)
+        post = idata.posterior
+        assert list(post.data_vars) == ["beta", "sigma", "sd_g", "cor_g", "re_g"]
+        assert list(post["cor_g"]["g__pair"].values) == ["Intercept__x", "Intercept__z", "x__z"]
+        internals = set(idata.sampler_internals.data_vars)
+        assert technical <= internals and {"beta[Intercept]", "beta[x]", "beta[z]"} <= internals
+        assert not internals & set(post.data_vars)
+    corr = correlation_matrices(post["cor_g"].values, 3)
+    assert corr.shape == (1, 20, 3, 3) and np.allclose(np.diagonal(corr, axis1=-2, axis2=-1), 1.0)
+    assert np.array_equal(corr[..., 2, 1], post["cor_g"].sel(g__pair="x__z").values)
 
 
 def test_json_contract_keys_and_values(sleep_fit):

@@ -61,7 +61,7 @@ def test_posterior_tables_by_hand(sleep):
 
     varcorr = bayesmix.varcorr(model)
     sd = post["sd_Subject"].values.reshape(-1, 2)
-    corr = post["corr_Subject"].values.reshape(-1, 2, 2)[:, 1, 0]
+    corr = post["cor_Subject"].values.ravel()
     sigma = post["sigma"].values.ravel()
     np.testing.assert_allclose(
         varcorr["vcov"], [*(sd**2).mean(0), (sd[:, 0] * sd[:, 1] * corr).mean(), (sigma**2).mean()]
@@ -70,7 +70,7 @@ def test_posterior_tables_by_hand(sleep):
     np.testing.assert_allclose(varcorr["sdcor_se"], [*sd.std(0, ddof=1), corr.std(ddof=1), sigma.std(ddof=1)])
 
     ranef = bayesmix.ranef(model)
-    effects = post["re_Subject"].sel(Subject="309", Subject__term="Days").values.ravel()
+    effects = post["re_Subject"].sel(Subject__level="309", Subject__term="Days").values.ravel()
     row = ranef[(ranef.level == "309") & (ranef.term == "Days")].iloc[0]
     assert row.condval == pytest.approx(effects.mean(), rel=1e-12)
     assert row.condsd == pytest.approx(effects.std(ddof=1), rel=1e-12)
@@ -87,3 +87,4 @@ def test_glmm_has_no_residual_row_and_bad_input_is_named():
         bayesmix.fixef(bayesmix.Model("incidence ~ period + (1 | herd)", cbpp))
     with pytest.raises(BayesmixError, match="Expected a fit"):
         bayesmix.ranef("a fit")
+
