@@ -39,6 +39,8 @@ class NutsSummary:
     family_params: posterior means of the family's other parameters.
     ranef: {group: DataFrame with a (level, term) MultiIndex and columns condval, condsd (posterior
         mean and SD), lower, upper (the central ``INTERVAL`` interval)}.
+    missing: the InferenceData groups the summary would read but did not find (``sample_stats``
+        from variational inference); :attr:`notes` says what that leaves unknown.
     """
 
     fixef: pd.DataFrame
@@ -49,6 +51,18 @@ class NutsSummary:
     diagnostics: Diagnostics
     sigma_se: float | None = None
     sigma_var: float | None = None
+    missing: tuple[str, ...] = ()
+
+    @property
+    def notes(self) -> list[str]:
+        """What the summary cannot say because the InferenceData lacks it."""
+        if "sample_stats" in self.missing:
+            return [
+                "This InferenceData has no sample_stats (it was not made by NUTS: e.g. variational inference with "
+                "pm.fit): divergences and tree depth are unknown, and R-hat and ESS describe its draws as if they "
+                "were MCMC chains."
+            ]
+        return []
 
 
 def _flat(posterior, name) -> np.ndarray:
@@ -99,7 +113,8 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
         draws = _flat(post, "sigma")
         sigma, sigma_se, sigma_var = float(draws.mean()), float(draws.std(ddof=1)), float((draws**2).mean())
     family_params = {p: float(_flat(post, p).mean()) for p in family.params if p != "sigma"}
-    return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var)
+    missing = tuple(group for group in ("sample_stats",) if group not in idata.groups())
+    return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var, missing)
 
 
 def ranef_to_dict(frame: pd.DataFrame) -> dict:
@@ -170,10 +185,10 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
             "max_rhat": _number(d.max_rhat),
             "min_ess_bulk": _number(d.min_ess_bulk),
             "min_ess_tail": _number(d.min_ess_tail),
-            "divergences": d.divergences,
+            "divergences": None if "sample_stats" in summary.missing else d.divergences,
         },
         "converged": d.converged,
-        "messages": [text for _, text in d.messages()],
+        "messages": [text for _, text in d.messages()] + summary.notes,
         "time_s": time_s,
     }
 
@@ -193,8 +208,9 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
     sampler = post.attrs.get("bayesmix_sampler", "?")
     d = summary.diagnostics
     kind = "Linear" if family.name == "gaussian" and family.link.name == "identity" else "Generalized linear"
+    how = f"NUTS ({sampler};" if "sample_stats" not in summary.missing else "an unknown method (no sample_stats;"
     lines = [
-        f"Bayesian {kind.lower()} mixed model fit by NUTS ({sampler}; {d.chains} chains x {d.draws} draws)",
+        f"Bayesian {kind.lower()} mixed model fit by {how} {d.chains} chains x {d.draws} draws)",
         f" Formula: {design.spec.text}",
         f" Family: {family.name} ( {family.link.name} )",
         "",
@@ -229,10 +245,12 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
                 ]
             )
         lines += format_table(rows, align_left=1)
+    divergences = "unknown" if "sample_stats" in summary.missing else d.divergences
     lines += [
         "",
         f"Diagnostics: max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "
-        f"min tail ESS {d.min_ess_tail:.0f}, divergences {d.divergences}",
+        f"min tail ESS {d.min_ess_tail:.0f}, divergences {divergences}",
     ]
     lines += [f"Warning: {text}" for _, text in d.messages()]
+    lines += [f"Note: {text}" for text in summary.notes]
     return "\n".join(lines)

@@ -540,7 +540,7 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
         values = values[np.isfinite(values)]
         return float(fn(values)) if values.size else float("nan")
 
-    stats = idata.sample_stats
+    stats = idata.sample_stats if "sample_stats" in idata.groups() else {}  # none from e.g. pm.fit (ADVI)
     return Diagnostics(
         max_rhat=extreme(rhat, np.max),
         min_ess_bulk=extreme(ess_bulk, np.min),

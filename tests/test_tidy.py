@@ -88,3 +88,22 @@ def test_glmm_has_no_residual_row_and_bad_input_is_named():
     with pytest.raises(BayesmixError, match="Expected a fit"):
         bayesmix.ranef("a fit")
 
+
+def test_inference_data_without_sample_stats(sleep_nuts):
+    """Issue 18 item 9: draws from variational inference (pm.fit on the model's PyMC model) have no
+    sample_stats; the tables and the summary are made from what is there and say what is missing."""
+    import pymc as pm
+
+    _, model = sleep_nuts
+    with model.pymc_model():
+        approx = pm.fit(n=200, progressbar=False, random_seed=1)
+    idata = approx.sample(100, random_seed=1)
+    assert "sample_stats" not in idata.groups()
+    fixef = bayesmix.fixef(model, idata)
+    np.testing.assert_allclose(fixef["estimate"], idata.posterior["beta"].mean(("chain", "draw")))
+    assert len(bayesmix.varcorr(model, idata)) == 4 and len(bayesmix.ranef(model, idata)) == 36
+    text = model.summary(idata=idata)
+    assert "no sample_stats" in text and "divergences unknown" in text and "fit by NUTS" not in text
+    out = model.to_dict(idata)
+    assert out["diagnostics"]["divergences"] is None
+    assert any("no sample_stats" in message for message in out["messages"])
