@@ -24,7 +24,7 @@ import warnings
 
 from bayesmix.errors import BayesmixError, did_you_mean
 
-METHODS = ("nuts", "reml", "ml", "laplace")
+METHODS = ("nuts", "reml", "ml", "laplace", "agq")
 
 
 def _categorical(values: list[str] | None) -> dict | None:
@@ -56,6 +56,8 @@ def _fit(args) -> int:
         raise BayesmixError(
             f"Unknown method '{args.method}'.{did_you_mean(args.method, METHODS)} Methods: {', '.join(METHODS)}."
         )
+    if args.nagq is not None and args.method not in ("laplace", "agq"):
+        raise BayesmixError(f"--nagq is for --method laplace or agq (quadrature of a GLMM), not {args.method}.")
     to_stdout = args.json == "-"
     # with --json -, stdout is the JSON document's alone: everything else the run prints (the
     # summary, progress bars, notes of PyMC and the samplers) goes to stderr
@@ -99,7 +101,7 @@ def _run_fit(args) -> tuple[dict, str, list[str]]:
             )
             result, summary = model.to_dict(), model.summary()
         else:
-            fit = model.fit(method=args.method)
+            fit = model.fit(method=args.method, nAGQ=args.nagq)
             result, summary = fit.to_dict(), fit.summary()
     result["time_s"] = round(time.perf_counter() - start, 3)
     noted = {str(w.message) for w in caught if issubclass(w.category, UserWarning)}
@@ -191,7 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--formula", required=True, help="lme4 formula, e.g. 'y ~ x + (x | g)'")
     fit.add_argument("--family", default="gaussian")
     fit.add_argument("--link", default=None)
-    fit.add_argument("--method", default="nuts", help="nuts, reml, ml or laplace")
+    fit.add_argument("--method", default="nuts", help="nuts, reml, ml, laplace or agq")
+    fit.add_argument(
+        "--nagq",
+        type=int,
+        default=None,
+        help="quadrature points per level for --method laplace/agq (glmer's nAGQ; 1 = Laplace, agq's default 10)",
+    )
     fit.add_argument(
         "--categorical",
         action="append",

@@ -114,6 +114,7 @@ def _fit_payload(fit) -> bytes:
     """The estimates of an exact fit as JSON (floats round-trip exactly)."""
     payload = {
         "method": fit.method,
+        "nagq": fit.nagq,
         "fixef": fit.fixef.to_dict(orient="split"),
         "vcov": fit.vcov.to_numpy(),
         "varcorr": fit.varcorr,
@@ -143,6 +144,7 @@ def _fit_from_payload(payload: dict, design, family):
     array = {"sd", "corr", "cov"}
     return MixedFit(
         method=payload["method"],
+        nagq=payload.get("nagq"),
         design=design,
         family=family,
         fixef=fixef,

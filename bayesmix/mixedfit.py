@@ -50,6 +50,7 @@ class MixedFit:
     dropped: tuple[str, ...] = ()
     messages: list[str] = field(default_factory=list)
     time_s: float | None = None
+    nagq: int | None = None  # quadrature points per level of a GLMM fit (1: Laplace); None for an LMM
 
     @property
     def nobs(self) -> int:
@@ -73,6 +74,8 @@ class MixedFit:
             "REML": "Linear mixed model fit by REML",
             "ML": "Linear mixed model fit by maximum likelihood",
             "Laplace": "Generalized linear mixed model fit by maximum likelihood (Laplace approximation)",
+            "AGQ": "Generalized linear mixed model fit by maximum likelihood (Adaptive Gauss-Hermite Quadrature, "
+            f"nAGQ = {self.nagq})",
         }
         lines = [
             title[self.method],
@@ -112,6 +115,7 @@ class MixedFit:
             "family": self.family.name,
             "link": self.family.link.name,
             "method": self.method.lower(),
+            "nAGQ": self.nagq,
             "nobs": self.nobs,
             "ngrps": self.ngrps,
             "fixef": {
@@ -195,6 +199,7 @@ class _Estimates:
     mode_sds: list[np.ndarray]
     optimizer: OptimizerSummary
     singular_theta: np.ndarray | None = None  # theta to judge singularity on; None: optimizer.x
+    nagq: int | None = None
 
 
 def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | None) -> MixedFit:
@@ -257,6 +262,7 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         dropped=e.dropped,
         messages=messages,
         time_s=time_s,
+        nagq=e.nagq,
     )
 
 
@@ -302,7 +308,7 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
         design,
         family,
         _Estimates(
-            method="Laplace",
+            method="Laplace" if result.nagq == 1 else "AGQ",
             beta=beta,
             vcov=result.vcov[n_theta : n_theta + p, n_theta : n_theta + p],
             fixed_names=result.fixed_names,
@@ -320,6 +326,7 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
             modes=modes,
             mode_sds=sds,
             optimizer=result.optimizer,
+            nagq=result.nagq,
         ),
         time_s,
     )

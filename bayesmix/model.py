@@ -33,7 +33,8 @@ from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
 from bayesmix.sampling import check_counts, collapsed_is_fast, diagnose, run_nuts, seed_from, warn_diagnostics
 
-FIT_METHODS = ("reml", "ml", "laplace")
+FIT_METHODS = ("reml", "ml", "laplace", "agq")
+DEFAULT_NAGQ = 10  # fit("agq") without nAGQ: enough points that the estimates no longer move
 
 
 DEFAULT_TARGET_ACCEPT = 0.9
@@ -233,20 +234,25 @@ class Model:
             idata = pm.sample_prior_predictive(draws=int(draws), model=model, random_seed=seed_from(random_seed))
         return split_technical(idata, self.design, self.family, groups=("prior",), keep=False)
 
-    def fit(self, method: str = "reml") -> MixedFit:
-        """Frequentist fit, lme4-comparable: ``"reml"``, ``"ml"`` or ``"laplace"``.
+    def fit(self, method: str = "reml", nAGQ: int | None = None) -> MixedFit:  # noqa: N803 - lme4's name
+        """Frequentist fit, lme4-comparable: ``"reml"``, ``"ml"``, ``"laplace"`` or ``"agq"``.
 
         Gaussian models (ML/REML): the random effects are integrated out exactly, beta and sigma
         profiled out, theta optimised with its diagonal bounded at 0 (lme4's profiled deviance).
         GLMMs (Laplace, as glmer nAGQ=1): the Laplace approximation at the conditional modes,
-        optimised over (theta, beta[, dispersion]). Returns a :class:`bayesmix.mixedfit.MixedFit`.
-        See docs/exact_fits.md.
+        optimised over (theta, beta[, dispersion]). ``nAGQ`` > 1 (``method="agq"``, default 10, or
+        ``"laplace"`` with nAGQ): adaptive Gauss-Hermite quadrature with that many points per level,
+        as glmer's, for a single scalar random-effect term. Returns a
+        :class:`bayesmix.mixedfit.MixedFit`. See docs/exact_fits.md.
         """
         method = self._check_method(method)
         start = time.perf_counter()
-        if method == "laplace":
-            result = fit_glmm(self.design, self.family)
+        if method in ("laplace", "agq"):
+            nagq = nAGQ if nAGQ is not None else (DEFAULT_NAGQ if method == "agq" else 1)
+            result = fit_glmm(self.design, self.family, nagq)
             return from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
+        if nAGQ not in (None, 1):
+            raise BayesmixError(f"nAGQ is for GLMM fits (method='laplace' or 'agq'); method='{method}' is exact.")
         if self.from_statistics:
             result = fit_lmm_from_statistics(self.design, reml=method == "reml")
         else:
@@ -263,11 +269,12 @@ class Model:
             )
         gaussian = self.family.name == "gaussian" and self.family.link.name == "identity"
         if key in ("reml", "ml") and not gaussian:
+            instead = "method='laplace', or sample() for NUTS" if self.family.has_laplace else "sample() (NUTS)"
             raise BayesmixError(
                 f"method='{key}' needs a gaussian family with identity link; this model is {self.family.name} "
-                f"({self.family.link.name} link). Use method='laplace' for GLMMs, or sample() for NUTS."
+                f"({self.family.link.name} link). Use {instead}."
             )
-        if key == "laplace" and gaussian:
+        if key in ("laplace", "agq") and gaussian:
             raise BayesmixError("For a gaussian model the likelihood is exact: use method='ml' (or 'reml').")
         if not self.design.blocks:
             raise BayesmixError("fit() needs at least one random-effect term such as (1 | g) in the formula.")

@@ -157,6 +157,7 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         "family": family.name,
         "link": family.link.name,
         "method": "nuts",
+        "nAGQ": None,
         "nobs": design.nobs,
         "ngrps": design.ngrps,
         "fixef": {

@@ -5,6 +5,7 @@ CONTRACT = [
     "family",
     "link",
     "method",
+    "nAGQ",
     "nobs",
     "ngrps",
     "fixef",
