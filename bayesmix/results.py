@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.build import block_correlations
-from bayesmix.design import Design
+from bayesmix.design import Design, coding_notes
 from bayesmix.families import Family
 from bayesmix.sampling import Diagnostics
 
@@ -214,6 +214,7 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
         f"Bayesian {kind.lower()} mixed model fit by {how} {d.chains} chains x {d.draws} draws)",
         f" Formula: {design.spec.text}",
         f" Family: {family.name} ( {family.link.name} )",
+        *coding_notes(design),
         "",
         "Random effects (posterior means):",
     ]
