@@ -113,12 +113,12 @@ def test_laplace_dense_z_lambda_is_checked(budget):
 def test_nuts_draws_are_checked_before_sampling(budget):
     data = bayesmix.load_dataset("sleepstudy")
     model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data)
-    # non-centred: beta 2, chol 3, z 36, sigma 1, sd 2, corr 4, re 36 = 84 values per draw
+    # non-centred: beta 2, chol 3, z 36, sigma 1, sd 2, cor 1, re 36 = 81 values per draw
     budget(4 * 1000 * 40 * 8 / 1e9)
-    with pytest.raises(BayesmixError, match=r"posterior draws .* would be 4 x 1,000 x 84 doubles"):
+    with pytest.raises(BayesmixError, match=r"posterior draws .* would be 4 x 1,000 x 81 doubles"):
         model.sample(sampler="pymc", parameterization="noncentered", progressbar=False)
-    # collapsed: beta 2, chol 3, sigma 1, sd 2, corr 4 sampled (12 fit), re (36) drawn afterwards = 48
-    with pytest.raises(BayesmixError, match=r"4 x 1,000 x 48 doubles"):
+    # collapsed: beta 2, chol 3, sigma 1, sd 2, cor 1 sampled (9 fit), re (36) drawn afterwards = 45
+    with pytest.raises(BayesmixError, match=r"4 x 1,000 x 45 doubles"):
         model.sample(sampler="pymc", parameterization="marginal", draws=1000, chains=4, progressbar=False)
 
 
@@ -127,7 +127,7 @@ def test_pointwise_log_likelihood_is_skipped_when_it_does_not_fit(budget):
 
     model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
     pm_model = model.pymc_model("noncentered")
-    budget(2 * 100 * 100 * 8 / 1e9)  # draws (2 x 100 x 84) fit, the log-likelihood (2 x 100 x 180) does not
+    budget(2 * 100 * 100 * 8 / 1e9)  # draws (2 x 100 x 81) fit, the log-likelihood (2 x 100 x 180) does not
     with pytest.warns(bayesmix.BayesmixWarning, match=r"log-likelihood \(2 x 100 x 180 doubles = 288.0 kB\)"):
         assert check_memory(pm_model, draws=100, chains=2, log_likelihood=True) is False
     budget(1)
