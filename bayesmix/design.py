@@ -171,6 +171,12 @@ def check_columns(spec: FormulaSpec, data: pd.DataFrame) -> list[str]:
                 f"The data has {copies} columns named '{name}'; the formula cannot tell them apart. "
                 "Rename or drop the duplicates."
             )
+    if "Intercept" in value_columns(spec):
+        raise BayesmixError(
+            "The formula uses a column named 'Intercept' as a predictor; formulae gives that name to the intercept "
+            "and would take one for the other. Rename the column, e.g. data.rename(columns={'Intercept': "
+            "'intercept_value'})."
+        )
     return sorted(spec.variables, key=list(data.columns).index)
 
 

@@ -235,7 +235,7 @@ def lme4_theta_name(name):
 def test_json_contract_from_fit():
     model, ref = model_for("sleep_reml")
     out = model.fit("reml").to_dict()
-    assert list(out)[:6] == ["formula", "family", "link", "method", "nobs", "ngrps"]
+    assert list(out)[:7] == ["formula", "family", "link", "method", "nAGQ", "nobs", "ngrps"]
     assert out["method"] == "reml" and out["REMLcrit"] == pytest.approx(ref["results"]["REMLcrit"], rel=1e-9)
     assert out["isSingular"] is False and out["diagnostics"] is None
     assert out["varcorr"][0]["terms"] == ["Intercept", "Days"]

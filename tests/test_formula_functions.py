@@ -101,3 +101,15 @@ def test_a_two_level_factor_response_is_bernoulli(sleep):
     assert "Response slow: 'no' = 0 (failure), 'yes' = 1 (success)" in str(model.fit("laplace").summary())
     with pytest.raises(BayesmixError, match="factor with 3 levels"):
         bayesmix.Model("f ~ Days + (1 | Subject)", sleep.assign(f=np.array(["a", "b", "c"] * 60)), family="bernoulli")
+
+
+def test_a_column_named_intercept_is_refused_not_merged():
+    """formulae names the intercept 'Intercept': a predictor of that name replaced it silently."""
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame(
+        {"y": rng.normal(size=60), "Intercept": rng.normal(size=60), "g": np.repeat(list("abcdef"), 10)}
+    )
+    with pytest.raises(BayesmixError, match="column named 'Intercept'"):
+        bayesmix.Model("y ~ Intercept + (1 | g)", data)
+    with pytest.raises(BayesmixError, match="column named 'Intercept'"):
+        bayesmix.Model("y ~ 1 + (Intercept | g)", data)
