@@ -290,6 +290,35 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
     """Optimise the Laplace approximation over (theta, beta[, log dispersion]); with ``nagq`` > 1
     then adaptive Gauss-Hermite quadrature from that optimum (glmer's nAGQ)."""
     nagq = check_quadrature(design, nagq)
+    problem, X, kept, dropped, transform = glmm_problem(design, family)
+    n_theta = problem.layout.n_theta
+    dispersion_start = [np.log(10.0)] if problem.dispersion else []
+    start_params = {problem.dispersion: 10.0} if problem.dispersion else {}
+    start = np.concatenate([problem.layout.start(), _glm_start(problem, start_params), dispersion_start])
+    lower = np.concatenate(
+        [np.where(problem.layout.is_diagonal(), 0.0, -np.inf), np.full(len(start) - n_theta, -np.inf)]
+    )
+    deviance = deviance_function(problem)
+    summary, conditional = _optimum(problem, deviance, start, lower)
+    quadrature = None
+    if nagq > 1:  # lme4's order too: the Laplace optimum is the quadrature's start
+        deviance = deviance_function(problem, nagq)
+        summary, conditional = _optimum(problem, deviance, summary.x, lower)
+        quadrature = agq_loglik(problem, conditional, summary.x, nagq)
+    vcov = _vcov(_hessian(deviance, summary.x))
+    # back to the user's columns: eta = X_s beta_s = X (T beta_s), so beta = T beta_s
+    p = X.shape[1]
+    outer = sp.block_diag([sp.identity(n_theta), transform, sp.identity(len(start) - n_theta - p)]).toarray()
+    summary = replace(summary, x=outer @ summary.x, gradient=np.linalg.solve(outer.T, summary.gradient))
+    return GlmmResult(
+        replace(problem, X=X), summary, conditional, outer @ vcov @ outer.T, kept, dropped, nagq, quadrature
+    )
+
+
+def glmm_problem(design: Design, family: Family):
+    """The :class:`GlmmProblem` of a design (its columns transformed by :func:`_column_transform`), after
+    the checks a Laplace fit needs. Returns (problem, X without aliased columns, their names kept and
+    dropped, the column transform T)."""
     if not family.has_laplace:
         raise BayesmixError(
             f"Laplace fits are available for binomial/bernoulli (logit, probit, cloglog), poisson (log) and "
@@ -324,13 +353,13 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
         order=tuple(order),
         offset=0.0 if design.offset is None else design.offset,
     )
-    n_theta = problem.layout.n_theta
-    dispersion_start = [np.log(10.0)] if problem.dispersion else []
-    start_params = {problem.dispersion: 10.0} if problem.dispersion else {}
-    start = np.concatenate([problem.layout.start(), _glm_start(problem, start_params), dispersion_start])
-    lower = np.concatenate(
-        [np.where(problem.layout.is_diagonal(), 0.0, -np.inf), np.full(len(start) - n_theta, -np.inf)]
-    )
+    return problem, X, kept, dropped, transform
+
+
+def deviance_function(problem: GlmmProblem, nagq: int = 1):
+    """-2 log L as a function of the outer parameters (theta, beta[, log dispersion]): Laplace, or
+    adaptive Gauss-Hermite quadrature with ``nagq`` points. Each call starts Newton's method from the
+    previous call's mode; an overflow at an extreme point gives inf, so the optimiser steps back."""
     warm = {"u": None}
 
     def deviance(x):
@@ -338,11 +367,17 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
         try:
             with np.errstate(all="ignore"):
                 conditional = conditional_mode(problem, theta, beta, params, warm["u"])
-        except (np.linalg.LinAlgError, ValueError):  # overflow at an extreme x: the optimiser steps back
+                value = conditional.laplace_loglik() if nagq == 1 else agq_loglik(problem, conditional, x, nagq)
+        except (np.linalg.LinAlgError, ValueError):
             return np.inf
         warm["u"] = conditional.u
-        return -2.0 * conditional.laplace_loglik()
+        return -2.0 * value if np.isfinite(value) else np.inf
 
+    return deviance
+
+
+def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarray):
+    """BOBYQA from ``start``; the optimiser's summary and the conditional mode at its end point."""
     summary = minimize_bounded(deviance, start, lower)
     theta, beta, params = problem.split(summary.x)
     try:
@@ -355,32 +390,7 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
             "The Laplace fit failed numerically: the deviance is not finite at the optimiser's end point "
             f"({np.round(summary.x, 4).tolist()}). Rescale the predictors (e.g. to unit SD), or use sample()."
         ) from None
-    quadrature = None
-    if nagq > 1:
-
-        def deviance(x):  # noqa: F811 - the quadrature's deviance replaces Laplace's from here on
-            theta, beta, params = problem.split(x)
-            try:
-                with np.errstate(all="ignore"):
-                    conditional = conditional_mode(problem, theta, beta, params, warm["u"])
-                    value = agq_loglik(problem, conditional, x, nagq)
-            except (np.linalg.LinAlgError, ValueError):
-                return np.inf
-            warm["u"] = conditional.u
-            return -2.0 * value if np.isfinite(value) else np.inf
-
-        summary = minimize_bounded(deviance, summary.x, lower)
-        theta, beta, params = problem.split(summary.x)
-        conditional = conditional_mode(problem, theta, beta, params, None)
-        quadrature = agq_loglik(problem, conditional, summary.x, nagq)
-    hessian = _hessian(deviance, summary.x)
-    # back to the user's columns: eta = X_s beta_s = X (T beta_s), so beta = T beta_s
-    outer = sp.block_diag([sp.identity(n_theta), transform, sp.identity(len(start) - n_theta - len(beta))]).toarray()
-    vcov = _vcov(hessian)
-    summary = replace(summary, x=outer @ summary.x, gradient=np.linalg.solve(outer.T, summary.gradient))
-    return GlmmResult(
-        replace(problem, X=X), summary, conditional, outer @ vcov @ outer.T, kept, dropped, nagq, quadrature
-    )
+    return summary, conditional
 
 
 BADLY_SCALED = (0.1, 10.0)  # a column whose SD is outside this range is centred and scaled for the optimiser
