@@ -33,9 +33,9 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix.crossprod import raw_cross_products
 from bayesmix.design import Block, Design, name_part
 from bayesmix.errors import BayesmixError, did_you_mean
-from bayesmix.exact.lmm import raw_cross_products
 from bayesmix.families import Family
 from bayesmix.linpred import linear_predictor
 from bayesmix.priors import Prior

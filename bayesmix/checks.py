@@ -45,15 +45,18 @@ beyond every simulation: under the model their count is binomial with probabilit
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import arviz as az
 import numpy as np
+import scipy.sparse as sp
 from scipy import stats
 
+from bayesmix.crossprod import block_z
 from bayesmix.errors import BayesmixError
 from bayesmix.linpred import linear_predictor
-from bayesmix.predict import conditional_modes, fixed_estimates
+from bayesmix.predict import _effects_with_new_levels, _flat, conditional_modes, encode, fixed_estimates
 
 RE_FORMS = ("unconditional", "conditional")
 
@@ -204,10 +207,6 @@ def _simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
 def _penalised_design(fit):
     """(A, p): the sparse n x (p + q) matrix [X, Z_1 R_1, ...] of the joint penalised mode, with the
     fixed-effect columns the fit estimated and each block's effects b = R u in whitened u."""
-    import scipy.sparse as sp
-
-    from bayesmix.exact.lmm import block_z
-
     design = fit.design
     kept = [i for i, name in enumerate(design.fixed_names) if name in fit.fixef.index]
     parts = [sp.csc_matrix(design.X[:, kept])]
@@ -291,10 +290,6 @@ def _penalised_modes(A, p, family, responses, trials, params, offset, start) -> 
 def _fresh_effect_blocks(model, post, rng):
     """Per block (Zt, codes, effects (S, M, k)) with new effects for every training level, drawn from
     each posterior draw's covariance: the training rows recoded as new levels of their own."""
-    import dataclasses
-
-    from bayesmix.predict import _effects_with_new_levels, encode
-
     design = model.design
     new = encode(design, None, allow_new_levels=False)
     new = dataclasses.replace(
@@ -307,8 +302,6 @@ def _fresh_effect_blocks(model, post, rng):
 
 def _simulate_nuts(model, thinned: az.InferenceData, re_form: str, rng):
     """(simulated (S, n), per-draw response mean (S, n), variance (S, n)) from a thinned posterior."""
-    from bayesmix.predict import _flat
-
     design, family = model.design, model.family
     post = thinned.posterior
     S = post.sizes["draw"]

@@ -74,9 +74,9 @@ from bayesmix.build import (
     response_name,
     term_dim,
 )
+from bayesmix.crossprod import block_z, level_gram, lme4_order, raw_cross_products
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixWarning
-from bayesmix.exact.lmm import block_z, lme4_order, raw_cross_products
 from bayesmix.families import Family
 from bayesmix.priors import Prior
 from bayesmix.sampling import DERIVED_VALUES_ATTR, INITIAL_SCALES_ATTR
@@ -334,19 +334,9 @@ def crossed_stats(design) -> CrossedStats:
     if not design.in_memory:
         raw = design.raw
         return CrossedStats(order, raw.D, sp.csr_matrix(raw.RZ1), sp.csr_matrix(raw.RR), raw.n)
-    blocks = [design.blocks[i] for i in order]
-    first = blocks[0]
-    k1 = first.n_terms
-    D = np.zeros((first.n_levels, k1, k1))
-    for j in range(k1):
-        for i in range(j, k1):
-            D[:, i, j] = D[:, j, i] = np.bincount(
-                first.codes, weights=first.Zt[:, i] * first.Zt[:, j], minlength=first.n_levels
-            )
-    R = sp.hstack(
-        [block_z(b) for b in blocks[1:]] + [sp.csc_matrix(design.X), sp.csc_matrix(design.y_less_offset[:, None])]
-    ).tocsc()
-    return CrossedStats(order, D, (R.T @ block_z(first)).tocsr(), (R.T @ R).tocsr(), len(design.y))
+    blocks = [(design.blocks[i].codes, design.blocks[i].Zt, design.blocks[i].n_levels) for i in order]
+    raw = raw_cross_products(blocks, design.X, design.y_less_offset, dense=False)
+    return CrossedStats(order, raw.D, raw.RZ1, raw.RR, raw.n)
 
 
 def normal_fixed_priors(design, priors: dict[str, Prior]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -567,11 +557,7 @@ def rough_variances(design, iterations: int = 15) -> tuple[float, list[np.ndarra
     cross, variances, effects = [], [], []
     for block in blocks:
         M, k = block.n_levels, block.n_terms
-        D = np.zeros((M, k, k))
-        for i in range(k):
-            for j in range(i, k):
-                D[:, i, j] = D[:, j, i] = np.bincount(block.codes, weights=block.Zt[:, i] * block.Zt[:, j], minlength=M)
-        cross.append(D)
+        cross.append(level_gram(block.codes, block.Zt, M))
         scale = np.maximum(np.mean(block.Zt**2, axis=0), 1e-12)
         variances.append(sigma2 / (len(blocks) + 1) / scale)
         effects.append(np.zeros((M, k)))

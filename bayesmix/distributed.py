@@ -10,7 +10,7 @@ runs on one machine from the summed statistics, at a cost that does not depend o
    predictor (so formulae learns every level);
 2. formulae is fitted on those rows (plus the first rows), which fixes the level codings, and each
    partition is encoded with them exactly as new data are (:func:`bayesmix.design.encode_new_data`);
-3. each partition's :class:`~bayesmix.exact.lmm.RawCrossProducts` are computed where the partition
+3. each partition's :class:`~bayesmix.crossprod.RawCrossProducts` are computed where the partition
    lives, and summed in a tree.
 
 Transformations that learn from the data (``scale``, ``center``, ``standardize``) would learn from
@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from bayesmix.crossprod import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.design import (
     Block,
     Codings,
@@ -39,7 +40,6 @@ from bayesmix.design import (
     value_columns,
 )
 from bayesmix.errors import BayesmixError
-from bayesmix.exact.lmm import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.formula import FormulaSpec
 from bayesmix.moments import DesignMoments
 

@@ -21,7 +21,7 @@ from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult, ThetaLayout
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.families import Family
-from bayesmix.results import format_table, ranef_frames, ranef_to_dict
+from bayesmix.report import format_table, ranef_frames, ranef_to_dict
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
 

@@ -22,6 +22,7 @@ import pandas as pd
 from bayesmix.build import block_correlations
 from bayesmix.design import Design, coding_notes
 from bayesmix.families import Family
+from bayesmix.report import format_table, ranef_frames, ranef_to_dict
 from bayesmix.sampling import Diagnostics
 
 INTERVAL = 0.95
@@ -117,34 +118,6 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
     return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var, missing)
 
 
-def ranef_to_dict(frame: pd.DataFrame) -> dict:
-    """A (level, term)-indexed frame of condval/condsd -> the contract's per-group dict."""
-    levels = list(dict.fromkeys(frame.index.get_level_values("level")))
-    terms = list(dict.fromkeys(frame.index.get_level_values("term")))
-    out = {"levels": levels, "terms": terms, "condval": {}, "condsd": {}}
-    for term in terms:
-        part = frame.xs(term, level="term").reindex(levels)
-        out["condval"][term] = part["condval"].tolist()
-        out["condsd"][term] = part["condsd"].tolist()
-    return out
-
-
-def ranef_frames(design: Design, modes, sds, lower=None, upper=None) -> dict[str, pd.DataFrame]:
-    """Per grouping factor, a (level, term) frame with condval and condsd (blocks of a group merged),
-    and lower/upper interval bounds when given.
-
-    ``modes``, ``sds``, ``lower``, ``upper``: lists of (M, k) arrays in the design's block order.
-    """
-    parts: dict[str, list[pd.DataFrame]] = {}
-    for i, (block, mode, sd) in enumerate(zip(design.blocks, modes, sds)):
-        index = pd.MultiIndex.from_product([block.levels, block.terms], names=["level", "term"])
-        columns = {"condval": mode.ravel(), "condsd": sd.ravel()}
-        if lower is not None:
-            columns.update(lower=lower[i].ravel(), upper=upper[i].ravel())
-        parts.setdefault(block.group, []).append(pd.DataFrame(columns, index=index))
-    return {group: pd.concat(frames) for group, frames in parts.items()}
-
-
 def _number(value):
     return None if value is None or not np.isfinite(value) else float(value)
 
@@ -192,15 +165,6 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         "messages": [text for _, text in d.messages()] + summary.notes,
         "time_s": time_s,
     }
-
-
-def format_table(rows: list[list[str]], align_left: int = 2) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [c.ljust(w) if i < align_left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append(" " + "  ".join(cells).rstrip())
-    return lines
 
 
 def format_summary(design: Design, family: Family, summary: NutsSummary, idata: az.InferenceData) -> str:

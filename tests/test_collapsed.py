@@ -13,7 +13,7 @@ import bayesmix
 from bayesmix import BayesmixError
 from bayesmix.build import correlation_matrices
 from bayesmix.collapsed import _lower_solve, _upper_solve, crossed_arrays
-from bayesmix.exact.lmm import block_z, lme4_order
+from bayesmix.crossprod import block_z, lme4_order
 
 
 def sleep_model():

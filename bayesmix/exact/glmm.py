@@ -27,10 +27,11 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 from bayesmix import memory
+from bayesmix.crossprod import block_z, lme4_order
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixError, ConvergenceWarning
 from bayesmix.exact.fixed import drop_aliased
-from bayesmix.exact.lmm import ThetaLayout, block_z, check_identifiable, lme4_order
+from bayesmix.exact.lmm import ThetaLayout, check_identifiable
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
 from bayesmix.families import Family
 

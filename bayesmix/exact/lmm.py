@@ -33,7 +33,8 @@ import scipy.sparse as sp
 from scipy.linalg import cholesky, solve_triangular
 
 from bayesmix import memory
-from bayesmix.design import Block, Design
+from bayesmix.crossprod import RawCrossProducts, lme4_order, raw_cross_products
+from bayesmix.design import Design
 from bayesmix.errors import BayesmixError
 from bayesmix.exact.fixed import aliased_from_gram, drop_aliased
 from bayesmix.exact.optimize import (
@@ -55,23 +56,6 @@ POLISH_ITERATIONS = 20
 POLISH_TOLERANCE = 1e-14  # Newton steps below this (relative to |theta|) end the polish
 SCALE_EXPONENT = 10  # columns with root mean square beyond 2^+-10 are rescaled (column_scales)
 POLISH_RISE = 1e-10  # the objective may not rise more than its rounding (relative) from BOBYQA's point
-
-
-def lme4_order(blocks: tuple[Block, ...]) -> list[int]:
-    """Block indices in lme4's order: decreasing number of levels, ties in formula order."""
-    return sorted(range(len(blocks)), key=lambda i: -blocks[i].n_levels)
-
-
-def block_z(block: Block) -> sp.csc_matrix:
-    """The sparse n x (M k) model matrix of one block, level-major (level m's k columns together)."""
-    return _z_matrix(block.codes, block.Zt, block.n_levels)
-
-
-def _z_matrix(codes: np.ndarray, Zt: np.ndarray, levels: int) -> sp.csc_matrix:
-    n, k = Zt.shape
-    rows = np.repeat(np.arange(n), k)
-    cols = (codes[:, None] * k + np.arange(k)[None, :]).ravel()
-    return sp.csc_matrix((Zt.ravel(), (rows, cols)), shape=(n, levels * k))
 
 
 def _block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:
@@ -151,38 +135,6 @@ class CrossProducts:
     @property
     def q2(self) -> int:
         return sum(m * k for m, k in self.rest_blocks)
-
-
-@dataclass(frozen=True)
-class RawCrossProducts:
-    """Sums over rows of [Z X y]'s cross-products, blocks in lme4 order; two chunks of rows add up.
-
-    D: (M1, k1, k1) per-level Z1'Z1; RZ1: sparse (r, q1) R'Z1 with R = [Z_2 ... Z_B, X, y];
-    RR: dense (r, r) R'R; n: rows. The per-level pair table of :class:`CrossProducts` is not a
-    sum over rows, so it is built once, from the total (:func:`assemble_cross_products`).
-    """
-
-    D: np.ndarray
-    RZ1: sp.csr_matrix
-    RR: np.ndarray
-    n: int
-
-    def __add__(self, other: RawCrossProducts) -> RawCrossProducts:
-        return RawCrossProducts(self.D + other.D, (self.RZ1 + other.RZ1).tocsr(), self.RR + other.RR, self.n + other.n)
-
-
-def raw_cross_products(blocks, X: np.ndarray, y: np.ndarray) -> RawCrossProducts:
-    """The cross-products of one chunk of rows. ``blocks``: (codes (n,), Zt (n, k), levels M) per
-    random-effect block, in lme4 order (:func:`lme4_order`)."""
-    codes1, Zt1, m1 = blocks[0]
-    k1 = Zt1.shape[1]
-    D = np.zeros((m1, k1, k1))
-    for j in range(k1):
-        for i in range(j, k1):
-            D[:, i, j] = D[:, j, i] = np.bincount(codes1, weights=Zt1[:, i] * Zt1[:, j], minlength=m1)
-    Z = [_z_matrix(codes, Zt, m) for codes, Zt, m in blocks]
-    R = sp.hstack(Z[1:] + [sp.csc_matrix(X), sp.csc_matrix(y[:, None])]).tocsc()
-    return RawCrossProducts(D=D, RZ1=(R.T @ Z[0]).tocsr(), RR=(R.T @ R).toarray(), n=len(y))
 
 
 def assemble_cross_products(raw: RawCrossProducts, order, sizes, rest_levels, p: int) -> CrossProducts:

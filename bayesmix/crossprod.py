@@ -1,0 +1,74 @@
+"""Cross-products of the random-effect blocks, X and y: what both engines read of the rows.
+
+The exact engine (REML/ML, Laplace), the collapsed sampler and the Dask statistics all start from
+these sums, so they live below the engines: lme4's block order, each block's sparse Z (never a dense
+n x levels matrix), the per-level Z_m'Z_m and the cross-products of [Z X y] of a chunk of rows,
+which add up over chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from bayesmix.design import Block
+
+
+def lme4_order(blocks: tuple[Block, ...]) -> list[int]:
+    """Block indices in lme4's order: decreasing number of levels, ties in formula order."""
+    return sorted(range(len(blocks)), key=lambda i: -blocks[i].n_levels)
+
+
+def block_z(block: Block) -> sp.csc_matrix:
+    """The sparse n x (M k) model matrix of one block, level-major (level m's k columns together)."""
+    return z_matrix(block.codes, block.Zt, block.n_levels)
+
+
+def z_matrix(codes: np.ndarray, Zt: np.ndarray, levels: int) -> sp.csc_matrix:
+    """The sparse n x (levels k) model matrix of term matrix ``Zt`` gathered by ``codes``."""
+    n, k = Zt.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = (codes[:, None] * k + np.arange(k)[None, :]).ravel()
+    return sp.csc_matrix((Zt.ravel(), (rows, cols)), shape=(n, levels * k))
+
+
+def level_gram(codes: np.ndarray, Zt: np.ndarray, levels: int) -> np.ndarray:
+    """(levels, k, k) per-level Z_m'Z_m of one block: each row belongs to one level, so Z'Z is
+    block diagonal and these are its blocks."""
+    k = Zt.shape[1]
+    D = np.zeros((levels, k, k))
+    for j in range(k):
+        for i in range(j, k):
+            D[:, i, j] = D[:, j, i] = np.bincount(codes, weights=Zt[:, i] * Zt[:, j], minlength=levels)
+    return D
+
+
+@dataclass(frozen=True)
+class RawCrossProducts:
+    """Sums over rows of [Z X y]'s cross-products, blocks in lme4 order; two chunks of rows add up.
+
+    D: (M1, k1, k1) per-level Z1'Z1; RZ1: sparse (r, q1) R'Z1 with R = [Z_2 ... Z_B, X, y];
+    RR: (r, r) R'R, dense (or sparse, see :func:`raw_cross_products`); n: rows. The exact engine's
+    per-level pair table (``bayesmix.exact.lmm.CrossProducts``) is not a sum over rows, so it is
+    built once, from the total (``assemble_cross_products``).
+    """
+
+    D: np.ndarray
+    RZ1: sp.csr_matrix
+    RR: np.ndarray
+    n: int
+
+    def __add__(self, other: RawCrossProducts) -> RawCrossProducts:
+        return RawCrossProducts(self.D + other.D, (self.RZ1 + other.RZ1).tocsr(), self.RR + other.RR, self.n + other.n)
+
+
+def raw_cross_products(blocks, X: np.ndarray, y: np.ndarray, dense: bool = True) -> RawCrossProducts:
+    """The cross-products of one chunk of rows. ``blocks``: (codes (n,), Zt (n, k), levels M) per
+    random-effect block, in lme4 order (:func:`lme4_order`); ``dense=False`` keeps R'R sparse (the
+    crossed collapsed sampler's, whose other blocks have many levels)."""
+    Z = [z_matrix(codes, Zt, m) for codes, Zt, m in blocks]
+    R = sp.hstack(Z[1:] + [sp.csc_matrix(X), sp.csc_matrix(y[:, None])]).tocsc()
+    RR = (R.T @ R).toarray() if dense else (R.T @ R).tocsr()
+    return RawCrossProducts(D=level_gram(*blocks[0]), RZ1=(R.T @ Z[0]).tocsr(), RR=RR, n=len(y))
