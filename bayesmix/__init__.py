@@ -30,7 +30,7 @@ from bayesmix.errors import (
     TreeDepthWarning,
 )
 from bayesmix.families import FAMILY_NAMES
-from bayesmix.io import load
+from bayesmix.loading import load
 from bayesmix.memory import memory_budget, set_memory_budget
 from bayesmix.model import Model
 from bayesmix.priors import Prior

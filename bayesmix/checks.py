@@ -55,6 +55,7 @@ from scipy import stats
 
 from bayesmix.crossprod import block_z
 from bayesmix.errors import BayesmixError
+from bayesmix.fit_view import view
 from bayesmix.linpred import linear_predictor
 from bayesmix.predict import _effects_with_new_levels, _flat, conditional_modes, encode, fixed_estimates
 
@@ -332,35 +333,27 @@ def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", rand
     ``"conditional"`` (the fitted random effects). Returns :class:`ScaledResiduals`; ``.plot()``
     draws the two diagnostic panels.
     """
-    from bayesmix.mixedfit import MixedFit
-    from bayesmix.model import Model
-
+    source = view(fit, idata, user="scaled_residuals")
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or n_sim < 10:
         raise BayesmixError(f"n_sim must be a whole number >= 10, not {n_sim!r}; 250 or more is usual.")
     if re_form not in RE_FORMS:
         raise BayesmixError(f"re_form must be one of {RE_FORMS}, not {re_form!r}.")
     n_sim = int(n_sim)
     rng = np.random.default_rng(random_seed)
-    if isinstance(fit, MixedFit):
-        design = fit.design
-        observed = design.y
+    source.require()
+    observed = source.design.y
+    if not source.bayes:
         simulated = _simulate_exact(fit, n_sim, re_form, rng)
         fitted = fit.predict()
         if re_form == "conditional":  # the observed and simulated data refitted alike
             observed_stat = float(_conditional_pearson(fit, observed[None, :])[0])
             simulated_stat = _conditional_pearson(fit, _simulate_exact(fit, n_sim, "unconditional", rng))
-    elif isinstance(fit, Model):
-        design, idata = fit.design, fit._require(idata)
-        observed = design.y
-        simulated, mean, variance = _simulate_nuts(fit, _thinned(idata, n_sim), re_form, rng)
-        fitted = fit.predict(idata, inplace=False).mean(("chain", "draw")).values
+    else:
+        simulated, mean, variance = _simulate_nuts(fit, _thinned(source.idata, n_sim), re_form, rng)
+        fitted = source.fitted()
         if re_form == "conditional":  # realised discrepancies: each draw's own means on both sides
             observed_stat = _pearson(observed, mean, variance)
             simulated_stat = _pearson(simulated, mean, variance)
-    else:
-        raise BayesmixError(
-            f"scaled_residuals takes a fit from Model.fit() or a sampled Model, not {type(fit).__name__}."
-        )
     residuals = _randomised_pit(observed, simulated, rng)
     ks = stats.kstest(residuals, "uniform")
     if re_form == "unconditional":  # DHARMa's: squared deviations from the simulation mean

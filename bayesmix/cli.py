@@ -22,7 +22,9 @@ import sys
 import time
 import warnings
 
+from bayesmix.datasets import load_dataset
 from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.model import Model
 
 METHODS = ("nuts", "reml", "ml", "laplace", "agq")
 
@@ -78,8 +80,6 @@ def _fit(args) -> int:
 
 def _run_fit(args) -> tuple[dict, str, list[str]]:
     """The fit: (the JSON contract, the printed summary, the warnings that are not in the summary)."""
-    from bayesmix.model import Model
-
     start = time.perf_counter()
     model = Model(
         args.formula,
@@ -171,9 +171,6 @@ def _stdout_to_stderr():
 
 
 def _demo(args) -> int:
-    from bayesmix.datasets import load_dataset
-    from bayesmix.model import Model
-
     formula = "Reaction ~ Days + (Days | Subject)"
     print(f"bayesmix demo: sleepstudy (lme4), {formula}, NUTS {args.chains} chains x {args.draws} draws\n")
     start = time.perf_counter()

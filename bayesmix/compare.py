@@ -19,27 +19,25 @@ import pandas as pd
 from scipy.stats import chi2
 
 from bayesmix.errors import BayesmixError
+from bayesmix.exact.lmm import fit_lmm
+from bayesmix.fit_view import EXACT, SAMPLED
+from bayesmix.mixedfit import from_lmm
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
 
 
 def _check_fit(name: str, fit) -> None:
-    from bayesmix.mixedfit import MixedFit
-    from bayesmix.model import Model
-
-    if isinstance(fit, Model):
+    kind = getattr(type(fit), "fit_kind", None)
+    if kind == SAMPLED:
         raise BayesmixError(
             f"anova compares exact fits, and '{name}' is a Model: pass model.fit('ml') (or 'laplace'). "
             "For sampled models use az.compare({'m0': m0.idata, 'm1': m1.idata}) (LOO)."
         )
-    if not isinstance(fit, MixedFit):
+    if kind != EXACT:
         raise BayesmixError(f"anova takes fits from Model.fit(); '{name}' is a {type(fit).__name__}.")
 
 
 def _refit_ml(fit):
-    from bayesmix.exact.lmm import fit_lmm
-    from bayesmix.mixedfit import from_lmm
-
     return from_lmm(fit.design, fit.family, fit_lmm(fit.design, reml=False))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -24,8 +23,8 @@ import pandas as pd
 import xarray as xr
 
 from bayesmix.errors import BayesmixError
+from bayesmix.fit_view import EXACT, view
 from bayesmix.formula import parse_formula
-from bayesmix.priors import Prior
 
 FORMAT = 1
 GROUP = "bayesmix_model"
@@ -136,52 +135,18 @@ def _fit_payload(fit) -> bytes:
     return json.dumps(payload, default=_plain).encode()
 
 
-def _fit_from_payload(payload: dict, design, family):
-    from bayesmix.exact.optimize import OptimizerSummary
-    from bayesmix.mixedfit import MixedFit
-
-    fixef = pd.DataFrame(**payload["fixef"]).rename_axis("term")
-    array = {"sd", "corr", "cov"}
-    return MixedFit(
-        method=payload["method"],
-        nagq=payload.get("nagq"),
-        design=design,
-        family=family,
-        fixef=fixef,
-        vcov=pd.DataFrame(payload["vcov"], index=fixef.index, columns=fixef.index),
-        varcorr=[{k: np.asarray(v) if k in array else v for k, v in block.items()} for block in payload["varcorr"]],
-        sigma=payload["sigma"],
-        family_params=payload["family_params"],
-        theta=pd.Series(payload["theta"]["values"], index=payload["theta"]["names"], name="theta"),
-        loglik=payload["loglik"],
-        reml_criterion=payload["reml_criterion"],
-        deviance=payload["deviance"],
-        df=payload["df"],
-        ranef={g: pd.DataFrame(f).set_index(["level", "term"]) for g, f in payload["ranef"].items()},
-        is_singular=payload["is_singular"],
-        converged=payload["converged"],
-        optimizer=OptimizerSummary(
-            **{k: np.asarray(v) if k in ("x", "gradient") else v for k, v in payload["optimizer"].items()}
-        ),
-        dropped=tuple(payload["dropped"]),
-        messages=payload["messages"],
-        time_s=payload["time_s"],
-    )
-
-
 def save(obj, path, idata=None) -> Path:
     """Write a sampled Model (with ``idata``, default its last ``sample()``) or an exact fit
     (``MixedFit``) to one netCDF file at ``path``; returns the path."""
-    from bayesmix.mixedfit import MixedFit
-
     path = Path(path)
-    if isinstance(obj, MixedFit):
+    if obj.fit_kind == EXACT:
         group = _model_group(obj.design, obj.family, None, kind="fit")
         group["fit_json"] = xr.DataArray(np.frombuffer(_fit_payload(obj), dtype=np.uint8), dims=("fit_json_byte",))
         az.InferenceData(**{GROUP: group}).to_netcdf(str(path))
         return path
-    idata = obj._require(idata)
-    out = idata.copy()
+    source = view(obj, idata)
+    source.require()
+    out = source.idata.copy()
     if GROUP in out.groups():
         del out[GROUP]
     out.add_groups(
@@ -244,10 +209,10 @@ def _spec(idata: az.InferenceData, path: Path) -> dict:
     return spec
 
 
-def load(path):
-    """What ``save`` wrote: a :class:`~bayesmix.model.Model` with ``idata`` set, or a ``MixedFit``."""
-    from bayesmix.model import Model
-
+def read(path) -> tuple[az.InferenceData, dict, pd.DataFrame, dict, np.ndarray, dict | None]:
+    """What ``save`` wrote, as parts: (the InferenceData without the model group, the specification,
+    the training frame, its factors' level orders, the rows used, an exact fit's estimates or None).
+    :func:`bayesmix.loading.load` makes the Model or the fit of them."""
     path = Path(path)
     idata = _read(path)
     spec = _spec(idata, path)
@@ -257,21 +222,5 @@ def load(path):
         payload = json.loads(idata[GROUP]["fit_json"].values.tobytes()) if spec["kind"] == "fit" else None
     except (KeyError, ValueError, TypeError) as exc:
         raise BayesmixError(f"'{path}' has damaged contents ({exc}); save the model again.") from None
-    priors = {name: Prior(p["dist"], **p["params"]) for name, p in spec["priors"].items()}
-    model = Model(
-        spec["formula"],
-        frame,
-        family=spec["family"],
-        link=spec["link"],
-        priors=priors,
-        categorical=levels,
-        offset=spec.get("offset"),
-        contrasts=spec.get("contrasts"),
-    )
-    model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])
-    if payload is not None:
-        return _fit_from_payload(payload, model.design, model.family)
     del idata[GROUP]
-    model.idata = idata
-    model.sampling_time = spec["sampling_time"]
-    return model
+    return idata, spec, frame, levels, rows, payload

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult, ThetaLayout
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.families import Family
+from bayesmix.fit_view import EXACT
+from bayesmix.io import save
+from bayesmix.predict import fit_predict
 from bayesmix.report import format_table, ranef_frames, ranef_to_dict
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
@@ -28,8 +32,9 @@ SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
 
 @dataclass
 class MixedFit:
-    """An ML or REML fit of a linear mixed model."""
+    """An exact fit: ML or REML of a linear mixed model, Laplace or quadrature of a GLMM."""
 
+    fit_kind: ClassVar[str] = EXACT  # what bayesmix.fit_view tells the kinds of fit apart by
     method: str
     design: Design
     family: Family
@@ -149,15 +154,11 @@ class MixedFit:
     def predict(self, data=None, re_form="conditional", allow_new_levels=False) -> np.ndarray:
         """(n,) predicted means: with the conditional modes (``re_form="conditional"``) or at the
         population level (``"population"``). New levels, when allowed, get the population level."""
-        from bayesmix.predict import fit_predict
-
         return fit_predict(self, data, re_form, allow_new_levels)
 
     def save(self, path):
         """Write this fit (estimates, model specification, training rows) to one netCDF file;
         ``bayesmix.load(path)`` gives it back, and ``predict`` then gives identical results."""
-        from bayesmix.io import save
-
         return save(self, path)
 
     def __repr__(self) -> str:

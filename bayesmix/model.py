@@ -25,6 +25,7 @@ from bayesmix.errors import BayesmixError, BayesmixWarning, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
 from bayesmix.exact.lmm import fit_lmm, fit_lmm_from_statistics
 from bayesmix.families import Family, get_family
+from bayesmix.fit_view import SAMPLED
 from bayesmix.formula import parse_formula
 from bayesmix.io import save as save_model
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
@@ -65,6 +66,8 @@ class Model:
         ``"contr.treatment"``), as lme4's ``contrasts=``; an ordered pandas Categorical gets
         ``contr.poly`` by default, as in R.
     """
+
+    fit_kind = SAMPLED  # what bayesmix.fit_view tells the kinds of fit apart by
 
     def __init__(
         self,

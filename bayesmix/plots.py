@@ -22,15 +22,15 @@ a typo is reported even for a model that has not been sampled yet). See docs/plo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import formulae
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import norm
 
+from bayesmix.checks import scaled_residuals as compute_scaled_residuals
 from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.fit_view import FitView, view
 from bayesmix.tidy import fixef as tidy_fixef
 from bayesmix.tidy import ranef as tidy_ranef
 
@@ -43,99 +43,16 @@ _POOLED_COLOR = "C2"
 # --- the fit, whichever kind -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Fit:
-    """A MixedFit or a sampled Model behind one interface."""
-
-    obj: object
-    idata: object
-    bayes: bool
-
-    @property
-    def design(self):
-        return self.obj.design
-
-    @property
-    def family(self):
-        return self.obj.family
-
-    @property
-    def label(self) -> str:
-        return "NUTS" if self.bayes else self.obj.method
-
-    def require(self) -> None:
-        if self.bayes and self.idata is None:
-            raise BayesmixError(
-                "This model has not been sampled yet. Call model.sample() first, or plot an exact fit: "
-                "pass model.fit('reml') (or 'ml', 'laplace') instead of the model."
-            )
-
-    def fixef(self) -> pd.Series:
-        """Estimates (posterior means) for every column of X; aliased columns count as 0."""
-        names = list(self.design.fixed_names)
-        if not names:
-            return pd.Series(dtype=float)
-        return tidy_fixef(self.obj, self.idata)["estimate"].reindex(names).fillna(0.0)
-
-    def ranef(self) -> pd.DataFrame:
-        return tidy_ranef(self.obj, self.idata)
-
-    def family_params(self) -> dict:
-        if self.bayes:
-            return dict(self.obj.posterior_summary(self.idata).family_params)
-        return dict(self.obj.family_params)
-
-    def fitted(self) -> np.ndarray:
-        """Conditional means on the training rows (random effects included)."""
-        if self.bayes:
-            values = self.obj.predict(self.idata, kind="mean", inplace=False)
-            return values.mean(("chain", "draw")).to_numpy()
-        return np.asarray(self.obj.predict(), dtype=float)
-
-    def population(self, grid: pd.DataFrame, interval: float | None):
-        """Population-level mean on ``grid`` with its interval (None when ``interval`` is None)."""
-        n = len(grid)
-        if self.bayes:
-            draws = self.obj.predict(self.idata, data=grid, re_form="population", inplace=False).to_numpy()
-            draws = draws.reshape(-1, n)
-            mean = draws.mean(axis=0)
-            if interval is None:
-                return mean, None, None
-            lower, upper = np.quantile(draws, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
-            return mean, lower, upper
-        mean = np.asarray(self.obj.predict(grid, re_form="population"), dtype=float)
-        if interval is None:
-            return mean, None, None
-        from bayesmix.design import encode_new_data
-
-        X = encode_new_data(self.design, grid, random_effects=False).X
-        names = list(self.obj.fixef.index)  # without aliased columns
-        X = X[:, [self.design.fixed_names.index(name) for name in names]]
-        V = self.obj.vcov.loc[names, names].to_numpy()
-        eta = X @ self.obj.fixef["estimate"].to_numpy()
-        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))
-        z = norm.ppf(0.5 + interval / 2)
-        a, b = self.family.mean(eta - z * se), self.family.mean(eta + z * se)
-        return mean, np.minimum(a, b), np.maximum(a, b)
+def _fixef(source: FitView) -> pd.Series:
+    """Estimates (posterior means) for every column of X; aliased columns count as 0."""
+    names = list(source.design.fixed_names)
+    if not names:
+        return pd.Series(dtype=float)
+    return tidy_fixef(source.obj, source.idata)["estimate"].reindex(names).fillna(0.0)
 
 
-def _resolve(fit, idata=None) -> _Fit:
-    from bayesmix.mixedfit import MixedFit
-    from bayesmix.model import Model
-
-    if isinstance(fit, MixedFit):
-        if idata is not None:
-            raise BayesmixError(
-                "idata= goes with a sampled bayesmix.Model; a fit from Model.fit() has no posterior. "
-                "Pass the model (with idata=) or the fit (without)."
-            )
-        return _Fit(fit, None, False)
-    if isinstance(fit, Model):
-        return _Fit(fit, fit.idata if idata is None else idata, True)
-    raise BayesmixError(
-        f"Expected a fit from Model.fit() or a sampled bayesmix.Model, not {type(fit).__name__}. "
-        "Call model.fit('reml') or model.sample() first and pass the result (or the model)."
-    )
+def _ranef(source: FitView) -> pd.DataFrame:
+    return tidy_ranef(source.obj, source.idata)
 
 
 # --- argument checks ---------------------------------------------------------------------------------
@@ -295,10 +212,10 @@ def caterpillar(model, group=None, term=None, *, idata=None, ax=None):
     Returns the Figure (its panels are ``fig.axes``); ``ax`` may be one Axes (one panel) or a
     list with one Axes per panel.
     """
-    source = _resolve(model, idata)
+    source = view(model, idata)
     panels = _panels(source.design, group, term)
     source.require()
-    table = source.ranef()
+    table = _ranef(source)
     sizes = {g: source.design.ngrps[g] for g, _ in panels}
     height = float(np.clip(0.2 * max(sizes.values()) + 1.3, 3.0, 16.0))
     width = min(2.9 * len(panels) + 1.0, 16.0)
@@ -396,7 +313,7 @@ def shrinkage(model, x=None, group=None, *, idata=None, ax=None):
     whose separate fit has no finite estimate (too few rows, or no successes) has no circle and no
     arrow; the legend says how many. Returns the Axes.
     """
-    source = _resolve(model, idata)
+    source = view(model, idata)
     design, family = source.design, source.family
     group = _one_group(design, group)
     blocks = [block for block in design.blocks if block.group == group]
@@ -424,13 +341,13 @@ def shrinkage(model, x=None, group=None, *, idata=None, ax=None):
     columns = {t: (block, j) for block in blocks for j, t in enumerate(block.terms)}
     Z = np.column_stack([columns[t][0].Zt[:, columns[t][1]] for t in terms])
     codes, levels = blocks[0].codes, list(blocks[0].levels)
-    beta = source.fixef()
+    beta = _fixef(source)
     centre = np.array([beta.get(t, 0.0) for t in terms])
     others = [i for i, name in enumerate(design.fixed_names) if name not in terms]
     offset = design.X[:, others] @ beta.iloc[others].to_numpy() if others else np.zeros(design.nobs)
     if design.offset is not None:
         offset = offset + design.offset
-    table = source.ranef()
+    table = _ranef(source)
     wide = table[table["group"] == group].pivot(index="level", columns="term", values="condval")
     partial = centre + wide.reindex(levels)[terms].to_numpy()
     separate, pooled = _no_pooling(source, terms, Z, codes, len(levels), offset)
@@ -520,10 +437,10 @@ def qq_ranef(model, group=None, *, idata=None, ax=None, label_extremes: int = 2)
     so normally distributed effects lie on the reference line y = x. The ``label_extremes`` levels
     furthest from 0 are labelled. Returns the Figure.
     """
-    source = _resolve(model, idata)
+    source = view(model, idata)
     panels = _panels(source.design, group, None)
     source.require()
-    table = source.ranef()
+    table = _ranef(source)
     ncols = min(len(panels), 3)
     nrows = -(-len(panels) // ncols)
     fig, axes = _panel_axes(len(panels), ax, (3.6 * ncols + 0.4, 3.4 * nrows + 0.3), ncols=ncols)
@@ -593,7 +510,7 @@ def residuals(model, by_group=False, group=None, *, idata=None, ax=None, page: i
     grouping factor), ``per_page`` levels per figure: ``page=2`` shows the next ones. Returns the
     Figure then.
     """
-    source = _resolve(model, idata)
+    source = view(model, idata)
     design = source.design
     if by_group:
         group = _one_group(design, group)
@@ -742,7 +659,7 @@ def conditional_effects(
     ``interval=None`` draws no interval. ``data_points`` adds the observed responses (proportions
     for binomial data). Returns the Axes.
     """
-    source = _resolve(model, idata)
+    source = view(model, idata)
     design = source.design
     predictors = _fixed_predictors(design)
     if not predictors:
@@ -813,10 +730,8 @@ def scaled_residuals(model, n_sim: int = 250, re_form: str = "unconditional", ra
 
     Returns the Figure; ``ax`` takes two Axes. For the numbers, call ``bayesmix.scaled_residuals``.
     """
-    from bayesmix.checks import scaled_residuals as compute
-
-    source = _resolve(model, idata)
+    source = view(model, idata)
     source.require()
     fig, axes = _panel_axes(2, ax, (10, 4.5))
-    compute(model, n_sim=n_sim, re_form=re_form, random_seed=random_seed, idata=idata).plot(axes)
+    compute_scaled_residuals(model, n_sim=n_sim, re_form=re_form, random_seed=random_seed, idata=idata).plot(axes)
     return fig

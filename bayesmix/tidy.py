@@ -21,28 +21,16 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from bayesmix.errors import BayesmixError
-from bayesmix.results import INTERVAL
+from bayesmix.fit_view import view
+from bayesmix.results import INTERVAL, NutsSummary
 
 
 def _source(obj, idata=None):
     """The MixedFit itself, or the posterior summary of a sampled Model."""
-    from bayesmix.mixedfit import MixedFit
-    from bayesmix.model import Model
-
-    if isinstance(obj, MixedFit):
-        return obj
-    if isinstance(obj, Model):
-        return obj.posterior_summary(idata)
-    raise BayesmixError(
-        f"Expected a fit from Model.fit() or a sampled bayesmix.Model, not {type(obj).__name__}. "
-        "Call model.fit(...) or model.sample() first."
-    )
+    return view(obj, idata).source()
 
 
 def _is_bayes(source) -> bool:
-    from bayesmix.results import NutsSummary
-
     return isinstance(source, NutsSummary)
 
 

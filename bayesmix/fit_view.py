@@ -1,0 +1,109 @@
+"""The one place that tells a sampled :class:`~bayesmix.model.Model` from an exact
+:class:`~bayesmix.mixedfit.MixedFit`: what reads either kind of fit (tidy tables, plots, scaled
+residuals, anova, save) asks :func:`view` for a :class:`FitView` and reads that.
+
+Each fit type says which it is in a class attribute ``fit_kind`` (``"sampled"`` or ``"exact"``),
+so this module, and those above it, need not import the types themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from bayesmix.design import encode_new_data
+from bayesmix.errors import BayesmixError
+
+EXACT, SAMPLED = "exact", "sampled"
+
+
+@dataclass(frozen=True)
+class FitView:
+    """A MixedFit (``bayes`` False) or a sampled Model with the posterior to read (``idata``)."""
+
+    obj: object
+    idata: object
+    bayes: bool
+
+    @property
+    def design(self):
+        return self.obj.design
+
+    @property
+    def family(self):
+        return self.obj.family
+
+    @property
+    def label(self) -> str:
+        return "NUTS" if self.bayes else self.obj.method
+
+    def require(self) -> None:
+        if self.bayes and self.idata is None:
+            raise BayesmixError(
+                "This model has not been sampled yet. Call model.sample() first, or use an exact fit: "
+                "pass model.fit('reml') (or 'ml', 'laplace') instead of the model."
+            )
+
+    def source(self):
+        """What the tables read: the MixedFit itself, or the posterior summary of the sampled Model."""
+        self.require()
+        return self.obj.posterior_summary(self.idata) if self.bayes else self.obj
+
+    def family_params(self) -> dict:
+        if self.bayes:
+            return dict(self.obj.posterior_summary(self.idata).family_params)
+        return dict(self.obj.family_params)
+
+    def fitted(self) -> np.ndarray:
+        """Conditional means on the training rows (random effects included)."""
+        if self.bayes:
+            values = self.obj.predict(self.idata, kind="mean", inplace=False)
+            return values.mean(("chain", "draw")).to_numpy()
+        return np.asarray(self.obj.predict(), dtype=float)
+
+    def population(self, grid: pd.DataFrame, interval: float | None):
+        """Population-level mean on ``grid`` with its interval (None when ``interval`` is None)."""
+        n = len(grid)
+        if self.bayes:
+            draws = self.obj.predict(self.idata, data=grid, re_form="population", inplace=False).to_numpy()
+            draws = draws.reshape(-1, n)
+            mean = draws.mean(axis=0)
+            if interval is None:
+                return mean, None, None
+            lower, upper = np.quantile(draws, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
+            return mean, lower, upper
+        mean = np.asarray(self.obj.predict(grid, re_form="population"), dtype=float)
+        if interval is None:
+            return mean, None, None
+        X = encode_new_data(self.design, grid, random_effects=False).X
+        names = list(self.obj.fixef.index)  # without aliased columns
+        X = X[:, [self.design.fixed_names.index(name) for name in names]]
+        V = self.obj.vcov.loc[names, names].to_numpy()
+        eta = X @ self.obj.fixef["estimate"].to_numpy()
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))
+        z = norm.ppf(0.5 + interval / 2)
+        a, b = self.family.mean(eta - z * se), self.family.mean(eta + z * se)
+        return mean, np.minimum(a, b), np.maximum(a, b)
+
+
+def view(fit, idata=None, user: str | None = None) -> FitView:
+    """``fit`` (a MixedFit, or a Model with ``idata`` or its last ``sample()``) as a :class:`FitView`;
+    ``user`` names the function asking, for the message when ``fit`` is neither."""
+    kind = getattr(type(fit), "fit_kind", None)
+    if kind == EXACT:
+        if idata is not None:
+            raise BayesmixError(
+                "idata= goes with a sampled bayesmix.Model; a fit from Model.fit() has no posterior. "
+                "Pass the model (with idata=) or the fit (without)."
+            )
+        return FitView(fit, None, False)
+    if kind == SAMPLED:
+        return FitView(fit, fit.idata if idata is None else idata, True)
+    takes = f" ({user} takes a fit or a sampled model)" if user else ""
+    raise BayesmixError(
+        f"Expected a fit from Model.fit() or a sampled bayesmix.Model, not {type(fit).__name__}{takes}. "
+        "Call model.fit('reml') or model.sample() first and pass the result (or the model)."
+    )

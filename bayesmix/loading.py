@@ -1,0 +1,71 @@
+"""``bayesmix.load``: a saved file back as the :class:`~bayesmix.model.Model` (with its posterior) or
+the :class:`~bayesmix.mixedfit.MixedFit` it was.
+
+It sits above both types and :mod:`bayesmix.io` (the file format), so the types can save
+themselves through io without io knowing them: no import cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.exact.optimize import OptimizerSummary
+from bayesmix.io import read
+from bayesmix.mixedfit import MixedFit
+from bayesmix.model import Model
+from bayesmix.priors import Prior
+
+
+def load(path):
+    """What ``save`` wrote: a :class:`~bayesmix.model.Model` with ``idata`` set, or a ``MixedFit``."""
+    idata, spec, frame, levels, rows, payload = read(path)
+    priors = {name: Prior(p["dist"], **p["params"]) for name, p in spec["priors"].items()}
+    model = Model(
+        spec["formula"],
+        frame,
+        family=spec["family"],
+        link=spec["link"],
+        priors=priors,
+        categorical=levels,
+        offset=spec.get("offset"),
+        contrasts=spec.get("contrasts"),
+    )
+    model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])
+    if payload is not None:
+        return _fit_from_payload(payload, model.design, model.family)
+    model.idata = idata
+    model.sampling_time = spec["sampling_time"]
+    return model
+
+
+def _fit_from_payload(payload: dict, design, family) -> MixedFit:
+    fixef = pd.DataFrame(**payload["fixef"]).rename_axis("term")
+    array = {"sd", "corr", "cov"}
+    return MixedFit(
+        method=payload["method"],
+        nagq=payload.get("nagq"),
+        design=design,
+        family=family,
+        fixef=fixef,
+        vcov=pd.DataFrame(payload["vcov"], index=fixef.index, columns=fixef.index),
+        varcorr=[{k: np.asarray(v) if k in array else v for k, v in block.items()} for block in payload["varcorr"]],
+        sigma=payload["sigma"],
+        family_params=payload["family_params"],
+        theta=pd.Series(payload["theta"]["values"], index=payload["theta"]["names"], name="theta"),
+        loglik=payload["loglik"],
+        reml_criterion=payload["reml_criterion"],
+        deviance=payload["deviance"],
+        df=payload["df"],
+        ranef={g: pd.DataFrame(f).set_index(["level", "term"]) for g, f in payload["ranef"].items()},
+        is_singular=payload["is_singular"],
+        converged=payload["converged"],
+        optimizer=OptimizerSummary(
+            **{k: np.asarray(v) if k in ("x", "gradient") else v for k, v in payload["optimizer"].items()}
+        ),
+        dropped=tuple(payload["dropped"]),
+        messages=payload["messages"],
+        time_s=payload["time_s"],
+    )

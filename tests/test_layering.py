@@ -1,0 +1,122 @@
+"""The direction of imports between bayesmix's modules (issue 19): read with ``ast``, not by importing.
+
+Layers, lowest first; a module imports only from its own layer or below, the two engines (the exact
+one and the Bayesian one) sit side by side and never import each other, nothing imports in a cycle,
+and no function imports a bayesmix module inside its body (a sign of a cycle worked around).
+"""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "bayesmix"
+
+LAYERS = [
+    # numerics and plumbing that know nothing of models
+    {
+        "errors",
+        "memory",
+        "_jax",
+        "datasets",
+        "linpred",
+        "moments",
+        "program_cache",
+        "low_rank",
+        "convergence",
+        "exact.optimize",
+        "exact.fixed",
+        "exact",
+    },
+    # formula text and distributions
+    {"expressions", "formula", "families"},
+    # data -> arrays: the design, its cross-products, the Dask statistics, the priors read off the data
+    {"design", "crossprod", "distributed", "priors"},
+    # the engines, side by side
+    {"exact.lmm", "exact.glmm"} | {"build", "built", "collapsed", "sampling", "numpyro_nuts"},
+    # what reads either kind of result
+    {"fit_view", "report", "predict", "results"},
+    {"mixedfit", "io", "checks", "tidy", "compare"},
+    {"plots"},
+    # the façade
+    {"model"},
+    {"loading", "cli", "__init__"},
+]
+EXACT = {"exact.lmm", "exact.glmm"}
+BAYES = {"build", "built", "collapsed", "sampling", "numpyro_nuts", "results"}
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
+def imported(node, package_names) -> set[str]:
+    """The bayesmix modules one import statement names (``from bayesmix import memory`` names memory)."""
+    out = set()
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "bayesmix":
+        base = node.module.removeprefix("bayesmix").lstrip(".")
+        for alias in node.names:
+            full = f"{base}.{alias.name}" if base else alias.name
+            out.add(full if full in package_names else base or "__init__")
+    elif isinstance(node, ast.Import):
+        out |= {a.name.removeprefix("bayesmix.") for a in node.names if a.name.split(".")[0] == "bayesmix"}
+    return out
+
+
+def graph():
+    paths = {module_name(p).removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")}
+    paths["__init__"] = paths.pop("__init__", PACKAGE / "__init__.py")
+    names = set(paths)
+    edges, local = {}, []
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text())
+        edges[name] = set().union(*(imported(n, names) for n in tree.body)) - {name}
+        for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(function):
+                if imported(node, names):
+                    local.append(f"{name}.{function.name}")
+    return edges, local
+
+
+def layer_of(name: str) -> int:
+    for i, layer in enumerate(LAYERS):
+        if name in layer:
+            return i
+    raise AssertionError(f"bayesmix/{name}.py is in no layer of tests/test_layering.py: place it there")
+
+
+def test_every_import_points_down():
+    edges, _ = graph()
+    upward = [
+        f"{a} (layer {layer_of(a)}) imports {b} (layer {layer_of(b)})"
+        for a, targets in edges.items()
+        for b in targets
+        if layer_of(b) > layer_of(a)
+    ]
+    assert not upward, upward
+
+
+def test_the_engines_do_not_import_each_other():
+    edges, _ = graph()
+    crossing = [(a, b) for a, targets in edges.items() for b in targets if {a, b} & EXACT and {a, b} & BAYES]
+    assert not crossing, crossing
+
+
+def test_no_cycles():
+    edges, _ = graph()
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for target in edges.get(node, ()):
+            assert state.get(target) != "open", " -> ".join([*path, node, target])
+            if target not in state:
+                visit(target, [*path, node])
+        state[node] = "done"
+
+    for node in edges:
+        if node not in state:
+            visit(node, [])
+
+
+def test_no_function_local_bayesmix_imports():
+    _, local = graph()
+    assert not local, local
