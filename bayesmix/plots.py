@@ -30,6 +30,7 @@ from scipy.stats import norm
 
 from bayesmix.checks import scaled_residuals as compute_scaled_residuals
 from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.exact.glm import fit_glm
 from bayesmix.fit_view import FitView, view
 from bayesmix.tidy import fixef as tidy_fixef
 from bayesmix.tidy import ranef as tidy_ranef
@@ -257,27 +258,10 @@ def _glm_fit(family, Z, y, trials, offset, params, eta_limit: float = 25.0) -> n
         return np.full(k, np.nan)
     if family.name == "gaussian":
         return np.linalg.lstsq(Z, y - offset, rcond=None)[0]
-    b = np.zeros(k)
-    ll, d1, d2 = family.laplace_terms(offset + Z @ b, y, trials, params)
-    for _ in range(200):
-        gradient, hessian = Z.T @ d1, Z.T @ (d2[:, None] * Z)
-        try:
-            step = np.linalg.solve(-hessian, gradient)
-        except np.linalg.LinAlgError:
-            return np.full(k, np.nan)
-        t = 1.0
-        while True:
-            new = b + t * step
-            ll_new, d1_new, d2_new = family.laplace_terms(offset + Z @ new, y, trials, params)
-            if ll_new.sum() >= ll.sum() - 1e-10 or t < 1e-8:
-                break
-            t /= 2
-        b, ll, d1, d2 = new, ll_new, d1_new, d2_new
-        if np.max(np.abs(offset + Z @ b)) > eta_limit:
-            return np.full(k, np.nan)
-        if np.max(np.abs(t * step)) < 1e-10:
-            return b
-    return np.full(k, np.nan)
+    fit = fit_glm(family, Z, y, trials, offset, params)
+    if not fit.converged or np.max(np.abs(offset + Z @ fit.beta)) > eta_limit:
+        return np.full(k, np.nan)
+    return fit.beta
 
 
 def _no_pooling(source, terms, Z, codes, n_levels, offset) -> tuple[np.ndarray, np.ndarray]:

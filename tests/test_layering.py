@@ -24,6 +24,7 @@ LAYERS = [
         "convergence",
         "exact.optimize",
         "exact.fixed",
+        "exact.glm",
         "exact",
     },
     # formula text and distributions

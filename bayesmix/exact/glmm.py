@@ -31,6 +31,7 @@ from bayesmix.crossprod import block_z, lme4_order
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixError, ConvergenceWarning
 from bayesmix.exact.fixed import drop_aliased
+from bayesmix.exact.glm import fit_glm
 from bayesmix.exact.lmm import ThetaLayout, check_identifiable
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
 from bayesmix.families import Family
@@ -136,42 +137,13 @@ def _infinite_estimates(problem: GlmmProblem) -> BayesmixError:
 
 
 def _glm_start(problem: GlmmProblem, params) -> np.ndarray:
-    """beta of the GLM without random effects (Newton's method with step halving), the outer
-    optimiser's start. Raises BayesmixError when the estimates run off to infinity (separation)."""
-    X, y, trials = problem.X, problem.y, problem.trials
-    beta = np.zeros(X.shape[1])
-
-    def loglik(b):
-        with np.errstate(all="ignore"):
-            ll, d1, d2 = problem.family.laplace_terms(X @ b + problem.offset, y, trials, params)
-        value = float(np.sum(ll))
-        return (value if np.isfinite(value) else -np.inf), d1, d2
-
-    value, d1, d2 = loglik(beta)
-    converged = not X.shape[1]
-    for _ in range(100):
-        if not X.shape[1]:
-            break
-        try:
-            step = np.linalg.solve((X.T * -d2) @ X, X.T @ d1)
-        except np.linalg.LinAlgError:
-            break  # the weights vanished: fitted probabilities at 0 or 1, counts at 0
-        if not np.all(np.isfinite(step)):
-            break
-        for _ in range(60):
-            new_value, new_d1, new_d2 = loglik(beta + step)
-            if new_value >= value - 1e-12 * abs(value):
-                break
-            step /= 2
-        else:
-            break
-        beta, value, d1, d2 = beta + step, new_value, new_d1, new_d2
-        if np.max(np.abs(step), initial=0.0) < 1e-10:
-            converged = True
-            break
-    if not converged and np.max(np.abs(X @ beta), initial=0.0) > SEPARATION_ETA:
+    """beta of the GLM without random effects, the outer optimiser's start. Raises BayesmixError
+    when the estimates run off to infinity (separation)."""
+    X = problem.X
+    start = fit_glm(problem.family, X, problem.y, problem.trials, problem.offset, params)
+    if not start.converged and np.max(np.abs(X @ start.beta), initial=0.0) > SEPARATION_ETA:
         raise _infinite_estimates(problem)
-    return beta
+    return start.beta
 
 
 def _check_response_varies(design: Design, family: Family) -> None:
