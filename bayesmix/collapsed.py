@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import arviz as az
 import numpy as np
@@ -74,19 +76,19 @@ from bayesmix.build import (
     response_name,
     term_dim,
 )
+from bayesmix.built import BuiltModel, built_model, register
 from bayesmix.crossprod import block_z, level_gram, lme4_order, raw_cross_products
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixWarning
 from bayesmix.families import Family
 from bayesmix.priors import Prior
-from bayesmix.sampling import DERIVED_VALUES_ATTR, INITIAL_SCALES_ATTR
 
 LOG_2PI = float(np.log(2 * np.pi))
 
 
 # Temporaries per chunk of draws. Small: every large temporary is fresh memory from the system,
-# and touching it costs page faults; with chunks of the whole memory budget's tenth, the pointwise
-# log-likelihood at 10^5 rows x 1,000 draws took 3.7 s, with 16 MB chunks 1.2-1.5 s
+# and touching it costs page faults that outweigh the arithmetic; chunks of a tenth of the memory
+# budget made the pointwise log-likelihood about three times slower (docs/performance.md)
 CHUNK_BYTES = 16 * 2**20
 
 
@@ -103,14 +105,22 @@ def collapsible(design: Design, family: Family) -> bool:
     return family.name == "gaussian" and family.link.name == "identity" and len(design.blocks) >= 1
 
 
-def build_marginal_model(design, family: Family, priors: dict[str, Prior]) -> pm.Model:
+def build_marginal(design, family: Family, priors: dict[str, Prior]) -> BuiltModel:
     """The collapsed model of a gaussian design. One block: b and, when its priors are independent
     Normals, beta integrated out (:func:`build_crossed_model` with nothing left to sample but the
-    SDs, correlations and sigma; beta is what mixed slowest at 10^5 rows, the intercept against the
-    group means), else b alone (:func:`build_collapsed_model`). Several blocks: partially collapsed."""
+    SDs, correlations and sigma; beta is what mixed slowest on large data, the intercept against
+    the group means), else b alone (:func:`build_collapsed_model`). Several blocks: partially
+    collapsed. The effects integrated out are drawn by the result's post-draw step."""
     if len(design.blocks) == 1 and normal_fixed_priors(design, priors) is None:
         return build_collapsed_model(design, family, priors)
     return build_crossed_model(design, family, priors)
+
+
+def build_marginal_model(design, family: Family, priors: dict[str, Prior]) -> pm.Model:
+    """:func:`build_marginal`'s PyMC model, its :class:`~bayesmix.built.BuiltModel` registered
+    with it (:func:`bayesmix.built.register`) for callers that still pass the bare ``pm.Model`` to
+    :func:`bayesmix.sampling.run_nuts` and :func:`draw_effects`."""
+    return register(build_marginal(design, family, priors))
 
 
 @dataclass(frozen=True)
@@ -147,8 +157,9 @@ def level_stats(design) -> LevelStats:
     )
 
 
-def build_collapsed_model(design: Design, family: Family, priors: dict[str, Prior]) -> pm.Model:
-    """The PyMC model of (beta, sigma, covariance) with b integrated out (see the module docstring)."""
+def build_collapsed_model(design: Design, family: Family, priors: dict[str, Prior]) -> BuiltModel:
+    """The PyMC model of (beta, sigma, covariance) with b integrated out (see the module docstring);
+    its post-draw step draws b (:func:`_draw_one_block`)."""
     (block,) = design.blocks
     stats = level_stats(design)
     coords = {key: value for key, value in model_coords(design).items() if key != OBS_DIM}
@@ -170,15 +181,20 @@ def build_collapsed_model(design: Design, family: Family, priors: dict[str, Prio
         quad = rss - w2
         n = stats.n
         pm.Potential("marginal_loglik", -0.5 * n * (LOG_2PI + 2 * pt.log(sigma)) - 0.5 * logdet - quad / (2 * sigma**2))
-    setattr(model, DERIVED_VALUES_ATTR, block.n_levels * block.n_terms)  # re_<label>, drawn after sampling
-    return model
+    return BuiltModel(
+        model,
+        derived_values=block.n_levels * block.n_terms,  # re_<label>
+        post_draw=functools.partial(_draw_one_block, design),
+        sampler_log_likelihood=False,
+    )
 
 
 def _logdet_and_quadratic(A, c, k: int):
     """sum_m log|A_m| and sum_m c_m' A_m^{-1} c_m for (M, k, k) A and (M, k) c.
 
-    k = 1 and k = 2 are written out elementwise (a batched LAPACK call per gradient costs ~1 ms for
-    1,000 levels on the CPU; the closed forms cost microseconds); larger k use batched Choleskys.
+    k = 1 and k = 2 are written out elementwise: on the CPU a batched LAPACK call per gradient
+    costs far more than these closed forms for tiny matrices (docs/performance.md); larger k use
+    batched Choleskys.
     """
     if k == 1:
         a = A[:, 0, 0]
@@ -200,15 +216,22 @@ def _flat(post, name):
     return values.reshape((-1,) + values.shape[2:])
 
 
-def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: pm.Model | None = None) -> None:
+def draw_effects(design: Design, idata: az.InferenceData, seed: int, model=None) -> None:
     """Add ``re_<label>`` (exact conditional draws) and, for rows in memory, the pointwise log_likelihood.
 
-    ``model``: the collapsed PyMC model that was sampled; for several blocks (:func:`build_crossed_model`)
-    it carries the cross-products the conditional draws read."""
-    arrays = getattr(model, COLLAPSED_ATTR, None)
-    if arrays is not None:
-        _draw_crossed(design, arrays, idata, seed)
+    ``model``: the collapsed model that was sampled, a :class:`~bayesmix.built.BuiltModel` (whose
+    post-draw step this runs) or its ``pm.Model`` as :func:`build_marginal_model` returned it;
+    None: a model of one block with beta sampled (:func:`build_collapsed_model`)."""
+    built = built_model(model) if model is not None else None
+    if built is not None and built.post_draw is not None:
+        built.post_draw(idata, seed, stacklevel=5)
         return
+    _draw_one_block(design, idata, seed, stacklevel=5)
+
+
+def _draw_one_block(design: Design, idata: az.InferenceData, seed: int, stacklevel: int = 4) -> None:
+    """:func:`build_collapsed_model`'s post-draw step: b drawn from its exact conditional given each
+    draw, then the pointwise log-likelihood (``stacklevel``: for its memory warning)."""
     (block,) = design.blocks
     stats = level_stats(design)
     post = idata.posterior
@@ -239,7 +262,7 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: pm.M
         u = mean_u + sigma[part, None, None] * noise
         effects[part] = np.einsum("sij,smj->smi", lam_p, u, optimize=True)  # b = Lambda u
     post[f"re_{block.label}"] = _effects_array(block, effects.reshape(chains, draws, block.n_levels, k))
-    _log_likelihood_if_it_fits(design, idata, beta, {block.label: effects}, sigma, stacklevel=4)
+    _log_likelihood_if_it_fits(design, idata, beta, {block.label: effects}, sigma, stacklevel=stacklevel)
 
 
 def _effects_array(block, values: np.ndarray) -> xr.DataArray:
@@ -311,7 +334,6 @@ DENSE_FACTOR = 40.0  # see _product
 # instructors nested in departments against the 28 department x service effects, trees of depth 5
 # on every draw)
 JOIN_MAX = 50
-COLLAPSED_ATTR = "bayesmix_collapsed"  # on a pm.Model: the CrossedArrays that draw_effects needs
 
 
 @dataclass(frozen=True)
@@ -722,83 +744,151 @@ def _pins(design, rough, confounded: dict[str, np.ndarray]) -> dict[str, np.ndar
     return out
 
 
-def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.Model:
+@dataclass(frozen=True)
+class CrossedPlan:
+    """What :func:`build_crossed_model` decides before it writes the graph: the likelihood's arrays,
+    the collapsed block (``first``), the blocks NUTS samples (``kept``) and those integrated out with
+    beta (``joined``), each sampled block's parameterisation (``choices``), the confounded
+    directions and their pins (:func:`_sampled_effects`), and ``rough()``: the rough variances
+    (:func:`rough_variances`; None without rows), computed at most once."""
+
+    arrays: CrossedArrays
+    first: object
+    kept: list
+    joined: list
+    choices: dict[str, str]
+    confounded: dict[str, np.ndarray]
+    pins: dict[str, np.ndarray]
+    rough: Callable[[], tuple | None]
+
+
+def crossed_plan(design, priors: dict[str, Prior]) -> CrossedPlan:
+    """:class:`CrossedPlan` of a design with its priors."""
+    stats = crossed_stats(design)
+    arrays = crossed_arrays(design, priors, stats)
+    kept, joined = _sampled_and_joined(design, stats.order, arrays.joined)
+    # the rough variances read every row, the costliest part of building a large model; with one
+    # block they serve only NUTS's starting metric, which the Laplace start usually replaces, so
+    # they wait until asked for
+    rough_once = functools.cache(lambda: rough_variances(design) if design.in_memory else None)
+    rough = rough_once() if kept else None
+    confounded = confounded_directions(design, stats, arrays.joined) if arrays.beta_prior is not None else {}
+    return CrossedPlan(
+        arrays=arrays,
+        first=design.blocks[stats.order[0]],
+        kept=kept,
+        joined=joined,
+        choices=crossed_choices(design, rough),
+        confounded=confounded,
+        pins=_pins(design, rough, confounded),
+        rough=rough_once,
+    )
+
+
+class _IntegratedG(NamedTuple):
+    """The graph's part for G, the columns integrated out with block 1 (beta's and the joined
+    blocks'): tg = T_g's diagonal (prior SDs / sigma), G'r and G'G."""
+
+    tg: object
+    Gr: object
+    GG: object
+
+
+def _integrated_g(arrays: CrossedArrays, joined: list, priors: dict[str, Prior], sigma) -> _IntegratedG | None:
+    """G's part of the graph (each joined block's SD a free variable), or None when G is empty."""
+    if not arrays.GG.shape[0]:
+        return None
+    # T_g = diag(prior SDs of beta, each joined block's SD per level) / sigma
+    joined_sds = [block_covariance(b, priors)[0, 0] * pt.ones(b.n_levels) for b in joined]
+    beta_sds = pm.Data("prior_beta_sigma", arrays.beta_prior[1], shape=arrays.beta_prior[1].shape)
+    tg = pt.concatenate([beta_sds, *joined_sds]) / sigma
+    return _IntegratedG(tg, pm.Data("Gy", arrays.Gy), pm.Data("GG", arrays.GG))
+
+
+def _without_sampled(arrays: CrossedArrays, pieces: list, Z1r, rr, G: _IntegratedG | None):
+    """(Z1'r, r'r, G) with the sampled effects kappa (``pieces``, concatenated) taken out of the
+    residual: Z1'r = Z1'y - A kappa, r'r = y'y - 2 Ky kappa + kappa' KK kappa, G'r = Gy - GK kappa."""
+    if not pieces:  # (one block, beta integrated out) the residual is y - X m itself
+        return Z1r, rr, G
+    offsets = np.cumsum((0, *arrays.sizes))
+    Z1r = Z1r - sum(
+        _product(f"A_{i}", arrays.A[:, offsets[i] : offsets[i + 1]], piece) for i, piece in enumerate(pieces)
+    )
+    kappa = pt.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    rr = rr - 2 * pt.dot(pm.Data("Ky", arrays.Ky), kappa) + pt.dot(kappa, _product("KK", arrays.KK, kappa))
+    if G is not None:
+        G = G._replace(Gr=G.Gr - pt.dot(pm.Data("GK", arrays.GK), kappa))
+    return Z1r, rr, G
+
+
+def _one_term_block(arrays: CrossedArrays, S1, sigma, Z1r, G: _IntegratedG | None):
+    """(sum_m log|C_m|, sum_m c_m'C_m^{-1}c_m, Schur complement, e) for a one-term block 1, written
+    out: C_m = 1 + t^2 n_m, no batched k x k algebra (the last two None without G)."""
+    t2 = (S1[0, 0] / sigma) ** 2
+    a = 1 + t2 * pm.Data("D", arrays.D[:, 0, 0])
+    z = Z1r[:, 0]
+    logdet = pt.sum(pt.log(a))
+    quad = t2 * pt.sum(z**2 / a)
+    if G is None:
+        return logdet, quad, None, None
+    g = arrays.GG.shape[0]
+    Q = pm.Data("Q", arrays.Q[:, 0, :])
+    counts, P = arrays.outer_products_by_rows
+    QWQ = pt.tensordot(t2 / (1 + t2 * pm.Data("counts", counts)), pm.Data("P", P), axes=1)
+    schur = G.tg[:, None] * G.tg[None, :] * (G.GG - QWQ) + pt.eye(g)
+    e = G.tg * (G.Gr - pt.dot(Q.T, t2 / a * z))
+    return logdet, quad, schur, e
+
+
+def _several_terms_block(arrays: CrossedArrays, S1, sigma, Z1r, G: _IntegratedG | None):
+    """:func:`_one_term_block` for a block 1 of k1 > 1 terms: each level's C_m whitened."""
+    k1 = arrays.D.shape[1]
+    T1 = S1 / sigma
+    C11 = pt.einsum("ji,mjl,lk->mik", T1, pm.Data("D", arrays.D), T1) + pt.eye(k1)
+    c1 = pt.einsum("ji,mj->mi", T1, Z1r)
+    if G is None:
+        W, logdet = _whiten(C11, c1[:, :, None], k1)
+        return logdet, pt.sum(W**2), None, None
+    g = arrays.GG.shape[0]
+    F = pt.einsum("ji,mjr->mir", T1, pm.Data("Q", arrays.Q)) * G.tg
+    W, logdet = _whiten(C11, pt.concatenate([F, c1[:, :, None]], axis=2), k1)
+    V, w = W[:, :, :g], W[:, :, g]
+    schur = G.tg[:, None] * G.GG * G.tg[None, :] + pt.eye(g) - pt.einsum("mkr,mks->rs", V, V)
+    e = G.tg * G.Gr - pt.einsum("mkr,mk->r", V, w)
+    return logdet, pt.sum(w**2), schur, e
+
+
+def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> BuiltModel:
     """The partially collapsed PyMC model of a gaussian model with several random-effect blocks.
 
     The block with the most levels (lme4's first block) is integrated out exactly, level by level;
     so is beta when its priors are independent Normals (a dense p x p Schur complement); NUTS samples
     the other blocks' effects (centred or non-centred, :func:`crossed_choices`), the SDs,
-    correlations and sigma. See the module docstring.
+    correlations and sigma. See the module docstring. The post-draw step draws what was integrated
+    out (:func:`_draw_crossed`).
     """
-    stats = crossed_stats(design)
-    arrays = crossed_arrays(design, priors, stats)
-    first = design.blocks[stats.order[0]]
-    kept, joined = _sampled_and_joined(design, stats.order, arrays.joined)
-    # the rough variances read every row (1.2 s at 10^6 rows); with one block they serve only NUTS's
-    # starting metric, which the Laplace start usually replaces, so they wait until asked for
-    rough_once = functools.cache(lambda: rough_variances(design) if design.in_memory else None)
-    rough = rough_once() if kept else None
-    choices = crossed_choices(design, rough)
-    confounded = confounded_directions(design, stats, arrays.joined) if arrays.beta_prior is not None else {}
-    pins = _pins(design, rough, confounded)
+    plan = crossed_plan(design, priors)
+    arrays, first = plan.arrays, plan.first
     M1, k1 = first.n_levels, first.n_terms
     g = arrays.GG.shape[0]
     coords = {key: value for key, value in model_coords(design).items() if key != OBS_DIM}
     with pm.Model(coords=coords) as model:
         pieces = [
             _sampled_effects(
-                block, priors, choices[block.label], confounded.get(block.label), pins.get(block.label)
+                block, priors, plan.choices[block.label], plan.confounded.get(block.label), plan.pins.get(block.label)
             ).reshape((-1,))
-            for block in kept
+            for block in plan.kept
         ]
         if arrays.beta_prior is None and design.fixed_names:
             pieces.append(fixed_effects(design, priors))
         S1 = block_covariance(first, priors)
         sigma = priors["sigma"].variable("sigma")
-        offsets = np.cumsum((0, *arrays.sizes))
         Z1r, rr = pm.Data("Z1y", arrays.Z1y), pm.Data("yy", arrays.yy)
-        if g:  # T_g = diag(prior SDs of beta, each joined block's SD per level) / sigma
-            joined_sds = [block_covariance(b, priors)[0, 0] * pt.ones(b.n_levels) for b in joined]
-            beta_sds = pm.Data("prior_beta_sigma", arrays.beta_prior[1], shape=arrays.beta_prior[1].shape)
-            tg = pt.concatenate([beta_sds, *joined_sds]) / sigma
-            Gr = pm.Data("Gy", arrays.Gy)
-            GG = pm.Data("GG", arrays.GG)
-        if pieces:  # else (one block, beta integrated out) the residual is y - X m itself
-            Z1r = Z1r - sum(
-                _product(f"A_{i}", arrays.A[:, offsets[i] : offsets[i + 1]], piece) for i, piece in enumerate(pieces)
-            )
-            kappa = pt.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-            rr = rr - 2 * pt.dot(pm.Data("Ky", arrays.Ky), kappa) + pt.dot(kappa, _product("KK", arrays.KK, kappa))
-            if g:
-                Gr = Gr - pt.dot(pm.Data("GK", arrays.GK), kappa)
-        Z1r = Z1r.reshape((M1, k1))
-        if k1 == 1:  # written out: C_m = 1 + t^2 n_m, no batched k x k algebra
-            t2 = (S1[0, 0] / sigma) ** 2
-            a = 1 + t2 * pm.Data("D", arrays.D[:, 0, 0])
-            z = Z1r[:, 0]
-            logdet = pt.sum(pt.log(a))
-            quad = t2 * pt.sum(z**2 / a)
-            if g:
-                Q = pm.Data("Q", arrays.Q[:, 0, :])
-                counts, P = arrays.outer_products_by_rows
-                QWQ = pt.tensordot(t2 / (1 + t2 * pm.Data("counts", counts)), pm.Data("P", P), axes=1)
-                schur = tg[:, None] * tg[None, :] * (GG - QWQ) + pt.eye(g)
-                e = tg * (Gr - pt.dot(Q.T, t2 / a * z))
-        else:
-            T1 = S1 / sigma
-            C11 = pt.einsum("ji,mjl,lk->mik", T1, pm.Data("D", arrays.D), T1) + pt.eye(k1)
-            c1 = pt.einsum("ji,mj->mi", T1, Z1r)
-            if g:
-                F = pt.einsum("ji,mjr->mir", T1, pm.Data("Q", arrays.Q)) * tg
-                W, logdet = _whiten(C11, pt.concatenate([F, c1[:, :, None]], axis=2), k1)
-                V, w = W[:, :, :g], W[:, :, g]
-                schur = tg[:, None] * GG * tg[None, :] + pt.eye(g) - pt.einsum("mkr,mks->rs", V, V)
-                e = tg * Gr - pt.einsum("mkr,mk->r", V, w)
-                quad = pt.sum(w**2)
-            else:
-                W, logdet = _whiten(C11, c1[:, :, None], k1)
-                quad = pt.sum(W**2)
-        if g:
+        G = _integrated_g(arrays, plan.joined, priors, sigma)
+        Z1r, rr, G = _without_sampled(arrays, pieces, Z1r, rr, G)
+        terms = _one_term_block if k1 == 1 else _several_terms_block
+        logdet, quad, schur, e = terms(arrays, S1, sigma, Z1r.reshape((M1, k1)), G)
+        if G is not None:
             L = pt.linalg.cholesky(schur)
             logdet = logdet + 2 * pt.sum(pt.log(pt.diag(L)))
             quad = quad + pt.sum(pt.linalg.solve_triangular(L, e, lower=True) ** 2)
@@ -806,11 +896,14 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> pm.
             "marginal_loglik",
             -0.5 * arrays.n * (LOG_2PI + 2 * pt.log(sigma)) - 0.5 * logdet - (rr - quad) / (2 * sigma**2),
         )
-    setattr(model, DERIVED_VALUES_ATTR, M1 * k1 + (g if g else 0))
-    setattr(model, COLLAPSED_ATTR, arrays)
     sampled_beta = arrays.beta_prior is None
-    setattr(model, INITIAL_SCALES_ATTR, lambda: initial_scales(design, rough_once(), choices, sampled_beta))
-    return model
+    return BuiltModel(
+        model,
+        derived_values=M1 * k1 + g,  # re_<label> of block 1, and beta and the joined effects when integrated out
+        initial_scales=lambda: initial_scales(design, plan.rough(), plan.choices, sampled_beta),
+        post_draw=functools.partial(_draw_crossed, design, arrays),
+        sampler_log_likelihood=False,
+    )
 
 
 def _lower_solve(L: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -834,7 +927,7 @@ def _upper_solve(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     return X
 
 
-def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: int) -> None:
+def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: int, stacklevel: int = 4) -> None:
     """The collapsed block's effects (and beta and the joined blocks' effects, when integrated out)
     drawn exactly from their joint conditional given each posterior draw: u_g (G's whitened deviation
     from its prior mean) from N(Schur^{-1} e, sigma^2 Schur^{-1}), then each level's u_m from
@@ -913,4 +1006,4 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
         post[f"re_{block.label}"] = _effects_array(block, beta[:, start:end].reshape(chains, draws, block.n_levels, 1))
     all_effects = {block.label: _flat(post, f"re_{block.label}") for block in [*kept, *joined]}
     all_effects[first.label] = effects
-    _log_likelihood_if_it_fits(design, idata, beta[:, :p], all_effects, sigma, stacklevel=5)
+    _log_likelihood_if_it_fits(design, idata, beta[:, :p], all_effects, sigma, stacklevel=stacklevel)

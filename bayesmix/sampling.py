@@ -32,6 +32,7 @@ import numpy as np
 import pymc as pm
 
 from bayesmix import convergence, memory, numpyro_nuts
+from bayesmix.built import BuiltModel, built_model
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
@@ -164,9 +165,6 @@ def check_counts(**counts) -> None:
             raise BayesmixError(f"{name} must be an integer >= {low}, not {value!r}.")
 
 
-DERIVED_VALUES_ATTR = "bayesmix_derived_values"  # on a pm.Model: values per draw added after sampling
-# on a pm.Model: a function returning {value variable: rough posterior SDs} (called only when needed)
-INITIAL_SCALES_ATTR = "bayesmix_initial_scales"
 PARTIAL_SAMPLERS = ("pymc", "nutpie")  # samplers that return the draws made before a Ctrl-C
 
 
@@ -178,21 +176,24 @@ def _size(model: pm.Model, variable) -> int:
     return math.prod(1 if s is None else int(s) for s in variable.type.shape)
 
 
-def values_per_draw(model: pm.Model) -> int:
+def values_per_draw(model: BuiltModel | pm.Model) -> int:
     """Values stored per posterior draw: the free variables, the deterministics, and what is
-    derived after sampling (the collapsed model's random effects, ``DERIVED_VALUES_ATTR``)."""
-    stored = sum(_size(model, v) for v in model.free_RVs + model.deterministics)
-    return stored + int(getattr(model, DERIVED_VALUES_ATTR, 0))
+    derived after sampling (the collapsed model's random effects, ``BuiltModel.derived_values``)."""
+    built = built_model(model)
+    stored = sum(_size(built.model, v) for v in built.model.free_RVs + built.model.deterministics)
+    return stored + int(built.derived_values)
 
 
-def initial_inverse_mass(model: pm.Model) -> np.ndarray | None:
+def initial_inverse_mass(model: BuiltModel | pm.Model) -> np.ndarray | None:
     """NUTS's starting diagonal inverse mass matrix, flattened in the order of the model's value
-    variables: the squared rough posterior SDs a model records (``INITIAL_SCALES_ATTR``), 1 for
-    the rest (the samplers' default); None when the model records none. Adaptation goes on from
-    there; it changes no posterior."""
-    scales = getattr(model, INITIAL_SCALES_ATTR, lambda: {})()
+    variables: the squared rough posterior SDs the builder gave (``BuiltModel.initial_scales``), 1
+    for the rest (the samplers' default); None when it gave none. Adaptation goes on from there; it
+    changes no posterior."""
+    built = built_model(model)
+    scales = built.initial_scales()
     if not scales:
         return None
+    model = built.model
     point = model.initial_point()
     parts = []
     for var in model.value_vars:
@@ -207,14 +208,14 @@ def n_observations(model: pm.Model) -> int:
     return sum(_size(model, v) for v in model.observed_RVs)
 
 
-def check_memory(model: pm.Model, draws: int, chains: int, log_likelihood: bool) -> bool:
+def check_memory(model: BuiltModel | pm.Model, draws: int, chains: int, log_likelihood: bool) -> bool:
     """Refuse draws above the memory budget; return whether the pointwise log-likelihood fits."""
     memory.check(
         "The posterior draws (chains x draws x values per draw)",
         (chains, draws, values_per_draw(model)),
         "Sample fewer draws (draws=...) or chains; the random effects of every level are stored for every draw.",
     )
-    n = n_observations(model)
+    n = n_observations(built_model(model).model)
     if log_likelihood and n and not memory.fits((chains, draws, n)):
         warnings.warn(
             f"The pointwise log-likelihood ({chains} x {draws} x {n} doubles = "
@@ -335,7 +336,7 @@ def mark_interruption(idata: az.InferenceData, draws: int, chains: int, tune: in
 
 
 def run_nuts(
-    model: pm.Model,
+    model: BuiltModel | pm.Model,
     *,
     draws: int,
     tune: int,
@@ -349,12 +350,15 @@ def run_nuts(
 ) -> az.InferenceData:
     """Sample ``model`` with NUTS; the InferenceData holds posterior, sample_stats,
     observed_data and the pointwise log_likelihood. Its posterior attrs record the sampler and seed.
-    ``low_rank_metric`` False: numpyro keeps its diagonal metric for larger models
+    ``model``: a :class:`~bayesmix.built.BuiltModel` (its starting scales and its values derived
+    after sampling are used; its post-draw step is the caller's, :meth:`BuiltModel.finish`), or a
+    ``pm.Model``. ``low_rank_metric`` False: numpyro keeps its diagonal metric for larger models
     (:func:`bayesmix.numpyro_nuts.sample`).
 
     Refuses (BayesmixError) draws above the memory budget; skips the pointwise log-likelihood, with
-    a warning, when it does not fit. Ctrl-C: with ``"pymc"`` or ``"nutpie"`` the draws made so far
-    are returned, marked ``posterior.attrs["bayesmix_interrupted"] = 1`` (and
+    a warning, when it does not fit (and when the model has no observed variables to compute it
+    from, ``BuiltModel.sampler_log_likelihood``). Ctrl-C: with ``"pymc"`` or ``"nutpie"`` the draws
+    made so far are returned, marked ``posterior.attrs["bayesmix_interrupted"] = 1`` (and
     ``"bayesmix_draws_kept"``), with a SamplingInterruptedWarning; when no draw was kept
     (interrupted while tuning), or with ``"numpyro"``/``"blackjax"``, KeyboardInterrupt is raised
     again, its message (also a SamplingInterruptedWarning) saying so.
@@ -362,41 +366,30 @@ def run_nuts(
     check_counts(draws=draws, tune=tune, chains=chains)
     if not 0.5 <= target_accept < 1:
         raise BayesmixError(f"target_accept must be in [0.5, 1), not {target_accept!r}.")
+    built = built_model(model)
     concrete = resolve_sampler(sampler)
     seed = seed_from(random_seed)
-    log_likelihood = check_memory(model, int(draws), int(chains), log_likelihood)
+    log_likelihood = check_memory(built, int(draws), int(chains), log_likelihood and built.sampler_log_likelihood)
+    run = _SamplerRun.of(concrete, int(chains))
     kwargs = dict(
         draws=int(draws),
         tune=int(tune),
         chains=int(chains),
         random_seed=seed,
-        model=model,
+        model=built.model,
         progressbar=progressbar,
         target_accept=target_accept,
         idata_kwargs={"log_likelihood": log_likelihood},
         compute_convergence_checks=False,
+        **run.kwargs,
     )
-    if concrete == "pymc":
-        kwargs["cores"] = 1 if chains == 1 else None
-    else:
-        kwargs["nuts_sampler"] = concrete
-    chain_method = None
-    if concrete in ("numpyro", "blackjax"):
-        chain_method = jax_chain_method(chains)
-        if concrete == "blackjax" and chain_method == "sequential":
-            chain_method = "vectorized"
-        kwargs["nuts_sampler_kwargs"] = {"chain_method": chain_method}
-    jax_compiled = chain_method is not None
-    if concrete == "nutpie":
-        kwargs["nuts_sampler_kwargs"] = nutpie_options()
-        jax_compiled = kwargs["nuts_sampler_kwargs"].get("backend") == "jax"
     with warnings.catch_warnings(), _catch_ctrl_c() as ctrl_c:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*BLAS.*")
         if concrete == "pymc":
             kwargs["callback"] = ctrl_c.stop_later_chains
         try:
-            idata = _sample(concrete, kwargs, model, log_likelihood, low_rank_metric)
+            idata = _sample(concrete, kwargs, built, log_likelihood, low_rank_metric)
         except KeyboardInterrupt:
             raise _interrupted(
                 _nothing_kept(tune) if concrete in PARTIAL_SAMPLERS else _no_partial_draws(concrete)
@@ -405,15 +398,39 @@ def run_nuts(
             if "Not enough samples" not in str(error):
                 raise
             raise _interrupted(_nothing_kept(tune)) from None
-    if jax_compiled:
+    if run.jax_compiled:
         _release_compiled_programs()
     idata = mark_interruption(idata, int(draws), int(chains), int(tune))
     if log_likelihood and "log_likelihood" not in idata.groups():
-        pm.compute_log_likelihood(idata, model=model, progressbar=False)
+        pm.compute_log_likelihood(idata, model=built.model, progressbar=False)
     idata.posterior.attrs.update({"bayesmix_sampler": concrete, "bayesmix_seed": seed, "tuning_steps": int(tune)})
-    if chain_method is not None:
-        idata.posterior.attrs["bayesmix_chain_method"] = chain_method
+    if run.chain_method is not None:
+        idata.posterior.attrs["bayesmix_chain_method"] = run.chain_method
     return idata
+
+
+@dataclass(frozen=True)
+class _SamplerRun:
+    """How a concrete sampler is called: its extra ``pm.sample`` arguments, how the JAX samplers run
+    the chains (None for the others), and whether it compiles JAX programs."""
+
+    kwargs: dict
+    chain_method: str | None
+    jax_compiled: bool
+
+    @classmethod
+    def of(cls, concrete: str, chains: int) -> _SamplerRun:
+        if concrete == "pymc":
+            return cls({"cores": 1 if chains == 1 else None}, None, False)
+        if concrete == "nutpie":
+            options = nutpie_options()
+            jax_backend = options.get("backend") == "jax"
+            return cls({"nuts_sampler": concrete, "nuts_sampler_kwargs": options}, None, jax_backend)
+        chain_method = jax_chain_method(chains)  # numpyro, blackjax
+        if concrete == "blackjax" and chain_method == "sequential":
+            chain_method = "vectorized"
+        kwargs = {"nuts_sampler": concrete, "nuts_sampler_kwargs": {"chain_method": chain_method}}
+        return cls(kwargs, chain_method, True)
 
 
 def _release_compiled_programs() -> None:
@@ -428,14 +445,14 @@ def _release_compiled_programs() -> None:
 
 
 def _sample(
-    sampler: str, kwargs: dict, model: pm.Model, log_likelihood: bool, low_rank_metric: bool
+    sampler: str, kwargs: dict, built: BuiltModel, log_likelihood: bool, low_rank_metric: bool
 ) -> az.InferenceData:
     """One NUTS run: numpyro through :mod:`bayesmix.numpyro_nuts`; blackjax through PyMC's JAX
     sampling function called directly (``pm.sample`` would first compile PyMC's own step methods,
     ~2 s, that an external sampler never uses); pymc and nutpie through ``pm.sample``."""
     if sampler == "numpyro":
         return numpyro_nuts.sample(
-            model,
+            built.model,
             draws=kwargs["draws"],
             tune=kwargs["tune"],
             chains=kwargs["chains"],
@@ -444,7 +461,7 @@ def _sample(
             chain_method=kwargs["nuts_sampler_kwargs"]["chain_method"],
             progressbar=kwargs["progressbar"],
             log_likelihood=log_likelihood,
-            diagonal_metric=lambda: initial_inverse_mass(model),
+            diagonal_metric=lambda: initial_inverse_mass(built),
             low_rank_metric=low_rank_metric,
         )
     if sampler == "blackjax":

@@ -1,0 +1,75 @@
+"""A PyMC model as a builder made it, with what sampling it needs besides the graph.
+
+A builder (:mod:`bayesmix.collapsed`; :mod:`bayesmix.build`'s models need nothing more than the
+graph) returns a :class:`BuiltModel`; the sampler (:func:`bayesmix.sampling.run_nuts`) takes it and
+reads these values as fields, and the caller finishes the draws with :meth:`BuiltModel.finish`.
+This module imports neither the builders nor the sampler, so both can import it.
+
+Until every caller passes a BuiltModel, a builder that must still hand out a bare ``pm.Model``
+records its BuiltModel with :func:`register`, and :func:`built_model` finds it again from the
+``pm.Model`` (a weak table: an entry goes with its model). That bridge is for one step only.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import arviz as az
+    import numpy as np
+    import pymc as pm
+
+
+def _no_scales() -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """``model``: the PyMC model NUTS samples.
+
+    ``derived_values``: values per draw that :attr:`post_draw` adds after sampling (the collapsed
+    model's integrated-out effects), counted against the memory budget with the sampled ones.
+    ``initial_scales()``: rough posterior SDs of the value variables, by name, that NUTS's mass
+    matrix starts from (called only when the sampler needs them: it may read every row); ``{}``:
+    the sampler's unit default. ``post_draw(idata, seed, stacklevel=...)``: what the sampler does
+    not draw, added to ``idata`` in place (seeded by ``seed``; ``stacklevel`` for its warnings, as
+    ``warnings.warn`` counts from the function that warns: 4 when called from ``Model.sample``);
+    None: nothing. ``sampler_log_likelihood``: whether the sampler can compute the pointwise
+    log-likelihood from the model's observed variables (False when the model has none and the
+    post-draw step computes it).
+    """
+
+    model: pm.Model
+    derived_values: int = 0
+    initial_scales: Callable[[], dict[str, np.ndarray]] = _no_scales
+    post_draw: Callable[..., None] | None = None
+    sampler_log_likelihood: bool = True
+
+    def finish(self, idata: az.InferenceData, seed: int, stacklevel: int = 5) -> None:
+        """Run :attr:`post_draw` on the sampler's ``idata`` (nothing when there is none).
+        ``stacklevel``: 5 when called from ``Model.sample`` (this method is one frame more)."""
+        if self.post_draw is not None:
+            self.post_draw(idata, seed, stacklevel=stacklevel)
+
+
+# the bridge: pm.Model -> its BuiltModel, for callers that still hold only the pm.Model
+_REGISTERED: weakref.WeakKeyDictionary[Any, BuiltModel] = weakref.WeakKeyDictionary()
+
+
+def register(built: BuiltModel) -> pm.Model:
+    """Record ``built`` under its ``pm.Model`` (for :func:`built_model`) and return that model."""
+    _REGISTERED[built.model] = built
+    return built.model
+
+
+def built_model(model: BuiltModel | pm.Model) -> BuiltModel:
+    """``model`` itself when it is a BuiltModel; for a ``pm.Model``, the BuiltModel registered
+    with it, else one with the graph alone (no derived values, no scales, no post-draw step)."""
+    if isinstance(model, BuiltModel):
+        return model
+    registered = _REGISTERED.get(model)
+    return registered if registered is not None else BuiltModel(model)
