@@ -37,8 +37,9 @@ Sch = T_g X'X T_g + I - sum_m F_m' C_m^{-1} F_m (p x p) and e = T_g X'r - sum_m 
 The data enter through cross-products computed once (:class:`CrossedArrays`): Z1'r = Z1'y0 - A kappa,
 X'r and r'r = y0'y0 - 2 kappa'Z_kappa'y0 + kappa' K kappa, with A = Z1'Z_kappa and K =
 Z_kappa'Z_kappa sparse. A gradient costs one sparse product with A (about one nonzero per distinct
-pair of levels: 71,605 on the InstEval-shaped data, against 73,421 rows, so a segment sum over rows
-would cost the same; the cross-products also work from a Dask design's summed statistics) plus
+pair of levels, nearly as many as rows on InstEval-shaped data, so a segment sum over rows would
+cost the same, docs/performance.md; the cross-products also work from a Dask design's summed
+statistics) plus
 O(M1 (k1^3 + k1 p + p^2)). After sampling, (beta, b1) is drawn from its exact joint conditional:
 beta from N(m + T_g Sch^{-1} e, sigma^2 T_g Sch^{-1} T_g), then each level of block 1 given beta,
 so the posterior has ``beta`` and ``re_<label>`` for every block with the non-centred model's names
@@ -331,8 +332,8 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
 DENSE_FACTOR = 40.0  # see _product
 # one-term blocks with at most this many levels are integrated out with beta (:func:`joins_beta`):
 # sampled, a small block trades against the large blocks it is confounded with (InstEval-shaped:
-# instructors nested in departments against the 28 department x service effects, trees of depth 5
-# on every draw)
+# instructors nested in departments against the 28 department x service effects, deep trees on
+# every draw; docs/performance.md)
 JOIN_MAX = 50
 
 
@@ -711,7 +712,7 @@ def _sampled_effects(
     samples well; elsewhere the data dominate, where the centred form does. Q'u does not enter b:
     its N(0, pin^2) (``pin``: constants, about the scale NUTS's mass matrix starts with along each
     column of Q) only keeps it from being a long direction NUTS must cross (with sd^2 instead it was
-    up to 4x longer than the levels' posterior scales, and trees twice as deep). Free variables
+    several times longer than the levels' posterior scales, and the trees deeper; docs/performance.md). Free variables
     ``z_<label>`` (u) and ``z_<label>_mean`` (w); ``re_<label>`` = b."""
     if choice != "centered" or confounded is None:
         return _block_effects(block, priors, choice)
@@ -909,7 +910,8 @@ def build_crossed_model(design, family: Family, priors: dict[str, Prior]) -> Bui
 def _lower_solve(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """L^{-1} B for lower-triangular L (..., k, k) and B (..., k, r): forward substitution over the k
     rows, vectorised over the leading axes (draws x levels of these tiny systems: numpy's batched
-    LAPACK solve took 0.7 s of the 10^6-row benchmark's 1.2 s of conditional draws)."""
+    LAPACK solve, one call per tiny system, was most of the conditional draws' time at 10^6 rows:
+    docs/performance.md)."""
     X = np.empty(np.broadcast_shapes(L.shape[:-2], B.shape[:-2]) + B.shape[-2:])
     for i in range(L.shape[-1]):
         done = np.einsum("...j,...jr->...r", L[..., i, :i], X[..., :i, :])
@@ -977,7 +979,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
             V = _lower_solve(chol, F)
             w = _lower_solve(chol, c[..., None])[..., 0]
             Gr = arrays.Gy[None, :] - kappa[part] @ arrays.GK.T
-            if k == 1:  # V_m'V_m = t^2 tg q_m q_m' tg / (1 + t^2 D_m); InstEval-shaped draws 3.1 s -> 1.2 s
+            if k == 1:  # V_m'V_m = t^2 tg q_m q_m' tg / (1 + t^2 D_m), summed by the distinct D_m as in the model
                 t2 = t1[:, 0, 0, None] ** 2
                 VV = tg[:, :, None] * np.tensordot(t2 / (1 + t2 * counts), P, axes=1) * tg[:, None, :]
             else:

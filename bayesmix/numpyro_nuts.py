@@ -1,10 +1,10 @@
 """NUTS with numpyro on a PyMC model's log density, started from where it will sample.
 
 PyMC's own route to numpyro (``pm.sample(nuts_sampler="numpyro")``) costs seconds before the first
-draw that this one does not: it assigns PyMC's step methods (compiling gradient functions with
-PyTensor's C backend, ~2 s, never used), and it checks each chain's jittered initial point with
-the log density evaluated op by op (one XLA compilation per operation: 4-5 s for a small model;
-jitted here, one compilation). The log density is PyMC's graph, converted to JAX with the data as
+draw that this one does not (docs/performance.md): it assigns PyMC's step methods (compiling
+gradient functions with PyTensor's C backend, never used), and it checks each chain's jittered
+initial point with the log density evaluated op by op (one XLA compilation per operation; jitted
+here, one compilation). The log density is PyMC's graph, converted to JAX with the data as
 arguments (:func:`log_density`); the NUTS kernel and its adaptation are numpyro's, driven by one
 compiled program per fit whose arguments are the data and the start (:func:`nuts_program`, compiled
 while the start is found); the transformation of the draws back to the constrained space and the
@@ -16,13 +16,13 @@ coordinates of the posterior's Laplace approximation: x = mode + R u, with the m
 trust-region Newton method on the exact gradient and R R' the inverse Hessian there (central
 differences of the gradient); the chains start at one draw of u ~ N(0, I) each. The windowed
 adaptation goes on from there; an affine map has a constant Jacobian, so the posterior is the same.
-Why: the parameters' posterior scales differ by 100x or more (log sigma is known to ~1/sqrt(2n)),
-and numpyro's covariance estimate is shrunk towards 1e-3 I, which made the metric for log sigma 6x
-too wide: on the 10^5-row benchmark 500 tuning steps ended at step size 0.38, 9 leapfrog steps per
-draw and min bulk ESS ~470 of 1,000 draws (a dense metric alone: ~600); whitened, ~0.7, 5.5 steps
-and ~1,000. Where the mode or its Hessian is not usable (a singular fit's SD running to 0, a
-non-positive-definite Hessian), PyMC's jittered initial points and the model's rough scales are
-used instead.
+Why: the parameters' posterior scales differ by orders of magnitude (log sigma is known to
+~1/sqrt(2n)), and numpyro's covariance estimate is shrunk towards 1e-3 I, which makes the metric
+for log sigma several times too wide on large data: smaller steps, longer trajectories and fewer
+effective draws than in the whitened coordinates, where every direction starts at unit scale
+(docs/diagnostics.md, "Where NUTS starts", has the measurements). Where the mode or its Hessian
+is not usable (a singular fit's SD running to 0, a non-positive-definite Hessian), PyMC's jittered
+initial points and the model's rough scales are used instead.
 
 Larger models start from PyMC's jittered points and run their warmup in two halves: numpyro's
 diagonal adaptation, then, in the coordinates of the low-rank metric estimated from the first
@@ -71,9 +71,9 @@ MAX_LAPLACE_SD = 10.0
 # ones (log1p, log-sum-exp...), and those JAX needs (constant shapes); not "fast_run"'s
 # specialisations and fusion, which XLA does itself
 JAX_REWRITES = RewriteDatabaseQuery(include=["canonicalize", "stabilize", "jax"], exclude=["inplace"])
-# XLA's CPU fusion emitters halve the compilation of a small model's programs (sleepstudy's NUTS
-# program: 2.8 s -> 1.9 s; its gradient 0.9 s -> 0.4 s) at no cost to its speed; on large models they
-# slow sampling (InstEval-shaped: +15%), so only programs of small models are compiled without them
+# Without XLA's CPU fusion emitters a small model's programs compile much faster, at no cost to its
+# sampling speed; on large models the emitters' fused loops sample faster, so only programs of small
+# models are compiled without them (docs/performance.md)
 SMALL_MODEL_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -118,14 +118,14 @@ def log_density(model: pm.Model) -> LogDensity:
     refit, a replication of a simulation study, a second process on new data of the same shape)
     is a new XLA program to compile. With the data as arguments, a program compiled from this
     function depends only on the shapes (and on constants such as fixed priors): the Laplace
-    start's gradient is then served from JAX's persistent cache for the next dataset (measured:
-    2.9 s -> 0.9 s on sleepstudy-shaped data), and so is the NUTS program (:func:`nuts_program`).
+    start's gradient is then served from JAX's persistent cache for the next dataset
+    (docs/performance.md), and so is the NUTS program (:func:`nuts_program`).
 
     The graph is converted to JAX at the potential's first call (a program found by
     :mod:`bayesmix.program_cache` never calls it), rewritten with :data:`JAX_REWRITES` only, not
-    PyTensor's whole JAX mode: XLA simplifies and fuses the program itself, and the full pass list
-    cost 0.6-0.9 s per model (sleepstudy's collapsed model: 0.07 s now, the same value, and a
-    gradient ~20% faster)."""
+    PyTensor's whole JAX mode: XLA simplifies and fuses the program itself, so the full pass list
+    cost most of the conversion's time and gave the same value with a slower gradient
+    (docs/performance.md)."""
     from pytensor.compile.mode import optdb
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.fg import FunctionGraph
@@ -144,8 +144,8 @@ def log_density(model: pm.Model) -> LogDensity:
         return fgraph
 
     def potential(values, data):
-        # converted at every call (~0.01 s): jax.export of a second program tracing the same
-        # converted function fails (JAX 0.10: its constants' avals are counted as arguments)
+        # converted at every call (cheap next to tracing): jax.export of a second program tracing
+        # the same converted function fails (JAX 0.10: its constants' avals are counted as arguments)
         with converting:
             function = jax_funcify(rewritten())
         return function(*values, *data)[0]
@@ -175,7 +175,7 @@ def laplace(value_and_grad, start: list[np.ndarray], data=()) -> Laplace | None:
         return 0.5 * (np.array(columns) + np.array(columns).T)
 
     x0 = _flatten(start).astype(float)
-    # a trust region, not BFGS: at 10^6 rows the gradient at the start is ~1e6 and BFGS's first
+    # a trust region, not BFGS: on large data the gradient at the start is huge and BFGS's first
     # (unit-metric) step jumped to where the density is not finite
     with np.errstate(all="ignore"):
         result = optimize.minimize(
@@ -239,7 +239,7 @@ def _laplace_start(value_and_grad, data, points: list[np.ndarray], seed: int) ->
 
 def _value_shapes(model: pm.Model) -> list[tuple[int, ...]]:
     """The shapes of the model's value variables: their static shapes, or (dims given by coords)
-    evaluated, in Python (a C compilation would cost a second; this, 0.03-0.1 s)."""
+    evaluated, in Python (a C compilation would cost more than the evaluation it serves)."""
     static = [tuple(v.type.shape) for v in model.value_vars]
     if all(size is not None for shape in static for size in shape):
         return static
@@ -249,9 +249,8 @@ def _value_shapes(model: pm.Model) -> list[tuple[int, ...]]:
 
 
 # PyMC's initial-point graph evaluated op by op in Python: it runs a few times per fit, so any
-# compilation costs more than it saves (PyMC's FAST_COMPILE function: ~0.5 s warm, of which 0.2 s
-# rewriting, 0.2 s importing setuptools for the C linker's exceptions, 0.1 s compiling an inner
-# graph with the default mode; this: 0.05 s)
+# compilation costs more than it saves (PyMC's FAST_COMPILE function rewrites the graph, imports
+# setuptools for the C linker's exceptions and compiles inner graphs; docs/performance.md)
 PERFORM_ONLY = Mode(linker=PerformLinker(), optimizer=None)
 
 

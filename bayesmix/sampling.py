@@ -112,10 +112,10 @@ def _fallback_note(concrete: str) -> str:
 
 def collapsed_is_fast() -> bool:
     """Whether ``parameterization="auto"`` should take the collapsed gaussian model: where JAX runs
-    its log density. Without JAX, PyTensor's C backend evaluates that density's gradient ~30x slower
-    than the non-centred model's (sleepstudy, PyMC's NUTS, 2 x 200 iterations: 66 s against 6 s; the
-    centred one, whose scales PyMC's adaptation starts from 1, took minutes), so ``"auto"`` then takes
-    the non-centred model, the same posterior."""
+    its log density. Without JAX, PyTensor's C backend evaluates that density's gradient (batched
+    small-matrix algebra over the levels) many times slower than the non-centred model's, and the
+    centred model's unit starting scales make PyMC's adaptation slow (docs/performance.md), so
+    ``"auto"`` then takes the non-centred model, the same posterior."""
     return importable("jax")
 
 
@@ -126,8 +126,7 @@ def jax_chain_method(chains: int) -> str:
     XLA for one device per core, see ``bayesmix._jax``). On a single accelerator (GPU, TPU):
     ``vectorized``, all chains as one batched computation, which is what an accelerator is good
     at. Otherwise ``sequential`` (numpyro; blackjax has no such method and gets ``vectorized``).
-    Measured on the CPU here: ``vectorized`` was the slowest there (every chain waits for the
-    longest trajectory).
+    On the CPU ``vectorized`` is the slowest: every chain waits for the longest trajectory.
     """
     import jax
 
@@ -137,11 +136,10 @@ def jax_chain_method(chains: int) -> str:
 
 
 def nutpie_options() -> dict:
-    """nutpie's options: its JAX backend where JAX is installed (compiling a model takes seconds;
-    numba, its default, ~30 s), and its low-rank modified mass matrix, which adapts to the
-    correlations between parameters. benchmarks/mass_matrix.py (docs/performance.md): on a Poisson
-    model with large groups 1.2x the ESS per second of numpyro (nutpie's diagonal metric: 1.1x), on
-    a crossed logistic model the same."""
+    """nutpie's options: its JAX backend where JAX is installed (it compiles a model much faster than
+    numba, nutpie's default), and its low-rank modified mass matrix, which adapts to the
+    correlations between parameters: more effective draws per second than its diagonal metric where
+    parameters are correlated (benchmarks/mass_matrix.py, docs/performance.md)."""
     options = {"low_rank_modified_mass_matrix": True}
     if importable("jax"):
         options.update(backend="jax", gradient_backend="jax")
@@ -436,9 +434,9 @@ class _SamplerRun:
 def _release_compiled_programs() -> None:
     """Drop JAX's in-memory caches after a JAX sampler ran. Every fit converts a new PyMC graph, so
     its compiled programs are never reused in this process (JAX's persistent cache on disk keeps
-    them for the next), yet they stayed mapped: ~1,000 memory maps per fit, and a process that
-    fitted ~60 models died at the kernel's limit (vm.max_map_count, 65,530: "LLVM compilation
-    error: Cannot allocate memory"). This also clears the caches of JAX functions of your own."""
+    them for the next), yet they stayed mapped: a process that fitted many models ran out of memory
+    maps at the kernel's limit (vm.max_map_count: "LLVM compilation error: Cannot allocate memory";
+    docs/diagnostics.md). This also clears the caches of JAX functions of your own."""
     import jax
 
     jax.clear_caches()
@@ -449,7 +447,7 @@ def _sample(
 ) -> az.InferenceData:
     """One NUTS run: numpyro through :mod:`bayesmix.numpyro_nuts`; blackjax through PyMC's JAX
     sampling function called directly (``pm.sample`` would first compile PyMC's own step methods,
-    ~2 s, that an external sampler never uses); pymc and nutpie through ``pm.sample``."""
+    which an external sampler never uses); pymc and nutpie through ``pm.sample``."""
     if sampler == "numpyro":
         return numpyro_nuts.sample(
             built.model,
