@@ -12,7 +12,7 @@ from scipy import stats
 import bayesmix
 from bayesmix import BayesmixError
 from bayesmix.build import correlation_matrices
-from bayesmix.collapsed import _lower_solve, _upper_solve, crossed_arrays
+from bayesmix.collapsed import _lower_solve, _upper_solve, build_marginal, crossed_arrays
 from bayesmix.crossprod import block_z, lme4_order
 
 
@@ -184,7 +184,8 @@ def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
     blocks joined to it, when beta is integrated out) have the mean and covariance of the dense
     Gaussian conditional."""
     model = crossed_model(formula, data, priors)
-    design, pm_model = model.design, model.pymc_model("marginal")
+    built = build_marginal(model.design, model.family, model.priors)
+    design, pm_model = model.design, built.model
     rng = np.random.default_rng(1)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()}
     names = [n for n in pm_model.named_vars if n in ("beta", "sigma") or n.startswith(("sd_", "cor_", "re_"))]
@@ -196,7 +197,7 @@ def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
         name: np.broadcast_to(value, (chains, draws, *np.shape(value))).copy() for name, value in values.items()
     }
     idata = az.from_dict(posterior={k: v for k, v in posterior.items()})
-    bayesmix.collapsed.draw_effects(design, idata, seed=3, model=pm_model)
+    bayesmix.collapsed.draw_effects(design, idata, seed=3, model=built)
     collapsed = design.blocks[lme4_order(design.blocks)[0]]
     drawn = [idata.posterior[f"re_{collapsed.label}"].values.reshape(chains * draws, -1)]
     Zw = [block_z(collapsed).toarray()]
