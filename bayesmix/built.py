@@ -4,18 +4,13 @@ A builder (:mod:`bayesmix.collapsed`; :mod:`bayesmix.build`'s models need nothin
 graph) returns a :class:`BuiltModel`; the sampler (:func:`bayesmix.sampling.run_nuts`) takes it and
 reads these values as fields, and the caller finishes the draws with :meth:`BuiltModel.finish`.
 This module imports neither the builders nor the sampler, so both can import it.
-
-Until every caller passes a BuiltModel, a builder that must still hand out a bare ``pm.Model``
-records its BuiltModel with :func:`register`, and :func:`built_model` finds it again from the
-``pm.Model`` (a weak table: an entry goes with its model). That bridge is for one step only.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import arviz as az
@@ -56,20 +51,7 @@ class BuiltModel:
             self.post_draw(idata, seed, stacklevel=stacklevel)
 
 
-# the bridge: pm.Model -> its BuiltModel, for callers that still hold only the pm.Model
-_REGISTERED: weakref.WeakKeyDictionary[Any, BuiltModel] = weakref.WeakKeyDictionary()
-
-
-def register(built: BuiltModel) -> pm.Model:
-    """Record ``built`` under its ``pm.Model`` (for :func:`built_model`) and return that model."""
-    _REGISTERED[built.model] = built
-    return built.model
-
-
 def built_model(model: BuiltModel | pm.Model) -> BuiltModel:
-    """``model`` itself when it is a BuiltModel; for a ``pm.Model``, the BuiltModel registered
-    with it, else one with the graph alone (no derived values, no scales, no post-draw step)."""
-    if isinstance(model, BuiltModel):
-        return model
-    registered = _REGISTERED.get(model)
-    return registered if registered is not None else BuiltModel(model)
+    """``model`` itself when it is a BuiltModel; a bare ``pm.Model`` (e.g. from
+    :func:`bayesmix.build.build_model`) as one with the graph alone."""
+    return model if isinstance(model, BuiltModel) else BuiltModel(model)

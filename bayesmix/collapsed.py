@@ -77,7 +77,7 @@ from bayesmix.build import (
     response_name,
     term_dim,
 )
-from bayesmix.built import BuiltModel, built_model, register
+from bayesmix.built import BuiltModel
 from bayesmix.crossprod import block_z, level_gram, lme4_order, raw_cross_products
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixWarning
@@ -102,7 +102,7 @@ def _chunk(per_draw_bytes: int, total: int) -> int:
 
 def collapsible(design: Design, family: Family) -> bool:
     """Whether the collapsed model applies: gaussian, identity link, at least one random-effect block
-    (:func:`build_marginal_model` chooses how much is integrated out)."""
+    (:func:`build_marginal` chooses how much is integrated out)."""
     return family.name == "gaussian" and family.link.name == "identity" and len(design.blocks) >= 1
 
 
@@ -115,13 +115,6 @@ def build_marginal(design, family: Family, priors: dict[str, Prior]) -> BuiltMod
     if len(design.blocks) == 1 and normal_fixed_priors(design, priors) is None:
         return build_collapsed_model(design, family, priors)
     return build_crossed_model(design, family, priors)
-
-
-def build_marginal_model(design, family: Family, priors: dict[str, Prior]) -> pm.Model:
-    """:func:`build_marginal`'s PyMC model, its :class:`~bayesmix.built.BuiltModel` registered
-    with it (:func:`bayesmix.built.register`) for callers that still pass the bare ``pm.Model`` to
-    :func:`bayesmix.sampling.run_nuts` and :func:`draw_effects`."""
-    return register(build_marginal(design, family, priors))
 
 
 @dataclass(frozen=True)
@@ -217,13 +210,12 @@ def _flat(post, name):
     return values.reshape((-1,) + values.shape[2:])
 
 
-def draw_effects(design: Design, idata: az.InferenceData, seed: int, model=None) -> None:
+def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: BuiltModel | None = None) -> None:
     """Add ``re_<label>`` (exact conditional draws) and, for rows in memory, the pointwise log_likelihood.
 
-    ``model``: the collapsed model that was sampled, a :class:`~bayesmix.built.BuiltModel` (whose
-    post-draw step this runs) or its ``pm.Model`` as :func:`build_marginal_model` returned it;
-    None: a model of one block with beta sampled (:func:`build_collapsed_model`)."""
-    built = built_model(model) if model is not None else None
+    ``model``: the collapsed model that was sampled (:func:`build_marginal`), whose post-draw step
+    this runs; None: a model of one block with beta sampled (:func:`build_collapsed_model`)."""
+    built = model
     if built is not None and built.post_draw is not None:
         built.post_draw(idata, seed, stacklevel=5)
         return

@@ -18,7 +18,8 @@ from bayesmix.build import (
     split_technical,
     weakly_informed_centred,
 )
-from bayesmix.collapsed import build_marginal_model, collapsible, draw_effects
+from bayesmix.built import BuiltModel
+from bayesmix.collapsed import build_marginal, collapsible
 from bayesmix.design import Design, as_pandas, build_design, formula_for_data
 from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, BayesmixWarning, did_you_mean
@@ -90,7 +91,7 @@ class Model:
             self.design: Design = build_design(self.spec, data, categorical, missing, contrasts)
             self.family.check_response(self.design.y, self.design.trials)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
-        self._pymc_models: dict = {}
+        self._built: dict = {}  # parameterisation -> BuiltModel
         self.idata: az.InferenceData | None = None
         self.sampling_time: float | None = None
 
@@ -125,6 +126,10 @@ class Model:
         ``"marginal"`` (gaussian models: the random effects integrated out; with several blocks, the
         block with the most levels and beta integrated out, see :mod:`bayesmix.collapsed`).
         """
+        return self._built_model(parameterization).model
+
+    def _built_model(self, parameterization) -> BuiltModel:
+        """The :class:`~bayesmix.built.BuiltModel` of a parameterisation (built once, then reused)."""
         if self.from_statistics and parameterization != "marginal":
             raise BayesmixError(
                 "This model was built from a Dask DataFrame (sufficient statistics only): NUTS works from those for "
@@ -132,17 +137,17 @@ class Model:
                 "fit('ml') for other models, or load the rows into memory."
             )
         key = parameterization if isinstance(parameterization, str) else tuple(sorted(parameterization.items()))
-        if key not in self._pymc_models:
+        if key not in self._built:
             if parameterization == "marginal":
                 if not collapsible(self.design, self.family):
                     raise BayesmixError(
                         "parameterization='marginal' needs a gaussian model (identity link) with at least one "
                         "random-effect block; use 'noncentered' or 'centered' for this model."
                     )
-                self._pymc_models[key] = build_marginal_model(self.design, self.family, self.priors)
+                self._built[key] = build_marginal(self.design, self.family, self.priors)
             else:
-                self._pymc_models[key] = build_model(self.design, self.family, self.priors, parameterization)
-        return self._pymc_models[key]
+                self._built[key] = BuiltModel(build_model(self.design, self.family, self.priors, parameterization))
+        return self._built[key]
 
     def resolve_parameterization(self, parameterization):
         """``"auto"``: the collapsed model where it applies (fastest and exact), else per block
@@ -182,7 +187,7 @@ class Model:
         also sampled with numpyro's diagonal metric, not the low-rank one.
         """
         parameterization = self.resolve_parameterization(parameterization)
-        model = self.pymc_model(parameterization)
+        built = self._built_model(parameterization)
         funnels = weakly_informed_centred(self.design, parameterization)
         if target_accept is None:
             target_accept = FUNNEL_TARGET_ACCEPT if funnels else DEFAULT_TARGET_ACCEPT
@@ -195,10 +200,9 @@ class Model:
                 BayesmixWarning,
                 stacklevel=2,
             )
-        marginal = parameterization == "marginal"
         start = time.perf_counter()
         idata = run_nuts(
-            model,
+            built,
             draws=draws,
             tune=tune,
             chains=chains,
@@ -206,12 +210,10 @@ class Model:
             sampler=sampler,
             progressbar=progressbar,
             target_accept=target_accept,
-            log_likelihood=not marginal,
             low_rank_metric=not funnels,
         )
         seed = idata.posterior.attrs["bayesmix_seed"]
-        if marginal:
-            draw_effects(self.design, idata, seed=seed, model=model)
+        built.finish(idata, seed)
         split_technical(idata, self.design, self.family)
         if posterior_predictive and self.design.in_memory and chains * draws * self.nobs <= SAMPLE_PREDICTIVE_VALUES:
             responses = posterior_predict(self, idata, kind="response", random_seed=[seed, 1])

@@ -9,8 +9,8 @@ import pandas as pd
 import pymc as pm
 
 import bayesmix
-from bayesmix.built import BuiltModel, built_model, register
-from bayesmix.collapsed import build_marginal, build_marginal_model
+from bayesmix.built import BuiltModel, built_model
+from bayesmix.collapsed import build_marginal
 from bayesmix.sampling import initial_inverse_mass, run_nuts, values_per_draw
 
 PACKAGE = Path(bayesmix.__file__).parent
@@ -33,16 +33,7 @@ def test_the_builder_returns_the_derived_values_and_leaves_the_pm_model_bare():
     assert values_per_draw(built) >= sampled + built.derived_values
     assert built.post_draw is not None and not built.sampler_log_likelihood
     assert built_model(built) is built
-    assert built_model(built.model).derived_values == 0  # unregistered: the graph alone
-
-
-def test_the_bridge_finds_the_built_model_of_a_registered_pm_model():
-    model = penicillin()
-    pm_model = build_marginal_model(model.design, model.family, model.priors)
-    assert isinstance(pm_model, pm.Model)
-    assert built_model(pm_model).post_draw is not None
-    other = BuiltModel(pm.Model(), derived_values=3)
-    assert register(other) is other.model and built_model(other.model) is other
+    assert built_model(built.model).derived_values == 0  # a bare pm.Model: the graph alone
 
 
 def test_initial_scales_come_from_the_built_model():
