@@ -177,10 +177,13 @@ def laplace(value_and_grad, start: list[np.ndarray], data=()) -> Laplace | None:
     x0 = _flatten(start).astype(float)
     # a trust region, not BFGS: on large data the gradient at the start is huge and BFGS's first
     # (unit-metric) step jumped to where the density is not finite
-    with np.errstate(all="ignore"):
-        result = optimize.minimize(
-            objective, x0, jac=True, hess=hessian, method="trust-exact", options={"gtol": 1e-6, "maxiter": 100}
-        )
+    try:
+        with np.errstate(all="ignore"):
+            result = optimize.minimize(
+                objective, x0, jac=True, hess=hessian, method="trust-exact", options={"gtol": 1e-6, "maxiter": 100}
+            )
+    except (ValueError, np.linalg.LinAlgError):  # a step reached where the Hessian is not finite
+        return None
     mode = result.x
     if not np.all(np.isfinite(mode)) or np.max(np.abs(mode - x0), initial=0.0) > MAX_MODE_DISTANCE:
         return None

@@ -173,3 +173,17 @@ def test_segments_continue_the_adaptation_where_it_stopped(method):
         parts.append([np.asarray(leaf) for leaf in collected])
     for leaf, pieces in zip(whole, zip(*parts)):
         np.testing.assert_allclose(np.concatenate(pieces, axis=1)[:, 150:], leaf, rtol=1e-9, atol=1e-9)
+
+
+def test_laplace_gives_up_where_the_hessian_is_not_finite():
+    """A potential whose gradient turns NaN next to the start (a centred funnel's neck): the
+    trust-region step meets a non-finite Hessian, and the Laplace start is skipped, not a crash."""
+    from bayesmix.numpyro_nuts import laplace
+
+    def value_and_grad(values, data):
+        x = values[0]
+        if np.any(np.abs(x - 1.0) > 1e-9):
+            return 0.5 * float(x @ x), [np.full_like(x, np.nan)]
+        return 0.5 * float(x @ x), [x]
+
+    assert laplace(value_and_grad, [np.ones(3)]) is None
