@@ -3,18 +3,16 @@
 m = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
 idata = m.sample()
 print(m.summary())
+
+Importing the package is light and changes nothing in the process: the modelling API (``Model``,
+``load``, the tables and plots) is imported on first use (PEP 562), and JAX is configured when a
+JAX sampler first runs; a program that imports JAX itself before that calls
+``bayesmix.configure_jax()`` first (XLA's CPU devices for parallel chains, the compilation cache).
 """
 
-import gc
+import importlib
 
 from bayesmix._jax import configure_jax
-
-configure_jax()  # before anything imports jax
-
-# ruff: noqa: E402
-from bayesmix import plots
-from bayesmix.checks import scaled_residuals
-from bayesmix.compare import anova
 from bayesmix.datasets import DATASETS, load_dataset
 from bayesmix.errors import (
     BayesmixError,
@@ -30,20 +28,41 @@ from bayesmix.errors import (
     TreeDepthWarning,
 )
 from bayesmix.families import FAMILY_NAMES
-from bayesmix.loading import load
 from bayesmix.memory import memory_budget, set_memory_budget
-from bayesmix.model import Model
-from bayesmix.priors import Prior
-from bayesmix.tidy import fixef, ranef, varcorr
 
 __version__ = "0.1.0"
 
-# What the imports above created (pymc, pytensor, arviz, jax, scipy: ~1e6 objects) lives as long as
-# the process. Moved out of the cyclic garbage collector's sight, it is no longer traversed by every
-# full collection, nor at interpreter exit, which took 0.55 s of each `python script.py` here.
-gc.freeze()
+# name -> the module that defines it, imported when the name is first read
+_LAZY = {
+    "Model": "bayesmix.model",
+    "Prior": "bayesmix.priors",
+    "load": "bayesmix.loading",
+    "anova": "bayesmix.compare",
+    "scaled_residuals": "bayesmix.checks",
+    "fixef": "bayesmix.tidy",
+    "ranef": "bayesmix.tidy",
+    "varcorr": "bayesmix.tidy",
+}
+_LAZY_MODULES = {"plots"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _LAZY_MODULES:
+        value = importlib.import_module(f"bayesmix.{name}")
+    else:
+        raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY, *_LAZY_MODULES})
+
 
 __all__ = [
+    "configure_jax",
     "Model",
     "Prior",
     "load_dataset",

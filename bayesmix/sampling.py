@@ -19,6 +19,7 @@ x draws x rows) is skipped with a warning when it does not fit.
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import math
 import signal
@@ -32,6 +33,7 @@ import numpy as np
 import pymc as pm
 
 from bayesmix import convergence, memory, numpyro_nuts
+from bayesmix._jax import configure_jax
 from bayesmix.built import BuiltModel, built_model
 from bayesmix.errors import (
     BayesmixError,
@@ -59,10 +61,30 @@ ESS_PER_CHAIN = 100
 MAX_TREEDEPTH_SHARE = 0.01
 
 
+JAX_MODULES = ("jax", "jaxlib", "numpyro", "blackjax", "nutpie")  # importing any may import JAX
+
+
+def prepare_jax() -> None:
+    """What JAX needs set before it is first imported (XLA's CPU devices, the persistent compilation
+    cache: :func:`bayesmix._jax.configure_jax`); done here, when a sampler is first looked for or
+    run, not when bayesmix is imported. Then, once, the objects the imports made (PyMC, PyTensor,
+    JAX: about a million, living as long as the process) leave the cyclic garbage collector's sight,
+    which otherwise traverses them at every full collection and at exit."""
+    configure_jax()
+    if not _FROZEN:
+        _FROZEN.append(True)
+        gc.freeze()
+
+
+_FROZEN: list[bool] = []
+
+
 @functools.cache
 def importable(module: str) -> bool:
     """Whether ``module`` imports (not only whether it is installed: a JAX without its jaxlib, or
     one made unimportable, counts as missing). Cached: a module that imported stays imported."""
+    if module.split(".")[0] in JAX_MODULES:
+        configure_jax()
     try:
         importlib.import_module(module)
     except Exception:  # ImportError, or a broken install (jaxlib's own checks raise RuntimeError)
@@ -365,6 +387,7 @@ def run_nuts(
     if not 0.5 <= target_accept < 1:
         raise BayesmixError(f"target_accept must be in [0.5, 1), not {target_accept!r}.")
     built = built_model(model)
+    prepare_jax()
     concrete = resolve_sampler(sampler)
     seed = seed_from(random_seed)
     log_likelihood = check_memory(built, int(draws), int(chains), log_likelihood and built.sampler_log_likelihood)

@@ -1,9 +1,10 @@
 """Fixtures shared across test files.
 
-bayesmix is imported here, before any test module imports JAX: on import it asks XLA for one CPU
-device per core (parallel chains) and turns on JAX's persistent compilation cache, which it can only
-do before JAX starts (test_accelerator_path.py imports jax first; without this the whole session ran
-chains sequentially and recompiled every model: 13.6 minutes instead of about 7).
+JAX is configured here, before any test module imports it: bayesmix.configure_jax() asks XLA for
+one CPU device per core (parallel chains) and turns on JAX's persistent compilation cache, which it
+can only do before JAX starts (bayesmix does it when a sampler first runs; test_accelerator_path.py
+imports jax first, and without this the whole session ran chains sequentially and recompiled every
+model: 13.6 minutes instead of about 7).
 """
 
 import warnings
@@ -11,6 +12,8 @@ import warnings
 import pytest
 
 import bayesmix
+
+bayesmix.configure_jax()
 
 
 @pytest.fixture(scope="session")
