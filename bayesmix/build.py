@@ -86,6 +86,19 @@ def correlation_matrices(pairs: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def flat_draws(posterior, name: str) -> np.ndarray:
+    """Draws of ``name`` with chain and draw stacked into the first axis: (S, ...)."""
+    values = posterior[name].values
+    return values.reshape((-1,) + values.shape[2:])
+
+
+def covariance_roots(posterior, block: Block) -> np.ndarray:
+    """(S, k, k) per draw, the lower Cholesky factor of a block's covariance: diag(sd) L with the
+    correlation matrix L L' (what new levels' effects and the collapsed draws are scaled by)."""
+    sd = flat_draws(posterior, f"sd_{block.label}")
+    return sd[:, :, None] * np.linalg.cholesky(block_correlations(posterior, block))
+
+
 def block_correlations(posterior, block: Block) -> np.ndarray:
     """(S, k, k) correlation matrices of a block from a posterior's ``cor_<label>`` (chain and
     draw stacked; the identity for one term)."""

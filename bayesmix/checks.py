@@ -53,11 +53,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 
+from bayesmix.build import flat_draws
 from bayesmix.crossprod import block_z
 from bayesmix.errors import BayesmixError
 from bayesmix.fit_view import view
 from bayesmix.linpred import linear_predictor
-from bayesmix.predict import _effects_with_new_levels, _flat, conditional_modes, encode, fixed_estimates
+from bayesmix.predict import _effects_with_new_levels, conditional_modes, encode, fixed_estimates
 
 RE_FORMS = ("unconditional", "conditional")
 
@@ -306,13 +307,13 @@ def _simulate_nuts(model, thinned: az.InferenceData, re_form: str, rng):
     design, family = model.design, model.family
     post = thinned.posterior
     S = post.sizes["draw"]
-    beta = _flat(post, "beta") if design.fixed_names else np.zeros((S, 0))
+    beta = flat_draws(post, "beta") if design.fixed_names else np.zeros((S, 0))
     if re_form == "conditional":
-        blocks = [(b.Zt, b.codes, _flat(post, f"re_{b.label}")) for b in design.blocks]
+        blocks = [(b.Zt, b.codes, flat_draws(post, f"re_{b.label}")) for b in design.blocks]
     else:
         blocks = _fresh_effect_blocks(model, post, rng)
     mu = family.mean(linear_predictor(design.X, beta, blocks, design.offset))
-    params = {name: _flat(post, name)[:, None] for name in family.params}
+    params = {name: flat_draws(post, name)[:, None] for name in family.params}
     simulated = family.draw(mu, params, design.trials, rng)
     mean, variance = _response_moments(family, mu, params, design.trials)
     return simulated, mean, variance

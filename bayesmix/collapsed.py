@@ -69,9 +69,10 @@ from bayesmix.build import (
     COEF_DIM,
     OBS_DIM,
     _block_effects,
-    block_correlations,
     block_covariance,
+    covariance_roots,
     fixed_effects,
+    flat_draws,
     level_dim,
     model_coords,
     response_name,
@@ -205,11 +206,6 @@ def _logdet_and_quadratic(A, c, k: int):
     return 2 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1))), pt.sum(w**2)
 
 
-def _flat(post, name):
-    values = post[name].values
-    return values.reshape((-1,) + values.shape[2:])
-
-
 def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: BuiltModel | None = None) -> None:
     """Add ``re_<label>`` (exact conditional draws) and, for rows in memory, the pointwise log_likelihood.
 
@@ -229,10 +225,9 @@ def _draw_one_block(design: Design, idata: az.InferenceData, seed: int, stacklev
     stats = level_stats(design)
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
-    beta = _flat(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
-    sigma = _flat(post, "sigma")
-    sd = _flat(post, f"sd_{block.label}")
-    S = sd[:, :, None] * np.linalg.cholesky(block_correlations(post, block))  # (draws, k, k)
+    beta = flat_draws(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
+    sigma = flat_draws(post, "sigma")
+    S = covariance_roots(post, block)  # (draws, k, k)
     lam = S / sigma[:, None, None]
     k, M = block.n_terms, block.n_levels
     rng = np.random.default_rng(seed)
@@ -934,24 +929,23 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     kept, joined = _sampled_and_joined(design, arrays.order, arrays.joined)
     M, k = first.n_levels, first.n_terms
     g = arrays.GG.shape[0]
-    sigma = _flat(post, "sigma")
-    sd = _flat(post, f"sd_{first.label}")
-    T1 = sd[:, :, None] * np.linalg.cholesky(block_correlations(post, first)) / sigma[:, None, None]  # (draws, k, k)
-    pieces = [_flat(post, f"re_{block.label}").reshape(total, -1) for block in kept]
+    sigma = flat_draws(post, "sigma")
+    T1 = covariance_roots(post, first) / sigma[:, None, None]  # (draws, k, k)
+    pieces = [flat_draws(post, f"re_{block.label}").reshape(total, -1) for block in kept]
     sampled_beta = arrays.beta_prior is None
     if sampled_beta and design.fixed_names:
-        pieces.append(_flat(post, "beta"))
+        pieces.append(flat_draws(post, "beta"))
     kappa = np.concatenate(pieces, axis=1) if pieces else np.zeros((total, 0))
     rng = np.random.default_rng(seed)
     effects = np.empty((total, M, k))
     p = len(design.fixed_names)
     # G's values per draw: beta (sampled, or drawn below with the joined effects)
-    beta = _flat(post, "beta") if sampled_beta and p else np.zeros((total, g if not sampled_beta else p))
+    beta = flat_draws(post, "beta") if sampled_beta and p else np.zeros((total, g if not sampled_beta else p))
     if g:  # G's prior means and SDs per draw: beta's, then 0 and each joined block's SD per level
         prior_mean = np.concatenate([arrays.beta_prior[0], np.zeros(g - p)])
         prior_sd = np.concatenate(
             [np.broadcast_to(arrays.beta_prior[1], (total, p))]
-            + [np.repeat(_flat(post, f"sd_{b.label}")[:, :1], b.n_levels, axis=1) for b in joined],
+            + [np.repeat(flat_draws(post, f"sd_{b.label}")[:, :1], b.n_levels, axis=1) for b in joined],
             axis=1,
         )
     step = _chunk(8 * M * k * (4 * k + 3 * g + 8), total)
@@ -998,6 +992,6 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     offsets = np.cumsum([p, *(b.n_levels for b in joined)])
     for block, start, end in zip(joined, offsets[:-1], offsets[1:]):
         post[f"re_{block.label}"] = _effects_array(block, beta[:, start:end].reshape(chains, draws, block.n_levels, 1))
-    all_effects = {block.label: _flat(post, f"re_{block.label}") for block in [*kept, *joined]}
+    all_effects = {block.label: flat_draws(post, f"re_{block.label}") for block in [*kept, *joined]}
     all_effects[first.label] = effects
     _log_likelihood_if_it_fits(design, idata, beta[:, :p], all_effects, sigma, stacklevel=stacklevel)

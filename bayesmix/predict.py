@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmix import memory
-from bayesmix.build import OBS_DIM, block_correlations, response_name
+from bayesmix.build import OBS_DIM, covariance_roots, flat_draws, response_name
 from bayesmix.design import Design, NewData, encode_new_data
 from bayesmix.errors import BayesmixError
 from bayesmix.linpred import linear_predictor
@@ -47,22 +47,16 @@ def encode(design: Design, data, allow_new_levels: bool, random_effects: bool = 
     return encode_new_data(design, data, allow_new_levels, random_effects)
 
 
-def _flat(post, name):
-    values = post[name].values
-    return values.reshape((-1,) + values.shape[2:])
-
-
 def _effects_with_new_levels(design, post, new: NewData, new_levels: str, rng):
     """Per block: (codes with new levels mapped past M, effects (S, M + new, k))."""
     out = []
     for block, (codes, Zt), unseen in zip(design.blocks, new.blocks, new.new_levels):
-        effects = _flat(post, f"re_{block.label}")
+        effects = flat_draws(post, f"re_{block.label}")
         codes = codes.copy()
         if unseen:
             S, _, k = effects.shape
             if new_levels == "sample":
-                sd = _flat(post, f"sd_{block.label}")
-                chol = sd[:, :, None] * np.linalg.cholesky(block_correlations(post, block))
+                chol = covariance_roots(post, block)
                 extra = np.einsum("sij,snj->sni", chol, rng.standard_normal((S, len(unseen), k)))
             else:
                 extra = np.zeros((S, len(unseen), k))
@@ -100,14 +94,14 @@ def posterior_predict(
         "(e.g. idata.sel(draw=slice(0, None, 10))).",
     )
     rng = np.random.default_rng(random_seed)
-    beta = _flat(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
+    beta = flat_draws(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
     eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng), new.offset)
     values = family.mean(eta)
     if kind == "response":
         if family.name == "binomial" and data is not None and new.trials is None:
             trials = "the trials column of p(s, n)" if design.spec.response.trials else "both columns of cbind(s, f)"
             raise BayesmixError(f"Simulating binomial responses for new data needs {trials} in the new data.")
-        params = {p: _flat(post, p)[:, None] for p in family.params}
+        params = {p: flat_draws(post, p)[:, None] for p in family.params}
         values = family.draw(values, params, new.trials, rng)
     return xr.DataArray(values.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))
 

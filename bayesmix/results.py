@@ -19,7 +19,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayesmix.build import block_correlations
+from bayesmix.build import block_correlations, flat_draws
 from bayesmix.design import Design, coding_notes
 from bayesmix.families import Family
 from bayesmix.report import format_table, ranef_frames, ranef_to_dict
@@ -66,17 +66,11 @@ class NutsSummary:
         return []
 
 
-def _flat(posterior, name) -> np.ndarray:
-    """Draws of ``name`` with chain and draw stacked into the first axis: (S, ...)."""
-    values = posterior[name].values
-    return values.reshape((-1,) + values.shape[2:])
-
-
 def summarize(design: Design, family: Family, idata: az.InferenceData, diagnostics: Diagnostics) -> NutsSummary:
     post = idata.posterior
     fixef = pd.DataFrame(index=pd.Index(design.fixed_names, name="term"))
     if design.fixed_names:
-        draws = _flat(post, "beta")
+        draws = flat_draws(post, "beta")
         half = (1 - INTERVAL) / 2
         with np.errstate(all="ignore"):
             summary = az.summary(idata, var_names=["beta"], kind="diagnostics")
@@ -90,7 +84,7 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
     varcorr, modes, sds, bounds = [], [], [], []
     half = (1 - INTERVAL) / 2
     for block in design.blocks:
-        sd = _flat(post, f"sd_{block.label}")  # (S, k)
+        sd = flat_draws(post, f"sd_{block.label}")  # (S, k)
         corr = block_correlations(post, block)
         cov = sd[:, :, None] * corr * sd[:, None, :]
         varcorr.append(
@@ -104,16 +98,16 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
                 "cov": cov.mean(0),
             }
         )
-        effects = _flat(post, f"re_{block.label}")  # (S, M, k)
+        effects = flat_draws(post, f"re_{block.label}")  # (S, M, k)
         modes.append(effects.mean(0))
         sds.append(effects.std(0, ddof=1))
         bounds.append(np.quantile(effects, [half, 1 - half], axis=0))
     ranef = ranef_frames(design, modes, sds, [b[0] for b in bounds], [b[1] for b in bounds])
     sigma = sigma_se = sigma_var = None
     if "sigma" in family.params:
-        draws = _flat(post, "sigma")
+        draws = flat_draws(post, "sigma")
         sigma, sigma_se, sigma_var = float(draws.mean()), float(draws.std(ddof=1)), float((draws**2).mean())
-    family_params = {p: float(_flat(post, p).mean()) for p in family.params if p != "sigma"}
+    family_params = {p: float(flat_draws(post, p).mean()) for p in family.params if p != "sigma"}
     missing = tuple(group for group in ("sample_stats",) if group not in idata.groups())
     return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var, missing)
 
