@@ -185,6 +185,11 @@ def _variables(expr: str) -> set[str]:
     return column_names(formulae.model_description(expr).var_names)
 
 
+def offset_columns(spec: FormulaSpec) -> set[str]:
+    """Columns the offsets read (``offset(log(expo))``: expo)."""
+    return set().union(*(_expression_names(expr) for expr in spec.offsets))
+
+
 def value_columns(spec: FormulaSpec) -> set[str]:
     """Columns used as predictors: in the fixed part or left of '|' in a random term."""
     return set().union(*(_variables(part) for part in (spec.fixed, *(term.expr for term in spec.random))))

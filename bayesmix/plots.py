@@ -29,6 +29,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy.stats import norm
 
 from bayesmix.checks import scaled_residuals as compute_scaled_residuals
+from bayesmix.design import offset_columns
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glm import fit_glm
 from bayesmix.fit_view import FitView, view
@@ -298,44 +299,10 @@ def shrinkage(model, x=None, group=None, *, idata=None, ax=None):
     arrow; the legend says how many. Returns the Axes.
     """
     source = view(model, idata)
-    design, family = source.design, source.family
-    group = _one_group(design, group)
-    blocks = [block for block in design.blocks if block.group == group]
-    terms = [t for block in blocks for t in block.terms]
-    if len(terms) > 2:
-        raise BayesmixError(
-            f"shrinkage() draws a group with one or two random-effect terms; '{group}' has {len(terms)} "
-            f"({', '.join(terms)}). Use caterpillar(fit, group='{group}') to see them all."
-        )
-    if x is not None:
-        if x not in terms:
-            raise BayesmixError(
-                f"x must be one of {group}'s random-effect terms ({', '.join(terms)}), not {x!r}."
-                f"{did_you_mean(x, terms)}"
-            )
-        terms = [x] + [t for t in terms if t != x]
-    gaussian = family.name == "gaussian" and family.link.name == "identity"
-    if not (gaussian or family.has_laplace):
-        raise BayesmixError(
-            f"shrinkage() fits each {group} separately, which it does for {', '.join(_ESTIMABLE)} models; "
-            f"this one is {family.name} ({family.link.name} link). Use caterpillar() to see its random effects."
-        )
+    group, blocks, terms = _shrinkage_terms(source, group, x)
     source.require()
-
-    columns = {t: (block, j) for block in blocks for j, t in enumerate(block.terms)}
-    Z = np.column_stack([columns[t][0].Zt[:, columns[t][1]] for t in terms])
-    codes, levels = blocks[0].codes, list(blocks[0].levels)
-    beta = _fixef(source)
-    centre = np.array([beta.get(t, 0.0) for t in terms])
-    others = [i for i, name in enumerate(design.fixed_names) if name not in terms]
-    offset = design.X[:, others] @ beta.iloc[others].to_numpy() if others else np.zeros(design.nobs)
-    if design.offset is not None:
-        offset = offset + design.offset
-    table = _ranef(source)
-    wide = table[table["group"] == group].pivot(index="level", columns="term", values="condval")
-    partial = centre + wide.reindex(levels)[terms].to_numpy()
-    separate, pooled = _no_pooling(source, terms, Z, codes, len(levels), offset)
-
+    separate, partial, pooled, centre = _shrinkage_estimates(source, group, blocks, terms)
+    family, levels = source.family, list(blocks[0].levels)
     scale = "" if family.link.name == "identity" else f" ({family.link.name} scale)"
     labels = {
         "no": f"No pooling: a separate fit per {group}",
@@ -369,6 +336,53 @@ def shrinkage(model, x=None, group=None, *, idata=None, ax=None):
         title_fontsize=8,
     )
     return ax
+
+
+def _shrinkage_terms(source: FitView, group, x):
+    """The group, its blocks and their terms (``x`` first) that shrinkage() draws, after the checks."""
+    design, family = source.design, source.family
+    group = _one_group(design, group)
+    blocks = [block for block in design.blocks if block.group == group]
+    terms = [t for block in blocks for t in block.terms]
+    if len(terms) > 2:
+        raise BayesmixError(
+            f"shrinkage() draws a group with one or two random-effect terms; '{group}' has {len(terms)} "
+            f"({', '.join(terms)}). Use caterpillar(fit, group='{group}') to see them all."
+        )
+    if x is not None:
+        if x not in terms:
+            raise BayesmixError(
+                f"x must be one of {group}'s random-effect terms ({', '.join(terms)}), not {x!r}."
+                f"{did_you_mean(x, terms)}"
+            )
+        terms = [x] + [t for t in terms if t != x]
+    gaussian = family.name == "gaussian" and family.link.name == "identity"
+    if not (gaussian or family.has_laplace):
+        raise BayesmixError(
+            f"shrinkage() fits each {group} separately, which it does for {', '.join(_ESTIMABLE)} models; "
+            f"this one is {family.name} ({family.link.name} link). Use caterpillar() to see its random effects."
+        )
+    return group, blocks, terms
+
+
+def _shrinkage_estimates(source: FitView, group: str, blocks, terms):
+    """(separate fits per level, the mixed model's per-level estimates, the pooled fit, the fixed
+    effects) of ``terms``; fixed effects outside the block (and the offsets) held as an offset."""
+    design = source.design
+    columns = {t: (block, j) for block in blocks for j, t in enumerate(block.terms)}
+    Z = np.column_stack([columns[t][0].Zt[:, columns[t][1]] for t in terms])
+    codes, levels = blocks[0].codes, list(blocks[0].levels)
+    beta = _fixef(source)
+    centre = np.array([beta.get(t, 0.0) for t in terms])
+    others = [i for i, name in enumerate(design.fixed_names) if name not in terms]
+    offset = design.X[:, others] @ beta.iloc[others].to_numpy() if others else np.zeros(design.nobs)
+    if design.offset is not None:
+        offset = offset + design.offset
+    table = _ranef(source)
+    wide = table[table["group"] == group].pivot(index="level", columns="term", values="condval")
+    partial = centre + wide.reindex(levels)[terms].to_numpy()
+    separate, pooled = _no_pooling(source, terms, Z, codes, len(levels), offset)
+    return separate, partial, pooled, centre
 
 
 def _arrow(ax, start, end) -> None:
@@ -549,10 +563,11 @@ def residuals(model, by_group=False, group=None, *, idata=None, ax=None, page: i
 
 
 def _fixed_predictors(design) -> list[str]:
-    """The data columns the fixed part uses, in the data's column order."""
+    """The data columns the fixed part and the offsets use, in the data's column order (an offset's
+    columns are held at reference values too: a rate at the mean exposure, say)."""
     if not design.fixed_names:
         return []
-    names = set(formulae.model_description(design.spec.fixed).var_names)
+    names = set(formulae.model_description(design.spec.fixed).var_names) | offset_columns(design.spec)
     return [c for c in design.data.columns if c in names]
 
 
@@ -674,35 +689,43 @@ def conditional_effects(
     observed = _observed(design)
     kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
     band = None if interval is None else f"{100 * interval:g} % {kind}"
-    if factor:
-        pos = np.arange(len(values))
-        if data_points:
-            codes = column.cat.codes.to_numpy()
-            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(codes))
-            ax.plot(
-                codes + jitter, observed, "o", color="0.6", ms=3, alpha=0.45, mew=0, gid="data", label="observed data"
-            )
-        yerr = None if interval is None else np.vstack([mean - lower, upper - mean])
-        label = "population-level mean" + ("" if band is None else f" with {band}")
-        bars = ax.errorbar(pos, mean, yerr=yerr, fmt="o", color=_PARTIAL_COLOR, ms=7, capsize=5, lw=1.6, label=label)
-        bars.lines[0].set_gid("prediction")
-        if band is not None:
-            bars.lines[2][0].set_gid("interval")
-        ax.set_xticks(pos)
-        ax.set_xticklabels([str(v) for v in values])
-        ax.set_xlim(-0.5, len(values) - 0.5)
-    else:
-        if data_points:
-            ax.plot(column.to_numpy(dtype=float), observed, "o", color="0.6", ms=3, alpha=0.45, mew=0, gid="data")
-            ax.lines[-1].set_label("observed data")
-        if interval is not None:
-            ax.fill_between(values, lower, upper, color=_PARTIAL_COLOR, alpha=0.2, lw=0, gid="interval", label=band)
-        ax.plot(values, mean, color=_PARTIAL_COLOR, lw=2, gid="prediction", label="population-level mean")
+    draw = _factor_effect if factor else _numeric_effect
+    draw(ax, values, column, observed if data_points else None, (mean, lower, upper), band)
     ax.set_xlabel(effect)
     ax.set_ylabel(_response_label(design))
     ax.set_title(_effects_title(effect, source.label, reference), fontsize=10)
     ax.legend(loc="best", fontsize=8, frameon=False)
     return ax
+
+
+def _factor_effect(ax, values, column, observed, prediction, band) -> None:
+    """A point with an error bar per level of a factor ``effect`` (and the jittered data)."""
+    mean, lower, upper = prediction
+    pos = np.arange(len(values))
+    if observed is not None:
+        codes = column.cat.codes.to_numpy()
+        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(codes))
+        ax.plot(codes + jitter, observed, "o", color="0.6", ms=3, alpha=0.45, mew=0, gid="data", label="observed data")
+    yerr = None if lower is None else np.vstack([mean - lower, upper - mean])
+    label = "population-level mean" + ("" if band is None else f" with {band}")
+    bars = ax.errorbar(pos, mean, yerr=yerr, fmt="o", color=_PARTIAL_COLOR, ms=7, capsize=5, lw=1.6, label=label)
+    bars.lines[0].set_gid("prediction")
+    if band is not None:
+        bars.lines[2][0].set_gid("interval")
+    ax.set_xticks(pos)
+    ax.set_xticklabels([str(v) for v in values])
+    ax.set_xlim(-0.5, len(values) - 0.5)
+
+
+def _numeric_effect(ax, values, column, observed, prediction, band) -> None:
+    """A line with its band over a numeric ``effect`` (and the data)."""
+    mean, lower, upper = prediction
+    if observed is not None:
+        ax.plot(column.to_numpy(dtype=float), observed, "o", color="0.6", ms=3, alpha=0.45, mew=0, gid="data")
+        ax.lines[-1].set_label("observed data")
+    if lower is not None:
+        ax.fill_between(values, lower, upper, color=_PARTIAL_COLOR, alpha=0.2, lw=0, gid="interval", label=band)
+    ax.plot(values, mean, color=_PARTIAL_COLOR, lw=2, gid="prediction", label="population-level mean")
 
 
 # --- scaled (DHARMa) residuals ---------------------------------------------------------------------------

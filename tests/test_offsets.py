@@ -129,3 +129,21 @@ def test_the_dask_statistics_take_the_offset_out(sleep, reml):
     fit = model.fit("reml")
     assert np.allclose(fit.fixef["estimate"], reml.fixef["estimate"], rtol=1e-8)
     assert np.allclose(fit.predict(sleep), reml.predict(sleep), rtol=1e-8)
+
+
+def test_conditional_effects_hold_the_offset_at_its_mean():
+    """The grid of a conditional-effects plot needs the offset's columns: held at their mean (a rate
+    at the mean exposure), as the other predictors are; it raised for lack of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayesmix import plots
+
+    data = counts()
+    fit = bayesmix.Model("y ~ x + offset(log(expo)) + (1 | g)", data, family="poisson").fit("laplace")
+    ax = plots.conditional_effects(fit, "x", interval=None, data_points=False)
+    assert f"expo = {data.expo.mean():.4g} (mean)" in ax.get_title()
+    line = ax.get_lines()[0].get_ydata()
+    beta = fit.fixef["estimate"]
+    xs = np.linspace(data.x.min(), data.x.max(), 100)
+    assert np.allclose(line, np.exp(beta["Intercept"] + beta["x"] * xs + np.log(data.expo.mean())))
