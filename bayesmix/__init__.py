@@ -43,7 +43,7 @@ _LAZY = {
     "ranef": "bayesmix.tidy",
     "varcorr": "bayesmix.tidy",
 }
-_LAZY_MODULES = {"plots"}
+_LAZY_MODULES = {"plots", "modular"}
 
 
 def __getattr__(name: str):

@@ -37,8 +37,8 @@ LAYERS = [
     {"fit_view", "report", "predict", "results"},
     {"mixedfit", "io", "checks", "tidy", "compare"},
     {"plots"},
-    # the façade
-    {"model"},
+    # the façade, and lme4's modular steps beside it
+    {"model", "modular"},
     {"loading", "cli", "__init__"},
 ]
 EXACT = {"exact.lmm", "exact.glmm"}
