@@ -40,11 +40,10 @@ DEFAULT_NAGQ = 10  # fit("agq") without nAGQ: enough points that the estimates n
 
 
 DEFAULT_TARGET_ACCEPT = 0.9
-# where a block is centred although its levels carry little information: simulation-based
-# calibration of the all-centred bernoulli model (8 binary rows per group) rejected the slope SD's
-# ranks at 0.9 (chi-square p < 0.001) and passed at 0.99 (p 0.017), same replications, 1.7x the time.
-# Such a model also keeps numpyro's diagonal metric: with the low-rank metric (learnt in half the
-# warmup) the same replications gave p 0.004, below the test's threshold
+# where a block is centred although its levels carry little information: its SDs sit in a funnel
+# whose neck NUTS explores with bias unless its steps are small; such a model also keeps numpyro's
+# diagonal metric, as the low-rank one, learnt in half the warmup, did not follow the neck
+# (simulation-based calibration of both choices: docs/calibration.md)
 FUNNEL_TARGET_ACCEPT = 0.99
 
 
