@@ -73,6 +73,7 @@ def prepare_jax() -> None:
     configure_jax()
     if not _FROZEN:
         _FROZEN.append(True)
+        importable("numpyro")  # the default sampler's imports (JAX's among them) made before the freeze
         gc.freeze()
 
 
