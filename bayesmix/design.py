@@ -731,7 +731,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
             ) from None
         Zt = full[:, [names.index(t) for t in block.terms]]
         names_new = _level_names(pd.DataFrame(raw_groups), term.factors)
-        codes = pd.Index(block.levels).get_indexer(names_new).astype(np.int64)
+        codes = _level_codes(block.levels, names_new, pd.DataFrame(raw_groups)[list(term.factors)])
         unseen = tuple(sorted(pd.unique(names_new[codes < 0])))
         if unseen:  # the i-th unseen level is coded -1 - i
             codes[codes < 0] = -1 - pd.Index(unseen).get_indexer(names_new[codes < 0])
@@ -761,6 +761,35 @@ def coding_notes(design) -> list[str]:
         coded = ", ".join(f"{name}: contr.{kind.lower()}" for name, kind in contrasts.items())
         notes.append(f" Contrasts: {coded}")
     return notes
+
+
+def _level_codes(levels: tuple[str, ...], names: pd.Series, raw: pd.DataFrame) -> np.ndarray:
+    """Each new row's level index (-1: unseen). Levels match by their text; where the new data give a
+    grouping column as numbers, a number matches the level of the same value however it is written
+    (3.0 in new data is the level 3 of an integer column), unless two levels have the same value."""
+    codes = pd.Index(levels).get_indexer(names).astype(np.int64)
+    unmatched = codes < 0
+    if not unmatched.any() or not all(pd.api.types.is_numeric_dtype(raw[c]) for c in raw.columns):
+        return codes
+    by_value = {_numeric_text(level): i for i, level in enumerate(levels)}
+    if len(by_value) < len(levels):
+        return codes
+    lookup = {text: by_value.get(_numeric_text(text), -1) for text in pd.unique(names[unmatched])}
+    codes[unmatched] = names[unmatched].map(lookup).to_numpy(dtype=np.int64)
+    return codes
+
+
+def _numeric_text(text: str) -> str:
+    """A level's text with each ':'-separated number written one way ("3", "3.0" and "3.00" alike)."""
+    parts = []
+    for part in str(text).split(":"):
+        try:
+            value = float(part)
+        except ValueError:
+            parts.append(part)
+            continue
+        parts.append(repr(value) if np.isfinite(value) else part)
+    return ":".join(parts)
 
 
 def _new_trials(data: pd.DataFrame, response) -> np.ndarray | None:

@@ -113,3 +113,12 @@ def test_a_column_named_intercept_is_refused_not_merged():
         bayesmix.Model("y ~ Intercept + (1 | g)", data)
     with pytest.raises(BayesmixError, match="column named 'Intercept'"):
         bayesmix.Model("y ~ 1 + (Intercept | g)", data)
+
+
+def test_new_data_give_a_numeric_grouping_column_as_floats(sleep):
+    """Days (integers) as a grouping factor, new data with Days as 3.0: the level 3, not a new level
+    at the population level (which allow_new_levels=True made silent)."""
+    fit = bayesmix.Model("Reaction ~ Days + (1 | Days) + (1 | Subject)", sleep).fit("reml")
+    new = sleep.iloc[[3, 40, 100]].assign(Days=lambda d: d.Days.astype(float))
+    assert np.allclose(fit.predict(new, allow_new_levels=True), fit.predict()[[3, 40, 100]], rtol=1e-12)
+    assert np.allclose(fit.predict(new), fit.predict()[[3, 40, 100]], rtol=1e-12)
