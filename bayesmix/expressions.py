@@ -372,7 +372,8 @@ def with_contrasts(expr: str, contrasts: dict[str, str]) -> str:
             return token
         return f"C({token}, {contrasts[name]})"
 
-    return re.sub(r"`[^`]*`|(?<![\w.])[^\W\d][\w.]*(?!\s*\()", swap, expr)
+    # a whole name (not a prefix of a longer one) that is not a function being called
+    return re.sub(r"`[^`]*`|(?<![\w.])[^\W\d][\w.]*(?![\w.])(?!\s*\()", swap, expr)
 
 
 def display_names(names, contrasts: dict[str, str]) -> tuple[str, ...]:
