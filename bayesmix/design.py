@@ -795,9 +795,9 @@ def _numeric_text(text: str) -> str:
 def _new_trials(data: pd.DataFrame, response) -> np.ndarray | None:
     """The binomial trials of new rows (``p(s, n)``: n; ``cbind(s, f)``: s + f), where the data
     carry the columns; None otherwise (needed only to simulate responses)."""
-    parts = [response.trials] if response.trials is not None else [response.expr, response.failures]
-    if response.failures is None and response.trials is None:
+    if not response.is_binomial:
         return None
+    parts = [response.trials] if response.trials is not None else [response.expr, response.failures]
     if not all(_expression_names(expr) <= set(data.columns) for expr in parts):
         return None
     return sum(evaluate_expression(data, expr, "number of trials") for expr in parts)
