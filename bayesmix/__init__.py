@@ -12,7 +12,6 @@ JAX sampler first runs; a program that imports JAX itself before that calls
 
 import importlib
 
-from bayesmix._jax import configure_jax
 from bayesmix.datasets import DATASETS, load_dataset
 from bayesmix.errors import (
     BayesmixError,
@@ -29,19 +28,20 @@ from bayesmix.errors import (
 )
 from bayesmix.families import FAMILY_NAMES
 from bayesmix.memory import memory_budget, set_memory_budget
+from bayesmix.nuts.jax_config import configure_jax
 
 __version__ = "0.1.0"
 
 # name -> the module that defines it, imported when the name is first read
 _LAZY = {
     "Model": "bayesmix.model",
-    "Prior": "bayesmix.priors",
+    "Prior": "bayesmix.bayes.priors",
     "load": "bayesmix.loading",
     "anova": "bayesmix.compare",
-    "scaled_residuals": "bayesmix.checks",
-    "fixef": "bayesmix.tidy",
-    "ranef": "bayesmix.tidy",
-    "varcorr": "bayesmix.tidy",
+    "scaled_residuals": "bayesmix.after.checks",
+    "fixef": "bayesmix.after.tidy",
+    "ranef": "bayesmix.after.tidy",
+    "varcorr": "bayesmix.after.tidy",
 }
 _LAZY_MODULES = {"plots", "modular"}
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
+from bayesmix.after.fit_view import EXACT, SAMPLED
 from bayesmix.errors import BayesmixError
 from bayesmix.exact.lmm import fit_lmm
-from bayesmix.fit_view import EXACT, SAMPLED
 from bayesmix.mixedfit import from_lmm
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]

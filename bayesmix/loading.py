@@ -1,7 +1,7 @@
 """``bayesmix.load``: a saved file back as the :class:`~bayesmix.model.Model` (with its posterior) or
 the :class:`~bayesmix.mixedfit.MixedFit` it was.
 
-It sits above both types and :mod:`bayesmix.io` (the file format), so the types can save
+It sits above both types and :mod:`bayesmix.after.io` (the file format), so the types can save
 themselves through io without io knowing them: no import cycle.
 """
 
@@ -12,11 +12,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from bayesmix.after.io import read
+from bayesmix.bayes.priors import Prior
 from bayesmix.exact.optimize import OptimizerSummary
-from bayesmix.io import read
 from bayesmix.mixedfit import MixedFit
 from bayesmix.model import Model
-from bayesmix.priors import Prior
 
 
 def load(path):

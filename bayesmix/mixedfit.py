@@ -4,7 +4,7 @@ Fields follow lme4: ``fixef`` (estimate, SE, t value), ``varcorr`` (SD and corre
 ``sigma``, ``theta`` (lme4's relative covariance factor, lme4's order), ``loglik``,
 ``reml_criterion``, ``deviance``, ``aic``, ``bic``, ``nobs``, ``ngrps``, ``is_singular``, ``ranef``
 (conditional modes with conditional SDs), the optimiser summary, ``summary()`` and ``to_dict()``
-(the JSON contract of :mod:`bayesmix.results`).
+(the JSON contract of :mod:`bayesmix.nuts.summary`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from bayesmix.design import Design, coding_notes
+from bayesmix.after.fit_view import EXACT
+from bayesmix.after.io import save
+from bayesmix.after.predict import fit_predict
+from bayesmix.design.encode import Design, coding_notes
 from bayesmix.errors import ConvergenceWarning, SingularFitWarning
 from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult, ThetaLayout
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.families import Family
-from bayesmix.fit_view import EXACT
-from bayesmix.io import save
-from bayesmix.predict import fit_predict
 from bayesmix.report import format_table, ranef_frames, ranef_to_dict
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
@@ -34,7 +34,7 @@ SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
 class MixedFit:
     """An exact fit: ML or REML of a linear mixed model, Laplace or quadrature of a GLMM."""
 
-    fit_kind: ClassVar[str] = EXACT  # what bayesmix.fit_view tells the kinds of fit apart by
+    fit_kind: ClassVar[str] = EXACT  # what bayesmix.after.fit_view tells the kinds of fit apart by
     method: str
     design: Design
     family: Family
@@ -114,7 +114,7 @@ class MixedFit:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """The JSON contract (keys as in :mod:`bayesmix.results`)."""
+        """The JSON contract (keys as in :mod:`bayesmix.nuts.summary`)."""
         return {
             "formula": self.design.spec.text,
             "family": self.family.name,

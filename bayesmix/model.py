@@ -12,28 +12,28 @@ import warnings
 import arviz as az
 import pymc as pm
 
-from bayesmix.build import (
+from bayesmix.after.fit_view import SAMPLED
+from bayesmix.after.io import save as save_model
+from bayesmix.after.predict import SAMPLE_PREDICTIVE_VALUES, add_predictions, posterior_predict
+from bayesmix.bayes.build import (
     build_model,
     choose_parameterization,
     split_technical,
     weakly_informed_centred,
 )
-from bayesmix.built import BuiltModel
-from bayesmix.collapsed import build_marginal, collapsible
-from bayesmix.design import Design, as_pandas, build_design, formula_for_data
-from bayesmix.distributed import StatsDesign, build_stats_design, is_dask_frame
+from bayesmix.bayes.built import BuiltModel
+from bayesmix.bayes.collapsed import build_marginal, collapsible
+from bayesmix.bayes.priors import Prior, resolve_priors
+from bayesmix.design.encode import Design, as_pandas, build_design, formula_for_data
+from bayesmix.design.formula import parse_formula
+from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, BayesmixWarning, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
 from bayesmix.exact.lmm import fit_lmm, fit_lmm_from_statistics
 from bayesmix.families import Family, get_family
-from bayesmix.fit_view import SAMPLED
-from bayesmix.formula import parse_formula
-from bayesmix.io import save as save_model
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
-from bayesmix.predict import SAMPLE_PREDICTIVE_VALUES, add_predictions, posterior_predict
-from bayesmix.priors import Prior, resolve_priors
-from bayesmix.results import NutsSummary, format_summary, summarize, to_dict
-from bayesmix.sampling import check_counts, collapsed_is_fast, diagnose, run_nuts, seed_from, warn_diagnostics
+from bayesmix.nuts.run import check_counts, collapsed_is_fast, diagnose, run_nuts, seed_from, warn_diagnostics
+from bayesmix.nuts.summary import NutsSummary, format_summary, summarize, to_dict
 
 FIT_METHODS = ("reml", "ml", "laplace", "agq")
 DEFAULT_NAGQ = 10  # fit("agq") without nAGQ: enough points that the estimates no longer move
@@ -67,7 +67,7 @@ class Model:
         ``contr.poly`` by default, as in R.
     """
 
-    fit_kind = SAMPLED  # what bayesmix.fit_view tells the kinds of fit apart by
+    fit_kind = SAMPLED  # what bayesmix.after.fit_view tells the kinds of fit apart by
 
     def __init__(
         self,
@@ -123,12 +123,12 @@ class Model:
 
         ``"noncentered"``/``"centered"`` (for all blocks, or ``{block label: choice}``) or
         ``"marginal"`` (gaussian models: the random effects integrated out; with several blocks, the
-        block with the most levels and beta integrated out, see :mod:`bayesmix.collapsed`).
+        block with the most levels and beta integrated out, see :mod:`bayesmix.bayes.collapsed`).
         """
         return self._built_model(parameterization).model
 
     def _built_model(self, parameterization) -> BuiltModel:
-        """The :class:`~bayesmix.built.BuiltModel` of a parameterisation (built once, then reused)."""
+        """The :class:`~bayesmix.bayes.built.BuiltModel` of a parameterisation (built once, then reused)."""
         if self.from_statistics and parameterization != "marginal":
             raise BayesmixError(
                 "This model was built from a Dask DataFrame (sufficient statistics only): NUTS works from those for "
@@ -334,7 +334,7 @@ class Model:
         return format_summary(self.design, self.family, self.posterior_summary(idata), idata)
 
     def to_dict(self, idata: az.InferenceData | None = None, time_s: float | None = None) -> dict:
-        """The JSON contract (see :mod:`bayesmix.results`)."""
+        """The JSON contract (see :mod:`bayesmix.nuts.summary`)."""
         idata = self._require(idata)
         if time_s is None and idata is self.idata:
             time_s = self.sampling_time

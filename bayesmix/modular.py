@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bayesmix.design import Design, build_design, formula_for_data
+from bayesmix.design.encode import Design, build_design, formula_for_data
+from bayesmix.design.formula import parse_formula
 from bayesmix.exact.fixed import drop_aliased
 from bayesmix.exact.glmm import GlmmResult, deviance_function, fit_glmm, glmm_problem
 from bayesmix.exact.lmm import LmmResult, cross_products, fit_lmm, objective
 from bayesmix.families import Family, get_family
-from bayesmix.formula import parse_formula
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
 
 

@@ -1,6 +1,6 @@
 """What both kinds of fit print and report alike: the random effects' tables and text tables.
 
-The exact fit (:mod:`bayesmix.mixedfit`) and the NUTS summary (:mod:`bayesmix.results`) both read
+The exact fit (:mod:`bayesmix.mixedfit`) and the NUTS summary (:mod:`bayesmix.nuts.summary`) both read
 these, so neither engine's result type imports the other's.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bayesmix.design import Design
+from bayesmix.design.encode import Design
 
 
 def ranef_to_dict(frame: pd.DataFrame) -> dict:

@@ -67,7 +67,7 @@ def fit(case: str, variant: str, data_path: str) -> dict:
     import pymc as pm
 
     import bayesmix
-    from bayesmix.sampling import nutpie_options
+    from bayesmix.nuts.run import nutpie_options
 
     formula, family = CASES[case]
     model = bayesmix.Model(formula, pd.read_parquet(data_path), family=family)

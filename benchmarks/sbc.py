@@ -5,13 +5,13 @@ For each family: build the bayesmix model once on a fixed design (30 groups x 8 
 draw (parameters, y) jointly from the prior; refit on each y; record the rank of the true value
 among thinned posterior draws. A calibrated sampler gives uniform ranks: the table reports
 chi-square and KS p-values per parameter, and the median information ratio of the levels
-(bayesmix.build.information_ratio: "auto" centres a block at >= 1).
+(bayesmix.bayes.build.information_ratio: "auto" centres a block at >= 1).
 
 Every replication is a fit through the product's own path, ``Model(...).sample()`` (numpyro, the
 default sampler), with the parameterisation asked for; for ``marginal`` (the collapsed gaussian
 model) b and beta are drawn from their exact conditional afterwards. The compiled programs take the
 data as arguments, the priors here are fixed, and the programs are stored
-(bayesmix/program_cache.py), so after the first replication nothing is traced or compiled: ~2 s a
+(bayesmix/nuts/program_cache.py), so after the first replication nothing is traced or compiled: ~2 s a
 replication on 2 cores. (Until 2026-11-29 the non-marginal parameterisations were sampled by nutpie,
 one compilation with the data swapped: a sampler users do not get by default.)
 
@@ -36,7 +36,7 @@ from scipy import stats
 
 import bayesmix
 from bayesmix import Prior
-from bayesmix.build import information_ratio
+from bayesmix.bayes.build import information_ratio
 
 N_GROUPS, PER_GROUP = 30, 8
 PRIORS = {

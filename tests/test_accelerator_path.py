@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import bayesmix
-from bayesmix.sampling import jax_chain_method
+from bayesmix.nuts.run import jax_chain_method
 
 
 def test_chain_method_follows_the_devices(monkeypatch):

@@ -9,9 +9,9 @@ import pandas as pd
 import pymc as pm
 
 import bayesmix
-from bayesmix.built import BuiltModel, built_model
-from bayesmix.collapsed import build_marginal
-from bayesmix.sampling import initial_inverse_mass, run_nuts, values_per_draw
+from bayesmix.bayes.built import BuiltModel, built_model
+from bayesmix.bayes.collapsed import build_marginal
+from bayesmix.nuts.run import initial_inverse_mass, run_nuts, values_per_draw
 
 PACKAGE = Path(bayesmix.__file__).parent
 
@@ -67,8 +67,8 @@ def test_run_nuts_takes_a_built_model_and_finish_adds_the_effects():
 
 
 def test_the_builder_does_not_import_the_sampler():
-    for name in ("collapsed.py", "built.py"):
+    for name in ("bayes/collapsed.py", "bayes/built.py"):
         tree = ast.parse((PACKAGE / name).read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        assert not {"bayesmix.sampling", "bayesmix.numpyro_nuts"} & imported, name
+        assert not {"bayesmix.nuts.run", "bayesmix.nuts.numpyro_driver"} & imported, name

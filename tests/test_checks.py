@@ -11,7 +11,7 @@ from scipy import stats
 
 import bayesmix
 from bayesmix import BayesmixError
-from bayesmix.checks import _randomised_pit, scaled_residuals
+from bayesmix.after.checks import _randomised_pit, scaled_residuals
 
 matplotlib.use("Agg")
 
@@ -109,7 +109,7 @@ def test_dispersion_test_is_calibrated_on_data_from_the_model():
 
 
 def test_conditional_pearson_refits_the_observed_data_to_the_fits_own_modes():
-    from bayesmix.checks import _conditional_pearson
+    from bayesmix.after.checks import _conditional_pearson
 
     fit = bayesmix.Model("y ~ x + (1 | g)", lmm_data(3)).fit("reml")
     observed = _conditional_pearson(fit, fit.design.y[None, :])[0]

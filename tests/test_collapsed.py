@@ -11,9 +11,9 @@ from scipy import stats
 
 import bayesmix
 from bayesmix import BayesmixError
-from bayesmix.build import correlation_matrices
-from bayesmix.collapsed import _lower_solve, _upper_solve, build_marginal, crossed_arrays
-from bayesmix.crossprod import block_z, lme4_order
+from bayesmix.bayes.build import correlation_matrices
+from bayesmix.bayes.collapsed import _lower_solve, _upper_solve, build_marginal, crossed_arrays
+from bayesmix.design.crossprod import block_z, lme4_order
 
 
 def sleep_model():
@@ -197,7 +197,7 @@ def test_effects_are_drawn_from_their_exact_conditional(formula, data, priors):
         name: np.broadcast_to(value, (chains, draws, *np.shape(value))).copy() for name, value in values.items()
     }
     idata = az.from_dict(posterior={k: v for k, v in posterior.items()})
-    bayesmix.collapsed.draw_effects(design, idata, seed=3, model=built)
+    bayesmix.bayes.collapsed.draw_effects(design, idata, seed=3, model=built)
     collapsed = design.blocks[lme4_order(design.blocks)[0]]
     drawn = [idata.posterior[f"re_{collapsed.label}"].values.reshape(chains * draws, -1)]
     Zw = [block_z(collapsed).toarray()]

@@ -1,4 +1,4 @@
-"""bayesmix.convergence gives ArviZ's rank-normalised R-hat and bulk/tail ESS, vectorised."""
+"""bayesmix.nuts.convergence gives ArviZ's rank-normalised R-hat and bulk/tail ESS, vectorised."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bayesmix.convergence import _average_ranks, ess_bulk, ess_tail, rhat
+from bayesmix.nuts.convergence import _average_ranks, ess_bulk, ess_tail, rhat
 
 
 def autoregressive(rng, chains, draws, k, phi):

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from bayesmix import BayesmixError, MissingDataWarning, load_dataset
-from bayesmix.design import build_design
-from bayesmix.formula import parse_formula
+from bayesmix.design.encode import build_design
+from bayesmix.design.formula import parse_formula
 
 
 def design(formula, data, **kwargs):

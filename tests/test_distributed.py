@@ -10,7 +10,7 @@ import pytest
 
 import bayesmix
 from bayesmix import BayesmixError
-from bayesmix.crossprod import lme4_order, raw_cross_products
+from bayesmix.design.crossprod import lme4_order, raw_cross_products
 
 CASES = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bayesmix import BayesmixError
-from bayesmix.formula import RandomTerm, parse_formula
+from bayesmix.design.formula import RandomTerm, parse_formula
 
 
 def test_correlated_slope_is_one_term():

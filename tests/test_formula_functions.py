@@ -126,6 +126,6 @@ def test_new_data_give_a_numeric_grouping_column_as_floats(sleep):
 
 def test_a_factor_named_like_a_function_prefix_keeps_the_function():
     """Writing C(name, Contrast) for a factor must not touch a longer name that begins the same way."""
-    from bayesmix.expressions import with_contrasts
+    from bayesmix.design.expressions import with_contrasts
 
     assert with_contrasts("lo + log(x) + lo:x", {"lo": "Poly"}) == "C(lo, Poly) + log(x) + C(lo, Poly):x"

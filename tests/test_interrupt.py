@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 import bayesmix
-from bayesmix.sampling import mark_interruption
+from bayesmix.nuts.run import mark_interruption
 
 TUNE, DRAWS = 50, 50
 
@@ -88,13 +88,13 @@ def test_ctrl_c_while_tuning_keeps_nothing_and_says_so(ctrl_c_after):
 @pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
 def test_jax_samplers_say_they_keep_nothing(monkeypatch, sampler):
     """Ctrl-C inside the one compiled JAX call that runs every chain (numpyro through
-    bayesmix.numpyro_nuts, blackjax through PyMC's JAX sampling function)."""
+    bayesmix.nuts.numpyro_driver, blackjax through PyMC's JAX sampling function)."""
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     if sampler == "numpyro":
-        monkeypatch.setattr(bayesmix.numpyro_nuts, "sample", interrupted)
+        monkeypatch.setattr(bayesmix.nuts.numpyro_driver, "sample", interrupted)
     else:
         monkeypatch.setattr(pymc.sampling.jax, "sample_jax_nuts", interrupted)
     with pytest.warns(bayesmix.SamplingInterruptedWarning):

@@ -9,7 +9,7 @@ import pytest
 
 import bayesmix
 from bayesmix import BayesmixError
-from bayesmix.io import GROUP
+from bayesmix.after.io import GROUP
 
 
 @pytest.fixture(scope="module")

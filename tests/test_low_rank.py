@@ -1,4 +1,4 @@
-"""The low-rank metric (bayesmix.low_rank): its estimate from draws and gradients, its map, and NUTS
+"""The low-rank metric (bayesmix.nuts.low_rank): its estimate from draws and gradients, its map, and NUTS
 in its coordinates."""
 
 import warnings
@@ -9,8 +9,8 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from bayesmix import low_rank, numpyro_nuts
-from bayesmix.low_rank import LowRankMap
+from bayesmix.nuts import low_rank, numpyro_driver
+from bayesmix.nuts.low_rank import LowRankMap
 
 
 def correlated_gaussian(d: int, seed: int):
@@ -89,8 +89,8 @@ def test_map_inverts_and_carries_gradients():
 
 
 def test_segment_lengths_divide_both_phases():
-    assert numpyro_nuts.segment_length(250, 750) == 50
-    assert numpyro_nuts.segment_length(251, 750) == 1  # no common divisor: one iteration a segment
+    assert numpyro_driver.segment_length(250, 750) == 50
+    assert numpyro_driver.segment_length(251, 750) == 1  # no common divisor: one iteration a segment
 
 
 def gaussian_model(mean, covariance) -> pm.Model:
@@ -103,10 +103,10 @@ def gaussian_model(mean, covariance) -> pm.Model:
 
 
 def sample_gaussian(mean, covariance, progressbar: bool, low_rank_metric: bool = True):
-    """numpyro_nuts.sample's draws of x ~ N(mean, covariance), 2 chains x 1,000 after 600 tuning."""
+    """numpyro_driver.sample's draws of x ~ N(mean, covariance), 2 chains x 1,000 after 600 tuning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return numpyro_nuts.sample(
+        return numpyro_driver.sample(
             gaussian_model(mean, covariance),
             draws=1000,
             tune=600,
@@ -123,7 +123,7 @@ def sample_gaussian(mean, covariance, progressbar: bool, low_rank_metric: bool =
 
 @pytest.fixture(scope="module")
 def gaussian_draws():
-    d = 60  # more than numpyro_nuts.WHITEN_MAX: the low-rank metric's two phases
+    d = 60  # more than numpyro_driver.WHITEN_MAX: the low-rank metric's two phases
     mean, covariance, spikes = correlated_gaussian(d, seed=5)
     return mean, covariance, spikes, sample_gaussian(mean, covariance, progressbar=False)
 
@@ -179,7 +179,7 @@ def test_segments_keep_every_thin_th_iteration_after_the_warmup_across_segment_b
         indices = np.arange(first, first + length)[None, :]
         return first + length, (indices,) * 8  # _collected's 7 fields and the gradient
 
-    runner = numpyro_nuts._Segments(init=None, segment=segment, length=length)
+    runner = numpyro_driver._Segments(init=None, segment=segment, length=length)
     with tqdm(disable=True) as bar:
         state, kept = runner.advance(0, None, 20, keep_after=7, bar=bar, thin=3, gradients=True)
         assert state == 20 and len(kept) == 8

@@ -71,7 +71,7 @@ def test_a_fixed_factor_with_many_levels_is_refused_before_formulae_builds_x(bud
 
 
 def test_interactions_and_c_calls_count_their_levels(budget):
-    from bayesmix.design import estimate_columns
+    from bayesmix.design.encode import estimate_columns
 
     data = many_levels(levels=50).assign(h=lambda d: np.arange(len(d)) % 7)
     levels = {"f": tuple(sorted(data.f.unique())), "g": tuple(sorted(data.g.unique()))}
@@ -123,7 +123,7 @@ def test_nuts_draws_are_checked_before_sampling(budget):
 
 
 def test_pointwise_log_likelihood_is_skipped_when_it_does_not_fit(budget):
-    from bayesmix.sampling import check_memory
+    from bayesmix.nuts.run import check_memory
 
     model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
     pm_model = model.pymc_model("noncentered")

@@ -10,8 +10,8 @@ from scipy.special import expit
 
 import bayesmix
 from bayesmix import BayesmixError, Prior
-from bayesmix.build import correlation_matrices, information_ratio, weakly_informed_centred
-from bayesmix.priors import LKJ_ETA
+from bayesmix.bayes.build import correlation_matrices, information_ratio, weakly_informed_centred
+from bayesmix.bayes.priors import LKJ_ETA
 
 
 def simulate(family, n_groups=12, per_group=6, seed=0):
@@ -334,7 +334,7 @@ def test_a_slope_the_levels_say_little_about_keeps_its_block_non_centred():
 def test_an_intercepts_information_ratio_is_the_one_way_anova_ratio():
     """For an intercept-only block the per-term ratio reduces to rows per level x between-level
     variance / within-level variance (balanced levels: every level has the same rows)."""
-    from bayesmix.build import level_anova
+    from bayesmix.bayes.build import level_anova
 
     rng = np.random.default_rng(3)
     g = np.repeat(np.arange(25), 12)

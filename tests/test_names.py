@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import bayesmix
 from bayesmix import BayesmixError, plots
-from bayesmix.design import name_part
+from bayesmix.design.encode import name_part
 
 matplotlib.use("Agg")
 

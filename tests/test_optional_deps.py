@@ -15,7 +15,7 @@ import warnings
 import pytest
 
 import bayesmix
-from bayesmix import sampling
+from bayesmix.nuts import run as sampling
 
 BLOCKED = ("jax", "jaxlib", "numpyro", "nutpie", "blackjax", "dask", "distributed")
 SHIM = f"import sys\nBLOCKED = {BLOCKED!r}\nfor _name in BLOCKED:\n    sys.modules[_name] = None\n"
@@ -26,7 +26,7 @@ WITHOUT_EXTRAS = (
     + """
 import json, warnings
 import bayesmix
-from bayesmix import sampling
+from bayesmix.nuts import run as sampling
 
 out = {"importable": [name for name in BLOCKED if sampling.importable(name)]}
 model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))

@@ -146,7 +146,7 @@ def test_glmm_matches_glmmtmb(case):
 
 def test_contrast_matrices_are_r_s():
     """The codings themselves: contr.poly for an ordered factor, contr.helmert, contr.sum."""
-    from bayesmix.expressions import Helmert, Poly
+    from bayesmix.design.expressions import Helmert, Poly
 
     cake = reference("cake_reml")["contrast_matrices"]["temperature"]
     assert np.allclose(Poly.matrix(6), cake["matrix"], atol=1e-14)

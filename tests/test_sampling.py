@@ -15,7 +15,7 @@ import pytest
 
 import bayesmix
 from bayesmix import BayesmixError
-from bayesmix.build import correlation_matrices
+from bayesmix.bayes.build import correlation_matrices
 from tests.helpers import CONTRACT
 
 matplotlib.use("Agg")

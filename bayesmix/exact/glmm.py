@@ -27,8 +27,8 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 from bayesmix import memory
-from bayesmix.crossprod import block_z, lme4_order
-from bayesmix.design import Design
+from bayesmix.design.crossprod import block_z, lme4_order
+from bayesmix.design.encode import Design
 from bayesmix.errors import BayesmixError, ConvergenceWarning
 from bayesmix.exact.fixed import drop_aliased
 from bayesmix.exact.glm import fit_glm

@@ -33,8 +33,8 @@ import scipy.sparse as sp
 from scipy.linalg import cholesky, solve_triangular
 
 from bayesmix import memory
-from bayesmix.crossprod import RawCrossProducts, lme4_order, raw_cross_products
-from bayesmix.design import Design
+from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
+from bayesmix.design.encode import Design
 from bayesmix.errors import BayesmixError
 from bayesmix.exact.fixed import aliased_from_gram, drop_aliased
 from bayesmix.exact.optimize import (

@@ -9,8 +9,8 @@ runs on one machine from the summed statistics, at a cost that does not depend o
    and grouping factor (the observed combinations for ``a:b``), one row per level of each factor
    predictor (so formulae learns every level);
 2. formulae is fitted on those rows (plus the first rows), which fixes the level codings, and each
-   partition is encoded with them exactly as new data are (:func:`bayesmix.design.encode_new_data`);
-3. each partition's :class:`~bayesmix.crossprod.RawCrossProducts` are computed where the partition
+   partition is encoded with them exactly as new data are (:func:`bayesmix.design.encode.encode_new_data`);
+3. each partition's :class:`~bayesmix.design.crossprod.RawCrossProducts` are computed where the partition
    lives, and summed in a tree.
 
 Transformations that learn from the data (``scale``, ``center``, ``standardize``) would learn from
@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from bayesmix.crossprod import RawCrossProducts, lme4_order, raw_cross_products
-from bayesmix.design import (
+from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
+from bayesmix.design.encode import (
     Block,
     Codings,
     build_design,
@@ -39,9 +39,9 @@ from bayesmix.design import (
     report_missing,
     value_columns,
 )
+from bayesmix.design.formula import FormulaSpec
+from bayesmix.design.moments import DesignMoments
 from bayesmix.errors import BayesmixError
-from bayesmix.formula import FormulaSpec
-from bayesmix.moments import DesignMoments
 
 STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(", "poly(", "bs(", "ns(", "cr(", "cc(")
 PROTOTYPE_ROWS = 1000
@@ -56,7 +56,7 @@ def is_dask_frame(data) -> bool:
 class StatsDesign:
     """A design known through its sufficient statistics (the rows stay in Dask).
 
-    Like :class:`~bayesmix.design.Design` for what does not need rows: ``spec``, ``fixed_names``,
+    Like :class:`~bayesmix.design.encode.Design` for what does not need rows: ``spec``, ``fixed_names``,
     ``blocks`` (levels and terms; their ``codes``/``Zt`` are empty), ``codings`` (new data are
     encoded as with an in-memory design), ``nobs``, ``ngrps``, ``n_dropped``. ``raw``: the summed
     cross-products, blocks in lme4 order, every fixed-effect column; ``moments``: the summed column
@@ -130,7 +130,7 @@ def _survey(ddf, spec: FormulaSpec, factors: list[str]):
 
 
 def _interaction_levels(pairs: dict, spec: FormulaSpec, orders: dict) -> dict[str, tuple[str, ...]]:
-    """Observed ``a:b`` combinations named and ordered as :func:`bayesmix.design._group_codes` does."""
+    """Observed ``a:b`` combinations named and ordered as :func:`bayesmix.design.encode._group_codes` does."""
     combos = {term.group: term.factors for term in spec.random if len(term.factors) > 1}
     out = {}
     for group, frame in pairs.items():

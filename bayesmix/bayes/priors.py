@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bayesmix.design import Design
+from bayesmix.design.encode import Design
+from bayesmix.design.moments import ColumnMoments, DesignMoments, design_moments
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
-from bayesmix.moments import ColumnMoments, DesignMoments, design_moments
 
 LKJ_ETA = 2.0
 SCALE_MULTIPLIER = 2.5
@@ -68,7 +68,7 @@ class Prior:
     def parameters(self, name: str) -> dict:
         """The parameters, each numeric one as ``pm.Data`` ``prior_<name>_<parameter>`` of the
         current model. Why: the compiled programs then depend on the priors' shapes, not on their
-        values (bayesmix.program_cache), so a refit whose data-scaled default priors moved (new data
+        values (bayesmix.nuts.program_cache), so a refit whose data-scaled default priors moved (new data
         of the same shape) reuses them instead of compiling again (sleepstudy-shaped: ~4 s)."""
         import pymc as pm
 
@@ -119,7 +119,7 @@ def intercept_columns(moments: DesignMoments) -> list[bool]:
 def default_priors(design: Design, family: Family, moments: DesignMoments | None = None) -> dict[str, Prior]:
     """The default prior of every parameter, by name (see the module docstring for the rule).
 
-    The rule reads only column moments (:mod:`bayesmix.moments`), so a design known through its
+    The rule reads only column moments (:mod:`bayesmix.design.moments`), so a design known through its
     statistics (a Dask DataFrame) gets the same priors as the rows in memory.
     """
     moments = design_moments(design) if moments is None else moments

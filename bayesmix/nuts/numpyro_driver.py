@@ -26,7 +26,7 @@ initial points and the model's rough scales are used instead.
 
 Larger models start from PyMC's jittered points and run their warmup in two halves: numpyro's
 diagonal adaptation, then, in the coordinates of the low-rank metric estimated from the first
-half's draws and gradients (:mod:`bayesmix.low_rank`), the second half and the draws. Both halves
+half's draws and gradients (:mod:`bayesmix.nuts.low_rank`), the second half and the draws. Both halves
 are runs of the same two compiled programs (:func:`nuts_segments`) with other arguments.
 """
 
@@ -53,13 +53,13 @@ from pytensor.graph.rewriting.db import RewriteDatabaseQuery
 from pytensor.link.basic import PerformLinker
 from scipy import optimize
 
-from bayesmix import low_rank, program_cache
-from bayesmix.low_rank import LowRankMap
-from bayesmix.program_cache import Program, compile_program
+from bayesmix.nuts import low_rank, program_cache
+from bayesmix.nuts.low_rank import LowRankMap
+from bayesmix.nuts.program_cache import Program, compile_program
 
 WHITEN_MAX = 40  # sampled values up to which NUTS runs in the Laplace approximation's whitened coordinates
 # larger models: the second half of the warmup and the draws run in the coordinates of a low-rank
-# metric (bayesmix.low_rank) estimated from the first half
+# metric (bayesmix.nuts.low_rank) estimated from the first half
 LOW_RANK = 32  # directions at most
 LOW_RANK_MIN_TUNE = 100  # with fewer tuning iterations, one phase and numpyro's diagonal metric
 LOW_RANK_VALUES = 25_000_000  # draws (and as many gradients) kept for the estimate, at most: 400 MB
@@ -104,7 +104,7 @@ class LogDensity:
     """A PyMC model's potential (-log density) as a JAX function: ``potential(values, data)`` of its
     value variables (a list, in ``model.value_vars`` order) and of its ``pm.Data`` (and any other
     shared variable), with ``data`` their current values; ``fingerprint``: the graph's
-    (:func:`bayesmix.program_cache.graph_fingerprint`), which names the programs made from it."""
+    (:func:`bayesmix.nuts.program_cache.graph_fingerprint`), which names the programs made from it."""
 
     potential: Callable
     data: list[np.ndarray]
@@ -122,7 +122,7 @@ def log_density(model: pm.Model) -> LogDensity:
     (docs/performance.md), and so is the NUTS program (:func:`nuts_program`).
 
     The graph is converted to JAX at the potential's first call (a program found by
-    :mod:`bayesmix.program_cache` never calls it), rewritten with :data:`JAX_REWRITES` only, not
+    :mod:`bayesmix.nuts.program_cache` never calls it), rewritten with :data:`JAX_REWRITES` only, not
     PyTensor's whole JAX mode: XLA simplifies and fuses the program itself, so the full pass list
     cost most of the conversion's time and gave the same value with a slower gradient
     (docs/performance.md)."""
@@ -293,7 +293,7 @@ def jittered_initial_points(model: pm.Model, chains: int, seed: int, potential: 
 
 def _to_x(u, transform):
     """The model's flattened value variables from the sampled coordinates u (..., d): x =
-    ``transform.to_x(u)`` (a :class:`Whitening` or a :class:`~bayesmix.low_rank.LowRankMap`), or x = u
+    ``transform.to_x(u)`` (a :class:`Whitening` or a :class:`~bayesmix.nuts.low_rank.LowRankMap`), or x = u
     (``transform`` None)."""
     return u if transform is None else transform.to_x(u)
 
@@ -336,7 +336,7 @@ def _collected(state, gradients: bool = False) -> tuple:
 
 
 def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Program:
-    """The :class:`~bayesmix.program_cache.Program` ``program(keys, start, inverse_mass, args)``:
+    """The :class:`~bayesmix.nuts.program_cache.Program` ``program(keys, start, inverse_mass, args)``:
     every chain's draws, :func:`_collected` with a leading (chains, draws) axis. keys (chains, 2): a
     PRNG key per chain; start: where each chain starts, ``(u0, energy0, grad0)`` of shapes (chains,
     d), (chains,), (chains, d): the position in the sampled coordinates u, the potential there and
@@ -344,7 +344,7 @@ def nuts_program(potential: Callable, shapes: list[tuple], how: Chains) -> Progr
     gradient once more inside the program, a second copy of it for XLA to compile); inverse_mass
     (d,): the diagonal metric the adaptation starts from; args: ``(data, transform)``, the model's
     flattened value variables being x = ``transform.to_x(u)`` (a :class:`Whitening` or a
-    :class:`~bayesmix.low_rank.LowRankMap`), or ``(data,)`` (x = u). ``potential``, ``shapes``: as
+    :class:`~bayesmix.nuts.low_rank.LowRankMap`), or ``(data,)`` (x = u). ``potential``, ``shapes``: as
     :func:`log_density`'s, and the value variables' shapes.
 
     The data and the start are arguments, not constants: the compiled program depends only on
@@ -389,7 +389,7 @@ def nuts_segments(
 ) -> tuple[Program, Program, int]:
     """The run of :func:`nuts_program` as two programs, so that Python can act between segments (draw
     a progress bar, change the metric) without host callbacks inside a program (which could not be
-    stored: :mod:`bayesmix.program_cache`): ``init(keys, start, inverse_mass, args)``: every chain's
+    stored: :mod:`bayesmix.nuts.program_cache`): ``init(keys, start, inverse_mass, args)``: every chain's
     NUTS state (arguments as :func:`nuts_program`'s); ``segment(states, args)``: ``(states,
     collected)`` after ``length`` (default :func:`segment_length`) more iterations, :func:`_collected`
     (with ``gradients`` or not) of each with a leading (chains, length) axis. The segments continue
@@ -452,7 +452,7 @@ class _Kernel:
 
 
 def _over_chains(one: Callable, per_chain: int, shared: int, how: Chains) -> Program:
-    """The :class:`~bayesmix.program_cache.Program` applying ``one`` to every chain: its first
+    """The :class:`~bayesmix.nuts.program_cache.Program` applying ``one`` to every chain: its first
     ``per_chain`` arguments have a leading chain axis, the next ``shared`` are the same for all
     chains; the results get a leading chain axis. Chains run as ``how.method`` says."""
     import jax
@@ -548,7 +548,7 @@ def _compile_run(
     collected draws as :func:`nuts_program` returns them, by one program. With ``phases`` (the
     iterations of each run of the kernel ``how`` sets up): :func:`nuts_segments`' programs, with
     the gradients, cut in segments that divide every phase. ``example``: arguments shaped like
-    run's; ``key(name, *parts)``: a stored program's key (:func:`bayesmix.program_cache.program_key`)."""
+    run's; ``key(name, *parts)``: a stored program's key (:func:`bayesmix.nuts.program_cache.program_key`)."""
     import jax
 
     _register_named_tuples()

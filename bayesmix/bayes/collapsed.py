@@ -65,7 +65,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from bayesmix import memory
-from bayesmix.build import (
+from bayesmix.bayes.build import (
     COEF_DIM,
     OBS_DIM,
     _block_effects,
@@ -78,12 +78,12 @@ from bayesmix.build import (
     response_name,
     term_dim,
 )
-from bayesmix.built import BuiltModel
-from bayesmix.crossprod import block_z, level_gram, lme4_order, raw_cross_products
-from bayesmix.design import Design
+from bayesmix.bayes.built import BuiltModel
+from bayesmix.bayes.priors import Prior
+from bayesmix.design.crossprod import block_z, level_gram, lme4_order, raw_cross_products
+from bayesmix.design.encode import Design
 from bayesmix.errors import BayesmixWarning
 from bayesmix.families import Family
-from bayesmix.priors import Prior
 
 LOG_2PI = float(np.log(2 * np.pi))
 

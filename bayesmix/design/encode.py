@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix import memory
-from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean
-from bayesmix.expressions import (
+from bayesmix.design.expressions import (
     column_names,
     contrast_name,
     display_names,
@@ -26,7 +25,8 @@ from bayesmix.expressions import (
     formulae_matrix,
     with_contrasts,
 )
-from bayesmix.formula import FormulaSpec, RandomTerm
+from bayesmix.design.formula import FormulaSpec, RandomTerm
+from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean
 
 LARGE_FACTOR = 100  # a fixed factor with more levels than this is named in the memory guard's advice
 
@@ -377,7 +377,7 @@ def _check_finite(frame: pd.DataFrame) -> None:
 
 
 def evaluate_expression(frame: pd.DataFrame, expr: str, what: str) -> np.ndarray:
-    """The values of a column or an expression of columns (:func:`bayesmix.expressions.evaluate`)."""
+    """The values of a column or an expression of columns (:func:`bayesmix.design.expressions.evaluate`)."""
     if expr in frame.columns and pd.api.types.is_numeric_dtype(frame[expr]):
         values = frame[expr].to_numpy(dtype=float)
         if not np.all(np.isfinite(values)):

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesmix.after.fit_view import EXACT, view
+from bayesmix.design.formula import parse_formula
 from bayesmix.errors import BayesmixError
-from bayesmix.fit_view import EXACT, view
-from bayesmix.formula import parse_formula
 
 FORMAT = 1
 GROUP = "bayesmix_model"
@@ -160,7 +160,7 @@ def save(obj, path, idata=None) -> Path:
 def _check_names(design, idata: az.InferenceData) -> None:
     """BayesmixError for text a netCDF file cannot hold: a NUL character anywhere (in the columns'
     names, the levels, the terms), and '/' in a variable's or dimension's name (HDF5's group
-    separator; bayesmix's own names encode it, :func:`bayesmix.design.name_part`)."""
+    separator; bayesmix's own names encode it, :func:`bayesmix.design.encode.name_part`)."""
     texts = [str(name) for name in design.data.columns]
     for group in idata.groups():
         data = idata[group]

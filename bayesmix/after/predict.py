@@ -14,10 +14,10 @@ import numpy as np
 import xarray as xr
 
 from bayesmix import memory
-from bayesmix.build import OBS_DIM, covariance_roots, flat_draws, response_name
-from bayesmix.design import Design, NewData, encode_new_data
+from bayesmix.bayes.build import OBS_DIM, covariance_roots, flat_draws, response_name
+from bayesmix.design.encode import Design, NewData, encode_new_data
+from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError
-from bayesmix.linpred import linear_predictor
 
 KINDS = ("mean", "response")
 NEW_LEVELS = ("sample", "population")

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from bayesmix.fit_view import view
-from bayesmix.results import INTERVAL, NutsSummary
+from bayesmix.after.fit_view import view
+from bayesmix.nuts.summary import INTERVAL, NutsSummary
 
 
 def _source(obj, idata=None):

@@ -28,13 +28,13 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import norm
 
-from bayesmix.checks import scaled_residuals as compute_scaled_residuals
-from bayesmix.design import offset_columns
+from bayesmix.after.checks import scaled_residuals as compute_scaled_residuals
+from bayesmix.after.fit_view import FitView, view
+from bayesmix.after.tidy import fixef as tidy_fixef
+from bayesmix.after.tidy import ranef as tidy_ranef
+from bayesmix.design.encode import offset_columns
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glm import fit_glm
-from bayesmix.fit_view import FitView, view
-from bayesmix.tidy import fixef as tidy_fixef
-from bayesmix.tidy import ranef as tidy_ranef
 
 INTERVAL = 0.95
 _NO_POOL_COLOR = "C0"
@@ -732,7 +732,7 @@ def _numeric_effect(ax, values, column, observed, prediction, band) -> None:
 
 
 def scaled_residuals(model, n_sim: int = 250, re_form: str = "unconditional", random_seed=None, *, idata=None, ax=None):
-    """DHARMa's two panels for :func:`bayesmix.checks.scaled_residuals`: a uniform Q-Q plot with the
+    """DHARMa's two panels for :func:`bayesmix.after.checks.scaled_residuals`: a uniform Q-Q plot with the
     uniformity, dispersion and outlier tests, and residuals against the rank of the fitted values.
 
     Returns the Figure; ``ax`` takes two Axes. For the numbers, call ``bayesmix.scaled_residuals``.

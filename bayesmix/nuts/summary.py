@@ -19,11 +19,11 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayesmix.build import block_correlations, flat_draws
-from bayesmix.design import Design, coding_notes
+from bayesmix.bayes.build import block_correlations, flat_draws
+from bayesmix.design.encode import Design, coding_notes
 from bayesmix.families import Family
+from bayesmix.nuts.run import Diagnostics
 from bayesmix.report import format_table, ranef_frames, ranef_to_dict
-from bayesmix.sampling import Diagnostics
 
 INTERVAL = 0.95
 

@@ -6,7 +6,7 @@ Grammar (lme4's, with formulae's operators in every expression)::
 
 - ``(expr | g)``: one block, one covariance matrix over the columns of ``expr``.
 - ``(expr || g)``: uncorrelated; becomes one block per column of ``expr`` once the columns are
-  known (in :mod:`bayesmix.design`), factors included.
+  known (in :mod:`bayesmix.design.encode`), factors included.
 - ``(expr | a/b)``: nested, ``(expr | a) + (expr | a:b)``; ``a/b/c`` adds ``a:b:c``.
 - ``(expr | a:b)``: one grouping factor whose levels are the observed combinations of a and b.
 - response ``cbind(successes, failures)`` (lme4) or ``p(successes, trials)`` (formulae) for
@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 
 import formulae
 
+from bayesmix.design.expressions import column_names, r_syntax
 from bayesmix.errors import BayesmixError, caret
-from bayesmix.expressions import column_names, r_syntax
 
 _NAME = r"(?:[^\W\d][\w.]*|`[^`]+`)"  # a name (R-style dots allowed), or any text in backticks
 _GROUP_PART = re.compile(rf"^\s*{_NAME}(?:\s*:\s*{_NAME})*\s*$")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from bayesmix.design import encode_new_data
+from bayesmix.design.encode import encode_new_data
 from bayesmix.errors import BayesmixError
 
 EXACT, SAMPLED = "exact", "sampled"

@@ -1,7 +1,7 @@
 """A PyMC model as a builder made it, with what sampling it needs besides the graph.
 
-A builder (:mod:`bayesmix.collapsed`; :mod:`bayesmix.build`'s models need nothing more than the
-graph) returns a :class:`BuiltModel`; the sampler (:func:`bayesmix.sampling.run_nuts`) takes it and
+A builder (:mod:`bayesmix.bayes.collapsed`; :mod:`bayesmix.bayes.build`'s models need nothing more than the
+graph) returns a :class:`BuiltModel`; the sampler (:func:`bayesmix.nuts.run.run_nuts`) takes it and
 reads these values as fields, and the caller finishes the draws with :meth:`BuiltModel.finish`.
 This module imports neither the builders nor the sampler, so both can import it.
 """
@@ -53,5 +53,5 @@ class BuiltModel:
 
 def built_model(model: BuiltModel | pm.Model) -> BuiltModel:
     """``model`` itself when it is a BuiltModel; a bare ``pm.Model`` (e.g. from
-    :func:`bayesmix.build.build_model`) as one with the graph alone."""
+    :func:`bayesmix.bayes.build.build_model`) as one with the graph alone."""
     return model if isinstance(model, BuiltModel) else BuiltModel(model)

@@ -53,12 +53,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 
-from bayesmix.build import flat_draws
-from bayesmix.crossprod import block_z
+from bayesmix.after.fit_view import view
+from bayesmix.after.predict import _effects_with_new_levels, conditional_modes, encode, fixed_estimates
+from bayesmix.bayes.build import flat_draws
+from bayesmix.design.crossprod import block_z
+from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError
-from bayesmix.fit_view import view
-from bayesmix.linpred import linear_predictor
-from bayesmix.predict import _effects_with_new_levels, conditional_modes, encode, fixed_estimates
 
 RE_FORMS = ("unconditional", "conditional")
 

@@ -32,9 +32,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from bayesmix import convergence, memory, numpyro_nuts
-from bayesmix._jax import configure_jax
-from bayesmix.built import BuiltModel, built_model
+from bayesmix import memory
+from bayesmix.bayes.built import BuiltModel, built_model
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
@@ -45,6 +44,8 @@ from bayesmix.errors import (
     TreeDepthWarning,
     did_you_mean,
 )
+from bayesmix.nuts import convergence, numpyro_driver
+from bayesmix.nuts.jax_config import configure_jax
 
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "blackjax")
 AUTO_ORDER = ("numpyro", "nutpie", "pymc")  # sampler="auto": the fastest importable one
@@ -66,7 +67,7 @@ JAX_MODULES = ("jax", "jaxlib", "numpyro", "blackjax", "nutpie")  # importing an
 
 def prepare_jax() -> None:
     """What JAX needs set before it is first imported (XLA's CPU devices, the persistent compilation
-    cache: :func:`bayesmix._jax.configure_jax`); done here, when a sampler is first looked for or
+    cache: :func:`bayesmix.nuts.jax_config.configure_jax`); done here, when a sampler is first looked for or
     run, not when bayesmix is imported. Then, once, the objects the imports made (PyMC, PyTensor,
     JAX: about a million, living as long as the process) leave the cyclic garbage collector's sight,
     which otherwise traverses them at every full collection and at exit."""
@@ -146,7 +147,7 @@ def jax_chain_method(chains: int) -> str:
     """How the JAX samplers (numpyro, blackjax) run the chains.
 
     ``parallel``: one XLA device per chain, when there are enough devices (on the CPU bayesmix asks
-    XLA for one device per core, see ``bayesmix._jax``). On a single accelerator (GPU, TPU):
+    XLA for one device per core, see ``bayesmix.nuts.jax_config``). On a single accelerator (GPU, TPU):
     ``vectorized``, all chains as one batched computation, which is what an accelerator is good
     at. Otherwise ``sequential`` (numpyro; blackjax has no such method and gets ``vectorized``).
     On the CPU ``vectorized`` is the slowest: every chain waits for the longest trajectory.
@@ -371,10 +372,10 @@ def run_nuts(
 ) -> az.InferenceData:
     """Sample ``model`` with NUTS; the InferenceData holds posterior, sample_stats,
     observed_data and the pointwise log_likelihood. Its posterior attrs record the sampler and seed.
-    ``model``: a :class:`~bayesmix.built.BuiltModel` (its starting scales and its values derived
+    ``model``: a :class:`~bayesmix.bayes.built.BuiltModel` (its starting scales and its values derived
     after sampling are used; its post-draw step is the caller's, :meth:`BuiltModel.finish`), or a
     ``pm.Model``. ``low_rank_metric`` False: numpyro keeps its diagonal metric for larger models
-    (:func:`bayesmix.numpyro_nuts.sample`).
+    (:func:`bayesmix.nuts.numpyro_driver.sample`).
 
     Refuses (BayesmixError) draws above the memory budget; skips the pointwise log-likelihood, with
     a warning, when it does not fit (and when the model has no observed variables to compute it
@@ -469,11 +470,11 @@ def _release_compiled_programs() -> None:
 def _sample(
     sampler: str, kwargs: dict, built: BuiltModel, log_likelihood: bool, low_rank_metric: bool
 ) -> az.InferenceData:
-    """One NUTS run: numpyro through :mod:`bayesmix.numpyro_nuts`; blackjax through PyMC's JAX
+    """One NUTS run: numpyro through :mod:`bayesmix.nuts.numpyro_driver`; blackjax through PyMC's JAX
     sampling function called directly (``pm.sample`` would first compile PyMC's own step methods,
     which an external sampler never uses); pymc and nutpie through ``pm.sample``."""
     if sampler == "numpyro":
-        return numpyro_nuts.sample(
+        return numpyro_driver.sample(
             built.model,
             draws=kwargs["draws"],
             tune=kwargs["tune"],
@@ -572,7 +573,7 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
         for name in _parameter_names(idata)
     ]
     values = np.concatenate(columns, axis=2) if columns else np.zeros((chains, draws, 0))
-    # ArviZ's rank-normalised estimators, vectorised over parameters (bayesmix.convergence)
+    # ArviZ's rank-normalised estimators, vectorised over parameters (bayesmix.nuts.convergence)
     rhat, ess_bulk, ess_tail = convergence.rhat(values), convergence.ess_bulk(values), convergence.ess_tail(values)
 
     def extreme(values, fn):

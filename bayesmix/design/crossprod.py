@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from bayesmix.design import Block
+from bayesmix.design.encode import Block
 
 
 def lme4_order(blocks: tuple[Block, ...]) -> list[int]:

@@ -22,7 +22,7 @@ their shift; ``beta[<name>]``, one coefficient each), are kept out of the poster
 or ``__pair`` (the coordinates hold the names as they are), so no column name can collide with
 ArviZ's and xarray's ``chain``, ``draw`` and ``sample`` or the model's ``obs`` and ``coef``; in
 names, ``/`` and a final ``:`` (which PyMC and netCDF refuse) are percent-encoded
-(:func:`bayesmix.design.name_part`).
+(:func:`bayesmix.design.encode.name_part`).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix.crossprod import raw_cross_products
-from bayesmix.design import Block, Design, name_part
+from bayesmix.bayes.priors import Prior
+from bayesmix.design.crossprod import raw_cross_products
+from bayesmix.design.encode import Block, Design, name_part
+from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
-from bayesmix.linpred import linear_predictor
-from bayesmix.priors import Prior
 
 PARAMETERIZATIONS = ("noncentered", "centered")
 OBS_DIM = "obs"

@@ -1,0 +1,1 @@
+"""Data → arrays: the formula parsed, the design encoded, its cross-products and moments."""
