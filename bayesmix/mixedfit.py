@@ -19,10 +19,11 @@ import pandas as pd
 from bayesmix.after.fit_view import EXACT
 from bayesmix.after.io import save
 from bayesmix.after.predict import fit_predict
+from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.encode import Design, coding_notes
 from bayesmix.errors import ConvergenceWarning, SingularFitWarning
 from bayesmix.exact.glmm import GlmmResult
-from bayesmix.exact.lmm import LmmResult, ThetaLayout
+from bayesmix.exact.lmm import LmmResult
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.families import Family
 from bayesmix.report import format_table, ranef_frames, ranef_to_dict

@@ -54,7 +54,7 @@ def mk_lmer_devfun(design: Design, reml: bool = True) -> Devfun:
     profiled out), from the data's cross-products computed once."""
     X, _, _ = drop_aliased(design.X, design.fixed_names)
     cp = cross_products(design, X)
-    lower = np.where(cp.layout.is_diagonal(), 0.0, -np.inf)
+    lower = cp.layout.lower()
     return Devfun(lambda theta: objective(cp, theta, reml), cp.layout.start(), lower)
 
 
@@ -66,7 +66,7 @@ def mk_glmer_devfun(design: Design, family="binomial", nagq: int = 1) -> Devfun:
     problem = replace(problem, X=X)  # beta in the user's columns, as the fit reports it
     extra = X.shape[1] + (1 if problem.dispersion else 0)
     start = np.concatenate([problem.layout.start(), np.zeros(extra)])
-    lower = np.concatenate([np.where(problem.layout.is_diagonal(), 0.0, -np.inf), np.full(extra, -np.inf)])
+    lower = np.concatenate([problem.layout.lower(), np.full(extra, -np.inf)])
     return Devfun(deviance_function(problem, nagq), start, lower)
 
 

@@ -192,11 +192,17 @@ def fixed_effects(design: Design, priors: dict[str, Prior]):
 
 
 def block_covariance(block: Block, priors: dict[str, Prior]):
-    """The Cholesky factor (k, k) of the block's covariance, diag(sd) @ L with corr = L L' ~ LKJ.
+    """The Cholesky factor (k, k) of the block's covariance, built as its structure
+    (``block.covariance.kind``) says; the variables it adds are named in :func:`public_names`."""
+    kind = block.covariance.kind
+    if kind not in COVARIANCE_BUILDERS:
+        raise BayesmixError(f"The covariance structure '{kind}' of ({block.label}) has no Bayesian form yet.")
+    return COVARIANCE_BUILDERS[kind](block, priors)
 
-    Adds ``sd_<label>`` (and, for k > 1, ``cor_<label>``, the strict lower triangle of the
-    correlation matrix, and the sampled ``chol_<label>``).
-    """
+
+def _unstructured_covariance(block: Block, priors: dict[str, Prior]):
+    """diag(sd) @ L with corr = L L' ~ LKJ: adds ``sd_<label>`` (and, for k > 1, ``cor_<label>``,
+    the strict lower triangle of the correlation matrix, and the sampled ``chol_<label>``)."""
     label, k = block.label, block.n_terms
     sd_prior = priors[f"sd_{label}"]
     if k == 1:
@@ -214,6 +220,10 @@ def block_covariance(block: Block, priors: dict[str, Prior]):
     rows, columns = zip(*term_pairs(block))
     pm.Deterministic(f"cor_{label}", corr[list(columns), list(rows)], dims=pair_dim(block))
     return chol
+
+
+# covariance structure (its ``kind``) -> the PyMC variables that make the block's Cholesky factor
+COVARIANCE_BUILDERS = {"us": _unstructured_covariance}
 
 
 def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str, means=None):

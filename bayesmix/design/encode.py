@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix import memory
+from bayesmix.design.covariance import Covariance, Unstructured
 from bayesmix.design.expressions import (
     column_names,
     contrast_name,
@@ -43,6 +44,8 @@ class Block:
     Zt: (n, k) float, the term matrix: row i's random effect is ``Zt[i] @ b[codes[i]]``.
     correlated: whether the k effects share one covariance matrix with correlations.
     term: index of the random term of the formula this block comes from.
+    covariance: the structure of the k effects' covariance (:mod:`bayesmix.design.covariance`),
+        which both engines parameterise through.
     """
 
     label: str
@@ -53,6 +56,7 @@ class Block:
     Zt: np.ndarray
     correlated: bool
     term: int
+    covariance: Covariance
 
     @property
     def n_terms(self) -> int:
@@ -623,7 +627,17 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
 
     raw, block_matrices = _blocks(frame, spec, levels, group_columns, contrasts)
     blocks = tuple(
-        Block(label=label, group=group, terms=names, levels=lv, codes=codes, Zt=Zt, correlated=corr, term=index)
+        Block(
+            label=label,
+            group=group,
+            terms=names,
+            levels=lv,
+            codes=codes,
+            Zt=Zt,
+            correlated=corr,
+            term=index,
+            covariance=Unstructured(len(names)),
+        )
         for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)
     )
     codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels)

@@ -27,12 +27,13 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 from bayesmix import memory
+from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.crossprod import block_z, lme4_order
 from bayesmix.design.encode import Design
 from bayesmix.errors import BayesmixError, ConvergenceWarning
 from bayesmix.exact.fixed import drop_aliased
 from bayesmix.exact.glm import fit_glm
-from bayesmix.exact.lmm import ThetaLayout, check_identifiable
+from bayesmix.exact.lmm import check_identifiable
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
 from bayesmix.families import Family
 
@@ -268,9 +269,7 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
     dispersion_start = [np.log(10.0)] if problem.dispersion else []
     start_params = {problem.dispersion: 10.0} if problem.dispersion else {}
     start = np.concatenate([problem.layout.start(), _glm_start(problem, start_params), dispersion_start])
-    lower = np.concatenate(
-        [np.where(problem.layout.is_diagonal(), 0.0, -np.inf), np.full(len(start) - n_theta, -np.inf)]
-    )
+    lower = np.concatenate([problem.layout.lower(), np.full(len(start) - n_theta, -np.inf)])
     deviance = deviance_function(problem)
     summary, conditional = _optimum(problem, deviance, start, lower)
     quadrature = None
@@ -321,7 +320,7 @@ def glmm_problem(design: Design, family: Family):
         y=design.y,
         trials=design.trials,
         Z=sp.hstack([block_z(b) for b in blocks]).tocsr(),
-        layout=ThetaLayout(tuple(b.n_terms for b in blocks)),
+        layout=ThetaLayout(tuple(b.covariance for b in blocks)),
         levels=tuple(b.n_levels for b in blocks),
         order=tuple(order),
         offset=0.0 if design.offset is None else design.offset,

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from scipy.linalg import cholesky, solve_triangular
 
 from bayesmix import memory
+from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.design.encode import Design
 from bayesmix.errors import BayesmixError
@@ -62,47 +63,6 @@ def _block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:
     """A sparse block-diagonal matrix from (M, k, k) blocks."""
     m, k, _ = blocks.shape
     return sp.bsr_matrix((blocks, np.arange(m), np.arange(m + 1)), shape=(m * k, m * k))
-
-
-@dataclass(frozen=True)
-class ThetaLayout:
-    """Where each block's theta lives: block sizes in lme4 order; theta is each block's lower
-    triangle, column-major (lme4's order: for (1 + x | g): T11, T21, T22)."""
-
-    sizes: tuple[int, ...]
-
-    @property
-    def n_theta(self) -> int:
-        return sum(k * (k + 1) // 2 for k in self.sizes)
-
-    def _indices(self, k):
-        return [(i, j) for j in range(k) for i in range(j, k)]
-
-    def factors(self, theta: np.ndarray) -> list[np.ndarray]:
-        """theta -> the lower-triangular k x k relative covariance factor T of each block."""
-        out, start = [], 0
-        for k in self.sizes:
-            T = np.zeros((k, k))
-            for value, (i, j) in zip(theta[start:], self._indices(k)):
-                T[i, j] = value
-            out.append(T)
-            start += k * (k + 1) // 2
-        return out
-
-    def theta(self, factors: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate([[T[i, j] for i, j in self._indices(T.shape[0])] for T in factors])
-
-    def positions(self) -> list[tuple[int, int, int]]:
-        """(block, row, column) of each theta entry in its block's factor T."""
-        return [(b, i, j) for b, k in enumerate(self.sizes) for i, j in self._indices(k)]
-
-    def is_diagonal(self) -> np.ndarray:
-        """Which theta entries are diagonal elements of T (bounded below at 0)."""
-        return np.concatenate([[i == j for i, j in self._indices(k)] for k in self.sizes]).astype(bool)
-
-    def start(self) -> np.ndarray:
-        """lme4's starting point: T = identity."""
-        return self.is_diagonal().astype(float)
 
 
 @dataclass(frozen=True)
@@ -137,16 +97,19 @@ class CrossProducts:
         return sum(m * k for m, k in self.rest_blocks)
 
 
-def assemble_cross_products(raw: RawCrossProducts, order, sizes, rest_levels, p: int) -> CrossProducts:
+def assemble_cross_products(raw: RawCrossProducts, order, covariances, rest_levels, p: int) -> CrossProducts:
     """The :class:`CrossProducts` of the total ``raw`` (order: the design's block indices in lme4
-    order; sizes: terms per block and rest_levels: levels of blocks 2..B, both in that order)."""
+    order; covariances: each block's structure and rest_levels: levels of blocks 2..B, both in that
+    order)."""
+    layout = ThetaLayout(tuple(covariances))
+    sizes = layout.sizes
     k1 = sizes[0]
     RZ1 = sp.csc_matrix(raw.RZ1)  # canonical: the same numbers give the same matrix, whatever their history
     RZ1.eliminate_zeros()
     RZ1.sort_indices()
     return CrossProducts(
         order=tuple(order),
-        layout=ThetaLayout(tuple(sizes)),
+        layout=layout,
         D=raw.D,
         RZ1=RZ1.tocsr(),
         RR=raw.RR,
@@ -164,7 +127,7 @@ def cross_products(design: Design, X: np.ndarray | None = None) -> CrossProducts
     blocks = [design.blocks[i] for i in order]
     raw = raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, design.y_less_offset)
     return assemble_cross_products(
-        raw, order, [b.n_terms for b in blocks], [b.n_levels for b in blocks[1:]], X.shape[1]
+        raw, order, [b.covariance for b in blocks], [b.n_levels for b in blocks[1:]], X.shape[1]
     )
 
 
@@ -296,10 +259,9 @@ def gradient(cp: CrossProducts, theta: np.ndarray, reml: bool) -> np.ndarray:
     Q = (G.T * weights) @ G
     TL = T1[None] @ L11_inverse.transpose(0, 2, 1)
     grad = np.empty(cp.layout.n_theta)
-    for index, (block, i, j) in enumerate(cp.layout.positions()):
+    for index, (block, dT) in enumerate(cp.layout.tangents(theta)):
         if block == 0:
-            dT1 = np.zeros_like(T1)
-            dT1[i, j] = 1.0
+            dT1 = dT
             half = dT1.T[None] @ cp.D @ T1[None]
             X11 = L11_inverse @ (half + half.transpose(0, 2, 1)) @ L11_inverse.transpose(0, 2, 1)
             first = float(np.einsum("mii->", X11))
@@ -312,7 +274,7 @@ def gradient(cp: CrossProducts, theta: np.ndarray, reml: bool) -> np.ndarray:
             grad[index] = first + np.sum(Q * dS)
         else:
             dfactors = [np.zeros_like(T) for T in factors]
-            dfactors[block][i, j] = 1.0
+            dfactors[block] = dT
             dlam = _lambda_rest(cp, dfactors, fixed=0.0)
             half = (dlam.T @ lam_inner.T).T  # Lambda_R' inner dLambda_R; dS = half + half'
             grad[index] = 2.0 * np.sum(Q * half)
@@ -511,8 +473,8 @@ def fit_lmm_from_statistics(design, reml: bool) -> LmmResult:
         )
     _check_dense_parts(design, len(columns))
     selected = RawCrossProducts(D=raw.D, RZ1=raw.RZ1[keep], RR=RR, n=raw.n)
-    sizes = [b.n_terms for b in blocks]
-    cp = assemble_cross_products(selected, order, sizes, [b.n_levels for b in blocks[1:]], len(columns))
+    covariances = [b.covariance for b in blocks]
+    cp = assemble_cross_products(selected, order, covariances, [b.n_levels for b in blocks[1:]], len(columns))
     return optimise(cp, reml, kept, dropped)
 
 
@@ -626,7 +588,8 @@ def _unscaled(result: LmmResult, cp: CrossProducts, scales: ColumnScales) -> Lmm
     f, sol, opt = result.factorization, result.solution, result.optimizer
     factors = [T / s[:, None] for T, s in zip(f.factors, scales.terms)]
     shift = 2.0 * float(np.sum(np.log(scales.fixed)))
-    theta_scales = np.concatenate([[s[i] for i, _ in cp.layout._indices(len(s))] for s in scales.terms])
+    # each theta entry of T's row i scales with s_i: read the scales off a factor holding s_i in row i
+    theta_scales = cp.layout.theta([np.repeat(s[:, None], len(s), axis=1) for s in scales.terms])
     factorization = replace(f, factors=factors, ldRX2=f.ldRX2 + shift)
     solution = replace(
         sol,
@@ -657,7 +620,7 @@ def optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tupl
 
 def _optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...]) -> LmmResult:
     """BOBYQA, as lme4, then Newton on the exact gradient (:func:`polish`)."""
-    lower = np.where(cp.layout.is_diagonal(), 0.0, -np.inf)
+    lower = cp.layout.lower()
 
     def safe_objective(theta):
         try:
