@@ -1,0 +1,186 @@
+"""conditional_effects(): the population-level prediction over one predictor, the others held at
+reference values that the title states."""
+
+from __future__ import annotations
+
+import formulae
+import numpy as np
+import pandas as pd
+
+from bayesmix.after.fit_view import view
+from bayesmix.design.encode import offset_columns
+from bayesmix.errors import BayesmixError, did_you_mean
+from bayesmix.plots._common import (
+    _PARTIAL_COLOR,
+    INTERVAL,
+    _check_interval,
+    _observed,
+    _response_label,
+    _single_axes,
+)
+
+
+def _fixed_predictors(design) -> list[str]:
+    """The data columns the fixed part and the offsets use, in the data's column order (an offset's
+    columns are held at reference values too: a rate at the mean exposure, say)."""
+    if not design.fixed_names:
+        return []
+    names = set(formulae.model_description(design.spec.fixed).var_names) | offset_columns(design.spec)
+    return [c for c in design.data.columns if c in names]
+
+
+def _reference_values(design, predictors, effect, at) -> dict[str, tuple[object, str]]:
+    """{predictor: (value, how it was chosen)} for every predictor but ``effect``."""
+    at = {} if at is None else at
+    if not isinstance(at, dict):
+        raise BayesmixError(f"at must be a dict such as {{'x': 1.0}}, not {type(at).__name__}.")
+    for name in at:
+        if name == effect:
+            raise BayesmixError(f"at= fixes the other predictors; '{effect}' is the effect plotted, so leave it out.")
+        if name not in predictors:
+            others = [p for p in predictors if p != effect]
+            raise BayesmixError(
+                f"at= names '{name}', which is not a population-level predictor of this model."
+                f"{did_you_mean(name, others)} The others are: {', '.join(others) or 'none'}."
+            )
+    levels = design.codings.levels
+    out = {}
+    for name in predictors:
+        if name == effect:
+            continue
+        if name in levels:
+            if name in at:
+                as_text = {str(level): level for level in levels[name]}
+                if str(at[name]) not in as_text:
+                    raise BayesmixError(
+                        f"at['{name}'] = {at[name]!r} is not a level of '{name}'; its levels: "
+                        f"{', '.join(map(str, levels[name][:10]))}."
+                    )
+                out[name] = (as_text[str(at[name])], "set")
+            else:
+                out[name] = (levels[name][0], "reference level")
+        elif name in at:
+            try:
+                out[name] = (float(at[name]), "set")
+            except (TypeError, ValueError):
+                raise BayesmixError(f"at['{name}'] must be a number ('{name}' is numeric), not {at[name]!r}.") from None
+        else:
+            out[name] = (float(pd.to_numeric(design.data[name]).mean()), "mean")
+    return out
+
+
+def _format_value(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _effects_title(effect, label, reference, width: int = 80) -> str:
+    """Says what is plotted and where every other predictor is held; lines break between values."""
+    lines = [f"Population-level prediction over {effect} ({label} fit)"]
+    if not reference:
+        return "\n".join(lines + ["random effects excluded; no other predictors"])
+    line = "random effects excluded; other predictors at"
+    items = [f"{name} = {_format_value(v)} ({how})" for name, (v, how) in reference.items()]
+    for i, item in enumerate(items):
+        item += "," if i < len(items) - 1 else ""
+        if len(line) + 1 + len(item) > width:
+            lines.append(line)
+            line = item
+        else:
+            line += " " + item
+    return "\n".join(lines + [line])
+
+
+def conditional_effects(
+    model,
+    effect,
+    at=None,
+    interval=INTERVAL,
+    data_points=True,
+    *,
+    idata=None,
+    ax=None,
+    resolution: int = 100,
+):
+    """The population-level prediction (random effects excluded) over one predictor, with its interval.
+
+    The other predictors are held at reference values: numeric ones at their mean in the data,
+    factors at their reference (first) level; ``at={"name": value}`` overrides them. The values
+    used are written in the title. A numeric ``effect`` gives a line over its observed range
+    (``resolution`` points) with a band; a factor gives a point with an error bar per level.
+
+    Predictions are means on the response scale (probabilities for binomial data). NUTS: the
+    posterior mean and central ``interval`` quantiles of ``model.predict(data=grid,
+    re_form="population")``. Exact fits: ``fit.predict(grid, re_form="population")`` with a Wald
+    interval eta -+ z se(eta), se from ``fit.vcov``, computed on the link scale and transformed by
+    the inverse link (the delta method's interval, which stays inside the response's range).
+    ``interval=None`` draws no interval. ``data_points`` adds the observed responses (proportions
+    for binomial data). Returns the Axes.
+    """
+    source = view(model, idata)
+    design = source.design
+    predictors = _fixed_predictors(design)
+    if not predictors:
+        raise BayesmixError(
+            f"The fixed part of '{design.spec.text}' has no predictors, so there is no effect to plot. "
+            "Add one (e.g. y ~ x + (1 | g))."
+        )
+    if effect not in predictors:
+        raise BayesmixError(
+            f"'{effect}' is not a population-level predictor of this model.{did_you_mean(effect, predictors)} "
+            f"The fixed part uses: {', '.join(predictors)}."
+        )
+    reference = _reference_values(design, predictors, effect, at)
+    interval = _check_interval(interval)
+    if not isinstance(resolution, int | np.integer) or resolution < 2:
+        raise BayesmixError(f"resolution must be a whole number of grid points of at least 2, not {resolution!r}.")
+    source.require()
+
+    factor = effect in design.codings.levels
+    column = design.data[effect]
+    values = list(design.codings.levels[effect]) if factor else np.linspace(column.min(), column.max(), resolution)
+    grid = pd.DataFrame({effect: values})
+    for name, (value, _) in reference.items():
+        grid[name] = [value] * len(grid)
+    mean, lower, upper = source.population(grid, interval)
+
+    ax = _single_axes(ax, (6.4, 4.6))
+    observed = _observed(design)
+    kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
+    band = None if interval is None else f"{100 * interval:g} % {kind}"
+    draw = _factor_effect if factor else _numeric_effect
+    draw(ax, values, column, observed if data_points else None, (mean, lower, upper), band)
+    ax.set_xlabel(effect)
+    ax.set_ylabel(_response_label(design))
+    ax.set_title(_effects_title(effect, source.label, reference), fontsize=10)
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    return ax
+
+
+def _factor_effect(ax, values, column, observed, prediction, band) -> None:
+    """A point with an error bar per level of a factor ``effect`` (and the jittered data)."""
+    mean, lower, upper = prediction
+    pos = np.arange(len(values))
+    if observed is not None:
+        codes = column.cat.codes.to_numpy()
+        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(codes))
+        ax.plot(codes + jitter, observed, "o", color="0.6", ms=3, alpha=0.45, mew=0, gid="data", label="observed data")
+    yerr = None if lower is None else np.vstack([mean - lower, upper - mean])
+    label = "population-level mean" + ("" if band is None else f" with {band}")
+    bars = ax.errorbar(pos, mean, yerr=yerr, fmt="o", color=_PARTIAL_COLOR, ms=7, capsize=5, lw=1.6, label=label)
+    bars.lines[0].set_gid("prediction")
+    if band is not None:
+        bars.lines[2][0].set_gid("interval")
+    ax.set_xticks(pos)
+    ax.set_xticklabels([str(v) for v in values])
+    ax.set_xlim(-0.5, len(values) - 0.5)
+
+
+def _numeric_effect(ax, values, column, observed, prediction, band) -> None:
+    """A line with its band over a numeric ``effect`` (and the data)."""
+    mean, lower, upper = prediction
+    if observed is not None:
+        ax.plot(column.to_numpy(dtype=float), observed, "o", color="0.6", ms=3, alpha=0.45, mew=0, gid="data")
+        ax.lines[-1].set_label("observed data")
+    if lower is not None:
+        ax.fill_between(values, lower, upper, color=_PARTIAL_COLOR, alpha=0.2, lw=0, gid="interval", label=band)
+    ax.plot(values, mean, color=_PARTIAL_COLOR, lw=2, gid="prediction", label="population-level mean")
