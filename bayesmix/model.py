@@ -29,7 +29,7 @@ from bayesmix.design.formula import parse_formula
 from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, BayesmixWarning, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
-from bayesmix.exact.lmm import fit_lmm, fit_lmm_from_statistics
+from bayesmix.exact.lmm import fit_lmm
 from bayesmix.families import Family, get_family
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
 from bayesmix.nuts.run import check_counts, collapsed_is_fast, diagnose, run_nuts, seed_from, warn_diagnostics
@@ -257,10 +257,7 @@ class Model:
             return from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
         if nAGQ not in (None, 1):
             raise BayesmixError(f"nAGQ is for GLMM fits (method='laplace' or 'agq'); method='{method}' is exact.")
-        if self.from_statistics:
-            result = fit_lmm_from_statistics(self.design, reml=method == "reml")
-        else:
-            result = fit_lmm(self.design, reml=method == "reml")
+        result = fit_lmm(self.design, reml=method == "reml")
         return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start)
 
     def _check_method(self, method) -> str:

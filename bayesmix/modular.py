@@ -21,7 +21,6 @@ import numpy as np
 
 from bayesmix.design.encode import Design, build_design, formula_for_data
 from bayesmix.design.formula import parse_formula
-from bayesmix.exact.fixed import drop_aliased
 from bayesmix.exact.glmm import GlmmResult, deviance_function, fit_glmm, glmm_problem
 from bayesmix.exact.lmm import LmmResult, cross_products, fit_lmm, objective
 from bayesmix.families import Family, get_family
@@ -52,8 +51,8 @@ class Devfun:
 def mk_lmer_devfun(design: Design, reml: bool = True) -> Devfun:
     """lme4's ``mkLmerDevfun``: theta -> the profiled ML deviance or REML criterion (beta and sigma
     profiled out), from the data's cross-products computed once."""
-    X, _, _ = drop_aliased(design.X, design.fixed_names)
-    cp = cross_products(design, X)
+    columns, _, _ = design.fixed_columns()
+    cp = cross_products(design, columns)
     lower = cp.layout.lower()
     return Devfun(lambda theta: objective(cp, theta, reml), cp.layout.start(), lower)
 

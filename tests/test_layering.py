@@ -14,14 +14,17 @@ LAYERS = [
     # plumbing that knows nothing of models
     {"errors", "memory", "datasets"},
     # formula text and distributions
-    {"design.expressions", "design.formula", "families"},
+    {"design.expressions", "design.formula", "design.covariance", "design.fixed", "families"},
+    {"design.crossprod"},
     # data -> arrays: the design, its cross-products, the Dask statistics, the moments
-    {"design.linpred", "design.moments", "design.encode", "design.crossprod", "design.statistics", "design"},
+    {"design.linpred", "design.moments", "design.encode", "design.statistics", "design"},
     {"report"},
     # the engines, side by side: exact (lme4's pipeline) and Bayesian (PyMC model -> NUTS -> posterior)
-    {"exact", "exact.optimize", "exact.fixed", "exact.glm", "exact.lmm", "exact.glmm"}
-    | {"bayes", "bayes.priors", "bayes.build", "bayes.built", "bayes.collapsed"},
-    {"nuts", "nuts.jax_config", "nuts.low_rank", "nuts.program_cache", "nuts.convergence", "nuts.numpyro_driver"},
+    {"exact", "exact.optimize", "exact.glm", "exact.lmm", "exact.glmm"}
+    | {"bayes", "bayes.priors", "bayes.build", "bayes.built", "bayes.collapsed"}
+    | {"bayes.collapsed.statistics", "bayes.collapsed.start", "bayes.collapsed.draws", "bayes.collapsed.model"},
+    {"nuts", "nuts.jax_config", "nuts.low_rank", "nuts.program_cache", "nuts.convergence", "nuts.numpyro_driver"}
+    | {"nuts.coordinates", "nuts.density", "nuts.start", "nuts.programs"},
     {"nuts.run"},
     {"nuts.summary"},
     # what reads either kind of result

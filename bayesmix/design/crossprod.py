@@ -9,11 +9,13 @@ which add up over chunks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from bayesmix.design.encode import Block
+if TYPE_CHECKING:  # blocks are read by their attributes; the design module builds on this one
+    from bayesmix.design.encode import Block
 
 
 def lme4_order(blocks: tuple[Block, ...]) -> list[int]:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from bayesmix import memory
 from bayesmix.design.covariance import Covariance, Unstructured
+from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.design.expressions import (
     column_names,
     contrast_name,
@@ -26,6 +27,7 @@ from bayesmix.design.expressions import (
     formulae_matrix,
     with_contrasts,
 )
+from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_message
 from bayesmix.design.formula import FormulaSpec, RandomTerm
 from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean
 
@@ -129,6 +131,36 @@ class Design:
         """The response less the offset: what the fixed and random effects of a gaussian model
         (identity link) explain, and all that its exact fit and collapsed sampler need."""
         return self.y if self.offset is None else self.y - self.offset
+
+    # The design protocol, shared with the Dask design (design/statistics.py): what the exact
+    # gaussian fit reads, whether the rows are here or were reduced to their sums.
+
+    def fixed_columns(self) -> tuple[list[int], tuple[str, ...], tuple[str, ...]]:
+        """The fixed-effect columns the data identify (lme4's rank check, on X itself)."""
+        return identified_columns(self.X, self.fixed_names)
+
+    def check_residual(self, columns: list[int]) -> None:
+        """Refuse a response that the fixed effects reproduce exactly: no residual is left for sigma."""
+        y, X = self.y_less_offset, self.X[:, columns]
+        if np.all(y == y[0]):
+            raise BayesmixError(
+                f"The response '{self.spec.response.expr}' is constant ({y[0]:g} in all {len(y)} rows): there is "
+                "no variation to attribute to the random effects or the residual. Check the data."
+            )
+        if X.shape[1] >= len(y):
+            residual = 0.0
+        else:
+            beta = np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else np.zeros(0)
+            residual = float(np.linalg.norm(y - X @ beta))
+        if residual <= NO_RESIDUAL * float(np.linalg.norm(y)):
+            raise BayesmixError(no_residual_message(X.shape[1], len(y)))
+
+    def cross_products(self, columns: list[int] | None = None) -> RawCrossProducts:
+        """The cross-products of [Z X y] (blocks in lme4 order, the ``columns`` of X, y less the
+        offset): all that the exact gaussian fit and the collapsed sampler read of the rows."""
+        X = self.X if columns is None else self.X[:, columns]
+        blocks = [self.blocks[i] for i in lme4_order(self.blocks)]
+        return raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, self.y_less_offset)
 
 
 def as_pandas(data):

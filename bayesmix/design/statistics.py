@@ -39,6 +39,7 @@ from bayesmix.design.encode import (
     report_missing,
     value_columns,
 )
+from bayesmix.design.fixed import NO_RESIDUAL_GRAM, aliased_from_gram, no_residual_message
 from bayesmix.design.formula import FormulaSpec
 from bayesmix.design.moments import DesignMoments
 from bayesmix.errors import BayesmixError
@@ -82,6 +83,34 @@ class StatsDesign:
     @property
     def ngrps(self) -> dict[str, int]:
         return {block.group: block.n_levels for block in self.blocks}
+
+    # The design protocol of design/encode.py's Design, answered from the summed cross-products.
+
+    def _split(self) -> tuple[int, int]:
+        """(q2, p): where X's columns start in ``raw.RR`` (after blocks 2..B) and how many there are."""
+        blocks = [self.blocks[i] for i in lme4_order(self.blocks)]
+        return sum(b.n_levels * b.n_terms for b in blocks[1:]), len(self.fixed_names)
+
+    def fixed_columns(self) -> tuple[list[int], tuple[str, ...], tuple[str, ...]]:
+        """The fixed-effect columns the data identify, from X'X alone."""
+        q2, p = self._split()
+        return aliased_from_gram(self.raw.RR[q2 : q2 + p, q2 : q2 + p], self.fixed_names)
+
+    def check_residual(self, columns: list[int]) -> None:
+        """Refuse a response the fixed effects reproduce exactly, from X'X, X'y and y'y."""
+        RR = self.cross_products(columns).RR
+        XX, Xy, yy = RR[:-1, :-1][-len(columns) :, -len(columns) :], RR[:-1, -1][-len(columns) :], RR[-1, -1]
+        rss = yy - Xy @ np.linalg.solve(XX, Xy) if len(columns) else yy
+        if rss <= NO_RESIDUAL_GRAM * yy:
+            raise BayesmixError(no_residual_message(len(columns), self.nobs) + " (Or the response is constant.)")
+
+    def cross_products(self, columns: list[int] | None = None) -> RawCrossProducts:
+        """The summed cross-products, restricted to the ``columns`` of X."""
+        if columns is None:
+            return self.raw
+        q2, p = self._split()
+        keep = np.r_[np.arange(q2), q2 + np.asarray(columns, dtype=int), q2 + p]
+        return RawCrossProducts(D=self.raw.D, RZ1=self.raw.RZ1[keep], RR=self.raw.RR[np.ix_(keep, keep)], n=self.raw.n)
 
     def _rows_needed(self, what: str):
         raise BayesmixError(

@@ -30,8 +30,8 @@ from bayesmix import memory
 from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.crossprod import block_z, lme4_order
 from bayesmix.design.encode import Design
+from bayesmix.design.fixed import drop_aliased
 from bayesmix.errors import BayesmixError, ConvergenceWarning
-from bayesmix.exact.fixed import drop_aliased
 from bayesmix.exact.glm import fit_glm
 from bayesmix.exact.lmm import check_identifiable
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded

@@ -34,10 +34,9 @@ from scipy.linalg import cholesky, solve_triangular
 
 from bayesmix import memory
 from bayesmix.design.covariance import ThetaLayout
-from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
+from bayesmix.design.crossprod import RawCrossProducts, lme4_order
 from bayesmix.design.encode import Design
 from bayesmix.errors import BayesmixError
-from bayesmix.exact.fixed import aliased_from_gram, drop_aliased
 from bayesmix.exact.optimize import (
     GRADIENT_TOLERANCE,
     RELATIVE_GRADIENT_TOLERANCE,
@@ -46,8 +45,6 @@ from bayesmix.exact.optimize import (
     projected,
 )
 
-NO_RESIDUAL = 1e-10  # |y - X beta_ols| below this share of |y|: the fixed effects reproduce y
-NO_RESIDUAL_GRAM = 1e-12  # the same on squares, from X'X, X'y, y'y (whose rounding is far coarser)
 BYTES_PER_PAIR = 40  # index and value arrays per entry of CrossProducts.pairs while it is built
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -120,14 +117,14 @@ def assemble_cross_products(raw: RawCrossProducts, order, covariances, rest_leve
     )
 
 
-def cross_products(design: Design, X: np.ndarray | None = None) -> CrossProducts:
-    """The cross-products of [Z X y] (``X`` overrides the design's, e.g. without aliased columns)."""
-    X = design.X if X is None else X
+def cross_products(design: Design, columns: list[int] | None = None) -> CrossProducts:
+    """The exact engine's cross-products of [Z X y] (``columns``: the X columns to use, e.g. without
+    aliased ones; every column when None)."""
     order = lme4_order(design.blocks)
     blocks = [design.blocks[i] for i in order]
-    raw = raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, design.y_less_offset)
+    p = len(design.fixed_names) if columns is None else len(columns)
     return assemble_cross_products(
-        raw, order, [b.covariance for b in blocks], [b.n_levels for b in blocks[1:]], X.shape[1]
+        design.cross_products(columns), order, [b.covariance for b in blocks], [b.n_levels for b in blocks[1:]], p
     )
 
 
@@ -401,27 +398,6 @@ def check_identifiable(design: Design, allow_n: bool) -> None:
             )
 
 
-def _check_residual(design: Design, X: np.ndarray) -> None:
-    """Refuse a response that the fixed effects reproduce exactly: no residual is left for sigma."""
-    y = design.y_less_offset
-    if np.all(y == y[0]):
-        raise BayesmixError(
-            f"The response '{design.spec.response.expr}' is constant ({y[0]:g} in all {len(y)} rows): there is no "
-            "variation to attribute to the random effects or the residual. Check the data."
-        )
-    if X.shape[1] >= len(y):
-        residual = 0.0
-    else:
-        beta = np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else np.zeros(0)
-        residual = float(np.linalg.norm(y - X @ beta))
-    if residual <= NO_RESIDUAL * float(np.linalg.norm(y)):
-        raise BayesmixError(
-            f"The {X.shape[1]} fixed-effect columns reproduce the response exactly ({len(y)} rows): no residual "
-            "variation is left to estimate the variances from. Use fewer fixed-effect terms (a factor with one "
-            "level per row, or as many columns as rows, fits every value)."
-        )
-
-
 def _check_dense_parts(design: Design, p: int) -> None:
     """The dense parts of the exact engine: the r x r Schur complement of the non-first blocks, the
     fixed effects and y (r = q2 + p + 1), and in :func:`solve` the dense r x q1 coupling block."""
@@ -441,40 +417,21 @@ def _check_dense_parts(design: Design, p: int) -> None:
 def fit_lmm(design: Design, reml: bool) -> LmmResult:
     """Optimise the profiled deviance (ML) or REML criterion over theta.
 
-    Raises BayesmixError for models lme4 refuses (see :func:`check_identifiable`), for a response the
-    fixed effects reproduce exactly, and for dense parts above the memory budget.
+    ``design``: any design of the protocol (its rows in memory, or only their summed cross-products
+    from a Dask DataFrame): the identified fixed-effect columns, the residual check and the
+    cross-products come from it. Raises BayesmixError for models lme4 refuses (see
+    :func:`check_identifiable`), for a response the fixed effects reproduce exactly, and for dense
+    parts above the memory budget.
     """
     check_identifiable(design, allow_n=False)
-    X, kept, dropped = drop_aliased(design.X, design.fixed_names)
-    _check_residual(design, X)
-    _check_dense_parts(design, X.shape[1])
-    return optimise(cross_products(design, X), reml, kept, dropped)
-
-
-def fit_lmm_from_statistics(design, reml: bool) -> LmmResult:
-    """:func:`fit_lmm` for a design known only through its summed cross-products ``design.raw``
-    (blocks in lme4 order, every column of X): aliased columns and an exactly reproduced response
-    are found from X'X and X'y (:func:`bayesmix.exact.fixed.aliased_from_gram`)."""
-    raw = design.raw
-    check_identifiable(design, allow_n=False)
+    columns, kept, dropped = design.fixed_columns()
+    design.check_residual(columns)
+    _check_dense_parts(design, len(columns))
     order = lme4_order(design.blocks)
     blocks = [design.blocks[i] for i in order]
-    q2 = sum(b.n_levels * b.n_terms for b in blocks[1:])
-    p = len(design.fixed_names)
-    columns, kept, dropped = aliased_from_gram(raw.RR[q2 : q2 + p, q2 : q2 + p], design.fixed_names)
-    keep = np.r_[np.arange(q2), q2 + np.asarray(columns, dtype=int), q2 + p]
-    RR = raw.RR[np.ix_(keep, keep)]
-    XX, Xy, yy = RR[q2:-1, q2:-1], RR[q2:-1, -1], RR[-1, -1]
-    rss = yy - Xy @ np.linalg.solve(XX, Xy) if len(columns) else yy
-    if rss <= NO_RESIDUAL_GRAM * yy:
-        raise BayesmixError(
-            f"The {len(columns)} fixed-effect columns reproduce the response exactly (or it is constant): no "
-            "residual variation is left to estimate the variances from. Use fewer fixed-effect terms."
-        )
-    _check_dense_parts(design, len(columns))
-    selected = RawCrossProducts(D=raw.D, RZ1=raw.RZ1[keep], RR=RR, n=raw.n)
     covariances = [b.covariance for b in blocks]
-    cp = assemble_cross_products(selected, order, covariances, [b.n_levels for b in blocks[1:]], len(columns))
+    raw = design.cross_products(columns)
+    cp = assemble_cross_products(raw, order, covariances, [b.n_levels for b in blocks[1:]], len(columns))
     return optimise(cp, reml, kept, dropped)
 
 

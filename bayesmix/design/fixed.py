@@ -9,13 +9,30 @@ import numpy as np
 from bayesmix.errors import RankDeficientWarning
 
 RANK_TOLERANCE = 1e-7
+NO_RESIDUAL = 1e-10  # |y - X beta_ols| below this share of |y|: the fixed effects reproduce y
+NO_RESIDUAL_GRAM = 1e-12  # the same on squares, from X'X, X'y, y'y (whose rounding is far coarser)
+
+
+def no_residual_message(p: int, n: int) -> str:
+    return (
+        f"The {p} fixed-effect columns reproduce the response exactly ({n} rows): no residual variation is left "
+        "to estimate the variances from. Use fewer fixed-effect terms (a factor with one level per row, or as "
+        "many columns as rows, fits every value)."
+    )
 
 
 def drop_aliased(X: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """(X without aliased columns, kept names, dropped names): see :func:`identified_columns`."""
+    kept, kept_names, dropped = identified_columns(X, names)
+    return X[:, kept], kept_names, dropped
+
+
+def identified_columns(X: np.ndarray, names: tuple[str, ...]) -> tuple[list[int], tuple[str, ...], tuple[str, ...]]:
     """Keep columns left to right, dropping each one that lies in the span of those kept before it.
 
-    Returns (X without aliased columns, kept names, dropped names); warns RankDeficientWarning
-    naming the dropped columns. Later columns are the ones dropped, as in lme4.
+    Returns (indices kept, kept names, dropped names); warns RankDeficientWarning naming the
+    dropped columns. Later columns are the ones dropped, as in lme4 (its ``lFormula`` does this
+    when it builds the design).
     """
     kept: list[int] = []
     basis = np.zeros((X.shape[0], 0))
@@ -26,11 +43,11 @@ def drop_aliased(X: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tup
         if norm > 0 and np.linalg.norm(residual) > RANK_TOLERANCE * norm:
             kept.append(j)
             basis = np.column_stack([basis, residual / np.linalg.norm(residual)])
-    return X[:, kept], *_kept_and_dropped(names, kept)
+    return kept, *_kept_and_dropped(names, kept)
 
 
 def aliased_from_gram(XX: np.ndarray, names: tuple[str, ...]) -> tuple[list[int], tuple[str, ...], tuple[str, ...]]:
-    """:func:`drop_aliased` when only X'X is known (data reduced to cross-products): the same left
+    """:func:`identified_columns` when only X'X is known (data reduced to cross-products): the same left
     to right rule, on squared norms (a column is kept when its squared residual on the kept ones
     exceeds (RANK_TOLERANCE * 10)^2 of its squared norm: the Gram matrix squares the rounding error).
 
