@@ -15,6 +15,8 @@ import numpy as np
 
 from bayesmix.errors import BayesmixError, did_you_mean
 
+LOG_2PI = float(np.log(2 * np.pi))  # the gaussian log-density's constant, for every engine that writes it out
+
 
 @dataclass(frozen=True)
 class Link:

@@ -155,12 +155,13 @@ class Design:
         if residual <= NO_RESIDUAL * float(np.linalg.norm(y)):
             raise BayesmixError(no_residual_message(X.shape[1], len(y)))
 
-    def cross_products(self, columns: list[int] | None = None) -> RawCrossProducts:
+    def cross_products(self, columns: list[int] | None = None, dense: bool = True) -> RawCrossProducts:
         """The cross-products of [Z X y] (blocks in lme4 order, the ``columns`` of X, y less the
-        offset): all that the exact gaussian fit and the collapsed sampler read of the rows."""
+        offset): all that the exact gaussian fit and the collapsed sampler read of the rows.
+        ``dense=False`` keeps R'Z1 and R'R sparse (:func:`raw_cross_products`)."""
         X = self.X if columns is None else self.X[:, columns]
         blocks = [self.blocks[i] for i in lme4_order(self.blocks)]
-        return raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, self.y_less_offset)
+        return raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, self.y_less_offset, dense=dense)
 
 
 def as_pandas(data):

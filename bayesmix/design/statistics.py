@@ -104,8 +104,9 @@ class StatsDesign:
         if rss <= NO_RESIDUAL_GRAM * yy:
             raise BayesmixError(no_residual_message(len(columns), self.nobs) + " (Or the response is constant.)")
 
-    def cross_products(self, columns: list[int] | None = None) -> RawCrossProducts:
-        """The summed cross-products, restricted to the ``columns`` of X."""
+    def cross_products(self, columns: list[int] | None = None, dense: bool = True) -> RawCrossProducts:
+        """The summed cross-products, restricted to the ``columns`` of X (dense whatever ``dense``
+        says: the partitions' sums are added as dense arrays)."""
         if columns is None:
             return self.raw
         q2, p = self._split()

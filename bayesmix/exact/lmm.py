@@ -44,10 +44,10 @@ from bayesmix.exact.optimize import (
     minimize_bounded,
     projected,
 )
+from bayesmix.families import LOG_2PI
 
 BYTES_PER_PAIR = 40  # index and value arrays per entry of CrossProducts.pairs while it is built
 
-LOG_2PI = float(np.log(2 * np.pi))
 
 POLISH_STEP = 1e-6  # forward-difference step of the Hessian of the exact gradient (relative)
 POLISH_ITERATIONS = 20

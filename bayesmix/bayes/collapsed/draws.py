@@ -16,10 +16,11 @@ import xarray as xr
 from bayesmix import memory
 from bayesmix.bayes.build import COEF_DIM, OBS_DIM, covariance_roots, flat_draws, level_dim, response_name, term_dim
 from bayesmix.bayes.built import BuiltModel
-from bayesmix.bayes.collapsed.statistics import LOG_2PI, CrossedArrays, _sampled_and_joined, level_stats
+from bayesmix.bayes.collapsed.statistics import CrossedArrays, _sampled_and_joined, level_stats
 from bayesmix.design.crossprod import block_z
 from bayesmix.design.encode import Design
 from bayesmix.errors import BayesmixWarning
+from bayesmix.families import LOG_2PI
 
 # Temporaries per chunk of draws. Small: every large temporary is fresh memory from the system,
 # and touching it costs page faults that outweigh the arithmetic; chunks of a tenth of the memory

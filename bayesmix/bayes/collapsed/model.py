@@ -74,7 +74,6 @@ from bayesmix.bayes.built import BuiltModel
 from bayesmix.bayes.collapsed.draws import _draw_crossed, _draw_one_block
 from bayesmix.bayes.collapsed.start import _pins, crossed_choices, initial_scales, rough_variances
 from bayesmix.bayes.collapsed.statistics import (
-    LOG_2PI,
     CrossedArrays,
     _sampled_and_joined,
     confounded_directions,
@@ -85,7 +84,7 @@ from bayesmix.bayes.collapsed.statistics import (
 )
 from bayesmix.bayes.priors import Prior
 from bayesmix.design.encode import Design
-from bayesmix.families import Family
+from bayesmix.families import LOG_2PI, Family
 
 
 def collapsible(design: Design, family: Family) -> bool:

@@ -17,11 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bayesmix.bayes.priors import Prior
-from bayesmix.design.crossprod import lme4_order, raw_cross_products
-
-# the Gaussian log-density's constant: the likelihood (model) and the pointwise log-likelihood
-# (draws) both need it
-LOG_2PI = float(np.log(2 * np.pi))
+from bayesmix.design.crossprod import lme4_order
 
 
 @dataclass(frozen=True)
@@ -41,10 +37,7 @@ def level_stats(design) -> LevelStats:
     """The per-level statistics, read off the design's cross-products of [Z X y] (computed here for
     rows in memory; summed over partitions for a design built from a Dask DataFrame)."""
     (block,) = design.blocks
-    if design.in_memory:
-        raw = raw_cross_products([(block.codes, block.Zt, block.n_levels)], design.X, design.y_less_offset)
-    else:
-        raw = design.raw
+    raw = design.cross_products()
     M, k, p = block.n_levels, block.n_terms, len(design.fixed_names)
     RZ = raw.RZ1.toarray()  # (p + 1, M k): rows X'Z then y'Z, level-major columns
     return LevelStats(
@@ -81,13 +74,8 @@ class CrossedStats:
 def crossed_stats(design) -> CrossedStats:
     """:class:`CrossedStats` from the rows (sparse products, never a dense n x levels matrix) or, for a
     design built from a Dask DataFrame, from its summed cross-products (the same layout)."""
-    order = tuple(lme4_order(design.blocks))
-    if not design.in_memory:
-        raw = design.raw
-        return CrossedStats(order, raw.D, sp.csr_matrix(raw.RZ1), sp.csr_matrix(raw.RR), raw.n)
-    blocks = [(design.blocks[i].codes, design.blocks[i].Zt, design.blocks[i].n_levels) for i in order]
-    raw = raw_cross_products(blocks, design.X, design.y_less_offset, dense=False)
-    return CrossedStats(order, raw.D, raw.RZ1, raw.RR, raw.n)
+    raw = design.cross_products(dense=False)
+    return CrossedStats(tuple(lme4_order(design.blocks)), raw.D, sp.csr_matrix(raw.RZ1), sp.csr_matrix(raw.RR), raw.n)
 
 
 def normal_fixed_priors(design, priors: dict[str, Prior]) -> tuple[np.ndarray, np.ndarray] | None:
