@@ -36,7 +36,7 @@ import pytensor.tensor as pt
 from bayesmix.bayes.priors import Prior
 from bayesmix.design.crossprod import raw_cross_products
 from bayesmix.design.encode import Block, Design, name_part
-from bayesmix.design.linpred import linear_predictor
+from bayesmix.design.linpred import Predictor, linear_predictor
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
 
@@ -402,22 +402,28 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
     """The PyMC model. ``parameterization``: one name for all blocks or {block label: name}."""
     per_block = _per_block(design, parameterization)
     with pm.Model(coords=model_coords(design)) as model:
-        X = pm.Data("X", design.X, dims=(OBS_DIM, COEF_DIM))
         beta = fixed_effects(design, priors)
         means = _centring_means(design, per_block, beta)
-        terms = []
-        for block in design.blocks:
-            codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)
-            Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
-            effects = _block_effects(block, priors, per_block[block.label], means.get(block.label))
-            terms.append((Zt, codes, effects))
-        offset = None if design.offset is None else pm.Data("offset", design.offset, dims=OBS_DIM)
-        eta = linear_predictor(X, beta, terms, offset)
+        eta = _predictor_eta(design.predictors["mu"], beta, priors, per_block, means)
         params = {name: priors[name].variable(name) for name in family.params}
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)
         observed = pm.Data("observed", design.y, dims=OBS_DIM)
         family.likelihood(response_name(design, model.named_vars), eta, params, observed, trials=trials, dims=OBS_DIM)
     return model
+
+
+def _predictor_eta(predictor: Predictor, beta, priors: dict[str, Prior], per_block: dict[str, str], means: dict):
+    """One linear predictor in the graph: its arrays as ``pm.Data`` (so a new dataset of the same
+    shapes reuses the compiled program), its blocks' effects, and eta."""
+    X = pm.Data("X", predictor.X, dims=(OBS_DIM, COEF_DIM))
+    terms = []
+    for block in predictor.blocks:
+        codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)
+        Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
+        effects = _block_effects(block, priors, per_block[block.label], means.get(block.label))
+        terms.append((Zt, codes, effects))
+    offset = None if predictor.offset is None else pm.Data("offset", predictor.offset, dims=OBS_DIM)
+    return linear_predictor(X, beta, terms, offset)
 
 
 def _per_block(design: Design, parameterization) -> dict[str, str]:

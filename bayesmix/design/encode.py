@@ -29,6 +29,7 @@ from bayesmix.design.expressions import (
 )
 from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_message
 from bayesmix.design.formula import FormulaSpec, RandomTerm
+from bayesmix.design.linpred import Predictor
 from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean
 
 LARGE_FACTOR = 100  # a fixed factor with more levels than this is named in the memory guard's advice
@@ -125,6 +126,12 @@ class Design:
     @property
     def ngrps(self) -> dict[str, int]:
         return {block.group: block.n_levels for block in self.blocks}
+
+    @property
+    def predictors(self) -> dict[str, Predictor]:
+        """Each linear predictor's data by the parameter it predicts: the mean (``"mu"``) today;
+        zero-inflation and dispersion formulas add theirs here, and the builders loop over them."""
+        return {"mu": Predictor("mu", self.X, self.fixed_names, self.blocks, self.offset)}
 
     @property
     def y_less_offset(self) -> np.ndarray:
