@@ -9,7 +9,7 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from bayesmix.nuts import low_rank, numpyro_driver
+from bayesmix.nuts import low_rank, numpyro_driver, programs
 from bayesmix.nuts.low_rank import LowRankMap
 
 
@@ -89,8 +89,8 @@ def test_map_inverts_and_carries_gradients():
 
 
 def test_segment_lengths_divide_both_phases():
-    assert numpyro_driver.segment_length(250, 750) == 50
-    assert numpyro_driver.segment_length(251, 750) == 1  # no common divisor: one iteration a segment
+    assert programs.segment_length(250, 750) == 50
+    assert programs.segment_length(251, 750) == 1  # no common divisor: one iteration a segment
 
 
 def gaussian_model(mean, covariance) -> pm.Model:
@@ -179,7 +179,7 @@ def test_segments_keep_every_thin_th_iteration_after_the_warmup_across_segment_b
         indices = np.arange(first, first + length)[None, :]
         return first + length, (indices,) * 8  # _collected's 7 fields and the gradient
 
-    runner = numpyro_driver._Segments(init=None, segment=segment, length=length)
+    runner = programs.Segments(init=None, segment=segment, length=length)
     with tqdm(disable=True) as bar:
         state, kept = runner.advance(0, None, 20, keep_after=7, bar=bar, thin=3, gradients=True)
         assert state == 20 and len(kept) == 8

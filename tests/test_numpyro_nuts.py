@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import bayesmix
-from bayesmix.nuts import numpyro_driver
+from bayesmix.nuts import numpyro_driver, programs
+from bayesmix.nuts import start as nuts_start
 from bayesmix.nuts.program_cache import compile_program
 from tests.helpers import gaussian_nuts_problem
 
@@ -25,7 +26,7 @@ def test_laplace_of_a_gaussian_is_its_mean_and_covariance():
         x = jnp.concatenate([parts[0], parts[1][None]]) - mean
         return 0.5 * x @ precision @ x
 
-    approx = numpyro_driver.laplace(jax.jit(jax.value_and_grad(potential)), [np.zeros(3), np.zeros(())])
+    approx = nuts_start.laplace(jax.jit(jax.value_and_grad(potential)), [np.zeros(3), np.zeros(())])
     np.testing.assert_allclose(approx.mode, mean, rtol=1e-6, atol=1e-6 * np.sqrt(np.diag(covariance)).max())
     np.testing.assert_allclose(approx.covariance, covariance, rtol=1e-5)
 
@@ -34,7 +35,7 @@ def test_laplace_refuses_a_run_away_mode():
     """A density without a mode (the log-SD of a singular fit running to -infinity) is not approximated."""
 
     def laplace(potential, start):
-        return numpyro_driver.laplace(jax.jit(jax.value_and_grad(potential)), start)
+        return nuts_start.laplace(jax.jit(jax.value_and_grad(potential)), start)
 
     assert laplace(lambda parts, data: jnp.exp(parts[0]).sum(), [np.zeros(1)]) is None
     assert laplace(lambda parts, data: jnp.sum(parts[0] ** 2) / 1e4, [np.zeros(2)]) is None  # flat
@@ -89,9 +90,9 @@ def test_nuts_program_gives_each_chain_the_same_draws_however_chains_run():
         return jnp.zeros((2, 2)), energy, grad
 
     def program(method, data, options=None):
-        how = numpyro_driver.Chains(2, 100, 50, 0.8, method, progressbar=False)
+        how = programs.Chains(2, 100, 50, 0.8, method, progressbar=False)
         example = (keys, start(data), jnp.ones(2), (data,))
-        return compile_program(numpyro_driver.nuts_program(potential, [(2,)], how), example, options)
+        return compile_program(programs.nuts_program(potential, [(2,)], how), example, options)
 
     def draws(compiled, data):
         collected = compiled(keys, start(data), jnp.ones(2), (data,))
@@ -147,11 +148,11 @@ def test_new_data_of_the_same_shapes_compile_nothing_new():
 
 
 def test_segment_lengths_divide_the_run():
-    assert numpyro_driver.segment_length(2000) == 100
-    assert numpyro_driver.segment_length(1200) == 60
-    assert numpyro_driver.segment_length(60) == 3
-    assert numpyro_driver.segment_length(1999) == 1  # a prime: one iteration a segment
-    assert numpyro_driver.segment_length(7) == 1
+    assert programs.segment_length(2000) == 100
+    assert programs.segment_length(1200) == 60
+    assert programs.segment_length(60) == 3
+    assert programs.segment_length(1999) == 1  # a prime: one iteration a segment
+    assert programs.segment_length(7) == 1
 
 
 # (batched chains too, but there the two programs round differently, and NUTS's discrete choices
@@ -161,9 +162,9 @@ def test_segments_continue_the_adaptation_where_it_stopped(method):
     """The run cut into segments (a progress bar between them) draws what the single program draws:
     the state carries numpyro's windowed adaptation across segments."""
     potential, args = gaussian_nuts_problem(5, [0.01, 9.0])  # scales far apart
-    how = numpyro_driver.Chains(2, 150, 90, 0.8, method, progressbar=False)
-    whole = compile_program(numpyro_driver.nuts_program(potential, [(2,)], how), args)(*args)
-    init, segment, length = numpyro_driver.nuts_segments(potential, [(2,)], how)
+    how = programs.Chains(2, 150, 90, 0.8, method, progressbar=False)
+    whole = compile_program(programs.nuts_program(potential, [(2,)], how), args)(*args)
+    init, segment, length = programs.nuts_segments(potential, [(2,)], how)
     assert length == 12
     states = compile_program(init, args)(*args)
     step = compile_program(segment, (states, args[3]))
@@ -178,7 +179,7 @@ def test_segments_continue_the_adaptation_where_it_stopped(method):
 def test_laplace_gives_up_where_the_hessian_is_not_finite():
     """A potential whose gradient turns NaN next to the start (a centred funnel's neck): the
     trust-region step meets a non-finite Hessian, and the Laplace start is skipped, not a crash."""
-    from bayesmix.nuts.numpyro_driver import laplace
+    from bayesmix.nuts.start import laplace
 
     def value_and_grad(values, data):
         x = values[0]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bayesmix
-from bayesmix.nuts import numpyro_driver, program_cache
+from bayesmix.nuts import density, program_cache, programs
 from tests.helpers import gaussian_nuts_problem
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
@@ -23,7 +23,7 @@ PRIORS = {  # fixed: the default priors are scaled by the data
 
 def fingerprint(data, priors=PRIORS, parameterization="marginal"):
     model = bayesmix.Model(FORMULA, data, priors=priors).pymc_model(parameterization)
-    return numpyro_driver.log_density(model).fingerprint
+    return density.log_density(model).fingerprint
 
 
 def test_fingerprint_names_the_computation_not_the_data():
@@ -46,7 +46,7 @@ def test_fingerprint_names_the_computation_not_the_data():
 
 FINGERPRINTS = """
 import bayesmix
-from bayesmix.nuts import numpyro_driver
+from bayesmix.nuts import density
 sleep = bayesmix.load_dataset("sleepstudy")
 cbpp = bayesmix.load_dataset("cbpp")
 models = [
@@ -55,7 +55,7 @@ models = [
         "noncentered"
     ),
 ]
-print(" ".join(numpyro_driver.log_density(model).fingerprint for model in models))
+print(" ".join(density.log_density(model).fingerprint for model in models))
 """
 
 
@@ -157,8 +157,8 @@ def test_a_stored_nuts_program_draws_what_the_traced_one_draws(stored_programs, 
     store is the program: the same draws as the traced one, up to rounding."""
     folder, traced = stored_programs
     potential, args = gaussian_nuts_problem(3, [1.0, 4.0])
-    how = numpyro_driver.Chains(2, 100, 50, 0.8, method, progressbar=False)
-    program = numpyro_driver.nuts_program(potential, [(2,)], how)
+    how = programs.Chains(2, 100, 50, 0.8, method, progressbar=False)
+    program = programs.nuts_program(potential, [(2,)], how)
     traced_draws = program_cache.compile_program(program, args)(*args)[0]
     key = program_cache.program_key("test", method)
     stored = [program_cache.compile_program(program, args, key=key)(*args)[0] for _ in range(2)]

@@ -20,7 +20,7 @@ too, so the first and later processes run the same compiled code: same seed, sam
 Stored programs live in a folder of JAX's persistent cache directory (``bayesmix-exported``);
 without that directory nothing is stored. A program with host callbacks cannot be exported (it is
 then traced every time): bayesmix's progress bars are drawn between programs instead
-(``numpyro_driver.nuts_segments``).
+(``programs.nuts_segments``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,14 @@ import numpy as np
 FOLDER = "bayesmix-exported"
 FORMAT = 1  # of the stored files and of the key; bump to orphan every stored program
 # the modules whose code builds the programs (the graphs themselves are fingerprinted)
-PROGRAM_SOURCES = ("numpyro_driver.py", "program_cache.py", "low_rank.py")
+PROGRAM_SOURCES = (
+    "numpyro_driver.py",
+    "density.py",
+    "coordinates.py",
+    "programs.py",
+    "program_cache.py",
+    "low_rank.py",
+)
 VERSIONED = ("bayesmix", "pytensor", "pymc", "jax", "jaxlib", "numpyro")
 
 
