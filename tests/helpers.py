@@ -42,7 +42,7 @@ def fit_via_cli(tmp_path, dataset: str, formula: str, *args: str) -> tuple[int, 
 
 
 def gaussian_nuts_problem(seed: int, variances):
-    """A 2-d Gaussian for numpyro_nuts' programs: ``(potential, args)``, potential(values, data) =
+    """A 2-d Gaussian for the numpyro driver's programs: ``(potential, args)``, potential(values, data) =
     -log N(values[0]; data[0], diag(data[1])) and args = (keys, start, inverse_mass, (data,)) for 2
     chains starting at 0 (as nuts_program takes them)."""
     import jax

@@ -74,4 +74,4 @@ def test_the_builder_does_not_import_the_sampler():
         tree = ast.parse(path.read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        assert not {"bayesmix.nuts.run", "bayesmix.nuts.numpyro_driver"} & imported, name
+        assert not [m for m in imported if m and m.startswith("bayesmix.nuts")], name

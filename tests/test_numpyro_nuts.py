@@ -26,7 +26,10 @@ def test_laplace_of_a_gaussian_is_its_mean_and_covariance():
         x = jnp.concatenate([parts[0], parts[1][None]]) - mean
         return 0.5 * x @ precision @ x
 
-    approx = nuts_start.laplace(jax.jit(jax.value_and_grad(potential)), [np.zeros(3), np.zeros(())])
+    # the samplers run in double precision (PyMC's JAX backend turns it on); this potential is plain
+    # JAX, so the test turns it on itself rather than rely on an earlier test having imported PyMC
+    with jax.enable_x64(True):
+        approx = nuts_start.laplace(jax.jit(jax.value_and_grad(potential)), [np.zeros(3), np.zeros(())])
     np.testing.assert_allclose(approx.mode, mean, rtol=1e-6, atol=1e-6 * np.sqrt(np.diag(covariance)).max())
     np.testing.assert_allclose(approx.covariance, covariance, rtol=1e-5)
 
