@@ -8,6 +8,8 @@ message names the problem and the fix. Warnings are subclasses of :class:`Bayesm
 from __future__ import annotations
 
 import difflib
+import sys
+import warnings
 
 
 class BayesmixError(ValueError):
@@ -64,3 +66,12 @@ class RankDeficientWarning(BayesmixWarning):
 
 class SamplingInterruptedWarning(BayesmixWarning):
     """Sampling was interrupted (Ctrl-C); the draws made so far were kept and are returned."""
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` pointed at the caller's own line: the first frame outside bayesmix, however
+    many of bayesmix's frames lie between (a fixed ``stacklevel`` breaks whenever a call moves)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] == "bayesmix":
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -9,7 +9,6 @@ Fields follow lme4: ``fixef`` (estimate, SE, t value), ``varcorr`` (SD and corre
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -21,7 +20,7 @@ from bayesmix.after.io import save
 from bayesmix.after.predict import fit_predict
 from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.encode import Design, coding_notes
-from bayesmix.errors import ConvergenceWarning, SingularFitWarning
+from bayesmix.errors import ConvergenceWarning, SingularFitWarning, warn
 from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult
 from bayesmix.exact.optimize import OptimizerSummary
@@ -235,12 +234,12 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
             "boundary (singular) fit: a variance component is estimated as 0 or a correlation "
             "as +-1; see the varcorr table"
         )
-        warnings.warn(messages[-1], SingularFitWarning, stacklevel=4)
+        warn(messages[-1], SingularFitWarning)
     if not e.optimizer.converged:
         messages.append(
             f"the optimiser did not converge: projected gradient {e.optimizer.gradient} ({e.optimizer.message})"
         )
-        warnings.warn(messages[-1], ConvergenceWarning, stacklevel=4)
+        warn(messages[-1], ConvergenceWarning)
     modes = [e.modes[position[i]] for i in range(len(design.blocks))]
     sds = [e.mode_sds[position[i]] for i in range(len(design.blocks))]
     return MixedFit(

@@ -6,45 +6,38 @@ reported before any PyMC work; the PyMC model is built on first use and reused.
 
 from __future__ import annotations
 
+import importlib
 import time
-import warnings
-
-import arviz as az
-import pymc as pm
+from typing import TYPE_CHECKING
 
 from bayesmix.after.fit_view import SAMPLED
 from bayesmix.after.io import save as save_model
-from bayesmix.after.predict import SAMPLE_PREDICTIVE_VALUES, add_predictions, posterior_predict
-from bayesmix.bayes.build import (
-    build_model,
-    choose_parameterization,
-    split_technical,
-    weakly_informed_centred,
-)
-from bayesmix.bayes.built import BuiltModel
-from bayesmix.bayes.collapsed import build_marginal, collapsible
+from bayesmix.after.predict import add_predictions, posterior_predict
 from bayesmix.bayes.priors import Prior, resolve_priors
 from bayesmix.design.encode import Design, as_pandas, build_design, formula_for_data
 from bayesmix.design.formula import parse_formula
 from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
-from bayesmix.errors import BayesmixError, BayesmixWarning, did_you_mean
+from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
 from bayesmix.exact.lmm import fit_lmm
 from bayesmix.families import Family, get_family
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
-from bayesmix.nuts.run import check_counts, collapsed_is_fast, diagnose, run_nuts, seed_from, warn_diagnostics
-from bayesmix.nuts.summary import NutsSummary, format_summary, summarize, to_dict
+
+if TYPE_CHECKING:
+    import arviz as az
+    import pymc as pm
+
+    from bayesmix.bayes.built import BuiltModel
+    from bayesmix.nuts.summary import NutsSummary
 
 FIT_METHODS = ("reml", "ml", "laplace", "agq")
 DEFAULT_NAGQ = 10  # fit("agq") without nAGQ: enough points that the estimates no longer move
 
 
-DEFAULT_TARGET_ACCEPT = 0.9
-# where a block is centred although its levels carry little information: its SDs sit in a funnel
-# whose neck NUTS explores with bias unless its steps are small; such a model also keeps numpyro's
-# diagonal metric, as the low-rank one, learnt in half the warmup, did not follow the neck
-# (simulation-based calibration of both choices: docs/calibration.md)
-FUNNEL_TARGET_ACCEPT = 0.99
+def _sampled():
+    """The Bayesian half (bayesmix/sampled.py), loaded on first use: building a model and fitting
+    it exactly never import PyMC, PyTensor, JAX or ArviZ (tests/test_import_light.py)."""
+    return importlib.import_module("bayesmix.sampled")
 
 
 class Model:
@@ -90,7 +83,7 @@ class Model:
             self.design: Design = build_design(self.spec, data, categorical, missing, contrasts)
             self.family.check_response(self.design.y, self.design.trials)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
-        self._built: dict = {}  # parameterisation -> BuiltModel
+        self._built: dict = {}  # parameterisation -> BuiltModel (bayesmix/sampled.py fills it)
         self.idata: az.InferenceData | None = None
         self.sampling_time: float | None = None
 
@@ -129,33 +122,12 @@ class Model:
 
     def _built_model(self, parameterization) -> BuiltModel:
         """The :class:`~bayesmix.bayes.built.BuiltModel` of a parameterisation (built once, then reused)."""
-        if self.from_statistics and parameterization != "marginal":
-            raise BayesmixError(
-                "This model was built from a Dask DataFrame (sufficient statistics only): NUTS works from those for "
-                "the collapsed model (parameterization='marginal' or 'auto': a gaussian model). Use fit('reml') or "
-                "fit('ml') for other models, or load the rows into memory."
-            )
-        key = parameterization if isinstance(parameterization, str) else tuple(sorted(parameterization.items()))
-        if key not in self._built:
-            if parameterization == "marginal":
-                if not collapsible(self.design, self.family):
-                    raise BayesmixError(
-                        "parameterization='marginal' needs a gaussian model (identity link) with at least one "
-                        "random-effect block; use 'noncentered' or 'centered' for this model."
-                    )
-                self._built[key] = build_marginal(self.design, self.family, self.priors)
-            else:
-                self._built[key] = BuiltModel(build_model(self.design, self.family, self.priors, parameterization))
-        return self._built[key]
+        return _sampled().built_model(self, parameterization)
 
     def resolve_parameterization(self, parameterization):
         """``"auto"``: the collapsed model where it applies (fastest and exact), else per block
-        centred or non-centred from the information its levels carry (:func:`choose_parameterization`)."""
-        if parameterization == "auto":
-            if collapsible(self.design, self.family):  # without JAX: non-centred (sampling.collapsed_is_fast)
-                return "marginal" if self.from_statistics or collapsed_is_fast() else "noncentered"
-            return choose_parameterization(self.design)
-        return parameterization
+        centred or non-centred from the information its levels carry."""
+        return _sampled().resolve_parameterization(self, parameterization)
 
     def sample(
         self,
@@ -181,47 +153,22 @@ class Model:
 
         Warns (DivergenceWarning, RhatWarning, LowESSWarning,
         TreeDepthWarning) when diagnostics fail. ``target_accept`` None: 0.9, or
-        :data:`FUNNEL_TARGET_ACCEPT` where a block is centred although its levels carry little
+        :data:`bayesmix.sampled.FUNNEL_TARGET_ACCEPT` where a block is centred although its levels carry little
         information (a funnel: smaller steps follow its neck; docs/calibration.md); such a model is
         also sampled with numpyro's diagonal metric, not the low-rank one.
         """
-        parameterization = self.resolve_parameterization(parameterization)
-        built = self._built_model(parameterization)
-        funnels = weakly_informed_centred(self.design, parameterization)
-        if target_accept is None:
-            target_accept = FUNNEL_TARGET_ACCEPT if funnels else DEFAULT_TARGET_ACCEPT
-        for label, ratio in funnels.items():
-            warnings.warn(
-                f"Block '{label}' is sampled centred, but its levels carry little information (information ratio "
-                f"{ratio:.2g} < 1): its SDs then sit in a funnel that NUTS explores with bias unless its steps are "
-                f"small (target_accept={target_accept:g}; {FUNNEL_TARGET_ACCEPT:g} when not given) and slow. Use "
-                "parameterization='auto' (non-centred for this block) or 'noncentered'.",
-                BayesmixWarning,
-                stacklevel=2,
-            )
-        start = time.perf_counter()
-        idata = run_nuts(
-            built,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            random_seed=random_seed,
-            sampler=sampler,
-            progressbar=progressbar,
-            target_accept=target_accept,
-            low_rank_metric=not funnels,
+        return _sampled().sample(
+            self,
+            draws,
+            tune,
+            chains,
+            random_seed,
+            sampler,
+            progressbar,
+            target_accept,
+            parameterization,
+            posterior_predictive,
         )
-        seed = idata.posterior.attrs["bayesmix_seed"]
-        built.finish(idata, seed)
-        split_technical(idata, self.design, self.family)
-        if posterior_predictive and self.design.in_memory and chains * draws * self.nobs <= SAMPLE_PREDICTIVE_VALUES:
-            responses = posterior_predict(self, idata, kind="response", random_seed=[seed, 1])
-            add_predictions(self, idata, responses, "response")
-        idata.posterior.attrs["bayesmix_parameterization"] = str(parameterization)
-        self.sampling_time = time.perf_counter() - start
-        self.idata = idata
-        warn_diagnostics(diagnose(idata))
-        return idata
 
     def prior_predictive(self, draws: int = 500, random_seed: int | None = None) -> az.InferenceData:
         """Draws from the priors and the responses they imply (the data are not used).
@@ -231,12 +178,7 @@ class Model:
         ``prior_predictive`` (``draws`` simulated responses per row; ``az.plot_ppc(idata,
         group="prior")`` compares them with the data), plus observed_data. Same seed, same draws.
         """
-        check_counts(draws=draws)
-        model = self.pymc_model("noncentered")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*BLAS.*")
-            idata = pm.sample_prior_predictive(draws=int(draws), model=model, random_seed=seed_from(random_seed))
-        return split_technical(idata, self.design, self.family, groups=("prior",), keep=False)
+        return _sampled().prior_predictive(self, draws, random_seed)
 
     def fit(self, method: str = "reml", nAGQ: int | None = None) -> MixedFit:  # noqa: N803 - lme4's name
         """Frequentist fit, lme4-comparable: ``"reml"``, ``"ml"``, ``"laplace"`` or ``"agq"``.
@@ -322,20 +264,18 @@ class Model:
 
     def posterior_summary(self, idata: az.InferenceData | None = None) -> NutsSummary:
         """Posterior means/SDs of fixed effects, variance components and random effects."""
-        idata = self._require(idata)
-        return summarize(self.design, self.family, idata, diagnose(idata))
+        return _sampled().posterior_summary(self, self._require(idata))
 
     def summary(self, idata: az.InferenceData | None = None) -> str:
         """An lme4-style printout of the posterior (with R-hat and ESS)."""
-        idata = self._require(idata)
-        return format_summary(self.design, self.family, self.posterior_summary(idata), idata)
+        return _sampled().summary(self, self._require(idata))
 
     def to_dict(self, idata: az.InferenceData | None = None, time_s: float | None = None) -> dict:
         """The JSON contract (see :mod:`bayesmix.nuts.summary`)."""
         idata = self._require(idata)
         if time_s is None and idata is self.idata:
             time_s = self.sampling_time
-        return to_dict(self.design, self.family, self.posterior_summary(idata), time_s)
+        return _sampled().contract(self, idata, time_s)
 
     def __repr__(self) -> str:
         return (

@@ -10,6 +10,8 @@ import pandas as pd
 
 from bayesmix.design.encode import Design
 
+INTERVAL = 0.95  # the central interval every table and plot reports, for both kinds of fit
+
 
 def ranef_to_dict(frame: pd.DataFrame) -> dict:
     """A (level, term)-indexed frame of condval/condsd -> the contract's per-group dict."""

@@ -11,8 +11,8 @@ from scipy import stats
 
 import bayesmix
 from bayesmix import BayesmixError
-from bayesmix.bayes.build import correlation_matrices
 from bayesmix.bayes.collapsed import _lower_solve, _upper_solve, build_marginal, crossed_arrays
+from bayesmix.bayes.names import correlation_matrices
 from bayesmix.design.crossprod import block_z, lme4_order
 
 

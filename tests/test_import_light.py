@@ -40,3 +40,23 @@ def test_the_first_sampler_configures_jax():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     devices, flagged = out.stdout.split()[-2:]
     assert int(devices) >= 2 and flagged == "True"
+
+
+EXACT_PATH = f"""
+import json, sys
+import bayesmix
+data = bayesmix.load_dataset("sleepstudy")
+fit = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data).fit("reml")
+fit.summary(); fit.to_dict(); fit.predict(data.head())
+glmm = bayesmix.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", bayesmix.load_dataset("cbpp"),
+                      family="binomial").fit("laplace")
+glmm.summary(); bayesmix.fixef(fit); bayesmix.anova(fit, fit)
+print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+"""
+
+
+def test_an_exact_fit_never_imports_the_samplers():
+    """Issue 20: Model(...), fit(), its tables, predictions and anova leave PyMC, PyTensor, JAX and
+    ArviZ unloaded (they load when a sampler, a plot or a file needs them)."""
+    out = subprocess.run([sys.executable, "-c", EXACT_PATH], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

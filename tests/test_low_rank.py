@@ -151,7 +151,7 @@ def test_nuts_in_the_low_rank_coordinates_samples_the_target(gaussian_draws):
 
 
 def test_the_low_rank_metric_can_be_turned_off(gaussian_draws):
-    """Without it (a funnel: bayesmix.model.FUNNEL_TARGET_ACCEPT), one warmup phase and numpyro's
+    """Without it (a funnel: bayesmix.sampled.FUNNEL_TARGET_ACCEPT), one warmup phase and numpyro's
     diagonal metric, which leaves the spikes of the same target far slower to mix."""
     import arviz as az
 

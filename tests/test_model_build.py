@@ -9,8 +9,10 @@ from scipy import stats
 from scipy.special import expit
 
 import bayesmix
+import bayesmix.sampled
 from bayesmix import BayesmixError, Prior
-from bayesmix.bayes.build import correlation_matrices, information_ratio, weakly_informed_centred
+from bayesmix.bayes.build import information_ratio, weakly_informed_centred
+from bayesmix.bayes.names import correlation_matrices
 from bayesmix.bayes.priors import LKJ_ETA
 
 
@@ -287,13 +289,13 @@ def test_centring_a_weakly_informed_block_is_warned_about(monkeypatch):
     sampling, and sampled with smaller steps (target_accept 0.99, unless given) and numpyro's
     diagonal metric."""
     used = []
-    run_nuts = bayesmix.model.run_nuts
+    run_nuts = bayesmix.sampled.run_nuts
 
     def spy(model, **kwargs):
         used.append((kwargs["target_accept"], kwargs["low_rank_metric"]))
         return run_nuts(model, **kwargs)
 
-    monkeypatch.setattr(bayesmix.model, "run_nuts", spy)
+    monkeypatch.setattr(bayesmix.sampled, "run_nuts", spy)
     cbpp = bayesmix.Model(
         "cbind(incidence, size - incidence) ~ period + (1 | herd)", bayesmix.load_dataset("cbpp"), family="binomial"
     )

@@ -15,7 +15,7 @@ import pytest
 
 import bayesmix
 from bayesmix import BayesmixError
-from bayesmix.bayes.build import correlation_matrices
+from bayesmix.bayes.names import correlation_matrices
 from tests.helpers import CONTRACT
 
 matplotlib.use("Agg")
@@ -244,5 +244,7 @@ def test_sampler_and_argument_errors():
 
 def test_diagnostic_warnings_are_raised():
     model = small_model()
-    with pytest.warns(bayesmix.LowESSWarning):
+    with pytest.warns(bayesmix.LowESSWarning) as record:
         model.sample(draws=20, tune=20, chains=2, random_seed=1, progressbar=False)
+    # every warning points at the user's own line, not at a frame inside bayesmix
+    assert {w.filename for w in record if issubclass(w.category, bayesmix.BayesmixWarning)} == {__file__}

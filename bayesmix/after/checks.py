@@ -55,7 +55,7 @@ from scipy import stats
 
 from bayesmix.after.fit_view import view
 from bayesmix.after.predict import _effects_with_new_levels, conditional_modes, encode, fixed_estimates
-from bayesmix.bayes.build import flat_draws
+from bayesmix.bayes.names import flat_draws
 from bayesmix.design.crossprod import block_z
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError

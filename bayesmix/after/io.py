@@ -16,8 +16,8 @@ import json
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -25,6 +25,9 @@ import xarray as xr
 from bayesmix.after.fit_view import EXACT, view
 from bayesmix.design.formula import parse_formula
 from bayesmix.errors import BayesmixError
+
+if TYPE_CHECKING:
+    import arviz as az
 
 FORMAT = 1
 GROUP = "bayesmix_model"
@@ -138,6 +141,8 @@ def _fit_payload(fit) -> bytes:
 def save(obj, path, idata=None) -> Path:
     """Write a sampled Model (with ``idata``, default its last ``sample()``) or an exact fit
     (``MixedFit``) to one netCDF file at ``path``; returns the path."""
+    import arviz as az  # loaded when a file is written: an exact fit never needs ArviZ otherwise
+
     path = Path(path)
     if obj.fit_kind == EXACT:
         group = _model_group(obj.design, obj.family, None, kind="fit")
@@ -177,6 +182,8 @@ def _check_names(design, idata: az.InferenceData) -> None:
 
 
 def _read(path: Path) -> az.InferenceData:
+    import arviz as az  # loaded when a file is read
+
     if not path.is_file():
         raise BayesmixError(f"'{path}': no such file. Pass the path a model was saved to with model.save(path).")
     try:

@@ -9,15 +9,19 @@ population level, as lme4's ``allow.new.levels``.
 
 from __future__ import annotations
 
-import arviz as az
+from typing import TYPE_CHECKING
+
 import numpy as np
 import xarray as xr
 
 from bayesmix import memory
-from bayesmix.bayes.build import OBS_DIM, covariance_roots, flat_draws, response_name
+from bayesmix.bayes.names import OBS_DIM, covariance_roots, flat_draws, response_name
 from bayesmix.design.encode import Design, NewData, encode_new_data
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError
+
+if TYPE_CHECKING:
+    import arviz as az
 
 KINDS = ("mean", "response")
 NEW_LEVELS = ("sample", "population")

@@ -22,16 +22,13 @@ import pandas as pd
 from scipy.stats import norm
 
 from bayesmix.after.fit_view import view
-from bayesmix.nuts.summary import INTERVAL, NutsSummary
+from bayesmix.report import INTERVAL
 
 
 def _source(obj, idata=None):
-    """The MixedFit itself, or the posterior summary of a sampled Model."""
-    return view(obj, idata).source()
-
-
-def _is_bayes(source) -> bool:
-    return isinstance(source, NutsSummary)
+    """(The MixedFit itself or the posterior summary of a sampled Model, whether it is the latter)."""
+    fit_view = view(obj, idata)
+    return fit_view.source(), fit_view.bayes
 
 
 def _wald(estimate, se):
@@ -41,9 +38,9 @@ def _wald(estimate, se):
 
 def fixef(fit, idata=None) -> pd.DataFrame:
     """Fixed effects: estimate, se, lower, upper (+ statistic, or rhat and ESS), indexed by term."""
-    source = _source(fit, idata)
+    source, bayes = _source(fit, idata)
     table = source.fixef.copy()
-    if not _is_bayes(source):
+    if not bayes:
         table["lower"], table["upper"] = _wald(table["estimate"], table["se"])
         table = table[["estimate", "se", "lower", "upper", "statistic"]]
     return table
@@ -51,7 +48,7 @@ def fixef(fit, idata=None) -> pd.DataFrame:
 
 def ranef(fit, idata=None) -> pd.DataFrame:
     """Random effects in long form: group, level, term, condval, condsd, lower, upper."""
-    source = _source(fit, idata)
+    source, bayes = _source(fit, idata)
     frames = []
     for group, frame in source.ranef.items():
         frame = frame.copy()
@@ -64,8 +61,7 @@ def ranef(fit, idata=None) -> pd.DataFrame:
 
 def varcorr(fit, idata=None) -> pd.DataFrame:
     """Variance components: group, var1, var2, vcov, sdcor (+ sdcor_se for NUTS)."""
-    source = _source(fit, idata)
-    bayes = _is_bayes(source)
+    source, bayes = _source(fit, idata)
     rows = []
     for v in source.varcorr:
         terms, sd, corr, cov = v["terms"], np.asarray(v["sd"]), np.asarray(v["corr"]), np.asarray(v["cov"])

@@ -33,6 +33,16 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix.bayes.names import (
+    COEF_DIM,
+    OBS_DIM,
+    level_dim,
+    model_coords,
+    pair_dim,
+    response_name,
+    term_dim,
+    term_pairs,
+)
 from bayesmix.bayes.priors import Prior
 from bayesmix.design.crossprod import raw_cross_products
 from bayesmix.design.encode import Block, Design, name_part
@@ -41,140 +51,6 @@ from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
 
 PARAMETERIZATIONS = ("noncentered", "centered")
-OBS_DIM = "obs"
-COEF_DIM = "coef"
-# names ArviZ, xarray and PyMC give dimensions and variables themselves, and the fixed names of the
-# model's data and parameters: an observed variable of that name would collide with them
-RESERVED = frozenset(
-    {"chain", "draw", "sample", OBS_DIM, COEF_DIM, "beta", "sigma", "nu", "alpha", "shape", "phi"}
-    | {"X", "observed", "offset", "trials", "D", "ZX", "Zy", "XX", "Xy", "yy", "Z1y", "Gy", "GG", "Ky", "KK", "GK"}
-    | {"Q", "counts", "P", "prior_beta_sigma", "marginal_loglik"}
-)
-OUR_PREFIXES = ("sd_", "cor_", "corr_", "re_", "z_", "u_", "chol_", "codes_", "Z_", "A_", "beta", "prior_")
-DIM_SUFFIXES = ("__level", "__term", "__pair")
-
-
-def level_dim(block: Block) -> str:
-    """The dimension of a block's group levels: ``<group>__level`` (coordinates: the levels)."""
-    return f"{name_part(block.group)}__level"
-
-
-def term_dim(block: Block) -> str:
-    return f"{block.label}__term"
-
-
-def pair_dim(block: Block) -> str:
-    return f"{block.label}__pair"
-
-
-def term_pairs(block: Block) -> list[tuple[int, int]]:
-    """(i, j), i < j, in brms's order (Intercept-Days, Intercept-x, Days-x): ``cor_<label>``'s order."""
-    k = block.n_terms
-    return [(i, j) for i in range(k) for j in range(i + 1, k)]
-
-
-def pair_names(block: Block) -> list[str]:
-    return [f"{block.terms[i]}__{block.terms[j]}" for i, j in term_pairs(block)]
-
-
-def correlation_matrices(pairs: np.ndarray, k: int) -> np.ndarray:
-    """(..., k, k) correlation matrices from (..., k (k - 1) / 2) values in :func:`term_pairs` order."""
-    pairs = np.asarray(pairs, dtype=float)
-    out = np.broadcast_to(np.eye(k), pairs.shape[:-1] + (k, k)).copy()
-    for n, (i, j) in enumerate([(a, b) for a in range(k) for b in range(a + 1, k)]):
-        out[..., i, j] = out[..., j, i] = pairs[..., n]
-    return out
-
-
-def flat_draws(posterior, name: str) -> np.ndarray:
-    """Draws of ``name`` with chain and draw stacked into the first axis: (S, ...)."""
-    values = posterior[name].values
-    return values.reshape((-1,) + values.shape[2:])
-
-
-def covariance_roots(posterior, block: Block) -> np.ndarray:
-    """(S, k, k) per draw, the lower Cholesky factor of a block's covariance: diag(sd) L with the
-    correlation matrix L L' (what new levels' effects and the collapsed draws are scaled by)."""
-    sd = flat_draws(posterior, f"sd_{block.label}")
-    return sd[:, :, None] * np.linalg.cholesky(block_correlations(posterior, block))
-
-
-def block_correlations(posterior, block: Block) -> np.ndarray:
-    """(S, k, k) correlation matrices of a block from a posterior's ``cor_<label>`` (chain and
-    draw stacked; the identity for one term)."""
-    sd = posterior[f"sd_{block.label}"].values
-    draws = int(np.prod(sd.shape[:2]))
-    if block.n_terms == 1:
-        return np.ones((draws, 1, 1))
-    pairs = posterior[f"cor_{block.label}"].values  # (chain, draw, pair)
-    return correlation_matrices(pairs.reshape(draws, -1), block.n_terms)
-
-
-def response_name(design: Design, reserved=()) -> str:
-    """The observed variable's name: the response column when it is a plain name that no other name
-    of the model, of its dimensions or of ArviZ's can be (nor can ``<name>_mean``, where predicted
-    means go: ``re`` would give ``re_mean``), else ``y``."""
-    name = design.spec.response.expr
-    plain = (
-        name.isidentifier()
-        and name not in RESERVED
-        and name not in reserved
-        and not f"{name}_".startswith(OUR_PREFIXES)
-        and not name.endswith(DIM_SUFFIXES)
-    )
-    return name if plain else "y"
-
-
-def model_coords(design: Design) -> dict:
-    coords = {COEF_DIM: list(design.fixed_names), OBS_DIM: np.arange(design.nobs)}
-    for block in design.blocks:
-        coords[level_dim(block)] = list(block.levels)
-        coords[term_dim(block)] = list(block.terms)
-        if block.n_terms > 1:
-            coords[pair_dim(block)] = pair_names(block)
-    return coords
-
-
-def public_names(design: Design, family: Family) -> list[str]:
-    """The posterior's variables, each identifiable quantity once: ``beta``, the family's parameters,
-    per block ``sd_<label>``, ``cor_<label>`` (more than one term) and ``re_<label>``."""
-    names = ["beta"] if design.fixed_names else []
-    names += list(family.params)
-    for block in design.blocks:
-        names.append(f"sd_{block.label}")
-        if block.n_terms > 1:
-            names.append(f"cor_{block.label}")
-        names.append(f"re_{block.label}")
-    return names
-
-
-TECHNICAL_GROUP = "sampler_internals"
-
-
-def split_technical(idata, design: Design, family: Family, groups=("posterior",), keep=True):
-    """Move the technical variables (all but :func:`public_names`: Cholesky factors, standardised
-    and centred effects, per-coefficient ``beta[...]``) out of ``groups`` of ``idata``: into the
-    group :data:`TECHNICAL_GROUP` (with ``keep``; for the posterior) or nowhere. Dimensions no
-    variable uses any more are dropped. Returns ``idata`` (changed in place)."""
-    public = public_names(design, family)
-    for group in groups:
-        if group not in idata.groups():
-            continue
-        data = idata[group]
-        technical = [name for name in data.data_vars if name not in public]
-        if keep and technical:
-            moved = data[technical]
-            idata.add_groups({TECHNICAL_GROUP: moved.drop_dims(_unused_dims(moved))})
-        kept = data[[name for name in public if name in data.data_vars]]  # in public_names' order
-        # setattr, not idata[group] = ...: ArviZ's __setitem__ lists an existing group a second time
-        setattr(idata, group, kept.drop_dims(_unused_dims(kept)))
-    return idata
-
-
-def _unused_dims(data) -> list[str]:
-    return [
-        d for d in data.dims if d not in ("chain", "draw") and not any(d in v.dims for v in data.data_vars.values())
-    ]
 
 
 def fixed_effects(design: Design, priors: dict[str, Prior]):

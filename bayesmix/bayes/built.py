@@ -29,13 +29,11 @@ class BuiltModel:
     ``derived_values``: values per draw that :attr:`post_draw` adds after sampling (the collapsed
     model's integrated-out effects), counted against the memory budget with the sampled ones.
     ``initial_scales()``: rough posterior SDs of the value variables, by name, that NUTS's mass
-    matrix starts from (called only when the sampler needs them: it may read every row); ``{}``:
-    the sampler's unit default. ``post_draw(idata, seed, stacklevel=...)``: what the sampler does
-    not draw, added to ``idata`` in place (seeded by ``seed``; ``stacklevel`` for its warnings, as
-    ``warnings.warn`` counts from the function that warns: 4 when called from ``Model.sample``);
-    None: nothing. ``sampler_log_likelihood``: whether the sampler can compute the pointwise
-    log-likelihood from the model's observed variables (False when the model has none and the
-    post-draw step computes it).
+    matrix starts from (called only when the sampler needs them: it may read every row); ``{}``: the
+    sampler's unit default. ``post_draw(idata, seed)``: what the sampler does not draw, added to
+    ``idata`` in place (seeded by ``seed``); None: nothing. ``sampler_log_likelihood``: whether the
+    sampler can compute the pointwise log-likelihood from the model's observed variables (False when
+    the model has none and the post-draw step computes it).
     """
 
     model: pm.Model
@@ -44,11 +42,10 @@ class BuiltModel:
     post_draw: Callable[..., None] | None = None
     sampler_log_likelihood: bool = True
 
-    def finish(self, idata: az.InferenceData, seed: int, stacklevel: int = 5) -> None:
-        """Run :attr:`post_draw` on the sampler's ``idata`` (nothing when there is none).
-        ``stacklevel``: 5 when called from ``Model.sample`` (this method is one frame more)."""
+    def finish(self, idata: az.InferenceData, seed: int) -> None:
+        """Run :attr:`post_draw` on the sampler's ``idata`` (nothing when there is none)."""
         if self.post_draw is not None:
-            self.post_draw(idata, seed, stacklevel=stacklevel)
+            self.post_draw(idata, seed)
 
 
 def built_model(model: BuiltModel | pm.Model) -> BuiltModel:

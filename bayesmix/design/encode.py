@@ -9,7 +9,6 @@ exactly as the training data.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, replace
 
 import formulae
@@ -30,7 +29,7 @@ from bayesmix.design.expressions import (
 from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_message
 from bayesmix.design.formula import FormulaSpec, RandomTerm
 from bayesmix.design.linpred import Predictor
-from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean
+from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean, warn
 
 LARGE_FACTOR = 100  # a fixed factor with more levels than this is named in the memory guard's advice
 
@@ -391,10 +390,9 @@ def report_missing(n_bad: int, n_rows: int, per_column: dict[str, int], missing:
         )
     if n_bad == n_rows:
         raise BayesmixError(f"Every row has a missing value in a used column ({detail}); nothing is left to fit.")
-    warnings.warn(
+    warn(
         f"Dropped {n_bad} of {n_rows} rows with missing values ({detail}); {n_rows - n_bad} rows are used.",
         MissingDataWarning,
-        stacklevel=5,
     )
 
 

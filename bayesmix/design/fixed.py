@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from bayesmix.errors import RankDeficientWarning
+from bayesmix.errors import RankDeficientWarning, warn
 
 RANK_TOLERANCE = 1e-7
 NO_RESIDUAL = 1e-10  # |y - X beta_ols| below this share of |y|: the fixed effects reproduce y
@@ -70,10 +68,9 @@ def aliased_from_gram(XX: np.ndarray, names: tuple[str, ...]) -> tuple[list[int]
 def _kept_and_dropped(names: tuple[str, ...], kept: list[int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     dropped = tuple(name for j, name in enumerate(names) if j not in kept)
     if dropped:
-        warnings.warn(
+        warn(
             f"The fixed-effects matrix is rank deficient: dropped {len(dropped)} aliased column(s): "
             f"{', '.join(dropped)}.",
             RankDeficientWarning,
-            stacklevel=5,
         )
     return tuple(names[j] for j in kept), dropped

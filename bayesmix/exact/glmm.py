@@ -18,7 +18,6 @@ is refused with an error naming the number.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,7 +30,7 @@ from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.crossprod import block_z, lme4_order
 from bayesmix.design.encode import Design
 from bayesmix.design.fixed import drop_aliased
-from bayesmix.errors import BayesmixError, ConvergenceWarning
+from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
 from bayesmix.exact.glm import fit_glm
 from bayesmix.exact.lmm import check_identifiable
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
@@ -396,12 +395,11 @@ def _vcov(hessian: np.ndarray) -> np.ndarray:
         vcov = np.full_like(hessian, np.nan)
     diagonal = np.diag(vcov)
     if np.any(~np.isfinite(diagonal)) or np.any(diagonal <= 0):
-        warnings.warn(
+        warn(
             "The Hessian of the Laplace deviance is not positive definite at the optimum, so the standard errors "
             "are not available (NaN). The fit may not be at a minimum: rescale the predictors (e.g. to unit SD) "
             "and compare with sample().",
             ConvergenceWarning,
-            stacklevel=4,
         )
         vcov = np.full_like(hessian, np.nan)
     return vcov

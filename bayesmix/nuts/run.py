@@ -43,6 +43,7 @@ from bayesmix.errors import (
     SamplingInterruptedWarning,
     TreeDepthWarning,
     did_you_mean,
+    warn,
 )
 from bayesmix.nuts import convergence, numpyro_driver
 from bayesmix.nuts.jax_config import configure_jax
@@ -112,7 +113,7 @@ def resolve_sampler(name: str) -> str:
     if name == "auto":
         concrete = next(s for s in AUTO_ORDER if _installed(s))
         if concrete != AUTO_ORDER[0]:
-            warnings.warn(_fallback_note(concrete), BayesmixWarning, stacklevel=4)
+            warn(_fallback_note(concrete), BayesmixWarning)
         return concrete
     missing = _missing(name)
     if missing:
@@ -239,13 +240,12 @@ def check_memory(model: BuiltModel | pm.Model, draws: int, chains: int, log_like
     )
     n = n_observations(built_model(model).model)
     if log_likelihood and n and not memory.fits((chains, draws, n)):
-        warnings.warn(
+        warn(
             f"The pointwise log-likelihood ({chains} x {draws} x {n} doubles = "
             f"{memory.format_bytes(8 * chains * draws * n)}) was not stored: it is above the memory budget of "
             f"{memory.format_bytes(memory.memory_budget())} (bayesmix.set_memory_budget). az.loo needs it: sample "
             "fewer draws, or raise the budget.",
             BayesmixWarning,
-            stacklevel=4,
         )
         return False
     return log_likelihood
@@ -330,7 +330,7 @@ def _nothing_kept(tune: int) -> str:
 
 
 def _interrupted(message: str) -> KeyboardInterrupt:
-    warnings.warn(message, SamplingInterruptedWarning, stacklevel=4)
+    warn(message, SamplingInterruptedWarning)
     return KeyboardInterrupt(message)
 
 
@@ -347,12 +347,11 @@ def mark_interruption(idata: az.InferenceData, draws: int, chains: int, tune: in
     kept_chains, kept_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
     attrs.update({"bayesmix_interrupted": 1, "bayesmix_draws_kept": int(kept_chains * kept_draws)})
     idata.posterior.attrs.update(attrs)
-    warnings.warn(
+    warn(
         f"Sampling was interrupted (Ctrl-C): kept {kept_draws} of {draws} draws in {kept_chains} of {chains} "
         f"chain(s), {kept_chains * kept_draws} draws in all (idata.posterior.attrs['bayesmix_interrupted'] = 1). "
         "Summaries and diagnostics describe these draws only; run sample() again for the full number.",
         SamplingInterruptedWarning,
-        stacklevel=4,
     )
     return idata
 
@@ -594,4 +593,4 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
 
 def warn_diagnostics(diagnostics: Diagnostics) -> None:
     for category, text in diagnostics.messages():
-        warnings.warn(text, category, stacklevel=3)
+        warn(text, category)

@@ -19,13 +19,11 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayesmix.bayes.build import block_correlations, flat_draws
+from bayesmix.bayes.names import block_correlations, flat_draws
 from bayesmix.design.encode import Design, coding_notes
 from bayesmix.families import Family
 from bayesmix.nuts.run import Diagnostics
-from bayesmix.report import format_table, ranef_frames, ranef_to_dict
-
-INTERVAL = 0.95
+from bayesmix.report import INTERVAL, format_table, ranef_frames, ranef_to_dict
 
 
 @dataclass(frozen=True)

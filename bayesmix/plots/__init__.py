@@ -20,11 +20,11 @@ arguments raise :class:`~bayesmix.errors.BayesmixError` (checked before any esti
 a typo is reported even for a model that has not been sampled yet). See docs/plots.md.
 """
 
-from bayesmix.plots._common import INTERVAL
 from bayesmix.plots.conditional import conditional_effects
 from bayesmix.plots.diagnostics import residuals, scaled_residuals
 from bayesmix.plots.pooling import shrinkage
 from bayesmix.plots.random_effects import caterpillar, qq_ranef
+from bayesmix.report import INTERVAL
 
 __all__ = [
     "INTERVAL",

@@ -12,7 +12,6 @@ from bayesmix.after.tidy import fixef as tidy_fixef
 from bayesmix.after.tidy import ranef as tidy_ranef
 from bayesmix.errors import BayesmixError, did_you_mean
 
-INTERVAL = 0.95
 _NO_POOL_COLOR = "C0"
 _PARTIAL_COLOR = "C3"
 _POOLED_COLOR = "C2"

@@ -12,12 +12,12 @@ from bayesmix.design.encode import offset_columns
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.plots._common import (
     _PARTIAL_COLOR,
-    INTERVAL,
     _check_interval,
     _observed,
     _response_label,
     _single_axes,
 )
+from bayesmix.report import INTERVAL
 
 
 def _fixed_predictors(design) -> list[str]:

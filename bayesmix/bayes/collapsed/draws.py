@@ -6,20 +6,18 @@ keep the temporaries within the memory budget.
 
 from __future__ import annotations
 
-import warnings
-
 import arviz as az
 import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
 from bayesmix import memory
-from bayesmix.bayes.build import COEF_DIM, OBS_DIM, covariance_roots, flat_draws, level_dim, response_name, term_dim
 from bayesmix.bayes.built import BuiltModel
 from bayesmix.bayes.collapsed.statistics import CrossedArrays, _sampled_and_joined, level_stats
+from bayesmix.bayes.names import COEF_DIM, OBS_DIM, covariance_roots, flat_draws, level_dim, response_name, term_dim
 from bayesmix.design.crossprod import block_z
 from bayesmix.design.encode import Design
-from bayesmix.errors import BayesmixWarning
+from bayesmix.errors import BayesmixWarning, warn
 from bayesmix.families import LOG_2PI
 
 # Temporaries per chunk of draws. Small: every large temporary is fresh memory from the system,
@@ -42,14 +40,14 @@ def draw_effects(design: Design, idata: az.InferenceData, seed: int, model: Buil
     this runs; None: a model of one block with beta sampled (:func:`build_collapsed_model`)."""
     built = model
     if built is not None and built.post_draw is not None:
-        built.post_draw(idata, seed, stacklevel=5)
+        built.post_draw(idata, seed)
         return
-    _draw_one_block(design, idata, seed, stacklevel=5)
+    _draw_one_block(design, idata, seed)
 
 
-def _draw_one_block(design: Design, idata: az.InferenceData, seed: int, stacklevel: int = 4) -> None:
+def _draw_one_block(design: Design, idata: az.InferenceData, seed: int) -> None:
     """:func:`build_collapsed_model`'s post-draw step: b drawn from its exact conditional given each
-    draw, then the pointwise log-likelihood (``stacklevel``: for its memory warning)."""
+    draw, then the pointwise log-likelihood."""
     (block,) = design.blocks
     stats = level_stats(design)
     post = idata.posterior
@@ -79,7 +77,7 @@ def _draw_one_block(design: Design, idata: az.InferenceData, seed: int, stacklev
         u = mean_u + sigma[part, None, None] * noise
         effects[part] = np.einsum("sij,smj->smi", lam_p, u, optimize=True)  # b = Lambda u
     post[f"re_{block.label}"] = _effects_array(block, effects.reshape(chains, draws, block.n_levels, k))
-    _log_likelihood_if_it_fits(design, idata, beta, {block.label: effects}, sigma, stacklevel=stacklevel)
+    _log_likelihood_if_it_fits(design, idata, beta, {block.label: effects}, sigma)
 
 
 def _effects_array(block, values: np.ndarray) -> xr.DataArray:
@@ -91,7 +89,7 @@ def _effects_array(block, values: np.ndarray) -> xr.DataArray:
     )
 
 
-def _log_likelihood_if_it_fits(design, idata, beta, effects, sigma, stacklevel: int) -> None:
+def _log_likelihood_if_it_fits(design, idata, beta, effects, sigma) -> None:
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     if not design.in_memory:
@@ -99,13 +97,12 @@ def _log_likelihood_if_it_fits(design, idata, beta, effects, sigma, stacklevel: 
     if memory.fits((chains, draws, design.nobs)):
         _add_log_likelihood(design, idata, beta, effects, sigma)
     else:
-        warnings.warn(
+        warn(
             f"The pointwise log-likelihood ({chains} x {draws} x {design.nobs} doubles = "
             f"{memory.format_bytes(8 * chains * draws * design.nobs)}) was not stored: it is above the memory "
             f"budget of {memory.format_bytes(memory.memory_budget())} (bayesmix.set_memory_budget). az.loo needs "
             "it: sample fewer draws, or raise the budget.",
             BayesmixWarning,
-            stacklevel=stacklevel,
         )
 
 
@@ -163,7 +160,7 @@ def _upper_solve(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     return X
 
 
-def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: int, stacklevel: int = 4) -> None:
+def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: int) -> None:
     """The collapsed block's effects (and beta and the joined blocks' effects, when integrated out)
     drawn exactly from their joint conditional given each posterior draw: u_g (G's whitened deviation
     from its prior mean) from N(Schur^{-1} e, sigma^2 Schur^{-1}), then each level's u_m from
@@ -195,7 +192,7 @@ def _draw_crossed(design, arrays: CrossedArrays, idata: az.InferenceData, seed: 
     _store_crossed(design, post, first, joined, effects, beta, sampled_beta)
     all_effects = {block.label: flat_draws(post, f"re_{block.label}") for block in [*kept, *joined]}
     all_effects[first.label] = effects
-    _log_likelihood_if_it_fits(design, idata, beta[:, :p], all_effects, sigma, stacklevel=stacklevel)
+    _log_likelihood_if_it_fits(design, idata, beta[:, :p], all_effects, sigma)
 
 
 def _sampled_values(design, arrays: CrossedArrays, post, kept: list) -> np.ndarray:

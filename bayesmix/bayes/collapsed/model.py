@@ -61,15 +61,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import scipy.sparse as sp
 
-from bayesmix.bayes.build import (
-    OBS_DIM,
-    _block_effects,
-    block_covariance,
-    fixed_effects,
-    level_dim,
-    model_coords,
-    term_dim,
-)
+from bayesmix.bayes.build import _block_effects, block_covariance, fixed_effects
 from bayesmix.bayes.built import BuiltModel
 from bayesmix.bayes.collapsed.draws import _draw_crossed, _draw_one_block
 from bayesmix.bayes.collapsed.start import _pins, crossed_choices, initial_scales, rough_variances
@@ -82,6 +74,7 @@ from bayesmix.bayes.collapsed.statistics import (
     level_stats,
     normal_fixed_priors,
 )
+from bayesmix.bayes.names import OBS_DIM, level_dim, model_coords, term_dim
 from bayesmix.bayes.priors import Prior
 from bayesmix.design.encode import Design
 from bayesmix.families import LOG_2PI, Family
