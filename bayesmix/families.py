@@ -161,6 +161,52 @@ def _negative_binomial_terms(eta, y, trials, params, link):
     return ll, alpha * (y - mu) / (alpha + mu), -alpha * mu * (y + alpha) / (alpha + mu) ** 2
 
 
+# --- the third eta-derivative of log p(y | eta): how the weights W = -d2 move with eta, which the
+# exact gradient of the Laplace approximation's log|H| needs
+
+
+def _binomial_third(eta, y, trials, params, link):
+    from scipy.special import expit
+
+    n = np.ones_like(y) if trials is None else trials
+    if link.name == "logit":
+        mu = expit(eta)
+        return -n * mu * (1 - mu) * (1 - 2 * mu)
+    mu = np.clip(link.inverse(eta, _NUMPY), 1e-300, 1 - 1e-16)
+    dmu, d2mu = _link_derivatives(link, eta, mu)
+    d3mu = _link_third(link, eta)
+    dll = y / mu - (n - y) / (1 - mu)
+    d2ll = -y / mu**2 - (n - y) / (1 - mu) ** 2
+    d3ll = 2 * y / mu**3 - 2 * (n - y) / (1 - mu) ** 3
+    return d3ll * dmu**3 + 3 * d2ll * dmu * d2mu + dll * d3mu
+
+
+def _link_third(link, eta):
+    if link.name == "probit":
+        from scipy.stats import norm
+
+        return (eta**2 - 1) * norm.pdf(eta)
+    first = np.exp(eta - np.exp(eta))  # cloglog
+    return first * ((1 - np.exp(eta)) ** 2 - np.exp(eta))
+
+
+def _poisson_third(eta, y, trials, params, link):
+    return -np.exp(eta)
+
+
+def _negative_binomial_third(eta, y, trials, params, link):
+    alpha = params["alpha"]
+    mu = np.exp(eta)
+    return -alpha * (y + alpha) * mu * (alpha - mu) / (alpha + mu) ** 3
+
+
+LAPLACE_THIRD = {
+    "bernoulli": _binomial_third,
+    "binomial": _binomial_third,
+    "poisson": _poisson_third,
+    "negativebinomial": _negative_binomial_third,
+}
+
 # family -> (links with a Laplace implementation, terms function)
 LAPLACE_TERMS = {
     "bernoulli": (("logit", "probit", "cloglog"), _binomial_terms),
@@ -282,6 +328,10 @@ class Family:
         if self.link.name not in links:
             raise BayesmixError(f"Laplace fits of family='{self.name}' support the links {', '.join(links)}.")
         return terms(eta, y, trials, params, self.link)
+
+    def laplace_third(self, eta, y, trials, params):
+        """d3 log p(y | eta) / d eta3, elementwise (the exact gradient of a Laplace fit reads it)."""
+        return LAPLACE_THIRD[self.name](eta, y, trials, params, self.link)
 
     @property
     def has_laplace(self) -> bool:

@@ -33,7 +33,7 @@ from bayesmix.design.fixed import drop_aliased
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
 from bayesmix.exact.glm import fit_glm
 from bayesmix.exact.lmm import check_identifiable
-from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded
+from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded, minimize_with_gradient
 from bayesmix.families import Family
 
 MAX_DENSE_EFFECTS = 8000
@@ -67,7 +67,15 @@ class GlmmProblem:
         return x[:n_theta], x[n_theta : n_theta + p], params
 
     def lam(self, theta: np.ndarray) -> sp.csr_matrix:
-        factors = self.layout.factors(theta)
+        return self._block_diagonal(self.layout.factors(theta))
+
+    def lam_tangents(self, theta: np.ndarray):
+        """dLambda / dtheta_i (sparse q x q) for each theta entry, from the blocks' covariance objects."""
+        sizes = self.layout.sizes
+        for block, dT in self.layout.tangents(theta):
+            yield self._block_diagonal([dT if b == block else np.zeros((k, k)) for b, k in enumerate(sizes)])
+
+    def _block_diagonal(self, factors) -> sp.csr_matrix:
         return sp.block_diag([sp.kron(sp.identity(m), T) for m, T in zip(self.levels, factors)], format="csr")
 
 
@@ -84,24 +92,30 @@ class Conditional:
         return self.loglik - 0.5 * float(self.u @ self.u) - 0.5 * self.logdet
 
 
+def _weights_factor(M: sp.csr_matrix, d2: np.ndarray):
+    """The Cholesky factor of H = M' W M + I (W = -d2), formed from the sparse M: each row of M has
+    one entry per random-effect term, so M' W M costs O(n) and only H itself is dense (q x q)."""
+    H = (M.T @ sp.diags(-d2) @ M).toarray()
+    H[np.diag_indices_from(H)] += 1.0
+    return cho_factor(H, lower=True)
+
+
 def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarray | None = None) -> Conditional:
     """Newton's method on log p(y | u) - |u|^2/2 with step halving."""
-    ZL = (problem.Z @ problem.lam(theta)).toarray()
+    M = (problem.Z @ problem.lam(theta)).tocsr()
     offset = problem.X @ beta + problem.offset
-    u = np.zeros(ZL.shape[1]) if start is None else start.copy()
+    u = np.zeros(M.shape[1]) if start is None else start.copy()
 
     def evaluate(u):
-        ll, d1, d2 = problem.family.laplace_terms(offset + ZL @ u, problem.y, problem.trials, params)
+        ll, d1, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params)
         return float(ll.sum()) - 0.5 * float(u @ u), d1, d2
 
     value, d1, d2 = evaluate(u)
     for _ in range(200):
-        gradient = ZL.T @ d1 - u
-        H = (ZL.T * -d2) @ ZL + np.eye(len(u))
-        factor = cho_factor(H, lower=True)
-        step = cho_solve(factor, gradient)
+        gradient = M.T @ d1 - u
         if np.max(np.abs(gradient), initial=0.0) < INNER_TOLERANCE:
             break
+        step = cho_solve(_weights_factor(M, d2), gradient)
         if np.max(np.abs(step), initial=0.0) <= STEP_TOLERANCE * max(1.0, np.max(np.abs(u), initial=0.0)):
             break  # large counts: the gradient's rounding noise exceeds INNER_TOLERANCE, u no longer moves
         for _ in range(60):
@@ -111,12 +125,57 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
                 break
             step /= 2
         u, value, d1, d2 = candidate, new_value, new_d1, new_d2
-    ll, _, d2 = problem.family.laplace_terms(offset + ZL @ u, problem.y, problem.trials, params)
-    H = (ZL.T * -d2) @ ZL + np.eye(len(u))
-    factor = cho_factor(H, lower=True)
+    ll, _, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params)
+    factor = _weights_factor(M, d2)
     return Conditional(
         u=u, loglik=float(ll.sum()), H_factor=factor, logdet=2.0 * float(np.log(np.diagonal(factor[0])).sum())
     )
+
+
+def _leverages(M: sp.csr_matrix, H_inverse: np.ndarray) -> np.ndarray:
+    """h_i = m_i' H^{-1} m_i for every row m_i of M, from its few nonzeros (never M H^{-1}, n x q)."""
+    coo = M.tocoo()
+    rows, columns, values = coo.row, coo.col, coo.data
+    counts = np.bincount(rows, minlength=M.shape[0])
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    # every ordered pair of nonzeros within a row (COO from a CSR matrix is sorted by row)
+    first = np.repeat(np.arange(len(rows)), np.repeat(counts, counts))
+    within = np.concatenate([np.arange(c * c) % c for c in counts]) if len(counts) else np.zeros(0, dtype=int)
+    second = np.repeat(starts[:-1], counts * counts) + within
+    products = values[first] * values[second] * H_inverse[columns[first], columns[second]]
+    return np.bincount(rows[first], weights=products, minlength=M.shape[0])
+
+
+def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Conditional) -> np.ndarray:
+    """The exact gradient of the Laplace deviance -2 log L over (theta, beta), at the mode u*.
+
+    D = -2 log p(y | u*) + |u*|^2 + log|H|. The first two terms' derivative through u* vanishes at
+    the mode, leaving their explicit part -2 d1' d eta. log|H| moves with Lambda directly and with W
+    = -d2(eta), whose change d3 * d eta includes u*'s response du* = H^{-1} dg (implicit function
+    theorem on g = M' d1 - u = 0). With h the rows' leverages m_i' H^{-1} m_i, a = -d3 h and
+    c = H^{-1} M' a, each coordinate costs a few sparse products (TMB differentiates the same way).
+    A dispersion parameter, if any, is left out (its slot is NaN; the caller differentiates it).
+    """
+    theta, beta, params = problem.split(x)
+    family, lam, u = problem.family, problem.lam(theta), conditional.u
+    M = (problem.Z @ lam).tocsr()
+    eta = problem.X @ beta + problem.offset + M @ u
+    _, d1, d2 = family.laplace_terms(eta, problem.y, problem.trials, params)
+    H_inverse = cho_solve(conditional.H_factor, np.eye(M.shape[1]))
+    a = -family.laplace_third(eta, problem.y, problem.trials, params) * _leverages(M, H_inverse)
+    c = cho_solve(conditional.H_factor, M.T @ a)
+    d2_Mc = d2 * (M @ c)
+    gradient = np.full(len(x), np.nan)
+    n_theta, p = problem.layout.n_theta, problem.X.shape[1]
+    gradient[n_theta : n_theta + p] = problem.X.T @ (-2.0 * d1 + a + d2_Mc)
+    weighted = (M.T @ sp.diags(-d2) @ problem.Z).tocsr()  # M' W Z: log|H|'s direct dependence on Lambda
+    for index, d_lam in enumerate(problem.lam_tangents(theta)):
+        d_eta = problem.Z @ (d_lam @ u)
+        direct = (weighted @ d_lam).tocoo()
+        trace = float(np.sum(H_inverse[direct.col, direct.row] * direct.data))
+        dg = d_lam.T @ (problem.Z.T @ d1)
+        gradient[index] = -2.0 * d1 @ d_eta + 2.0 * trace + (a + d2_Mc) @ d_eta + c @ dg
+    return gradient
 
 
 SEPARATION_ETA = 30.0  # |linear predictor| of the GLM start beyond which estimates run off to infinity
@@ -181,6 +240,19 @@ def _hessian(fun, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
                 4 * h[i] * h[j]
             )
     return H
+
+
+def _hessian_of_gradient(objective, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
+    """Central differences of the exact gradient (2 d evaluations, where differences of the
+    deviance itself need 2 d^2), made symmetric."""
+    n = len(x)
+    h = step * np.maximum(1.0, np.abs(x))
+    H = np.empty((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h[i]
+        H[i] = (objective(x + e)[1] - objective(x - e)[1]) / (2 * h[i])
+    return (H + H.T) / 2
 
 
 @dataclass(frozen=True)
@@ -269,14 +341,17 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
     start_params = {problem.dispersion: 10.0} if problem.dispersion else {}
     start = np.concatenate([problem.layout.start(), _glm_start(problem, start_params), dispersion_start])
     lower = np.concatenate([problem.layout.lower(), np.full(len(start) - n_theta, -np.inf)])
-    deviance = deviance_function(problem)
-    summary, conditional = _optimum(problem, deviance, start, lower)
+    deviance, objective = deviance_function(problem), laplace_objective(problem)
+    summary, conditional = _optimum(problem, deviance, start, lower, objective)
     quadrature = None
     if nagq > 1:  # lme4's order too: the Laplace optimum is the quadrature's start
         deviance = deviance_function(problem, nagq)
         summary, conditional = _optimum(problem, deviance, summary.x, lower)
         quadrature = agq_loglik(problem, conditional, summary.x, nagq)
-    vcov = _vcov(_hessian(deviance, summary.x))
+        hessian = _hessian(deviance, summary.x)
+    else:
+        hessian = _hessian_of_gradient(objective, summary.x)
+    vcov = _vcov(hessian)
     # back to the user's columns: eta = X_s beta_s = X (T beta_s), so beta = T beta_s
     p = X.shape[1]
     outer = sp.block_diag([sp.identity(n_theta), transform, sp.identity(len(start) - n_theta - p)]).toarray()
@@ -347,9 +422,48 @@ def deviance_function(problem: GlmmProblem, nagq: int = 1):
     return deviance
 
 
-def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarray):
-    """BOBYQA from ``start``; the optimiser's summary and the conditional mode at its end point."""
-    summary = minimize_bounded(deviance, start, lower)
+def laplace_objective(problem: GlmmProblem):
+    """(-2 log L, its exact gradient) as a function of (theta, beta[, log dispersion]): the gradient
+    from :func:`laplace_gradient`, a dispersion's entry by central differences (one parameter, two
+    warm-started modes). Non-finite values (an overflow at an extreme point) give inf."""
+    warm = {"u": None}
+    deviance = deviance_function(problem)
+
+    def objective(x):
+        theta, beta, params = problem.split(x)
+        try:
+            with np.errstate(all="ignore"):
+                conditional = conditional_mode(problem, theta, beta, params, warm["u"])
+                value = -2.0 * conditional.laplace_loglik()
+                gradient = laplace_gradient(problem, x, conditional)
+        except (np.linalg.LinAlgError, ValueError):
+            return np.inf, np.full(len(x), np.nan)
+        if not np.isfinite(value):
+            return np.inf, gradient
+        warm["u"] = conditional.u
+        if problem.dispersion:
+            step = DISPERSION_STEP * max(1.0, abs(x[-1]))
+            up, down = x.copy(), x.copy()
+            up[-1] += step
+            down[-1] -= step
+            gradient[-1] = (deviance(up) - deviance(down)) / (2 * step)
+        return value, gradient
+
+    return objective
+
+
+DISPERSION_STEP = 1e-5  # relative step of the central difference in log(dispersion)
+
+
+def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarray, gradient=None):
+    """From ``start``: L-BFGS on the exact gradient where ``gradient`` (the objective with it) is
+    given, BOBYQA otherwise or where L-BFGS stops short; the optimiser's summary and the conditional
+    mode at its end point."""
+    summary = None
+    if gradient is not None:
+        summary = minimize_with_gradient(gradient, start, lower)
+    if summary is None or not summary.converged:
+        summary = minimize_bounded(deviance, start if summary is None else summary.x, lower)
     theta, beta, params = problem.split(summary.x)
     try:
         if not np.isfinite(summary.objective):
