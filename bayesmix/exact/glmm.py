@@ -8,21 +8,24 @@ with eta = X beta + Z Lambda_theta u and u ~ N(0, I):
 u* the conditional mode (found by Newton's method to a gradient of 1e-10) and W = -d2 log p / d eta2
 at u* (the observed information, as glmmTMB and the reference's exact Laplace; it equals lme4's
 PIRLS weights for canonical links). log p includes every normalising constant (the binomial
-coefficient too). The outer optimiser (BOBYQA) runs over (theta, beta[, log alpha]).
+coefficient too). Z Lambda stays sparse; H is factored in blocks (:mod:`bayesmix.exact.blocked`):
+per level of the block with the most levels, densely only for the others.
 
-SEs come from a finite-difference Hessian of -2 log L over all outer parameters, as lme4's default
-(``use.hessian = TRUE``); conditional SDs of the modes from H^{-1} (lme4's condVar).
-The inner algebra is dense in q (the number of random effects); q above :data:`MAX_DENSE_EFFECTS`
-is refused with an error naming the number.
+The outer optimiser is L-BFGS on the exact gradient (:func:`laplace_gradient`: the implicit
+function theorem through u*, as TMB does), with BOBYQA as the fallback where it stops short and for
+adaptive quadrature (nAGQ > 1). SEs come from the Hessian of -2 log L over all outer parameters
+(central differences of the exact gradient; lme4's ``use.hessian = TRUE`` differences the deviance),
+conditional SDs of the modes from H^{-1} (lme4's condVar). The dense H^{-1} the gradient reads is
+q x q, so q above :data:`MAX_DENSE_EFFECTS` is refused with an error naming the number.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 from bayesmix import memory
@@ -31,6 +34,8 @@ from bayesmix.design.crossprod import block_z, lme4_order
 from bayesmix.design.encode import Design
 from bayesmix.design.fixed import drop_aliased
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
+from bayesmix.exact import blocked
+from bayesmix.exact.blocked import BlockedFactor
 from bayesmix.exact.glm import fit_glm
 from bayesmix.exact.lmm import check_identifiable
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded, minimize_with_gradient
@@ -75,29 +80,47 @@ class GlmmProblem:
         for block, dT in self.layout.tangents(theta):
             yield self._block_diagonal([dT if b == block else np.zeros((k, k)) for b, k in enumerate(sizes)])
 
+    @functools.cached_property
+    def _pattern(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Lambda's nonzero pattern, computed once: rows and columns of every lower-triangular entry
+        of every level's T, and per block where its T's entries sit (I_M kron T, blocks stacked)."""
+        rows, columns, where, offset = [], [], [], 0
+        for m, k in zip(self.levels, self.layout.sizes):
+            i, j = np.tril_indices(k)
+            level = np.repeat(np.arange(m) * k, len(i))
+            rows.append(offset + level + np.tile(i, m))
+            columns.append(offset + level + np.tile(j, m))
+            where.append((i, j))
+            offset += m * k
+        return np.concatenate(rows), np.concatenate(columns), where
+
     def _block_diagonal(self, factors) -> sp.csr_matrix:
-        return sp.block_diag([sp.kron(sp.identity(m), T) for m, T in zip(self.levels, factors)], format="csr")
+        """blockdiag(I_M kron T) over the blocks, filled into the fixed pattern (no sparse assembly per block)."""
+        rows, columns, where = self._pattern
+        data = np.concatenate([np.tile(T[i, j], m) for T, (i, j), m in zip(factors, where, self.levels)])
+        q = int(sum(m * k for m, k in zip(self.levels, self.layout.sizes)))
+        return sp.csr_matrix((data, (rows, columns)), shape=(q, q))
 
 
 @dataclass(frozen=True)
 class Conditional:
-    """The conditional mode u* (q,), log p(y | u*), and the Cholesky factor of H at u*."""
+    """The conditional mode u* (q,), log p(y | u*), and H at u* factored in blocks."""
 
     u: np.ndarray
     loglik: float
-    H_factor: tuple
-    logdet: float
+    H: BlockedFactor
+
+    @property
+    def logdet(self) -> float:
+        return self.H.logdet
 
     def laplace_loglik(self) -> float:
         return self.loglik - 0.5 * float(self.u @ self.u) - 0.5 * self.logdet
 
 
-def _weights_factor(M: sp.csr_matrix, d2: np.ndarray):
-    """The Cholesky factor of H = M' W M + I (W = -d2), formed from the sparse M: each row of M has
-    one entry per random-effect term, so M' W M costs O(n) and only H itself is dense (q x q)."""
-    H = (M.T @ sp.diags(-d2) @ M).toarray()
-    H[np.diag_indices_from(H)] += 1.0
-    return cho_factor(H, lower=True)
+def _weights_factor(problem: GlmmProblem, M: sp.csr_matrix, d2: np.ndarray) -> BlockedFactor:
+    """H = M' W M + I (W = -d2) factored in blocks (:mod:`bayesmix.exact.blocked`)."""
+    return blocked.factor(M, -d2, problem.levels[0] * problem.layout.sizes[0], problem.layout.sizes[0])
 
 
 def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarray | None = None) -> Conditional:
@@ -115,7 +138,7 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
         gradient = M.T @ d1 - u
         if np.max(np.abs(gradient), initial=0.0) < INNER_TOLERANCE:
             break
-        step = cho_solve(_weights_factor(M, d2), gradient)
+        step = _weights_factor(problem, M, d2).solve(gradient)
         if np.max(np.abs(step), initial=0.0) <= STEP_TOLERANCE * max(1.0, np.max(np.abs(u), initial=0.0)):
             break  # large counts: the gradient's rounding noise exceeds INNER_TOLERANCE, u no longer moves
         for _ in range(60):
@@ -126,10 +149,7 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
             step /= 2
         u, value, d1, d2 = candidate, new_value, new_d1, new_d2
     ll, _, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params)
-    factor = _weights_factor(M, d2)
-    return Conditional(
-        u=u, loglik=float(ll.sum()), H_factor=factor, logdet=2.0 * float(np.log(np.diagonal(factor[0])).sum())
-    )
+    return Conditional(u=u, loglik=float(ll.sum()), H=_weights_factor(problem, M, d2))
 
 
 def _leverages(M: sp.csr_matrix, H_inverse: np.ndarray) -> np.ndarray:
@@ -161,9 +181,9 @@ def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Condition
     M = (problem.Z @ lam).tocsr()
     eta = problem.X @ beta + problem.offset + M @ u
     _, d1, d2 = family.laplace_terms(eta, problem.y, problem.trials, params)
-    H_inverse = cho_solve(conditional.H_factor, np.eye(M.shape[1]))
+    H_inverse = conditional.H.inverse()
     a = -family.laplace_third(eta, problem.y, problem.trials, params) * _leverages(M, H_inverse)
-    c = cho_solve(conditional.H_factor, M.T @ a)
+    c = conditional.H.solve(M.T @ a)
     d2_Mc = d2 * (M @ c)
     gradient = np.full(len(x), np.nan)
     n_theta, p = problem.layout.n_theta, problem.X.shape[1]
@@ -280,7 +300,7 @@ class GlmmResult:
         theta = self.problem.split(self.optimizer.x)[0]
         lam = self.problem.lam(theta).toarray()
         b = lam @ self.conditional.u
-        cov = lam @ cho_solve(self.conditional.H_factor, lam.T)
+        cov = lam @ self.conditional.H.solve(lam.T)
         sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
         modes, sds, start = [], [], 0
         for m, k in zip(self.problem.levels, self.problem.layout.sizes):
@@ -382,10 +402,9 @@ def glmm_problem(design: Design, family: Family):
             f"({q * q * 8 / 1e9:.1f} GB). Use sample() for NUTS on this model."
         )
     memory.check(
-        "The Laplace fit's dense Z Lambda (rows x random effects)",
-        (design.nobs, q),
-        "Use sample() (NUTS) for this model, or fewer rows (e.g. aggregate bernoulli rows to binomial counts with "
-        "cbind(successes, failures)).",
+        "The Laplace fit's dense H^{-1} (random effects x random effects)",
+        (q, q),
+        "Use sample() (NUTS) for this model, or a grouping factor with fewer levels.",
     )
     transform = _column_transform(X)
     problem = GlmmProblem(
