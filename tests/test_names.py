@@ -120,6 +120,8 @@ names = st.one_of(st.sampled_from(COLLIDING + ODD), st.text(min_size=1, max_size
 @example(["sample", "obs", "chain"])
 @example(["my y", "x.1", "g:h"])
 @example(["ÿ", "Δx", "群"])
+@example(["sample", "0", "__"])  # PyMC drops variables whose names end in "__" (sd_ + __) from the draws
+@example(["y", "x", "_"])
 @example(["y", "x/2", "a/b:"])  # PyMC refuses '/' and a final ':' in names, netCDF '/'
 def test_any_column_names_work_or_raise_bayesmix_error(names):
     y, x, g = names

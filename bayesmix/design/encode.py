@@ -532,9 +532,15 @@ def _blocks(frame: pd.DataFrame, spec: FormulaSpec, levels: dict, group_columns:
 
 def name_part(name: str) -> str:
     """``name`` as part of a PyMC variable's or a netCDF file's name, which cannot hold ``/`` nor end in
-    ``:``: those (and ``%``) percent-encoded, one to one (``a/b`` -> ``a%2Fb``); other text as it is."""
+    ``:``: those (and ``%``) percent-encoded, one to one (``a/b`` -> ``a%2Fb``); other text as it is.
+    A final ``_`` after another (or alone) is encoded too: PyMC takes a variable whose name ends in
+    ``__`` (``sd_`` + ``__``) for an internal, transformed one and leaves it out of the draws."""
     out = str(name).replace("%", "%25").replace("/", "%2F")
-    return out[:-1] + "%3A" if out.endswith(":") else out
+    if out.endswith(":"):
+        return out[:-1] + "%3A"
+    if out == "_" or out.endswith("__"):
+        return out[:-1] + "%5F"
+    return out
 
 
 def _labels(raw: list[tuple]) -> list[str]:
@@ -546,8 +552,10 @@ def _labels(raw: list[tuple]) -> list[str]:
     labels = []
     for group, names, *_ in raw:
         label = name_part(group if counts[group] == 1 else f"{group}__{'_'.join(names)}")
-        while label in labels:
-            label += "_"
+        base, copy = label, 1
+        while label in labels:  # a numbered copy: never a name ending in "__"
+            copy += 1
+            label = f"{base}_{copy}"
         labels.append(label)
     return labels
 
