@@ -158,10 +158,11 @@ def _leverages(M: sp.csr_matrix, H_inverse: np.ndarray) -> np.ndarray:
     rows, columns, values = coo.row, coo.col, coo.data
     counts = np.bincount(rows, minlength=M.shape[0])
     starts = np.concatenate([[0], np.cumsum(counts)])
-    # every ordered pair of nonzeros within a row (COO from a CSR matrix is sorted by row)
-    first = np.repeat(np.arange(len(rows)), np.repeat(counts, counts))
-    within = np.concatenate([np.arange(c * c) % c for c in counts]) if len(counts) else np.zeros(0, dtype=int)
-    second = np.repeat(starts[:-1], counts * counts) + within
+    # every ordered pair (k, l) of nonzeros within a row (COO from a CSR matrix is sorted by row)
+    sizes = counts * counts
+    position = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # 0 .. c^2 - 1 in a row
+    per_row, row_start = np.repeat(counts, sizes), np.repeat(starts[:-1], sizes)
+    first, second = row_start + position // per_row, row_start + position % per_row
     products = values[first] * values[second] * H_inverse[columns[first], columns[second]]
     return np.bincount(rows[first], weights=products, minlength=M.shape[0])
 
