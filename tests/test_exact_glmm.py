@@ -145,6 +145,7 @@ GRADIENT_CASES = [
     ("incidence ~ period + (1 | herd)", "negativebinomial", None),
     ("hi ~ Days + (Days | Subject)", "bernoulli", None),
     ("hi ~ Days + (1 | Subject) + (1 | day_factor)", "bernoulli", None),
+    ("hi ~ Days + (Days | Subject) + (1 | day_factor)", "bernoulli", None),
 ]
 
 

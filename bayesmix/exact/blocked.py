@@ -50,8 +50,62 @@ class BlockedFactor:
         return out[:, 0] if column else out
 
     def inverse(self) -> np.ndarray:
-        """H^{-1}, dense (q x q): what the exact gradient's traces and the conditional SDs read."""
+        """H^{-1}, dense (q x q); :meth:`selected_inverse` gives the entries the fit needs for less."""
         return self.solve(np.eye(self.q1 + self.coupling.shape[0]))
+
+    def selected_inverse(self) -> SelectedInverse:
+        """H^{-1} on H's own pattern (pairs of effects that share a row of the data, and each level's
+        block): all that the exact gradient's leverages and traces and the conditional SDs read.
+
+        With D = H11^{-1} (per level) and B = H21 D (sparse, H21's pattern): H^{-1}_22 = S^{-1}
+        (dense, the small blocks), H^{-1}_21 = -S^{-1} B and the first block's diagonal blocks
+        D + B' S^{-1} B, formed from the dense q2 x q1 product S^{-1} B alone, never the q x q inverse.
+        """
+        m1, k1, _ = self.first_inverse.shape
+        if self.schur is None:
+            return SelectedInverse(self.first_inverse, None, None)
+        q2 = self.coupling.shape[0]
+        schur_inverse = cho_solve(self.schur, np.eye(q2))
+        B = (self.coupling @ _block_diagonal(self.first_inverse)).tocsc()
+        SB = np.asarray((B.T @ schur_inverse).T)  # S^{-1} B, (q2, q1)
+        first = self.first_inverse.copy()
+        for a in range(k1):
+            for b in range(k1):
+                first[:, a, b] += np.asarray(B[:, a::k1].multiply(SB[:, b::k1]).sum(axis=0)).ravel()
+        return SelectedInverse(first, -SB, schur_inverse)
+
+
+@dataclass(frozen=True)
+class SelectedInverse:
+    """Entries of H^{-1} on H's pattern: the first block's diagonal blocks (M1, k1, k1), the dense
+    coupling block H^{-1}_21 (q2, q1) and H^{-1}_22 (q2, q2) (both None for one block)."""
+
+    first: np.ndarray
+    coupling: np.ndarray | None
+    rest: np.ndarray | None
+
+    def at(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """H^{-1}[rows, columns] for index pairs on H's pattern (two effects of the first block
+        must belong to one level, as every such pair in H does)."""
+        m1, k1, _ = self.first.shape
+        q1 = m1 * k1
+        rows, columns = np.asarray(rows), np.asarray(columns)
+        out = np.empty(len(rows))
+        both = (rows < q1) & (columns < q1)
+        out[both] = self.first[rows[both] // k1, rows[both] % k1, columns[both] % k1]
+        if self.rest is None:
+            return out
+        lower, upper = (rows >= q1) & (columns < q1), (rows < q1) & (columns >= q1)
+        out[lower] = self.coupling[rows[lower] - q1, columns[lower]]
+        out[upper] = self.coupling[columns[upper] - q1, rows[upper]]
+        rest = (rows >= q1) & (columns >= q1)
+        out[rest] = self.rest[rows[rest] - q1, columns[rest] - q1]
+        return out
+
+
+def _block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:
+    m, k, _ = blocks.shape
+    return sp.bsr_matrix((blocks, np.arange(m), np.arange(m + 1)), shape=(m * k, m * k))
 
 
 def factor(M: sp.csr_matrix, weights: np.ndarray, q1: int, k1: int) -> BlockedFactor:
@@ -65,9 +119,7 @@ def factor(M: sp.csr_matrix, weights: np.ndarray, q1: int, k1: int) -> BlockedFa
     coupling = A[q1:, :q1].tocsr()
     if A.shape[0] == q1:
         return BlockedFactor(first_inverse, coupling, None, logdet)
-    m1 = q1 // k1
-    inverse_blocks = sp.bsr_matrix((first_inverse, np.arange(m1), np.arange(m1 + 1)), shape=(q1, q1))
-    S = (A[q1:, q1:] - coupling @ inverse_blocks @ coupling.T).toarray()
+    S = (A[q1:, q1:] - coupling @ _block_diagonal(first_inverse) @ coupling.T).toarray()
     S[np.diag_indices_from(S)] += 1.0
     schur = cho_factor(S, lower=True)
     logdet += 2.0 * float(np.log(np.diagonal(schur[0])).sum())

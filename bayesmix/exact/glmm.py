@@ -35,7 +35,7 @@ from bayesmix.design.encode import Design
 from bayesmix.design.fixed import drop_aliased
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
 from bayesmix.exact import blocked
-from bayesmix.exact.blocked import BlockedFactor
+from bayesmix.exact.blocked import BlockedFactor, SelectedInverse
 from bayesmix.exact.glm import fit_glm
 from bayesmix.exact.lmm import check_identifiable
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded, minimize_with_gradient
@@ -152,7 +152,7 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
     return Conditional(u=u, loglik=float(ll.sum()), H=_weights_factor(problem, M, d2))
 
 
-def _leverages(M: sp.csr_matrix, H_inverse: np.ndarray) -> np.ndarray:
+def _leverages(M: sp.csr_matrix, H_inverse: SelectedInverse) -> np.ndarray:
     """h_i = m_i' H^{-1} m_i for every row m_i of M, from its few nonzeros (never M H^{-1}, n x q)."""
     coo = M.tocoo()
     rows, columns, values = coo.row, coo.col, coo.data
@@ -163,7 +163,7 @@ def _leverages(M: sp.csr_matrix, H_inverse: np.ndarray) -> np.ndarray:
     position = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # 0 .. c^2 - 1 in a row
     per_row, row_start = np.repeat(counts, sizes), np.repeat(starts[:-1], sizes)
     first, second = row_start + position // per_row, row_start + position % per_row
-    products = values[first] * values[second] * H_inverse[columns[first], columns[second]]
+    products = values[first] * values[second] * H_inverse.at(columns[first], columns[second])
     return np.bincount(rows[first], weights=products, minlength=M.shape[0])
 
 
@@ -182,7 +182,7 @@ def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Condition
     M = (problem.Z @ lam).tocsr()
     eta = problem.X @ beta + problem.offset + M @ u
     _, d1, d2 = family.laplace_terms(eta, problem.y, problem.trials, params)
-    H_inverse = conditional.H.inverse()
+    H_inverse = conditional.H.selected_inverse()
     a = -family.laplace_third(eta, problem.y, problem.trials, params) * _leverages(M, H_inverse)
     c = conditional.H.solve(M.T @ a)
     d2_Mc = d2 * (M @ c)
@@ -193,7 +193,7 @@ def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Condition
     for index, d_lam in enumerate(problem.lam_tangents(theta)):
         d_eta = problem.Z @ (d_lam @ u)
         direct = (weighted @ d_lam).tocoo()
-        trace = float(np.sum(H_inverse[direct.col, direct.row] * direct.data))
+        trace = float(np.sum(H_inverse.at(direct.col, direct.row) * direct.data))
         dg = d_lam.T @ (problem.Z.T @ d1)
         gradient[index] = -2.0 * d1 @ d_eta + 2.0 * trace + (a + d2_Mc) @ d_eta + c @ dg
     return gradient
@@ -297,16 +297,20 @@ class GlmmResult:
         return self.problem.split(self.optimizer.x)
 
     def modes(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per block (lme4 order): conditional modes b (M, k) and conditional SDs (M, k)."""
+        """Per block (lme4 order): conditional modes b (M, k) and conditional SDs (M, k): each
+        level's Var(b) = T H^{-1}_mm T', from H^{-1}'s within-level blocks (never all of H^{-1})."""
         theta = self.problem.split(self.optimizer.x)[0]
-        lam = self.problem.lam(theta).toarray()
-        b = lam @ self.conditional.u
-        cov = lam @ self.conditional.H.solve(lam.T)
-        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        b = self.problem.lam(theta) @ self.conditional.u
+        selected = self.conditional.H.selected_inverse()
         modes, sds, start = [], [], 0
-        for m, k in zip(self.problem.levels, self.problem.layout.sizes):
+        for m, k, T in zip(self.problem.levels, self.problem.layout.sizes, self.problem.layout.factors(theta)):
+            index = start + np.arange(m)[:, None] * k + np.arange(k)[None]  # (m, k) effect positions
+            rows = np.broadcast_to(index[:, :, None], (m, k, k)).ravel()
+            columns = np.broadcast_to(index[:, None, :], (m, k, k)).ravel()
+            within = selected.at(rows, columns).reshape(m, k, k)
+            variance = np.einsum("ab,mbc,dc->mad", T, within, T)
             modes.append(b[start : start + m * k].reshape(m, k))
-            sds.append(sd[start : start + m * k].reshape(m, k))
+            sds.append(np.sqrt(np.clip(np.diagonal(variance, axis1=1, axis2=2), 0.0, None)))
             start += m * k
         return modes, sds
 
