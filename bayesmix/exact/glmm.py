@@ -15,8 +15,9 @@ The outer optimiser is L-BFGS on the exact gradient (:func:`laplace_gradient`: t
 function theorem through u*, as TMB does), with BOBYQA as the fallback where it stops short and for
 adaptive quadrature (nAGQ > 1). SEs come from the Hessian of -2 log L over all outer parameters
 (central differences of the exact gradient; lme4's ``use.hessian = TRUE`` differences the deviance),
-conditional SDs of the modes from H^{-1} (lme4's condVar). The dense H^{-1} the gradient reads is
-q x q, so q above :data:`MAX_DENSE_EFFECTS` is refused with an error naming the number.
+conditional SDs of the modes from H^{-1} (lme4's condVar), both read on H's own pattern only. The
+dense parts are the blocks after the first (q2 x q2) and H^{-1}'s coupling (q2 x q1); q2 above
+:data:`MAX_DENSE_EFFECTS` is refused with an error naming the number.
 """
 
 from __future__ import annotations
@@ -400,17 +401,7 @@ def glmm_problem(design: Design, family: Family):
     X, kept, dropped = drop_aliased(design.X, design.fixed_names)
     order = lme4_order(design.blocks)
     blocks = [design.blocks[i] for i in order]
-    q = sum(b.n_levels * b.n_terms for b in blocks)
-    if q > MAX_DENSE_EFFECTS:
-        raise BayesmixError(
-            f"This Laplace fit has {q} random effects; the dense inner algebra is limited to {MAX_DENSE_EFFECTS} "
-            f"({q * q * 8 / 1e9:.1f} GB). Use sample() for NUTS on this model."
-        )
-    memory.check(
-        "The Laplace fit's dense H^{-1} (random effects x random effects)",
-        (q, q),
-        "Use sample() (NUTS) for this model, or a grouping factor with fewer levels.",
-    )
+    _check_dense_parts(blocks)
     transform = _column_transform(X)
     problem = GlmmProblem(
         family=family,
@@ -424,6 +415,25 @@ def glmm_problem(design: Design, family: Family):
         offset=0.0 if design.offset is None else design.offset,
     )
     return problem, X, kept, dropped, transform
+
+
+def _check_dense_parts(blocks) -> None:
+    """The dense parts of the blocked algebra: the Schur complement of all blocks but the first
+    (q2 x q2) and H^{-1}'s coupling block (q2 x q1); the first block's levels cost O(q1) only."""
+    q1 = blocks[0].n_levels * blocks[0].n_terms
+    q2 = sum(b.n_levels * b.n_terms for b in blocks[1:])
+    fix = (
+        f"Its size grows with the random effects of all blocks but {blocks[0].group} ({q2:,}); use sample() (NUTS) "
+        "for this model, or fewer levels in the crossed grouping factors."
+    )
+    if q2 > MAX_DENSE_EFFECTS:
+        raise BayesmixError(
+            f"This Laplace fit has {q2:,} random effects outside its largest grouping factor; the dense part of its "
+            f"inner algebra is limited to {MAX_DENSE_EFFECTS:,} ({q2 * q2 * 8 / 1e9:.1f} GB). Use sample() for NUTS."
+        )
+    memory.check("The Laplace fit's dense Schur complement (q2 x q2, q2 = other blocks' effects)", (q2, q2), fix)
+    coupling = f"The Laplace fit's coupling block of H^{{-1}} (q2 x q1, q1 = {blocks[0].group}'s effects)"
+    memory.check(coupling, (q2, q1), fix)
 
 
 def deviance_function(problem: GlmmProblem, nagq: int = 1):
