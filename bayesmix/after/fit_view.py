@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.special import ndtri  # the normal quantile, without scipy.stats' import
 
 from bayesmix.design.encode import encode_new_data
 from bayesmix.errors import BayesmixError
@@ -84,7 +84,7 @@ class FitView:
         V = self.obj.vcov.loc[names, names].to_numpy()
         eta = X @ self.obj.fixef["estimate"].to_numpy()
         se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))
-        z = norm.ppf(0.5 + interval / 2)
+        z = ndtri(0.5 + interval / 2)
         a, b = self.family.mean(eta - z * se), self.family.mean(eta + z * se)
         return mean, np.minimum(a, b), np.maximum(a, b)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.special import ndtri  # the normal quantile, without scipy.stats' import
 
 from bayesmix.after.fit_view import view
 from bayesmix.report import INTERVAL
@@ -32,7 +32,7 @@ def _source(obj, idata=None):
 
 
 def _wald(estimate, se):
-    z = norm.ppf(0.5 + INTERVAL / 2)
+    z = ndtri(0.5 + INTERVAL / 2)
     return estimate - z * se, estimate + z * se
 
 
