@@ -68,6 +68,18 @@ _RESULTS = {
 }
 
 
+def _optimiser(algorithm, objective: Callable, lower: np.ndarray):
+    """An NLopt optimiser over x >= lower with tolerances tight enough to reach the objective's
+    rounding level (the gradient then judges convergence)."""
+    opt = nlopt.opt(algorithm, len(lower))
+    opt.set_lower_bounds(np.asarray(lower, dtype=float))
+    opt.set_min_objective(objective)
+    opt.set_ftol_rel(1e-15)
+    opt.set_xtol_abs(1e-10)
+    opt.set_maxeval(MAX_EVALUATIONS)
+    return opt
+
+
 def minimize_bounded(fun: Callable, start: np.ndarray, lower: np.ndarray) -> OptimizerSummary:
     """Minimise ``fun`` over x >= lower (entries of -inf are free) from ``start``."""
     evaluations = 0
@@ -82,12 +94,7 @@ def minimize_bounded(fun: Callable, start: np.ndarray, lower: np.ndarray) -> Opt
             best["x"], best["value"] = np.array(x, dtype=float), value
         return value
 
-    opt = nlopt.opt(nlopt.LN_BOBYQA, len(start))
-    opt.set_lower_bounds(np.asarray(lower, dtype=float))
-    opt.set_min_objective(objective)
-    opt.set_ftol_rel(1e-15)
-    opt.set_xtol_abs(1e-10)
-    opt.set_maxeval(MAX_EVALUATIONS)
+    opt = _optimiser(nlopt.LN_BOBYQA, objective, lower)
     opt.set_initial_step(np.full(len(start), 0.2))
     try:
         x = opt.optimize(np.asarray(start, dtype=float))
@@ -130,12 +137,7 @@ def minimize_with_gradient(fun_and_gradient: Callable, start: np.ndarray, lower:
             best["x"], best["value"] = np.array(x, dtype=float), float(value)
         return float(value) if finite else 1e300
 
-    opt = nlopt.opt(nlopt.LD_LBFGS, len(start))
-    opt.set_lower_bounds(np.asarray(lower, dtype=float))
-    opt.set_min_objective(objective)
-    opt.set_ftol_rel(1e-15)
-    opt.set_xtol_abs(1e-10)
-    opt.set_maxeval(MAX_EVALUATIONS)
+    opt = _optimiser(nlopt.LD_LBFGS, objective, lower)
     try:
         x = opt.optimize(np.asarray(start, dtype=float))
         code = opt.last_optimize_result()
