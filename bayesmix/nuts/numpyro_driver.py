@@ -65,7 +65,7 @@ WHITEN_MAX = 40  # sampled values up to which NUTS runs in the Laplace approxima
 # metric (bayesmix.nuts.low_rank) estimated from the first half
 LOW_RANK = 32  # directions at most
 LOW_RANK_MIN_TUNE = 100  # with fewer tuning iterations, one phase and numpyro's diagonal metric
-LOW_RANK_VALUES = 25_000_000  # draws (and as many gradients) kept for the estimate, at most: 400 MB
+LOW_RANK_VALUES = 25_000_000  # draws (and as many gradients) kept for the estimate, at most; doubles, twice over
 # Without XLA's CPU fusion emitters a small model's programs compile much faster, at no cost to its
 # sampling speed; on large models the emitters' fused loops sample faster, so only programs of small
 # models are compiled without them (docs/performance.md)
