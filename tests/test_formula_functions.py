@@ -129,3 +129,12 @@ def test_a_factor_named_like_a_function_prefix_keeps_the_function():
     from bayesmix.design.expressions import with_contrasts
 
     assert with_contrasts("lo + log(x) + lo:x", {"lo": "Poly"}) == "C(lo, Poly) + log(x) + C(lo, Poly):x"
+
+
+def test_r_as_is_in_the_response_and_the_predictors():
+    """R's I(): ``I(Reaction > 300) ~ Days + I(Days^2)`` as glmer takes it (the response was refused:
+    'name I is not defined')."""
+    data = bayesmix.load_dataset("sleepstudy")
+    model = bayesmix.Model("I(Reaction > 300) ~ Days + I(Days^2) + (1 | Subject)", data, family="bernoulli")
+    np.testing.assert_array_equal(model.design.y, (data.Reaction > 300).to_numpy(dtype=float))
+    np.testing.assert_array_equal(model.design.X[:, 2], data.Days.to_numpy(dtype=float) ** 2)

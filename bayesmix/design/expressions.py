@@ -102,7 +102,14 @@ CONTRASTS = {
     "contr.poly": Poly,
 }
 
+
+def _as_is(x):
+    """R's I(): the value as it is (a formula's arithmetic inside it is arithmetic, not formula syntax)."""
+    return x
+
+
 FUNCTIONS = {
+    "I": _as_is,
     "log": _log,
     "log1p": np.log1p,
     "log2": np.log2,
