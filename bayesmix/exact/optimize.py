@@ -68,20 +68,21 @@ _RESULTS = {
 }
 
 
-def _optimiser(algorithm, objective: Callable, lower: np.ndarray):
-    """An NLopt optimiser over x >= lower with tolerances tight enough to reach the objective's
-    rounding level (the gradient then judges convergence)."""
+def _optimiser(algorithm, objective: Callable, lower: np.ndarray, ftol_rel: float = 1e-15):
+    """An NLopt optimiser over x >= lower, by default with tolerances tight enough to reach the
+    objective's rounding level (the gradient then judges convergence)."""
     opt = nlopt.opt(algorithm, len(lower))
     opt.set_lower_bounds(np.asarray(lower, dtype=float))
     opt.set_min_objective(objective)
-    opt.set_ftol_rel(1e-15)
+    opt.set_ftol_rel(ftol_rel)
     opt.set_xtol_abs(1e-10)
     opt.set_maxeval(MAX_EVALUATIONS)
     return opt
 
 
-def minimize_bounded(fun: Callable, start: np.ndarray, lower: np.ndarray) -> OptimizerSummary:
-    """Minimise ``fun`` over x >= lower (entries of -inf are free) from ``start``."""
+def minimize_bounded(fun: Callable, start: np.ndarray, lower: np.ndarray, ftol_rel: float = 1e-15) -> OptimizerSummary:
+    """Minimise ``fun`` over x >= lower (entries of -inf are free) from ``start``; ``ftol_rel``
+    looser than the default where the caller finishes with an exact gradient."""
     evaluations = 0
     best = {"x": np.asarray(start, dtype=float).copy(), "value": np.inf}
 
@@ -94,7 +95,7 @@ def minimize_bounded(fun: Callable, start: np.ndarray, lower: np.ndarray) -> Opt
             best["x"], best["value"] = np.array(x, dtype=float), value
         return value
 
-    opt = _optimiser(nlopt.LN_BOBYQA, objective, lower)
+    opt = _optimiser(nlopt.LN_BOBYQA, objective, lower, ftol_rel)
     opt.set_initial_step(np.full(len(start), 0.2))
     try:
         x = opt.optimize(np.asarray(start, dtype=float))
