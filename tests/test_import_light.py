@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("pymc", "pytensor", "jax", "numpyro", "arviz", "matplotlib")
+HEAVY = ("pymc", "pytensor", "jax", "numpyro", "arviz", "matplotlib", "xarray", "scipy.stats")
 
 SCRIPT = f"""
 import gc, json, os, sys

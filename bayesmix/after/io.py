@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from bayesmix.after.fit_view import EXACT, view
 from bayesmix.design.formula import parse_formula
@@ -28,6 +27,7 @@ from bayesmix.errors import BayesmixError
 
 if TYPE_CHECKING:
     import arviz as az
+    import xarray as xr
 
 FORMAT = 1
 GROUP = "bayesmix_model"
@@ -59,6 +59,8 @@ def _plain(value):
 def _column_variables(frame: pd.DataFrame) -> dict[str, xr.DataArray]:
     """One variable per column, named by position (column names may be any text): numbers as they
     are, factors as int codes with their levels in the attributes."""
+    import xarray as xr  # loaded when a file is written: an exact fit never needs it otherwise
+
     out = {}
     for i, name in enumerate(frame.columns):
         column = frame[name]
@@ -92,6 +94,8 @@ def _frame(group: xr.Dataset) -> tuple[pd.DataFrame, dict[str, list]]:
 
 def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
     """The ``bayesmix_model`` group: encoded training data, row map, and the JSON specification."""
+    import xarray as xr  # loaded when a file is written: an exact fit never needs it otherwise
+
     spec = {
         "format": FORMAT,
         "bayesmix_version": bayesmix_version(),
@@ -142,6 +146,7 @@ def save(obj, path, idata=None) -> Path:
     """Write a sampled Model (with ``idata``, default its last ``sample()``) or an exact fit
     (``MixedFit``) to one netCDF file at ``path``; returns the path."""
     import arviz as az  # loaded when a file is written: an exact fit never needs ArviZ otherwise
+    import xarray as xr
 
     path = Path(path)
     if obj.fit_kind == EXACT:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from bayesmix import memory
 from bayesmix.bayes.names import OBS_DIM, covariance_roots, flat_draws, response_name
@@ -22,6 +21,7 @@ from bayesmix.errors import BayesmixError
 
 if TYPE_CHECKING:
     import arviz as az
+    import xarray as xr
 
 KINDS = ("mean", "response")
 NEW_LEVELS = ("sample", "population")
@@ -107,6 +107,8 @@ def posterior_predict(
             raise BayesmixError(f"Simulating binomial responses for new data needs {trials} in the new data.")
         params = {p: flat_draws(post, p)[:, None] for p in family.params}
         values = family.draw(values, params, new.trials, rng)
+    import xarray as xr  # a posterior's predictions only: an exact fit's never load it
+
     return xr.DataArray(values.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))
 
 
