@@ -49,10 +49,6 @@ class BlockedFactor:
             out = np.vstack([self._first_solve(b1 - self.coupling.T @ x2), x2])
         return out[:, 0] if column else out
 
-    def inverse(self) -> np.ndarray:
-        """H^{-1}, dense (q x q); :meth:`selected_inverse` gives the entries the fit needs for less."""
-        return self.solve(np.eye(self.q1 + self.coupling.shape[0]))
-
     def selected_inverse(self) -> SelectedInverse:
         """H^{-1} on H's own pattern (pairs of effects that share a row of the data, and each level's
         block): all that the exact gradient's leverages and traces and the conditional SDs read.
