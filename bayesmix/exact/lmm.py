@@ -27,10 +27,12 @@ coupling matrix is sparse and stays sparse.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cholesky, solve_triangular
+from scipy.linalg.lapack import dpotri
 
 from bayesmix import memory
 from bayesmix.design.covariance import ThetaLayout
@@ -161,13 +163,6 @@ def _level_pairs(RZ1: sp.csc_matrix, k1: int):
     )
 
 
-def coupling(cp: CrossProducts, W: np.ndarray) -> np.ndarray:
-    """Dense (r, r) RZ1 blockdiag(W_m) RZ1' for per-level (M1, k1, k1) weights W."""
-    r = cp.RR.shape[0]
-    upper = (cp.pairs @ W.ravel()).reshape(r, r)
-    return upper + np.triu(upper, 1).T
-
-
 @dataclass(frozen=True)
 class Factorization:
     """L at one theta: L11 (M1, k1, k1) block-diagonal and L_RR (r, r) dense lower; the (r, q1)
@@ -197,9 +192,23 @@ def _first_block(cp: CrossProducts, T1: np.ndarray):
 
 
 def _schur_inner(cp: CrossProducts, T1: np.ndarray, L11_inverse: np.ndarray) -> np.ndarray:
-    """RR - RZ1 blockdiag(T1 A11_m^{-1} T1') RZ1' (r, r): the rest's cross-products after the first block."""
+    """RR - RZ1 blockdiag(T1 A11_m^{-1} T1') RZ1' (r, r), the rest's cross-products after the first
+    block, by its upper triangle (diagonal included; below it RR's entries remain, not meaningful):
+    CrossProducts.pairs holds the products for i <= j, and the Cholesky reads no more."""
     TL = T1[None] @ L11_inverse.transpose(0, 2, 1)
-    return cp.RR - coupling(cp, TL @ TL.transpose(0, 2, 1))
+    r = cp.RR.shape[0]
+    return cp.RR - (cp.pairs @ (TL @ TL.transpose(0, 2, 1)).ravel()).reshape(r, r)
+
+
+def _symmetric(upper: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle ``upper`` holds."""
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
+def _symmetric_columns(upper: np.ndarray, columns: slice) -> np.ndarray:
+    """Columns ``columns`` of the symmetric matrix whose upper triangle ``upper`` holds."""
+    start, stop = columns.start, columns.stop
+    return np.vstack([upper[:start, columns], _symmetric(upper[columns, columns]), upper[columns, stop:].T])
 
 
 def _congruence(lam: sp.csr_matrix, inner: np.ndarray) -> np.ndarray:
@@ -207,19 +216,38 @@ def _congruence(lam: sp.csr_matrix, inner: np.ndarray) -> np.ndarray:
     return (lam.T @ (lam.T @ inner).T).T
 
 
-def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization:
-    """The blocked Cholesky factor of the augmented matrix at ``theta``.
+def _congruence_upper(cp: CrossProducts, lam: sp.csr_matrix, inner_upper: np.ndarray) -> np.ndarray:
+    """Lambda_R' inner Lambda_R, correct at least in its upper triangle, from inner's upper triangle.
+    When every block but the first is scalar, Lambda_R is diagonal and the congruence a scaling of
+    rows and columns, which keeps the triangles apart (InstEval's case: no symmetrising pass)."""
+    if all(k == 1 for _, k in cp.rest_blocks):
+        d = lam.diagonal()
+        S = inner_upper * d[:, None]
+        S *= d[None, :]
+        return S
+    return _congruence(lam, _symmetric(inner_upper))
 
-    Raises numpy.linalg.LinAlgError when X is rank deficient (the caller drops aliased columns first).
-    """
+
+@dataclass(frozen=True)
+class _Parts:
+    """What :func:`factorize` forms on its way to L, kept for the gradient."""
+
+    factorization: Factorization
+    lam: sp.csr_matrix
+    inner: np.ndarray  # by its upper triangle (see _schur_inner)
+
+
+def _factorize_parts(cp: CrossProducts, theta: np.ndarray) -> _Parts:
     factors = cp.layout.factors(np.asarray(theta, dtype=float))
     L11, L11_inverse = _first_block(cp, factors[0])
     # L_R1 L_R1' = Lambda_R' RZ1 blockdiag(T1 A11_m^{-1} T1') RZ1' Lambda_R
-    S = _congruence(_lambda_rest(cp, factors), _schur_inner(cp, factors[0], L11_inverse))
+    lam, inner = _lambda_rest(cp, factors), _schur_inner(cp, factors[0], L11_inverse)
+    S = _congruence_upper(cp, lam, inner)
     S[np.diag_indices(cp.q2)] += 1.0
-    L_RR = cholesky(S, lower=True, overwrite_a=True, check_finite=False)
+    # S = U'U from S's upper triangle; L_RR = U' (a transposed view, column-major for LAPACK)
+    L_RR = cholesky(S, lower=False, overwrite_a=True, check_finite=False).T
     diag = np.log(np.diagonal(L_RR))
-    return Factorization(
+    f = Factorization(
         factors=factors,
         L11=L11,
         L11_inverse=L11_inverse,
@@ -228,6 +256,83 @@ def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization:
         ldRX2=2.0 * diag[cp.q2 : cp.q2 + cp.p].sum(),
         pwrss=float(L_RR[-1, -1] ** 2),
     )
+    return _Parts(f, lam, inner)
+
+
+def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization:
+    """The blocked Cholesky factor of the augmented matrix at ``theta``.
+
+    Raises numpy.linalg.LinAlgError when X is rank deficient (the caller drops aliased columns first).
+    """
+    return _factorize_parts(cp, theta).factorization
+
+
+class WeightedInverse(NamedTuple):
+    """Q = L^{-T} diag(w) L^{-1} = dense + rows diag(excess) rows' (see :func:`_weighted_inverse`);
+    ``upper`` holds the dense part's upper triangle (below it: not meaningful)."""
+
+    upper: np.ndarray
+    rows: np.ndarray
+    excess: np.ndarray
+
+    def trace_with(self, Y: np.ndarray, columns: slice) -> float:
+        """sum(Q[:, columns] * Y) for Y (r, len(columns))."""
+        low_rank = (self.rows.T @ Y) * self.rows[columns].T
+        return float(np.sum(_symmetric_columns(self.upper, columns) * Y) + self.excess @ low_rank.sum(axis=1))
+
+
+def _weighted_inverse(cp: CrossProducts, L_RR: np.ndarray, reml: bool) -> WeightedInverse:
+    """Q = L^{-T} diag(w) L^{-1} (r, r), w the criterion's weight on each log L_RR[i, i]^2.
+
+    Most weights are 1, so Q is (L L')^{-1} (LAPACK's potri, a third of forming L^{-1} and
+    multiplying) plus a rank-(p + 1) correction for the X and y rows, kept as its factors: the
+    gradient only takes traces with Q, and the correction's traces cost O(r) each.
+    """
+    r, q2, p = L_RR.shape[0], cp.q2, cp.p
+    Q, info = dpotri(L_RR.T, lower=0)  # (U'U)^{-1} by its upper triangle, U = L_RR'
+    if info != 0:
+        raise np.linalg.LinAlgError("the Schur complement's Cholesky factor is singular")
+    unit = np.zeros((r, r - q2))
+    unit[np.arange(q2, r), np.arange(r - q2)] = 1.0
+    excess = np.concatenate([np.full(p, 0.0 if reml else -1.0), [(cp.n - p if reml else cp.n) - 1.0]])
+    rows = solve_triangular(L_RR, unit, lower=True, trans="T", check_finite=False)  # (row q2 + j of L^{-1})'
+    return WeightedInverse(Q, rows, excess)
+
+
+def _paired(cp: CrossProducts, lam: sp.csr_matrix, Q: WeightedInverse) -> np.ndarray:
+    """(M1 k1 k1,) c with c . vec(W) = sum(P * C(W)), P = Lambda_R Q Lambda_R' and C(W) = RZ1
+    blockdiag(W_m) RZ1' (see :func:`gradient`)."""
+    r = lam.shape[0]
+    if all(k == 1 for _, k in cp.rest_blocks):  # a diagonal Lambda_R keeps the triangles apart
+        d = lam.diagonal()
+        P = Q.upper * d[:, None]
+        P *= d[None, :]
+    else:
+        P = _congruence(lam.T.tocsr(), _symmetric(Q.upper))
+    # pairs holds C's upper triangle (i <= j), so only P's is read: its entries above the diagonal count twice
+    P *= 2.0
+    P.flat[:: r + 1] *= 0.5
+    paired = cp.pairs.T @ P.ravel()
+    # each rank-one part u u' (u = Lambda_R rows_s) adds u' C(W) u = sum_m v_m' W_m v_m, v = RZ1' u
+    m1, k1 = cp.D.shape[:2]
+    v = (cp.RZ1.T @ (lam @ Q.rows)).reshape(m1, k1, -1)
+    return paired + np.einsum("mas,mbs,s->mab", v, v, Q.excess).ravel()
+
+
+def _first_block_gradient(cp: CrossProducts, f: Factorization, dT1: np.ndarray, paired: np.ndarray) -> float:
+    """One block-0 tangent's derivative: d(log|A11|) + sum(Q * dS) with dS = -Lambda_R' RZ1 blockdiag(dW_sym)
+    RZ1' Lambda_R, the trace taken as paired . dW_sym (paired = pairs' P, see :func:`gradient`)."""
+    T1, L11_inverse = f.factors[0], f.L11_inverse
+    half = dT1.T[None] @ cp.D @ T1[None]
+    X11 = L11_inverse @ (half + half.transpose(0, 2, 1)) @ L11_inverse.transpose(0, 2, 1)
+    first = float(np.einsum("mii->", X11))
+    phi = np.tril(X11)
+    phi[:, np.arange(len(T1)), np.arange(len(T1))] *= 0.5
+    dL11_inverse = -phi @ L11_inverse  # -L^{-1} dL L^{-1} with dL = L phi
+    TL = T1[None] @ L11_inverse.transpose(0, 2, 1)
+    dTL = dT1[None] @ L11_inverse.transpose(0, 2, 1) + T1[None] @ dL11_inverse.transpose(0, 2, 1)
+    dW = dTL @ TL.transpose(0, 2, 1)
+    return first - float(paired @ (dW + dW.transpose(0, 2, 1)).ravel())
 
 
 def gradient(cp: CrossProducts, theta: np.ndarray, reml: bool) -> np.ndarray:
@@ -236,45 +341,39 @@ def gradient(cp: CrossProducts, theta: np.ndarray, reml: bool) -> np.ndarray:
     Forward-mode differentiation of :func:`factorize`, one tangent per theta entry: for a Cholesky
     factor L of A, d log L_ii = (L^{-1} dA L^{-T})_ii / 2 and dL = L Phi(L^{-1} dA L^{-T}) (Phi: the
     lower triangle, diagonal halved). The weighted sum of the Schur complement's diagonal terms is
-    one trace, sum(Q * dS), with Q formed once, so a gradient costs about one factorisation plus
-    one r x r matrix product, whatever the number of theta entries. Unlike central differences of
-    the objective, whose rounding noise (~1e-12 relative) over steps of ~1e-5 swamps the gradient
-    near the optimum, this is exact to rounding, so the optimum is located to ~1e-12 (:func:`polish`).
+    one trace, sum(Q * dS), with Q formed once. For the first block, dS = -Lambda_R' C Lambda_R with
+    C = RZ1 blockdiag(dW) RZ1' linear in dW through CrossProducts.pairs, so the trace is (pairs' P) . dW with
+    P = Lambda_R Q Lambda_R' formed once: each tangent then costs a per-level product, and the whole
+    gradient about two factorisations, whatever the number of theta entries. Unlike central
+    differences of the objective, whose rounding noise (~1e-12 relative) over steps of ~1e-5 swamps
+    the gradient near the optimum, this is exact to rounding, so the optimum is located to ~1e-12
+    (:func:`polish`).
     """
-    f = factorize(cp, theta)
-    factors, q2, p = f.factors, cp.q2, cp.p
-    T1, L11_inverse = factors[0], f.L11_inverse
-    lam = _lambda_rest(cp, factors)
-    inner = _schur_inner(cp, T1, L11_inverse)
-    lam_inner = lam.T @ inner  # (r, r) Lambda_R' inner
-    # d(criterion) = d(first block's log-determinant) + sum_i w_i (L_RR^{-1} dS L_RR^{-T})_ii with w_i
-    # the criterion's weight on log L_RR[i, i]^2 (ldL2, ldRX2, log pwrss) = first + sum(Q * dS), Q = G' W G
-    G = solve_triangular(f.L_RR, np.eye(f.L_RR.shape[0]), lower=True, check_finite=False)  # L_RR^{-1}
-    weights = np.ones(len(G))
-    weights[q2 : q2 + p] = 1.0 if reml else 0.0
-    weights[-1] = cp.n - p if reml else cp.n
-    Q = (G.T * weights) @ G
-    TL = T1[None] @ L11_inverse.transpose(0, 2, 1)
+    return _gradient(cp, _factorize_parts(cp, theta), theta, reml)
+
+
+def value_and_gradient(cp: CrossProducts, theta: np.ndarray, reml: bool) -> tuple[float, np.ndarray]:
+    """(:func:`objective`, :func:`gradient`) at theta from one factorisation."""
+    parts = _factorize_parts(cp, theta)
+    return profiled_deviance(parts.factorization, cp.n, cp.p, reml), _gradient(cp, parts, theta, reml)
+
+
+def _gradient(cp: CrossProducts, parts: _Parts, theta: np.ndarray, reml: bool) -> np.ndarray:
+    f, lam = parts.factorization, parts.lam
+    Q = _weighted_inverse(cp, f.L_RR, reml)
+    paired = _paired(cp, lam, Q)
+    starts = np.cumsum([0] + [m * k for m, k in cp.rest_blocks])
     grad = np.empty(cp.layout.n_theta)
     for index, (block, dT) in enumerate(cp.layout.tangents(theta)):
         if block == 0:
-            dT1 = dT
-            half = dT1.T[None] @ cp.D @ T1[None]
-            X11 = L11_inverse @ (half + half.transpose(0, 2, 1)) @ L11_inverse.transpose(0, 2, 1)
-            first = float(np.einsum("mii->", X11))
-            phi = np.tril(X11)
-            phi[:, np.arange(len(T1)), np.arange(len(T1))] *= 0.5
-            dL11_inverse = -phi @ L11_inverse  # -L^{-1} dL L^{-1} with dL = L phi
-            dTL = dT1[None] @ L11_inverse.transpose(0, 2, 1) + T1[None] @ dL11_inverse.transpose(0, 2, 1)
-            dW = dTL @ TL.transpose(0, 2, 1)
-            dS = -_congruence(lam, coupling(cp, dW + dW.transpose(0, 2, 1)))
-            grad[index] = first + np.sum(Q * dS)
-        else:
-            dfactors = [np.zeros_like(T) for T in factors]
-            dfactors[block] = dT
-            dlam = _lambda_rest(cp, dfactors, fixed=0.0)
-            half = (dlam.T @ lam_inner.T).T  # Lambda_R' inner dLambda_R; dS = half + half'
-            grad[index] = 2.0 * np.sum(Q * half)
+            grad[index] = _first_block_gradient(cp, f, dT, paired)
+            continue
+        # dS = half + half' with half = Lambda_R' inner dLambda_R, nonzero only in this block's columns
+        m, _ = cp.rest_blocks[block - 1]
+        columns = slice(starts[block - 1], starts[block])
+        dlam = sp.kron(sp.identity(m), dT, format="csr")
+        inner_dlam = (dlam.T @ _symmetric_columns(parts.inner, columns).T).T  # inner[:, columns] dLambda
+        grad[index] = 2.0 * Q.trace_with(lam.T @ inner_dlam, columns)
     return grad
 
 
@@ -435,8 +534,31 @@ def fit_lmm(design: Design, reml: bool) -> LmmResult:
     return optimise(cp, reml, kept, dropped)
 
 
-def polish(cp: CrossProducts, theta: np.ndarray, reml: bool, lower: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Newton's method on the exact :func:`gradient` from the optimiser's ``theta``: (theta, converged).
+def _secant_update(H: np.ndarray, chol: np.ndarray, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BFGS's update of the Hessian H (and its Cholesky factor) from a step s and the gradient's change
+    y: Newton with it converges superlinearly, where a fixed Hessian (the chord method) gains a
+    constant factor per step. Kept as it was when the update would lose positive definiteness."""
+    curvature, Hs = float(y @ s), H @ s
+    if curvature <= 0.0 or float(s @ Hs) <= 0.0:
+        return H, chol
+    updated = H + np.outer(y, y) / curvature - np.outer(Hs, Hs) / float(s @ Hs)
+    try:
+        return updated, cholesky(updated, lower=True)
+    except np.linalg.LinAlgError:
+        return H, chol
+
+
+class Polished(NamedTuple):
+    """:func:`polish`'s point, whether Newton converged, and the objective and full exact gradient there."""
+
+    theta: np.ndarray
+    converged: bool
+    value: float
+    gradient: np.ndarray
+
+
+def polish(cp: CrossProducts, theta: np.ndarray, reml: bool, lower: np.ndarray) -> Polished:
+    """Newton's method on the exact :func:`gradient` from the optimiser's ``theta``.
 
     BOBYQA compares objective values, which are flat to their rounding noise over theta moves of
     ~1e-5, so it stops anywhere in that region (sums of the same data in another order stop it
@@ -446,14 +568,13 @@ def polish(cp: CrossProducts, theta: np.ndarray, reml: bool, lower: np.ndarray) 
     free entry). The Newton point is kept only if it
     stays feasible, has a smaller gradient, and does not raise the objective beyond its rounding.
     """
+    start = Polished(theta, False, *value_and_gradient(cp, theta, reml))
     free = theta > lower
     if not free.any():
-        return theta, False
-    start_value = objective(cp, theta, reml)
-    g = gradient(cp, theta, reml)[free]
-    x = theta[free]
-    steps = POLISH_STEP * np.maximum(1.0, np.abs(x))
-    H = np.empty((len(x), len(x)))
+        return start
+    g = start.gradient[free]
+    steps = POLISH_STEP * np.maximum(1.0, np.abs(theta[free]))
+    H = np.empty((len(g), len(g)))
     for i, (position, h) in enumerate(zip(np.flatnonzero(free), steps)):
         moved = theta.copy()
         moved[position] += h
@@ -462,25 +583,27 @@ def polish(cp: CrossProducts, theta: np.ndarray, reml: bool, lower: np.ndarray) 
     try:
         chol = cholesky(H, lower=True)
     except np.linalg.LinAlgError:  # not a minimum of the smooth criterion here: keep BOBYQA's point
-        return theta, False
-    best, best_norm, converged = theta, np.max(np.abs(g)), False
+        return start
+    best = start
     for _ in range(POLISH_ITERATIONS):
         step = solve_triangular(chol.T, solve_triangular(chol, g, lower=True), lower=False)
-        candidate = best.copy()
-        candidate[free] = best[free] - step
+        candidate = best.theta.copy()
+        candidate[free] -= step
         if np.any(candidate[free] <= lower[free]):
             break
-        g = gradient(cp, candidate, reml)[free]
-        if np.max(np.abs(g)) >= best_norm:
-            converged = True  # at the gradient's rounding floor
+        value, full = value_and_gradient(cp, candidate, reml)
+        g = full[free]
+        if np.max(np.abs(g)) >= np.max(np.abs(best.gradient[free])):
+            best = best._replace(converged=True)  # at the gradient's rounding floor
             break
-        best, best_norm = candidate, np.max(np.abs(g))
-        if np.max(np.abs(step)) <= POLISH_TOLERANCE * max(1.0, np.max(np.abs(candidate))):
-            converged = True
+        done = np.max(np.abs(step)) <= POLISH_TOLERANCE * max(1.0, np.max(np.abs(candidate)))
+        H, chol = _secant_update(H, chol, -step, g - best.gradient[free])
+        best = Polished(candidate, bool(done), value, full)
+        if done:
             break
-    if objective(cp, best, reml) > start_value + POLISH_RISE * max(1.0, abs(start_value)):
-        return theta, False
-    return best, converged
+    if best.value > start.value + POLISH_RISE * max(1.0, abs(start.value)):
+        return start
+    return best
 
 
 @dataclass(frozen=True)
@@ -590,25 +713,26 @@ def _optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tup
         except np.linalg.LinAlgError:  # not positive definite at an extreme theta: the optimiser steps back
             return np.inf
 
-    summary = minimize_bounded(safe_objective, cp.layout.start(), lower, ftol_rel=BOBYQA_FTOL)
+    # judged on the exact gradient after the polish, not on BOBYQA's central differences
+    summary = minimize_bounded(safe_objective, cp.layout.start(), lower, ftol_rel=BOBYQA_FTOL, judge=False)
     try:
-        theta, polished = polish(cp, summary.x, reml, lower)
-        f = factorize(cp, theta)
+        polished = polish(cp, summary.x, reml, lower)
+        f = factorize(cp, polished.theta)
     except np.linalg.LinAlgError:
         raise BayesmixError(
             "The exact fit failed numerically: the cross-product matrix is not positive definite at the optimum "
             f"(theta = {np.round(summary.x, 4).tolist()}). Rescale the predictors and the response (e.g. to unit "
             "SD), or use sample()."
         ) from None
-    exact = projected(gradient(cp, theta, reml), theta, lower)
+    exact = projected(polished.gradient, polished.theta, lower)
     small = np.max(np.abs(exact), initial=0.0) < max(
-        GRADIENT_TOLERANCE, RELATIVE_GRADIENT_TOLERANCE * abs(summary.objective)
+        GRADIENT_TOLERANCE, RELATIVE_GRADIENT_TOLERANCE * abs(polished.value)
     )
     summary = replace(
         summary,
-        x=theta,
-        objective=profiled_deviance(f, cp.n, cp.p, reml),
+        x=polished.theta,
+        objective=polished.value,
         gradient=exact,
-        converged=bool(summary.converged or (polished and small)),
+        converged=bool(small and (summary.converged or polished.converged)),
     )
     return LmmResult(reml, cp, f, solve(cp, f, reml), summary, tuple(kept), tuple(dropped))
