@@ -87,6 +87,7 @@ def _run_fit(args) -> tuple[dict, str, list[str]]:
         family=args.family,
         link=args.link,
         categorical=_categorical(args.categorical),
+        weights=args.weights,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -190,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--formula", required=True, help="lme4 formula, e.g. 'y ~ x + (x | g)'")
     fit.add_argument("--family", default="gaussian")
     fit.add_argument("--link", default=None)
+    fit.add_argument(
+        "--weights",
+        default=None,
+        metavar="COL",
+        help="prior weights (lme4's weights=): a column or an expression of columns",
+    )
     fit.add_argument("--method", default="nuts", help="nuts, reml, ml, laplace or agq")
     fit.add_argument(
         "--nagq",

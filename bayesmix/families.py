@@ -237,38 +237,54 @@ def _pm():
     return pymc
 
 
-def _gaussian(name, eta, mu, params, observed, trials, dims):
-    return _pm().Normal(name, mu=mu, sigma=params["sigma"], observed=observed, dims=dims)
+# Each family's PyMC distribution: (distribution class, its parameters) for mean mu.
 
 
-def _student_t(name, eta, mu, params, observed, trials, dims):
-    return _pm().StudentT(name, nu=params["nu"], mu=mu, sigma=params["sigma"], observed=observed, dims=dims)
+def _gaussian(mu, params, trials):
+    return _pm().Normal, {"mu": mu, "sigma": params["sigma"]}
 
 
-def _bernoulli(name, eta, mu, params, observed, trials, dims):
-    return _pm().Bernoulli(name, p=mu, observed=observed, dims=dims)
+def _student_t(mu, params, trials):
+    return _pm().StudentT, {"nu": params["nu"], "mu": mu, "sigma": params["sigma"]}
 
 
-def _binomial(name, eta, mu, params, observed, trials, dims):
-    return _pm().Binomial(name, n=trials, p=mu, observed=observed, dims=dims)
+def _bernoulli(mu, params, trials):
+    return _pm().Bernoulli, {"p": mu}
 
 
-def _poisson(name, eta, mu, params, observed, trials, dims):
-    return _pm().Poisson(name, mu=mu, observed=observed, dims=dims)
+def _binomial(mu, params, trials):
+    return _pm().Binomial, {"n": trials, "p": mu}
 
 
-def _negative_binomial(name, eta, mu, params, observed, trials, dims):
-    return _pm().NegativeBinomial(name, mu=mu, alpha=params["alpha"], observed=observed, dims=dims)
+def _poisson(mu, params, trials):
+    return _pm().Poisson, {"mu": mu}
 
 
-def _gamma(name, eta, mu, params, observed, trials, dims):
+def _negative_binomial(mu, params, trials):
+    return _pm().NegativeBinomial, {"mu": mu, "alpha": params["alpha"]}
+
+
+def _gamma(mu, params, trials):
     shape = params["shape"]
-    return _pm().Gamma(name, alpha=shape, beta=shape / mu, observed=observed, dims=dims)
+    return _pm().Gamma, {"alpha": shape, "beta": shape / mu}
 
 
-def _beta(name, eta, mu, params, observed, trials, dims):
+def _beta(mu, params, trials):
     phi = params["phi"]
-    return _pm().Beta(name, alpha=mu * phi, beta=(1.0 - mu) * phi, observed=observed, dims=dims)
+    return _pm().Beta, {"alpha": mu * phi, "beta": (1.0 - mu) * phi}
+
+
+def _weighted_likelihood(name, distribution, parameters: dict, weights, observed, dims):
+    """An observed variable whose log-density is w times the distribution's, row by row (glmmTMB's
+    and brms's prior weights); its pointwise log-likelihood (for LOO) is the weighted one too."""
+    pm = _pm()
+    keys = list(parameters)
+
+    def logp(value, *arguments):
+        *values, w = arguments
+        return w * pm.logp(distribution.dist(**dict(zip(keys, values))), value)
+
+    return pm.CustomDist(name, *parameters.values(), weights, logp=logp, observed=observed, dims=dims)
 
 
 @dataclass(frozen=True)
@@ -302,10 +318,12 @@ class Family:
         """The response mean g^{-1}(eta) for numpy arrays."""
         return self.link.inverse(eta, _NUMPY)
 
-    def draw(self, mu, params, trials, rng: np.random.Generator):
-        """Random responses with mean ``mu`` (numpy; params broadcast against mu), as the likelihood."""
+    def draw(self, mu, params, trials, rng: np.random.Generator, weights=None):
+        """Random responses with mean ``mu`` (numpy; params broadcast against mu), as the likelihood.
+        ``weights``: a gaussian row's precision weight (sd sigma / sqrt(w)); prior weights of other
+        families scale the log-likelihood, not the distribution a response is drawn from."""
         if self.name == "gaussian":
-            return rng.normal(mu, params["sigma"])
+            return rng.normal(mu, params["sigma"] if weights is None else params["sigma"] / np.sqrt(weights))
         if self.name == "t":
             return mu + params["sigma"] * rng.standard_t(params["nu"], size=np.shape(mu))
         if self.name in ("bernoulli", "binomial"):
@@ -322,27 +340,38 @@ class Family:
         phi = params["phi"]
         return rng.beta(mu * phi, (1.0 - mu) * phi)
 
-    def laplace_terms(self, eta, y, trials, params):
-        """(log p(y | eta), first and second eta-derivatives), elementwise, for Laplace fits."""
+    def laplace_terms(self, eta, y, trials, params, weights=None):
+        """(log p(y | eta), first and second eta-derivatives), elementwise, for Laplace fits;
+        ``weights`` (prior weights, glmmTMB's meaning) multiply each row's terms."""
         links, terms = LAPLACE_TERMS[self.name]
         if self.link.name not in links:
             raise BayesmixError(f"Laplace fits of family='{self.name}' support the links {', '.join(links)}.")
-        return terms(eta, y, trials, params, self.link)
+        ll, d1, d2 = terms(eta, y, trials, params, self.link)
+        if weights is None:
+            return ll, d1, d2
+        return weights * ll, weights * d1, weights * d2
 
-    def laplace_third(self, eta, y, trials, params):
+    def laplace_third(self, eta, y, trials, params, weights=None):
         """d3 log p(y | eta) / d eta3, elementwise (the exact gradient of a Laplace fit reads it)."""
-        return LAPLACE_THIRD[self.name](eta, y, trials, params, self.link)
+        third = LAPLACE_THIRD[self.name](eta, y, trials, params, self.link)
+        return third if weights is None else weights * third
 
     @property
     def has_laplace(self) -> bool:
         return self.name in LAPLACE_TERMS and self.link.name in LAPLACE_TERMS[self.name][0]
 
-    def likelihood(self, name, eta, params, observed, trials=None, dims=None):
-        """Add the observed PyMC variable for linear predictor ``eta`` (shape (n,))."""
+    def likelihood(self, name, eta, params, observed, trials=None, dims=None, weights=None):
+        """Add the observed PyMC variable for linear predictor ``eta`` (shape (n,)). ``weights``:
+        gaussian precision weights (sd sigma / sqrt(w), lme4's meaning); for the other families each
+        row's log-density counts w times (glmmTMB's)."""
         import pytensor.tensor as pt
 
-        mu = self.link.inverse(eta, pt)
-        return self._likelihood(name, eta, mu, params, observed, trials, dims)
+        distribution, parameters = self._likelihood(self.link.inverse(eta, pt), params, trials)
+        if weights is not None and self.name == "gaussian":
+            parameters["sigma"] = parameters["sigma"] / pt.sqrt(weights)
+        elif weights is not None:
+            return _weighted_likelihood(name, distribution, parameters, weights, observed, dims)
+        return distribution(name, **parameters, observed=observed, dims=dims)
 
 
 _FAMILIES = {

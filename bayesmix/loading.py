@@ -31,6 +31,7 @@ def load(path):
         priors=priors,
         categorical=levels,
         offset=spec.get("offset"),
+        weights=spec.get("weights"),
         contrasts=spec.get("contrasts"),
     )
     model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])

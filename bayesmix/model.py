@@ -14,7 +14,7 @@ from bayesmix.after.fit_view import SAMPLED
 from bayesmix.after.io import save as save_model
 from bayesmix.after.predict import add_predictions, posterior_predict
 from bayesmix.bayes.priors import Prior, resolve_priors
-from bayesmix.design.encode import Design, as_pandas, build_design, formula_for_data
+from bayesmix.design.encode import Design, as_pandas, build_design, family_design, formula_for_data
 from bayesmix.design.formula import parse_formula
 from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -58,6 +58,10 @@ class Model:
     contrasts: ``{factor column: contrast}`` (``"contr.sum"``, ``"contr.helmert"``, ``"contr.poly"``,
         ``"contr.treatment"``), as lme4's ``contrasts=``; an ordered pandas Categorical gets
         ``contr.poly`` by default, as in R.
+    weights: prior weights, as lme4's/glmmTMB's ``weights=``: a column name, an expression of
+        columns or one positive number per row. Gaussian: precision weights (a row's residual
+        variance is sigma^2 / w). Binomial with a proportion response: the number of trials (lme4's
+        idiom). Other families: each row's log-likelihood counts w times (glmmTMB).
     """
 
     fit_kind = SAMPLED  # what bayesmix.after.fit_view tells the kinds of fit apart by
@@ -73,15 +77,16 @@ class Model:
         missing="drop",
         offset=None,
         contrasts=None,
+        weights=None,
     ):
         self.family: Family = get_family(family, link)
         data = as_pandas(data)
-        self.spec, data = formula_for_data(parse_formula(formula), data, offset)
+        self.spec, data = formula_for_data(parse_formula(formula), data, offset, weights)
         if is_dask_frame(data):
             self.design = self._statistics_design(data, categorical, missing, contrasts)
         else:
-            self.design: Design = build_design(self.spec, data, categorical, missing, contrasts)
-            self.family.check_response(self.design.y, self.design.trials)
+            design = build_design(self.spec, data, categorical, missing, contrasts)
+            self.design: Design = family_design(design, self.family)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
         self._built: dict = {}  # parameterisation -> BuiltModel (bayesmix/sampled.py fills it)
         self.idata: az.InferenceData | None = None

@@ -27,10 +27,13 @@ from bayesmix.families import Family, get_family
 from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
 
 
-def l_formula(formula: str, data, categorical=None, missing="drop", offset=None, contrasts=None) -> Design:
+def l_formula(
+    formula: str, data, categorical=None, missing="drop", offset=None, contrasts=None, weights=None
+) -> Design:
     """lme4's ``lFormula``: the formula parsed and the data encoded (X, the random-effect blocks,
-    offsets), with the same arguments as :class:`bayesmix.Model`."""
-    spec, data = formula_for_data(parse_formula(formula), data, offset)
+    offsets, weights), with the same arguments as :class:`bayesmix.Model`. (A binomial proportion's
+    weights become its trials when a GLMM stage reads the design with its family.)"""
+    spec, data = formula_for_data(parse_formula(formula), data, offset, weights)
     return build_design(spec, data, categorical, missing, contrasts)
 
 

@@ -156,9 +156,10 @@ def _thinned(idata: az.InferenceData, n_sim: int) -> az.InferenceData:
     return az.InferenceData(posterior=picked.transpose("chain", "draw", ...))
 
 
-def _response_moments(family, mu: np.ndarray, params: dict, trials) -> tuple[np.ndarray, np.ndarray]:
+def _response_moments(family, mu: np.ndarray, params: dict, trials, weights=None) -> tuple[np.ndarray, np.ndarray]:
     """The response's mean and variance given the family's mean ``mu`` (a probability for binomial
-    families: the response counts successes out of ``trials``)."""
+    families: the response counts successes out of ``trials``; gaussian precision ``weights``
+    divide the variance)."""
     name = family.name
     if name in ("bernoulli", "binomial"):
         n = 1.0 if trials is None else trials
@@ -172,7 +173,8 @@ def _response_moments(family, mu: np.ndarray, params: dict, trials) -> tuple[np.
     if name == "beta":
         return mu, mu * (1.0 - mu) / (1.0 + params["phi"])
     # gaussian and t: the scale; any fixed weight gives the same test, sigma^2 keeps it a chi-square
-    return mu, np.broadcast_to(np.asarray(params["sigma"]) ** 2, np.shape(mu))
+    variance = np.broadcast_to(np.asarray(params["sigma"]) ** 2, np.shape(mu))
+    return mu, (variance if weights is None or name != "gaussian" else variance / weights)
 
 
 def _pearson(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
@@ -203,7 +205,7 @@ def _simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
         blocks.append((block.Zt, block.codes, effects))
     eta = linear_predictor(design.X, fixed_estimates(fit), blocks, design.offset)
     mean = np.broadcast_to(family.mean(eta), (n_sim, design.nobs))
-    return family.draw(mean, _family_params(fit), design.trials, rng)
+    return family.draw(mean, _family_params(fit), design.trials, rng, design.weights)
 
 
 def _penalised_design(fit):
@@ -231,20 +233,22 @@ def _conditional_pearson(fit, responses: np.ndarray) -> np.ndarray:
     d = A.shape[1]
     penalty = sp.diags(np.r_[np.zeros(p), np.ones(d - p)])
     offset = 0.0 if design.offset is None else design.offset
+    weights = design.weights
     if family.name == "gaussian":  # identity link: one factorisation for every data set
-        lu = splu((A.T @ A + params["sigma"] ** 2 * penalty).tocsc())
-        z = lu.solve(np.ascontiguousarray(A.T @ (responses - offset).T))
+        WA = A if weights is None else sp.diags(weights) @ A  # precision weights: Henderson's equations in W
+        lu = splu((A.T @ WA + params["sigma"] ** 2 * penalty).tocsc())
+        z = lu.solve(np.ascontiguousarray(WA.T @ (responses - offset).T))
         eta = offset + (A @ z).T
-        mean, variance = _response_moments(family, family.mean(eta), params, design.trials)
+        mean, variance = _response_moments(family, family.mean(eta), params, design.trials, weights)
         return _pearson(responses, mean, variance)
     kept = [i for i, name in enumerate(design.fixed_names) if name in fit.fixef.index]
     start = np.r_[fixed_estimates(fit)[kept], np.zeros(d - p)]
-    modes = _penalised_modes(A, p, family, responses, design.trials, params, offset, start)
+    modes = _penalised_modes(A, p, family, responses, design.trials, params, offset, start, weights)
     mean, variance = _response_moments(family, family.mean(offset + (A @ modes.T).T), params, design.trials)
     return _pearson(responses, mean, variance)
 
 
-def _penalised_modes(A, p, family, responses, trials, params, offset, start) -> np.ndarray:
+def _penalised_modes(A, p, family, responses, trials, params, offset, start, weights=None) -> np.ndarray:
     """(S, d) maxima of log p(y | eta = offset + A z) - |u|^2 / 2 over z = (beta, u), one per row of
     ``responses``: Newton steps (with the family's observed information), halved where the
     objective would fall, for all data sets at once."""
@@ -256,7 +260,7 @@ def _penalised_modes(A, p, family, responses, trials, params, offset, start) -> 
     dense = A.toarray() if d <= 1000 else None
 
     def evaluate(Z):
-        ll, d1, d2 = family.laplace_terms(offset + (A @ Z.T).T, responses, trials, params)
+        ll, d1, d2 = family.laplace_terms(offset + (A @ Z.T).T, responses, trials, params, weights)
         value = ll.sum(axis=1) - 0.5 * (u_mask * Z**2).sum(axis=1)
         return np.where(np.isfinite(value), value, -np.inf), d1, d2
 
@@ -314,8 +318,8 @@ def _simulate_nuts(model, thinned: az.InferenceData, re_form: str, rng):
         blocks = _fresh_effect_blocks(model, post, rng)
     mu = family.mean(linear_predictor(design.X, beta, blocks, design.offset))
     params = {name: flat_draws(post, name)[:, None] for name in family.params}
-    simulated = family.draw(mu, params, design.trials, rng)
-    mean, variance = _response_moments(family, mu, params, design.trials)
+    simulated = family.draw(mu, params, design.trials, rng, design.weights)
+    mean, variance = _response_moments(family, mu, params, design.trials, design.weights)
     return simulated, mean, variance
 
 

@@ -108,6 +108,7 @@ def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
         },
         "n_dropped": design.n_dropped,
         "offset": offset_argument(design),
+        "weights": design.spec.weights,
         "contrasts": design.codings.contrasts,
         **extra,
     }

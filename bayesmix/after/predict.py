@@ -106,7 +106,8 @@ def posterior_predict(
             trials = "the trials column of p(s, n)" if design.spec.response.trials else "both columns of cbind(s, f)"
             raise BayesmixError(f"Simulating binomial responses for new data needs {trials} in the new data.")
         params = {p: flat_draws(post, p)[:, None] for p in family.params}
-        values = family.draw(values, params, new.trials, rng)
+        weights = design.weights if data is None else None  # new rows have unit weight, as in lme4's simulate
+        values = family.draw(values, params, new.trials, rng, weights)
     import xarray as xr  # a posterior's predictions only: an exact fit's never load it
 
     return xr.DataArray(values.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))

@@ -284,7 +284,9 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
         params = {name: priors[name].variable(name) for name in family.params}
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)
         observed = pm.Data("observed", design.y, dims=OBS_DIM)
-        family.likelihood(response_name(design, model.named_vars), eta, params, observed, trials=trials, dims=OBS_DIM)
+        weights = None if design.weights is None else pm.Data("weights", design.weights, dims=OBS_DIM)
+        name = response_name(design, model.named_vars)
+        family.likelihood(name, eta, params, observed, trials=trials, dims=OBS_DIM, weights=weights)
     return model
 
 

@@ -19,7 +19,8 @@ COEF_DIM = "coef"
 # model's data and parameters: an observed variable of that name would collide with them
 RESERVED = frozenset(
     {"chain", "draw", "sample", OBS_DIM, COEF_DIM, "beta", "sigma", "nu", "alpha", "shape", "phi"}
-    | {"X", "observed", "offset", "trials", "D", "ZX", "Zy", "XX", "Xy", "yy", "Z1y", "Gy", "GG", "Ky", "KK", "GK"}
+    | {"X", "observed", "offset", "trials", "weights"}
+    | {"D", "ZX", "Zy", "XX", "Xy", "yy", "Z1y", "Gy", "GG", "Ky", "KK", "GK"}
     | {"Q", "counts", "P", "prior_beta_sigma", "marginal_loglik"}
 )
 OUR_PREFIXES = ("sd_", "cor_", "corr_", "re_", "z_", "u_", "chol_", "codes_", "Z_", "A_", "beta", "prior_")

@@ -61,16 +61,32 @@ class RawCrossProducts:
     RZ1: sp.csr_matrix
     RR: np.ndarray
     n: int
+    log_weights: float = 0.0  # sum of log w over the rows: a weighted gaussian likelihood's constant
 
     def __add__(self, other: RawCrossProducts) -> RawCrossProducts:
-        return RawCrossProducts(self.D + other.D, (self.RZ1 + other.RZ1).tocsr(), self.RR + other.RR, self.n + other.n)
+        return RawCrossProducts(
+            self.D + other.D,
+            (self.RZ1 + other.RZ1).tocsr(),
+            self.RR + other.RR,
+            self.n + other.n,
+            self.log_weights + other.log_weights,
+        )
 
 
-def raw_cross_products(blocks, X: np.ndarray, y: np.ndarray, dense: bool = True) -> RawCrossProducts:
+def raw_cross_products(
+    blocks, X: np.ndarray, y: np.ndarray, dense: bool = True, weights: np.ndarray | None = None
+) -> RawCrossProducts:
     """The cross-products of one chunk of rows. ``blocks``: (codes (n,), Zt (n, k), levels M) per
     random-effect block, in lme4 order (:func:`lme4_order`); ``dense=False`` keeps R'R sparse (the
-    crossed collapsed sampler's, whose other blocks have many levels)."""
+    crossed collapsed sampler's, whose other blocks have many levels). ``weights``: gaussian
+    precision weights, the rows scaled by sqrt(w) as lme4 does (every sum becomes Z'WZ, X'Wy, ...)."""
+    log_weights = 0.0
+    if weights is not None:
+        root = np.sqrt(weights)
+        blocks = [(codes, Zt * root[:, None], m) for codes, Zt, m in blocks]
+        X, y, log_weights = X * root[:, None], y * root, float(np.sum(np.log(weights)))
     Z = [z_matrix(codes, Zt, m) for codes, Zt, m in blocks]
     R = sp.hstack(Z[1:] + [sp.csc_matrix(X), sp.csc_matrix(y[:, None])]).tocsc()
     RR = (R.T @ R).toarray() if dense else (R.T @ R).tocsr()
-    return RawCrossProducts(D=level_gram(*blocks[0]), RZ1=(R.T @ Z[0]).tocsr(), RR=RR, n=len(y))
+    D = level_gram(*blocks[0])
+    return RawCrossProducts(D=D, RZ1=(R.T @ Z[0]).tocsr(), RR=RR, n=len(y), log_weights=log_weights)

@@ -30,6 +30,7 @@ from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_m
 from bayesmix.design.formula import FormulaSpec, RandomTerm
 from bayesmix.design.linpred import Predictor
 from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean, warn
+from bayesmix.families import Family
 
 LARGE_FACTOR = 100  # a fixed factor with more levels than this is named in the memory guard's advice
 
@@ -100,6 +101,8 @@ class Design:
     n_dropped: rows dropped for missing values.
     offset: (n,) known part of the linear predictor (coefficient 1: ``offset(...)`` terms and the
         ``offset=`` argument, added up), else None.
+    weights: (n,) positive prior weights (lme4's ``weights=``), else None: a gaussian row's
+        residual variance is sigma^2 / w, another family's log-likelihood counts w times.
     data: the used rows and columns as encoded (factors as ordered Categoricals in their coding
         order); a copy, never the user's frame. Rebuilding the design from it gives this design.
     """
@@ -115,6 +118,7 @@ class Design:
     codings: Codings
     data: pd.DataFrame
     offset: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     in_memory = True  # the rows are here (a design from a Dask DataFrame has statistics only)
 
@@ -148,6 +152,9 @@ class Design:
     def check_residual(self, columns: list[int]) -> None:
         """Refuse a response that the fixed effects reproduce exactly: no residual is left for sigma."""
         y, X = self.y_less_offset, self.X[:, columns]
+        if self.weights is not None:  # the weighted least-squares residual, as the fit sees the rows
+            root = np.sqrt(self.weights)
+            y, X = y * root, X * root[:, None]
         if np.all(y == y[0]):
             raise BayesmixError(
                 f"The response '{self.spec.response.expr}' is constant ({y[0]:g} in all {len(y)} rows): there is "
@@ -167,7 +174,9 @@ class Design:
         ``dense=False`` keeps R'Z1 and R'R sparse (:func:`raw_cross_products`)."""
         X = self.X if columns is None else self.X[:, columns]
         blocks = [self.blocks[i] for i in lme4_order(self.blocks)]
-        return raw_cross_products([(b.codes, b.Zt, b.n_levels) for b in blocks], X, self.y_less_offset, dense=dense)
+        return raw_cross_products(
+            [(b.codes, b.Zt, b.n_levels) for b in blocks], X, self.y_less_offset, dense=dense, weights=self.weights
+        )
 
 
 def as_pandas(data):
@@ -573,30 +582,43 @@ def _check_fixed_matrix(spec: FormulaSpec, frame: pd.DataFrame, levels: dict[str
 
 
 OFFSET_COLUMN = "(offset)"  # an offset given as an array, a column of the model's frame (lme4's name)
+WEIGHTS_COLUMN = "(weights)"  # weights given as an array, likewise
 
 
-def formula_for_data(spec: FormulaSpec, data, offset=None):
+def formula_for_data(spec: FormulaSpec, data, offset=None, weights=None):
     """The spec and data as the formula needs them: R's ``.`` expanded to the data's other columns,
     and lme4's ``offset=`` argument (a column name, an expression of columns, or one value per row)
-    added to the offsets. Returns (spec, data); the user's frame is not modified."""
+    added to the offsets, its ``weights=`` argument (the same forms) set. Returns (spec, data); the
+    user's frame is not modified."""
     columns = list(data.columns)
     response = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     spec = spec.with_columns(columns, response)
-    if offset is None:
-        return spec, data
-    if isinstance(offset, str):
-        return spec.with_offset(f"`{offset}`" if offset in columns else offset), data
-    values = np.asarray(offset)
+    if offset is not None:
+        expr, data = _argument_column(data, offset, "offset", OFFSET_COLUMN)
+        spec = spec.with_offset(expr)
+    if weights is not None:
+        expr, data = _argument_column(data, weights, "weights", WEIGHTS_COLUMN)
+        spec = spec.with_weights(expr)
+    return spec, data
+
+
+def _argument_column(data, value, argument: str, column: str):
+    """(expression, data) for an ``offset=``/``weights=`` argument: a column name (quoted), an
+    expression of columns, or one number per row (added to a copy of the data as ``column``)."""
+    columns = list(data.columns)
+    if isinstance(value, str):
+        return (f"`{value}`" if value in columns else value), data
+    values = np.asarray(value)
     if values.ndim != 1 or len(values) != len(data) or not np.issubdtype(values.dtype, np.number):
         raise BayesmixError(
-            f"offset must be a column name, an expression of columns, or {len(data)} numbers (one per row of the "
-            f"data), not {type(offset).__name__} of shape {values.shape}."
+            f"{argument} must be a column name, an expression of columns, or {len(data)} numbers (one per row of "
+            f"the data), not {type(value).__name__} of shape {values.shape}."
         )
-    if OFFSET_COLUMN in columns:
-        raise BayesmixError(f"The data already have a column named '{OFFSET_COLUMN}'; pass offset='{OFFSET_COLUMN}'.")
+    if column in columns:
+        raise BayesmixError(f"The data already have a column named '{column}'; pass {argument}='{column}'.")
     if not isinstance(data, pd.DataFrame):
-        raise BayesmixError("An offset given as numbers needs a pandas DataFrame; name a column of the Dask frame.")
-    return spec.with_offset(f"`{OFFSET_COLUMN}`"), data.assign(**{OFFSET_COLUMN: values})
+        raise BayesmixError(f"{argument} given as numbers needs a pandas DataFrame; name a column of the Dask frame.")
+    return f"`{column}`", data.assign(**{column: values})
 
 
 def resolve_contrasts(spec: FormulaSpec, data: pd.DataFrame, contrasts) -> dict[str, str]:
@@ -650,6 +672,7 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
     spec = _with_contrasts(spec, contrasts)
     frame = data.loc[:, used].copy(deep=True)
     _check_dtypes(frame, spec, categorical)
+    check_weights(frame, spec, data.index)
     frame, rows, n_dropped = _drop_missing(frame, missing)
     _check_finite(frame)
     levels, group_columns = _encode_categoricals(frame, spec, categorical)
@@ -662,6 +685,7 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
     elif response.failures is not None:
         trials = y + evaluate_expression(frame, response.failures, "number of failures")
     offset = _offset(frame, spec)
+    weights = None if spec.weights is None else evaluate_expression(frame, spec.weights, "weights")
 
     _check_fixed_matrix(spec, frame, levels)
     fixed_matrix = _formulae_matrix(spec.fixed, frame, "fixed-effects part")
@@ -687,7 +711,67 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
         for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)
     )
     codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels)
-    return Design(spec, y, trials, X, fixed_names, blocks, rows, n_dropped, codings, frame, offset)
+    return Design(spec, y, trials, X, fixed_names, blocks, rows, n_dropped, codings, frame, offset, weights)
+
+
+def weights_as_trials(design: Design) -> Design:
+    """lme4's binomial idiom: a proportion response with ``weights=`` the trials becomes successes
+    out of trials (a cbind() response already has trials: its weights stay log-likelihood weights)."""
+    if design.weights is None or design.trials is not None:
+        return design
+    y, trials = design.y, design.weights
+    if np.any((y < 0) | (y > 1)):
+        raise BayesmixError(
+            f"family='binomial' with weights= reads the response '{design.spec.response.expr}' as a proportion of "
+            f"the weights (trials), as lme4 does; {int(np.sum((y < 0) | (y > 1)))} values lie outside [0, 1]. Give "
+            "proportions, or counts as cbind(successes, failures) without weights."
+        )
+    successes = y * trials
+    whole = np.round(successes)
+    if np.any(np.abs(successes - whole) > 1e-6 * np.maximum(trials, 1.0)) or np.any(trials != np.round(trials)):
+        raise BayesmixError(
+            "family='binomial' with weights= needs whole numbers of trials (the weights) and of successes "
+            "(proportion x weight); some rows give fractions. Check the weights, or use cbind(successes, failures)."
+        )
+    return replace(design, y=whole, trials=trials, weights=None)
+
+
+def family_design(design: Design, family: Family) -> Design:
+    """The design as ``family`` reads it: binomial proportions with weights as successes out of
+    trials (:func:`weights_as_trials`), then the response checked against the family's support."""
+    if family.name == "binomial":
+        design = weights_as_trials(design)
+    family.check_response(design.y, design.trials)
+    return design
+
+
+def weight_columns(spec: FormulaSpec) -> set[str]:
+    """Columns the weights read."""
+    return set() if spec.weights is None else _expression_names(spec.weights)
+
+
+def check_weights(frame: pd.DataFrame, spec: FormulaSpec, labels: pd.Index) -> None:
+    """Refuse weights that are missing, zero, negative or infinite in rows the fit would use (rows
+    with a missing value elsewhere are dropped as usual), naming those rows by the data's index."""
+    if spec.weights is None:
+        return
+    own = weight_columns(spec)
+    others = [c for c in frame.columns if c not in own]
+    kept = ~frame[others].isna().any(axis=1).to_numpy() if others else np.ones(len(frame), dtype=bool)
+    column = spec.weights.strip("`")
+    if column in frame.columns:  # read as it is: evaluate() refuses the non-finite values named below
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    else:  # an expression: evaluated on the rows kept (it names non-finite results itself)
+        values = np.ones(len(frame))
+        values[kept] = evaluate(frame.loc[kept], spec.weights, "weights")
+    bad = kept & ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        where = np.flatnonzero(bad)
+        shown = ", ".join(f"{labels[i]!r} ({values[i]:g})" for i in where[:5]) + (" ..." if len(where) > 5 else "")
+        raise BayesmixError(
+            f"weights '{spec.weights.strip('`')}' must be positive and finite in every row; {len(where)} rows are not "
+            f"(index: value) {shown}. Drop those rows, or give them a positive weight."
+        )
 
 
 def _offset(frame: pd.DataFrame, spec: FormulaSpec) -> np.ndarray | None:
@@ -742,8 +826,10 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     response_vars = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     grouping = {f for term in spec.random for f in term.factors}
     offset_vars = {v for expr in spec.offsets for v in _expression_names(expr)}
+    # weights describe the training rows (as lme4's predict, new rows need none)
+    weight_only = weight_columns(spec) - value_columns(spec) - grouping - offset_vars
     if random_effects:
-        needed = sorted(spec.variables - response_vars | (spec.variables & grouping) | offset_vars)
+        needed = sorted(spec.variables - response_vars - weight_only | (spec.variables & grouping) | offset_vars)
     else:
         needed = sorted((_variables(spec.fixed) | offset_vars) & spec.variables)
     missing = [c for c in needed if c not in data.columns]
@@ -820,6 +906,10 @@ def coding_notes(design) -> list[str]:
     if contrasts:
         coded = ", ".join(f"{name}: contr.{kind.lower()}" for name, kind in contrasts.items())
         notes.append(f" Contrasts: {coded}")
+    weights = getattr(design.spec, "weights", None)
+    if weights is not None:  # as lme4's summary: the weights are part of the model
+        as_trials = getattr(design, "weights", None) is None and getattr(design, "trials", None) is not None
+        notes.append(f"Weights: {weights.strip('`')}" + (" (the binomial trials)" if as_trials else ""))
     return notes
 
 

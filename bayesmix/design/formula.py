@@ -87,6 +87,12 @@ class FormulaSpec:
     variables: frozenset[str]
     offsets: tuple[str, ...] = ()
     has_dot: bool = False
+    weights: str | None = None  # lme4's weights= argument: an expression of columns, one weight per row
+
+    def with_weights(self, expr: str) -> FormulaSpec:
+        """The spec with lme4's ``weights=`` argument (one positive number per row)."""
+        names = _validate_expression(self.text, f"I({expr})", 0, "weights")
+        return replace(self, weights=expr, variables=self.variables | names)
 
     def with_offset(self, expr: str) -> FormulaSpec:
         """The spec with one more offset expression (lme4's ``offset=`` argument): offsets add up."""

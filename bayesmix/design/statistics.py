@@ -32,12 +32,14 @@ from bayesmix.design.encode import (
     Codings,
     build_design,
     check_columns,
+    check_weights,
     encode_new_data,
     evaluate_expression,
     level_order,
     normalise_categorical,
     report_missing,
     value_columns,
+    weight_columns,
 )
 from bayesmix.design.fixed import NO_RESIDUAL_GRAM, aliased_from_gram, no_residual_message
 from bayesmix.design.formula import FormulaSpec
@@ -111,7 +113,13 @@ class StatsDesign:
             return self.raw
         q2, p = self._split()
         keep = np.r_[np.arange(q2), q2 + np.asarray(columns, dtype=int), q2 + p]
-        return RawCrossProducts(D=self.raw.D, RZ1=self.raw.RZ1[keep], RR=self.raw.RR[np.ix_(keep, keep)], n=self.raw.n)
+        return RawCrossProducts(
+            D=self.raw.D,
+            RZ1=self.raw.RZ1[keep],
+            RR=self.raw.RR[np.ix_(keep, keep)],
+            n=self.raw.n,
+            log_weights=self.raw.log_weights,
+        )
 
     def _rows_needed(self, what: str):
         raise BayesmixError(
@@ -204,9 +212,13 @@ def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[i
     y = evaluate_expression(part, design.spec.response.expr, "response")
     if new.offset is not None:  # a gaussian model's sums need only the response less the offset
         y = y - new.offset
+    weights = None
+    if design.spec.weights is not None:
+        check_weights(part, design.spec, part.index)
+        weights = evaluate_expression(part, design.spec.weights, "weights")
     blocks = [(new.blocks[i][0], new.blocks[i][1], design.blocks[i].n_levels) for i in order]
     moments = DesignMoments.of(new.X, y, None, [Zt for _, Zt in new.blocks])
-    return Statistics(raw_cross_products(blocks, new.X, y), moments)
+    return Statistics(raw_cross_products(blocks, new.X, y, weights=weights), moments)
 
 
 def _check_finite(moments: DesignMoments, fixed_names) -> None:
@@ -259,6 +271,13 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
     na, n_rows, n_complete, uniques, pairs = _survey(ddf, spec, factors)
     if n_rows == 0:
         raise BayesmixError("data has no rows. Pass the DataFrame that holds your observations.")
+    unweighted = {c: int(na[c]) for c in weight_columns(spec) if int(na[c])}
+    if unweighted:
+        raise BayesmixError(
+            f"weights '{spec.weights.strip('`')}' must be given in every row; the column(s) "
+            f"{', '.join(f'{c} ({n} missing)' for c, n in unweighted.items())} have missing values. Drop those rows "
+            "or give them a positive weight."
+        )
     report_missing(int(n_rows - n_complete), int(n_rows), {c: int(v) for c, v in na.items()}, missing)
     ddf = ddf.dropna()
     orders = {name: level_order(name, pd.Series(values), categorical.get(name)) for name, values in uniques.items()}

@@ -24,18 +24,18 @@ class GlmFit:
     converged: bool
 
 
-def fit_glm(family, X: np.ndarray, y: np.ndarray, trials, offset, params: dict) -> GlmFit:
-    """beta maximising sum log p(y | offset + X beta). A step that lowers the log-likelihood is
-    halved; a singular or non-finite Newton system (weights vanished: fitted probabilities at 0 or
-    1, counts at 0) stops the iteration unconverged, as does running out of iterations, which is
-    how separation shows (the estimates run off to infinity)."""
+def fit_glm(family, X: np.ndarray, y: np.ndarray, trials, offset, params: dict, weights=None) -> GlmFit:
+    """beta maximising sum w log p(y | offset + X beta) (w: prior weights, 1 when None). A step
+    that lowers the log-likelihood is halved; a singular or non-finite Newton system (weights
+    vanished: fitted probabilities at 0 or 1, counts at 0) stops the iteration unconverged, as
+    does running out of iterations, which is how separation shows (the estimates run off to infinity)."""
     beta = np.zeros(X.shape[1])
     if not X.shape[1]:
         return GlmFit(beta, True)
 
     def loglik(b):
         with np.errstate(all="ignore"):
-            ll, d1, d2 = family.laplace_terms(X @ b + offset, y, trials, params)
+            ll, d1, d2 = family.laplace_terms(X @ b + offset, y, trials, params, weights)
         value = float(np.sum(ll))
         return (value if np.isfinite(value) else -np.inf), d1, d2
 

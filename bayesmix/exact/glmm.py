@@ -32,7 +32,7 @@ from scipy.special import logsumexp
 from bayesmix import memory
 from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.crossprod import block_z, lme4_order
-from bayesmix.design.encode import Design
+from bayesmix.design.encode import Design, family_design
 from bayesmix.design.fixed import drop_aliased
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
 from bayesmix.exact import blocked
@@ -61,6 +61,7 @@ class GlmmProblem:
     levels: tuple[int, ...]
     order: tuple[int, ...]
     offset: np.ndarray | float = 0.0  # the known part of eta (offset terms), coefficient 1
+    weights: np.ndarray | None = None  # prior weights: each row's log-likelihood counts w times (glmmTMB)
 
     @property
     def dispersion(self) -> str | None:
@@ -131,7 +132,7 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
     u = np.zeros(M.shape[1]) if start is None else start.copy()
 
     def evaluate(u):
-        ll, d1, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params)
+        ll, d1, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params, problem.weights)
         return float(ll.sum()) - 0.5 * float(u @ u), d1, d2
 
     value, d1, d2 = evaluate(u)
@@ -149,7 +150,7 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
                 break
             step /= 2
         u, value, d1, d2 = candidate, new_value, new_d1, new_d2
-    ll, _, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params)
+    ll, _, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params, problem.weights)
     return Conditional(u=u, loglik=float(ll.sum()), H=_weights_factor(problem, M, d2))
 
 
@@ -182,9 +183,9 @@ def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Condition
     family, lam, u = problem.family, problem.lam(theta), conditional.u
     M = (problem.Z @ lam).tocsr()
     eta = problem.X @ beta + problem.offset + M @ u
-    _, d1, d2 = family.laplace_terms(eta, problem.y, problem.trials, params)
+    _, d1, d2 = family.laplace_terms(eta, problem.y, problem.trials, params, problem.weights)
     H_inverse = conditional.H.selected_inverse()
-    a = -family.laplace_third(eta, problem.y, problem.trials, params) * _leverages(M, H_inverse)
+    a = -family.laplace_third(eta, problem.y, problem.trials, params, problem.weights) * _leverages(M, H_inverse)
     c = conditional.H.solve(M.T @ a)
     d2_Mc = d2 * (M @ c)
     gradient = np.full(len(x), np.nan)
@@ -221,7 +222,7 @@ def _glm_start(problem: GlmmProblem, params) -> np.ndarray:
     """beta of the GLM without random effects, the outer optimiser's start. Raises BayesmixError
     when the estimates run off to infinity (separation)."""
     X = problem.X
-    start = fit_glm(problem.family, X, problem.y, problem.trials, problem.offset, params)
+    start = fit_glm(problem.family, X, problem.y, problem.trials, problem.offset, params, problem.weights)
     if not start.converged and np.max(np.abs(X @ start.beta), initial=0.0) > SEPARATION_ETA:
         raise _infinite_estimates(problem)
     return start.beta
@@ -345,13 +346,15 @@ def agq_loglik(problem: GlmmProblem, conditional: Conditional, x: np.ndarray, na
     codes[coo.row], zt[coo.row] = coo.col, coo.data * theta[0]
     levels = problem.Z.shape[1]
     eta = problem.X @ beta + problem.offset + zt * conditional.u[codes]
-    _, _, d2 = problem.family.laplace_terms(eta, problem.y, problem.trials, params)
+    _, _, d2 = problem.family.laplace_terms(eta, problem.y, problem.trials, params, problem.weights)
     h = 1.0 + np.bincount(codes, weights=zt**2 * -d2, minlength=levels)
     z, w = np.polynomial.hermite_e.hermegauss(nagq)
     terms = np.empty((nagq, levels))
     for k in range(nagq):
         shift = z[k] / np.sqrt(h)
-        ll, _, _ = problem.family.laplace_terms(eta + zt * shift[codes], problem.y, problem.trials, params)
+        ll, _, _ = problem.family.laplace_terms(
+            eta + zt * shift[codes], problem.y, problem.trials, params, problem.weights
+        )
         terms[k] = np.bincount(codes, weights=ll, minlength=levels) - 0.5 * (conditional.u + shift) ** 2 + z[k] ** 2 / 2
     per_level = logsumexp(terms, axis=0, b=(w / np.sqrt(2 * np.pi))[:, None]) - 0.5 * np.log(h)
     return float(per_level.sum())
@@ -396,6 +399,7 @@ def glmm_problem(design: Design, family: Family):
             f"Laplace fits are available for binomial/bernoulli (logit, probit, cloglog), poisson (log) and "
             f"negativebinomial (log); not for {family.name} with the {family.link.name} link. Use sample() for NUTS."
         )
+    design = family_design(design, family)  # a binomial proportion's weights are its trials
     check_identifiable(design, allow_n=True)
     _check_response_varies(design, family)
     X, kept, dropped = drop_aliased(design.X, design.fixed_names)
@@ -413,6 +417,7 @@ def glmm_problem(design: Design, family: Family):
         levels=tuple(b.n_levels for b in blocks),
         order=tuple(order),
         offset=0.0 if design.offset is None else design.offset,
+        weights=design.weights,
     )
     return problem, X, kept, dropped, transform
 

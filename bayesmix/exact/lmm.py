@@ -86,6 +86,7 @@ class CrossProducts:
     rest_blocks: tuple[tuple[int, int], ...]
     n: int
     p: int
+    log_weights: float = 0.0  # sum of log w: lme4's ldW, which precision weights take off the deviance
 
     @property
     def q1(self) -> int:
@@ -116,6 +117,7 @@ def assemble_cross_products(raw: RawCrossProducts, order, covariances, rest_leve
         rest_blocks=tuple(zip(rest_levels, sizes[1:])),
         n=raw.n,
         p=p,
+        log_weights=raw.log_weights,
     )
 
 
@@ -355,7 +357,8 @@ def gradient(cp: CrossProducts, theta: np.ndarray, reml: bool) -> np.ndarray:
 def value_and_gradient(cp: CrossProducts, theta: np.ndarray, reml: bool) -> tuple[float, np.ndarray]:
     """(:func:`objective`, :func:`gradient`) at theta from one factorisation."""
     parts = _factorize_parts(cp, theta)
-    return profiled_deviance(parts.factorization, cp.n, cp.p, reml), _gradient(cp, parts, theta, reml)
+    value = profiled_deviance(parts.factorization, cp.n, cp.p, reml, cp.log_weights)
+    return value, _gradient(cp, parts, theta, reml)
 
 
 def _gradient(cp: CrossProducts, parts: _Parts, theta: np.ndarray, reml: bool) -> np.ndarray:
@@ -377,16 +380,17 @@ def _gradient(cp: CrossProducts, parts: _Parts, theta: np.ndarray, reml: bool) -
     return grad
 
 
-def profiled_deviance(f: Factorization, n: int, p: int, reml: bool) -> float:
-    """-2 log-likelihood (ML) or the REML criterion, with beta and sigma profiled out."""
+def profiled_deviance(f: Factorization, n: int, p: int, reml: bool, log_weights: float = 0.0) -> float:
+    """-2 log-likelihood (ML) or the REML criterion, with beta and sigma profiled out; with precision
+    weights less sum(log w) (a row of weight w has residual variance sigma^2 / w)."""
     if reml:
         dof = n - p
-        return f.ldL2 + f.ldRX2 + dof * (1.0 + LOG_2PI + np.log(f.pwrss / dof))
-    return f.ldL2 + n * (1.0 + LOG_2PI + np.log(f.pwrss / n))
+        return f.ldL2 + f.ldRX2 + dof * (1.0 + LOG_2PI + np.log(f.pwrss / dof)) - log_weights
+    return f.ldL2 + n * (1.0 + LOG_2PI + np.log(f.pwrss / n)) - log_weights
 
 
 def objective(cp: CrossProducts, theta: np.ndarray, reml: bool) -> float:
-    return profiled_deviance(factorize(cp, theta), cp.n, cp.p, reml)
+    return profiled_deviance(factorize(cp, theta), cp.n, cp.p, reml, cp.log_weights)
 
 
 @dataclass(frozen=True)
@@ -463,12 +467,12 @@ class LmmResult:
 
     @property
     def criterion(self) -> float:
-        return profiled_deviance(self.factorization, self.cross.n, self.cross.p, self.reml)
+        return profiled_deviance(self.factorization, self.cross.n, self.cross.p, self.reml, self.cross.log_weights)
 
     @property
     def ml_deviance(self) -> float:
         """The ML deviance at this theta (lme4's ``deviance(fit, REML = FALSE)`` for a REML fit)."""
-        return profiled_deviance(self.factorization, self.cross.n, self.cross.p, reml=False)
+        return profiled_deviance(self.factorization, self.cross.n, self.cross.p, False, self.cross.log_weights)
 
 
 def check_identifiable(design: Design, allow_n: bool) -> None:

@@ -123,8 +123,12 @@ def _add_log_likelihood(design, idata, beta, effects, sigma) -> None:
         out += (Z @ stacked.T).T
         out -= design.y_less_offset
         out *= out
+        if design.weights is not None:  # a row's sd is sigma / sqrt(w)
+            out *= design.weights
         out *= -0.5 / sigma[part, None] ** 2
         out -= 0.5 * LOG_2PI + np.log(sigma[part, None])
+        if design.weights is not None:
+            out += 0.5 * np.log(design.weights)
     name = response_name(design, set(post.data_vars))
     # Datasets, not dicts: ArviZ would warn that it adds the chain and draw dims itself
     pointwise = xr.DataArray(
