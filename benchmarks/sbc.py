@@ -45,12 +45,21 @@ PRIORS = {
     "sd_g": Prior("HalfNormal", sigma=np.array([0.8, 0.4])),
     "corr_g": Prior("LKJ", eta=2.0),
 }
-FAMILY_PRIORS = {"gaussian": {"sigma": Prior("Exponential", lam=1.0)}, "bernoulli": {}, "poisson": {}}
+FAMILY_PRIORS = {
+    "gaussian": {"sigma": Prior("Exponential", lam=1.0)},
+    "bernoulli": {},
+    "poisson": {},
+    "zero_inflated_negativebinomial": {
+        "alpha": Prior("LogNormal", mu=float(np.log(5.0)), sigma=0.5),
+        "zi": Prior("Beta", alpha=2.0, beta=5.0),
+    },
+    "hurdle_poisson": {"hu": Prior("Beta", alpha=2.0, beta=3.0)},
+}
 
 
 def placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
     n = N_GROUPS * per_group
-    y = rng.integers(0, 2, n).astype(float) if family != "gaussian" else rng.normal(size=n)
+    y = rng.integers(0, 2, n).astype(float) if family != "gaussian" else rng.normal(size=n)  # 0/1: any count family
     return pd.DataFrame({"y": y, "x": rng.normal(size=n), "g": np.repeat(np.arange(N_GROUPS), per_group)})
 
 
@@ -64,8 +73,8 @@ def scalars(group, family: str) -> dict[str, np.ndarray]:
         "corr": group["cor_g"].values[..., 0],
         "re_first": group["re_g"].values[..., 0, 0],
     }
-    if family == "gaussian":
-        out["sigma"] = group["sigma"].values
+    for name in FAMILY_PRIORS[family]:  # the family's own parameters (sigma, alpha, zi, hu)
+        out[name] = group[name].values
     return out
 
 

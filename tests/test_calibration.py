@@ -11,6 +11,7 @@ import pytest
 from scipy.special import expit
 
 import bayesmix
+from bayesmix.counts import ZERO_FAMILIES, zero_draws
 
 N_GROUPS, PER_GROUP = 60, 10
 BETA = np.array([0.4, 0.6])
@@ -25,6 +26,12 @@ FAMILY_PARAMS = {
     "bernoulli": {},
     "binomial": {},
     "poisson": {},
+    "zero_inflated_poisson": {"zi": 0.3},
+    "zero_inflated_negativebinomial": {"alpha": 4.0, "zi": 0.3},
+    "hurdle_poisson": {"hu": 0.4},
+    "hurdle_negativebinomial": {"alpha": 4.0, "hu": 0.4},
+    "truncated_poisson": {},
+    "truncated_negativebinomial": {"alpha": 4.0},
 }
 TRIALS = 8
 
@@ -50,6 +57,8 @@ def simulate(family, seed):
         y = rng.poisson(np.exp(eta))
     elif family == "negativebinomial":
         y = rng.poisson(rng.gamma(p["alpha"], np.exp(eta) / p["alpha"]))
+    elif family in ZERO_FAMILIES:  # the count with its zero process, as bayesmix.counts draws it
+        y = zero_draws(family, np.exp(eta), p, rng)
     elif family == "gamma":
         y = rng.gamma(p["shape"], np.exp(eta) / p["shape"])
     else:

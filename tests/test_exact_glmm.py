@@ -163,7 +163,7 @@ def test_laplace_gradient_is_the_deviance_derivative(formula, family, link):
     n_theta, p = problem.layout.n_theta, problem.X.shape[1]
     x = np.concatenate(
         [0.7 * problem.layout.start() + 0.1 * rng.random(n_theta), 0.1 * rng.normal(size=p)]
-        + ([[np.log(3.0)]] if problem.dispersion else [])
+        + [[0.3 * (i + 1)] for i in range(len(problem.auxiliary))]
     )
     theta, beta, params = problem.split(x)
     exact = laplace_gradient(problem, x, conditional_mode(problem, theta, beta, params))

@@ -14,6 +14,7 @@ from bayesmix import BayesmixError, Prior
 from bayesmix.bayes.build import information_ratio, weakly_informed_centred
 from bayesmix.bayes.names import correlation_matrices
 from bayesmix.bayes.priors import LKJ_ETA
+from bayesmix.counts import ZERO_FAMILIES
 
 
 def simulate(family, n_groups=12, per_group=6, seed=0):
@@ -26,8 +27,10 @@ def simulate(family, n_groups=12, per_group=6, seed=0):
         y = eta + rng.normal(0, 0.5, n)
     elif family in ("bernoulli", "binomial"):
         y = rng.binomial(1 if family == "bernoulli" else 5, expit(eta))
-    elif family in ("poisson", "negativebinomial"):
+    elif family in ("poisson", "negativebinomial") or family in ZERO_FAMILIES:
         y = rng.poisson(np.exp(eta))
+        if family.startswith("truncated"):
+            y = np.maximum(y, 1)
     elif family == "gamma":
         y = rng.gamma(3.0, np.exp(eta) / 3.0)
     else:
@@ -56,9 +59,27 @@ def scipy_loglik(family, y, trials, mu, params):
     if family == "negativebinomial":
         alpha = params["alpha"]
         return stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu))
+    if family in ZERO_FAMILIES:
+        return zero_loglik(family, y, mu, params)
     if family == "gamma":
         return stats.gamma.logpdf(y, params["shape"], scale=mu / params["shape"])
     return stats.beta.logpdf(y, mu * params["phi"], (1 - mu) * params["phi"])
+
+
+def zero_loglik(family, y, mu, params):
+    """scipy's count densities with the zero process: zero-inflated, hurdle, zero-truncated."""
+    count, zero = ZERO_FAMILIES[family]
+    if count == "poisson":
+        base = stats.poisson(mu)
+    else:
+        base = stats.nbinom(params["alpha"], params["alpha"] / (params["alpha"] + mu))
+    if zero == "zi":
+        zi = params["zi"]
+        return np.where(y == 0, np.log(zi + (1 - zi) * base.pmf(0)), np.log1p(-zi) + base.logpmf(y))
+    positive = base.logpmf(y) - np.log1p(-base.pmf(0))
+    if zero == "truncated":
+        return positive
+    return np.where(y == 0, np.log(params["hu"]), np.log1p(-params["hu"]) + positive)
 
 
 INVERSE_LINK = {
@@ -70,6 +91,7 @@ INVERSE_LINK = {
     "negativebinomial": np.exp,
     "gamma": np.exp,
     "beta": expit,
+    **{name: np.exp for name in ZERO_FAMILIES},
 }
 
 

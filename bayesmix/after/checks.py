@@ -72,7 +72,9 @@ class ScaledResiduals:
     over mean simulated sum of squared deviations (> 1 overdispersed, < 1 underdispersed), with its
     dispersion_pvalue (see the module docstring for the statistic of each re_form). n_outliers,
     outlier_pvalue: residuals beyond all simulations. re_form: how the simulations treated the
-    random effects.
+    random effects. zero_ratio, zero_pvalue: observed zeros over the simulations' mean number of
+    zeros, and its two-sided simulation p-value (DHARMa's testZeroInflation: a ratio above 1 with a
+    small p is excess zeros; NaN when neither the data nor the simulations have a zero).
     """
 
     residuals: np.ndarray
@@ -85,6 +87,8 @@ class ScaledResiduals:
     n_outliers: int
     outlier_pvalue: float
     re_form: str = "unconditional"
+    zero_ratio: float = float("nan")
+    zero_pvalue: float = float("nan")
 
     def summary(self) -> str:
         return (
@@ -92,6 +96,11 @@ class ScaledResiduals:
             f"  uniformity (KS): D = {self.ks_statistic:.4f}, p = {self.ks_pvalue:.4g}\n"
             f"  dispersion: ratio = {self.dispersion_ratio:.4f}, p = {self.dispersion_pvalue:.4g}\n"
             f"  outliers: {self.n_outliers}, p = {self.outlier_pvalue:.4g}"
+            + (
+                f"\n  zeros: ratio = {self.zero_ratio:.4f}, p = {self.zero_pvalue:.4g}"
+                if np.isfinite(self.zero_ratio)
+                else ""
+            )
         )
 
     def __repr__(self) -> str:
@@ -156,27 +165,6 @@ def _thinned(idata: az.InferenceData, n_sim: int) -> az.InferenceData:
     return az.InferenceData(posterior=picked.transpose("chain", "draw", ...))
 
 
-def _response_moments(family, mu: np.ndarray, params: dict, trials, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """The response's mean and variance given the family's mean ``mu`` (a probability for binomial
-    families: the response counts successes out of ``trials``; gaussian precision ``weights``
-    divide the variance)."""
-    name = family.name
-    if name in ("bernoulli", "binomial"):
-        n = 1.0 if trials is None else trials
-        return n * mu, n * mu * (1.0 - mu)
-    if name == "poisson":
-        return mu, mu
-    if name == "negativebinomial":
-        return mu, mu + mu**2 / params["alpha"]
-    if name == "gamma":
-        return mu, mu**2 / params["shape"]
-    if name == "beta":
-        return mu, mu * (1.0 - mu) / (1.0 + params["phi"])
-    # gaussian and t: the scale; any fixed weight gives the same test, sigma^2 keeps it a chi-square
-    variance = np.broadcast_to(np.asarray(params["sigma"]) ** 2, np.shape(mu))
-    return mu, (variance if weights is None or name != "gaussian" else variance / weights)
-
-
 def _pearson(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
     """Pearson chi-square over the last axis."""
     return (((y - mean) ** 2) / np.maximum(variance, 1e-300)).sum(axis=-1)
@@ -204,8 +192,8 @@ def _simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
             effects = rng.standard_normal((n_sim, block.n_levels, block.n_terms)) @ root.T
         blocks.append((block.Zt, block.codes, effects))
     eta = linear_predictor(design.X, fixed_estimates(fit), blocks, design.offset)
-    mean = np.broadcast_to(family.mean(eta), (n_sim, design.nobs))
-    return family.draw(mean, _family_params(fit), design.trials, rng, design.weights)
+    eta = np.broadcast_to(eta, (n_sim, design.nobs))
+    return family.draw(eta, _family_params(fit), design.trials, rng, design.weights)
 
 
 def _penalised_design(fit):
@@ -239,12 +227,12 @@ def _conditional_pearson(fit, responses: np.ndarray) -> np.ndarray:
         lu = splu((A.T @ WA + params["sigma"] ** 2 * penalty).tocsc())
         z = lu.solve(np.ascontiguousarray(WA.T @ (responses - offset).T))
         eta = offset + (A @ z).T
-        mean, variance = _response_moments(family, family.mean(eta), params, design.trials, weights)
+        mean, variance = family.moments(eta, params, design.trials, weights)
         return _pearson(responses, mean, variance)
     kept = [i for i, name in enumerate(design.fixed_names) if name in fit.fixef.index]
     start = np.r_[fixed_estimates(fit)[kept], np.zeros(d - p)]
     modes = _penalised_modes(A, p, family, responses, design.trials, params, offset, start, weights)
-    mean, variance = _response_moments(family, family.mean(offset + (A @ modes.T).T), params, design.trials)
+    mean, variance = family.moments(offset + (A @ modes.T).T, params, design.trials)
     return _pearson(responses, mean, variance)
 
 
@@ -316,10 +304,10 @@ def _simulate_nuts(model, thinned: az.InferenceData, re_form: str, rng):
         blocks = [(b.Zt, b.codes, flat_draws(post, f"re_{b.label}")) for b in design.blocks]
     else:
         blocks = _fresh_effect_blocks(model, post, rng)
-    mu = family.mean(linear_predictor(design.X, beta, blocks, design.offset))
+    eta = linear_predictor(design.X, beta, blocks, design.offset)
     params = {name: flat_draws(post, name)[:, None] for name in family.params}
-    simulated = family.draw(mu, params, design.trials, rng, design.weights)
-    mean, variance = _response_moments(family, mu, params, design.trials, design.weights)
+    simulated = family.draw(eta, params, design.trials, rng, design.weights)
+    mean, variance = family.moments(eta, params, design.trials, design.weights)
     return simulated, mean, variance
 
 
@@ -365,6 +353,8 @@ def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", rand
         centre = simulated.mean(axis=0)
         observed_stat = float(((observed - centre) ** 2).sum())
         simulated_stat = ((simulated - centre) ** 2).sum(axis=1)
+    zeros, simulated_zeros = float(np.sum(observed == 0)), np.sum(simulated == 0, axis=1)
+    any_zero = zeros > 0 or simulated_zeros.any()
     tail = 1.0 / (n_sim + 1)  # beyond every simulation; with ties, the randomised share of that
     outside = int(np.sum((residuals < tail) | (residuals > 1.0 - tail)))
     return ScaledResiduals(
@@ -378,4 +368,6 @@ def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", rand
         n_outliers=outside,
         outlier_pvalue=float(stats.binomtest(outside, len(observed), 2.0 / (n_sim + 1)).pvalue),
         re_form=re_form,
+        zero_ratio=zeros / max(float(simulated_zeros.mean()), 1e-300) if any_zero else float("nan"),
+        zero_pvalue=_two_sided(zeros, simulated_zeros) if any_zero else float("nan"),
     )

@@ -85,7 +85,8 @@ class FitView:
         eta = X @ self.obj.fixef["estimate"].to_numpy()
         se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))
         z = ndtri(0.5 + interval / 2)
-        a, b = self.family.mean(eta - z * se), self.family.mean(eta + z * se)
+        params = self.family_params()
+        a, b = self.family.mean(eta - z * se, params), self.family.mean(eta + z * se, params)
         return mean, np.minimum(a, b), np.maximum(a, b)
 
 

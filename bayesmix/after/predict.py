@@ -100,14 +100,14 @@ def posterior_predict(
     rng = np.random.default_rng(random_seed)
     beta = flat_draws(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
     eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng), new.offset)
-    values = family.mean(eta)
+    params = {p: flat_draws(post, p)[:, None] for p in family.params}
+    values = family.mean(eta, params)
     if kind == "response":
         if family.name == "binomial" and data is not None and new.trials is None:
             trials = "the trials column of p(s, n)" if design.spec.response.trials else "both columns of cbind(s, f)"
             raise BayesmixError(f"Simulating binomial responses for new data needs {trials} in the new data.")
-        params = {p: flat_draws(post, p)[:, None] for p in family.params}
         weights = design.weights if data is None else None  # new rows have unit weight, as in lme4's simulate
-        values = family.draw(values, params, new.trials, rng, weights)
+        values = family.draw(eta, params, new.trials, rng, weights)
     import xarray as xr  # a posterior's predictions only: an exact fit's never load it
 
     return xr.DataArray(values.reshape(chains, draws, -1), dims=("chain", "draw", OBS_DIM))
@@ -136,7 +136,7 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False) -
         for block, (codes, Zt) in zip(design.blocks, new.blocks):
             effects = np.vstack([conditional_modes(fit, block), np.zeros((1, block.n_terms))])  # row M: new levels
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
-    return fit.family.mean(linear_predictor(new.X, beta, blocks, new.offset))
+    return fit.family.mean(linear_predictor(new.X, beta, blocks, new.offset), fit.family_params)
 
 
 def fixed_estimates(fit) -> np.ndarray:

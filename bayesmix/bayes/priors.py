@@ -143,6 +143,8 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
             priors[param] = Prior("Exponential", lam=1.0 / _scale(moments.y))
         elif param == "nu":
             priors[param] = Prior("Gamma", alpha=2.0, beta=0.1)
+        elif param in ("zi", "hu"):  # a probability (of a structural zero, of any zero): brms's beta(1, 1)
+            priors[param] = Prior("Beta", alpha=1.0, beta=1.0)
         else:
             priors[param] = Prior("LogNormal", mu=float(np.log(10.0)), sigma=2.0)
     for block, Z in zip(design.blocks, moments.Z):

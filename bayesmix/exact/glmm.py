@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import logsumexp
+from scipy.special import expit, logit, logsumexp
 
 from bayesmix import memory
 from bayesmix.design.covariance import ThetaLayout
@@ -45,7 +45,13 @@ from bayesmix.families import Family
 MAX_DENSE_EFFECTS = 8000
 INNER_TOLERANCE = 1e-10
 STEP_TOLERANCE = 1e-14  # relative Newton step below which u cannot change in double precision
-DISPERSION = {"negativebinomial": "alpha"}
+# The family parameters a Laplace fit estimates beside (theta, beta), each on an unbounded scale:
+# (to the parameter, from it, its start)
+AUXILIARY = {
+    "alpha": (np.exp, np.log, lambda y: 10.0),
+    "zi": (expit, logit, lambda y: 0.1),
+    "hu": (expit, logit, lambda y: float(np.clip(np.mean(y == 0), 0.01, 0.99))),  # its estimate, when alone
+}
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,18 @@ class GlmmProblem:
     weights: np.ndarray | None = None  # prior weights: each row's log-likelihood counts w times (glmmTMB)
 
     @property
-    def dispersion(self) -> str | None:
-        return DISPERSION.get(self.family.name)
+    def auxiliary(self) -> tuple[str, ...]:
+        """The family's own parameters, estimated after beta in the outer vector (:data:`AUXILIARY`)."""
+        return tuple(name for name in self.family.params if name in AUXILIARY)
 
     def split(self, x: np.ndarray):
         """Outer parameter vector -> (theta, beta, family params)."""
         n_theta, p = self.layout.n_theta, self.X.shape[1]
-        params = {self.dispersion: float(np.exp(x[n_theta + p]))} if self.dispersion else {}
+        params = {name: float(AUXILIARY[name][0](x[n_theta + p + i])) for i, name in enumerate(self.auxiliary)}
         return x[:n_theta], x[n_theta : n_theta + p], params
+
+    def auxiliary_start(self) -> dict[str, float]:
+        return {name: AUXILIARY[name][2](self.y) for name in self.auxiliary}
 
     def lam(self, theta: np.ndarray) -> sp.csr_matrix:
         return self._block_diagonal(self.layout.factors(theta))
@@ -240,7 +250,7 @@ def _check_response_varies(design: Design, family: Family) -> None:
                 "intercept is infinite and a Laplace fit has no optimum. Check the data, or use sample(), whose "
                 "priors keep the estimates finite."
             )
-    elif family.name in ("poisson", "negativebinomial") and np.all(y == 0):
+    elif family.link.name == "log" and np.all(y == 0):
         raise BayesmixError(
             f"Every count of the response '{design.spec.response.expr}' is 0: the maximum-likelihood intercept is "
             "minus infinity and a Laplace fit has no optimum. Check the data, or use sample()."
@@ -366,9 +376,9 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
     nagq = check_quadrature(design, nagq)
     problem, X, kept, dropped, transform = glmm_problem(design, family)
     n_theta = problem.layout.n_theta
-    dispersion_start = [np.log(10.0)] if problem.dispersion else []
-    start_params = {problem.dispersion: 10.0} if problem.dispersion else {}
-    start = np.concatenate([problem.layout.start(), _glm_start(problem, start_params), dispersion_start])
+    start_params = problem.auxiliary_start()
+    auxiliary_start = [AUXILIARY[name][1](value) for name, value in start_params.items()]
+    start = np.concatenate([problem.layout.start(), _glm_start(problem, start_params), auxiliary_start])
     lower = np.concatenate([problem.layout.lower(), np.full(len(start) - n_theta, -np.inf)])
     deviance, objective = deviance_function(problem), laplace_objective(problem)
     summary, conditional = _optimum(problem, deviance, start, lower, objective)
@@ -396,8 +406,9 @@ def glmm_problem(design: Design, family: Family):
     dropped, the column transform T)."""
     if not family.has_laplace:
         raise BayesmixError(
-            f"Laplace fits are available for binomial/bernoulli (logit, probit, cloglog), poisson (log) and "
-            f"negativebinomial (log); not for {family.name} with the {family.link.name} link. Use sample() for NUTS."
+            f"Laplace fits are available for binomial/bernoulli (logit, probit, cloglog), poisson and "
+            f"negativebinomial (log), and their zero-inflated, hurdle and truncated forms (log); not for "
+            f"{family.name} with the {family.link.name} link. Use sample() for NUTS."
         )
     design = family_design(design, family)  # a binomial proportion's weights are its trials
     check_identifiable(design, allow_n=True)
@@ -462,9 +473,9 @@ def deviance_function(problem: GlmmProblem, nagq: int = 1):
 
 
 def laplace_objective(problem: GlmmProblem):
-    """(-2 log L, its exact gradient) as a function of (theta, beta[, log dispersion]): the gradient
-    from :func:`laplace_gradient`, a dispersion's entry by central differences (one parameter, two
-    warm-started modes). Non-finite values (an overflow at an extreme point) give inf."""
+    """(-2 log L, its exact gradient) as a function of (theta, beta[, family parameters]): the
+    gradient from :func:`laplace_gradient`, each family parameter's entry by central differences
+    (two warm-started modes each). Non-finite values (an overflow at an extreme point) give inf."""
     warm = {"u": None}
     deviance = deviance_function(problem)
 
@@ -480,18 +491,18 @@ def laplace_objective(problem: GlmmProblem):
         if not np.isfinite(value):
             return np.inf, gradient
         warm["u"] = conditional.u
-        if problem.dispersion:
-            step = DISPERSION_STEP * max(1.0, abs(x[-1]))
+        for index in range(len(x) - len(problem.auxiliary), len(x)):
+            step = DISPERSION_STEP * max(1.0, abs(x[index]))
             up, down = x.copy(), x.copy()
-            up[-1] += step
-            down[-1] -= step
-            gradient[-1] = (deviance(up) - deviance(down)) / (2 * step)
+            up[index] += step
+            down[index] -= step
+            gradient[index] = (deviance(up) - deviance(down)) / (2 * step)
         return value, gradient
 
     return objective
 
 
-DISPERSION_STEP = 1e-5  # relative step of the central difference in log(dispersion)
+DISPERSION_STEP = 1e-5  # relative step of the central difference in a family parameter (unbounded scale)
 
 
 def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarray, gradient=None):
@@ -503,6 +514,7 @@ def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarra
         summary = minimize_with_gradient(gradient, start, lower)
     if summary is None or not summary.converged:
         summary = minimize_bounded(deviance, start if summary is None else summary.x, lower)
+    summary = _off_the_boundary(deviance, summary, lower)
     theta, beta, params = problem.split(summary.x)
     try:
         if not np.isfinite(summary.objective):
@@ -515,6 +527,24 @@ def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarra
             f"({np.round(summary.x, 4).tolist()}). Rescale the predictors (e.g. to unit SD), or use sample()."
         ) from None
     return summary, conditional
+
+
+BOUNDARY_RESTART = 0.1  # where a covariance factor's diagonal at 0 restarts (_off_the_boundary)
+
+
+def _off_the_boundary(deviance, summary: OptimizerSummary, lower: np.ndarray) -> OptimizerSummary:
+    """The deviance is even in each diagonal entry of a covariance factor (b and -b are the same
+    model), so its derivative there vanishes at 0: a gradient method that reaches 0 stops, even
+    where 0 is a maximum along that entry and a larger SD fits better. From such an end point,
+    BOBYQA restarts with those entries at :data:`BOUNDARY_RESTART`; the better of the two stands."""
+    at_bound = np.isfinite(lower) & (summary.x <= lower)
+    if not at_bound.any():
+        return summary
+    start = summary.x.copy()
+    start[at_bound] = lower[at_bound] + BOUNDARY_RESTART
+    again = minimize_bounded(deviance, start, lower)
+    better = again.objective < summary.objective - 1e-10 * max(1.0, abs(summary.objective))
+    return again if better else summary
 
 
 BADLY_SCALED = (0.1, 10.0)  # a column whose SD is outside this range is centred and scaled for the optimiser
