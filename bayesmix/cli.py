@@ -88,6 +88,8 @@ def _run_fit(args) -> tuple[dict, str, list[str]]:
         link=args.link,
         categorical=_categorical(args.categorical),
         weights=args.weights,
+        zi=args.zi,
+        dispersion=args.dispersion,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -191,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--formula", required=True, help="lme4 formula, e.g. 'y ~ x + (x | g)'")
     fit.add_argument("--family", default="gaussian")
     fit.add_argument("--link", default=None)
+    fit.add_argument("--zi", default=None, metavar="FORMULA", help="zero-inflation / hurdle formula, e.g. '~ x'")
+    fit.add_argument("--dispersion", default=None, metavar="FORMULA", help="dispersion formula, e.g. '~ x'")
     fit.add_argument(
         "--weights",
         default=None,

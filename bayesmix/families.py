@@ -392,6 +392,20 @@ class Family:
     _likelihood: Callable
     identity_scale: bool
 
+    def submodel_parameter(self, role: str) -> str:
+        """The parameter a zi= or dispersion= formula predicts (``zi``/``hu``; ``sigma``, ``alpha``,
+        ``shape`` or ``phi``), or BayesmixError naming the families that have one."""
+        owner = SUBMODEL_PARAMETERS[role]
+        for name in self.params:
+            if name in owner:
+                return name
+        takers = [family for family, entry in _FAMILIES.items() if set(entry[2]) & set(owner)]
+        what = "zero process (zero-inflation or hurdle)" if role == "zi" else "dispersion parameter"
+        raise BayesmixError(
+            f"family='{self.name}' has no {what}, so {role}= does not apply. Families that take {role}=: "
+            f"{', '.join(takers)}."
+        )
+
     def check_response(self, y: np.ndarray, trials: np.ndarray | None) -> None:
         """Raise BayesmixError when ``y`` (and binomial ``trials``) lie outside the support."""
         if trials is not None and self.name != "binomial":
@@ -497,6 +511,14 @@ class Family:
             return _weighted_likelihood(name, distribution, parameters, weights, observed, dims)
         return distribution(name, **parameters, observed=observed, dims=dims)
 
+
+# role of a one-sided formula -> the parameters it can predict, each with its link (glmmTMB's and
+# brms's: logit for a probability, log for a scale)
+SUBMODEL_PARAMETERS = {
+    "zi": {"zi": "logit", "hu": "logit"},
+    "dispersion": {"sigma": "log", "alpha": "log", "shape": "log", "phi": "log"},
+}
+PARAMETER_LINKS = {name: LINKS[link] for roles in SUBMODEL_PARAMETERS.values() for name, link in roles.items()}
 
 _FAMILIES = {
     # name: (default link, accepted links, auxiliary params, support check, likelihood, identity scale)

@@ -32,6 +32,8 @@ def load(path):
         categorical=levels,
         offset=spec.get("offset"),
         weights=spec.get("weights"),
+        zi=spec.get("zi"),
+        dispersion=spec.get("dispersion"),
         contrasts=spec.get("contrasts"),
     )
     model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])
@@ -69,4 +71,7 @@ def _fit_from_payload(payload: dict, design, family) -> MixedFit:
         dropped=tuple(payload["dropped"]),
         messages=payload["messages"],
         time_s=payload["time_s"],
+        submodels={
+            role: pd.DataFrame(**table).rename_axis("term") for role, table in payload.get("submodels", {}).items()
+        },
     )

@@ -24,8 +24,8 @@ from bayesmix.errors import ConvergenceWarning, SingularFitWarning, warn
 from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult
 from bayesmix.exact.optimize import OptimizerSummary
-from bayesmix.families import Family
-from bayesmix.report import format_table, ranef_frames, ranef_to_dict
+from bayesmix.families import PARAMETER_LINKS, Family
+from bayesmix.report import format_submodels, format_table, ranef_frames, ranef_to_dict, submodels_to_dict
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
 
@@ -56,6 +56,17 @@ class MixedFit:
     messages: list[str] = field(default_factory=list)
     time_s: float | None = None
     nagq: int | None = None  # quadrature points per level of a GLMM fit (1: Laplace); None for an LMM
+    submodels: dict[str, pd.DataFrame] = field(default_factory=dict)  # zi= / dispersion= coefficients
+
+    def parameters(self, submodel_X: dict | None = None) -> dict:
+        """The family's parameters: the constant ones (:attr:`family_params`), and per row those a zi=
+        or dispersion= formula predicts, on the training rows or on ``submodel_X`` ({role: X})."""
+        out = dict(self.family_params)
+        for role, table in self.submodels.items():
+            name = self.family.submodel_parameter(role)
+            X = self.design.submodels[role].X if submodel_X is None else submodel_X[role]
+            out[name] = PARAMETER_LINKS[name].inverse(np.asarray(X) @ table["estimate"].to_numpy(), np)
+        return out
 
     @property
     def nobs(self) -> int:
@@ -110,6 +121,8 @@ class MixedFit:
         for name, r in self.fixef.iterrows():
             rows.append([str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.statistic:.3f}"])
         lines += format_table(rows, align_left=1)
+        parameters = {role: self.family.submodel_parameter(role) for role in self.submodels}
+        lines += format_submodels(self.submodels, parameters, "")
         lines += [f"Note: {m}" for m in self.messages]
         return "\n".join(lines)
 
@@ -130,6 +143,7 @@ class MixedFit:
             },
             "sigma": self.sigma,
             "family_params": self.family_params or None,
+            **submodels_to_dict(self.submodels),
             "varcorr": [
                 {
                     "group": v["group"],
@@ -201,6 +215,7 @@ class _Estimates:
     optimizer: OptimizerSummary
     singular_theta: np.ndarray | None = None  # theta to judge singularity on; None: optimizer.x
     nagq: int | None = None
+    submodels: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | None) -> MixedFit:
@@ -264,6 +279,7 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         messages=messages,
         time_s=time_s,
         nagq=e.nagq,
+        submodels=e.submodels,
     )
 
 
@@ -305,6 +321,9 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
     theta, beta, params = result.estimates()
     n_theta, p = problem.layout.n_theta, len(beta)
     modes, sds = result.modes()
+    submodels = _submodel_tables(design, family, result)
+    predicted = {family.submodel_parameter(role) for role in submodels}
+    params = {name: value for name, value in params.items() if name not in predicted}
     return _assemble(
         design,
         family,
@@ -328,6 +347,28 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
             mode_sds=sds,
             optimizer=result.optimizer,
             nagq=result.nagq,
+            submodels=submodels,
         ),
         time_s,
     )
+
+
+def _submodel_tables(design: Design, family: Family, result: GlmmResult) -> dict[str, pd.DataFrame]:
+    """{role: the coefficients (estimate, se, z statistic) of its zi= / dispersion= formula}, read
+    from the outer vector after (theta, beta), where the Laplace fit estimated them."""
+    problem = result.problem
+    start = problem.layout.n_theta + problem.X.shape[1]
+    positions = {}
+    for name, size in zip(problem.auxiliary, problem.auxiliary_sizes):
+        positions[name] = slice(start, start + size)
+        start += size
+    tables = {}
+    for role, predictor in design.submodels.items():
+        where = positions[family.submodel_parameter(role)]
+        estimate = result.optimizer.x[where]
+        se = np.sqrt(np.diag(result.vcov)[where])
+        tables[role] = pd.DataFrame(
+            {"estimate": estimate, "se": se, "statistic": estimate / se},
+            index=pd.Index(predictor.fixed_names, name="term"),
+        )
+    return tables

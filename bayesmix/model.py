@@ -15,7 +15,7 @@ from bayesmix.after.io import save as save_model
 from bayesmix.after.predict import add_predictions, posterior_predict
 from bayesmix.bayes.priors import Prior, resolve_priors
 from bayesmix.design.encode import Design, as_pandas, build_design, family_design, formula_for_data
-from bayesmix.design.formula import parse_formula
+from bayesmix.design.formula import parse_formula, parse_submodel
 from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
@@ -62,6 +62,11 @@ class Model:
         columns or one positive number per row. Gaussian: precision weights (a row's residual
         variance is sigma^2 / w). Binomial with a proportion response: the number of trials (lme4's
         idiom). Other families: each row's log-likelihood counts w times (glmmTMB).
+    zi: a one-sided formula (``"~ x"``) for the zero-inflation probability (``zi``) of a
+        zero-inflated family, or the zero probability (``hu``) of a hurdle family, on the logit
+        scale: glmmTMB's ``ziformula``, brms's ``zi ~ x``. Fixed effects only, for now.
+    dispersion: a one-sided formula for the family's dispersion parameter (``sigma``, ``alpha``,
+        ``shape`` or ``phi``) on the log scale: glmmTMB's ``dispformula``, brms's ``sigma ~ x``.
     """
 
     fit_kind = SAMPLED  # what bayesmix.after.fit_view tells the kinds of fit apart by
@@ -78,10 +83,16 @@ class Model:
         offset=None,
         contrasts=None,
         weights=None,
+        zi=None,
+        dispersion=None,
     ):
         self.family: Family = get_family(family, link)
         data = as_pandas(data)
         self.spec, data = formula_for_data(parse_formula(formula), data, offset, weights)
+        for role, text in (("zi", zi), ("dispersion", dispersion)):
+            if text is not None:
+                self.family.submodel_parameter(role)  # refuses a family without that parameter
+                self.spec = self.spec.with_submodel(parse_submodel(text, role))
         if is_dask_frame(data):
             self.design = self._statistics_design(data, categorical, missing, contrasts)
         else:
@@ -94,6 +105,11 @@ class Model:
 
     def _statistics_design(self, data, categorical, missing, contrasts) -> StatsDesign:
         """A Dask DataFrame: reduced to the sufficient statistics of a gaussian model."""
+        if self.spec.submodels:
+            raise BayesmixError(
+                "A Dask DataFrame is reduced to the sums a gaussian model with constant sigma needs; zi= and "
+                "dispersion= formulas need every row. Load the data into memory (ddf.compute())."
+            )
         if self.family.name != "gaussian" or self.family.link.name != "identity":
             raise BayesmixError(
                 f"A Dask DataFrame is supported for gaussian models (identity link), whose likelihood needs only "
@@ -224,6 +240,11 @@ class Model:
             )
         if key in ("laplace", "agq") and gaussian:
             raise BayesmixError("For a gaussian model the likelihood is exact: use method='ml' (or 'reml').")
+        if gaussian and self.design.submodels:
+            raise BayesmixError(
+                "A gaussian model with a dispersion formula has no exact ML/REML fit here yet (sigma varies by row, "
+                "so the profiled criterion no longer applies). Use sample() (NUTS)."
+            )
         if not self.design.blocks:
             raise BayesmixError("fit() needs at least one random-effect term such as (1 | g) in the formula.")
         return key

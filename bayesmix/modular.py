@@ -66,7 +66,7 @@ def mk_glmer_devfun(design: Design, family="binomial", nagq: int = 1) -> Devfun:
     family = family if isinstance(family, Family) else get_family(family)
     problem, X, _, _, _ = glmm_problem(design, family)
     problem = replace(problem, X=X)  # beta in the user's columns, as the fit reports it
-    extra = X.shape[1] + len(problem.auxiliary)
+    extra = X.shape[1] + sum(problem.auxiliary_sizes)
     start = np.concatenate([problem.layout.start(), np.zeros(extra)])
     lower = np.concatenate([problem.layout.lower(), np.full(extra, -np.inf)])
     return Devfun(deviance_function(problem, nagq), start, lower)

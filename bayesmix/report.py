@@ -48,3 +48,42 @@ def format_table(rows: list[list[str]], align_left: int = 2) -> list[str]:
         cells = [c.ljust(w) if i < align_left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append(" " + "  ".join(cells).rstrip())
     return lines
+
+
+def submodels_to_dict(tables: dict[str, pd.DataFrame]) -> dict:
+    """The JSON contract's ``zi`` and ``dispersion``: ``{fixef: {names, estimate, se}, varcorr}`` of
+    each one-sided formula's coefficients (link scale), None where the model has none."""
+    out = {}
+    for role in ("zi", "dispersion"):
+        table = tables.get(role)
+        out[role] = (
+            None
+            if table is None
+            else {
+                "fixef": {
+                    "names": [str(name) for name in table.index],
+                    "estimate": table["estimate"].astype(float).tolist(),
+                    "se": table["se"].astype(float).tolist(),
+                },
+                "varcorr": [],
+            }
+        )
+    return out
+
+
+def format_submodels(tables: dict[str, pd.DataFrame], parameters: dict[str, str], interval: str) -> list[str]:
+    """Summary lines of each one-sided formula's coefficients (``parameters``: role -> parameter,
+    for the heading; ``interval``: the columns' heading for the bounds, when the table has them)."""
+    lines = []
+    for role, table in tables.items():
+        link = "logit" if role == "zi" else "log"
+        lines += ["", f"{role} model ({parameters[role]}, {link} link):"]
+        bounds = "lower" in table.columns
+        rows = [
+            ["", "Estimate", "Std. Error" if not bounds else "Est.Error"] + ([*interval.split("|")] if bounds else [])
+        ]
+        for name, r in table.iterrows():
+            row = [str(name), f"{r.estimate:.4g}", f"{r.se:.4g}"]
+            rows.append(row + ([f"{r.lower:.4g}", f"{r.upper:.4g}"] if bounds else []))
+        lines += format_table(rows, align_left=1)
+    return lines

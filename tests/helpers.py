@@ -11,6 +11,8 @@ CONTRACT = [
     "fixef",
     "sigma",
     "family_params",
+    "zi",
+    "dispersion",
     "varcorr",
     "logLik",
     "REMLcrit",

@@ -55,7 +55,7 @@ from scipy import stats
 
 from bayesmix.after.fit_view import view
 from bayesmix.after.predict import _effects_with_new_levels, conditional_modes, encode, fixed_estimates
-from bayesmix.bayes.names import flat_draws
+from bayesmix.bayes.names import flat_draws, parameter_draws
 from bayesmix.design.crossprod import block_z
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError
@@ -171,7 +171,7 @@ def _pearson(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarra
 
 
 def _family_params(fit) -> dict:
-    return {"sigma": fit.sigma} if fit.sigma is not None else dict(fit.family_params)
+    return {"sigma": fit.sigma} if fit.sigma is not None else fit.parameters()
 
 
 def _covariance_root(cov) -> np.ndarray:
@@ -305,7 +305,7 @@ def _simulate_nuts(model, thinned: az.InferenceData, re_form: str, rng):
     else:
         blocks = _fresh_effect_blocks(model, post, rng)
     eta = linear_predictor(design.X, beta, blocks, design.offset)
-    params = {name: flat_draws(post, name)[:, None] for name in family.params}
+    params = parameter_draws(post, design, family)
     simulated = family.draw(eta, params, design.trials, rng, design.weights)
     mean, variance = family.moments(eta, params, design.trials, design.weights)
     return simulated, mean, variance

@@ -78,14 +78,15 @@ class FitView:
         mean = np.asarray(self.obj.predict(grid, re_form="population"), dtype=float)
         if interval is None:
             return mean, None, None
-        X = encode_new_data(self.design, grid, random_effects=False).X
+        new = encode_new_data(self.design, grid, random_effects=False)
+        X = new.X
         names = list(self.obj.fixef.index)  # without aliased columns
         X = X[:, [self.design.fixed_names.index(name) for name in names]]
         V = self.obj.vcov.loc[names, names].to_numpy()
         eta = X @ self.obj.fixef["estimate"].to_numpy()
         se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))
         z = ndtri(0.5 + interval / 2)
-        params = self.family_params()
+        params = self.obj.parameters(new.submodels)  # the grid's own zi / dispersion, where a formula predicts them
         a, b = self.family.mean(eta - z * se, params), self.family.mean(eta + z * se, params)
         return mean, np.minimum(a, b), np.maximum(a, b)
 

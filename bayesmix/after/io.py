@@ -109,6 +109,7 @@ def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
         "n_dropped": design.n_dropped,
         "offset": offset_argument(design),
         "weights": design.spec.weights,
+        **{sub.role: sub.text for sub in design.spec.submodels},  # zi= and dispersion= formulas
         "contrasts": design.codings.contrasts,
         **extra,
     }
@@ -139,6 +140,7 @@ def _fit_payload(fit) -> bytes:
         "dropped": list(fit.dropped),
         "messages": fit.messages,
         "time_s": fit.time_s,
+        "submodels": {role: table.to_dict(orient="split") for role, table in fit.submodels.items()},
     }
     return json.dumps(payload, default=_plain).encode()
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bayesmix import memory
-from bayesmix.bayes.names import OBS_DIM, covariance_roots, flat_draws, response_name
+from bayesmix.bayes.names import OBS_DIM, covariance_roots, flat_draws, parameter_draws, response_name
 from bayesmix.design.encode import Design, NewData, encode_new_data
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError
@@ -100,7 +100,7 @@ def posterior_predict(
     rng = np.random.default_rng(random_seed)
     beta = flat_draws(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
     eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng), new.offset)
-    params = {p: flat_draws(post, p)[:, None] for p in family.params}
+    params = parameter_draws(post, design, family, None if data is None else new.submodels)
     values = family.mean(eta, params)
     if kind == "response":
         if family.name == "binomial" and data is not None and new.trials is None:
@@ -136,7 +136,8 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False) -
         for block, (codes, Zt) in zip(design.blocks, new.blocks):
             effects = np.vstack([conditional_modes(fit, block), np.zeros((1, block.n_terms))])  # row M: new levels
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
-    return fit.family.mean(linear_predictor(new.X, beta, blocks, new.offset), fit.family_params)
+    params = fit.parameters(None if data is None else new.submodels)
+    return fit.family.mean(linear_predictor(new.X, beta, blocks, new.offset), params)
 
 
 def fixed_estimates(fit) -> np.ndarray:

@@ -40,6 +40,7 @@ from bayesmix.bayes.names import (
     model_coords,
     pair_dim,
     response_name,
+    submodel_dim,
     term_dim,
     term_pairs,
 )
@@ -48,23 +49,45 @@ from bayesmix.design.crossprod import raw_cross_products
 from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import Predictor, linear_predictor
 from bayesmix.errors import BayesmixError, did_you_mean
-from bayesmix.families import Family
+from bayesmix.families import PARAMETER_LINKS, Family
 
 PARAMETERIZATIONS = ("noncentered", "centered")
 
 
 def fixed_effects(design: Design, priors: dict[str, Prior]):
     """``beta`` (p,): one vector variable when all coefficients share a distribution, else one each."""
-    names = design.fixed_names
+    return _coefficients("beta", design.fixed_names, design.fixed_names, priors, COEF_DIM)
+
+
+def _coefficients(variable: str, names, keys, priors: dict[str, Prior], dims: str):
+    """A coefficient vector named ``variable`` with the priors ``priors[key]`` (one vector variable
+    when all share a distribution, else one ``variable[name]`` each)."""
     if not names:
         return pt.zeros(0)
-    chosen = [priors[n] for n in names]
+    chosen = [priors[key] for key in keys]
     same = all(p.dist == chosen[0].dist and set(p.params) == set(chosen[0].params) for p in chosen)
     if same:
         stacked = {k: np.array([np.asarray(p.params[k], dtype=float) for p in chosen]) for k in chosen[0].params}
-        return Prior(chosen[0].dist, **stacked).variable("beta", dims=COEF_DIM)
-    parts = [prior.variable(f"beta[{name_part(name)}]") for name, prior in zip(names, chosen)]
-    return pm.Deterministic("beta", pt.stack(parts), dims=COEF_DIM)
+        return Prior(chosen[0].dist, **stacked).variable(variable, dims=dims)
+    parts = [prior.variable(f"{variable}[{name_part(name)}]") for name, prior in zip(names, chosen)]
+    return pm.Deterministic(variable, pt.stack(parts), dims=dims)
+
+
+def family_parameters(design: Design, family: Family, priors: dict[str, Prior]) -> dict:
+    """The family's parameters: a constant with its prior, or, where a zi= or dispersion= formula
+    predicts one, the inverse link of its linear predictor (coefficients ``<param>_beta``, dim
+    ``<param>_coef``, priors ``<param>_<coefficient>``)."""
+    params = {}
+    for role, predictor in design.submodels.items():
+        name = family.submodel_parameter(role)
+        X = pm.Data(f"X_{name}", predictor.X, dims=(OBS_DIM, submodel_dim(name)))
+        keys = [f"{name}_{coefficient}" for coefficient in predictor.fixed_names]
+        coefficients = _coefficients(f"{name}_beta", predictor.fixed_names, keys, priors, submodel_dim(name))
+        params[name] = PARAMETER_LINKS[name].inverse(X @ coefficients, pt)
+    for name in family.params:
+        if name not in params:
+            params[name] = priors[name].variable(name)
+    return params
 
 
 def block_covariance(block: Block, priors: dict[str, Prior]):
@@ -277,11 +300,11 @@ def weakly_informed_centred(design: Design, parameterization) -> dict[str, float
 def build_model(design: Design, family: Family, priors: dict[str, Prior], parameterization="noncentered") -> pm.Model:
     """The PyMC model. ``parameterization``: one name for all blocks or {block label: name}."""
     per_block = _per_block(design, parameterization)
-    with pm.Model(coords=model_coords(design)) as model:
+    with pm.Model(coords=model_coords(design, family)) as model:
         beta = fixed_effects(design, priors)
         means = _centring_means(design, per_block, beta)
         eta = _predictor_eta(design.predictors["mu"], beta, priors, per_block, means)
-        params = {name: priors[name].variable(name) for name in family.params}
+        params = family_parameters(design, family, priors)
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)
         observed = pm.Data("observed", design.y, dims=OBS_DIM)
         weights = None if design.weights is None else pm.Data("weights", design.weights, dims=OBS_DIM)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from bayesmix.design.encode import Block, Design, name_part
-from bayesmix.families import Family
+from bayesmix.families import PARAMETER_LINKS, Family
 
 OBS_DIM = "obs"
 COEF_DIM = "coef"
 # names ArviZ, xarray and PyMC give dimensions and variables themselves, and the fixed names of the
 # model's data and parameters: an observed variable of that name would collide with them
 RESERVED = frozenset(
-    {"chain", "draw", "sample", OBS_DIM, COEF_DIM, "beta", "sigma", "nu", "alpha", "shape", "phi"}
+    {"chain", "draw", "sample", OBS_DIM, COEF_DIM, "beta", "sigma", "nu", "alpha", "shape", "phi", "zi", "hu"}
     | {"X", "observed", "offset", "trials", "weights"}
     | {"D", "ZX", "Zy", "XX", "Xy", "yy", "Z1y", "Gy", "GG", "Ky", "KK", "GK"}
     | {"Q", "counts", "P", "prior_beta_sigma", "marginal_loglik"}
@@ -98,8 +98,32 @@ def response_name(design: Design, reserved=()) -> str:
     return name if plain else "y"
 
 
-def model_coords(design: Design) -> dict:
+def submodel_dim(param: str) -> str:
+    """The dimension of a zi= or dispersion= formula's coefficients: ``<param>_coef``."""
+    return f"{param}_coef"
+
+
+def submodel_parameters(design: Design, family: Family) -> dict[str, str]:
+    """{role: the family parameter its formula predicts} for the zi= and dispersion= formulas."""
+    return {role: family.submodel_parameter(role) for role in getattr(design, "submodels", {})}
+
+
+def parameter_draws(posterior, design: Design, family: Family, submodel_X: dict | None = None) -> dict:
+    """Each family parameter's draws: (S, 1) for a constant one, (S, n) for one a zi= or
+    dispersion= formula predicts, on the training rows or on ``submodel_X`` ({role: X} of new rows)."""
+    predicted = submodel_parameters(design, family)
+    out = {name: flat_draws(posterior, name)[:, None] for name in family.params if name not in predicted.values()}
+    for role, name in predicted.items():
+        X = design.submodels[role].X if submodel_X is None else submodel_X[role]
+        out[name] = PARAMETER_LINKS[name].inverse(flat_draws(posterior, f"{name}_beta") @ np.asarray(X).T, np)
+    return out
+
+
+def model_coords(design: Design, family: Family | None = None) -> dict:
     coords = {COEF_DIM: list(design.fixed_names), OBS_DIM: np.arange(design.nobs)}
+    if family is not None:
+        for role, param in submodel_parameters(design, family).items():
+            coords[submodel_dim(param)] = list(design.submodels[role].fixed_names)
     for block in design.blocks:
         coords[level_dim(block)] = list(block.levels)
         coords[term_dim(block)] = list(block.terms)
@@ -112,7 +136,8 @@ def public_names(design: Design, family: Family) -> list[str]:
     """The posterior's variables, each identifiable quantity once: ``beta``, the family's parameters,
     per block ``sd_<label>``, ``cor_<label>`` (more than one term) and ``re_<label>``."""
     names = ["beta"] if design.fixed_names else []
-    names += list(family.params)
+    predicted = set(submodel_parameters(design, family).values())
+    names += [name if name not in predicted else f"{name}_beta" for name in family.params]
     for block in design.blocks:
         names.append(f"sd_{block.label}")
         if block.n_terms > 1:

@@ -138,7 +138,10 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
             priors[name] = Prior(
                 "Normal", mu=_link_location(moments, family), sigma=SCALE_MULTIPLIER * s * np.sqrt(1.0 + inflation)
             )
+    priors.update(submodel_priors(design, family, moments))
     for param in family.params:
+        if any(name.startswith(f"{param}_") for name in priors):  # a zi= or dispersion= formula predicts it
+            continue
         if param == "sigma":
             priors[param] = Prior("Exponential", lam=1.0 / _scale(moments.y))
         elif param == "nu":
@@ -152,6 +155,26 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
         priors[f"sd_{block.label}"] = Prior("HalfNormal", sigma=np.asarray(scales))
         if block.n_terms > 1:
             priors[f"corr_{block.label}"] = Prior("LKJ", eta=LKJ_ETA)
+    return priors
+
+
+def submodel_priors(design: Design, family: Family, moments: DesignMoments) -> dict[str, Prior]:
+    """``<param>_<coefficient>`` of each zi= or dispersion= formula, on its link's scale (logit for a
+    probability, log for a scale): the slopes Normal(0, 2.5 / sd(x)), the intercept Normal(c, 2.5)
+    with c = 0 for a probability (one half) and the log of the parameter's usual size for a scale
+    (sd(y) for sigma, else 10, the constant parameter's prior median)."""
+    priors = {}
+    for role, predictor in getattr(design, "submodels", {}).items():
+        param = family.submodel_parameter(role)
+        centre = 0.0 if role == "zi" else float(np.log(_scale(moments.y) if param == "sigma" else 10.0))
+        X = np.asarray(predictor.X, dtype=float)
+        for j, name in enumerate(predictor.fixed_names):
+            column = X[:, j]
+            if np.all(column == 1.0):
+                priors[f"{param}_{name}"] = Prior("Normal", mu=centre, sigma=SCALE_MULTIPLIER)
+            else:
+                sd = float(np.std(column)) or 1.0
+                priors[f"{param}_{name}"] = Prior("Normal", mu=0.0, sigma=SCALE_MULTIPLIER / sd)
     return priors
 
 

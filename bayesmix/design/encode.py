@@ -87,6 +87,7 @@ class Codings:
     block_matrices: dict[tuple[str, str], object] = field(default_factory=dict)
     contrasts: dict[str, str] = field(default_factory=dict)
     response_levels: tuple | None = None
+    submodel_matrices: dict[str, object] = field(default_factory=dict)  # role -> formulae's fitted X
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Design:
     data: pd.DataFrame
     offset: np.ndarray | None = None
     weights: np.ndarray | None = None
+    submodels: dict[str, Predictor] = field(default_factory=dict)  # role ("zi", "dispersion") -> its X
 
     in_memory = True  # the rows are here (a design from a Dask DataFrame has statistics only)
 
@@ -132,9 +134,9 @@ class Design:
 
     @property
     def predictors(self) -> dict[str, Predictor]:
-        """Each linear predictor's data by the parameter it predicts: the mean (``"mu"``) today;
-        zero-inflation and dispersion formulas add theirs here, and the builders loop over them."""
-        return {"mu": Predictor("mu", self.X, self.fixed_names, self.blocks, self.offset)}
+        """Each linear predictor's data: the mean's (``"mu"``), then those of the zi= and
+        dispersion= formulas (by role)."""
+        return {"mu": Predictor("mu", self.X, self.fixed_names, self.blocks, self.offset), **self.submodels}
 
     @property
     def y_less_offset(self) -> np.ndarray:
@@ -243,8 +245,10 @@ def offset_columns(spec: FormulaSpec) -> set[str]:
 
 
 def value_columns(spec: FormulaSpec) -> set[str]:
-    """Columns used as predictors: in the fixed part or left of '|' in a random term."""
-    return set().union(*(_variables(part) for part in (spec.fixed, *(term.expr for term in spec.random))))
+    """Columns used as predictors: in the fixed part, left of '|' in a random term, or in a
+    distributional parameter's formula (zi=, dispersion=)."""
+    parts = (spec.fixed, *(term.expr for term in spec.random), *(sub.fixed for sub in spec.submodels))
+    return set().union(*(_variables(part) for part in parts))
 
 
 def _check_dtypes(frame: pd.DataFrame, spec: FormulaSpec, categorical: dict) -> None:
@@ -710,8 +714,24 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
         )
         for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)
     )
-    codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels)
-    return Design(spec, y, trials, X, fixed_names, blocks, rows, n_dropped, codings, frame, offset, weights)
+    submodels, submodel_matrices = _submodels(frame, spec, contrasts)
+    codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels, submodel_matrices)
+    return Design(spec, y, trials, X, fixed_names, blocks, rows, n_dropped, codings, frame, offset, weights, submodels)
+
+
+def _submodels(frame: pd.DataFrame, spec: FormulaSpec, contrasts: dict) -> tuple[dict, dict]:
+    """Each distributional parameter's formula (zi=, dispersion=) as a :class:`Predictor` of fixed
+    effects, and formulae's fitted matrices (new data are encoded with them)."""
+    predictors, matrices = {}, {}
+    for sub in spec.submodels:
+        matrix = _formulae_matrix(sub.fixed, frame, f"{sub.role} formula")
+        if matrix is None:
+            raise BayesmixError(f"The {sub.role} formula '{sub.text}' has no columns. Write '~ 1' for a constant.")
+        X = np.asarray(matrix.design_matrix, dtype=float)
+        names = display_names(matrix.as_dataframe().columns, contrasts)
+        predictors[sub.role] = Predictor(sub.role, X, names, ())
+        matrices[sub.role] = matrix
+    return predictors, matrices
 
 
 def weights_as_trials(design: Design) -> Design:
@@ -795,6 +815,7 @@ class NewData:
     new_levels: tuple[tuple[str, ...], ...]
     trials: np.ndarray | None
     offset: np.ndarray | None = None
+    submodels: dict[str, np.ndarray] = field(default_factory=dict)  # role -> its X on the new rows
 
     @property
     def nobs(self) -> int:
@@ -823,15 +844,8 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     """
     spec, codings = design.spec, design.codings
     data = _as_frame(as_pandas(data))
-    response_vars = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     grouping = {f for term in spec.random for f in term.factors}
-    offset_vars = {v for expr in spec.offsets for v in _expression_names(expr)}
-    # weights describe the training rows (as lme4's predict, new rows need none)
-    weight_only = weight_columns(spec) - value_columns(spec) - grouping - offset_vars
-    if random_effects:
-        needed = sorted(spec.variables - response_vars - weight_only | (spec.variables & grouping) | offset_vars)
-    else:
-        needed = sorted((_variables(spec.fixed) | offset_vars) & spec.variables)
+    needed = _new_data_columns(spec, random_effects)
     missing = [c for c in needed if c not in data.columns]
     if OFFSET_COLUMN in missing:
         raise BayesmixError(
@@ -891,7 +905,34 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
         new_levels.append(unseen)
     trials = _new_trials(data.reset_index(drop=True), spec.response)
     offset = _offset(data.reset_index(drop=True), spec) if spec.offsets else None
-    return NewData(X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials, offset=offset)
+    submodels = _new_submodels(codings, frame)
+    return NewData(
+        X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials, offset=offset, submodels=submodels
+    )
+
+
+def _new_data_columns(spec: FormulaSpec, random_effects: bool) -> list[str]:
+    """The columns new rows need: not the response nor the weights (as lme4's predict), nor the
+    grouping columns without ``random_effects``."""
+    response_vars = {v for expr in spec.response.expressions for v in _expression_names(expr)}
+    grouping = {f for term in spec.random for f in term.factors}
+    offset_vars = {v for expr in spec.offsets for v in _expression_names(expr)}
+    weight_only = weight_columns(spec) - value_columns(spec) - grouping - offset_vars
+    if random_effects:
+        return sorted(spec.variables - response_vars - weight_only | (spec.variables & grouping) | offset_vars)
+    submodel_vars = set().union(*(sub.variables for sub in spec.submodels))
+    return sorted((_variables(spec.fixed) | offset_vars | submodel_vars) & spec.variables)
+
+
+def _new_submodels(codings: Codings, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """{role: X} of the zi= and dispersion= formulas on new rows, with their fitted codings."""
+    out = {}
+    for role, matrix in codings.submodel_matrices.items():
+        try:
+            out[role] = np.asarray(matrix.evaluate_new_data(frame)).astype(float)
+        except Exception as exc:
+            raise BayesmixError(f"formulae could not encode the new data for the {role} formula: {exc}") from None
+    return out
 
 
 def coding_notes(design) -> list[str]:

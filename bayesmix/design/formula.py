@@ -77,6 +77,18 @@ class Response:
 
 
 @dataclass(frozen=True)
+class SubmodelSpec:
+    """A one-sided formula for a distributional parameter (glmmTMB's ziformula / dispformula, brms's
+    ``zi ~ x``): ``role`` ("zi" or "dispersion"), the user's text, its fixed part (formulae syntax)
+    and the columns it reads."""
+
+    role: str
+    text: str
+    fixed: str
+    variables: frozenset[str]
+
+
+@dataclass(frozen=True)
 class FormulaSpec:
     """A parsed formula: response, fixed-effects formula (formulae syntax), random terms."""
 
@@ -88,6 +100,11 @@ class FormulaSpec:
     offsets: tuple[str, ...] = ()
     has_dot: bool = False
     weights: str | None = None  # lme4's weights= argument: an expression of columns, one weight per row
+    submodels: tuple[SubmodelSpec, ...] = ()  # zi= and dispersion= formulas
+
+    def with_submodel(self, submodel: SubmodelSpec) -> FormulaSpec:
+        """The spec with a distributional parameter's formula (its columns join the used ones)."""
+        return replace(self, submodels=(*self.submodels, submodel), variables=self.variables | submodel.variables)
 
     def with_weights(self, expr: str) -> FormulaSpec:
         """The spec with lme4's ``weights=`` argument (one positive number per row)."""
@@ -318,6 +335,43 @@ def _response_variables(formula: str, response: Response) -> frozenset[str]:
             raise _syntax_error(formula, 0, "an empty response argument.", "Name the response column(s).")
         names |= _validate_expression(formula, f"I({expr})", 0, "response")
     return frozenset(names)
+
+
+SUBMODEL_ROLES = ("zi", "dispersion")
+
+
+def parse_submodel(text, role: str) -> SubmodelSpec:
+    """Parse the one-sided formula of a distributional parameter (``zi="~ x"``, ``dispersion="~ z"``)."""
+    argument = f"{role}="
+    if not isinstance(text, str):
+        raise BayesmixError(f"{argument} takes a one-sided formula such as '~ x', not {type(text).__name__}.")
+    _check_parentheses(text)
+    tildes = [i for i, ch in _top_level(text) if ch == "~"]
+    if len(tildes) != 1:
+        raise _syntax_error(text, 0, f"{argument} needs exactly one '~'.", "Write a one-sided formula: '~ x'.")
+    if text[: tildes[0]].strip():
+        raise _syntax_error(
+            text,
+            0,
+            f"a response left of '~' in {argument}: the {role} formula predicts a parameter of the response's "
+            "distribution, not a column.",
+            f"Drop the response: {argument}'~{text[tildes[0] + 1 :]}'.",
+        )
+    rhs, position = text[tildes[0] + 1 :], tildes[0] + 1
+    if not rhs.strip():
+        raise _syntax_error(text, len(text), "nothing right of '~'.", "Write '~ 1' for a constant.")
+    fixed_parts, offsets, random, _ = _parse_terms(text, rhs, position)
+    if random or offsets:
+        raise _syntax_error(
+            text,
+            position,
+            f"{'random-effect terms' if random else 'an offset'} in {argument}: not supported there yet.",
+            f"Give {argument} fixed effects only (the mean's formula takes random effects), or use sample() "
+            "with the random effects in the mean's formula.",
+        )
+    fixed = " ".join(fixed_parts) if fixed_parts else "1"
+    variables = _validate_expression(text, fixed, position, f"{role} formula")
+    return SubmodelSpec(role=role, text=text.strip(), fixed=fixed, variables=frozenset(variables))
 
 
 def parse_formula(text: str) -> FormulaSpec:

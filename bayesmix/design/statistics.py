@@ -22,6 +22,7 @@ from __future__ import annotations
 import operator
 import warnings
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,7 @@ class StatsDesign:
     raw: RawCrossProducts
     moments: DesignMoments
     trials = None
+    submodels: ClassVar[dict] = {}  # zi= and dispersion= formulas need the rows: refused for a Dask frame
     rows = None
     offset = None  # the partitions' offsets are taken out of the response's sums
     in_memory = False

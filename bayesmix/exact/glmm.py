@@ -23,7 +23,7 @@ dense parts are the blocks after the first (q2 x q2) and H^{-1}'s coupling (q2 x
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,20 +68,43 @@ class GlmmProblem:
     order: tuple[int, ...]
     offset: np.ndarray | float = 0.0  # the known part of eta (offset terms), coefficient 1
     weights: np.ndarray | None = None  # prior weights: each row's log-likelihood counts w times (glmmTMB)
+    auxiliary_X: dict = field(default_factory=dict)  # family parameter -> X of its zi= / dispersion= formula
 
     @property
     def auxiliary(self) -> tuple[str, ...]:
         """The family's own parameters, estimated after beta in the outer vector (:data:`AUXILIARY`)."""
         return tuple(name for name in self.family.params if name in AUXILIARY)
 
+    @property
+    def auxiliary_sizes(self) -> tuple[int, ...]:
+        """Entries of each family parameter in the outer vector: one for a constant, its formula's
+        coefficients where a zi= or dispersion= formula predicts it (:attr:`auxiliary_X`)."""
+        return tuple(self.auxiliary_X[name].shape[1] if name in self.auxiliary_X else 1 for name in self.auxiliary)
+
     def split(self, x: np.ndarray):
-        """Outer parameter vector -> (theta, beta, family params)."""
+        """Outer parameter vector -> (theta, beta, family params: a number, or per row where a
+        formula predicts the parameter)."""
         n_theta, p = self.layout.n_theta, self.X.shape[1]
-        params = {name: float(AUXILIARY[name][0](x[n_theta + p + i])) for i, name in enumerate(self.auxiliary)}
+        params, start = {}, n_theta + p
+        for name, size in zip(self.auxiliary, self.auxiliary_sizes):
+            to_parameter = AUXILIARY[name][0]
+            if name in self.auxiliary_X:
+                params[name] = to_parameter(self.auxiliary_X[name] @ x[start : start + size])
+            else:
+                params[name] = float(to_parameter(x[start]))
+            start += size
         return x[:n_theta], x[n_theta : n_theta + p], params
 
-    def auxiliary_start(self) -> dict[str, float]:
-        return {name: AUXILIARY[name][2](self.y) for name in self.auxiliary}
+    def auxiliary_start(self) -> tuple[dict[str, float], np.ndarray]:
+        """(each family parameter's start value, their entries of the outer start: a formula's
+        intercept at that value, its other coefficients at 0)."""
+        values = {name: AUXILIARY[name][2](self.y) for name in self.auxiliary}
+        entries = []
+        for name, value in values.items():
+            unbounded = AUXILIARY[name][1](value)
+            X = self.auxiliary_X.get(name)
+            entries.append([unbounded] if X is None else np.where(np.all(X == 1.0, axis=0), unbounded, 0.0) * 1.0)
+        return values, np.concatenate(entries) if entries else np.zeros(0)
 
     def lam(self, theta: np.ndarray) -> sp.csr_matrix:
         return self._block_diagonal(self.layout.factors(theta))
@@ -376,8 +399,7 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
     nagq = check_quadrature(design, nagq)
     problem, X, kept, dropped, transform = glmm_problem(design, family)
     n_theta = problem.layout.n_theta
-    start_params = problem.auxiliary_start()
-    auxiliary_start = [AUXILIARY[name][1](value) for name, value in start_params.items()]
+    start_params, auxiliary_start = problem.auxiliary_start()
     start = np.concatenate([problem.layout.start(), _glm_start(problem, start_params), auxiliary_start])
     lower = np.concatenate([problem.layout.lower(), np.full(len(start) - n_theta, -np.inf)])
     deviance, objective = deviance_function(problem), laplace_objective(problem)
@@ -429,6 +451,7 @@ def glmm_problem(design: Design, family: Family):
         order=tuple(order),
         offset=0.0 if design.offset is None else design.offset,
         weights=design.weights,
+        auxiliary_X={family.submodel_parameter(role): sub.X for role, sub in design.submodels.items()},
     )
     return problem, X, kept, dropped, transform
 
@@ -491,7 +514,7 @@ def laplace_objective(problem: GlmmProblem):
         if not np.isfinite(value):
             return np.inf, gradient
         warm["u"] = conditional.u
-        for index in range(len(x) - len(problem.auxiliary), len(x)):
+        for index in range(len(x) - sum(problem.auxiliary_sizes), len(x)):
             step = DISPERSION_STEP * max(1.0, abs(x[index]))
             up, down = x.copy(), x.copy()
             up[index] += step

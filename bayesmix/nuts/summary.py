@@ -13,17 +13,24 @@ For NUTS, estimates are posterior means and se/condsd posterior SDs; keys that d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayesmix.bayes.names import block_correlations, flat_draws
+from bayesmix.bayes.names import block_correlations, flat_draws, submodel_parameters
 from bayesmix.design.encode import Design, coding_notes
 from bayesmix.families import Family
 from bayesmix.nuts.run import Diagnostics
-from bayesmix.report import INTERVAL, format_table, ranef_frames, ranef_to_dict
+from bayesmix.report import (
+    INTERVAL,
+    format_submodels,
+    format_table,
+    ranef_frames,
+    ranef_to_dict,
+    submodels_to_dict,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class NutsSummary:
         mean and SD), lower, upper (the central ``INTERVAL`` interval)}.
     missing: the InferenceData groups the summary would read but did not find (``sample_stats``
         from variational inference); :attr:`notes` says what that leaves unknown.
+    submodels: per zi= / dispersion= formula, its coefficients as ``fixef`` (link scale).
     """
 
     fixef: pd.DataFrame
@@ -51,6 +59,7 @@ class NutsSummary:
     sigma_se: float | None = None
     sigma_var: float | None = None
     missing: tuple[str, ...] = ()
+    submodels: dict[str, pd.DataFrame] = field(default_factory=dict)  # role -> its coefficients
 
     @property
     def notes(self) -> list[str]:
@@ -105,9 +114,28 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
     if "sigma" in family.params:
         draws = flat_draws(post, "sigma")
         sigma, sigma_se, sigma_var = float(draws.mean()), float(draws.std(ddof=1)), float((draws**2).mean())
-    family_params = {p: float(flat_draws(post, p).mean()) for p in family.params if p != "sigma"}
+    predicted = submodel_parameters(design, family)
+    family_params = {
+        p: float(flat_draws(post, p).mean()) for p in family.params if p != "sigma" and p not in predicted.values()
+    }
+    submodels = {
+        role: _coefficient_table(post, f"{name}_beta", design.submodels[role].fixed_names)
+        for role, name in predicted.items()
+    }
     missing = tuple(group for group in ("sample_stats",) if group not in idata.groups())
-    return NutsSummary(fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var, missing)
+    return NutsSummary(
+        fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var, missing, submodels
+    )
+
+
+def _coefficient_table(post, variable: str, names) -> pd.DataFrame:
+    """Posterior mean, SD and central interval of a coefficient vector, one row per name."""
+    draws = flat_draws(post, variable)
+    half = (1 - INTERVAL) / 2
+    table = pd.DataFrame(index=pd.Index(list(names), name="term"))
+    table["estimate"], table["se"] = draws.mean(0), draws.std(0, ddof=1)
+    table["lower"], table["upper"] = np.quantile(draws, half, axis=0), np.quantile(draws, 1 - half, axis=0)
+    return table
 
 
 def _number(value):
@@ -132,6 +160,7 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         },
         "sigma": summary.sigma,
         "family_params": summary.family_params or None,
+        **submodels_to_dict(summary.submodels),
         "varcorr": [
             {
                 "group": v["group"],
@@ -203,6 +232,7 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
                 ]
             )
         lines += format_table(rows, align_left=1)
+    lines += format_submodels(summary.submodels, submodel_parameters(design, family), "l-95% CI|u-95% CI")
     divergences = "unknown" if "sample_stats" in summary.missing else d.divergences
     lines += [
         "",

@@ -81,9 +81,11 @@ from bayesmix.families import LOG_2PI, Family
 
 
 def collapsible(design: Design, family: Family) -> bool:
-    """Whether the collapsed model applies: gaussian, identity link, at least one random-effect block
-    (:func:`build_marginal` chooses how much is integrated out)."""
-    return family.name == "gaussian" and family.link.name == "identity" and len(design.blocks) >= 1
+    """Whether the collapsed model applies: gaussian, identity link, constant sigma (no dispersion
+    formula), at least one random-effect block (:func:`build_marginal` chooses how much is
+    integrated out)."""
+    gaussian = family.name == "gaussian" and family.link.name == "identity"
+    return gaussian and not getattr(design, "submodels", None) and len(design.blocks) >= 1
 
 
 def build_marginal(design, family: Family, priors: dict[str, Prior]) -> BuiltModel:
