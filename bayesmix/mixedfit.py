@@ -165,10 +165,12 @@ class MixedFit:
             "time_s": self.time_s,
         }
 
-    def predict(self, data=None, re_form="conditional", allow_new_levels=False) -> np.ndarray:
+    def predict(self, data=None, re_form="conditional", allow_new_levels=False, kind="mean") -> np.ndarray:
         """(n,) predicted means: with the conditional modes (``re_form="conditional"``) or at the
-        population level (``"population"``). New levels, when allowed, get the population level."""
-        return fit_predict(self, data, re_form, allow_new_levels)
+        population level (``"population"``). New levels, when allowed, get the population level.
+        ``kind="zi"``/``"dispersion"``: each row's zero-inflation (hurdle) probability or dispersion
+        parameter (glmmTMB's ``type = "zprob"``/``"disp"``)."""
+        return fit_predict(self, data, re_form, allow_new_levels, kind)
 
     def save(self, path):
         """Write this fit (estimates, model specification, training rows) to one netCDF file;

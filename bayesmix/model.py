@@ -262,7 +262,10 @@ class Model:
     ):
         """Posterior predictions on the training data (``data=None``) or new data.
 
-        kind: ``"mean"`` (g^{-1} of the linear predictor) or ``"response"`` (simulated responses).
+        kind: ``"mean"`` (the response mean: g^{-1} of the linear predictor, with the zero process
+            of a zero-inflated or hurdle family), ``"response"`` (simulated responses), ``"zi"``
+            or ``"dispersion"`` (each row's zero-inflation / hurdle probability or dispersion
+            parameter, stored as ``<response>_zi`` / ``<response>_dispersion``).
         allow_new_levels: unseen group levels get fresh effects from each draw's covariance
         (``new_levels="sample"``) or the population level (``"population"``); otherwise they raise.
         re_form: ``"conditional"`` (with the random effects) or ``"population"`` (X beta only, as

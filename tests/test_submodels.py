@@ -45,6 +45,9 @@ def test_zi_formula_laplace_matches_glmmtmb():
     eta_free = np.log(fit.predict()) - np.log1p(-zi)
     assert np.all(np.isfinite(eta_free)) and zi.shape == (len(data),) and 0 < zi.min() < zi.max() < 1
     np.testing.assert_allclose(fit.predict(data.iloc[:7]), fit.predict()[:7], rtol=1e-12)
+    np.testing.assert_allclose(fit.predict(data.iloc[:7], kind="zi"), zi[:7], rtol=1e-12)
+    with pytest.raises(bayesmix.BayesmixError, match="no dispersion parameter"):
+        fit.predict(kind="dispersion")
 
 
 def test_dispersion_formula_laplace_matches_glmmtmb():
@@ -88,6 +91,10 @@ def test_nuts_zi_formula_agrees_with_laplace():
     new = model.predict(data=data.head(5), kind="mean", inplace=False).to_numpy()
     training = model.predict(kind="mean", inplace=False).to_numpy()[..., :5]
     np.testing.assert_allclose(new, training, rtol=1e-12)
+    zi = model.predict(data=data.head(5), kind="zi", inplace=False)
+    assert zi.dims == ("chain", "draw", "obs") and float(zi.min()) > 0 and float(zi.max()) < 1
+    model.predict(kind="zi")
+    assert "count_zi" in model.idata.posterior
 
 
 def test_submodel_formula_errors():

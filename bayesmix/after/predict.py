@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import arviz as az
     import xarray as xr
 
-KINDS = ("mean", "response")
+KINDS = ("mean", "response", "zi", "dispersion")  # the last two: a distributional parameter, per row
 NEW_LEVELS = ("sample", "population")
 RE_FORMS = ("conditional", "population")
 # sample() stores simulated responses (chains x draws x rows) up to this many values, 160 MB: enough for
@@ -101,7 +101,10 @@ def posterior_predict(
     beta = flat_draws(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
     eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng), new.offset)
     params = parameter_draws(post, design, family, None if data is None else new.submodels)
-    values = family.mean(eta, params)
+    if kind in ("zi", "dispersion"):  # glmmTMB's predict(type = "zprob" / "disp")
+        values = np.broadcast_to(params[family.submodel_parameter(kind)], eta.shape)
+    else:
+        values = family.mean(eta, params)
     if kind == "response":
         if family.name == "binomial" and data is not None and new.trials is None:
             trials = "the trials column of p(s, n)" if design.spec.response.trials else "both columns of cbind(s, f)"
@@ -117,17 +120,20 @@ def add_predictions(model, idata, values: xr.DataArray, kind: str) -> None:
     """Store predictions in ``idata``: the mean in posterior (``<response>_mean``), simulated
     responses in posterior_predictive (``<response>``, so az.plot_ppc works)."""
     name = response_name(model.design, set(idata.posterior.data_vars))
-    if kind == "mean":
-        idata.posterior[f"{name}_mean"] = values
+    if kind != "response":
+        idata.posterior[f"{name}_{kind}"] = values
     elif "posterior_predictive" in idata.groups():
         idata.posterior_predictive[name] = values
     else:
         idata.add_groups(posterior_predictive={name: values})
 
 
-def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False) -> np.ndarray:
-    """(n,) predicted means of an exact fit: conditional modes or population level."""
+def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, kind="mean") -> np.ndarray:
+    """(n,) predicted means of an exact fit (conditional modes or population level), or with
+    ``kind="zi"``/``"dispersion"`` the zero-inflation (hurdle) probability or the dispersion
+    parameter of each row."""
     _check_choice("re_form", re_form, RE_FORMS)
+    _check_choice("kind", kind, ("mean", "zi", "dispersion"))
     design = fit.design
     new = encode(design, data, allow_new_levels, random_effects=re_form == "conditional")
     beta = fixed_estimates(fit)
@@ -137,6 +143,8 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False) -
             effects = np.vstack([conditional_modes(fit, block), np.zeros((1, block.n_terms))])  # row M: new levels
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
     params = fit.parameters(None if data is None else new.submodels)
+    if kind != "mean":
+        return np.broadcast_to(params[fit.family.submodel_parameter(kind)], (new.nobs,)).copy()
     return fit.family.mean(linear_predictor(new.X, beta, blocks, new.offset), params)
 
 
