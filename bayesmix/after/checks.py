@@ -122,7 +122,8 @@ class ScaledResiduals:
             xlabel="expected (uniform)",
             ylabel="observed scaled residual",
             title=f"Q-Q: KS p = {self.ks_pvalue:.3g}; dispersion p = {self.dispersion_pvalue:.3g}; "
-            f"outliers p = {self.outlier_pvalue:.3g}",
+            f"outliers p = {self.outlier_pvalue:.3g}"
+            + (f"; zeros p = {self.zero_pvalue:.3g}" if np.isfinite(self.zero_pvalue) else ""),
         )
         left.title.set_fontsize(9)
         rank = stats.rankdata(self.fitted) / n

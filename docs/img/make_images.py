@@ -32,6 +32,17 @@ def overdispersed_poisson_fit():
     return bayesmix.Model("y ~ x + (1 | g)", data, family="poisson").fit("laplace")
 
 
+def counts_images() -> None:
+    """docs/counts.md: a poisson GLMM and a zero-inflated one of Salamanders (glmmTMB's data)."""
+    data = pd.read_csv(Path(__file__).parents[2] / "tests" / "data" / "salamanders.csv")
+    formula = "count ~ spp + mined + (1 | site)"
+    poisson = bayesmix.Model(formula, data, family="poisson").fit("laplace")
+    zip_fit = bayesmix.Model(formula, data, family="zero_inflated_poisson", zi="~ mined").fit("laplace")
+    save(plots.scaled_residuals(poisson, random_seed=1), "salamanders_poisson_scaled_residuals.png")
+    save(plots.scaled_residuals(zip_fit, random_seed=1), "salamanders_zip_scaled_residuals.png")
+    save(plots.conditional_effects(zip_fit, "mined"), "salamanders_zip_conditional_effects.png")
+
+
 def main() -> None:
     sleep = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
     reml = sleep.fit("reml")
