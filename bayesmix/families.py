@@ -172,6 +172,42 @@ def _negative_binomial_terms(eta, y, trials, params, link):
     return ll, alpha * (y - mu) / (alpha + mu), -alpha * mu * (y + alpha) / (alpha + mu) ** 2
 
 
+def _negative_binomial1_terms(eta, y, trials, params, link):
+    """glmmTMB's nbinom1: a negative binomial of size r = mu / phi, so Var = mu (1 + phi)."""
+    from scipy.special import digamma, gammaln, polygamma
+
+    phi = params["phi"]
+    r = np.exp(eta) / phi
+    log_keep = np.log1p(phi)
+    ll = gammaln(y + r) - gammaln(r) - gammaln(y + 1) - r * log_keep + y * (np.log(phi) - log_keep)
+    d1 = r * (digamma(y + r) - digamma(r) - log_keep)
+    return ll, d1, d1 + r**2 * (polygamma(1, y + r) - polygamma(1, r))
+
+
+def _gamma_terms(eta, y, trials, params, link):
+    """Gamma with shape k and mean mu = exp(eta): Var = mu^2 / k."""
+    from scipy.special import gammaln
+
+    k = params["shape"]
+    ratio = y * np.exp(-eta)
+    ll = k * np.log(k) - gammaln(k) + (k - 1) * np.log(y) - k * eta - k * ratio
+    return ll, k * (ratio - 1), -k * ratio
+
+
+def _beta_terms(eta, y, trials, params, link):
+    """Beta(mu phi, (1 - mu) phi) with mu = expit(eta)."""
+    from scipy.special import digamma, expit, gammaln, polygamma
+
+    phi = params["phi"]
+    mu = expit(eta)
+    a, b = mu * phi, (1 - mu) * phi
+    ll = gammaln(phi) - gammaln(a) - gammaln(b) + (a - 1) * np.log(y) + (b - 1) * np.log1p(-y)
+    dmu = phi * (digamma(b) - digamma(a) + np.log(y) - np.log1p(-y))
+    d2mu = -(phi**2) * (polygamma(1, a) + polygamma(1, b))
+    slope = mu * (1 - mu)  # dmu/deta
+    return ll, dmu * slope, d2mu * slope**2 + dmu * slope * (1 - 2 * mu)
+
+
 # --- the third eta-derivative of log p(y | eta): how the weights W = -d2 move with eta, which the
 # exact gradient of the Laplace approximation's log|H| needs
 
@@ -218,7 +254,22 @@ def _zero_family_terms(name):
     return terms
 
 
+def _gamma_third(eta, y, trials, params, link):
+    return params["shape"] * y * np.exp(-eta)
+
+
+def _negative_binomial1_third(eta, y, trials, params, link):
+    from scipy.special import polygamma
+
+    r = np.exp(eta) / params["phi"]
+    _, _, d2 = _negative_binomial1_terms(eta, y, trials, params, link)
+    first, second = polygamma(1, y + r) - polygamma(1, r), polygamma(2, y + r) - polygamma(2, r)
+    return d2 + 2 * r**2 * first + r**3 * second
+
+
 LAPLACE_THIRD = {
+    "gamma": _gamma_third,
+    "negativebinomial1": _negative_binomial1_third,
     "bernoulli": _binomial_third,
     "binomial": _binomial_third,
     "poisson": _poisson_third,
@@ -231,6 +282,9 @@ LAPLACE_TERMS = {
     "binomial": (("logit", "probit", "cloglog"), _binomial_terms),
     "poisson": (("log",), _poisson_terms),
     "negativebinomial": (("log",), _negative_binomial_terms),
+    "negativebinomial1": (("log",), _negative_binomial1_terms),
+    "gamma": (("log",), _gamma_terms),
+    "beta": (("logit",), _beta_terms),
     **{name: (("log",), _zero_family_terms(name)) for name in ZERO_FAMILIES},
 }
 THIRD_STEP = 1e-4  # step (relative to max(1, |eta|)) of the third derivative's central difference
@@ -282,6 +336,10 @@ def _poisson(mu, params, trials):
 
 def _negative_binomial(mu, params, trials):
     return _pm().NegativeBinomial, {"mu": mu, "alpha": params["alpha"]}
+
+
+def _negative_binomial1(mu, params, trials):
+    return _pm().NegativeBinomial, {"mu": mu, "alpha": mu / params["phi"]}
 
 
 def _gamma(mu, params, trials):
@@ -439,6 +497,7 @@ class Family:
         variance = {
             "poisson": lambda: mu,
             "negativebinomial": lambda: mu + mu**2 / params["alpha"],
+            "negativebinomial1": lambda: mu * (1 + params["phi"]),
             "gamma": lambda: mu**2 / params["shape"],
             "beta": lambda: mu * (1.0 - mu) / (1.0 + params["phi"]),
         }.get(name, lambda: np.broadcast_to(np.asarray(params["sigma"]) ** 2, np.shape(mu)))()
@@ -465,6 +524,10 @@ class Family:
         if self.name == "negativebinomial":
             alpha = params["alpha"]
             return rng.poisson(rng.gamma(alpha, mu / alpha)).astype(float)
+        if self.name == "negativebinomial1":  # size mu / phi: the gamma's scale is phi
+            return rng.poisson(rng.gamma(mu / params["phi"], np.broadcast_to(params["phi"], np.shape(mu)))).astype(
+                float
+            )
         if self.name == "gamma":
             shape = params["shape"]
             return rng.gamma(shape, mu / shape)
@@ -530,6 +593,7 @@ _FAMILIES = {
     "negativebinomial": ("log", ("log", "identity", "sqrt"), ("alpha",), _check_count, _negative_binomial, False),
     "gamma": ("log", ("log", "inverse", "identity"), ("shape",), _check_positive, _gamma, False),
     "beta": ("logit", ("logit", "probit", "cloglog"), ("phi",), _check_unit_interval, _beta, False),
+    "negativebinomial1": ("log", ("log",), ("phi",), _check_count, _negative_binomial1, False),
     "zero_inflated_poisson": ("log", ("log",), ("zi",), _check_count, _zero_family("zero_inflated_poisson"), False),
     "zero_inflated_negativebinomial": (
         "log",
@@ -568,6 +632,8 @@ _ALIASES = {
     "logistic": "bernoulli",
     # glmmTMB's and brms's spellings
     "nbinom2": "negativebinomial",
+    "nbinom1": "negativebinomial1",
+    "negbinomial1": "negativebinomial1",
     "negbinomial2": "negativebinomial",
     "zero_inflated_negbinomial": "zero_inflated_negativebinomial",
     "hurdle_negbinomial": "hurdle_negativebinomial",

@@ -26,6 +26,7 @@ FAMILY_PARAMS = {
     "bernoulli": {},
     "binomial": {},
     "poisson": {},
+    "negativebinomial1": {"phi": 1.5},
     "zero_inflated_poisson": {"zi": 0.3},
     "zero_inflated_negativebinomial": {"alpha": 4.0, "zi": 0.3},
     "hurdle_poisson": {"hu": 0.4},
@@ -57,6 +58,9 @@ def simulate(family, seed):
         y = rng.poisson(np.exp(eta))
     elif family == "negativebinomial":
         y = rng.poisson(rng.gamma(p["alpha"], np.exp(eta) / p["alpha"]))
+    elif family == "negativebinomial1":
+        mu = np.exp(eta)
+        y = rng.poisson(rng.gamma(mu / p["phi"], p["phi"]))
     elif family in ZERO_FAMILIES:  # the count with its zero process, as bayesmix.counts draws it
         y = zero_draws(family, np.exp(eta), p, rng)
     elif family == "gamma":

@@ -27,7 +27,7 @@ def simulate(family, n_groups=12, per_group=6, seed=0):
         y = eta + rng.normal(0, 0.5, n)
     elif family in ("bernoulli", "binomial"):
         y = rng.binomial(1 if family == "bernoulli" else 5, expit(eta))
-    elif family in ("poisson", "negativebinomial") or family in ZERO_FAMILIES:
+    elif family in ("poisson", "negativebinomial", "negativebinomial1") or family in ZERO_FAMILIES:
         y = rng.poisson(np.exp(eta))
         if family.startswith("truncated"):
             y = np.maximum(y, 1)
@@ -61,6 +61,8 @@ def scipy_loglik(family, y, trials, mu, params):
         return stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu))
     if family in ZERO_FAMILIES:
         return zero_loglik(family, y, mu, params)
+    if family == "negativebinomial1":  # size mu / phi: Var = mu (1 + phi)
+        return stats.nbinom.logpmf(y, mu / params["phi"], 1 / (1 + params["phi"]))
     if family == "gamma":
         return stats.gamma.logpdf(y, params["shape"], scale=mu / params["shape"])
     return stats.beta.logpdf(y, mu * params["phi"], (1 - mu) * params["phi"])
@@ -89,6 +91,7 @@ INVERSE_LINK = {
     "binomial": expit,
     "poisson": np.exp,
     "negativebinomial": np.exp,
+    "negativebinomial1": np.exp,
     "gamma": np.exp,
     "beta": expit,
     **{name: np.exp for name in ZERO_FAMILIES},

@@ -365,9 +365,9 @@ def test_shrinkage_refuses_what_it_cannot_draw(sleep):
     three = bayesmix.Model("Reaction ~ Days + I(Days**2) + (Days + I(Days**2) | Subject)", data)
     with pytest.raises(BayesmixError, match="one or two random-effect terms; 'Subject' has 3"):
         plots.shrinkage(three)
-    gamma = bayesmix.Model("Reaction ~ Days + (1 | Subject)", data, family="gamma")
-    with pytest.raises(BayesmixError, match="this one is gamma"):
-        plots.shrinkage(gamma)
+    student = bayesmix.Model("Reaction ~ Days + (1 | Subject)", data, family="t")
+    with pytest.raises(BayesmixError, match="this one is t"):
+        plots.shrinkage(student)
     two_groups = bayesmix.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bayesmix.load_dataset("Penicillin"))
     with pytest.raises(BayesmixError, match="several grouping factors \\(plate, sample\\)"):
         plots.shrinkage(two_groups)

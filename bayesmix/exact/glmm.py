@@ -51,6 +51,8 @@ AUXILIARY = {
     "alpha": (np.exp, np.log, lambda y: 10.0),
     "zi": (expit, logit, lambda y: 0.1),
     "hu": (expit, logit, lambda y: float(np.clip(np.mean(y == 0), 0.01, 0.99))),  # its estimate, when alone
+    "phi": (np.exp, np.log, lambda y: 10.0),
+    "shape": (np.exp, np.log, lambda y: float(np.clip(np.mean(y) ** 2 / max(np.var(y), 1e-12), 0.01, 1e4))),
 }
 
 
@@ -428,9 +430,10 @@ def glmm_problem(design: Design, family: Family):
     dropped, the column transform T)."""
     if not family.has_laplace:
         raise BayesmixError(
-            f"Laplace fits are available for binomial/bernoulli (logit, probit, cloglog), poisson and "
-            f"negativebinomial (log), and their zero-inflated, hurdle and truncated forms (log); not for "
-            f"{family.name} with the {family.link.name} link. Use sample() for NUTS."
+            f"Laplace fits are available for binomial/bernoulli (logit, probit, cloglog), poisson, "
+            f"negativebinomial and negativebinomial1 (log), their zero-inflated, hurdle and truncated forms (log), "
+            f"gamma (log) and beta (logit); not for {family.name} with the {family.link.name} link. Use sample() "
+            "for NUTS."
         )
     design = family_design(design, family)  # a binomial proportion's weights are its trials
     check_identifiable(design, allow_n=True)

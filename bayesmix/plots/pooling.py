@@ -20,7 +20,7 @@ from bayesmix.plots._common import (
     _term_label,
 )
 
-_ESTIMABLE = ("gaussian (identity link)", "bernoulli", "binomial", "poisson", "negative binomial")
+_ESTIMABLE = ("gaussian (identity link)", "the families with a Laplace fit (docs/exact_fits.md)")
 
 
 def _glm_fit(family, Z, y, trials, offset, params, eta_limit: float = 25.0) -> np.ndarray:
