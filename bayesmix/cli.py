@@ -90,6 +90,8 @@ def _run_fit(args) -> tuple[dict, str, list[str]]:
         weights=args.weights,
         zi=args.zi,
         dispersion=args.dispersion,
+        censored=args.censored,
+        upper=args.upper,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -195,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--link", default=None)
     fit.add_argument("--zi", default=None, metavar="FORMULA", help="zero-inflation / hurdle formula, e.g. '~ x'")
     fit.add_argument("--dispersion", default=None, metavar="FORMULA", help="dispersion formula, e.g. '~ x'")
+    fit.add_argument("--censored", default=None, metavar="COL", help="censoring codes: none, left, right, interval")
+    fit.add_argument("--upper", default=None, metavar="COL", help="upper bounds of interval-censored rows")
     fit.add_argument(
         "--weights",
         default=None,

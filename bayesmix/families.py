@@ -418,6 +418,59 @@ def _zero_family(name):
     return likelihood
 
 
+CENSORABLE = ("gaussian", "poisson", "gamma")  # families whose CDF the sampler differentiates (JAX)
+NORMAL_TAIL = -20.0  # below this z, log Phi(z) from its asymptotic series (erfc underflows near -38)
+
+
+def _normal_logcdf(z):
+    """log Phi(z) for a pytensor z: through erfc, and in the far left tail the asymptotic series
+    log phi(z) - log(-z) + log(1 - 1/z^2 + 3/z^4 - 15/z^6 + 105/z^8), exact to double precision
+    below -20."""
+    import pytensor.tensor as pt
+
+    tail = pt.minimum(z, NORMAL_TAIL)
+    inverse = 1.0 / tail**2
+    correction = inverse * (-1.0 + inverse * (3.0 + inverse * (-15.0 + 105.0 * inverse)))
+    series = -0.5 * tail**2 - 0.5 * LOG_2PI - pt.log(-tail) + pt.log1p(correction)
+    body = pt.log(0.5 * pt.erfc(-pt.maximum(z, NORMAL_TAIL) / np.sqrt(2.0)))
+    return pt.switch(pt.lt(z, NORMAL_TAIL), series, body)
+
+
+def _censored_likelihood(name, distribution, parameters: dict, mean, censoring, observed, dims, discrete: bool):
+    """An observed variable with censored rows (brms's cens()): by row, the density (code 0), the
+    CDF P(Y <= y) (1, left), the survival P(Y > y) (2, right) or P(y < Y <= upper) (3, interval).
+    Every branch is evaluated on every row, so a row that does not use one gets a value where it is
+    finite (near the mean): a switch's gradient multiplies the unused branch by 0, and 0 x inf is NaN."""
+    import pytensor.tensor as pt
+
+    pm = _pm()
+    keys = list(parameters)
+    codes, upper = censoring
+
+    def logp(value, *values):
+        *values, centre, codes_, upper_ = values
+        named = dict(zip(keys, values))
+        dist = distribution.dist(**named)
+
+        def logcdf(at):  # PyMC's normal log CDF goes through erfcx, which JAX lacks
+            if distribution is pm.Normal:
+                return _normal_logcdf((at - named["mu"]) / named["sigma"])
+            return pm.logcdf(dist, at)
+
+        safe = pt.floor(centre) if discrete else centre
+        left = logcdf(pt.switch(pt.eq(codes_, 1), value, safe))
+        right = pt.log1mexp(logcdf(pt.switch(pt.eq(codes_, 2), value, safe)))
+        low = pt.switch(pt.eq(codes_, 3), value, safe)
+        high = logcdf(pt.switch(pt.eq(codes_, 3), upper_, safe + 1.0))
+        interval = high + pt.log1mexp(logcdf(low) - high)
+        density = pm.logp(dist, value)
+        return pt.switch(
+            pt.eq(codes_, 0), density, pt.switch(pt.eq(codes_, 1), left, pt.switch(pt.eq(codes_, 2), right, interval))
+        )
+
+    return pm.CustomDist(name, *parameters.values(), mean, codes, upper, logp=logp, observed=observed, dims=dims)
+
+
 def _weighted_likelihood(name, distribution, parameters: dict, weights, observed, dims):
     """An observed variable whose log-density is w times the distribution's, row by row (glmmTMB's
     and brms's prior weights); its pointwise log-likelihood (for LOO) is the weighted one too."""
@@ -561,13 +614,24 @@ class Family:
     def has_laplace(self) -> bool:
         return self.name in LAPLACE_TERMS and self.link.name in LAPLACE_TERMS[self.name][0]
 
-    def likelihood(self, name, eta, params, observed, trials=None, dims=None, weights=None):
+    def check_censoring(self) -> None:
+        if self.name not in CENSORABLE:
+            raise BayesmixError(
+                f"Censored responses are supported for {', '.join(CENSORABLE)}; not for family='{self.name}' yet."
+            )
+
+    def likelihood(self, name, eta, params, observed, trials=None, dims=None, weights=None, censoring=None):
         """Add the observed PyMC variable for linear predictor ``eta`` (shape (n,)). ``weights``:
         gaussian precision weights (sd sigma / sqrt(w), lme4's meaning); for the other families each
-        row's log-density counts w times (glmmTMB's)."""
+        row's log-density counts w times (glmmTMB's). ``censoring``: (codes, upper) of a censored
+        response (:func:`_censored_likelihood`)."""
         import pytensor.tensor as pt
 
-        distribution, parameters = self._likelihood(self.link.inverse(eta, pt), params, trials)
+        mean = self.link.inverse(eta, pt)
+        distribution, parameters = self._likelihood(mean, params, trials)
+        if censoring is not None:
+            discrete = self.name != "gaussian" and self.name != "gamma"
+            return _censored_likelihood(name, distribution, parameters, mean, censoring, observed, dims, discrete)
         if weights is not None and self.name == "gaussian":
             parameters["sigma"] = parameters["sigma"] / pt.sqrt(weights)
         elif weights is not None:

@@ -34,6 +34,8 @@ def load(path):
         weights=spec.get("weights"),
         zi=spec.get("zi"),
         dispersion=spec.get("dispersion"),
+        censored=spec.get("censored"),
+        upper=spec.get("upper"),
         contrasts=spec.get("contrasts"),
     )
     model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])

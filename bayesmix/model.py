@@ -67,6 +67,9 @@ class Model:
         scale: glmmTMB's ``ziformula``, brms's ``zi ~ x``. Fixed effects only, for now.
     dispersion: a one-sided formula for the family's dispersion parameter (``sigma``, ``alpha``,
         ``shape`` or ``phi``) on the log scale: glmmTMB's ``dispformula``, brms's ``sigma ~ x``.
+    censored: a column of censoring codes, brms's ``cens()``: ``"none"``, ``"left"`` (the value is
+        at most y), ``"right"`` (more than y), ``"interval"`` (between y and the ``upper=`` column);
+        or brms's 0, -1, 1, 2. Gaussian, poisson and gamma; sample() (NUTS).
     """
 
     fit_kind = SAMPLED  # what bayesmix.after.fit_view tells the kinds of fit apart by
@@ -85,6 +88,8 @@ class Model:
         weights=None,
         zi=None,
         dispersion=None,
+        censored=None,
+        upper=None,
     ):
         self.family: Family = get_family(family, link)
         data = as_pandas(data)
@@ -93,6 +98,10 @@ class Model:
             if text is not None:
                 self.family.submodel_parameter(role)  # refuses a family without that parameter
                 self.spec = self.spec.with_submodel(parse_submodel(text, role))
+        if censored is not None:
+            self.spec = self.spec.with_censoring(censored, upper)
+        elif upper is not None:
+            raise BayesmixError("upper= gives interval censoring's upper bounds; pass censored='column' with it.")
         if is_dask_frame(data):
             self.design = self._statistics_design(data, categorical, missing, contrasts)
         else:
@@ -240,6 +249,8 @@ class Model:
             )
         if key in ("laplace", "agq") and gaussian:
             raise BayesmixError("For a gaussian model the likelihood is exact: use method='ml' (or 'reml').")
+        if getattr(self.design, "censoring", None) is not None:
+            raise BayesmixError("A censored response has no exact fit here yet; use sample() (NUTS).")
         if gaussian and self.design.submodels:
             raise BayesmixError(
                 "A gaussian model with a dispersion formula has no exact ML/REML fit here yet (sigma varies by row, "

@@ -110,6 +110,11 @@ def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
         "offset": offset_argument(design),
         "weights": design.spec.weights,
         **{sub.role: sub.text for sub in design.spec.submodels},  # zi= and dispersion= formulas
+        **(
+            {"censored": design.spec.censoring[0], "upper": design.spec.censoring[1]}
+            if design.spec.censoring is not None
+            else {}
+        ),
         "contrasts": design.codings.contrasts,
         **extra,
     }

@@ -308,8 +308,14 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)
         observed = pm.Data("observed", design.y, dims=OBS_DIM)
         weights = None if design.weights is None else pm.Data("weights", design.weights, dims=OBS_DIM)
+        censoring = None
+        if design.censoring is not None:  # a finite upper bound where a row is not interval-censored
+            upper = np.where(design.censoring == 3, design.upper, design.y + 1.0)
+            censoring = (pm.Data("censoring", design.censoring, dims=OBS_DIM), pm.Data("upper", upper, dims=OBS_DIM))
         name = response_name(design, model.named_vars)
-        family.likelihood(name, eta, params, observed, trials=trials, dims=OBS_DIM, weights=weights)
+        family.likelihood(
+            name, eta, params, observed, trials=trials, dims=OBS_DIM, weights=weights, censoring=censoring
+        )
     return model
 
 

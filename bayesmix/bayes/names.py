@@ -19,7 +19,7 @@ COEF_DIM = "coef"
 # model's data and parameters: an observed variable of that name would collide with them
 RESERVED = frozenset(
     {"chain", "draw", "sample", OBS_DIM, COEF_DIM, "beta", "sigma", "nu", "alpha", "shape", "phi", "zi", "hu"}
-    | {"X", "observed", "offset", "trials", "weights"}
+    | {"X", "observed", "offset", "trials", "weights", "censoring", "upper"}
     | {"D", "ZX", "Zy", "XX", "Xy", "yy", "Z1y", "Gy", "GG", "Ky", "KK", "GK"}
     | {"Q", "counts", "P", "prior_beta_sigma", "marginal_loglik"}
 )

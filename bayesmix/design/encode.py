@@ -121,6 +121,8 @@ class Design:
     offset: np.ndarray | None = None
     weights: np.ndarray | None = None
     submodels: dict[str, Predictor] = field(default_factory=dict)  # role ("zi", "dispersion") -> its X
+    censoring: np.ndarray | None = None  # per row CENSORING code (0 none, 1 left, 2 right, 3 interval)
+    upper: np.ndarray | None = None  # interval censoring's upper bound (NaN elsewhere)
 
     in_memory = True  # the rows are here (a design from a Dask DataFrame has statistics only)
 
@@ -379,10 +381,12 @@ def _as_levels(column: pd.Series, order: tuple) -> pd.Series:
     return column.map(lambda value: as_text.get(str(value), value))
 
 
-def _drop_missing(frame: pd.DataFrame, missing: str) -> tuple[pd.DataFrame, np.ndarray, int]:
+def _drop_missing(frame: pd.DataFrame, missing: str, optional=()) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Drop (or refuse) the rows with a missing value in a used column but the ``optional`` ones
+    (interval censoring's upper bounds, empty where a row is not interval-censored)."""
     if missing not in ("drop", "raise"):
         raise BayesmixError(f"missing must be 'drop' or 'raise', not {missing!r}.")
-    na = frame.isna()
+    na = frame.drop(columns=[c for c in optional if c in frame.columns]).isna()
     bad = na.any(axis=1).to_numpy()
     n_bad = int(bad.sum())
     report_missing(n_bad, len(frame), {c: int(n) for c, n in na.sum().items()}, missing)
@@ -677,7 +681,8 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
     frame = data.loc[:, used].copy(deep=True)
     _check_dtypes(frame, spec, categorical)
     check_weights(frame, spec, data.index)
-    frame, rows, n_dropped = _drop_missing(frame, missing)
+    optional = [spec.censoring[1]] if spec.censoring is not None and spec.censoring[1] is not None else []
+    frame, rows, n_dropped = _drop_missing(frame, missing, optional)
     _check_finite(frame)
     levels, group_columns = _encode_categoricals(frame, spec, categorical)
 
@@ -690,6 +695,7 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
         trials = y + evaluate_expression(frame, response.failures, "number of failures")
     offset = _offset(frame, spec)
     weights = None if spec.weights is None else evaluate_expression(frame, spec.weights, "weights")
+    codes, upper = censoring_codes(frame, spec, y)
 
     _check_fixed_matrix(spec, frame, levels)
     fixed_matrix = _formulae_matrix(spec.fixed, frame, "fixed-effects part")
@@ -716,7 +722,23 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
     )
     submodels, submodel_matrices = _submodels(frame, spec, contrasts)
     codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels, submodel_matrices)
-    return Design(spec, y, trials, X, fixed_names, blocks, rows, n_dropped, codings, frame, offset, weights, submodels)
+    return Design(
+        spec,
+        y,
+        trials,
+        X,
+        fixed_names,
+        blocks,
+        rows,
+        n_dropped,
+        codings,
+        frame,
+        offset,
+        weights,
+        submodels,
+        codes,
+        upper,
+    )
 
 
 def _submodels(frame: pd.DataFrame, spec: FormulaSpec, contrasts: dict) -> tuple[dict, dict]:
@@ -756,12 +778,55 @@ def weights_as_trials(design: Design) -> Design:
     return replace(design, y=whole, trials=trials, weights=None)
 
 
+CENSORING = {"none": 0, "left": 1, "right": 2, "interval": 3}  # brms's cens() codes
+_BRMS_CENSORING = {0: 0, -1: 1, 1: 2, 2: 3}  # brms's numeric codes
+
+
+def censoring_codes(frame: pd.DataFrame, spec: FormulaSpec, y: np.ndarray):
+    """(codes, upper) of a censored response (:data:`CENSORING`; upper: interval censoring's upper
+    bound, NaN elsewhere), or (None, None). Unknown codes and interval rows without an upper bound
+    above the response raise BayesmixError naming the fix."""
+    if spec.censoring is None:
+        return None, None
+    column, upper_column = spec.censoring
+    raw = frame[column]
+    if pd.api.types.is_numeric_dtype(raw):
+        codes = raw.map(_BRMS_CENSORING)
+    else:
+        codes = raw.astype(str).str.strip().str.lower().map(CENSORING)
+    if codes.isna().any():
+        bad = sorted({str(v) for v in raw[codes.isna()]})[:5]
+        raise BayesmixError(
+            f"censored='{column}' has codes {bad} that are not censoring codes. Use 'none', 'left', 'right' or "
+            "'interval' (or brms's 0, -1, 1, 2)."
+        )
+    codes = codes.to_numpy(dtype=np.int8)
+    upper = np.full(len(y), np.nan)
+    if (codes == 3).any():
+        if upper_column is None:
+            raise BayesmixError(
+                f"censored='{column}' has interval-censored rows, which need their upper bounds: pass upper='column'."
+            )
+        upper = np.where(codes == 3, frame[upper_column].to_numpy(dtype=float), np.nan)
+        wrong = (codes == 3) & ~(upper > y)
+        if wrong.any():
+            raise BayesmixError(
+                f"{int(wrong.sum())} interval-censored rows have an upper bound ('{upper_column}') not above the "
+                "response (the lower bound). Check the bounds."
+            )
+    return codes, upper
+
+
 def family_design(design: Design, family: Family) -> Design:
     """The design as ``family`` reads it: binomial proportions with weights as successes out of
     trials (:func:`weights_as_trials`), then the response checked against the family's support."""
     if family.name == "binomial":
         design = weights_as_trials(design)
     family.check_response(design.y, design.trials)
+    if design.censoring is not None:
+        family.check_censoring()
+        if design.weights is not None:
+            raise BayesmixError("Censored responses with weights= are not supported together yet; drop one of them.")
     return design
 
 

@@ -101,6 +101,13 @@ class FormulaSpec:
     has_dot: bool = False
     weights: str | None = None  # lme4's weights= argument: an expression of columns, one weight per row
     submodels: tuple[SubmodelSpec, ...] = ()  # zi= and dispersion= formulas
+    censoring: tuple[str, str | None] | None = None  # (codes column, interval upper bound column): brms's cens()
+
+    def with_censoring(self, codes: str, upper: str | None) -> FormulaSpec:
+        """The spec with censored responses: a column of codes ("left", "right", "none", "interval")
+        and, for interval censoring, the column of upper bounds (both join the used columns)."""
+        columns = {codes} | ({upper} if upper is not None else set())
+        return replace(self, censoring=(codes, upper), variables=self.variables | columns)
 
     def with_submodel(self, submodel: SubmodelSpec) -> FormulaSpec:
         """The spec with a distributional parameter's formula (its columns join the used ones)."""

@@ -76,6 +76,7 @@ class StatsDesign:
     moments: DesignMoments
     trials = None
     submodels: ClassVar[dict] = {}  # zi= and dispersion= formulas need the rows: refused for a Dask frame
+    censoring = None
     rows = None
     offset = None  # the partitions' offsets are taken out of the response's sums
     in_memory = False

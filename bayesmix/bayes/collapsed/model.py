@@ -82,10 +82,11 @@ from bayesmix.families import LOG_2PI, Family
 
 def collapsible(design: Design, family: Family) -> bool:
     """Whether the collapsed model applies: gaussian, identity link, constant sigma (no dispersion
-    formula), at least one random-effect block (:func:`build_marginal` chooses how much is
+    formula), no censored rows, at least one random-effect block (:func:`build_marginal` chooses how much is
     integrated out)."""
     gaussian = family.name == "gaussian" and family.link.name == "identity"
-    return gaussian and not getattr(design, "submodels", None) and len(design.blocks) >= 1
+    constant = not getattr(design, "submodels", None) and getattr(design, "censoring", None) is None
+    return gaussian and constant and len(design.blocks) >= 1
 
 
 def build_marginal(design, family: Family, priors: dict[str, Prior]) -> BuiltModel:
