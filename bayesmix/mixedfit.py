@@ -25,7 +25,14 @@ from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.families import PARAMETER_LINKS, Family
-from bayesmix.report import format_submodels, format_table, ranef_frames, ranef_to_dict, submodels_to_dict
+from bayesmix.report import (
+    family_params_to_dict,
+    format_submodels,
+    format_table,
+    ranef_frames,
+    ranef_to_dict,
+    submodels_to_dict,
+)
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
 
@@ -142,7 +149,7 @@ class MixedFit:
                 "se": self.fixef["se"].tolist(),
             },
             "sigma": self.sigma,
-            "family_params": self.family_params or None,
+            "family_params": family_params_to_dict(self.family_params),
             **submodels_to_dict(self.submodels),
             "varcorr": [
                 {

@@ -87,3 +87,14 @@ def format_submodels(tables: dict[str, pd.DataFrame], parameters: dict[str, str]
             rows.append(row + ([f"{r.lower:.4g}", f"{r.upper:.4g}"] if bounds else []))
         lines += format_table(rows, align_left=1)
     return lines
+
+
+def family_params_to_dict(params: dict) -> dict | None:
+    """The JSON contract's ``family_params``: the family's own parameters by bayesmix's names, and
+    the negative binomial's alpha also as ``theta``, the name glmmTMB (nbinom2) and MASS give it."""
+    if not params:
+        return None
+    out = {name: float(value) for name, value in params.items()}
+    if "alpha" in out:
+        out["theta"] = out["alpha"]
+    return out

@@ -121,7 +121,8 @@ def test_negative_binomial_dispersion_is_estimated():
         "laplace"
     )
     assert 0.8 < fit.family_params["alpha"] < 5  # simulated with gamma shape 2
-    assert fit.to_dict()["family_params"] == {"alpha": fit.family_params["alpha"]}
+    alpha = fit.family_params["alpha"]
+    assert fit.to_dict()["family_params"] == {"alpha": alpha, "theta": alpha}  # theta: glmmTMB's name
     with warnings.catch_warnings():  # alpha -> infinity is a flat direction: a ConvergenceWarning is expected
         warnings.simplefilter("ignore")
         poisson = bayesmix.Model("y ~ x + (1 | g)", simulate_counts("poisson"), family="negativebinomial")

@@ -25,6 +25,7 @@ from bayesmix.families import Family
 from bayesmix.nuts.run import Diagnostics
 from bayesmix.report import (
     INTERVAL,
+    family_params_to_dict,
     format_submodels,
     format_table,
     ranef_frames,
@@ -159,7 +160,7 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
             "se": summary.fixef["se"].tolist() if design.fixed_names else [],
         },
         "sigma": summary.sigma,
-        "family_params": summary.family_params or None,
+        "family_params": family_params_to_dict(summary.family_params),
         **submodels_to_dict(summary.submodels),
         "varcorr": [
             {
