@@ -188,3 +188,16 @@ def test_nuts_agrees_with_laplace_on_salamanders():
     assert "count" in idata.log_likelihood and "count" in idata.posterior_predictive
     simulated = idata.posterior_predictive["count"].values
     assert simulated.min() >= 0 and np.mean(simulated == 0) > 0.3  # the zero process shows in the draws
+
+
+def test_mode_search_survives_an_indefinite_information():
+    """Without mined in the mean, the zero-inflated Poisson's observed information is indefinite at
+    the start (its log-density is not concave in eta at y = 0), and Newton's step for the mode
+    needed its positive part; the fit then lands on glmmTMB's optimum (logLik -912.2129536973, site
+    SD 1.34849168: glmmTMB 1.1.5, glmmTMB(count ~ spp + (1 | site), ziformula = ~1, family =
+    poisson, data = Salamanders); tests/data/PROVENANCE.md)."""
+    data = pd.read_csv(DATA / "salamanders.csv")
+    fit = bayesmix.Model("count ~ spp + (1 | site)", data, family="zero_inflated_poisson").fit("laplace")
+    assert fit.loglik == pytest.approx(-912.2129536973, rel=1e-10)
+    assert fit.loglik >= -912.2129536973 - 1e-8
+    assert fit.varcorr[0]["sd"][0] == pytest.approx(1.34849168, rel=1e-5)

@@ -175,7 +175,12 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
         gradient = M.T @ d1 - u
         if np.max(np.abs(gradient), initial=0.0) < INNER_TOLERANCE:
             break
-        step = _weights_factor(problem, M, d2).solve(gradient)
+        try:
+            step = _weights_factor(problem, M, d2).solve(gradient)
+        except np.linalg.LinAlgError:
+            # a count with a zero process is not log-concave in eta: away from the mode the observed
+            # information can be indefinite; its positive part still gives an ascent direction
+            step = _weights_factor(problem, M, np.minimum(d2, 0.0)).solve(gradient)
         if np.max(np.abs(step), initial=0.0) <= STEP_TOLERANCE * max(1.0, np.max(np.abs(u), initial=0.0)):
             break  # large counts: the gradient's rounding noise exceeds INNER_TOLERANCE, u no longer moves
         for _ in range(60):
