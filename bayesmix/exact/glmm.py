@@ -105,8 +105,12 @@ class GlmmProblem:
         for name, value in values.items():
             unbounded = AUXILIARY[name][1](value)
             X = self.auxiliary_X.get(name)
-            entries.append([unbounded] if X is None else np.where(np.all(X == 1.0, axis=0), unbounded, 0.0) * 1.0)
+            entries.append([unbounded] if X is None else np.where(np.all(X == 1.0, axis=0), unbounded, 0.0))
         return values, np.concatenate(entries) if entries else np.zeros(0)
+
+    def terms(self, eta, params):
+        """(log p(y | eta), its first and second eta-derivatives) per row, prior weights applied."""
+        return self.family.laplace_terms(eta, self.y, self.trials, params, self.weights)
 
     def lam(self, theta: np.ndarray) -> sp.csr_matrix:
         return self._block_diagonal(self.layout.factors(theta))
@@ -167,7 +171,7 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
     u = np.zeros(M.shape[1]) if start is None else start.copy()
 
     def evaluate(u):
-        ll, d1, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params, problem.weights)
+        ll, d1, d2 = problem.terms(offset + M @ u, params)
         return float(ll.sum()) - 0.5 * float(u @ u), d1, d2
 
     value, d1, d2 = evaluate(u)
@@ -190,7 +194,7 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
                 break
             step /= 2
         u, value, d1, d2 = candidate, new_value, new_d1, new_d2
-    ll, _, d2 = problem.family.laplace_terms(offset + M @ u, problem.y, problem.trials, params, problem.weights)
+    ll, _, d2 = problem.terms(offset + M @ u, params)
     return Conditional(u=u, loglik=float(ll.sum()), H=_weights_factor(problem, M, d2))
 
 
@@ -223,7 +227,7 @@ def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Condition
     family, lam, u = problem.family, problem.lam(theta), conditional.u
     M = (problem.Z @ lam).tocsr()
     eta = problem.X @ beta + problem.offset + M @ u
-    _, d1, d2 = family.laplace_terms(eta, problem.y, problem.trials, params, problem.weights)
+    _, d1, d2 = problem.terms(eta, params)
     H_inverse = conditional.H.selected_inverse()
     a = -family.laplace_third(eta, problem.y, problem.trials, params, problem.weights) * _leverages(M, H_inverse)
     c = conditional.H.solve(M.T @ a)
@@ -386,15 +390,13 @@ def agq_loglik(problem: GlmmProblem, conditional: Conditional, x: np.ndarray, na
     codes[coo.row], zt[coo.row] = coo.col, coo.data * theta[0]
     levels = problem.Z.shape[1]
     eta = problem.X @ beta + problem.offset + zt * conditional.u[codes]
-    _, _, d2 = problem.family.laplace_terms(eta, problem.y, problem.trials, params, problem.weights)
+    _, _, d2 = problem.terms(eta, params)
     h = 1.0 + np.bincount(codes, weights=zt**2 * -d2, minlength=levels)
     z, w = np.polynomial.hermite_e.hermegauss(nagq)
     terms = np.empty((nagq, levels))
     for k in range(nagq):
         shift = z[k] / np.sqrt(h)
-        ll, _, _ = problem.family.laplace_terms(
-            eta + zt * shift[codes], problem.y, problem.trials, params, problem.weights
-        )
+        ll, _, _ = problem.terms(eta + zt * shift[codes], params)
         terms[k] = np.bincount(codes, weights=ll, minlength=levels) - 0.5 * (conditional.u + shift) ** 2 + z[k] ** 2 / 2
     per_level = logsumexp(terms, axis=0, b=(w / np.sqrt(2 * np.pi))[:, None]) - 0.5 * np.log(h)
     return float(per_level.sum())
