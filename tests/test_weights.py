@@ -193,6 +193,7 @@ def test_predict_on_new_rows_needs_no_weights_and_save_load_keeps_them(tmp_path)
 
 
 def test_dask_statistics_carry_the_weights():
+    # dask is an optional extra (bayesmix[dask]); the README's test command installs it
     dd = pytest.importorskip("dask.dataframe")
     data = sleepstudy()
     memory = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data, weights="w").fit("reml")
