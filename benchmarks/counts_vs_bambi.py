@@ -57,7 +57,7 @@ in every run (fixed seed): ``--bambi-repeat`` sets its count apart from ``--repe
 bambi lives in a separate venv (not a dependency of bayesmix; ``matplotlib<3.11`` because
 arviz_plots 0.8, which bambi 0.17 imports, fails under matplotlib 3.11):
 
-    python3 -m venv /tmp/bambi-venv && /tmp/bambi-venv/bin/pip install "bambi==0.17.*" pyarrow "matplotlib<3.11"
+    python3 -m venv /tmp/bambi-venv && /tmp/bambi-venv/bin/pip install "bambi==0.17.*" "matplotlib<3.11"
 
 Run with the bayesmix venv's Python (R with glmmTMB and jsonlite on the PATH as ``Rscript``):
 
