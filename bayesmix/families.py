@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayesmix.counts import ZERO_FAMILIES, zero_draws, zero_moments, zero_terms
+from bayesmix.densities import DENSITIES
 from bayesmix.errors import BayesmixError, did_you_mean
 
 LOG_2PI = float(np.log(2 * np.pi))  # the gaussian log-density's constant, for every engine that writes it out
@@ -104,6 +105,22 @@ def _check_positive(y, trials, name):
         )
 
 
+def _check_nonnegative(y, trials, name):
+    if np.any(y < 0):
+        raise BayesmixError(
+            f"family='{name}' needs a response >= 0 (zeros go to its hurdle); {int(np.sum(y < 0))} values are < 0."
+        )
+
+
+def _check_trials(y, trials, name):
+    if trials is None:
+        raise BayesmixError(
+            f"family='{name}' counts successes out of trials: write the response as cbind(successes, failures) or "
+            "p(successes, trials), or give a proportion with weights= the trials."
+        )
+    _check_binomial(y, trials, "binomial")
+
+
 def _check_unit_interval(y, trials, name):
     if np.any((y <= 0) | (y >= 1)):
         raise BayesmixError(
@@ -182,6 +199,15 @@ def _negative_binomial1_terms(eta, y, trials, params, link):
     ll = gammaln(y + r) - gammaln(r) - gammaln(y + 1) - r * log_keep + y * (np.log(phi) - log_keep)
     d1 = r * (digamma(y + r) - digamma(r) - log_keep)
     return ll, d1, d1 + r**2 * (polygamma(1, y + r) - polygamma(1, r))
+
+
+def _gaussian_terms(eta, y, trials, params, link):
+    """Normal(eta, sigma) (identity link): the Laplace engine's form of a gaussian model whose sigma a
+    dispersion= formula predicts, where lme4's profiled criterion no longer applies."""
+    sigma = params["sigma"]
+    residual = y - eta
+    ll = -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * (residual / sigma) ** 2
+    return ll, residual / sigma**2, np.broadcast_to(-1.0 / sigma**2, np.shape(ll))
 
 
 def _gamma_terms(eta, y, trials, params, link):
@@ -268,6 +294,7 @@ def _negative_binomial1_third(eta, y, trials, params, link):
 
 
 LAPLACE_THIRD = {
+    "gaussian": lambda eta, y, trials, params, link: np.zeros(np.shape(eta)),
     "gamma": _gamma_third,
     "negativebinomial1": _negative_binomial1_third,
     "bernoulli": _binomial_third,
@@ -276,8 +303,18 @@ LAPLACE_THIRD = {
     "negativebinomial": _negative_binomial_third,
 }
 
+
 # family -> (links with a Laplace implementation, terms function)
+def _density_terms(name):
+    def terms(eta, y, trials, params, link):
+        return DENSITIES[name].terms(eta, y, trials, params)
+
+    return terms
+
+
 LAPLACE_TERMS = {
+    **{name: ((density.link,), _density_terms(name)) for name, density in DENSITIES.items()},
+    "gaussian": (("identity",), _gaussian_terms),
     "bernoulli": (("logit", "probit", "cloglog"), _binomial_terms),
     "binomial": (("logit", "probit", "cloglog"), _binomial_terms),
     "poisson": (("log",), _poisson_terms),
@@ -405,6 +442,50 @@ class _ZeroCount:
         return _pm().CustomDist(name, *values, logp=logp, random=random, observed=observed, dims=dims, dtype="int64")
 
 
+class _DensityDist:
+    """A family of :mod:`bayesmix.densities` called like a PyMC distribution class: a CustomDist
+    whose log density is that module's (the Laplace engine's too) and whose draws are its numpy ones."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self.density = DENSITIES[family]
+
+    def _arguments(self, parameters: dict):
+        keys = list(parameters)
+
+        def logp(value, *values):
+            named = dict(zip(keys, values))
+            return self.density.logp(value, named.pop("mu"), named, named.pop("trials", None))
+
+        def random(*values, rng=None, size=None):
+            named = dict(zip(keys, values))
+            shape = size if size is not None else np.broadcast_shapes(*(np.shape(v) for v in values))
+            mu = np.broadcast_to(named.pop("mu"), shape)
+            return self.density.draw(mu, named, named.pop("trials", None), rng)
+
+        return list(parameters.values()), logp, random
+
+    def dist(self, **parameters):
+        values, logp, random = self._arguments(parameters)
+        return _pm().CustomDist.dist(*values, logp=logp, random=random)
+
+    def __call__(self, name, observed=None, dims=None, **parameters):
+        values, logp, random = self._arguments(parameters)
+        return _pm().CustomDist(name, *values, logp=logp, random=random, observed=observed, dims=dims)
+
+
+def _density_family(name):
+    """The PyMC likelihood of a family of :mod:`bayesmix.densities`."""
+
+    def likelihood(mu, params, trials):
+        parameters = {"mu": mu, **{p: params[p] for p in DENSITIES[name].params}}
+        if trials is not None:
+            parameters["trials"] = trials
+        return _DensityDist(name), parameters
+
+    return likelihood
+
+
 def _zero_family(name):
     """The PyMC likelihood of a zero-inflated, hurdle or zero-truncated family."""
     count, zero = ZERO_FAMILIES[name]
@@ -418,7 +499,8 @@ def _zero_family(name):
     return likelihood
 
 
-CENSORABLE = ("gaussian", "poisson", "gamma")  # families whose CDF the sampler differentiates (JAX)
+# families whose CDF the sampler differentiates (JAX)
+CENSORABLE = ("gaussian", "poisson", "gamma", "lognormal", "weibull", "exponential")
 NORMAL_TAIL = -20.0  # below this z, log Phi(z) from its asymptotic series (erfc underflows near -38)
 
 
@@ -451,10 +533,13 @@ def _censored_likelihood(name, distribution, parameters: dict, mean, censoring, 
         *values, centre, codes_, upper_ = values
         named = dict(zip(keys, values))
         dist = distribution.dist(**named)
+        own = getattr(distribution, "density", None)  # a family of bayesmix.densities
 
         def logcdf(at):  # PyMC's normal log CDF goes through erfcx, which JAX lacks
             if distribution is pm.Normal:
                 return _normal_logcdf((at - named["mu"]) / named["sigma"])
+            if own is not None:
+                return own.logcdf(at, named["mu"], named)
             return pm.logcdf(dist, at)
 
         safe = pt.floor(centre) if discrete else centre
@@ -519,7 +604,7 @@ class Family:
 
     def check_response(self, y: np.ndarray, trials: np.ndarray | None) -> None:
         """Raise BayesmixError when ``y`` (and binomial ``trials``) lie outside the support."""
-        if trials is not None and self.name != "binomial":
+        if trials is not None and not self.takes_trials:
             raise BayesmixError(
                 f"A cbind()/p() response is binomial data; family='{self.name}' cannot use it. Pass family='binomial'."
             )
@@ -530,6 +615,10 @@ class Family:
         zero-inflated, hurdle and truncated families that count mean with the zero process applied
         (their ``params`` are then required)."""
         mu = self.link.inverse(eta, _NUMPY)
+        if self.name in DENSITIES:  # e.g. the lognormal's mean exp(mu + sigma^2 / 2), a hurdle's zeros
+            if params is None:
+                raise BayesmixError(f"The mean of family='{self.name}' needs its parameters.")
+            return DENSITIES[self.name].moments(mu, params, None)[0]
         if self.name not in ZERO_FAMILIES:
             return mu
         if params is None:
@@ -544,6 +633,8 @@ class Family:
         name = self.name
         if name in ZERO_FAMILIES:
             return zero_moments(name, mu, params)
+        if name in DENSITIES:
+            return DENSITIES[name].moments(mu, params, trials)
         if name in ("bernoulli", "binomial"):
             n = 1.0 if trials is None else trials
             return n * mu, n * mu * (1.0 - mu)
@@ -565,6 +656,8 @@ class Family:
         mu = self.link.inverse(eta, _NUMPY)
         if self.name in ZERO_FAMILIES:
             return zero_draws(self.name, mu, params, rng)
+        if self.name in DENSITIES:
+            return DENSITIES[self.name].draw(mu, params, trials, rng)
         if self.name == "gaussian":
             return rng.normal(mu, params["sigma"] if weights is None else params["sigma"] / np.sqrt(weights))
         if self.name == "t":
@@ -611,6 +704,11 @@ class Family:
         return third if weights is None else weights * third
 
     @property
+    def takes_trials(self) -> bool:
+        """Whether the response counts successes out of trials (a cbind() or p() response)."""
+        return self.name in TRIAL_FAMILIES
+
+    @property
     def has_laplace(self) -> bool:
         return self.name in LAPLACE_TERMS and self.link.name in LAPLACE_TERMS[self.name][0]
 
@@ -630,7 +728,7 @@ class Family:
         mean = self.link.inverse(eta, pt)
         distribution, parameters = self._likelihood(mean, params, trials)
         if censoring is not None:
-            discrete = self.name != "gaussian" and self.name != "gamma"
+            discrete = self.name in ("poisson",)
             return _censored_likelihood(name, distribution, parameters, mean, censoring, observed, dims, discrete)
         if weights is not None and self.name == "gaussian":
             parameters["sigma"] = parameters["sigma"] / pt.sqrt(weights)
@@ -677,6 +775,27 @@ _FAMILIES = {
         False,
     ),
     "truncated_poisson": ("log", ("log",), (), _check_positive_count, _zero_family("truncated_poisson"), False),
+    "lognormal": ("identity", ("identity",), ("sigma",), _check_positive, _density_family("lognormal"), False),
+    "exponential": ("log", ("log",), (), _check_positive, _density_family("exponential"), False),
+    "weibull": ("log", ("log",), ("shape",), _check_positive, _density_family("weibull"), False),
+    "hurdle_gamma": ("log", ("log",), ("shape", "hu"), _check_nonnegative, _density_family("hurdle_gamma"), False),
+    "hurdle_lognormal": (
+        "identity",
+        ("identity",),
+        ("sigma", "hu"),
+        _check_nonnegative,
+        _density_family("hurdle_lognormal"),
+        False,
+    ),
+    "betabinomial": ("logit", ("logit",), ("phi",), _check_trials, _density_family("betabinomial"), False),
+    "zero_inflated_binomial": (
+        "logit",
+        ("logit",),
+        ("zi",),
+        _check_binomial,
+        _density_family("zero_inflated_binomial"),
+        False,
+    ),
     "truncated_negativebinomial": (
         "log",
         ("log",),
@@ -707,7 +826,12 @@ _ALIASES = {
     "zinb": "zero_inflated_negativebinomial",
     "zip_poisson": "zero_inflated_poisson",
     "zeroinflatedpoisson": "zero_inflated_poisson",
+    "beta_binomial": "betabinomial",
+    "zib": "zero_inflated_binomial",
+    "zigamma": "hurdle_gamma",  # glmmTMB's ziGamma: with a ziformula, zeros are a hurdle
+    "log_normal": "lognormal",
 }
+TRIAL_FAMILIES = ("binomial", "betabinomial", "zero_inflated_binomial")
 
 FAMILY_NAMES = tuple(_FAMILIES)
 

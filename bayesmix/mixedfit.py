@@ -17,9 +17,10 @@ import pandas as pd
 
 from bayesmix.after.fit_view import EXACT
 from bayesmix.after.io import save
-from bayesmix.after.predict import fit_predict
+from bayesmix.after.predict import conditional_modes, fit_predict
 from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.encode import Design, coding_notes
+from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import ConvergenceWarning, SingularFitWarning, warn
 from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult
@@ -29,9 +30,12 @@ from bayesmix.report import (
     family_params_to_dict,
     format_submodels,
     format_table,
+    format_varcorr,
+    ranef_dict,
     ranef_frames,
-    ranef_to_dict,
+    submodel_formula_lines,
     submodels_to_dict,
+    varcorr_to_dict,
 )
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
@@ -65,14 +69,21 @@ class MixedFit:
     nagq: int | None = None  # quadrature points per level of a GLMM fit (1: Laplace); None for an LMM
     submodels: dict[str, pd.DataFrame] = field(default_factory=dict)  # zi= / dispersion= coefficients
 
-    def parameters(self, submodel_X: dict | None = None) -> dict:
+    def parameters(self, submodel_X: dict | None = None, submodel_blocks: dict | None = None) -> dict:
         """The family's parameters: the constant ones (:attr:`family_params`), and per row those a zi=
-        or dispersion= formula predicts, on the training rows or on ``submodel_X`` ({role: X})."""
+        or dispersion= formula predicts: on the training rows, with its blocks' conditional modes, or
+        on new rows, ``submodel_X`` ({role: X}) and ``submodel_blocks`` ({role: [(Zt, codes, modes)]},
+        none at the population level)."""
         out = dict(self.family_params)
         for role, table in self.submodels.items():
             name = self.family.submodel_parameter(role)
-            X = self.design.submodels[role].X if submodel_X is None else submodel_X[role]
-            out[name] = PARAMETER_LINKS[name].inverse(np.asarray(X) @ table["estimate"].to_numpy(), np)
+            if submodel_X is None:
+                X = self.design.submodels[role].X
+                blocks = [(b.Zt, b.codes, conditional_modes(self, b)) for b in self.design.submodels[role].blocks]
+            else:
+                X, blocks = submodel_X[role], (submodel_blocks or {}).get(role, [])
+            eta = linear_predictor(np.asarray(X), table["estimate"].to_numpy(), blocks)
+            out[name] = PARAMETER_LINKS[name].inverse(eta, np)
         return out
 
     @property
@@ -104,21 +115,14 @@ class MixedFit:
             title[self.method],
             f" Family: {self.family.name} ( {self.family.link.name} )",
             f"Formula: {self.design.spec.text}",
+            *submodel_formula_lines(self.design),
             *coding_notes(self.design),
             "",
         ]
         lines.append(f"     AIC      BIC   logLik {'REMLcrit' if self.method == 'REML' else 'deviance'}")
         crit = self.reml_criterion if self.method == "REML" else self.deviance
         lines.append(f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {crit:8.1f}")
-        lines += ["", "Random effects:"]
-        rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
-        for v in self.varcorr:
-            for j, term in enumerate(v["terms"]):
-                corr = " ".join(f"{v['corr'][j][i]:5.2f}" for i in range(j))
-                rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j] ** 2:.4g}", f"{v['sd'][j]:.4g}", corr])
-        if self.sigma is not None:
-            rows.append(["Residual", "", f"{self.sigma**2:.4g}", f"{self.sigma:.4g}", ""])
-        lines += format_table(rows)
+        lines += ["", "Random effects:", *format_varcorr(self.varcorr, "mu", self.sigma)]
         groups = ", ".join(f"{g}, {n}" for g, n in self.ngrps.items())
         lines.append(f"Number of obs: {self.nobs}, groups:  {groups}")
         if self.family_params:
@@ -129,7 +133,7 @@ class MixedFit:
             rows.append([str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.statistic:.3f}"])
         lines += format_table(rows, align_left=1)
         parameters = {role: self.family.submodel_parameter(role) for role in self.submodels}
-        lines += format_submodels(self.submodels, parameters, "")
+        lines += format_submodels(self.submodels, parameters, "", self.varcorr)
         lines += [f"Note: {m}" for m in self.messages]
         return "\n".join(lines)
 
@@ -150,22 +154,14 @@ class MixedFit:
             },
             "sigma": self.sigma,
             "family_params": family_params_to_dict(self.family_params),
-            **submodels_to_dict(self.submodels),
-            "varcorr": [
-                {
-                    "group": v["group"],
-                    "terms": list(v["terms"]),
-                    "sd": list(map(float, v["sd"])),
-                    "corr": np.asarray(v["corr"], dtype=float).tolist(),
-                }
-                for v in self.varcorr
-            ],
+            **submodels_to_dict(self.submodels, self.varcorr, self.ranef),
+            "varcorr": varcorr_to_dict(self.varcorr),
             "logLik": self.loglik,
             "REMLcrit": self.reml_criterion,
             "AIC": self.aic,
             "BIC": self.bic,
             "isSingular": self.is_singular,
-            "ranef": {group: ranef_to_dict(frame) for group, frame in self.ranef.items()},
+            "ranef": ranef_dict(self.ranef),
             "diagnostics": None,
             "converged": self.converged,
             "messages": list(self.messages),
@@ -190,13 +186,14 @@ class MixedFit:
 
 def theta_names(design: Design, order) -> list[str]:
     """lme4's theta names: ``group.term`` on the diagonal, ``group.row.col`` below it."""
-    names = []
+    names, blocks = [], design.all_blocks
     for i in order:
-        block = design.blocks[i]
+        block = blocks[i]
+        group = block.group if block.predictor == "mu" else f"{block.predictor}|{block.group}"
         terms = block.terms
         for j in range(block.n_terms):
             for r in range(j, block.n_terms):
-                names.append(f"{block.group}.{terms[r]}" if r == j else f"{block.group}.{terms[r]}.{terms[j]}")
+                names.append(f"{group}.{terms[r]}" if r == j else f"{group}.{terms[r]}.{terms[j]}")
     return names
 
 
@@ -235,15 +232,18 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
     fixef = pd.DataFrame(
         {"estimate": e.beta, "se": se, "statistic": e.beta / se}, index=pd.Index(e.fixed_names, name="term")
     )
-    varcorr = []
-    for i, block in enumerate(design.blocks):
+    varcorr, blocks = [], design.all_blocks
+    for i, block in enumerate(blocks):
         T = e.factors[position[i]]
         cov = e.scale**2 * T @ T.T
         sd = np.sqrt(np.diag(cov))
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.where(np.outer(sd, sd) > 0, cov / np.outer(sd, sd), 0.0)
         np.fill_diagonal(corr, 1.0)
-        varcorr.append({"group": block.group, "terms": list(block.terms), "sd": sd, "corr": corr, "cov": cov})
+        varcorr.append(
+            {"group": block.group, "terms": list(block.terms), "sd": sd, "corr": corr, "cov": cov}
+            | ({} if block.predictor == "mu" else {"predictor": block.predictor})
+        )
     theta_values = e.optimizer.x[: e.layout.n_theta]
     judged = theta_values if e.singular_theta is None else e.singular_theta[: e.layout.n_theta]
     is_singular = bool(np.any(np.abs(judged[e.layout.is_diagonal()]) < SINGULAR_TOLERANCE))
@@ -264,8 +264,8 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
             f"the optimiser did not converge: projected gradient {e.optimizer.gradient} ({e.optimizer.message})"
         )
         warn(messages[-1], ConvergenceWarning)
-    modes = [e.modes[position[i]] for i in range(len(design.blocks))]
-    sds = [e.mode_sds[position[i]] for i in range(len(design.blocks))]
+    modes = [e.modes[position[i]] for i in range(len(blocks))]
+    sds = [e.mode_sds[position[i]] for i in range(len(blocks))]
     return MixedFit(
         method=e.method,
         design=design,
@@ -337,7 +337,7 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
         design,
         family,
         _Estimates(
-            method="Laplace" if result.nagq == 1 else "AGQ",
+            method=_glmm_method(family, result),
             beta=beta,
             vcov=result.vcov[n_theta : n_theta + p, n_theta : n_theta + p],
             fixed_names=result.fixed_names,
@@ -360,6 +360,15 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
         ),
         time_s,
     )
+
+
+def _glmm_method(family: Family, result: GlmmResult) -> str:
+    """How the Laplace engine's fit reads: a gaussian model (sigma predicted by a dispersion formula)
+    is exact ML unless that formula has random effects or rows are censored, whose integral the
+    Laplace approximation takes."""
+    if family.name == "gaussian" and not result.problem.random_auxiliary and result.problem.censoring is None:
+        return "ML"
+    return "Laplace" if result.nagq == 1 else "AGQ"
 
 
 def _submodel_tables(design: Design, family: Family, result: GlmmResult) -> dict[str, pd.DataFrame]:

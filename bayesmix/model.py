@@ -223,7 +223,7 @@ class Model:
         """
         method = self._check_method(method)
         start = time.perf_counter()
-        if method in ("laplace", "agq"):
+        if method in ("laplace", "agq") or self.design.submodels or self.design.censoring is not None:
             nagq = nAGQ if nAGQ is not None else (DEFAULT_NAGQ if method == "agq" else 1)
             result = fit_glmm(self.design, self.family, nagq)
             return from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
@@ -247,14 +247,16 @@ class Model:
                 f"method='{key}' needs a gaussian family with identity link; this model is {self.family.name} "
                 f"({self.family.link.name} link). Use {instead}."
             )
-        if key in ("laplace", "agq") and gaussian:
+        # sigma by row, or censored rows: the Laplace engine's maximum likelihood, not lme4's profiled one
+        dispersion = gaussian and (bool(self.design.submodels) or getattr(self.design, "censoring", None) is not None)
+        if key in ("laplace", "agq") and gaussian and not dispersion:
             raise BayesmixError("For a gaussian model the likelihood is exact: use method='ml' (or 'reml').")
-        if getattr(self.design, "censoring", None) is not None:
-            raise BayesmixError("A censored response has no exact fit here yet; use sample() (NUTS).")
-        if gaussian and self.design.submodels:
+        if dispersion and key in ("reml", "agq"):
             raise BayesmixError(
-                "A gaussian model with a dispersion formula has no exact ML/REML fit here yet (sigma varies by row, "
-                "so the profiled criterion no longer applies). Use sample() (NUTS)."
+                f"A gaussian model with a dispersion formula or a censored response is fitted by maximum likelihood "
+                f"(lme4's profiled criterion and its REML no longer apply): use method='ml' (exact with a dispersion "
+                f"formula of fixed effects; the Laplace approximation with censored rows or random effects in that "
+                f"formula), not '{key}'; or sample() (NUTS)."
             )
         if not self.design.blocks:
             raise BayesmixError("fit() needs at least one random-effect term such as (1 | g) in the formula.")

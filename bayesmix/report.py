@@ -6,6 +6,7 @@ these, so neither engine's result type imports the other's.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from bayesmix.design.encode import Design
@@ -25,19 +26,32 @@ def ranef_to_dict(frame: pd.DataFrame) -> dict:
     return out
 
 
-def ranef_frames(design: Design, modes, sds, lower=None, upper=None) -> dict[str, pd.DataFrame]:
-    """Per grouping factor, a (level, term) frame with condval and condsd (blocks of a group merged),
-    and lower/upper interval bounds when given.
+def submodel_formula_lines(design: Design, indent: str = "") -> list[str]:
+    """``Zero inflation: ~ mined + (1 | site)`` and ``Dispersion: ~ x`` under the formula, as glmmTMB prints them."""
+    heading = {"zi": "Zero inflation", "dispersion": "Dispersion"}
+    return [f"{indent}{heading[sub.role]}: {sub.text}" for sub in design.spec.submodels]
 
-    ``modes``, ``sds``, ``lower``, ``upper``: lists of (M, k) arrays in the design's block order.
+
+def block_key(block) -> str:
+    """Where a block's effects are filed in ``ranef`` and named in ``varcorr``: its grouping factor
+    for the mean's blocks, ``<role>|<group>`` for a zi= or dispersion= formula's (glmmTMB's
+    ``ranef(fit)$zi``), since the same factor may group both."""
+    return block.group if block.predictor == "mu" else f"{block.predictor}|{block.group}"
+
+
+def ranef_frames(design: Design, modes, sds, lower=None, upper=None) -> dict[str, pd.DataFrame]:
+    """Per grouping factor (:func:`block_key`), a (level, term) frame with condval and condsd (blocks
+    of a group merged), and lower/upper interval bounds when given.
+
+    ``modes``, ``sds``, ``lower``, ``upper``: lists of (M, k) arrays in the design's ``all_blocks`` order.
     """
     parts: dict[str, list[pd.DataFrame]] = {}
-    for i, (block, mode, sd) in enumerate(zip(design.blocks, modes, sds)):
+    for i, (block, mode, sd) in enumerate(zip(design.all_blocks, modes, sds)):
         index = pd.MultiIndex.from_product([block.levels, block.terms], names=["level", "term"])
         columns = {"condval": mode.ravel(), "condsd": sd.ravel()}
         if lower is not None:
             columns.update(lower=lower[i].ravel(), upper=upper[i].ravel())
-        parts.setdefault(block.group, []).append(pd.DataFrame(columns, index=index))
+        parts.setdefault(block_key(block), []).append(pd.DataFrame(columns, index=index))
     return {group: pd.concat(frames) for group, frames in parts.items()}
 
 
@@ -50,9 +64,34 @@ def format_table(rows: list[list[str]], align_left: int = 2) -> list[str]:
     return lines
 
 
-def submodels_to_dict(tables: dict[str, pd.DataFrame]) -> dict:
-    """The JSON contract's ``zi`` and ``dispersion``: ``{fixef: {names, estimate, se}, varcorr}`` of
-    each one-sided formula's coefficients (link scale), None where the model has none."""
+def varcorr_to_dict(varcorr: list[dict], predictor: str = "mu") -> list[dict]:
+    """The contract's ``varcorr`` entries of one linear predictor's blocks (the mean's by default)."""
+    return [
+        {
+            "group": v["group"],
+            "terms": list(v["terms"]),
+            "sd": np.asarray(v["sd"], dtype=float).tolist(),
+            "corr": np.asarray(v["corr"], dtype=float).tolist(),
+        }
+        for v in varcorr
+        if v.get("predictor", "mu") == predictor
+    ]
+
+
+def ranef_dict(ranef: dict[str, pd.DataFrame], predictor: str = "mu") -> dict:
+    """The contract's ``ranef`` of one linear predictor's blocks, keyed by grouping factor."""
+    prefix = "" if predictor == "mu" else f"{predictor}|"
+    return {
+        key[len(prefix) :]: ranef_to_dict(frame)
+        for key, frame in ranef.items()
+        if ("|" not in key if predictor == "mu" else key.startswith(prefix))
+    }
+
+
+def submodels_to_dict(tables: dict[str, pd.DataFrame], varcorr: list[dict] = (), ranef: dict | None = None) -> dict:
+    """The JSON contract's ``zi`` and ``dispersion``: ``{fixef: {names, estimate, se}, varcorr,
+    ranef}`` of each one-sided formula (coefficients on the link scale, its blocks' SDs and
+    correlations, their levels' effects), None where the model has none."""
     out = {}
     for role in ("zi", "dispersion"):
         table = tables.get(role)
@@ -65,19 +104,40 @@ def submodels_to_dict(tables: dict[str, pd.DataFrame]) -> dict:
                     "estimate": table["estimate"].astype(float).tolist(),
                     "se": table["se"].astype(float).tolist(),
                 },
-                "varcorr": [],
+                "varcorr": varcorr_to_dict(list(varcorr), role),
+                "ranef": ranef_dict(ranef or {}, role),
             }
         )
     return out
 
 
-def format_submodels(tables: dict[str, pd.DataFrame], parameters: dict[str, str], interval: str) -> list[str]:
-    """Summary lines of each one-sided formula's coefficients (``parameters``: role -> parameter,
-    for the heading; ``interval``: the columns' heading for the bounds, when the table has them)."""
+def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | None = None) -> list[str]:
+    """The random-effects table (SDs and correlations) of one linear predictor's blocks."""
+    rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
+    for v in varcorr:
+        if v.get("predictor", "mu") != predictor:
+            continue
+        sd, corr = np.asarray(v["sd"]), np.asarray(v["corr"])
+        for j, term in enumerate(v["terms"]):
+            correlations = " ".join(f"{corr[j][i]:5.2f}" for i in range(j))
+            rows.append([v["group"] if j == 0 else "", term, f"{sd[j] ** 2:.4g}", f"{sd[j]:.4g}", correlations])
+    if sigma is not None:
+        rows.append(["Residual", "", f"{sigma**2:.4g}", f"{sigma:.4g}", ""])
+    return format_table(rows)
+
+
+def format_submodels(
+    tables: dict[str, pd.DataFrame], parameters: dict[str, str], interval: str, varcorr: list[dict] = ()
+) -> list[str]:
+    """Summary lines of each one-sided formula: its random effects' SDs (where it has blocks) and
+    its coefficients (``parameters``: role -> parameter, for the heading; ``interval``: the columns'
+    heading for the bounds, when the table has them)."""
     lines = []
     for role, table in tables.items():
         link = "logit" if role == "zi" else "log"
         lines += ["", f"{role} model ({parameters[role]}, {link} link):"]
+        if any(v.get("predictor", "mu") == role for v in varcorr):
+            lines += [" Random effects:", *format_varcorr(list(varcorr), role), " Fixed effects:"]
         bounds = "lower" in table.columns
         rows = [
             ["", "Estimate", "Std. Error" if not bounds else "Est.Error"] + ([*interval.split("|")] if bounds else [])

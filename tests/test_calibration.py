@@ -12,6 +12,8 @@ from scipy.special import expit
 
 import bayesmix
 from bayesmix.counts import ZERO_FAMILIES, zero_draws
+from bayesmix.densities import DENSITIES
+from bayesmix.families import TRIAL_FAMILIES
 
 N_GROUPS, PER_GROUP = 60, 10
 BETA = np.array([0.4, 0.6])
@@ -33,6 +35,13 @@ FAMILY_PARAMS = {
     "hurdle_negativebinomial": {"alpha": 4.0, "hu": 0.4},
     "truncated_poisson": {},
     "truncated_negativebinomial": {"alpha": 4.0},
+    "lognormal": {"sigma": 0.5},
+    "exponential": {},
+    "weibull": {"shape": 1.5},
+    "hurdle_gamma": {"shape": 4.0, "hu": 0.3},
+    "hurdle_lognormal": {"sigma": 0.5, "hu": 0.3},
+    "betabinomial": {"phi": 10.0},
+    "zero_inflated_binomial": {"zi": 0.3},
 }
 TRIALS = 8
 
@@ -63,6 +72,10 @@ def simulate(family, seed):
         y = rng.poisson(rng.gamma(mu / p["phi"], p["phi"]))
     elif family in ZERO_FAMILIES:  # the count with its zero process, as bayesmix.counts draws it
         y = zero_draws(family, np.exp(eta), p, rng)
+    elif family in DENSITIES:  # as bayesmix.densities draws it, on the family's link
+        density = DENSITIES[family]
+        mu = {"log": np.exp, "logit": expit, "identity": lambda e: e}[density.link](eta)
+        y = density.draw(mu, p, np.full(n, float(TRIALS)) if family in TRIAL_FAMILIES else None, rng)
     elif family == "gamma":
         y = rng.gamma(p["shape"], np.exp(eta) / p["shape"])
     else:
@@ -72,7 +85,7 @@ def simulate(family, seed):
 
 
 def fit(family, seed):
-    formula = "p(y, n) ~ x + (x | g)" if family == "binomial" else "y ~ x + (x | g)"
+    formula = "p(y, n) ~ x + (x | g)" if family in TRIAL_FAMILIES else "y ~ x + (x | g)"
     model = bayesmix.Model(formula, simulate(family, seed), family=family)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,15 +1,25 @@
 """Censored responses (issue 21; brms's cens()): the sampled likelihood's rows are the density, the
-CDF, the survival function or an interval's probability, checked against scipy at a point, and a
+CDF, the survival function or an interval's probability, checked against scipy at a point; so are
+the Laplace engine's rows and their eta-derivatives; the Laplace fits of a censored gaussian (a
+Tobit mixed model) and a right-censored weibull (a frailty model) equal a TMB template's
+(tests/data/r/lognormal_censored_references.R, provenance in tests/data/PROVENANCE.md); and a
 censored gaussian model recovers what a fit of the clipped values cannot."""
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from scipy.special import gamma as gamma_function
 
 import bayesmix
+from bayesmix.censored import censored_terms
+from bayesmix.families import get_family
+
+DATA = Path(__file__).parent / "data"
 
 CODES = np.array(["none", "left", "right", "interval"])
 
@@ -34,7 +44,34 @@ def censored_frame(family: str, seed: int = 1) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize("family", ["gaussian", "poisson", "gamma"])
+def scipy_distribution(family: str, eta, params):
+    if family == "gaussian":
+        return stats.norm(eta, params["sigma"])
+    if family == "poisson":
+        return stats.poisson(np.exp(eta))
+    if family == "gamma":
+        return stats.gamma(params["shape"], scale=np.exp(eta) / params["shape"])
+    if family == "lognormal":
+        return stats.lognorm(params["sigma"], scale=np.exp(eta))
+    if family == "weibull":
+        k = params["shape"]
+        return stats.weibull_min(k, scale=np.exp(eta) / gamma_function(1 + 1 / k))
+    return stats.expon(scale=np.exp(eta))
+
+
+def expected_rows(family, data, eta, params):
+    dist = scipy_distribution(family, eta, params)
+    y, upper, codes = data.y.to_numpy(), data.u.fillna(0).to_numpy(), data.c.to_numpy()
+    density = dist.logpmf(y) if family == "poisson" else dist.logpdf(y)
+    with np.errstate(all="ignore"):
+        return np.select(
+            [codes == "none", codes == "left", codes == "right"],
+            [density, dist.logcdf(y), dist.logsf(y)],
+            np.log(dist.cdf(upper) - dist.cdf(y)),
+        )
+
+
+@pytest.mark.parametrize("family", ["gaussian", "poisson", "gamma", "lognormal", "weibull", "exponential"])
 def test_each_row_is_its_censoring_probability(family):
     data = censored_frame(family)
     model = bayesmix.Model("y ~ 0 + x + (1 | g)", data, family=family, censored="c", upper="u")
@@ -44,21 +81,8 @@ def test_each_row_is_its_censoring_probability(family):
     point["z_g"] = np.zeros_like(point["z_g"])
     ours = pm_model.compile_logp(vars=[pm_model["y"]], sum=False)(point)[0]
     eta = 0.3 * data.x.to_numpy()
-    if family == "gaussian":
-        dist = stats.norm(eta, float(np.exp(point["sigma_log__"])))
-    elif family == "poisson":
-        dist = stats.poisson(np.exp(eta))
-    else:
-        shape = float(np.exp(point["shape_log__"]))
-        dist = stats.gamma(shape, scale=np.exp(eta) / shape)
-    y, upper, codes = data.y.to_numpy(), data.u.fillna(0).to_numpy(), data.c.to_numpy()
-    density = dist.logpmf(y) if family == "poisson" else dist.logpdf(y)
-    with np.errstate(all="ignore"):
-        expected = np.select(
-            [codes == "none", codes == "left", codes == "right"],
-            [density, dist.logcdf(y), dist.logsf(y)],
-            np.log(dist.cdf(upper) - dist.cdf(y)),
-        )
+    params = {name: float(np.exp(point[f"{name}_log__"])) for name in model.family.params}
+    expected = expected_rows(family, data, eta, params)
     # scipy's log(cdf(u) - cdf(y)) loses its digits where both are within 1e-13 of 1: compare the rest
     finite = np.isfinite(expected) & (expected > -25)
     assert finite.sum() >= 40
@@ -100,6 +124,45 @@ def test_censored_gaussian_recovers_what_clipping_hides():
     assert clipped.fixef.estimate["x"] < 0.4 and clipped.sigma < 0.65
 
 
+@pytest.mark.parametrize("family", ["gaussian", "lognormal", "weibull", "exponential"])
+def test_laplace_rows_and_their_derivatives(family):
+    data = censored_frame(family)
+    codes = data.c.map({"none": 0, "left": 1, "right": 2, "interval": 3}).to_numpy()
+    eta = 0.3 * data.x.to_numpy() + (0.4 if family in ("weibull", "exponential") else 0.0)
+    params = {"sigma": 0.8, "shape": 1.7}
+    y, upper = data.y.to_numpy(), data.u.to_numpy()
+
+    def terms(at):
+        return censored_terms(
+            family, at, y, upper, codes, params, *get_family(family).laplace_terms(at, y, None, params)
+        )
+
+    ll, d1, d2 = terms(eta)
+    np.testing.assert_allclose(ll, expected_rows(family, data, eta, params), rtol=1e-9, atol=1e-12)
+    h = 1e-5
+    up, down = terms(eta + h), terms(eta - h)
+    np.testing.assert_allclose(d1, (up[0] - down[0]) / (2 * h), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(d2, (up[1] - down[1]) / (2 * h), rtol=1e-6, atol=1e-8)
+    far = censored_terms("gaussian", np.array([40.0]), np.array([0.0]), None, np.array([1]), {"sigma": 1.0}, 0, 0, 0)
+    assert np.isfinite(far[0]).all() and far[0][0] < -800 and far[2][0] == pytest.approx(-1.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("case, family", [("censored_gaussian_sim", "gaussian"), ("censored_weibull_sim", "weibull")])
+def test_laplace_matches_the_tmb_template(case, family):
+    ref = json.loads((DATA / f"{case}.json").read_text())
+    target = ref["newton_polish"]
+    data = pd.read_csv(DATA / ref["data_file"])
+    bounds = {"upper": "upper"} if "upper" in data.columns else {}
+    fit = bayesmix.Model("y ~ x + (1 | g)", data, family=family, censored="cens", **bounds).fit("laplace")
+    assert fit.method == "Laplace" and fit.converged
+    assert fit.loglik == pytest.approx(target["logLik"], rel=1e-9)
+    np.testing.assert_allclose(fit.fixef.estimate, target["fixef"]["cond"]["estimate"], rtol=1e-6)
+    np.testing.assert_allclose(fit.fixef.se, target["fixef"]["cond"]["se"], rtol=1e-4)
+    assert fit.varcorr[0]["sd"][0] == pytest.approx(target["re_sd"]["cond"], rel=1e-6)
+    name = model_param = "sigma" if family == "gaussian" else "shape"
+    assert fit.family_params[model_param] == pytest.approx(target["family_params"][name], rel=1e-6)
+
+
 def test_censoring_errors():
     data = censored_frame("gaussian")
     with pytest.raises(bayesmix.BayesmixError, match="not censoring codes.*'none', 'left'"):
@@ -112,8 +175,11 @@ def test_censoring_errors():
         bayesmix.Model(
             "y ~ x + (1 | g)", data.assign(y=np.floor(data.y)), family="negativebinomial", censored="c", upper="u"
         )
-    with pytest.raises(bayesmix.BayesmixError, match="no exact fit"):
+    with pytest.raises(bayesmix.BayesmixError, match="censored response is fitted by maximum likelihood"):
         bayesmix.Model("y ~ x + (1 | g)", data, censored="c", upper="u").fit("reml")
+    counts = data.assign(y=np.floor(data.y * 2), u=np.floor(data.u * 2) + 2)
+    with pytest.raises(bayesmix.BayesmixError, match="Laplace fit for gaussian.*not for family='poisson'"):
+        bayesmix.Model("y ~ x + (1 | g)", counts, family="poisson", censored="c", upper="u").fit("laplace")
     brms_codes = data.assign(c=data.c.map({"none": 0, "left": -1, "right": 1, "interval": 2}))
     model = bayesmix.Model("y ~ x + (1 | g)", brms_codes, censored="c", upper="u")
     assert list(model.design.censoring[:4]) == [0, 1, 2, 3]

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 from scipy.special import expit
+from scipy.special import gamma as gamma_function
 
 import bayesmix
 import bayesmix.sampled
@@ -15,6 +16,8 @@ from bayesmix.bayes.build import information_ratio, weakly_informed_centred
 from bayesmix.bayes.names import correlation_matrices
 from bayesmix.bayes.priors import LKJ_ETA
 from bayesmix.counts import ZERO_FAMILIES
+from bayesmix.densities import DENSITIES
+from bayesmix.families import TRIAL_FAMILIES
 
 
 def simulate(family, n_groups=12, per_group=6, seed=0):
@@ -33,10 +36,14 @@ def simulate(family, n_groups=12, per_group=6, seed=0):
             y = np.maximum(y, 1)
     elif family == "gamma":
         y = rng.gamma(3.0, np.exp(eta) / 3.0)
+    elif family in DENSITIES:
+        link = {"log": np.exp, "logit": expit, "identity": lambda e: e}[DENSITIES[family].link]
+        params = {"sigma": 0.6, "shape": 2.0, "hu": 0.3, "phi": 8.0, "zi": 0.3}
+        y = DENSITIES[family].draw(link(eta), params, np.full(n, 5.0) if family in TRIAL_FAMILIES else None, rng)
     else:
         y = rng.beta(expit(eta) * 8, (1 - expit(eta)) * 8)
     data = pd.DataFrame({"y": y.astype(float), "x": x, "g": [f"G{i:02d}" for i in g]})
-    if family == "binomial":
+    if family in TRIAL_FAMILIES:
         data["fail"] = 5 - data.y
     return data
 
@@ -65,7 +72,31 @@ def scipy_loglik(family, y, trials, mu, params):
         return stats.nbinom.logpmf(y, mu / params["phi"], 1 / (1 + params["phi"]))
     if family == "gamma":
         return stats.gamma.logpdf(y, params["shape"], scale=mu / params["shape"])
+    if family in DENSITIES:
+        return density_logpdf(family, y, trials, mu, params)
     return stats.beta.logpdf(y, mu * params["phi"], (1 - mu) * params["phi"])
+
+
+def density_logpdf(family, y, trials, mu, params):
+    """scipy's forms of the families of bayesmix.densities (mu on the family's link scale inverted)."""
+    k, hu, zi, phi, sigma = (params.get(name) for name in ("shape", "hu", "zi", "phi", "sigma"))
+    safe = np.where(y == 0, 1.0, y)
+    if family in ("lognormal", "hurdle_lognormal"):
+        positive = stats.lognorm.logpdf(safe, sigma, scale=np.exp(mu))
+    elif family == "exponential":
+        positive = stats.expon.logpdf(y, scale=mu)
+    elif family == "weibull":
+        positive = stats.weibull_min.logpdf(y, k, scale=mu / gamma_function(1 + 1 / k))
+    elif family == "hurdle_gamma":
+        positive = stats.gamma.logpdf(safe, k, scale=mu / k)
+    elif family == "betabinomial":
+        return stats.betabinom.logpmf(y, trials, mu * phi, (1 - mu) * phi)
+    else:  # zero-inflated binomial
+        binomial = stats.binom(trials, mu)
+        return np.where(y == 0, np.log(zi + (1 - zi) * binomial.pmf(0)), np.log1p(-zi) + binomial.logpmf(y))
+    if family.startswith("hurdle"):
+        return np.where(y == 0, np.log(hu), np.log1p(-hu) + positive)
+    return positive
 
 
 def zero_loglik(family, y, mu, params):
@@ -95,13 +126,14 @@ INVERSE_LINK = {
     "gamma": np.exp,
     "beta": expit,
     **{name: np.exp for name in ZERO_FAMILIES},
+    **{name: {"log": np.exp, "logit": expit, "identity": lambda e: e}[d.link] for name, d in DENSITIES.items()},
 }
 
 
 @pytest.mark.parametrize("family", bayesmix.FAMILY_NAMES)
 def test_likelihood_matches_scipy(family):
     data = simulate(family)
-    formula = "cbind(y, fail) ~ x + (x | g)" if family == "binomial" else "y ~ x + (x | g)"
+    formula = "cbind(y, fail) ~ x + (x | g)" if family in TRIAL_FAMILIES else "y ~ x + (x | g)"
     model = bayesmix.Model(formula, data, family=family)
     params = list(model.family.params)
     point = random_point(model, 1)

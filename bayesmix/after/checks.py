@@ -54,7 +54,13 @@ import scipy.sparse as sp
 from scipy import stats
 
 from bayesmix.after.fit_view import view
-from bayesmix.after.predict import _effects_with_new_levels, conditional_modes, encode, fixed_estimates
+from bayesmix.after.predict import (
+    _effects_with_new_levels,
+    by_predictor,
+    conditional_modes,
+    encode,
+    fixed_estimates,
+)
 from bayesmix.bayes.names import flat_draws, parameter_draws
 from bayesmix.design.crossprod import block_z
 from bayesmix.design.linpred import linear_predictor
@@ -185,16 +191,22 @@ def _simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
     """(n_sim, n) responses simulated from an exact fit."""
     design, family = fit.design, fit.family
     blocks = []
-    for block, v in zip(design.blocks, fit.varcorr):
+    for block, v in zip(design.all_blocks, fit.varcorr):
         if re_form == "conditional":
             effects = conditional_modes(fit, block)
         else:
             root = _covariance_root(v["cov"])
             effects = rng.standard_normal((n_sim, block.n_levels, block.n_terms)) @ root.T
         blocks.append((block.Zt, block.codes, effects))
-    eta = linear_predictor(design.X, fixed_estimates(fit), blocks, design.offset)
+    mu, submodels = by_predictor(design, blocks)
+    eta = linear_predictor(design.X, fixed_estimates(fit), mu, design.offset)
     eta = np.broadcast_to(eta, (n_sim, design.nobs))
-    return family.draw(eta, _family_params(fit), design.trials, rng, design.weights)
+    params = (
+        {"sigma": fit.sigma}
+        if fit.sigma is not None
+        else fit.parameters({role: sub.X for role, sub in design.submodels.items()}, submodels)
+    )
+    return family.draw(eta, params, design.trials, rng, design.weights)
 
 
 def _penalised_design(fit):
@@ -283,14 +295,15 @@ def _penalised_modes(A, p, family, responses, trials, params, offset, start, wei
 
 
 def _fresh_effect_blocks(model, post, rng):
-    """Per block (Zt, codes, effects (S, M, k)) with new effects for every training level, drawn from
-    each posterior draw's covariance: the training rows recoded as new levels of their own."""
+    """Per block (``all_blocks`` order) (Zt, codes, effects (S, M, k)) with new effects for every
+    training level, drawn from each posterior draw's covariance: the training rows recoded as new
+    levels of their own."""
     design = model.design
     new = encode(design, None, allow_new_levels=False)
     new = dataclasses.replace(
         new,
-        blocks=tuple((-1 - block.codes, block.Zt) for block in design.blocks),
-        new_levels=tuple(tuple(block.levels) for block in design.blocks),
+        blocks=tuple((-1 - block.codes, block.Zt) for block in design.all_blocks),
+        new_levels=tuple(tuple(block.levels) for block in design.all_blocks),
     )
     return _effects_with_new_levels(design, post, new, "sample", rng)
 
@@ -302,11 +315,13 @@ def _simulate_nuts(model, thinned: az.InferenceData, re_form: str, rng):
     S = post.sizes["draw"]
     beta = flat_draws(post, "beta") if design.fixed_names else np.zeros((S, 0))
     if re_form == "conditional":
-        blocks = [(b.Zt, b.codes, flat_draws(post, f"re_{b.label}")) for b in design.blocks]
+        blocks = [(b.Zt, b.codes, flat_draws(post, f"re_{b.label}")) for b in design.all_blocks]
     else:
         blocks = _fresh_effect_blocks(model, post, rng)
-    eta = linear_predictor(design.X, beta, blocks, design.offset)
-    params = parameter_draws(post, design, family)
+    mu, submodels = by_predictor(design, blocks)
+    eta = linear_predictor(design.X, beta, mu, design.offset)
+    submodel_X = {role: sub.X for role, sub in design.submodels.items()}
+    params = parameter_draws(post, design, family, submodel_X, submodels)
     simulated = family.draw(eta, params, design.trials, rng, design.weights)
     mean, variance = family.moments(eta, params, design.trials, design.weights)
     return simulated, mean, variance

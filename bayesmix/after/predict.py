@@ -18,6 +18,7 @@ from bayesmix.bayes.names import OBS_DIM, covariance_roots, flat_draws, paramete
 from bayesmix.design.encode import Design, NewData, encode_new_data
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError
+from bayesmix.report import block_key
 
 if TYPE_CHECKING:
     import arviz as az
@@ -40,21 +41,30 @@ def encode(design: Design, data, allow_new_levels: bool, random_effects: bool = 
     """The training rows (``data=None``) or new rows, in the model's encoding; with
     ``random_effects=False`` the fixed part only (no grouping columns needed)."""
     if data is None:
-        blocks = design.blocks if random_effects else ()
+        blocks = design.all_blocks if random_effects else ()
         return NewData(
             X=design.X,
             blocks=tuple((b.codes, b.Zt) for b in blocks),
             new_levels=tuple(() for _ in blocks),
             trials=design.trials,
             offset=design.offset,
+            submodels={role: sub.X for role, sub in design.submodels.items()},
         )
     return encode_new_data(design, data, allow_new_levels, random_effects)
 
 
+def by_predictor(design: Design, terms: list) -> tuple[list, dict[str, list]]:
+    """Per-block (Zt, codes, effects) in ``all_blocks`` order -> (the mean's, {role: a submodel's})."""
+    mu, submodels = [], {role: [] for role in design.submodels}
+    for block, term in zip(design.all_blocks, terms):
+        (mu if block.predictor == "mu" else submodels[block.predictor]).append(term)
+    return mu, submodels
+
+
 def _effects_with_new_levels(design, post, new: NewData, new_levels: str, rng):
-    """Per block: (codes with new levels mapped past M, effects (S, M + new, k))."""
+    """Per block (``all_blocks`` order): (Zt, codes with new levels mapped past M, effects (S, M + new, k))."""
     out = []
-    for block, (codes, Zt), unseen in zip(design.blocks, new.blocks, new.new_levels):
+    for block, (codes, Zt), unseen in zip(design.all_blocks, new.blocks, new.new_levels):
         effects = flat_draws(post, f"re_{block.label}")
         codes = codes.copy()
         if unseen:
@@ -99,14 +109,15 @@ def posterior_predict(
     )
     rng = np.random.default_rng(random_seed)
     beta = flat_draws(post, "beta") if design.fixed_names else np.zeros((chains * draws, 0))
-    eta = linear_predictor(new.X, beta, _effects_with_new_levels(design, post, new, new_levels, rng), new.offset)
-    params = parameter_draws(post, design, family, None if data is None else new.submodels)
+    mu, submodels = by_predictor(design, _effects_with_new_levels(design, post, new, new_levels, rng))
+    eta = linear_predictor(new.X, beta, mu, new.offset)
+    params = parameter_draws(post, design, family, new.submodels, submodels)
     if kind in ("zi", "dispersion"):  # glmmTMB's predict(type = "zprob" / "disp")
         values = np.broadcast_to(params[family.submodel_parameter(kind)], eta.shape)
     else:
         values = family.mean(eta, params)
     if kind == "response":
-        if family.name == "binomial" and data is not None and new.trials is None:
+        if family.takes_trials and data is not None and new.trials is None:
             trials = "the trials column of p(s, n)" if design.spec.response.trials else "both columns of cbind(s, f)"
             raise BayesmixError(f"Simulating binomial responses for new data needs {trials} in the new data.")
         weights = design.weights if data is None else None  # new rows have unit weight, as in lme4's simulate
@@ -139,13 +150,14 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, k
     beta = fixed_estimates(fit)
     blocks = []
     if re_form == "conditional":
-        for block, (codes, Zt) in zip(design.blocks, new.blocks):
+        for block, (codes, Zt) in zip(design.all_blocks, new.blocks):
             effects = np.vstack([conditional_modes(fit, block), np.zeros((1, block.n_terms))])  # row M: new levels
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
-    params = fit.parameters(None if data is None else new.submodels)
+    mu, submodels = by_predictor(design, blocks)
+    params = fit.parameters(new.submodels, submodels)
     if kind != "mean":
         return np.broadcast_to(params[fit.family.submodel_parameter(kind)], (new.nobs,)).copy()
-    return fit.family.mean(linear_predictor(new.X, beta, blocks, new.offset), params)
+    return fit.family.mean(linear_predictor(new.X, beta, mu, new.offset), params)
 
 
 def fixed_estimates(fit) -> np.ndarray:
@@ -155,5 +167,5 @@ def fixed_estimates(fit) -> np.ndarray:
 
 def conditional_modes(fit, block) -> np.ndarray:
     """(M, k) conditional modes of one block of an exact fit, in the block's level and term order."""
-    modes = fit.ranef[block.group]["condval"].unstack("term").reindex(list(block.levels))[list(block.terms)]
+    modes = fit.ranef[block_key(block)]["condval"].unstack("term").reindex(list(block.levels))[list(block.terms)]
     return modes.to_numpy()

@@ -73,17 +73,18 @@ def _coefficients(variable: str, names, keys, priors: dict[str, Prior], dims: st
     return pm.Deterministic(variable, pt.stack(parts), dims=dims)
 
 
-def family_parameters(design: Design, family: Family, priors: dict[str, Prior]) -> dict:
+def family_parameters(design: Design, family: Family, priors: dict[str, Prior], per_block: dict[str, str]) -> dict:
     """The family's parameters: a constant with its prior, or, where a zi= or dispersion= formula
     predicts one, the inverse link of its linear predictor (coefficients ``<param>_beta``, dim
-    ``<param>_coef``, priors ``<param>_<coefficient>``)."""
+    ``<param>_coef``, priors ``<param>_<coefficient>``; its blocks as the mean's, labels
+    ``<role>_<group>``)."""
     params = {}
     for role, predictor in design.submodels.items():
         name = family.submodel_parameter(role)
-        X = pm.Data(f"X_{name}", predictor.X, dims=(OBS_DIM, submodel_dim(name)))
         keys = [f"{name}_{coefficient}" for coefficient in predictor.fixed_names]
         coefficients = _coefficients(f"{name}_beta", predictor.fixed_names, keys, priors, submodel_dim(name))
-        params[name] = PARAMETER_LINKS[name].inverse(X @ coefficients, pt)
+        eta = _predictor_eta(predictor, coefficients, priors, per_block, {}, (f"X_{name}", submodel_dim(name)))
+        params[name] = PARAMETER_LINKS[name].inverse(eta, pt)
     for name in family.params:
         if name not in params:
             params[name] = priors[name].variable(name)
@@ -304,7 +305,7 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
         beta = fixed_effects(design, priors)
         means = _centring_means(design, per_block, beta)
         eta = _predictor_eta(design.predictors["mu"], beta, priors, per_block, means)
-        params = family_parameters(design, family, priors)
+        params = family_parameters(design, family, priors, per_block)
         trials = None if design.trials is None else pm.Data("trials", design.trials, dims=OBS_DIM)
         observed = pm.Data("observed", design.y, dims=OBS_DIM)
         weights = None if design.weights is None else pm.Data("weights", design.weights, dims=OBS_DIM)
@@ -319,10 +320,13 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
     return model
 
 
-def _predictor_eta(predictor: Predictor, beta, priors: dict[str, Prior], per_block: dict[str, str], means: dict):
+def _predictor_eta(
+    predictor: Predictor, beta, priors: dict[str, Prior], per_block: dict[str, str], means: dict, X_name=("X", COEF_DIM)
+):
     """One linear predictor in the graph: its arrays as ``pm.Data`` (so a new dataset of the same
-    shapes reuses the compiled program), its blocks' effects, and eta."""
-    X = pm.Data("X", predictor.X, dims=(OBS_DIM, COEF_DIM))
+    shapes reuses the compiled program; X named and dimensioned as ``X_name`` says), its blocks'
+    effects, and eta."""
+    X = pm.Data(X_name[0], predictor.X, dims=(OBS_DIM, X_name[1]))
     terms = []
     for block in predictor.blocks:
         codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)
@@ -334,7 +338,7 @@ def _predictor_eta(predictor: Predictor, beta, priors: dict[str, Prior], per_blo
 
 
 def _per_block(design: Design, parameterization) -> dict[str, str]:
-    labels = [b.label for b in design.blocks]
+    labels = [b.label for b in design.all_blocks]
     if isinstance(parameterization, str):
         parameterization = {label: parameterization for label in labels}
     unknown = set(parameterization) - set(labels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from bayesmix.design.encode import Block, Design, name_part
+from bayesmix.design.linpred import linear_predictor
 from bayesmix.families import PARAMETER_LINKS, Family
 
 OBS_DIM = "obs"
@@ -108,14 +109,23 @@ def submodel_parameters(design: Design, family: Family) -> dict[str, str]:
     return {role: family.submodel_parameter(role) for role in getattr(design, "submodels", {})}
 
 
-def parameter_draws(posterior, design: Design, family: Family, submodel_X: dict | None = None) -> dict:
+def parameter_draws(
+    posterior, design: Design, family: Family, submodel_X: dict | None = None, submodel_blocks: dict | None = None
+) -> dict:
     """Each family parameter's draws: (S, 1) for a constant one, (S, n) for one a zi= or
-    dispersion= formula predicts, on the training rows or on ``submodel_X`` ({role: X} of new rows)."""
+    dispersion= formula predicts, on the training rows (with its blocks' effects) or on new rows:
+    ``submodel_X`` ({role: X}) and ``submodel_blocks`` ({role: [(Zt, codes, effects (S, M, k))]},
+    empty for the population level)."""
     predicted = submodel_parameters(design, family)
     out = {name: flat_draws(posterior, name)[:, None] for name in family.params if name not in predicted.values()}
     for role, name in predicted.items():
-        X = design.submodels[role].X if submodel_X is None else submodel_X[role]
-        out[name] = PARAMETER_LINKS[name].inverse(flat_draws(posterior, f"{name}_beta") @ np.asarray(X).T, np)
+        if submodel_X is None:
+            X = design.submodels[role].X
+            blocks = [(b.Zt, b.codes, flat_draws(posterior, f"re_{b.label}")) for b in design.submodels[role].blocks]
+        else:
+            X, blocks = submodel_X[role], (submodel_blocks or {}).get(role, [])
+        eta = linear_predictor(np.asarray(X), flat_draws(posterior, f"{name}_beta"), blocks)
+        out[name] = PARAMETER_LINKS[name].inverse(eta, np)
     return out
 
 
@@ -124,7 +134,7 @@ def model_coords(design: Design, family: Family | None = None) -> dict:
     if family is not None:
         for role, param in submodel_parameters(design, family).items():
             coords[submodel_dim(param)] = list(design.submodels[role].fixed_names)
-    for block in design.blocks:
+    for block in design.all_blocks:
         coords[level_dim(block)] = list(block.levels)
         coords[term_dim(block)] = list(block.terms)
         if block.n_terms > 1:
@@ -138,7 +148,7 @@ def public_names(design: Design, family: Family) -> list[str]:
     names = ["beta"] if design.fixed_names else []
     predicted = set(submodel_parameters(design, family).values())
     names += [name if name not in predicted else f"{name}_beta" for name in family.params]
-    for block in design.blocks:
+    for block in design.all_blocks:
         names.append(f"sd_{block.label}")
         if block.n_terms > 1:
             names.append(f"cor_{block.label}")

@@ -9,9 +9,12 @@ identity and 1 otherwise (the link scale of logit/log models):
 - random-effect SDs ``sd_<block>``: HalfNormal(2.5 s / sd(z_j)) per term (sd(z_j) = 1 for the
   intercept);
 - correlations ``corr_<block>``: LKJ(eta=2), mildly favouring smaller correlations;
-- ``sigma`` (gaussian, t): Exponential(1 / sd(y)); ``nu`` (t): Gamma(2, 0.1);
+- ``sigma`` (gaussian, t): Exponential(1 / sd(y)); ``nu`` (t): Gamma(2, 0.1); for the lognormal
+  families (mu and sigma on the log scale) ``s``, the intercept's centre and sigma's scale read log y;
 - ``alpha`` (negative binomial), ``shape`` (gamma), ``phi`` (beta): LogNormal(log 10, 2), a median
-  of 10 with 95 % between 0.2 and 500.
+  of 10 with 95 % between 0.2 and 500; the weibull's ``shape``: LogNormal(0, 1), centred on the
+  exponential (a large shape at the start overflows (y / scale)^shape);
+- ``zi``, ``hu``: Beta(1, 1).
 
 Every parameter is overridden through ``priors={"name": Prior("Normal", mu=0, sigma=1)}``;
 ``"b"`` sets all slopes at once.
@@ -19,10 +22,11 @@ Every parameter is overridden through ``priors={"name": Prior("Normal", mu=0, si
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from bayesmix.densities import LOG_SCALE
 from bayesmix.design.encode import Design
 from bayesmix.design.moments import ColumnMoments, DesignMoments, design_moments
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -123,6 +127,8 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
     statistics (a Dask DataFrame) gets the same priors as the rows in memory.
     """
     moments = design_moments(design) if moments is None else moments
+    if family.name in LOG_SCALE and design.in_memory:  # mu and sigma are the mean and SD of log y
+        moments = replace(moments, y=ColumnMoments.of(np.log(design.y[design.y > 0])))
     s = response_scale(moments, family)
     priors: dict[str, Prior] = {}
     is_intercept = intercept_columns(moments)
@@ -148,6 +154,8 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
             priors[param] = Prior("Gamma", alpha=2.0, beta=0.1)
         elif param in ("zi", "hu"):  # a probability (of a structural zero, of any zero): brms's beta(1, 1)
             priors[param] = Prior("Beta", alpha=1.0, beta=1.0)
+        elif param == "shape" and family.name == "weibull":  # median 1, the exponential; 95 % in 0.14 .. 7
+            priors[param] = Prior("LogNormal", mu=0.0, sigma=1.0)
         else:
             priors[param] = Prior("LogNormal", mu=float(np.log(10.0)), sigma=2.0)
     for block, Z in zip(design.blocks, moments.Z):
@@ -162,7 +170,8 @@ def submodel_priors(design: Design, family: Family, moments: DesignMoments) -> d
     """``<param>_<coefficient>`` of each zi= or dispersion= formula, on its link's scale (logit for a
     probability, log for a scale): the slopes Normal(0, 2.5 / sd(x)), the intercept Normal(c, 2.5)
     with c = 0 for a probability (one half) and the log of the parameter's usual size for a scale
-    (sd(y) for sigma, else 10, the constant parameter's prior median)."""
+    (sd(y) for sigma, else 10, the constant parameter's prior median); its blocks' ``sd_<label>``
+    HalfNormal(2.5 / sd(z_j)) and ``corr_<label>`` LKJ(2)."""
     priors = {}
     for role, predictor in getattr(design, "submodels", {}).items():
         param = family.submodel_parameter(role)
@@ -175,6 +184,11 @@ def submodel_priors(design: Design, family: Family, moments: DesignMoments) -> d
             else:
                 sd = float(np.std(column)) or 1.0
                 priors[f"{param}_{name}"] = Prior("Normal", mu=0.0, sigma=SCALE_MULTIPLIER / sd)
+        for block in predictor.blocks:  # on the link scale, as the mean's blocks of a logit/log model
+            scales = [SCALE_MULTIPLIER / (float(np.std(block.Zt[:, j])) or 1.0) for j in range(block.n_terms)]
+            priors[f"sd_{block.label}"] = Prior("HalfNormal", sigma=np.asarray(scales))
+            if block.n_terms > 1:
+                priors[f"corr_{block.label}"] = Prior("LKJ", eta=LKJ_ETA)
     return priors
 
 

@@ -46,9 +46,11 @@ class Block:
     codes: (n,) int, the level index of every row.
     Zt: (n, k) float, the term matrix: row i's random effect is ``Zt[i] @ b[codes[i]]``.
     correlated: whether the k effects share one covariance matrix with correlations.
-    term: index of the random term of the formula this block comes from.
+    term: index of the random term this block comes from, among its linear predictor's.
     covariance: the structure of the k effects' covariance (:mod:`bayesmix.design.covariance`),
         which both engines parameterise through.
+    predictor: the linear predictor the effects enter: ``"mu"`` (the mean's) or a submodel's role
+        (``"zi"``, ``"dispersion"``), whose block labels start with the role.
     """
 
     label: str
@@ -60,6 +62,7 @@ class Block:
     correlated: bool
     term: int
     covariance: Covariance
+    predictor: str = "mu"
 
     @property
     def n_terms(self) -> int:
@@ -132,7 +135,13 @@ class Design:
 
     @property
     def ngrps(self) -> dict[str, int]:
-        return {block.group: block.n_levels for block in self.blocks}
+        return {block.group: block.n_levels for block in self.all_blocks}
+
+    @property
+    def all_blocks(self) -> tuple[Block, ...]:
+        """Every random-effect block: the mean's (:attr:`blocks`), then those of the zi= and
+        dispersion= formulas."""
+        return (*self.blocks, *(block for sub in self.submodels.values() for block in sub.blocks))
 
     @property
     def predictors(self) -> dict[str, Predictor]:
@@ -213,7 +222,7 @@ def _as_frame(data) -> pd.DataFrame:
 
 def check_columns(spec: FormulaSpec, data: pd.DataFrame) -> list[str]:
     columns = [str(c) for c in data.columns]
-    grouping = {f for term in spec.random for f in term.factors}
+    grouping = {f for term in spec.all_random for f in term.factors}
     for name in sorted(spec.variables):
         if name not in data.columns:
             kind = "grouping column" if name in grouping else "column"
@@ -249,7 +258,7 @@ def offset_columns(spec: FormulaSpec) -> set[str]:
 def value_columns(spec: FormulaSpec) -> set[str]:
     """Columns used as predictors: in the fixed part, left of '|' in a random term, or in a
     distributional parameter's formula (zi=, dispersion=)."""
-    parts = (spec.fixed, *(term.expr for term in spec.random), *(sub.fixed for sub in spec.submodels))
+    parts = (spec.fixed, *(term.expr for term in spec.all_random), *(sub.fixed for sub in spec.submodels))
     return set().union(*(_variables(part) for part in parts))
 
 
@@ -342,7 +351,7 @@ def _encode_categoricals(
     its factor is returned apart. Returns (each factor column's level order, those grouping factors).
     """
     response_columns = {v for expr in spec.response.expressions for v in _expression_names(expr)}
-    grouping = {f for term in spec.random for f in term.factors}
+    grouping = {f for term in spec.all_random for f in term.factors}
     predictors = value_columns(spec) | {v for expr in spec.offsets for v in _expression_names(expr)}
     levels, group_columns = {}, {}
     for name in frame.columns:
@@ -521,9 +530,11 @@ def _check_term_matrix(term: RandomTerm, frame: pd.DataFrame, levels: dict[str, 
     memory.check(f"The term matrix of ({term.expr} | {term.group})", (len(frame), k), fix)
 
 
-def _blocks(frame: pd.DataFrame, spec: FormulaSpec, levels: dict, group_columns: dict, contrasts: dict):
+def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contrasts: dict):
+    """The raw blocks of some random-effect terms (:func:`_make_blocks` names them), and formulae's
+    fitted matrix of each term's left-hand side."""
     raw, matrices = [], {}
-    for index, term in enumerate(spec.random):
+    for index, term in enumerate(terms):
         _check_term_matrix(term, frame, levels)
         matrix = _formulae_matrix(term.expr, frame, "random-effect expression")
         if matrix is None:
@@ -651,8 +662,14 @@ def resolve_contrasts(spec: FormulaSpec, data: pd.DataFrame, contrasts) -> dict[
 def _with_contrasts(spec: FormulaSpec, contrasts: dict[str, str]) -> FormulaSpec:
     if not contrasts:
         return spec
-    random = tuple(replace(term, expr=with_contrasts(term.expr, contrasts)) for term in spec.random)
-    return replace(spec, fixed=with_contrasts(spec.fixed, contrasts), random=random)
+
+    def terms(random):
+        return tuple(replace(term, expr=with_contrasts(term.expr, contrasts)) for term in random)
+
+    submodels = tuple(
+        replace(sub, fixed=with_contrasts(sub.fixed, contrasts), random=terms(sub.random)) for sub in spec.submodels
+    )
+    return replace(spec, fixed=with_contrasts(spec.fixed, contrasts), random=terms(spec.random), submodels=submodels)
 
 
 def _response(frame: pd.DataFrame, expr: str) -> tuple[np.ndarray, tuple | None]:
@@ -705,22 +722,10 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
         X = np.asarray(fixed_matrix.design_matrix, dtype=float)
         fixed_names = display_names(fixed_matrix.as_dataframe().columns, contrasts)
 
-    raw, block_matrices = _blocks(frame, spec, levels, group_columns, contrasts)
-    blocks = tuple(
-        Block(
-            label=label,
-            group=group,
-            terms=names,
-            levels=lv,
-            codes=codes,
-            Zt=Zt,
-            correlated=corr,
-            term=index,
-            covariance=Unstructured(len(names)),
-        )
-        for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)
-    )
-    submodels, submodel_matrices = _submodels(frame, spec, contrasts)
+    raw, block_matrices = _blocks(frame, spec.random, levels, group_columns, contrasts)
+    blocks = _make_blocks(raw, "mu")
+    submodels, submodel_matrices = _submodels(frame, spec, contrasts, (levels, group_columns, block_matrices))
+    _check_labels(blocks, submodels)
     codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels, submodel_matrices)
     return Design(
         spec,
@@ -741,9 +746,43 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
     )
 
 
-def _submodels(frame: pd.DataFrame, spec: FormulaSpec, contrasts: dict) -> tuple[dict, dict]:
-    """Each distributional parameter's formula (zi=, dispersion=) as a :class:`Predictor` of fixed
-    effects, and formulae's fitted matrices (new data are encoded with them)."""
+def _make_blocks(raw: list[tuple], predictor: str) -> tuple[Block, ...]:
+    """Blocks from :func:`_blocks`'s raw tuples; a submodel's labels start with its role (``zi_site``)."""
+    prefix = "" if predictor == "mu" else f"{predictor}_"
+    return tuple(
+        Block(
+            label=prefix + label,
+            group=group,
+            terms=names,
+            levels=lv,
+            codes=codes,
+            Zt=Zt,
+            correlated=corr,
+            term=index,
+            covariance=Unstructured(len(names)),
+            predictor=predictor,
+        )
+        for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)
+    )
+
+
+def _check_labels(blocks, submodels: dict) -> None:
+    """Block labels name model variables: one shared by the mean's and a submodel's block (a group
+    column named like ``zi_site`` beside ``(1 | site)`` in zi=) would merge two sets of effects."""
+    labels = [b.label for b in (*blocks, *(b for sub in submodels.values() for b in sub.blocks))]
+    clash = sorted({label for label in labels if labels.count(label) > 1})
+    if clash:
+        raise BayesmixError(
+            f"Two random-effect blocks would share the name '{clash[0]}' (a submodel's block is named by its role and "
+            "group). Rename the grouping column."
+        )
+
+
+def _submodels(frame: pd.DataFrame, spec: FormulaSpec, contrasts: dict, groups: tuple) -> tuple[dict, dict]:
+    """Each distributional parameter's formula (zi=, dispersion=) as a :class:`Predictor` (fixed
+    effects and random-effect blocks), and formulae's fitted matrices of its fixed part (new data
+    are encoded with them; its blocks' matrices join ``groups``' block matrices)."""
+    levels, group_columns, block_matrices = groups
     predictors, matrices = {}, {}
     for sub in spec.submodels:
         matrix = _formulae_matrix(sub.fixed, frame, f"{sub.role} formula")
@@ -751,7 +790,9 @@ def _submodels(frame: pd.DataFrame, spec: FormulaSpec, contrasts: dict) -> tuple
             raise BayesmixError(f"The {sub.role} formula '{sub.text}' has no columns. Write '~ 1' for a constant.")
         X = np.asarray(matrix.design_matrix, dtype=float)
         names = display_names(matrix.as_dataframe().columns, contrasts)
-        predictors[sub.role] = Predictor(sub.role, X, names, ())
+        raw, sub_matrices = _blocks(frame, sub.random, levels, group_columns, contrasts)
+        block_matrices.update(sub_matrices)
+        predictors[sub.role] = Predictor(sub.role, X, names, _make_blocks(raw, sub.role))
         matrices[sub.role] = matrix
     return predictors, matrices
 
@@ -870,7 +911,8 @@ def _offset(frame: pd.DataFrame, spec: FormulaSpec) -> np.ndarray | None:
 class NewData:
     """New rows encoded as the training data were.
 
-    X: (n, p) fixed-effects matrix; blocks: per design block, (codes (n,), Zt (n, k)), where a level
+    X: (n, p) fixed-effects matrix; blocks: per design block (``all_blocks``: the mean's first, then the
+    submodels'), (codes (n,), Zt (n, k)), where a level
     the training data did not have is coded -1 - i for the i-th name in new_levels (per block).
     offset: (n,) the offsets evaluated on the new rows, else None.
     """
@@ -909,7 +951,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     """
     spec, codings = design.spec, design.codings
     data = _as_frame(as_pandas(data))
-    grouping = {f for term in spec.random for f in term.factors}
+    grouping = {f for term in spec.all_random for f in term.factors}
     needed = _new_data_columns(spec, random_effects)
     missing = [c for c in needed if c not in data.columns]
     if OFFSET_COLUMN in missing:
@@ -944,8 +986,8 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     except Exception as exc:
         raise BayesmixError(f"formulae could not encode the new data's fixed part: {exc}") from None
     blocks, new_levels = [], []
-    for block in design.blocks if random_effects else ():
-        term = spec.random[block.term]
+    for block in design.all_blocks if random_effects else ():
+        term = spec.random_terms(block.predictor)[block.term]
         matrix = codings.block_matrices[(term.expr, term.group)]
         names = list(matrix.as_dataframe().columns)
         try:
@@ -980,7 +1022,7 @@ def _new_data_columns(spec: FormulaSpec, random_effects: bool) -> list[str]:
     """The columns new rows need: not the response nor the weights (as lme4's predict), nor the
     grouping columns without ``random_effects``."""
     response_vars = {v for expr in spec.response.expressions for v in _expression_names(expr)}
-    grouping = {f for term in spec.random for f in term.factors}
+    grouping = {f for term in spec.all_random for f in term.factors}
     offset_vars = {v for expr in spec.offsets for v in _expression_names(expr)}
     weight_only = weight_columns(spec) - value_columns(spec) - grouping - offset_vars
     if random_effects:

@@ -86,6 +86,7 @@ class SubmodelSpec:
     text: str
     fixed: str
     variables: frozenset[str]
+    random: tuple[RandomTerm, ...] = ()  # its random-effect terms (glmmTMB's ziformula = ~ x + (1 | g))
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,17 @@ class FormulaSpec:
     weights: str | None = None  # lme4's weights= argument: an expression of columns, one weight per row
     submodels: tuple[SubmodelSpec, ...] = ()  # zi= and dispersion= formulas
     censoring: tuple[str, str | None] | None = None  # (codes column, interval upper bound column): brms's cens()
+
+    @property
+    def all_random(self) -> tuple[RandomTerm, ...]:
+        """Every random-effect term: the mean's, then those of the zi= and dispersion= formulas."""
+        return (*self.random, *(term for sub in self.submodels for term in sub.random))
+
+    def random_terms(self, predictor: str) -> tuple[RandomTerm, ...]:
+        """The random-effect terms of one linear predictor: ``"mu"`` (the mean's) or a submodel's role."""
+        if predictor == "mu":
+            return self.random
+        return next(sub.random for sub in self.submodels if sub.role == predictor)
 
     def with_censoring(self, codes: str, upper: str | None) -> FormulaSpec:
         """The spec with censored responses: a column of codes ("left", "right", "none", "interval")
@@ -367,18 +379,20 @@ def parse_submodel(text, role: str) -> SubmodelSpec:
     rhs, position = text[tildes[0] + 1 :], tildes[0] + 1
     if not rhs.strip():
         raise _syntax_error(text, len(text), "nothing right of '~'.", "Write '~ 1' for a constant.")
-    fixed_parts, offsets, random, _ = _parse_terms(text, rhs, position)
-    if random or offsets:
+    if any(ch == "|" for _, ch in _top_level(rhs)):
+        rhs, position = f"({rhs})", position - 1  # a bare bar, as in the mean's formula
+    fixed_parts, offsets, random, variables = _parse_terms(text, rhs, position)
+    if offsets:
         raise _syntax_error(
             text,
             position,
-            f"{'random-effect terms' if random else 'an offset'} in {argument}: not supported there yet.",
-            f"Give {argument} fixed effects only (the mean's formula takes random effects), or use sample() "
-            "with the random effects in the mean's formula.",
+            f"an offset in {argument}: not supported there.",
+            f"Give {argument} fixed and random effects only; an offset belongs to the mean's formula.",
         )
+    _check_duplicate_terms(text, random)
     fixed = " ".join(fixed_parts) if fixed_parts else "1"
-    variables = _validate_expression(text, fixed, position, f"{role} formula")
-    return SubmodelSpec(role=role, text=text.strip(), fixed=fixed, variables=frozenset(variables))
+    variables |= _validate_expression(text, fixed, position, f"{role} formula")
+    return SubmodelSpec(role=role, text=text.strip(), fixed=fixed, variables=frozenset(variables), random=tuple(random))
 
 
 def parse_formula(text: str) -> FormulaSpec:
@@ -411,14 +425,7 @@ def parse_formula(text: str) -> FormulaSpec:
     variables |= _response_variables(text, response)
     for expr in offsets:
         variables |= _validate_expression(text, f"I({expr})", rhs_position, "offset")
-    seen = set()
-    for term in random:
-        key = (term.expr, term.group, term.correlated)
-        if key in seen:
-            raise BayesmixError(
-                f"The random-effect term ({term.expr} | {term.group}) appears twice in '{text}'. Remove the duplicate."
-            )
-        seen.add(key)
+    _check_duplicate_terms(text, random)
     return FormulaSpec(
         text=text,
         response=response,
@@ -428,6 +435,17 @@ def parse_formula(text: str) -> FormulaSpec:
         offsets=tuple(offsets),
         has_dot=has_dot,
     )
+
+
+def _check_duplicate_terms(text: str, random) -> None:
+    seen = set()
+    for term in random:
+        key = (term.expr, term.group, term.correlated)
+        if key in seen:
+            raise BayesmixError(
+                f"The random-effect term ({term.expr} | {term.group}) appears twice in '{text}'. Remove the duplicate."
+            )
+        seen.add(key)
 
 
 def _parse_terms(text: str, rhs: str, rhs_position: int):

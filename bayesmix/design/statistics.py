@@ -89,6 +89,10 @@ class StatsDesign:
     def ngrps(self) -> dict[str, int]:
         return {block.group: block.n_levels for block in self.blocks}
 
+    @property
+    def all_blocks(self) -> tuple[Block, ...]:
+        return self.blocks  # no submodels: only the mean's blocks
+
     # The design protocol of design/encode.py's Design, answered from the summed cross-products.
 
     def _split(self) -> tuple[int, int]:

@@ -107,7 +107,13 @@ def _block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:
 def factor(M: sp.csr_matrix, weights: np.ndarray, q1: int, k1: int) -> BlockedFactor:
     """Factor H = M' diag(weights) M + I with the first ``q1`` columns (levels of k1 terms each,
     level-major) block diagonal in H. Raises numpy.linalg.LinAlgError when H is not positive definite."""
-    A = (M.T @ sp.diags(weights) @ M).tocsr()
+    return factor_cross_product((M.T @ sp.diags(weights) @ M).tocsr(), q1, k1)
+
+
+def factor_cross_product(A: sp.csr_matrix, q1: int, k1: int) -> BlockedFactor:
+    """Factor H = A + I, A sparse (q x q) with its first ``q1`` rows and columns block diagonal
+    (one k1 x k1 block per level): the M' W M of :func:`factor`, or a sum of such cross-products
+    over several linear predictors. Raises numpy.linalg.LinAlgError when H is not positive definite."""
     blocks = _diagonal_blocks(A[:q1, :q1], q1 // k1, k1) + np.eye(k1)[None]
     first_cholesky = np.linalg.cholesky(blocks)
     first_inverse = np.linalg.inv(blocks)

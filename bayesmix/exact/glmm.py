@@ -30,6 +30,8 @@ import scipy.sparse as sp
 from scipy.special import expit, logit, logsumexp
 
 from bayesmix import memory
+from bayesmix.censored import LAPLACE_CENSORABLE, censored_terms
+from bayesmix.densities import LOG_SCALE
 from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.crossprod import block_z, lme4_order
 from bayesmix.design.encode import Design, family_design
@@ -40,7 +42,7 @@ from bayesmix.exact.blocked import BlockedFactor, SelectedInverse
 from bayesmix.exact.glm import fit_glm
 from bayesmix.exact.lmm import check_identifiable
 from bayesmix.exact.optimize import OptimizerSummary, minimize_bounded, minimize_with_gradient
-from bayesmix.families import Family
+from bayesmix.families import THIRD_STEP, Family
 
 MAX_DENSE_EFFECTS = 8000
 INNER_TOLERANCE = 1e-10
@@ -53,6 +55,7 @@ AUXILIARY = {
     "hu": (expit, logit, lambda y: float(np.clip(np.mean(y == 0), 0.01, 0.99))),  # its estimate, when alone
     "phi": (np.exp, np.log, lambda y: 10.0),
     "shape": (np.exp, np.log, lambda y: float(np.clip(np.mean(y) ** 2 / max(np.var(y), 1e-12), 0.01, 1e4))),
+    "sigma": (np.exp, np.log, lambda y: float(np.std(y)) or 1.0),  # gaussian, where a dispersion= formula predicts it
 }
 
 
@@ -71,6 +74,25 @@ class GlmmProblem:
     offset: np.ndarray | float = 0.0  # the known part of eta (offset terms), coefficient 1
     weights: np.ndarray | None = None  # prior weights: each row's log-likelihood counts w times (glmmTMB)
     auxiliary_X: dict = field(default_factory=dict)  # family parameter -> X of its zi= / dispersion= formula
+    # family parameter -> Z (n, q) of its formula's blocks (their columns of u; Z holds the mean's)
+    auxiliary_Z: dict = field(default_factory=dict)
+    censoring: np.ndarray | None = None  # per row: bayesmix.censored's codes (left, right, interval)
+    upper: np.ndarray | None = None  # an interval-censored row's upper bound
+
+    @property
+    def random_auxiliary(self) -> tuple[str, ...]:
+        """The family parameters whose formula has random effects: each a linear predictor of its own
+        in the inner problem, beside the mean's."""
+        return tuple(name for name in self.auxiliary if name in self.auxiliary_Z)
+
+    def auxiliary_eta(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """{parameter: X_a beta_a}, the fixed part of each :attr:`random_auxiliary` predictor."""
+        start, out = self.layout.n_theta + self.X.shape[1], {}
+        for name, size in zip(self.auxiliary, self.auxiliary_sizes):
+            if name in self.auxiliary_Z:
+                out[name] = self.auxiliary_X[name] @ x[start : start + size]
+            start += size
+        return out
 
     @property
     def auxiliary(self) -> tuple[str, ...]:
@@ -91,7 +113,8 @@ class GlmmProblem:
         for name, size in zip(self.auxiliary, self.auxiliary_sizes):
             to_parameter = AUXILIARY[name][0]
             if name in self.auxiliary_X:
-                params[name] = to_parameter(self.auxiliary_X[name] @ x[start : start + size])
+                with np.errstate(over="ignore"):  # an optimiser's trial step far out: inf, and the deviance says so
+                    params[name] = to_parameter(self.auxiliary_X[name] @ x[start : start + size])
             else:
                 params[name] = float(to_parameter(x[start]))
             start += size
@@ -100,7 +123,7 @@ class GlmmProblem:
     def auxiliary_start(self) -> tuple[dict[str, float], np.ndarray]:
         """(each family parameter's start value, their entries of the outer start: a formula's
         intercept at that value, its other coefficients at 0)."""
-        values = {name: AUXILIARY[name][2](self.y) for name in self.auxiliary}
+        values = {name: AUXILIARY[name][2](self._start_response(name)) for name in self.auxiliary}
         entries = []
         for name, value in values.items():
             unbounded = AUXILIARY[name][1](value)
@@ -108,9 +131,28 @@ class GlmmProblem:
             entries.append([unbounded] if X is None else np.where(np.all(X == 1.0, axis=0), unbounded, 0.0))
         return values, np.concatenate(entries) if entries else np.zeros(0)
 
+    def _start_response(self, name: str) -> np.ndarray:
+        """What a parameter's start reads: log y for a lognormal family's sigma (the SD of log y)."""
+        if name == "sigma" and self.family.name in LOG_SCALE:
+            return np.log(self.y[self.y > 0])
+        return self.y
+
     def terms(self, eta, params):
-        """(log p(y | eta), its first and second eta-derivatives) per row, prior weights applied."""
-        return self.family.laplace_terms(eta, self.y, self.trials, params, self.weights)
+        """(log p(y | eta), its first and second eta-derivatives) per row, prior weights applied; a
+        censored row's from its tail probability (:mod:`bayesmix.censored`)."""
+        if self.censoring is None:
+            return self.family.laplace_terms(eta, self.y, self.trials, params, self.weights)
+        terms = self.family.laplace_terms(eta, self.y, self.trials, params)
+        ll, d1, d2 = censored_terms(self.family.name, eta, self.y, self.upper, self.censoring, params, *terms)
+        return (ll, d1, d2) if self.weights is None else (self.weights * ll, self.weights * d1, self.weights * d2)
+
+    def third(self, eta, params):
+        """d3 log p / d eta3 per row (the exact gradient reads it): the family's, or for censored
+        rows a central difference of :meth:`terms`' second derivative."""
+        if self.censoring is None:
+            return self.family.laplace_third(eta, self.y, self.trials, params, self.weights)
+        step = THIRD_STEP * np.maximum(1.0, np.abs(eta))
+        return (self.terms(eta + step, params)[2] - self.terms(eta - step, params)[2]) / (2 * step)
 
     def lam(self, theta: np.ndarray) -> sp.csr_matrix:
         return self._block_diagonal(self.layout.factors(theta))
@@ -164,27 +206,137 @@ def _weights_factor(problem: GlmmProblem, M: sp.csr_matrix, d2: np.ndarray) -> B
     return blocked.factor(M, -d2, problem.levels[0] * problem.layout.sizes[0], problem.layout.sizes[0])
 
 
-def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarray | None = None) -> Conditional:
-    """Newton's method on log p(y | u) - |u|^2/2 with step halving."""
-    M = (problem.Z @ problem.lam(theta)).tocsr()
-    offset = problem.X @ beta + problem.offset
-    u = np.zeros(M.shape[1]) if start is None else start.copy()
+@dataclass(frozen=True)
+class CrossPattern:
+    """Where sum_jk M_j' diag(W_jk) M_k puts each product of two nonzeros of one data row (the
+    P linear predictors' M_j fixed while u moves): per product its row, predictors (j, k), value
+    M_j[i, a] M_k[i, b] and slot in the CSR data of the result, so each Newton step only sums."""
+
+    rows: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    products: np.ndarray
+    slot: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    q: int
+
+    @classmethod
+    def of(cls, Ms: list) -> CrossPattern:
+        coos = [M.tocoo() for M in Ms]
+        row = np.concatenate([c.row for c in coos])
+        order = np.argsort(row, kind="stable")
+        row = row[order]
+        column = np.concatenate([c.col for c in coos])[order]
+        value = np.concatenate([c.data for c in coos])[order]
+        predictor = np.concatenate([np.full(c.nnz, j) for j, c in enumerate(coos)])[order]
+        counts = np.bincount(row, minlength=Ms[0].shape[0])
+        sizes = counts * counts  # every ordered pair of nonzeros within a row
+        position = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        per_row = np.repeat(counts, sizes)
+        start = np.repeat(np.cumsum(counts) - counts, sizes)
+        a, b = start + position // per_row, start + position % per_row
+        q = Ms[0].shape[1]
+        keys, slot = np.unique(column[a].astype(np.int64) * q + column[b], return_inverse=True)
+        indptr = np.searchsorted(keys // q, np.arange(q + 1))
+        return cls(row[a], predictor[a], predictor[b], value[a] * value[b], slot, keys % q, indptr, q)
+
+    def cross_product(self, W: np.ndarray) -> sp.csr_matrix:
+        """sum_jk M_j' diag(W[:, j, k]) M_k for W (n, P, P)."""
+        data = np.bincount(
+            self.slot, weights=W[self.rows, self.first, self.second] * self.products, minlength=len(self.indices)
+        )
+        return sp.csr_matrix((data, self.indices, self.indptr), shape=(self.q, self.q))
+
+
+def _information_factor(
+    problem: GlmmProblem, Ms: list, hessians: np.ndarray, positive: bool, pattern: CrossPattern | None = None
+) -> BlockedFactor:
+    """H = sum_jk M_j' W_jk M_k + I, W_i = -(row i's Hessian over its P linear predictors), factored
+    in blocks; with ``positive``, W_i's positive part (an ascent direction where W_i is indefinite:
+    a count with a zero process is not log-concave away from the mode)."""
+    if len(Ms) == 1:
+        d2 = hessians[:, 0, 0]
+        return _weights_factor(problem, Ms[0], np.minimum(d2, 0.0) if positive else d2)
+    W = -hessians
+    if positive:
+        values, vectors = np.linalg.eigh(W)
+        W = np.einsum("nij,nj,nkj->nik", vectors, np.maximum(values, 0.0), vectors)
+    A = (pattern or CrossPattern.of(Ms)).cross_product(W)
+    return blocked.factor_cross_product(A, problem.levels[0] * problem.layout.sizes[0], problem.layout.sizes[0])
+
+
+PARAMETER_STEP = 2e-3  # step of the 5-point differences along a parameter's linear predictor (_joint_terms)
+
+
+def _joint_terms(problem: GlmmProblem, etas: list, params: dict):
+    """(log p (n,), its gradient (n, P) and Hessian (n, P, P) per row) over the P linear predictors:
+    the mean's eta, then each :attr:`GlmmProblem.random_auxiliary` parameter's. The mean's
+    derivatives are the family's own; along a parameter's predictor they are 5-point differences of
+    the family's log density (error O(h^4), rounding ~1e-13 in the gradient, which sets the mode)."""
+    names = problem.random_auxiliary
+
+    def at(shifts: dict):
+        values = dict(params)
+        for name, eta in zip(names, etas[1:]):
+            values[name] = AUXILIARY[name][0](eta + shifts.get(name, 0.0))
+        return problem.terms(etas[0], values)
+
+    ll, d1, d2 = at({})
+    n, P, h = len(ll), len(etas), PARAMETER_STEP
+    gradient, hessian = np.empty((n, P)), np.empty((n, P, P))
+    gradient[:, 0], hessian[:, 0, 0] = d1, d2
+
+    def derivative(name, shift):
+        """d log p / d eta_name at another parameter's predictor shifted by ``shift`` (name, amount)."""
+        f = {s: at({shift[0]: shift[1], name: s * h})[0] for s in (-2, -1, 1, 2)}
+        return (f[-2] - 8 * f[-1] + 8 * f[1] - f[2]) / (12 * h)
+
+    for i, name in enumerate(names, 1):
+        shifted = {s: at({name: s * h}) for s in (-2, -1, 1, 2)}  # log p and its eta-derivative there
+        f, g = ({s: value[k] for s, value in shifted.items()} for k in (0, 1))
+        gradient[:, i] = (f[-2] - 8 * f[-1] + 8 * f[1] - f[2]) / (12 * h)
+        hessian[:, i, i] = (-f[-2] + 16 * f[-1] - 30 * ll + 16 * f[1] - f[2]) / (12 * h * h)
+        hessian[:, 0, i] = hessian[:, i, 0] = (g[-2] - 8 * g[-1] + 8 * g[1] - g[2]) / (12 * h)
+        for j, other in enumerate(names[: i - 1], 1):
+            g = {s: derivative(other, (name, s * h)) for s in (-2, -1, 1, 2)}
+            hessian[:, i, j] = hessian[:, j, i] = (g[-2] - 8 * g[-1] + 8 * g[1] - g[2]) / (12 * h)
+    return ll, gradient, hessian
+
+
+def _linear_parts(problem: GlmmProblem, theta, beta, aux_eta: dict | None):
+    """([M_j = Z_j Lambda], [the fixed part of eta_j]) of the P linear predictors."""
+    lam = problem.lam(theta)
+    Ms = [(problem.Z @ lam).tocsr()]
+    offsets = [problem.X @ beta + problem.offset]
+    for name in problem.random_auxiliary:
+        Ms.append((problem.auxiliary_Z[name] @ lam).tocsr())
+        offsets.append(aux_eta[name])
+    return Ms, offsets
+
+
+def conditional_mode(
+    problem: GlmmProblem, theta, beta, params, start: np.ndarray | None = None, aux_eta: dict | None = None
+) -> Conditional:
+    """Newton's method on log p(y | u) - |u|^2/2 with step halving; ``aux_eta``: the fixed part of
+    each random-effect parameter's predictor (:meth:`GlmmProblem.auxiliary_eta`)."""
+    Ms, offsets = _linear_parts(problem, theta, beta, aux_eta)
+    pattern = CrossPattern.of(Ms) if len(Ms) > 1 else None
+    u = np.zeros(Ms[0].shape[1]) if start is None else start.copy()
 
     def evaluate(u):
-        ll, d1, d2 = problem.terms(offset + M @ u, params)
-        return float(ll.sum()) - 0.5 * float(u @ u), d1, d2
+        ll, gradient, hessian = _joint_terms(problem, [o + M @ u for o, M in zip(offsets, Ms)], params)
+        return float(ll.sum()) - 0.5 * float(u @ u), gradient, hessian
 
     value, d1, d2 = evaluate(u)
     for _ in range(200):
-        gradient = M.T @ d1 - u
+        gradient = sum(M.T @ d1[:, j] for j, M in enumerate(Ms)) - u
         if np.max(np.abs(gradient), initial=0.0) < INNER_TOLERANCE:
             break
         try:
-            step = _weights_factor(problem, M, d2).solve(gradient)
+            step = _information_factor(problem, Ms, d2, False, pattern).solve(gradient)
         except np.linalg.LinAlgError:
-            # a count with a zero process is not log-concave in eta: away from the mode the observed
-            # information can be indefinite; its positive part still gives an ascent direction
-            step = _weights_factor(problem, M, np.minimum(d2, 0.0)).solve(gradient)
+            step = _information_factor(problem, Ms, d2, True, pattern).solve(gradient)
         if np.max(np.abs(step), initial=0.0) <= STEP_TOLERANCE * max(1.0, np.max(np.abs(u), initial=0.0)):
             break  # large counts: the gradient's rounding noise exceeds INNER_TOLERANCE, u no longer moves
         for _ in range(60):
@@ -194,8 +346,8 @@ def conditional_mode(problem: GlmmProblem, theta, beta, params, start: np.ndarra
                 break
             step /= 2
         u, value, d1, d2 = candidate, new_value, new_d1, new_d2
-    ll, _, d2 = problem.terms(offset + M @ u, params)
-    return Conditional(u=u, loglik=float(ll.sum()), H=_weights_factor(problem, M, d2))
+    ll, _, d2 = _joint_terms(problem, [o + M @ u for o, M in zip(offsets, Ms)], params)
+    return Conditional(u=u, loglik=float(ll.sum()), H=_information_factor(problem, Ms, d2, False, pattern))
 
 
 def _leverages(M: sp.csr_matrix, H_inverse: SelectedInverse) -> np.ndarray:
@@ -224,12 +376,12 @@ def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Condition
     A dispersion parameter, if any, is left out (its slot is NaN; the caller differentiates it).
     """
     theta, beta, params = problem.split(x)
-    family, lam, u = problem.family, problem.lam(theta), conditional.u
+    lam, u = problem.lam(theta), conditional.u
     M = (problem.Z @ lam).tocsr()
     eta = problem.X @ beta + problem.offset + M @ u
     _, d1, d2 = problem.terms(eta, params)
     H_inverse = conditional.H.selected_inverse()
-    a = -family.laplace_third(eta, problem.y, problem.trials, params, problem.weights) * _leverages(M, H_inverse)
+    a = -problem.third(eta, params) * _leverages(M, H_inverse)
     c = conditional.H.solve(M.T @ a)
     d2_Mc = d2 * (M @ c)
     gradient = np.full(len(x), np.nan)
@@ -366,8 +518,9 @@ def check_quadrature(design: Design, nagq) -> int:
     term, whose levels' integrals are one-dimensional and independent."""
     if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
         raise BayesmixError(f"nAGQ must be a whole number >= 1 (1 is the Laplace approximation), not {nagq!r}.")
-    if nagq > 1 and (len(design.blocks) != 1 or design.blocks[0].n_terms != 1):
-        terms = ", ".join(f"({' + '.join(b.terms)} | {b.group})" for b in design.blocks)
+    blocks = design.all_blocks
+    if nagq > 1 and (len(blocks) != 1 or blocks[0].n_terms != 1):
+        terms = ", ".join(f"({' + '.join(b.terms)} | {b.group})" for b in blocks)
         raise BayesmixError(
             f"nAGQ > 1 (adaptive Gauss-Hermite quadrature) needs a single scalar random-effect term such as "
             f"(1 | g), as in lme4; this model has {terms}. Use nAGQ=1 (Laplace), or sample()."
@@ -419,6 +572,8 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
         summary, conditional = _optimum(problem, deviance, summary.x, lower)
         quadrature = agq_loglik(problem, conditional, summary.x, nagq)
         hessian = _hessian(deviance, summary.x)
+    elif problem.random_auxiliary:  # the gradient is itself a difference: second differences of the deviance
+        hessian = _hessian(deviance, summary.x, JOINT_HESSIAN_STEP)
     else:
         hessian = _hessian_of_gradient(objective, summary.x)
     vcov = _vcov(hessian)
@@ -442,26 +597,40 @@ def glmm_problem(design: Design, family: Family):
             f"gamma (log) and beta (logit); not for {family.name} with the {family.link.name} link. Use sample() "
             "for NUTS."
         )
+    if design.censoring is not None and family.name not in LAPLACE_CENSORABLE:
+        raise BayesmixError(
+            f"A censored response has a Laplace fit for {', '.join(LAPLACE_CENSORABLE)}; not for family="
+            f"'{family.name}' (its CDF's derivatives are not written out). Use sample() (NUTS)."
+        )
     design = family_design(design, family)  # a binomial proportion's weights are its trials
     check_identifiable(design, allow_n=True)
     _check_response_varies(design, family)
     X, kept, dropped = drop_aliased(design.X, design.fixed_names)
-    order = lme4_order(design.blocks)
-    blocks = [design.blocks[i] for i in order]
+    order = lme4_order(design.all_blocks)
+    blocks = [design.all_blocks[i] for i in order]
     _check_dense_parts(blocks)
     transform = _column_transform(X)
+
+    def z_of(predictor: str) -> sp.csr_matrix:
+        """Z of one linear predictor over all of u's columns (zero where another predictor's blocks sit)."""
+        parts = [block_z(b) if b.predictor == predictor else sp.csr_matrix(block_z(b).shape) for b in blocks]
+        return sp.hstack(parts).tocsr()
+
     problem = GlmmProblem(
         family=family,
         X=X @ transform,
         y=design.y,
         trials=design.trials,
-        Z=sp.hstack([block_z(b) for b in blocks]).tocsr(),
+        Z=z_of("mu"),
         layout=ThetaLayout(tuple(b.covariance for b in blocks)),
         levels=tuple(b.n_levels for b in blocks),
         order=tuple(order),
         offset=0.0 if design.offset is None else design.offset,
         weights=design.weights,
         auxiliary_X={family.submodel_parameter(role): sub.X for role, sub in design.submodels.items()},
+        auxiliary_Z={family.submodel_parameter(r): z_of(r) for r, sub in design.submodels.items() if sub.blocks},
+        censoring=design.censoring,
+        upper=None if design.censoring is None else np.where(design.censoring == 3, design.upper, np.nan),
     )
     return problem, X, kept, dropped, transform
 
@@ -495,7 +664,7 @@ def deviance_function(problem: GlmmProblem, nagq: int = 1):
         theta, beta, params = problem.split(x)
         try:
             with np.errstate(all="ignore"):
-                conditional = conditional_mode(problem, theta, beta, params, warm["u"])
+                conditional = conditional_mode(problem, theta, beta, params, warm["u"], problem.auxiliary_eta(x))
                 value = conditional.laplace_loglik() if nagq == 1 else agq_loglik(problem, conditional, x, nagq)
         except (np.linalg.LinAlgError, ValueError):
             return np.inf
@@ -506,25 +675,28 @@ def deviance_function(problem: GlmmProblem, nagq: int = 1):
 
 
 def laplace_objective(problem: GlmmProblem):
-    """(-2 log L, its exact gradient) as a function of (theta, beta[, family parameters]): the
-    gradient from :func:`laplace_gradient`, each family parameter's entry by central differences
-    (two warm-started modes each). Non-finite values (an overflow at an extreme point) give inf."""
+    """(-2 log L, its gradient) as a function of (theta, beta[, family parameters]): the gradient
+    from :func:`laplace_gradient`, each family parameter's entry by central differences (two
+    warm-started modes each); every entry by central differences where a parameter's formula has
+    random effects (several linear predictors: the exact gradient's third derivatives are the
+    mean's only). Non-finite values (an overflow at an extreme point) give inf."""
     warm = {"u": None}
     deviance = deviance_function(problem)
+    joint = bool(problem.random_auxiliary)
 
     def objective(x):
         theta, beta, params = problem.split(x)
         try:
             with np.errstate(all="ignore"):
-                conditional = conditional_mode(problem, theta, beta, params, warm["u"])
+                conditional = conditional_mode(problem, theta, beta, params, warm["u"], problem.auxiliary_eta(x))
                 value = -2.0 * conditional.laplace_loglik()
-                gradient = laplace_gradient(problem, x, conditional)
+                gradient = np.full(len(x), np.nan) if joint else laplace_gradient(problem, x, conditional)
         except (np.linalg.LinAlgError, ValueError):
             return np.inf, np.full(len(x), np.nan)
         if not np.isfinite(value):
             return np.inf, gradient
         warm["u"] = conditional.u
-        for index in range(len(x) - sum(problem.auxiliary_sizes), len(x)):
+        for index in range(0 if joint else len(x) - sum(problem.auxiliary_sizes), len(x)):
             step = DISPERSION_STEP * max(1.0, abs(x[index]))
             up, down = x.copy(), x.copy()
             up[index] += step
@@ -536,6 +708,7 @@ def laplace_objective(problem: GlmmProblem):
 
 
 DISPERSION_STEP = 1e-5  # relative step of the central difference in a family parameter (unbounded scale)
+JOINT_HESSIAN_STEP = 1e-3  # relative step of the deviance's second differences with several linear predictors
 
 
 def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarray, gradient=None):
@@ -553,7 +726,7 @@ def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarra
         if not np.isfinite(summary.objective):
             raise ValueError("non-finite deviance")
         with np.errstate(all="ignore"):
-            conditional = conditional_mode(problem, theta, beta, params, None)
+            conditional = conditional_mode(problem, theta, beta, params, None, problem.auxiliary_eta(summary.x))
     except (np.linalg.LinAlgError, ValueError):
         raise BayesmixError(
             "The Laplace fit failed numerically: the deviance is not finite at the optimiser's end point "

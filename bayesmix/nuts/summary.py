@@ -28,9 +28,11 @@ from bayesmix.report import (
     family_params_to_dict,
     format_submodels,
     format_table,
+    ranef_dict,
     ranef_frames,
-    ranef_to_dict,
+    submodel_formula_lines,
     submodels_to_dict,
+    varcorr_to_dict,
 )
 
 
@@ -91,7 +93,7 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
         fixef["ess_tail"] = summary["ess_tail"].to_numpy()
     varcorr, modes, sds, bounds = [], [], [], []
     half = (1 - INTERVAL) / 2
-    for block in design.blocks:
+    for block in design.all_blocks:
         sd = flat_draws(post, f"sd_{block.label}")  # (S, k)
         corr = block_correlations(post, block)
         cov = sd[:, :, None] * corr * sd[:, None, :]
@@ -105,6 +107,7 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
                 "corr_se": corr.std(0, ddof=1),
                 "cov": cov.mean(0),
             }
+            | ({} if block.predictor == "mu" else {"predictor": block.predictor})
         )
         effects = flat_draws(post, f"re_{block.label}")  # (S, M, k)
         modes.append(effects.mean(0))
@@ -161,22 +164,14 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         },
         "sigma": summary.sigma,
         "family_params": family_params_to_dict(summary.family_params),
-        **submodels_to_dict(summary.submodels),
-        "varcorr": [
-            {
-                "group": v["group"],
-                "terms": v["terms"],
-                "sd": np.asarray(v["sd"]).tolist(),
-                "corr": np.asarray(v["corr"]).tolist(),
-            }
-            for v in summary.varcorr
-        ],
+        **submodels_to_dict(summary.submodels, summary.varcorr, summary.ranef),
+        "varcorr": varcorr_to_dict(summary.varcorr),
         "logLik": None,
         "REMLcrit": None,
         "AIC": None,
         "BIC": None,
         "isSingular": None,
-        "ranef": {group: ranef_to_dict(frame) for group, frame in summary.ranef.items()},
+        "ranef": ranef_dict(summary.ranef),
         "diagnostics": {
             "max_rhat": _number(d.max_rhat),
             "min_ess_bulk": _number(d.min_ess_bulk),
@@ -199,6 +194,7 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
     lines = [
         f"Bayesian {kind.lower()} mixed model fit by {how} {d.chains} chains x {d.draws} draws)",
         f" Formula: {design.spec.text}",
+        *submodel_formula_lines(design, " "),
         f" Family: {family.name} ( {family.link.name} )",
         *coding_notes(design),
         "",
@@ -206,6 +202,8 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
     ]
     rows = [["Groups", "Name", "Std.Dev.", "Corr"]]
     for v in summary.varcorr:
+        if v.get("predictor", "mu") != "mu":
+            continue
         for j, term in enumerate(v["terms"]):
             corr = " ".join(f"{v['corr'][j, i]:5.2f}" for i in range(j))
             rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j]:.4g}", corr])
@@ -233,7 +231,9 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
                 ]
             )
         lines += format_table(rows, align_left=1)
-    lines += format_submodels(summary.submodels, submodel_parameters(design, family), "l-95% CI|u-95% CI")
+    lines += format_submodels(
+        summary.submodels, submodel_parameters(design, family), "l-95% CI|u-95% CI", summary.varcorr
+    )
     divergences = "unknown" if "sample_stats" in summary.missing else d.divergences
     lines += [
         "",
