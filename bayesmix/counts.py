@@ -44,7 +44,7 @@ def _count_terms(count: str, eta, y, alpha):
     return ll, alpha * (y - mu) / (alpha + mu), -alpha * mu * (y + alpha) / (alpha + mu) ** 2
 
 
-def _zero_probability(count: str, eta, alpha):
+def zero_probability(count: str, eta, alpha):
     """(log p0, q, q') of the count distribution at eta (see the module docstring)."""
     mu = np.exp(eta)
     if count == "poisson":
@@ -55,7 +55,7 @@ def _zero_probability(count: str, eta, alpha):
 
 def _truncation(count: str, eta, alpha):
     """(log(1 - p0), the change to d1, the change to d2) of truncating the count at zero."""
-    log_p0, q, dq = _zero_probability(count, eta, alpha)
+    log_p0, q, dq = zero_probability(count, eta, alpha)
     log_positive = np.log(-np.expm1(log_p0))
     t = np.exp(log_p0 - log_positive)  # p0 / (1 - p0)
     return log_positive, -q * t, -(t * (dq - q**2) - q**2 * t**2)
@@ -70,7 +70,7 @@ def zero_terms(family: str, eta, y, params):
     zeros = y == 0
     if zero == "zi":
         zi = np.broadcast_to(params["zi"], eta.shape)
-        log_p0, q, dq = _zero_probability(count, eta, alpha)
+        log_p0, q, dq = zero_probability(count, eta, alpha)
         counted = np.log1p(-zi) + log_p0
         at_zero = np.logaddexp(np.log(zi), counted)
         r = np.exp(counted - at_zero)
@@ -89,7 +89,7 @@ def zero_terms(family: str, eta, y, params):
 
 def _positive_moments(count: str, mu, alpha):
     """(E[y | y > 0], E[y^2 | y > 0]) of the count."""
-    log_p0, _, _ = _zero_probability(count, np.log(mu), alpha)
+    log_p0, _, _ = zero_probability(count, np.log(mu), alpha)
     positive = -np.expm1(log_p0)
     variance = mu if count == "poisson" else mu + mu**2 / alpha
     return mu / positive, (variance + mu**2) / positive

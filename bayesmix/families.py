@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bayesmix.counts import ZERO_FAMILIES, zero_draws, zero_moments, zero_terms
+from bayesmix.counts import ZERO_FAMILIES, zero_draws, zero_moments, zero_probability, zero_terms
 from bayesmix.densities import DENSITIES
 from bayesmix.errors import BayesmixError, did_you_mean
 
@@ -690,6 +690,36 @@ class Family:
         if weights is None:
             return ll, d1, d2
         return weights * ll, weights * d1, weights * d2
+
+    def parameter_terms(self, name, eta, y, trials, params, weights=None):
+        """(d/dzeta, d2/dzeta2, d2/deta dzeta) of log p per row along zeta = logit of the zero
+        process's probability (``zi`` or ``hu``), where a zi= formula with random effects makes
+        zeta a linear predictor of its own; None for other parameters (the Laplace engine then
+        differences the density). With s = zi / (zi + (1 - zi) p0) the structural share of a zero
+        and q = -d log p0 / d eta: at y = 0, s - zi, s (1 - s) - zi (1 - zi) and s (1 - s) q; at
+        y > 0, -zi, -zi (1 - zi) and 0. A hurdle's hu: 1 - hu (y = 0) or -hu, -hu (1 - hu), 0."""
+        if name not in ("zi", "hu"):
+            return None
+        p = np.broadcast_to(np.asarray(params[name], dtype=float), np.shape(eta))
+        zeros = y == 0
+        if name == "hu":
+            terms = (np.where(zeros, 1.0 - p, -p), -p * (1.0 - p), np.zeros(np.shape(eta)))
+        else:
+            log_p0, q = self._zero_probability(eta, trials, params)
+            share = np.exp(np.log(p) - np.logaddexp(np.log(p), np.log1p(-p) + log_p0))
+            spread = np.where(zeros, share * (1.0 - share), 0.0)
+            terms = (np.where(zeros, share - p, -p), spread - p * (1.0 - p), spread * q)
+        return terms if weights is None else tuple(weights * t for t in terms)
+
+    def _zero_probability(self, eta, trials, params):
+        """(log P(y = 0), -its eta-derivative) of the count (or binomial) beneath the zero inflation."""
+        if self.name == "zero_inflated_binomial":
+            from scipy.special import expit, log_expit
+
+            n = 1.0 if trials is None else trials
+            return n * log_expit(-eta), n * expit(eta)
+        log_p0, q, _ = zero_probability(ZERO_FAMILIES[self.name][0], eta, params.get("alpha"))
+        return log_p0, q
 
     def laplace_third(self, eta, y, trials, params, weights=None):
         """d3 log p(y | eta) / d eta3, elementwise (the exact gradient of a Laplace fit reads it):

@@ -47,6 +47,8 @@ from bayesmix.families import THIRD_STEP, Family
 MAX_DENSE_EFFECTS = 8000
 INNER_TOLERANCE = 1e-10
 STEP_TOLERANCE = 1e-14  # relative Newton step below which u cannot change in double precision
+HALVINGS = 40  # step halvings of a Newton step (2^-40: below the values' rounding)
+STALLS = 3  # Newton steps in a row without gain (within rounding), after which the search stops
 # The family parameters a Laplace fit estimates beside (theta, beta), each on an unbounded scale:
 # (to the parameter, from it, its start)
 AUXILIARY = {
@@ -146,6 +148,10 @@ class GlmmProblem:
         ll, d1, d2 = censored_terms(self.family.name, eta, self.y, self.upper, self.censoring, params, *terms)
         return (ll, d1, d2) if self.weights is None else (self.weights * ll, self.weights * d1, self.weights * d2)
 
+    def parameter_terms(self, name: str, eta, params):
+        """The family's analytic derivatives along a parameter's predictor (zi, hu), weights applied, or None."""
+        return self.family.parameter_terms(name, eta, self.y, self.trials, params, self.weights)
+
     def third(self, eta, params):
         """d3 log p / d eta3 per row (the exact gradient reads it): the family's, or for censored
         rows a central difference of :meth:`terms`' second derivative."""
@@ -220,6 +226,7 @@ class CrossPattern:
     indices: np.ndarray
     indptr: np.ndarray
     q: int
+    columns: tuple = ()  # each product's two columns of u (a, b)
 
     @classmethod
     def of(cls, Ms: list) -> CrossPattern:
@@ -239,7 +246,14 @@ class CrossPattern:
         q = Ms[0].shape[1]
         keys, slot = np.unique(column[a].astype(np.int64) * q + column[b], return_inverse=True)
         indptr = np.searchsorted(keys // q, np.arange(q + 1))
-        return cls(row[a], predictor[a], predictor[b], value[a] * value[b], slot, keys % q, indptr, q)
+        pairs = (column[a], column[b])
+        return cls(row[a], predictor[a], predictor[b], value[a] * value[b], slot, keys % q, indptr, q, pairs)
+
+    def leverages(self, H_inverse: SelectedInverse, n: int, P: int) -> np.ndarray:
+        """(n, P, P) cross-leverages h_jk,i = m_j,i' H^{-1} m_k,i of every row's predictors."""
+        values = self.products * H_inverse.at(*self.columns)
+        flat = (self.rows * P + self.first) * P + self.second
+        return np.bincount(flat, weights=values, minlength=n * P * P).reshape(n, P, P)
 
     def cross_product(self, W: np.ndarray) -> sp.csr_matrix:
         """sum_jk M_j' diag(W[:, j, k]) M_k for W (n, P, P)."""
@@ -272,8 +286,9 @@ PARAMETER_STEP = 2e-3  # step of the 5-point differences along a parameter's lin
 def _joint_terms(problem: GlmmProblem, etas: list, params: dict):
     """(log p (n,), its gradient (n, P) and Hessian (n, P, P) per row) over the P linear predictors:
     the mean's eta, then each :attr:`GlmmProblem.random_auxiliary` parameter's. The mean's
-    derivatives are the family's own; along a parameter's predictor they are 5-point differences of
-    the family's log density (error O(h^4), rounding ~1e-13 in the gradient, which sets the mode)."""
+    derivatives are the family's own, and so are those along a zero process's logit; along another
+    parameter's predictor they are 5-point differences of the family's log density (error O(h^4),
+    rounding ~1e-13 in the gradient, which sets the mode)."""
     names = problem.random_auxiliary
 
     def at(shifts: dict):
@@ -292,7 +307,15 @@ def _joint_terms(problem: GlmmProblem, etas: list, params: dict):
         f = {s: at({shift[0]: shift[1], name: s * h})[0] for s in (-2, -1, 1, 2)}
         return (f[-2] - 8 * f[-1] + 8 * f[1] - f[2]) / (12 * h)
 
+    values = dict(params)
+    for name, eta in zip(names, etas[1:]):
+        values[name] = AUXILIARY[name][0](eta)
     for i, name in enumerate(names, 1):
+        analytic = problem.parameter_terms(name, etas[0], values)
+        if analytic is not None:
+            gradient[:, i], hessian[:, i, i], hessian[:, 0, i] = analytic
+            hessian[:, i, 0] = hessian[:, 0, i]
+            continue
         shifted = {s: at({name: s * h}) for s in (-2, -1, 1, 2)}  # log p and its eta-derivative there
         f, g = ({s: value[k] for s, value in shifted.items()} for k in (0, 1))
         gradient[:, i] = (f[-2] - 8 * f[-1] + 8 * f[1] - f[2]) / (12 * h)
@@ -329,6 +352,7 @@ def conditional_mode(
         return float(ll.sum()) - 0.5 * float(u @ u), gradient, hessian
 
     value, d1, d2 = evaluate(u)
+    stalls = 0
     for _ in range(200):
         gradient = sum(M.T @ d1[:, j] for j, M in enumerate(Ms)) - u
         if np.max(np.abs(gradient), initial=0.0) < INNER_TOLERANCE:
@@ -339,13 +363,16 @@ def conditional_mode(
             step = _information_factor(problem, Ms, d2, True, pattern).solve(gradient)
         if np.max(np.abs(step), initial=0.0) <= STEP_TOLERANCE * max(1.0, np.max(np.abs(u), initial=0.0)):
             break  # large counts: the gradient's rounding noise exceeds INNER_TOLERANCE, u no longer moves
-        for _ in range(60):
+        for _ in range(HALVINGS):
             candidate = u + step
             new_value, new_d1, new_d2 = evaluate(candidate)
             if new_value >= value - 1e-12 * abs(value):
                 break
             step /= 2
+        stalls = stalls + 1 if new_value <= value else 0
         u, value, d1, d2 = candidate, new_value, new_d1, new_d2
+        if stalls >= STALLS:  # steps within the values' rounding, no gain: as precise as they allow
+            break
     ll, _, d2 = _joint_terms(problem, [o + M @ u for o, M in zip(offsets, Ms)], params)
     return Conditional(u=u, loglik=float(ll.sum()), H=_information_factor(problem, Ms, d2, False, pattern))
 
@@ -394,6 +421,62 @@ def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Condition
         trace = float(np.sum(H_inverse.at(direct.col, direct.row) * direct.data))
         dg = d_lam.T @ (problem.Z.T @ d1)
         gradient[index] = -2.0 * d1 @ d_eta + 2.0 * trace + (a + d2_Mc) @ d_eta + c @ dg
+    return gradient
+
+
+def _third_derivatives(problem: GlmmProblem, etas: list, params: dict) -> np.ndarray:
+    """(n, P, P, P): d/d eta_l of each row's Hessian over the predictors, 5-point differences of
+    :func:`_joint_terms` along each predictor (how W moves, which log|H|'s gradient reads)."""
+    h = PARAMETER_STEP
+    n, P = len(etas[0]), len(etas)
+    third = np.empty((n, P, P, P))
+    for along in range(P):
+        at = {}
+        for s in (-2, -1, 1, 2):
+            shifted = [eta + s * h if j == along else eta for j, eta in enumerate(etas)]
+            at[s] = _joint_terms(problem, shifted, params)[2]
+        third[..., along] = (at[-2] - 8 * at[-1] + 8 * at[1] - at[2]) / (12 * h)
+    return third
+
+
+def joint_laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Conditional, aux_eta: dict):
+    """The gradient of the Laplace deviance over theta and the coefficients of every linear
+    predictor (the mean's, and each random-effect parameter's formula), as :func:`laplace_gradient`
+    for P predictors: with per-row gradients g (n, P), W = -Hessian (n, P, P), third derivatives T,
+    cross-leverages h_jk = m_j' H^{-1} m_k, a_l = -sum_jk h_jk T_jkl, c = H^{-1} sum_l M_l' a_l and
+    b_l = -2 g_l + a_l - sum_j (M_j c) W_jl, a coefficient of predictor l gets X_l' b_l and a theta
+    entry sum_l b_l' Z_l dLambda u + 2 tr(H^{-1} sum_jk M_k' W_kj Z_j dLambda) + c' sum_j dLambda' Z_j' g_j.
+    Entries of parameters without random effects are NaN (the caller differences them)."""
+    theta, beta, params = problem.split(x)
+    Ms, offsets = _linear_parts(problem, theta, beta, aux_eta)
+    Zs = [problem.Z] + [problem.auxiliary_Z[name] for name in problem.random_auxiliary]
+    etas = [o + M @ conditional.u for o, M in zip(offsets, Ms)]
+    _, g, hessian = _joint_terms(problem, etas, params)
+    W, P, n = -hessian, len(Ms), len(etas[0])
+    h = CrossPattern.of(Ms).leverages(conditional.H.selected_inverse(), n, P)
+    a = -np.einsum("njk,njkl->nl", h, _third_derivatives(problem, etas, params))
+    c = conditional.H.solve(sum(M.T @ a[:, j] for j, M in enumerate(Ms)))
+    Mc = np.column_stack([M @ c for M in Ms])
+    b = -2.0 * g + a - np.einsum("nj,njl->nl", Mc, W)
+    gradient = np.full(len(x), np.nan)
+    n_theta, p = problem.layout.n_theta, problem.X.shape[1]
+    gradient[n_theta : n_theta + p] = problem.X.T @ b[:, 0]
+    start = n_theta + p
+    for name, size in zip(problem.auxiliary, problem.auxiliary_sizes):
+        if name in problem.random_auxiliary:
+            gradient[start : start + size] = (
+                problem.auxiliary_X[name].T @ b[:, 1 + problem.random_auxiliary.index(name)]
+            )
+        start += size
+    weighted = [sum(Ms[k].T @ sp.diags(W[:, k, j]) for k in range(P)) @ Zs[j] for j in range(P)]
+    selected, u = conditional.H.selected_inverse(), conditional.u
+    for index, d_lam in enumerate(problem.lam_tangents(theta)):
+        direct = sum(w @ d_lam for w in weighted).tocoo()
+        trace = float(np.sum(selected.at(direct.col, direct.row) * direct.data))
+        d_u = d_lam @ u
+        explicit = sum(b[:, j] @ (Z @ d_u) for j, Z in enumerate(Zs))
+        response = sum(c @ (d_lam.T @ (Z.T @ g[:, j])) for j, Z in enumerate(Zs))
+        gradient[index] = explicit + 2.0 * trace + response
     return gradient
 
 
@@ -572,8 +655,6 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
         summary, conditional = _optimum(problem, deviance, summary.x, lower)
         quadrature = agq_loglik(problem, conditional, summary.x, nagq)
         hessian = _hessian(deviance, summary.x)
-    elif problem.random_auxiliary:  # the gradient is itself a difference: second differences of the deviance
-        hessian = _hessian(deviance, summary.x, JOINT_HESSIAN_STEP)
     else:
         hessian = _hessian_of_gradient(objective, summary.x)
     vcov = _vcov(hessian)
@@ -690,13 +771,16 @@ def laplace_objective(problem: GlmmProblem):
             with np.errstate(all="ignore"):
                 conditional = conditional_mode(problem, theta, beta, params, warm["u"], problem.auxiliary_eta(x))
                 value = -2.0 * conditional.laplace_loglik()
-                gradient = np.full(len(x), np.nan) if joint else laplace_gradient(problem, x, conditional)
+                if joint:
+                    gradient = joint_laplace_gradient(problem, x, conditional, problem.auxiliary_eta(x))
+                else:
+                    gradient = laplace_gradient(problem, x, conditional)
         except (np.linalg.LinAlgError, ValueError):
             return np.inf, np.full(len(x), np.nan)
         if not np.isfinite(value):
             return np.inf, gradient
         warm["u"] = conditional.u
-        for index in range(0 if joint else len(x) - sum(problem.auxiliary_sizes), len(x)):
+        for index in np.flatnonzero(np.isnan(gradient)):
             step = DISPERSION_STEP * max(1.0, abs(x[index]))
             up, down = x.copy(), x.copy()
             up[index] += step
@@ -708,7 +792,6 @@ def laplace_objective(problem: GlmmProblem):
 
 
 DISPERSION_STEP = 1e-5  # relative step of the central difference in a family parameter (unbounded scale)
-JOINT_HESSIAN_STEP = 1e-3  # relative step of the deviance's second differences with several linear predictors
 
 
 def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarray, gradient=None):
