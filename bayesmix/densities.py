@@ -73,6 +73,10 @@ class Density:
     def logcdf(self, value, mu, params):
         return None  # no censoring
 
+    def static_arguments(self, y: np.ndarray) -> dict:
+        """Constants of the sampler's graph that the data fix (none but the tweedie's window)."""
+        return {}
+
 
 class LogNormal(Density):
     params = ("sigma",)
@@ -301,6 +305,128 @@ class ZeroInflatedBinomial(Density):
         return np.where(rng.random(np.shape(mu)) < np.broadcast_to(params["zi"], np.shape(mu)), 0.0, counts)
 
 
+class Tweedie(Density):
+    """Tweedie with mean mu = exp(eta), dispersion phi and power 1 < p < 2 (glmmTMB's tweedie): a
+    Poisson(lambda) number of Gamma(a, gamma) terms, lambda = mu^(2-p) / (phi (2-p)),
+    a = (2-p) / (p-1), gamma = phi (p-1) mu^(p-1); Var = phi mu^p, P(y = 0) = exp(-lambda).
+
+    log f(y) = -y mu^(1-p) / (phi (p-1)) - mu^(2-p) / (phi (2-p)) + log W(y) - log y for y > 0,
+    W = sum_j exp(j z - lgamma(j + 1) - lgamma(j a)), z = a log(y / (p-1)) - (1 + a) log phi -
+    log(2-p) (Dunn and Smyth 2005). W does not involve mu, so the eta-derivatives are written out;
+    its terms peak near j* = y^(2-p) / (phi (2-p)) and the sum runs over a window around j* until
+    both ends are below e^-40 of the peak. The sampler's graph needs a fixed number of terms: it
+    sums j = 1 .. J, J from the data (:func:`tweedie_window`), and refuses (log density -inf) a
+    (phi, power) whose series J would cut, never computing a truncated sum."""
+
+    params = ("phi", "power")
+
+    def terms(self, eta, y, trials, params):
+        phi, p = params["phi"], params["power"]
+        mu1 = np.exp((1.0 - p) * eta)  # mu^(1-p)
+        mu2 = np.exp((2.0 - p) * eta)  # mu^(2-p)
+        ll = np.array(-y * mu1 / (phi * (p - 1.0)) - mu2 / (phi * (2.0 - p)), dtype=float)
+        positive = y > 0
+        if positive.any():
+            at = {k: (v[positive] if np.ndim(v) else v) for k, v in params.items()}
+            ll[positive] += tweedie_log_w(y[positive], at["phi"], at["power"]) - np.log(y[positive])
+        d1 = (y * mu1 - mu2) / phi
+        d2 = ((1.0 - p) * y * mu1 - (2.0 - p) * mu2) / phi
+        return ll, d1, d2
+
+    def logp(self, value, mu, params, trials):
+        pt = _pt()
+        phi, p = params["phi"], params["power"]
+        base = -value * mu ** (1.0 - p) / (phi * (p - 1.0)) - mu ** (2.0 - p) / (phi * (2.0 - p))
+        safe = pt.switch(pt.gt(value, 0), value, 1.0)
+        log_w, covered = _tweedie_log_w_graph(safe, phi, p, params["window"])
+        positive = base + log_w - pt.log(safe)
+        density = pt.switch(pt.gt(value, 0), positive, base)
+        return pt.switch(covered, density, -np.inf)
+
+    def moments(self, mu, params, trials):
+        return mu, np.asarray(params["phi"]) * mu ** np.asarray(params["power"])
+
+    def static_arguments(self, y: np.ndarray) -> dict:
+        """The window of the series: it covers phi down to a fifth of the moment estimate
+        Var(y) / mean(y)^1.5 (which the random effects' variance inflates) and powers up to 1.9."""
+        y = np.asarray(y, dtype=float)
+        moment = float(np.var(y) / max(np.mean(y), 1e-12) ** 1.5) if y.size > 1 else 1.0
+        return {"window": tweedie_window(y, max(moment, 1e-6) / TWEEDIE_PHI_FLOOR)}
+
+    def draw(self, mu, params, trials, rng):
+        phi = np.broadcast_to(params["phi"], np.shape(mu))
+        p = np.broadcast_to(params["power"], np.shape(mu))
+        count = rng.poisson(mu ** (2 - p) / (phi * (2 - p)))
+        shape = count * (2 - p) / (p - 1)
+        return np.where(count > 0, rng.gamma(np.maximum(shape, 1e-300), phi * (p - 1) * mu ** (p - 1)), 0.0)
+
+
+TWEEDIE_PHI_FLOOR = 5.0  # the sampler's series covers phi down to the moment estimate / this
+TWEEDIE_POWER_CEILING = 1.9  # and powers up to this
+TWEEDIE_TAIL = 40.0  # log of the ratio of the series' peak term to the last terms it sums (e^-40 ~ 4e-18)
+
+
+def _tweedie_z(y, phi, p):
+    a = (2.0 - p) / (p - 1.0)
+    return a, a * np.log(y / (p - 1.0)) - (1.0 + a) * np.log(phi) - np.log(2.0 - p)
+
+
+def tweedie_log_w(y, phi, p) -> np.ndarray:
+    """log W(y, phi, p) of :class:`Tweedie` for y > 0 (numpy), summed over a window around the
+    peak j* widened until its end terms are below e^-40 of the peak."""
+    y = np.asarray(y, dtype=float)
+    phi, p = np.broadcast_to(phi, y.shape), np.broadcast_to(p, y.shape)
+    a, z = _tweedie_z(y, phi, p)
+    peak = np.maximum(1.0, np.round(y ** (2.0 - p) / (phi * (2.0 - p))))
+    half = _half_width(peak, p)
+    while True:
+        span = int(2 * half.max() + 1)
+        j = np.maximum(peak[:, None] - half[:, None], 1.0) + np.arange(span)[None, :]
+        inside = j <= peak[:, None] + half[:, None]
+        terms = j * z[:, None] - gammaln(j + 1.0) - gammaln(j * a[:, None])
+        terms = np.where(inside, terms, -np.inf)
+        top = terms.max(axis=1)
+        first, last = terms[:, 0], np.where(inside, terms, -np.inf)[np.arange(len(y)), inside.sum(axis=1) - 1]
+        low_open = (j[:, 0] > 1.0) & (first > top - TWEEDIE_TAIL)
+        if not np.any(low_open | (last > top - TWEEDIE_TAIL)):
+            return top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
+        half = half * 2.0
+
+
+def _half_width(peak, p):
+    """Terms either side of the peak to e^-40 of it: log W_j has curvature about -(1 + a) / j =
+    -1 / (j (p - 1)) at the peak, so the terms fall by e^-40 within 9 sqrt(j* (p - 1))."""
+    return np.ceil(9.5 * np.sqrt(peak * (p - 1.0)) + 6.0)
+
+
+def _tweedie_log_w_graph(y, phi, p, window: int):
+    """log W in PyTensor over the terms j = 1 .. ``window``; and whether they cover the series (the
+    last term below e^-40 of the peak). With one phi and power for all rows the gamma functions of
+    j are one vector, and each row costs a product and an exp per term."""
+    pt = _pt()
+    a = (2.0 - p) / (p - 1.0)
+    z = a * pt.log(y / (p - 1.0)) - (1.0 + a) * pt.log(phi) - pt.log(2.0 - p)
+    j = pt.arange(1, window + 1, dtype="float64")
+    terms = z[..., None] * j - pt.gammaln(j + 1.0) - pt.gammaln(pt.shape_padright(a) * j)
+    top = pt.max(terms, axis=-1)
+    log_w = top + pt.log(pt.sum(pt.exp(terms - top[..., None]), axis=-1))
+    return log_w, pt.lt(terms[..., -1], top - TWEEDIE_TAIL)
+
+
+def tweedie_window(y: np.ndarray, phi_floor: float) -> int:
+    """The sampler's number of terms (j = 1 .. it): it covers every row's series for phi down to
+    ``phi_floor`` and a power up to :data:`TWEEDIE_POWER_CEILING` (towards 2 the series grows
+    without bound; where the window falls short the log density is -inf, never a truncated sum)."""
+    positive = np.asarray(y, dtype=float)[np.asarray(y) > 0]
+    if positive.size == 0:
+        return 8
+    ends = []
+    for p in np.linspace(1.01, TWEEDIE_POWER_CEILING, 40):
+        peak = float(np.max(positive ** (2 - p) / (phi_floor * (2 - p))))
+        ends.append(peak + float(_half_width(peak, p)))
+    return int(np.ceil(max(ends)))
+
+
 LOG_SCALE = ("lognormal", "hurdle_lognormal")  # families whose mu and sigma are those of log y
 
 DENSITIES: dict[str, Density] = {
@@ -311,4 +437,5 @@ DENSITIES: dict[str, Density] = {
     "hurdle_lognormal": Hurdle(LogNormal()),
     "betabinomial": BetaBinomial(),
     "zero_inflated_binomial": ZeroInflatedBinomial(),
+    "tweedie": Tweedie(),
 }

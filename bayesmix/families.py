@@ -449,12 +449,13 @@ class _DensityDist:
     def __init__(self, family: str):
         self.family = family
         self.density = DENSITIES[family]
+        self.static: dict = {}  # graph constants the data fix (Density.static_arguments)
 
     def _arguments(self, parameters: dict):
         keys = list(parameters)
 
         def logp(value, *values):
-            named = dict(zip(keys, values))
+            named = {**dict(zip(keys, values)), **self.static}
             return self.density.logp(value, named.pop("mu"), named, named.pop("trials", None))
 
         def random(*values, rng=None, size=None):
@@ -757,6 +758,8 @@ class Family:
 
         mean = self.link.inverse(eta, pt)
         distribution, parameters = self._likelihood(mean, params, trials)
+        if isinstance(distribution, _DensityDist):
+            distribution.static = distribution.density.static_arguments(observed.get_value())
         if censoring is not None:
             discrete = self.name in ("poisson",)
             return _censored_likelihood(name, distribution, parameters, mean, censoring, observed, dims, discrete)
@@ -818,6 +821,7 @@ _FAMILIES = {
         False,
     ),
     "betabinomial": ("logit", ("logit",), ("phi",), _check_trials, _density_family("betabinomial"), False),
+    "tweedie": ("log", ("log",), ("phi", "power"), _check_nonnegative, _density_family("tweedie"), False),
     "zero_inflated_binomial": (
         "logit",
         ("logit",),

@@ -27,6 +27,7 @@ from bayesmix.exact.lmm import LmmResult
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.families import PARAMETER_LINKS, Family
 from bayesmix.report import (
+    censoring_lines,
     family_params_to_dict,
     format_submodels,
     format_table,
@@ -116,6 +117,7 @@ class MixedFit:
             f" Family: {self.family.name} ( {self.family.link.name} )",
             f"Formula: {self.design.spec.text}",
             *submodel_formula_lines(self.design),
+            *censoring_lines(self.design),
             *coding_notes(self.design),
             "",
         ]

@@ -32,6 +32,15 @@ def submodel_formula_lines(design: Design, indent: str = "") -> list[str]:
     return [f"{indent}{heading[sub.role]}: {sub.text}" for sub in design.spec.submodels]
 
 
+def censoring_lines(design: Design, indent: str = "") -> list[str]:
+    """``Censored: 168 left, 102 right, 44 interval (of 1000)`` under the formula, when rows are."""
+    codes = getattr(design, "censoring", None)
+    if codes is None:
+        return []
+    counts = [f"{int(np.sum(codes == code))} {name}" for code, name in ((1, "left"), (2, "right"), (3, "interval"))]
+    return [f"{indent}Censored: {', '.join(counts)} (of {len(codes)} rows)"]
+
+
 def block_key(block) -> str:
     """Where a block's effects are filed in ``ranef`` and named in ``varcorr``: its grouping factor
     for the mean's blocks, ``<role>|<group>`` for a zi= or dispersion= formula's (glmmTMB's

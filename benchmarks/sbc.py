@@ -20,6 +20,12 @@ one compilation with the data swapped: a sampler users do not get by default.)
     python benchmarks/sbc.py --parameterization centered --rows-per-group 40   # informative levels
     python benchmarks/sbc.py --parameterization marginal --families gaussian --reps 100
     python benchmarks/sbc.py --parameterization auto --rows-per-group 40   # what Model.sample() does
+    python benchmarks/sbc.py --cases dispersion_re censored_gaussian weibull lognormal
+
+``--cases`` runs the model features that are not a family alone, each on its own design (see
+CASES): a random intercept, ``y ~ x + (1 | g)``, with a dispersion formula with random effects
+(``dispersion_re``), a censored gaussian response (``censored_gaussian``), and the weibull and
+lognormal families (``weibull``, ``lognormal``). Given ``--cases``, ``--families`` is ignored.
 
 """
 
@@ -29,6 +35,7 @@ import argparse
 import time
 import warnings
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -55,6 +62,49 @@ FAMILY_PRIORS = {
     },
     "hurdle_poisson": {"hu": Prior("Beta", alpha=2.0, beta=3.0)},
 }
+
+
+# Cases beyond a family alone: a random intercept only, fixed data-independent priors (the default
+# priors are scaled to the data, so a refit's priors would move with each simulated y), and the
+# scalars ranked: the fixed effects, the group SD and the case's own parameters.
+CASE_PRIORS = {
+    "Intercept": Prior("Normal", mu=0.0, sigma=1.0),
+    "b": Prior("Normal", mu=0.0, sigma=0.5),
+    "sd_g": Prior("HalfNormal", sigma=np.array([0.8])),
+}
+CASES = {
+    # sigma by group: log sigma_g = sigma_Intercept + b_g, b_g ~ N(0, sd_dispersion_g)
+    "dispersion_re": {
+        "family": "gaussian",
+        "kwargs": {"dispersion": "~ 1 + (1 | g)"},
+        "priors": {
+            "sigma_Intercept": Prior("Normal", mu=0.0, sigma=0.5),
+            "sd_dispersion_g": Prior("HalfNormal", sigma=np.array([0.5])),
+        },
+        "own": {"sigma_Intercept": ("sigma_beta", 0), "sd_dispersion": ("sd_dispersion_g", 0)},
+    },
+    # y drawn uncensored from the prior predictive, then censored (censor() below)
+    "censored_gaussian": {
+        "family": "gaussian",
+        "kwargs": {"censored": "cens"},
+        "priors": {"sigma": Prior("Exponential", lam=1.0)},
+        "own": {"sigma": ("sigma", None)},
+    },
+    # shape: the default prior, LogNormal(0, 1), which does not read the data
+    "weibull": {
+        "family": "weibull",
+        "kwargs": {},
+        "priors": {"shape": Prior("LogNormal", mu=0.0, sigma=1.0)},
+        "own": {"shape": ("shape", None)},
+    },
+    "lognormal": {
+        "family": "lognormal",
+        "kwargs": {},
+        "priors": {"sigma": Prior("Exponential", lam=1.0)},
+        "own": {"sigma": ("sigma", None)},
+    },
+}
+CENSOR_LOW, CENSOR_HIGH = 0.15, 0.90  # left-censored below this quantile of y, right-censored above that
 
 
 def placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
@@ -153,12 +203,142 @@ def run_family(
     return pd.DataFrame(rows)
 
 
+def case_placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
+    n = N_GROUPS * per_group
+    y = rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "y": y if family == "gaussian" else np.exp(y),
+            "x": rng.normal(size=n),
+            "g": np.repeat(np.arange(N_GROUPS), per_group),
+            "cens": "none",
+        }
+    )
+
+
+def case_scalars(group, case: str) -> dict[str, np.ndarray]:
+    """The ranked scalars of a case, each (chains, draws), from a prior or posterior group."""
+    out = {
+        "Intercept": group["beta"].values[..., 0],
+        "b_x": group["beta"].values[..., 1],
+        "sd_intercept": group["sd_g"].values[..., 0],
+    }
+    for name, (variable, index) in CASES[case]["own"].items():
+        values = group[variable].values
+        out[name] = values if index is None else values[..., index]
+    return out
+
+
+def censor(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left-censor the rows below the CENSOR_LOW order statistic of y at it (code "left": the value is
+    at most that) and right-censor those above the CENSOR_HIGH one (code "right": more than it). The
+    limits are order statistics, not interpolated quantiles: the likelihood of the data so censored is
+    then, as a function of the parameters, the censored model's (type II censoring), so SBC stays exact."""
+    order = np.sort(y)
+    low, high = order[int(CENSOR_LOW * len(y))], order[int(CENSOR_HIGH * len(y))]
+    codes = np.where(y < low, "left", np.where(y > high, "right", "none"))
+    return np.clip(y, low, high), codes
+
+
+def run_case(
+    case: str,
+    reps: int,
+    draws: int,
+    thin: int,
+    seed: int,
+    parameterization: str,
+    per_group: int,
+    target_accept: float | None = None,
+) -> pd.DataFrame:
+    spec = CASES[case]
+    family, kwargs = spec["family"], spec["kwargs"]
+    rng = np.random.default_rng(seed)
+    frame = case_placeholder(family, rng, per_group)
+    priors = {**CASE_PRIORS, **spec["priors"]}
+    formula = "y ~ x + (1 | g)"
+    # the truth from the non-centred model's prior; a censored case draws y uncensored (the same
+    # joint prior: the model without censored=) and censors it afterwards
+    drawn = {key: value for key, value in kwargs.items() if key != "censored"}
+    model = bayesmix.Model(formula, frame, family=family, priors=priors, **drawn)
+    prior = pm.sample_prior_predictive(draws=reps, model=model.pymc_model("noncentered"), random_seed=seed)
+    truth = {name: values[0] for name, values in case_scalars(prior.prior, case).items()}
+    y_sim = prior.prior_predictive["y"].values[0]
+    ranks = {name: [] for name in truth}
+    failures, divergent_fits, divergences, high_rhat, max_rhat, censored = 0, 0, 0, 0, 1.0, []
+    start = time.perf_counter()
+    for r in range(reps):
+        data = frame.assign(y=y_sim[r])
+        if "censored" in kwargs:
+            y_c, codes = censor(y_sim[r])
+            data = data.assign(y=y_c, cens=codes)
+            censored.append(np.mean(codes != "none"))
+        try:
+            idata = bayesmix.Model(formula, data, family=family, priors=priors, **kwargs).sample(
+                draws=draws,
+                tune=500,
+                chains=2,
+                random_seed=seed + r,
+                progressbar=False,
+                parameterization=parameterization,
+                target_accept=target_accept,
+                posterior_predictive=False,
+            )
+        except Exception as exc:
+            print(f"{case}: replication {r} failed: {exc!r}", flush=True)
+            failures += 1
+            continue
+        n_div = int(idata.sample_stats["diverging"].values.sum())
+        divergences += n_div
+        divergent_fits += n_div > 0
+        estimated = case_scalars(idata.posterior, case)
+        rhat = max(float(az.rhat(values)) for values in estimated.values())
+        high_rhat += rhat > 1.01
+        max_rhat = max(max_rhat, rhat)
+        if (r + 1) % 10 == 0:
+            print(
+                f"{case} {parameterization}: {r + 1}/{reps} replications, {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
+        for name, draws_ in estimated.items():
+            thinned = draws_[:, ::thin].ravel()
+            ranks[name].append(int(np.sum(thinned < truth[name][r])))
+    elapsed = time.perf_counter() - start
+    if censored:
+        print(f"{case}: {100 * np.mean(censored):.1f} % of rows censored", flush=True)
+    n_ranks = (draws // thin) * 2 + 1
+    rows = []
+    for name, rank in ranks.items():
+        rank = np.asarray(rank)
+        counts = np.histogram(rank, bins=10, range=(0, n_ranks))[0]
+        rows.append(
+            {
+                "case": case,
+                "parameterization": parameterization,
+                "parameter": name,
+                "reps": len(rank),
+                "chi2_p": stats.chisquare(counts).pvalue,
+                "ks_p": stats.kstest((rank + rng.uniform(size=len(rank))) / n_ranks, "uniform").pvalue,
+                "histogram": " ".join(str(c) for c in counts),
+                "failed": failures,
+                "div_fits": divergent_fits,
+                "div_total": divergences,
+                "rhat>1.01": high_rhat,
+                "max_rhat": max_rhat,
+                "s_per_rep": elapsed / reps,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--thin", type=int, default=5)
     parser.add_argument("--families", nargs="+", default=["gaussian", "bernoulli", "poisson"])
+    parser.add_argument(
+        "--cases", nargs="+", default=None, choices=list(CASES), help="run these cases (CASES) instead of --families"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--parameterization", default="noncentered", choices=["noncentered", "centered", "marginal", "auto"]
@@ -169,9 +349,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    run, names = (run_case, args.cases) if args.cases else (run_family, args.families)
     table = pd.concat(
         [
-            run_family(
+            run(
                 f,
                 args.reps,
                 args.draws,
@@ -181,7 +362,7 @@ def main() -> None:
                 args.rows_per_group,
                 args.target_accept,
             )
-            for f in args.families
+            for f in names
         ]
     )
     pd.set_option("display.width", 120)
@@ -191,6 +372,17 @@ def main() -> None:
         f"\nmin chi-square p = {p_values.min():.3f} over {len(p_values)} tests "
         f"(Bonferroni 5% threshold {0.05 / len(p_values):.4f})"
     )
+    if args.cases:  # each case is its own family of tests
+        for case, rows in table.groupby("case", sort=False):
+            worst = rows.iloc[int(np.argmin(rows.chi2_p.to_numpy()))]
+            threshold = 0.05 / len(rows)
+            verdict = (
+                "pass" if worst.chi2_p >= threshold else f"FAIL ({', '.join(rows.parameter[rows.chi2_p < threshold])})"
+            )
+            print(
+                f"{case}: min chi-square p = {worst.chi2_p:.4f} ({worst.parameter}) over {len(rows)} tests, "
+                f"Bonferroni 5% threshold {threshold:.4f}: {verdict}"
+            )
 
 
 if __name__ == "__main__":

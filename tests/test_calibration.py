@@ -42,6 +42,7 @@ FAMILY_PARAMS = {
     "hurdle_lognormal": {"sigma": 0.5, "hu": 0.3},
     "betabinomial": {"phi": 10.0},
     "zero_inflated_binomial": {"zi": 0.3},
+    "tweedie": {"phi": 1.2, "power": 1.5},
 }
 TRIALS = 8
 

@@ -25,7 +25,7 @@ from bayesmix.densities import DENSITIES
 from bayesmix.families import get_family
 
 DATA = Path(__file__).parent / "data"
-PARAMS = {"sigma": 0.7, "shape": 1.8, "hu": 0.3, "phi": 6.0, "zi": 0.25}
+PARAMS = {"sigma": 0.7, "shape": 1.8, "hu": 0.3, "phi": 6.0, "zi": 0.25, "power": 1.45}
 
 
 def sample(family: str, n: int = 80, seed: int = 0):
@@ -55,11 +55,22 @@ def scipy_logpdf(family: str, eta, y, trials):
         else:
             positive = stats.lognorm(sigma, scale=np.exp(eta)).logpdf(safe)
         return np.where(y == 0, np.log(hu), np.log1p(-hu) + positive)
+    if family == "tweedie":
+        return tweedie_by_its_terms(y, np.exp(eta), phi, PARAMS["power"])
     mu = expit(eta)
     if family == "betabinomial":
         return stats.betabinom(trials, mu * phi, (1 - mu) * phi).logpmf(y)
     binomial = stats.binom(trials, mu)
     return np.where(y == 0, np.log(zi + (1 - zi) * binomial.pmf(0)), np.log1p(-zi) + binomial.logpmf(y))
+
+
+def tweedie_by_its_terms(y, mu, phi, p):
+    """The compound Poisson-gamma density summed over the number of gamma terms N (apart from the
+    series in W that bayesmix sums): P(0) = e^-lambda, f(y) = sum_N Poisson(N) Gamma(y; N a, gamma)."""
+    lam, a, scale = mu ** (2 - p) / (phi * (2 - p)), (2 - p) / (p - 1), phi * (p - 1) * mu ** (p - 1)
+    n = np.arange(1, 400)[:, None]
+    terms = stats.poisson.logpmf(n, lam) + stats.gamma.logpdf(np.where(y > 0, y, 1.0), n * a, scale=scale)
+    return np.where(y > 0, np.logaddexp.reduce(terms, axis=0), -lam)
 
 
 @pytest.mark.parametrize("family", list(DENSITIES))
@@ -87,11 +98,13 @@ def test_pymc_likelihood_is_the_laplace_engines(family):
     point["beta"] = np.array([1.0])
     point["z_g"] = np.zeros_like(point["z_g"])
     for name in model.family.params:
-        value = pm_model.rvs_to_values[pm_model[name]].name
-        point[value] = pm_model.rvs_to_transforms[pm_model[name]].forward(PARAMS[name]).eval()
+        rv = pm_model[name]
+        value = pm_model.rvs_to_values[rv].name
+        point[value] = pm_model.rvs_to_transforms[rv].forward(PARAMS[name], *rv.owner.inputs).eval()
     observed = pm_model.observed_RVs[0]
     pointwise = pm_model.compile_logp(vars=[observed], sum=False)(point)[0]
-    np.testing.assert_allclose(pointwise, DENSITIES[family].terms(eta, y, trials, PARAMS)[0], rtol=1e-8)
+    # rtol 1e-7: the parameters pass through their transforms (interval for the power) and back
+    np.testing.assert_allclose(pointwise, DENSITIES[family].terms(eta, y, trials, PARAMS)[0], rtol=1e-7)
 
 
 @pytest.mark.parametrize("family", list(DENSITIES))
@@ -115,8 +128,9 @@ CASES = {
     "hurdle_gamma_sim": "hurdle_gamma",
     "lognormal_brms_sim": "lognormal",
     "hurdle_lognormal_brms_sim": "hurdle_lognormal",
+    "tweedie_sim": "tweedie",
 }
-FAMILY_PARAMS = ("shape", "phi", "zi", "hu", "sigma")  # named as the references name them
+FAMILY_PARAMS = ("shape", "phi", "zi", "hu", "sigma", "power")  # named as the references name them
 
 
 @functools.cache
@@ -161,6 +175,7 @@ def test_spellings_and_support():
     assert get_family("beta_binomial").name == "betabinomial"
     assert get_family("ziGamma").name == "hurdle_gamma"
     assert get_family("zib").name == "zero_inflated_binomial"
+    assert get_family("tweedie").params == ("phi", "power")
     data = pd.DataFrame({"y": [0.0, 1.2, 3.4, 0.5] * 5, "g": list("abcde") * 4})
     with pytest.raises(bayesmix.BayesmixError, match="strictly positive"):
         bayesmix.Model("y ~ 1 + (1 | g)", data, family="weibull")

@@ -154,6 +154,10 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
             priors[param] = Prior("Gamma", alpha=2.0, beta=0.1)
         elif param in ("zi", "hu"):  # a probability (of a structural zero, of any zero): brms's beta(1, 1)
             priors[param] = Prior("Beta", alpha=1.0, beta=1.0)
+        elif param == "power":  # the tweedie's, between the Poisson (1) and the gamma (2)
+            priors[param] = Prior("Uniform", lower=1.0, upper=2.0)
+        elif param == "phi" and family.name == "tweedie":  # Var = phi mu^p: about 1 on most data
+            priors[param] = Prior("LogNormal", mu=0.0, sigma=1.5)
         elif param == "shape" and family.name == "weibull":  # median 1, the exponential; 95 % in 0.14 .. 7
             priors[param] = Prior("LogNormal", mu=0.0, sigma=1.0)
         else:

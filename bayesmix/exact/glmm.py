@@ -57,7 +57,8 @@ AUXILIARY = {
     "hu": (expit, logit, lambda y: float(np.clip(np.mean(y == 0), 0.01, 0.99))),  # its estimate, when alone
     "phi": (np.exp, np.log, lambda y: 10.0),
     "shape": (np.exp, np.log, lambda y: float(np.clip(np.mean(y) ** 2 / max(np.var(y), 1e-12), 0.01, 1e4))),
-    "sigma": (np.exp, np.log, lambda y: float(np.std(y)) or 1.0),  # gaussian, where a dispersion= formula predicts it
+    "sigma": (np.exp, np.log, lambda y: float(np.std(y)) or 1.0),  # gaussian (dispersion formula, censoring)
+    "power": (lambda v: 1.0 + expit(v), lambda p: logit(p - 1.0), lambda y: 1.5),  # tweedie's, in (1, 2)
 }
 
 
@@ -675,7 +676,9 @@ def glmm_problem(design: Design, family: Family):
         raise BayesmixError(
             f"Laplace fits are available for binomial/bernoulli (logit, probit, cloglog), poisson, "
             f"negativebinomial and negativebinomial1 (log), their zero-inflated, hurdle and truncated forms (log), "
-            f"gamma (log) and beta (logit); not for {family.name} with the {family.link.name} link. Use sample() "
+            f"gamma, exponential, weibull, tweedie and hurdle_gamma (log), lognormal and hurdle_lognormal "
+            f"(identity), beta, betabinomial and zero_inflated_binomial (logit), and gaussian with a dispersion "
+            f"formula or censored rows; not for {family.name} with the {family.link.name} link. Use sample() "
             "for NUTS."
         )
     if design.censoring is not None and family.name not in LAPLACE_CENSORABLE:

@@ -25,6 +25,7 @@ from bayesmix.families import Family
 from bayesmix.nuts.run import Diagnostics
 from bayesmix.report import (
     INTERVAL,
+    censoring_lines,
     family_params_to_dict,
     format_submodels,
     format_table,
@@ -195,6 +196,7 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
         f"Bayesian {kind.lower()} mixed model fit by {how} {d.chains} chains x {d.draws} draws)",
         f" Formula: {design.spec.text}",
         *submodel_formula_lines(design, " "),
+        *censoring_lines(design, " "),
         f" Family: {family.name} ( {family.link.name} )",
         *coding_notes(design),
         "",

@@ -43,6 +43,29 @@ def counts_images() -> None:
     save(plots.conditional_effects(zip_fit, "mined"), "salamanders_zip_conditional_effects.png")
 
 
+def censoring_images() -> None:
+    """docs/censoring.md: a Tobit mixed model (censored gaussian) beside a fit that takes the
+    recorded values at face value."""
+    import matplotlib.pyplot as plt
+
+    data = pd.read_csv(Path(__file__).parents[2] / "tests" / "data" / "censored_gaussian_sim.csv")
+    censored = bayesmix.Model("y ~ x + (1 | g)", data, censored="cens", upper="upper").fit("laplace")
+    naive = bayesmix.Model("y ~ x + (1 | g)", data).fit("ml")
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for code, colour in (("none", "0.6"), ("left", "tab:blue"), ("right", "tab:red"), ("interval", "tab:green")):
+        rows = data["cens"] == code
+        axis.scatter(data.x[rows], data.y[rows], s=8, color=colour, alpha=0.7, label=f"{code} ({rows.sum()})")
+    grid = np.linspace(data.x.min(), data.x.max(), 50)
+    for fit, style, name in ((censored, "-", "censored model (Laplace)"), (naive, "--", "values at face value (ML)")):
+        b = fit.fixef["estimate"]
+        axis.plot(grid, b["Intercept"] + b["x"] * grid, "k" + style, label=name)
+    axis.set_xlabel("x")
+    axis.set_ylabel("y (recorded)")
+    axis.legend(fontsize=8, loc="upper left")
+    axis.set_title("A detection limit (left) and a ceiling (right) hide part of the slope")
+    save(figure, "censored_gaussian_fits.png")
+
+
 def main() -> None:
     sleep = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
     reml = sleep.fit("reml")
