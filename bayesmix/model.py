@@ -99,6 +99,8 @@ class Model:
                 self.family.submodel_parameter(role)  # refuses a family without that parameter
                 self.spec = self.spec.with_submodel(parse_submodel(text, role))
         if censored is not None:
+            if self.spec.censoring is not None:
+                raise BayesmixError("The formula's cens() and censored= both give censoring codes: keep one.")
             self.spec = self.spec.with_censoring(censored, upper)
         elif upper is not None:
             raise BayesmixError("upper= gives interval censoring's upper bounds; pass censored='column' with it.")

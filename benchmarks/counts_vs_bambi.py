@@ -76,6 +76,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import resource
@@ -97,6 +98,12 @@ DEFAULT_BAMBI_PYTHON = "/tmp/bambi-venv/bin/python"
 ENGINES = ("bayesmix", "bambi", "bayesmix_laplace", "glmmTMB")
 NUTS_ENGINES = ("bayesmix", "bambi")
 FORMULA = "y ~ x + (1 | g)"
+# the zero process's formula (--zi-formula): bayesmix's zi= / --zi (None: not given, a constant),
+# bambi's psi formula (None: psi constant, bambi's default), glmmTMB's ziformula
+ZI_FORMULAS = {
+    "random": {"bayesmix": "~ 1 + (1 | g)", "bambi": "psi ~ 1 + (1 | g)", "glmmTMB": "~ 1 + (1 | g)"},
+    "constant": {"bayesmix": None, "bambi": None, "glmmTMB": "~ 1"},
+}
 
 
 @dataclass
@@ -183,12 +190,13 @@ t = time.perf_counter()
 common = dict(draws=spec["draws"], tune=spec["tune"], chains=spec["chains"], random_seed=spec["seed"],
               progressbar=False)
 if tool == "bayesmix":
-    model = bayesmix.Model(spec["formula"], data, family=spec["family"])
+    model = bayesmix.Model(spec["formula"], data, family=spec["family"], zi=spec["zi"])
     phases["model"] = time.perf_counter() - t
     t = time.perf_counter()
     idata = model.sample(**common)
 else:
-    model = bmb.Model(spec["formula"], data, family=spec["bambi_family"])
+    formula = bmb.Formula(spec["formula"], spec["bambi_zi"]) if spec["bambi_zi"] else spec["formula"]
+    model = bmb.Model(formula, data, family=spec["bambi_family"])
     phases["model"] = time.perf_counter() - t
     t = time.perf_counter()
     idata = model.fit(cores=spec["cores"], **common)
@@ -196,12 +204,17 @@ phases["sample"] = time.perf_counter() - t
 t = time.perf_counter()
 post = idata.posterior
 if tool == "bayesmix":
-    names = [n for n in post.data_vars if n == "beta" or n.startswith("sd_") or n in spec["family_params"]]
+    # fixed effects (beta; the zero process's zi_beta / hu_beta), the group SDs (sd_g; the zero
+    # process's sd_zi_g) and the family's parameters (zi / hu where constant; alpha)
+    names = [n for n in post.data_vars
+             if n in ("beta", "zi_beta", "hu_beta") or n.startswith("sd_") or n in spec["family_params"]]
 else:
-    # fixed effects, the group SD, psi and alpha: not the per-level effects (1|g), their non-centred
-    # offsets, transformed values (*__) or the linear predictor (mu), if kept
+    # fixed effects (Intercept, x; psi_Intercept), the group SDs (1|g_sigma; psi_1|g_sigma), psi
+    # (where constant) and alpha: not the per-level effects (1|g, psi_1|g), their non-centred
+    # offsets, transformed values (*__), the linear predictors (mu, psi per row) if kept
     names = [n for n in post.data_vars
              if not n.endswith("__") and not n.endswith("_offset") and n != "mu"
+             and "__obs__" not in post[n].dims
              and ("|" not in n or n.endswith("_sigma"))]
 chosen = post[names]
 ess = az.ess(chosen, method="bulk")
@@ -243,10 +256,13 @@ R_CHILD = r"""
 suppressPackageStartupMessages(library(glmmTMB))
 dat <- read.csv("@DATA@", colClasses = c(g = "character"))
 dat$g <- factor(dat$g)
-m <- glmmTMB(y ~ x + (1 | g), ziformula = ~1, family = @FAMILY@, data = dat)
+fit_time <- system.time(m <- glmmTMB(y ~ x + (1 | g), ziformula = @ZI@, family = @FAMILY@, data = dat))
 vc <- VarCorr(m)$cond
+vz <- VarCorr(m)$zi
 est <- list(logLik = as.numeric(logLik(m)), fixef = as.list(fixef(m)$cond), zi = as.list(fixef(m)$zi),
             sd = unname(attr(vc$g, "stddev")),
+            zi_sd = if (!is.null(vz$g)) unname(attr(vz$g, "stddev")) else NULL,
+            fit_s = unname(fit_time[["elapsed"]]),
             alpha = if (grepl("nbinom", family(m)$family)) sigma(m) else NULL,
             convergence = m$fit$convergence, pdHess = m$sdr$pdHess,
             versions = list(R = R.version.string, glmmTMB = as.character(packageVersion("glmmTMB"))))
@@ -254,15 +270,23 @@ writeLines(jsonlite::toJSON(est, digits = NA, auto_unbox = TRUE, null = "null"),
 """
 
 
-def r_program(case: Case, data: Path, out: Path) -> str:
+def r_program(case: Case, data: Path, out: Path, zi: str) -> str:
     text = R_CHILD
-    for key, value in {"@DATA@": str(data), "@FAMILY@": case.glmmtmb_family, "@OUT@": str(out)}.items():
+    replace = {
+        "@DATA@": str(data),
+        "@ZI@": ZI_FORMULAS[zi]["glmmTMB"],
+        "@FAMILY@": case.glmmtmb_family,
+        "@OUT@": str(out),
+    }
+    for key, value in replace.items():
         text = text.replace(key, value)
     return text
 
 
-def laplace_command(case: Case, data: Path, out: Path, executable: str) -> list[str]:
+def laplace_command(case: Case, data: Path, out: Path, executable: str, zi: str) -> list[str]:
+    zi_formula = ZI_FORMULAS[zi]["bayesmix"]
     return [executable, "fit", "--data", str(data), "--formula", FORMULA, "--family", case.family,
+            *(["--zi", zi_formula] if zi_formula else []),
             "--method", "laplace", "--json", str(out), "--quiet"]  # fmt: skip
 
 
@@ -301,26 +325,49 @@ def warm_file_cache(engine: str, pythons: dict, bayesmix_exe: str, env: dict) ->
 # estimates
 
 
+def _scalar(value) -> float:
+    return float(value[0] if isinstance(value, list) else value)
+
+
 def laplace_estimates(engine: str, raw: dict) -> dict:
-    """Flat estimates of a Laplace fit: fixed effects, the group SD, zi / hu (a probability), alpha,
-    logLik."""
+    """Flat estimates of a Laplace fit: fixed effects, the group SD, the zero process (constant: zi /
+    hu as a probability, ``zero``; with its random effect: its intercept on the logit scale,
+    ``zero intercept (logit)``, and its group SD, ``zero sd``), alpha, logLik; and the fit's own
+    time where the process reports it (``fit_s``: glmmTMB's ``system.time(glmmTMB(...))`` elapsed,
+    bayesmix's CLI JSON ``time_s``)."""
     if engine == "glmmTMB":
         fixef = {k.strip("()"): float(v) for k, v in raw["fixef"].items()}
         zi_logit = float(raw["zi"]["(Intercept)"])
-        params = {"zero": 1 / (1 + pow(2.718281828459045, -zi_logit))}
+        if raw.get("zi_sd") is not None:
+            params = {"zero intercept (logit)": zi_logit, "zero sd": _scalar(raw["zi_sd"])}
+        else:
+            params = {"zero": 1 / (1 + math.exp(-zi_logit))}
         if raw.get("alpha") is not None:
             params["alpha"] = float(raw["alpha"])
-        sd = float(raw["sd"][0] if isinstance(raw["sd"], list) else raw["sd"])
+        sd = _scalar(raw["sd"])
         converged = raw.get("convergence") == 0 and bool(raw.get("pdHess"))
     else:
         fixef = dict(zip(raw["fixef"]["names"], map(float, raw["fixef"]["estimate"])))
         family = raw.get("family_params") or {}
-        params = {"zero": float(family["zi"] if "zi" in family else family["hu"])}
+        zero = raw.get("zi") or {}
+        if zero.get("varcorr"):
+            zero_fixef = dict(zip(zero["fixef"]["names"], map(float, zero["fixef"]["estimate"])))
+            params = {"zero intercept (logit)": zero_fixef["Intercept"], "zero sd": float(zero["varcorr"][0]["sd"][0])}
+        else:
+            params = {"zero": float(family["zi"] if "zi" in family else family["hu"])}
         if "alpha" in family:
             params["alpha"] = float(family["alpha"])
         sd = float(raw["varcorr"][0]["sd"][0])
         converged = bool(raw.get("converged"))
-    return {"fixef": fixef, "sd": sd, "params": params, "logLik": float(raw["logLik"]), "converged": converged}
+    fit_s = raw.get("fit_s") if engine == "glmmTMB" else raw.get("time_s")
+    return {
+        "fixef": fixef,
+        "sd": sd,
+        "params": params,
+        "logLik": float(raw["logLik"]),
+        "converged": converged,
+        "fit_s": None if fit_s is None else _scalar(fit_s),
+    }
 
 
 def compare(ours: dict, target: dict) -> dict:
@@ -340,9 +387,12 @@ def compare(ours: dict, target: dict) -> dict:
 
 def run_case(case: Case, engines: list[str], data: Path, work: Path, args, pythons: dict, bayesmix_exe: str) -> dict:
     records = {e: {"status": "ok", "wall_s": [], "peak_gb": [], "runs": [], "log": None} for e in engines}
+    zi = ZI_FORMULAS[args.zi_formula]
     spec = {
         "data": str(data),
         "formula": FORMULA,
+        "zi": zi["bayesmix"],
+        "bambi_zi": zi["bambi"],
         "family": case.family,
         "bambi_family": case.bambi_family,
         "family_params": list(case.family_params),
@@ -373,9 +423,9 @@ def run_case(case: Case, engines: list[str], data: Path, work: Path, args, pytho
             if engine in NUTS_ENGINES:
                 command = [pythons[engine], str(child), engine, str(spec_path), str(out)]
             elif engine == "bayesmix_laplace":
-                command = laplace_command(case, data, out, bayesmix_exe)
+                command = laplace_command(case, data, out, bayesmix_exe, args.zi_formula)
             else:
-                command = ["Rscript", "-e", r_program(case, data, out)]
+                command = ["Rscript", "-e", r_program(case, data, out, args.zi_formula)]
             cache = work / "cache" / (f"{case.name}-{engine}" if args.warm else tag)
             env = cache_env(cache)
             for attempt in range(1 + args.retries):
@@ -418,9 +468,12 @@ def run_case(case: Case, engines: list[str], data: Path, work: Path, args, pytho
                 record["runs"][-1]["ess_per_s"] = raw["min_ess_bulk"] / wall
                 if "result" not in record:
                     record["result"] = raw
-            elif "estimates" not in record:
-                record["estimates"] = laplace_estimates(engine, raw)
-                record["versions"] = raw.get("versions")
+            else:
+                estimates = laplace_estimates(engine, raw)
+                record["runs"][-1]["fit_s"] = estimates["fit_s"]
+                if "estimates" not in record:
+                    record["estimates"] = estimates
+                    record["versions"] = raw.get("versions")
     for engine, record in records.items():
         if record["status"] == "ok" and record["wall_s"]:
             record["median_s"] = statistics.median(record["wall_s"])
@@ -431,14 +484,21 @@ def run_case(case: Case, engines: list[str], data: Path, work: Path, args, pytho
                 record["min_ess_bulk"] = min(r["min_ess_bulk"] for r in record["runs"])
                 record["max_rhat"] = max(r["max_rhat"] for r in record["runs"])
                 record["divergences_max"] = max(r["divergences"] for r in record["runs"])
+            else:
+                fits = [r["fit_s"] for r in record["runs"] if r.get("fit_s") is not None]
+                if fits:
+                    record["fit_s"] = fits
+                    record["fit_s_median"] = statistics.median(fits)
     result = {"family": case.family, "bambi_family": case.bambi_family, "glmmTMB": case.glmmtmb_family,
-              "formula": FORMULA, "data": str(data.name), "engines": records}  # fmt: skip
+              "formula": FORMULA, "zi_formula": zi, "data": str(data.name), "engines": records}  # fmt: skip
     nuts = [records.get(e) for e in NUTS_ENGINES]
     if all(r and r.get("ess_per_s_median") for r in nuts):
         result["ess_per_s_ratio"] = nuts[0]["ess_per_s_median"] / nuts[1]["ess_per_s_median"]
     lap, tmb = records.get("bayesmix_laplace"), records.get("glmmTMB")
     if lap and tmb and lap.get("median_s") and tmb.get("median_s"):
         result["laplace_speedup"] = tmb["median_s"] / lap["median_s"]
+    if lap and tmb and lap.get("fit_s_median") and tmb.get("fit_s_median"):
+        result["laplace_fit_speedup"] = tmb["fit_s_median"] / lap["fit_s_median"]
     if lap and tmb and lap.get("estimates") and tmb.get("estimates"):
         result["laplace_agreement"] = compare(lap["estimates"], tmb["estimates"])
     return result
@@ -454,21 +514,34 @@ def fmt(value, spec: str) -> str:
     return format(value, spec)
 
 
-def wall_cell(record: dict) -> str:
+def wall_cell(record: dict, spec: str = ".1f") -> str:
     if record["status"] != "ok":
         return f"**{record['status']}**"
-    return fmt(record.get("median_s"), ".1f")
+    return fmt(record.get("median_s"), spec)
+
+
+ZERO_SD_NAMES = ("sd_zi_g", "sd_zi_g[Intercept]", "psi_1|g_sigma")
+
+
+def zero_sd_cell(record: dict) -> str:
+    """Bulk ESS and R-hat of the zero process's group SD (bayesmix sd_zi_g, bambi psi_1|g_sigma)."""
+    per = (record.get("result") or {}).get("parameters") or {}
+    for name in ZERO_SD_NAMES:
+        if name in per:
+            return f"{per[name]['ess_bulk']:.0f} / {per[name]['rhat']:.3f}"
+    return "-"
 
 
 def tables(results: dict, args) -> str:
     size = f"{args.chains} x {args.draws} ({args.tune} tuning)"
     lines = [
-        f"NUTS, {size}; wall: median of {args.repeat} whole processes; ESS/s = min bulk ESS / wall "
-        "(median over the runs)",
+        f"NUTS, {size}; zero process: {args.zi_formula} (bayesmix zi={ZI_FORMULAS[args.zi_formula]['bayesmix']!r}, "
+        f"bambi {ZI_FORMULAS[args.zi_formula]['bambi']!r}); wall: median of {args.repeat} whole processes "
+        f"(bambi: {args.bambi_repeat or args.repeat}); ESS/s = min bulk ESS / wall (median over the runs)",
         "",
         "| model | engine | wall (s) | min bulk ESS | ESS/s | max R-hat | R-hat <= 1.01 | divergences "
-        "| peak RSS (GB) | min ESS at | bayesmix / bambi, ESS/s | others' CPU share |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS (GB) | min ESS at | zero-process SD: ESS / R-hat | bayesmix / bambi, ESS/s | others' CPU share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
         for engine in NUTS_ENGINES:
@@ -477,7 +550,7 @@ def tables(results: dict, args) -> str:
                 continue
             ratio = fmt(result.get("ess_per_s_ratio"), ".1f") if engine == "bayesmix" else ""
             if record["status"] != "ok":
-                dashes = " | ".join(["-"] * 7)
+                dashes = " | ".join(["-"] * 8)
                 lines.append(f"| {CASES[name].label} | {engine} | {wall_cell(record)} | {dashes} | {ratio} | - |")
                 continue
             rhat = record.get("max_rhat")
@@ -486,16 +559,19 @@ def tables(results: dict, args) -> str:
                 f"| {CASES[name].label} | {engine} | {wall_cell(record)} | {fmt(record.get('min_ess_bulk'), '.0f')} "
                 f"| {fmt(record.get('ess_per_s_median'), '.1f')} | {fmt(rhat, '.3f')} "
                 f"| {'yes' if rhat is not None and rhat <= 1.01 else 'no'} | {record.get('divergences_max', '-')} "
-                f"| {fmt(record.get('peak_gb_max'), '.2f')} | {at} "
+                f"| {fmt(record.get('peak_gb_max'), '.2f')} | {at} | {zero_sd_cell(record)} "
                 f"| {ratio} | {fmt(record.get('max_others_share'), '.2f')} |"
             )
     lines += [
         "",
-        f"Laplace; wall: median of {args.repeat} whole processes",
+        f"Laplace; median of {args.repeat} runs; whole process: start to exit; fit: glmmTMB's "
+        "system.time(glmmTMB(...)) elapsed, bayesmix's CLI JSON time_s (Model(...) from the CSV, the fit, "
+        "the summary)",
         "",
-        "| model | engine | wall (s) | glmmTMB / bayesmix, wall | logLik | max rel. difference to glmmTMB "
-        "(fixef, SD, zi/hu, alpha) | logLik - glmmTMB's | converged | others' CPU share |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | engine | whole process (s) | fit (s) | glmmTMB / bayesmix, whole process "
+        "| glmmTMB / bayesmix, fit | logLik | max rel. difference to glmmTMB "
+        "(fixef, SD, zero process, alpha) | logLik - glmmTMB's | converged | others' CPU share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
         for engine in ("bayesmix_laplace", "glmmTMB"):
@@ -505,8 +581,11 @@ def tables(results: dict, args) -> str:
             est = record.get("estimates") or {}
             agreement = result.get("laplace_agreement") if engine == "bayesmix_laplace" else None
             speed = fmt(result.get("laplace_speedup"), ".2f") if engine == "bayesmix_laplace" else ""
+            fit_speed = fmt(result.get("laplace_fit_speedup"), ".2f") if engine == "bayesmix_laplace" else ""
             lines.append(
-                f"| {CASES[name].label} | {engine} | {wall_cell(record)} | {speed} | {fmt(est.get('logLik'), '.3f')} "
+                f"| {CASES[name].label} | {engine} | {wall_cell(record, '.2f')} "
+                f"| {fmt(record.get('fit_s_median'), '.2f')} "
+                f"| {speed} | {fit_speed} | {fmt(est.get('logLik'), '.3f')} "
                 f"| {fmt(agreement['max_rel'], '.1e') + ' (' + agreement['at'] + ')' if agreement else '-'} "
                 f"| {fmt(agreement['logLik_diff'], '.1e') if agreement else '-'} | {est.get('converged', '-')} "
                 f"| {fmt(record.get('max_others_share'), '.2f')} |"
@@ -532,6 +611,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--groups", type=int, default=200)
     parser.add_argument("--zi-sd", type=float, default=0.5, help="SD of the zero process's group effect (logit)")
+    parser.add_argument(
+        "--zi-formula",
+        choices=tuple(ZI_FORMULAS),
+        default="random",
+        help="the fitted zero process: random, ~ 1 + (1 | g) in every engine (default); constant: zi / hu / psi "
+        "constant",
+    )
     parser.add_argument("--seed", type=int, default=1, help="the data's seed and both samplers' random_seed")
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
@@ -593,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
                 "mean": float(frame["y"].mean()),
                 "max": int(frame["y"].max()),
             }
-            print(f"{name}: {case.label}, {FORMULA}; data {data_summary[name]}", flush=True)
+            zi_text = ZI_FORMULAS[args.zi_formula]["glmmTMB"]
+            print(f"{name}: {case.label}, {FORMULA}, zero process {zi_text}; data {data_summary[name]}", flush=True)
             results[name] = run_case(case, engines, data, work, args, pythons, bayesmix_exe)
     finally:
         text = tables(results, args)

@@ -183,3 +183,22 @@ def test_censoring_errors():
     brms_codes = data.assign(c=data.c.map({"none": 0, "left": -1, "right": 1, "interval": 2}))
     model = bayesmix.Model("y ~ x + (1 | g)", brms_codes, censored="c", upper="u")
     assert list(model.design.censoring[:4]) == [0, 1, 2, 3]
+
+
+def test_brms_addition_terms_in_the_response():
+    """brms's y | cens(codes, upper) ~ ... is censored= and upper=; y | weights(w) is weights=;
+    y | trials(n) is p(y, n); an unknown addition, or the same thing twice, is an error."""
+    data = censored_frame("gaussian").assign(w=lambda d: 1.0 + (d.x > 0))
+    brms = bayesmix.Model("y | cens(c, u) ~ x + (1 | g)", data)
+    keywords = bayesmix.Model("y ~ x + (1 | g)", data, censored="c", upper="u")
+    np.testing.assert_array_equal(brms.design.censoring, keywords.design.censoring)
+    np.testing.assert_array_equal(brms.design.upper, keywords.design.upper)
+    weighted = bayesmix.Model("y | weights(w) ~ x + (1 | g)", data)
+    np.testing.assert_array_equal(weighted.design.weights, data.w)
+    counts = pd.DataFrame({"s": [1, 2, 0, 3] * 5, "n": [4, 5, 3, 6] * 5, "g": list("abcde") * 4})
+    trials = bayesmix.Model("s | trials(n) ~ 1 + (1 | g)", counts, family="binomial")
+    np.testing.assert_array_equal(trials.design.trials, counts.n)
+    with pytest.raises(bayesmix.BayesmixError, match="brms's cens, weights, trials"):
+        bayesmix.Model("y | se(x) ~ x + (1 | g)", data)
+    with pytest.raises(bayesmix.BayesmixError, match="cens\\(\\) and censored= both"):
+        bayesmix.Model("y | cens(c, u) ~ x + (1 | g)", data, censored="c", upper="u")

@@ -80,7 +80,7 @@ def test_laplace_matches_the_reference(case):
     assert sub["sd"][0] == pytest.approx(target["re_sd"][role[:4]], rel=1e-4)
 
 
-def test_zero_inflation_modes_predictions_and_contract():
+def test_zero_inflation_modes_predictions_and_contract(tmp_path):
     """The zi block's conditional modes are glmmTMB's; predict(kind="zi") is expit of the zi
     predictor with them (the population level for a new site); the JSON carries zi's varcorr and ranef."""
     model, fit, target = fitted("salamanders_zip_zi_random")
@@ -105,6 +105,11 @@ def test_zero_inflation_modes_predictions_and_contract():
     assert set(contract["zi"]["ranef"]) == {"site"} and set(contract["ranef"]) == {"site"}
     assert [v["group"] for v in contract["varcorr"]] == ["site"]  # the mean's blocks only
     assert "Zero inflation: ~ mined + (1 | site)" in fit.summary()
+    assert list(bayesmix.varcorr(fit).group) == ["site", "zi|site"]
+    fit.save(tmp_path / "fit.nc")
+    again = bayesmix.load(tmp_path / "fit.nc")
+    np.testing.assert_array_equal(again.predict(kind="zi"), fit.predict(kind="zi"))
+    np.testing.assert_array_equal(again.predict(new, allow_new_levels=True), fit.predict(new, allow_new_levels=True))
 
 
 def test_joint_terms_are_the_derivatives_of_the_zero_inflated_density():

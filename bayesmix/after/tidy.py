@@ -60,20 +60,22 @@ def ranef(fit, idata=None) -> pd.DataFrame:
 
 
 def varcorr(fit, idata=None) -> pd.DataFrame:
-    """Variance components: group, var1, var2, vcov, sdcor (+ sdcor_se for NUTS)."""
+    """Variance components: group, var1, var2, vcov, sdcor (+ sdcor_se for NUTS); a zi= or
+    dispersion= formula's blocks under ``<role>|<group>``, as in ``ranef``."""
     source, bayes = _source(fit, idata)
     rows = []
     for v in source.varcorr:
         terms, sd, corr, cov = v["terms"], np.asarray(v["sd"]), np.asarray(v["corr"]), np.asarray(v["cov"])
         k = len(terms)
+        group = v["group"] if v.get("predictor", "mu") == "mu" else f"{v['predictor']}|{v['group']}"  # ranef's key
         for j in range(k):
-            row = {"group": v["group"], "var1": terms[j], "var2": None, "vcov": cov[j, j], "sdcor": sd[j]}
+            row = {"group": group, "var1": terms[j], "var2": None, "vcov": cov[j, j], "sdcor": sd[j]}
             if bayes:
                 row["sdcor_se"] = v["sd_se"][j]
             rows.append(row)
         for i in range(k):
             for j in range(i + 1, k):
-                row = {"group": v["group"], "var1": terms[i], "var2": terms[j], "vcov": cov[j, i], "sdcor": corr[j, i]}
+                row = {"group": group, "var1": terms[i], "var2": terms[j], "vcov": cov[j, i], "sdcor": corr[j, i]}
                 if bayes:
                     row["sdcor_se"] = v["corr_se"][j, i]
                 rows.append(row)

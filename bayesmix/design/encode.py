@@ -616,6 +616,8 @@ def formula_for_data(spec: FormulaSpec, data, offset=None, weights=None):
         expr, data = _argument_column(data, offset, "offset", OFFSET_COLUMN)
         spec = spec.with_offset(expr)
     if weights is not None:
+        if spec.weights is not None:
+            raise BayesmixError("The formula's weights() and weights= both give weights: keep one.")
         expr, data = _argument_column(data, weights, "weights", WEIGHTS_COLUMN)
         spec = spec.with_weights(expr)
     return spec, data

@@ -411,6 +411,7 @@ def parse_formula(text: str) -> FormulaSpec:
     if not rhs.strip():
         raise _syntax_error(text, len(text), "nothing right of '~'.", "Write '1' for an intercept-only model.")
     rhs_position = tildes[0] + 1
+    lhs, additions = _split_additions(text, lhs)
     if any(ch == "|" for _, ch in _top_level(rhs)):
         # lme4 reads a bare bar as the loosest operator: 'y ~ 1 | g' is 'y ~ (1 | g)'
         rhs, rhs_position = f"({rhs})", rhs_position - 1
@@ -426,7 +427,7 @@ def parse_formula(text: str) -> FormulaSpec:
     for expr in offsets:
         variables |= _validate_expression(text, f"I({expr})", rhs_position, "offset")
     _check_duplicate_terms(text, random)
-    return FormulaSpec(
+    spec = FormulaSpec(
         text=text,
         response=response,
         fixed=fixed,
@@ -435,6 +436,46 @@ def parse_formula(text: str) -> FormulaSpec:
         offsets=tuple(offsets),
         has_dot=has_dot,
     )
+    return _with_additions(spec, additions)
+
+
+ADDITIONS = ("cens", "weights", "trials")  # brms's addition terms: y | cens(c, upper) + weights(w) ~ ...
+
+
+def _split_additions(text: str, lhs: str) -> tuple[str, dict[str, list[str]]]:
+    """brms's ``y | cens(c) + weights(w) ~ ...``: (the response, {addition: its arguments})."""
+    bars = [i for i, ch in _top_level(lhs) if ch == "|"]
+    if not bars:
+        return lhs, {}
+    additions: dict[str, list[str]] = {}
+    for _, piece, _ in _split_terms(lhs[bars[0] + 1 :], 0):
+        match = re.fullmatch(r"\s*(\w+)\s*\((.*)\)\s*", piece, flags=re.S)
+        if not match or match.group(1) not in ADDITIONS:
+            raise _syntax_error(
+                text,
+                bars[0],
+                f"'{piece.strip()}' after '|' in the response: bayesmix reads brms's {', '.join(ADDITIONS)}().",
+                "Write e.g. 'y | cens(censored) ~ x', or pass censored=, weights= to Model.",
+            )
+        arguments = [a.strip() for a in _split_top_level(match.group(2), ",")]
+        additions[match.group(1)] = arguments
+    return lhs[: bars[0]], additions
+
+
+def _with_additions(spec: FormulaSpec, additions: dict[str, list[str]]) -> FormulaSpec:
+    """The spec with brms's addition terms applied: cens(codes[, upper]) as censored=/upper=,
+    weights(w) as weights=, trials(n) as p(y, n)."""
+    if "trials" in additions:
+        (trials,) = additions["trials"]
+        response = replace(spec.response, trials=trials)
+        spec = replace(spec, response=response, variables=spec.variables | _response_variables(spec.text, response))
+    if "weights" in additions:
+        (weights,) = additions["weights"]
+        spec = spec.with_weights(weights)
+    if "cens" in additions:
+        codes, *upper = additions["cens"]
+        spec = spec.with_censoring(codes.strip("`"), upper[0].strip("`") if upper else None)
+    return spec
 
 
 def _check_duplicate_terms(text: str, random) -> None:
