@@ -427,13 +427,14 @@ def tweedie_window(y: np.ndarray, phi_floor: float) -> int:
     return int(np.ceil(max(ends)))
 
 
+GAMMA = Gamma()  # the gamma family's Laplace terms too (bayesmix.families)
 LOG_SCALE = ("lognormal", "hurdle_lognormal")  # families whose mu and sigma are those of log y
 
 DENSITIES: dict[str, Density] = {
     "lognormal": LogNormal(),
     "exponential": Exponential(),
     "weibull": Weibull(),
-    "hurdle_gamma": Hurdle(Gamma()),
+    "hurdle_gamma": Hurdle(GAMMA),
     "hurdle_lognormal": Hurdle(LogNormal()),
     "betabinomial": BetaBinomial(),
     "zero_inflated_binomial": ZeroInflatedBinomial(),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayesmix.counts import ZERO_FAMILIES, zero_draws, zero_moments, zero_probability, zero_terms
-from bayesmix.densities import DENSITIES
+from bayesmix.densities import DENSITIES, GAMMA
 from bayesmix.errors import BayesmixError, did_you_mean
 
 LOG_2PI = float(np.log(2 * np.pi))  # the gaussian log-density's constant, for every engine that writes it out
@@ -211,13 +211,8 @@ def _gaussian_terms(eta, y, trials, params, link):
 
 
 def _gamma_terms(eta, y, trials, params, link):
-    """Gamma with shape k and mean mu = exp(eta): Var = mu^2 / k."""
-    from scipy.special import gammaln
-
-    k = params["shape"]
-    ratio = y * np.exp(-eta)
-    ll = k * np.log(k) - gammaln(k) + (k - 1) * np.log(y) - k * eta - k * ratio
-    return ll, k * (ratio - 1), -k * ratio
+    """Gamma with shape k and mean mu = exp(eta): Var = mu^2 / k (the hurdle_gamma's positive part)."""
+    return GAMMA.terms(eta, y, trials, params)
 
 
 def _beta_terms(eta, y, trials, params, link):

@@ -4,14 +4,19 @@ processes, in one run.
 Two models, each fitted to one simulated data set (``--rows`` 10^4 rows, ``--groups`` 200 groups,
 seed ``--seed``; written once to a CSV that every engine reads):
 
-- ``zip``: ``y ~ x + (1 | g)``, zero-inflated Poisson with a constant zero-inflation probability.
-- ``hurdle_nb``: ``y ~ x + (1 | g)``, hurdle negative binomial (NB2) with a constant hurdle
-  probability.
+- ``zip``: ``y ~ x + (1 | g)``, zero-inflated Poisson, zero-inflation probability ``~ 1 + (1 | g)``.
+- ``hurdle_nb``: ``y ~ x + (1 | g)``, hurdle negative binomial (NB2), hurdle probability
+  ``~ 1 + (1 | g)``.
 
-The data-generating process gives the zero process a random effect per group too (logit-scale SD
-``--zi-sd``, 0.5; 0 for none): the fitted models keep zi / hu constant (bayesmix does not take
-random effects in ``zi=`` yet; bambi's psi is constant by default), the same misfit for every
-engine. Simulation (x ~ N(0, 1), b_g ~ N(0, 0.6), u_g ~ N(0, zi_sd)):
+The data-generating process gives the zero process a random effect per group (logit-scale SD
+``--zi-sd``, 0.5; 0 for none), and every engine fits it (``--zi-formula random``, the default):
+bayesmix ``zi="~ 1 + (1 | g)"``, bambi the distributional formula ``bmb.Formula("y ~ x + (1 | g)",
+"psi ~ 1 + (1 | g)")`` (psi, bambi's probability of the count part, is 1 - zi / 1 - hu: its
+intercept and group effects have the opposite sign, its group SD is the same), glmmTMB
+``ziformula = ~ 1 + (1 | g)``. ``--zi-formula constant`` fits the zero process as a constant
+instead (bayesmix without ``zi=``, bambi's psi constant, glmmTMB ``ziformula = ~1``), the same
+misfit for every engine, as this benchmark did before bayesmix took random effects in ``zi=``.
+Simulation (x ~ N(0, 1), b_g ~ N(0, 0.6), u_g ~ N(0, zi_sd)):
 
     zip:        mu = exp(0.8 + 0.4 x + b_g),  zi = logistic(-0.85 + u_g),   y = 0 w.p. zi, else Poisson(mu)
     hurdle_nb:  mu = exp(1.0 + 0.4 x + b_g),  hu = logistic(-0.4 + u_g),    y = 0 w.p. hu, else a
@@ -20,26 +25,38 @@ engine. Simulation (x ~ N(0, 1), b_g ~ N(0, 0.6), u_g ~ N(0, zi_sd)):
 Engines, each a whole separate process timed by this script from its start to its exit (interpreter
 or R start, imports, reading the CSV, model, compilation, the fit, writing the result):
 
-- ``bayesmix`` (NUTS): ``bayesmix.Model(formula, data, family=...).sample(draws=, tune=, chains=,
-  random_seed=, progressbar=False)``, the default sampler.
-- ``bambi`` (NUTS): ``bambi.Model(formula, data, family=...).fit(draws=, tune=, chains=, cores=2,
-  random_seed=, progressbar=False)``: bambi's default sampler (PyMC's NUTS), families
-  ``zero_inflated_poisson`` and ``hurdle_negativebinomial`` (psi, the probability of the count
-  part, is 1 - zi / 1 - hu; constant, prior Beta).
-- ``bayesmix_laplace``: ``bayesmix fit --data CSV --formula ... --family ... --method laplace --json
-  OUT --quiet`` (the CLI's ``Model(...).fit("laplace")`` and its JSON contract).
-- ``glmmTMB``: ``Rscript -e`` with ``glmmTMB(y ~ x + (1 | g), ziformula = ~1, family = poisson)``
-  and ``family = truncated_nbinom2, ziformula = ~1``, the estimates written as JSON.
+- ``bayesmix`` (NUTS): ``bayesmix.Model(formula, data, family=..., zi="~ 1 + (1 | g)").sample(draws=,
+  tune=, chains=, random_seed=, progressbar=False)``, the default sampler.
+- ``bambi`` (NUTS): ``bambi.Model(bambi.Formula(formula, "psi ~ 1 + (1 | g)"), data,
+  family=...).fit(draws=, tune=, chains=, cores=2, random_seed=, progressbar=False)``: bambi's
+  default sampler (PyMC's NUTS), families ``zero_inflated_poisson`` and ``hurdle_negativebinomial``
+  (psi on the logit link, bambi's default priors; with ``--zi-formula constant`` a constant psi,
+  prior Beta).
+- ``bayesmix_laplace``: ``bayesmix fit --data CSV --formula ... --family ... --zi "~ 1 + (1 | g)"
+  --method laplace --json OUT --quiet`` (the CLI's ``Model(...).fit("laplace")`` and its JSON
+  contract).
+- ``glmmTMB``: ``Rscript -e`` with ``glmmTMB(y ~ x + (1 | g), ziformula = ~ 1 + (1 | g), family =
+  poisson)`` and ``family = truncated_nbinom2``, the estimates written as JSON.
 
 The NUTS processes compute, with ArviZ and inside the timed process, the bulk ESS and R-hat of
-every parameter of the model: the fixed effects (bayesmix ``beta``; bambi ``Intercept``, ``x``),
-the group SD (``sd_g``; ``1|g_sigma``) and the family's parameters (``zi``; ``hu`` and ``alpha``;
-bambi ``psi``, ``alpha``); per-level effects are not among them. Reported per (model, engine): the
-median whole-process wall time of ``--repeat`` runs (3), the min bulk ESS, min ESS/s (min bulk ESS /
-wall time; the median over the runs), max R-hat, divergences, peak RSS, and the ratios bayesmix /
-bambi (ESS/s) and glmmTMB / bayesmix (Laplace wall time). The Laplace estimates of bayesmix and
-glmmTMB are compared (largest relative difference of the fixed effects, SD, zi / hu and alpha;
-logLik difference).
+every parameter of the model: the fixed effects (bayesmix ``beta`` and the zero process's
+``zi_beta`` / ``hu_beta``; bambi ``Intercept``, ``x``, ``psi_Intercept``), the group SDs (``sd_g``
+and the zero process's ``sd_zi_g``; ``1|g_sigma`` and ``psi_1|g_sigma``) and the family's
+parameters (``alpha``; with a constant zero process ``zi`` / ``hu``, bambi ``psi``); per-level
+effects are not among them. Reported per (model, engine): the median whole-process wall time of
+``--repeat`` runs (3), the min bulk ESS, min ESS/s (min bulk ESS / wall time; the median over the
+runs), max R-hat, divergences, peak RSS, the zero-process SD's bulk ESS and R-hat, and the ratios
+bayesmix / bambi (ESS/s) and glmmTMB / bayesmix (Laplace time).
+
+Laplace times, two of each: the whole process (as above) and the fit's own time: glmmTMB's
+``system.time(glmmTMB(...))`` elapsed (the model's construction from the data frame and the fit;
+not R's start, loading glmmTMB or reading the CSV), and bayesmix's CLI JSON ``time_s`` (from
+reading the CSV through ``Model(...)``, ``.fit("laplace")``, the JSON contract and the printed
+summary: more than ``MixedFit.time_s``, which times ``.fit()`` alone; not the interpreter's
+start or the imports). The Laplace estimates of bayesmix and glmmTMB are compared (largest
+relative difference of the fixed effects, the group SD, the zero process (with its random effect:
+its logit-scale intercept and its group SD; constant: zi / hu as a probability) and alpha; logLik
+difference).
 
 Caches: every process starts with empty cache directories (JAX's persistent compilation cache,
 which also holds bayesmix's stored programs, PyTensor's compiledir and numba's cache): all runs are
@@ -64,6 +81,7 @@ Run with the bayesmix venv's Python (R with glmmTMB and jsonlite on the PATH as 
     . .venv/bin/activate
     python benchmarks/counts_vs_bambi.py --out /tmp/counts_vs_bambi.json
     python benchmarks/counts_vs_bambi.py --cases zip --engines bayesmix,bambi --repeat 1 --out /tmp/x.json
+    python benchmarks/counts_vs_bambi.py --zi-formula constant --out /tmp/constant.json   # zi / hu constant
     python benchmarks/counts_vs_bambi.py --rows 1000 --groups 20 --draws 100 --tune 100 --chains 2 \\
         --repeat 1 --no-idle-wait --out /tmp/smoke.json          # smoke run
 

@@ -38,7 +38,7 @@ def simulate(family, n_groups=12, per_group=6, seed=0):
         y = rng.gamma(3.0, np.exp(eta) / 3.0)
     elif family in DENSITIES:
         link = {"log": np.exp, "logit": expit, "identity": lambda e: e}[DENSITIES[family].link]
-        params = {"sigma": 0.6, "shape": 2.0, "hu": 0.3, "phi": 8.0, "zi": 0.3}
+        params = {"sigma": 0.6, "shape": 2.0, "hu": 0.3, "phi": 8.0, "zi": 0.3, "power": 1.5}
         y = DENSITIES[family].draw(link(eta), params, np.full(n, 5.0) if family in TRIAL_FAMILIES else None, rng)
     else:
         y = rng.beta(expit(eta) * 8, (1 - expit(eta)) * 8)
@@ -91,6 +91,12 @@ def density_logpdf(family, y, trials, mu, params):
         positive = stats.gamma.logpdf(safe, k, scale=mu / k)
     elif family == "betabinomial":
         return stats.betabinom.logpmf(y, trials, mu * phi, (1 - mu) * phi)
+    elif family == "tweedie":  # a Poisson number N of gamma terms, summed over N
+        p = params["power"]
+        lam, shape, scale = mu ** (2 - p) / (phi * (2 - p)), (2 - p) / (p - 1), phi * (p - 1) * mu ** (p - 1)
+        n = np.arange(1, 300)[:, None]
+        terms = stats.poisson.logpmf(n, lam) + stats.gamma.logpdf(safe, n * shape, scale=scale)
+        return np.where(y > 0, np.logaddexp.reduce(terms, axis=0), -lam)
     else:  # zero-inflated binomial
         binomial = stats.binom(trials, mu)
         return np.where(y == 0, np.log(zi + (1 - zi) * binomial.pmf(0)), np.log1p(-zi) + binomial.logpmf(y))
