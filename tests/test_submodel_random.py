@@ -159,3 +159,15 @@ def test_submodel_blocks_need_their_own_names():
     data = pd.read_csv(DATA / "zi_random_sim.csv").assign(zi_g=lambda d: d["g"])
     with pytest.raises(bayesmix.BayesmixError, match="share the name 'zi_g'"):
         bayesmix.Model("y ~ x + (1 | zi_g)", data, family="zero_inflated_poisson", zi="~ (1 | g)")
+
+
+def test_sampled_gaussian_dispersion_model_reports_its_sigma_by_row():
+    """A gaussian model whose sigma a dispersion formula predicts has no scalar sigma: the NUTS
+    summary and contract report the formula (its SD per group) and sigma null, not a KeyError."""
+    model, _, _ = fitted("disp_random_sim_gaussian")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.sample(draws=60, tune=60, chains=1, random_seed=1, progressbar=False)
+    contract = json.loads(json.dumps(model.to_dict()))
+    assert contract["sigma"] is None and contract["dispersion"]["varcorr"][0]["group"] == "g"
+    assert "dispersion model (sigma, log link)" in model.summary()

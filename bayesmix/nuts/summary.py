@@ -116,10 +116,10 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
         bounds.append(np.quantile(effects, [half, 1 - half], axis=0))
     ranef = ranef_frames(design, modes, sds, [b[0] for b in bounds], [b[1] for b in bounds])
     sigma = sigma_se = sigma_var = None
-    if "sigma" in family.params:
+    predicted = submodel_parameters(design, family)
+    if "sigma" in family.params and "sigma" not in predicted.values():  # a dispersion formula's sigma varies by row
         draws = flat_draws(post, "sigma")
         sigma, sigma_se, sigma_var = float(draws.mean()), float(draws.std(ddof=1)), float((draws**2).mean())
-    predicted = submodel_parameters(design, family)
     family_params = {
         p: float(flat_draws(post, p).mean()) for p in family.params if p != "sigma" and p not in predicted.values()
     }
