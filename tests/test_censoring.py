@@ -155,6 +155,10 @@ def test_laplace_matches_the_tmb_template(case, family):
     bounds = {"upper": "upper"} if "upper" in data.columns else {}
     fit = bayesmix.Model("y ~ x + (1 | g)", data, family=family, censored="cens", **bounds).fit("laplace")
     assert fit.method == "Laplace" and fit.converged
+    new = data.drop(columns=["cens", *bounds]).iloc[
+        :5
+    ]  # predictions need no censoring codes, as lme4's need no weights
+    np.testing.assert_allclose(fit.predict(new), fit.predict()[:5], rtol=1e-12)
     assert fit.loglik == pytest.approx(target["logLik"], rel=1e-9)
     np.testing.assert_allclose(fit.fixef.estimate, target["fixef"]["cond"]["estimate"], rtol=1e-6)
     np.testing.assert_allclose(fit.fixef.se, target["fixef"]["cond"]["se"], rtol=1e-4)

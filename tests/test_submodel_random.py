@@ -106,6 +106,8 @@ def test_zero_inflation_modes_predictions_and_contract(tmp_path):
     assert [v["group"] for v in contract["varcorr"]] == ["site"]  # the mean's blocks only
     assert "Zero inflation: ~ mined + (1 | site)" in fit.summary()
     assert list(bayesmix.varcorr(fit).group) == ["site", "zi|site"]
+    population = fit.predict(data.drop(columns="site"), re_form="population", kind="zi")  # no grouping column needed
+    np.testing.assert_allclose(population, expit(eta - modes), rtol=1e-10)
     fit.save(tmp_path / "fit.nc")
     again = bayesmix.load(tmp_path / "fit.nc")
     np.testing.assert_array_equal(again.predict(kind="zi"), fit.predict(kind="zi"))

@@ -1021,15 +1021,17 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
 
 
 def _new_data_columns(spec: FormulaSpec, random_effects: bool) -> list[str]:
-    """The columns new rows need: not the response nor the weights (as lme4's predict), nor the
-    grouping columns without ``random_effects``."""
+    """The columns new rows need: not the response, the weights nor the censoring columns (as
+    lme4's predict), nor the grouping columns without ``random_effects``."""
     response_vars = {v for expr in spec.response.expressions for v in _expression_names(expr)}
     grouping = {f for term in spec.all_random for f in term.factors}
     offset_vars = {v for expr in spec.offsets for v in _expression_names(expr)}
     weight_only = weight_columns(spec) - value_columns(spec) - grouping - offset_vars
+    censoring = set() if spec.censoring is None else {c for c in spec.censoring if c is not None}
+    weight_only |= censoring - value_columns(spec) - grouping - offset_vars
     if random_effects:
         return sorted(spec.variables - response_vars - weight_only | (spec.variables & grouping) | offset_vars)
-    submodel_vars = set().union(*(sub.variables for sub in spec.submodels))
+    submodel_vars = set().union(*(_variables(sub.fixed) for sub in spec.submodels))
     return sorted((_variables(spec.fixed) | offset_vars | submodel_vars) & spec.variables)
 
 
