@@ -454,7 +454,8 @@ def joint_laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Con
     etas = [o + M @ conditional.u for o, M in zip(offsets, Ms)]
     _, g, hessian = _joint_terms(problem, etas, params)
     W, P, n = -hessian, len(Ms), len(etas[0])
-    h = CrossPattern.of(Ms).leverages(conditional.H.selected_inverse(), n, P)
+    selected = conditional.H.selected_inverse()
+    h = CrossPattern.of(Ms).leverages(selected, n, P)
     a = -np.einsum("njk,njkl->nl", h, _third_derivatives(problem, etas, params))
     c = conditional.H.solve(sum(M.T @ a[:, j] for j, M in enumerate(Ms)))
     Mc = np.column_stack([M @ c for M in Ms])
@@ -470,7 +471,7 @@ def joint_laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Con
             )
         start += size
     weighted = [sum(Ms[k].T @ sp.diags(W[:, k, j]) for k in range(P)) @ Zs[j] for j in range(P)]
-    selected, u = conditional.H.selected_inverse(), conditional.u
+    u = conditional.u
     for index, d_lam in enumerate(problem.lam_tangents(theta)):
         direct = sum(w @ d_lam for w in weighted).tocoo()
         trace = float(np.sum(selected.at(direct.col, direct.row) * direct.data))
