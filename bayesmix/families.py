@@ -598,6 +598,14 @@ class Family:
             f"{', '.join(takers)}."
         )
 
+    def with_zero_process(self) -> Family:
+        """glmmTMB's reading of a ziformula beside a family without a zero process: poisson,
+        nbinom2 and binomial become zero-inflated, the truncated counts (and gamma, lognormal)
+        become hurdle models; other families are returned as they are (zi= then refuses them)."""
+        if self.name not in WITH_ZERO_PROCESS:
+            return self
+        return get_family(WITH_ZERO_PROCESS[self.name], self.link.name)
+
     def check_response(self, y: np.ndarray, trials: np.ndarray | None) -> None:
         """Raise BayesmixError when ``y`` (and binomial ``trials``) lie outside the support."""
         if trials is not None and not self.takes_trials:
@@ -861,6 +869,16 @@ _ALIASES = {
     "log_normal": "lognormal",
 }
 TRIAL_FAMILIES = ("binomial", "betabinomial", "zero_inflated_binomial")
+# glmmTMB: family + ziformula -> the family with that zero process
+WITH_ZERO_PROCESS = {
+    "poisson": "zero_inflated_poisson",
+    "negativebinomial": "zero_inflated_negativebinomial",
+    "binomial": "zero_inflated_binomial",
+    "truncated_poisson": "hurdle_poisson",
+    "truncated_negativebinomial": "hurdle_negativebinomial",
+    "gamma": "hurdle_gamma",
+    "lognormal": "hurdle_lognormal",
+}
 
 FAMILY_NAMES = tuple(_FAMILIES)
 

@@ -92,6 +92,8 @@ class Model:
         upper=None,
     ):
         self.family: Family = get_family(family, link)
+        if zi is not None:  # glmmTMB's family = nbinom2, ziformula = ~ x: the zero-inflated family
+            self.family = self.family.with_zero_process()
         data = as_pandas(data)
         self.spec, data = formula_for_data(parse_formula(formula), data, offset, weights)
         for role, text in (("zi", zi), ("dispersion", dispersion)):

@@ -100,7 +100,11 @@ def test_nuts_zi_formula_agrees_with_laplace():
 def test_submodel_formula_errors():
     data, _ = salamanders("salamanders_zip")
     with pytest.raises(bayesmix.BayesmixError, match="no zero process.*zero_inflated_poisson"):
-        bayesmix.Model(FORMULA, data, family="poisson", zi="~ mined")
+        bayesmix.Model(FORMULA, data, family="beta", zi="~ mined")
+    # glmmTMB's spelling: a family without a zero process plus a ziformula is its zero-inflated (or,
+    # for a truncated count, hurdle) form
+    assert bayesmix.Model(FORMULA, data, family="nbinom2", zi="~ mined").family.name == "zero_inflated_negativebinomial"
+    assert bayesmix.Model(FORMULA, data, family="truncated_poisson", zi="~ 1").family.name == "hurdle_poisson"
     with pytest.raises(bayesmix.BayesmixError, match="no dispersion parameter"):
         bayesmix.Model(FORMULA, data, family="poisson", dispersion="~ mined")
     with pytest.raises(bayesmix.BayesmixError, match="response left of '~'"):
