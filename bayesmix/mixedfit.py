@@ -368,7 +368,8 @@ def _glmm_method(family: Family, result: GlmmResult) -> str:
     """How the Laplace engine's fit reads: a gaussian model (sigma predicted by a dispersion formula)
     is exact ML unless that formula has random effects or rows are censored, whose integral the
     Laplace approximation takes."""
-    if family.name == "gaussian" and not result.problem.random_auxiliary and result.problem.censoring is None:
+    random = any(Z.nnz for Z in result.problem.auxiliary_Z.values())  # effects in a dispersion formula
+    if family.name == "gaussian" and not random and result.problem.censoring is None:
         return "ML"
     return "Laplace" if result.nagq == 1 else "AGQ"
 

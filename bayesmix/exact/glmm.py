@@ -77,19 +77,21 @@ class GlmmProblem:
     offset: np.ndarray | float = 0.0  # the known part of eta (offset terms), coefficient 1
     weights: np.ndarray | None = None  # prior weights: each row's log-likelihood counts w times (glmmTMB)
     auxiliary_X: dict = field(default_factory=dict)  # family parameter -> X of its zi= / dispersion= formula
-    # family parameter -> Z (n, q) of its formula's blocks (their columns of u; Z holds the mean's)
+    # family parameter -> Z (n, q) of its formula's blocks (their columns of u, none without random
+    # effects; Z holds the mean's)
     auxiliary_Z: dict = field(default_factory=dict)
     censoring: np.ndarray | None = None  # per row: bayesmix.censored's codes (left, right, interval)
     upper: np.ndarray | None = None  # an interval-censored row's upper bound
 
     @property
-    def random_auxiliary(self) -> tuple[str, ...]:
-        """The family parameters whose formula has random effects: each a linear predictor of its own
-        in the inner problem, beside the mean's."""
+    def auxiliary_predictors(self) -> tuple[str, ...]:
+        """The family parameters a zi= or dispersion= formula predicts: each a linear predictor of
+        its own in the inner problem beside the mean's (with its random effects, if any), so the
+        exact gradient covers its coefficients too."""
         return tuple(name for name in self.auxiliary if name in self.auxiliary_Z)
 
     def auxiliary_eta(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """{parameter: X_a beta_a}, the fixed part of each :attr:`random_auxiliary` predictor."""
+        """{parameter: X_a beta_a}, the fixed part of each :attr:`auxiliary_predictors` predictor."""
         start, out = self.layout.n_theta + self.X.shape[1], {}
         for name, size in zip(self.auxiliary, self.auxiliary_sizes):
             if name in self.auxiliary_Z:
@@ -286,11 +288,11 @@ PARAMETER_STEP = 2e-3  # step of the 5-point differences along a parameter's lin
 
 def _joint_terms(problem: GlmmProblem, etas: list, params: dict):
     """(log p (n,), its gradient (n, P) and Hessian (n, P, P) per row) over the P linear predictors:
-    the mean's eta, then each :attr:`GlmmProblem.random_auxiliary` parameter's. The mean's
+    the mean's eta, then each :attr:`GlmmProblem.auxiliary_predictors` parameter's. The mean's
     derivatives are the family's own, and so are those along a zero process's logit; along another
     parameter's predictor they are 5-point differences of the family's log density (error O(h^4),
     rounding ~1e-13 in the gradient, which sets the mode)."""
-    names = problem.random_auxiliary
+    names = problem.auxiliary_predictors
 
     def at(shifts: dict):
         values = dict(params)
@@ -333,7 +335,7 @@ def _linear_parts(problem: GlmmProblem, theta, beta, aux_eta: dict | None):
     lam = problem.lam(theta)
     Ms = [(problem.Z @ lam).tocsr()]
     offsets = [problem.X @ beta + problem.offset]
-    for name in problem.random_auxiliary:
+    for name in problem.auxiliary_predictors:
         Ms.append((problem.auxiliary_Z[name] @ lam).tocsr())
         offsets.append(aux_eta[name])
     return Ms, offsets
@@ -447,10 +449,10 @@ def joint_laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Con
     cross-leverages h_jk = m_j' H^{-1} m_k, a_l = -sum_jk h_jk T_jkl, c = H^{-1} sum_l M_l' a_l and
     b_l = -2 g_l + a_l - sum_j (M_j c) W_jl, a coefficient of predictor l gets X_l' b_l and a theta
     entry sum_l b_l' Z_l dLambda u + 2 tr(H^{-1} sum_jk M_k' W_kj Z_j dLambda) + c' sum_j dLambda' Z_j' g_j.
-    Entries of parameters without random effects are NaN (the caller differences them)."""
+    Entries of constant family parameters (no formula) are NaN (the caller differences them)."""
     theta, beta, params = problem.split(x)
     Ms, offsets = _linear_parts(problem, theta, beta, aux_eta)
-    Zs = [problem.Z] + [problem.auxiliary_Z[name] for name in problem.random_auxiliary]
+    Zs = [problem.Z] + [problem.auxiliary_Z[name] for name in problem.auxiliary_predictors]
     etas = [o + M @ conditional.u for o, M in zip(offsets, Ms)]
     _, g, hessian = _joint_terms(problem, etas, params)
     W, P, n = -hessian, len(Ms), len(etas[0])
@@ -465,9 +467,9 @@ def joint_laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Con
     gradient[n_theta : n_theta + p] = problem.X.T @ b[:, 0]
     start = n_theta + p
     for name, size in zip(problem.auxiliary, problem.auxiliary_sizes):
-        if name in problem.random_auxiliary:
+        if name in problem.auxiliary_predictors:
             gradient[start : start + size] = (
-                problem.auxiliary_X[name].T @ b[:, 1 + problem.random_auxiliary.index(name)]
+                problem.auxiliary_X[name].T @ b[:, 1 + problem.auxiliary_predictors.index(name)]
             )
         start += size
     weighted = [sum(Ms[k].T @ sp.diags(W[:, k, j]) for k in range(P)) @ Zs[j] for j in range(P)]
@@ -713,7 +715,7 @@ def glmm_problem(design: Design, family: Family):
         offset=0.0 if design.offset is None else design.offset,
         weights=design.weights,
         auxiliary_X={family.submodel_parameter(role): sub.X for role, sub in design.submodels.items()},
-        auxiliary_Z={family.submodel_parameter(r): z_of(r) for r, sub in design.submodels.items() if sub.blocks},
+        auxiliary_Z={family.submodel_parameter(r): z_of(r) for r in design.submodels},
         censoring=design.censoring,
         upper=None if design.censoring is None else np.where(design.censoring == 3, design.upper, np.nan),
     )
@@ -761,13 +763,12 @@ def deviance_function(problem: GlmmProblem, nagq: int = 1):
 
 def laplace_objective(problem: GlmmProblem):
     """(-2 log L, its gradient) as a function of (theta, beta[, family parameters]): the gradient
-    from :func:`laplace_gradient`, each family parameter's entry by central differences (two
-    warm-started modes each); every entry by central differences where a parameter's formula has
-    random effects (several linear predictors: the exact gradient's third derivatives are the
-    mean's only). Non-finite values (an overflow at an extreme point) give inf."""
+    from :func:`laplace_gradient` (one linear predictor) or :func:`joint_laplace_gradient` (a zi= or
+    dispersion= formula's too), each constant family parameter's entry by central differences (two
+    warm-started modes each). Non-finite values (an overflow at an extreme point) give inf."""
     warm = {"u": None}
     deviance = deviance_function(problem)
-    joint = bool(problem.random_auxiliary)
+    joint = bool(problem.auxiliary_predictors)
 
     def objective(x):
         theta, beta, params = problem.split(x)
