@@ -291,8 +291,12 @@ def run_case(
         divergences += n_div
         divergent_fits += n_div > 0
         estimated = case_scalars(idata.posterior, case)
-        rhat = max(float(az.rhat(values)) for values in estimated.values())
+        rhats = {name: float(az.rhat(values)) for name, values in estimated.items()}
+        worst = max(rhats, key=rhats.get)
+        rhat = rhats[worst]
         high_rhat += rhat > 1.01
+        if rhat > 1.05:
+            print(f"{case}: replication {r}: R-hat {rhat:.3f} ({worst}), {n_div} divergences", flush=True)
         max_rhat = max(max_rhat, rhat)
         if (r + 1) % 10 == 0:
             print(
