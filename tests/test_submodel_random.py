@@ -31,6 +31,13 @@ CASES = {
         "zero_inflated_poisson",
         {"zi": "~ mined + (1 | site)"},
     ),
+    # several local optima of the Laplace deviance: guards the optimiser's start and its restarts
+    "salamanders_zinb_zi_spp_random": (
+        "salamanders.csv",
+        "count ~ spp + mined + (1 | site)",
+        "zero_inflated_negativebinomial",
+        {"zi": "~ spp + (1 | site)"},
+    ),
     "zi_random_sim_hurdle_poisson": ("zi_random_sim.csv", "y ~ x + (1 | g)", "hurdle_poisson", {"zi": "~ x + (1 | g)"}),
     "disp_random_sim_gaussian": ("disp_random_sim.csv", "y ~ x + (1 | g)", "gaussian", {"dispersion": "~ z + (1 | g)"}),
     "disp_random_sim_nbinom2": (

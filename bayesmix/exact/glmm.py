@@ -53,7 +53,9 @@ STALLS = 3  # Newton steps in a row without gain (within rounding), after which 
 # (to the parameter, from it, its start)
 AUXILIARY = {
     "alpha": (np.exp, np.log, lambda y: 10.0),
-    "zi": (expit, logit, lambda y: 0.1),
+    # glmmTMB's start (logit 0): from a small zi the optimiser can settle where the zeros are the
+    # mean's (Salamanders' ZINB with a zi random effect), a worse local optimum of the Laplace deviance
+    "zi": (expit, logit, lambda y: 0.5),
     "hu": (expit, logit, lambda y: float(np.clip(np.mean(y == 0), 0.01, 0.99))),  # its estimate, when alone
     "phi": (np.exp, np.log, lambda y: 10.0),
     "shape": (np.exp, np.log, lambda y: float(np.clip(np.mean(y) ** 2 / max(np.var(y), 1e-12), 0.01, 1e4))),
@@ -806,9 +808,12 @@ def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarra
     summary = None
     if gradient is not None:
         summary = minimize_with_gradient(gradient, start, lower)
+        if not summary.converged:  # a failed line search, often where warm-started modes jumped: once more, cold
+            again = minimize_with_gradient(laplace_objective(problem), summary.x, lower)
+            summary = again if again.objective <= summary.objective else summary
     if summary is None or not summary.converged:
         summary = minimize_bounded(deviance, start if summary is None else summary.x, lower)
-    summary = _off_the_boundary(deviance, summary, lower)
+    summary = _off_the_boundary(deviance, summary, lower, gradient)
     theta, beta, params = problem.split(summary.x)
     try:
         if not np.isfinite(summary.objective):
@@ -826,17 +831,21 @@ def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarra
 BOUNDARY_RESTART = 0.1  # where a covariance factor's diagonal at 0 restarts (_off_the_boundary)
 
 
-def _off_the_boundary(deviance, summary: OptimizerSummary, lower: np.ndarray) -> OptimizerSummary:
+def _off_the_boundary(deviance, summary: OptimizerSummary, lower: np.ndarray, gradient=None) -> OptimizerSummary:
     """The deviance is even in each diagonal entry of a covariance factor (b and -b are the same
     model), so its derivative there vanishes at 0: a gradient method that reaches 0 stops, even
     where 0 is a maximum along that entry and a larger SD fits better. From such an end point,
-    BOBYQA restarts with those entries at :data:`BOUNDARY_RESTART`; the better of the two stands."""
+    the optimiser restarts with those entries at :data:`BOUNDARY_RESTART` (L-BFGS where the exact
+    gradient is given, BOBYQA where it is not or where L-BFGS stops short); the better of the two
+    end points stands."""
     at_bound = np.isfinite(lower) & (summary.x <= lower)
     if not at_bound.any():
         return summary
     start = summary.x.copy()
     start[at_bound] = lower[at_bound] + BOUNDARY_RESTART
-    again = minimize_bounded(deviance, start, lower)
+    again = None if gradient is None else minimize_with_gradient(gradient, start, lower)
+    if again is None or not again.converged:
+        again = minimize_bounded(deviance, start if again is None else again.x, lower)
     better = again.objective < summary.objective - 1e-10 * max(1.0, abs(summary.objective))
     return again if better else summary
 

@@ -9,6 +9,7 @@
 ##     (simulated here, see the *_NOTE strings; doubles round-trip exact, factors as strings);
 ##   glmmTMB cases (zero-inflation with a random intercept; layout of zero_references.R):
 ##     tests/data/salamanders_zip_zi_random.json   count ~ spp + mined + (1 | site), zi ~ mined + (1 | site), poisson
+##     tests/data/salamanders_zinb_zi_spp_random.json  the same, zi ~ spp + (1 | site), nbinom2
 ##     tests/data/zi_random_sim_zip.json           y ~ x + (1 | g), zi ~ x + (1 | g), poisson
 ##     tests/data/zi_random_sim_hurdle_poisson.json  the same with family = truncated_poisson (hurdle)
 ##   TMB cases (dispersion with a random intercept; glmmTMB 1.1.5 refuses random effects in dispformula,
@@ -820,6 +821,18 @@ run_glmmTMB_case("salamanders_zip_zi_random", "glmmTMB::Salamanders", "salamande
                  notes = paste(ZI_RE_NOTE,
                                "Poisson version of salamanders_zinb_zi_random (nbinom2, which is not usable: false",
                                "convergence); this one converges (results.pdHess, smoothness_check, restart_check)."),
+                 convergence_note = CONV_NOTE_G)
+
+## 1b. Salamanders ZINB with species in the zero-inflation part and its own site random intercept: the
+##     Laplace deviance has more than one local optimum here (a start with little zero inflation settles
+##     where the zeros are the mean's), so it guards the optimiser's start and restarts.
+run_glmmTMB_case("salamanders_zinb_zi_spp_random", "glmmTMB::Salamanders", "salamanders.csv", "Salamanders",
+                 "count ~ spp + mined + (1 | site)", ziformula = "~ spp + (1 | site)", family = "nbinom2",
+                 factor_cols = c("site", "spp", "mined"), data_note = SAL_NOTE, data_prep = "Salamanders",
+                 notes = paste(ZI_RE_NOTE,
+                               "nbinom2 with zi ~ spp + (1 | site): converges cleanly (unlike zi ~ mined + (1 | site));",
+                               "the Laplace deviance has other local optima (e.g. -2 logLik 1627.30 with the count",
+                               "part's site SD at 0), so the fit's start matters."),
                  convergence_note = CONV_NOTE_G)
 
 ## 2. simulated ZIP (zi SD 0.8) and the hurdle Poisson on the same data
