@@ -214,8 +214,12 @@ class Model:
         """
         return _sampled().prior_predictive(self, draws, random_seed)
 
-    def fit(self, method: str = "reml", nAGQ: int | None = None) -> MixedFit:  # noqa: N803 - lme4's name
+    def fit(self, method: str | None = None, nAGQ: int | None = None) -> MixedFit:  # noqa: N803 - lme4's name
         """Frequentist fit, lme4-comparable: ``"reml"``, ``"ml"``, ``"laplace"`` or ``"agq"``.
+
+        Without ``method``, what lme4/glmmTMB would do for this model: REML for a gaussian model
+        with identity link (lmer's default), ML where a dispersion formula or censored rows make
+        lme4's REML inapplicable (glmmTMB's), Laplace otherwise (glmer's nAGQ = 1).
 
         Gaussian models (ML/REML): the random effects are integrated out exactly, beta and sigma
         profiled out, theta optimised with its diagonal bounded at 0 (lme4's profiled deviance).
@@ -236,8 +240,14 @@ class Model:
         result = fit_lmm(self.design, reml=method == "reml")
         return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start)
 
+    def _default_method(self) -> str:
+        gaussian = self.family.name == "gaussian" and self.family.link.name == "identity"
+        if not gaussian:
+            return "laplace"
+        return "ml" if self.design.submodels or getattr(self.design, "censoring", None) is not None else "reml"
+
     def _check_method(self, method) -> str:
-        key = str(method).lower()
+        key = self._default_method() if method is None else str(method).lower()
         if key not in FIT_METHODS:
             raise BayesmixError(
                 f"Unknown method '{method}'.{did_you_mean(key, FIT_METHODS)} "
