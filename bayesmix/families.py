@@ -709,21 +709,45 @@ class Family:
         if name == "hu":
             terms = (np.where(zeros, 1.0 - p, -p), -p * (1.0 - p), np.zeros(np.shape(eta)))
         else:
-            log_p0, q = self._zero_probability(eta, trials, params)
+            log_p0, q, _ = self._zero_probability(eta, trials, params)
             share = np.exp(np.log(p) - np.logaddexp(np.log(p), np.log1p(-p) + log_p0))
             spread = np.where(zeros, share * (1.0 - share), 0.0)
             terms = (np.where(zeros, share - p, -p), spread - p * (1.0 - p), spread * q)
         return terms if weights is None else tuple(weights * t for t in terms)
 
+    def parameter_third(self, name, eta, y, trials, params, weights=None):
+        """The third derivatives of log p per row that mix zeta (the zero process's logit, as
+        :meth:`parameter_terms`) with eta: (d3/dzeta3, d3/dzeta2 deta, d3/dzeta deta2), or None
+        where :meth:`parameter_terms` is None. A zero-inflated zero is log(zi + (1 - zi) p0) =
+        log(e^zeta + p0) - log(1 + e^zeta), whose derivatives in (zeta, log p0) are powers of the
+        structural share s: with q = -d log p0 / d eta and q' its eta-derivative, s (1 - s) (1 - 2 s)
+        - zi (1 - zi) (1 - 2 zi), s (1 - s) (1 - 2 s) q and s (1 - s) ((1 - 2 s) q^2 + q'); a
+        positive count, and a hurdle's every row, has only -zi (1 - zi) (1 - 2 zi) (zeta and eta
+        apart)."""
+        if name not in ("zi", "hu"):
+            return None
+        p = np.broadcast_to(np.asarray(params[name], dtype=float), np.shape(eta))
+        alone = -p * (1.0 - p) * (1.0 - 2.0 * p)
+        if name == "hu":
+            terms = (alone, np.zeros(np.shape(eta)), np.zeros(np.shape(eta)))
+        else:
+            log_p0, q, dq = self._zero_probability(eta, trials, params)
+            share = np.exp(np.log(p) - np.logaddexp(np.log(p), np.log1p(-p) + log_p0))
+            skew = np.where(y == 0, share * (1.0 - share) * (1.0 - 2.0 * share), 0.0)
+            spread = np.where(y == 0, share * (1.0 - share), 0.0)
+            terms = (skew + alone, skew * q, skew * q**2 + spread * dq)
+        return terms if weights is None else tuple(weights * t for t in terms)
+
     def _zero_probability(self, eta, trials, params):
-        """(log P(y = 0), -its eta-derivative) of the count (or binomial) beneath the zero inflation."""
+        """(log P(y = 0), q = -its eta-derivative, dq/deta) of the count (or binomial) beneath the
+        zero inflation."""
         if self.name == "zero_inflated_binomial":
             from scipy.special import expit, log_expit
 
             n = 1.0 if trials is None else trials
-            return n * log_expit(-eta), n * expit(eta)
-        log_p0, q, _ = zero_probability(ZERO_FAMILIES[self.name][0], eta, params.get("alpha"))
-        return log_p0, q
+            success = expit(eta)
+            return n * log_expit(-eta), n * success, n * success * (1.0 - success)
+        return zero_probability(ZERO_FAMILIES[self.name][0], eta, params.get("alpha"))
 
     def laplace_third(self, eta, y, trials, params, weights=None):
         """d3 log p(y | eta) / d eta3, elementwise (the exact gradient of a Laplace fit reads it):

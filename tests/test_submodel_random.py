@@ -11,6 +11,7 @@ provenance in tests/data/PROVENANCE.md.
 import functools
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 from scipy.special import expit
 
 import bayesmix
-from bayesmix.exact.glmm import _joint_terms, glmm_problem
+from bayesmix.exact.glmm import _joint_terms, glmm_problem, laplace_objective
 
 DATA = Path(__file__).parent / "data"
 
@@ -180,3 +181,19 @@ def test_sampled_gaussian_dispersion_model_reports_its_sigma_by_row():
     contract = json.loads(json.dumps(model.to_dict()))
     assert contract["sigma"] is None and contract["dispersion"]["varcorr"][0]["group"] == "g"
     assert "dispersion model (sigma, log link)" in model.summary()
+
+
+def test_one_factor_in_two_predictors_is_factored_level_by_level():
+    """site's blocks in the mean and in zi are one 2 x 2 block per site in the factorisation (no
+    dense Schur complement over zi's sites); the deviance and its exact gradient are unchanged."""
+    model, _ = reference("salamanders_zip_zi_random")
+    problem = glmm_problem(model.design, model.family)[0]
+    assert problem.first_terms == 2
+    size = problem.layout.n_theta + problem.X.shape[1] + sum(problem.auxiliary_sizes)
+    x = np.random.default_rng(5).normal(0.0, 0.5, size)
+    x[: problem.layout.n_theta] = [0.3, 0.8]
+    unmerged = replace(problem, first_order=None, first_terms=1)
+    merged_value, merged_gradient = laplace_objective(problem)(x)
+    plain_value, plain_gradient = laplace_objective(unmerged)(x)
+    assert merged_value == pytest.approx(plain_value, rel=1e-12)
+    np.testing.assert_allclose(merged_gradient, plain_gradient, rtol=1e-7, atol=1e-8)

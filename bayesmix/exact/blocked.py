@@ -134,3 +134,43 @@ def _diagonal_blocks(first: sp.spmatrix, m1: int, k1: int) -> np.ndarray:
     out = np.zeros((m1, k1, k1))
     np.add.at(out, (coo.row // k1, coo.row % k1, coo.col % k1), coo.data)
     return out
+
+
+@dataclass(frozen=True)
+class PermutedFactor:
+    """H factored with its columns reordered, used in H's own order: ``order[i]`` is the column of
+    H at position i of the factored matrix. Blocks of one grouping factor in several linear
+    predictors (a site's effect on the mean and on the zero process) then form one k x k block
+    per level of the first part, where they would otherwise fill the dense Schur complement."""
+
+    inner: BlockedFactor
+    order: np.ndarray
+    position: np.ndarray  # the inverse permutation: column j of H sits at position[j]
+
+    @classmethod
+    def of(cls, A: sp.csr_matrix, order: np.ndarray, q1: int, k1: int) -> PermutedFactor:
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        permuted = A[order][:, order].tocsr()
+        return cls(factor_cross_product(permuted, q1, k1), order, position)
+
+    @property
+    def logdet(self) -> float:
+        return self.inner.logdet
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        return np.asarray(self.inner.solve(np.asarray(b, dtype=float)[self.order]))[self.position]
+
+    def selected_inverse(self) -> PermutedInverse:
+        return PermutedInverse(self.inner.selected_inverse(), self.position)
+
+
+@dataclass(frozen=True)
+class PermutedInverse:
+    """:class:`SelectedInverse` of a :class:`PermutedFactor`, indexed in H's own order."""
+
+    inner: SelectedInverse
+    position: np.ndarray
+
+    def at(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        return self.inner.at(self.position[np.asarray(rows)], self.position[np.asarray(columns)])

@@ -84,6 +84,10 @@ class GlmmProblem:
     auxiliary_Z: dict = field(default_factory=dict)
     censoring: np.ndarray | None = None  # per row: bayesmix.censored's codes (left, right, interval)
     upper: np.ndarray | None = None  # an interval-censored row's upper bound
+    # u's columns reordered for the factorisation: level by level, every block of the first block's
+    # grouping factor (the mean's and a zi= formula's (1 | site)), then the rest; None for one such block
+    first_order: np.ndarray | None = None
+    first_terms: int = 0  # the effects per level in that first part
 
     @property
     def auxiliary_predictors(self) -> tuple[str, ...]:
@@ -175,6 +179,11 @@ class GlmmProblem:
             yield self._block_diagonal([dT if b == block else np.zeros((k, k)) for b, k in enumerate(sizes)])
 
     @functools.cached_property
+    def cross_cache(self) -> dict:
+        """The last :class:`CrossPattern` (its index work reused while the Ms' structure holds)."""
+        return {}
+
+    @functools.cached_property
     def _pattern(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Lambda's nonzero pattern, computed once: rows and columns of every lower-triangular entry
         of every level's T, and per block where its T's entries sit (I_M kron T, blocks stacked)."""
@@ -214,7 +223,18 @@ class Conditional:
 
 def _weights_factor(problem: GlmmProblem, M: sp.csr_matrix, d2: np.ndarray) -> BlockedFactor:
     """H = M' W M + I (W = -d2) factored in blocks (:mod:`bayesmix.exact.blocked`)."""
+    if problem.first_order is not None:
+        return _factor(problem, (M.T @ sp.diags(-d2) @ M).tocsr())
     return blocked.factor(M, -d2, problem.levels[0] * problem.layout.sizes[0], problem.layout.sizes[0])
+
+
+def _factor(problem: GlmmProblem, A: sp.csr_matrix):
+    """H = A + I factored in blocks: the first block's levels (with every block of the same
+    grouping factor, :attr:`GlmmProblem.first_order`) one small block each, the rest dense."""
+    if problem.first_order is None:
+        return blocked.factor_cross_product(A, problem.levels[0] * problem.layout.sizes[0], problem.layout.sizes[0])
+    k1 = problem.first_terms
+    return blocked.PermutedFactor.of(A, problem.first_order, problem.levels[0] * k1, k1)
 
 
 @dataclass(frozen=True)
@@ -232,15 +252,33 @@ class CrossPattern:
     indptr: np.ndarray
     q: int
     columns: tuple = ()  # each product's two columns of u (a, b)
+    factors: tuple = ()  # each product's two entries of the Ms' concatenated CSR data
+    structure: tuple = ()  # the Ms' (indptr, indices): the pattern holds while they do
 
     @classmethod
-    def of(cls, Ms: list) -> CrossPattern:
-        coos = [M.tocoo() for M in Ms]
+    def of(cls, Ms: list, cache: dict | None = None) -> CrossPattern:
+        """The pattern of ``Ms``; with ``cache`` (one per problem), the index work is done once per
+        nonzero structure (it changes only where an entry of Lambda is exactly 0) and later calls
+        only multiply the values."""
+        data = np.concatenate([M.data for M in Ms])
+        previous = None if cache is None else cache.get("pattern")
+        if previous is not None and len(previous.structure) == 2 * len(Ms):
+            arrays = [array for M in Ms for array in (M.indptr, M.indices)]
+            if all(np.array_equal(a, b) for a, b in zip(arrays, previous.structure)):
+                first, second = previous.factors
+                return replace(previous, products=data[first] * data[second])
+        pattern = cls._build(Ms, data)
+        if cache is not None:
+            cache["pattern"] = pattern
+        return pattern
+
+    @classmethod
+    def _build(cls, Ms: list, data: np.ndarray) -> CrossPattern:
+        coos = [M.tocoo() for M in Ms]  # a CSR matrix's COO keeps its data order
         row = np.concatenate([c.row for c in coos])
         order = np.argsort(row, kind="stable")
         row = row[order]
         column = np.concatenate([c.col for c in coos])[order]
-        value = np.concatenate([c.data for c in coos])[order]
         predictor = np.concatenate([np.full(c.nnz, j) for j, c in enumerate(coos)])[order]
         counts = np.bincount(row, minlength=Ms[0].shape[0])
         sizes = counts * counts  # every ordered pair of nonzeros within a row
@@ -252,7 +290,10 @@ class CrossPattern:
         keys, slot = np.unique(column[a].astype(np.int64) * q + column[b], return_inverse=True)
         indptr = np.searchsorted(keys // q, np.arange(q + 1))
         pairs = (column[a], column[b])
-        return cls(row[a], predictor[a], predictor[b], value[a] * value[b], slot, keys % q, indptr, q, pairs)
+        factors = (order[a], order[b])
+        structure = tuple(array.copy() for M in Ms for array in (M.indptr, M.indices))
+        products = data[factors[0]] * data[factors[1]]
+        return cls(row[a], predictor[a], predictor[b], products, slot, keys % q, indptr, q, pairs, factors, structure)
 
     def leverages(self, H_inverse: SelectedInverse, n: int, P: int) -> np.ndarray:
         """(n, P, P) cross-leverages h_jk,i = m_j,i' H^{-1} m_k,i of every row's predictors."""
@@ -282,7 +323,7 @@ def _information_factor(
         values, vectors = np.linalg.eigh(W)
         W = np.einsum("nij,nj,nkj->nik", vectors, np.maximum(values, 0.0), vectors)
     A = (pattern or CrossPattern.of(Ms)).cross_product(W)
-    return blocked.factor_cross_product(A, problem.levels[0] * problem.layout.sizes[0], problem.layout.sizes[0])
+    return _factor(problem, A)
 
 
 PARAMETER_STEP = 2e-3  # step of the 5-point differences along a parameter's linear predictor (_joint_terms)
@@ -349,7 +390,7 @@ def conditional_mode(
     """Newton's method on log p(y | u) - |u|^2/2 with step halving; ``aux_eta``: the fixed part of
     each random-effect parameter's predictor (:meth:`GlmmProblem.auxiliary_eta`)."""
     Ms, offsets = _linear_parts(problem, theta, beta, aux_eta)
-    pattern = CrossPattern.of(Ms) if len(Ms) > 1 else None
+    pattern = CrossPattern.of(Ms, problem.cross_cache) if len(Ms) > 1 else None
     u = np.zeros(Ms[0].shape[1]) if start is None else start.copy()
 
     def evaluate(u):
@@ -432,6 +473,9 @@ def laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Condition
 def _third_derivatives(problem: GlmmProblem, etas: list, params: dict) -> np.ndarray:
     """(n, P, P, P): d/d eta_l of each row's Hessian over the predictors, 5-point differences of
     :func:`_joint_terms` along each predictor (how W moves, which log|H|'s gradient reads)."""
+    analytic = _zero_process_third(problem, etas, params)
+    if analytic is not None:
+        return analytic
     h = PARAMETER_STEP
     n, P = len(etas[0]), len(etas)
     third = np.empty((n, P, P, P))
@@ -441,6 +485,26 @@ def _third_derivatives(problem: GlmmProblem, etas: list, params: dict) -> np.nda
             shifted = [eta + s * h if j == along else eta for j, eta in enumerate(etas)]
             at[s] = _joint_terms(problem, shifted, params)[2]
         third[..., along] = (at[-2] - 8 * at[-1] + 8 * at[1] - at[2]) / (12 * h)
+    return third
+
+
+def _zero_process_third(problem: GlmmProblem, etas: list, params: dict) -> np.ndarray | None:
+    """The (n, 2, 2, 2) third derivatives over (eta, zeta) where the only other predictor is a zero
+    process's logit with analytic terms (:meth:`Family.parameter_third`), else None."""
+    names = problem.auxiliary_predictors
+    if len(names) != 1 or problem.censoring is not None:
+        return None
+    values = dict(params)
+    values[names[0]] = AUXILIARY[names[0]][0](etas[1])
+    mixed = problem.family.parameter_third(names[0], etas[0], problem.y, problem.trials, values, problem.weights)
+    if mixed is None:
+        return None
+    zeta3, zeta2_eta, zeta_eta2 = mixed
+    third = np.empty((len(etas[0]), 2, 2, 2))
+    third[:, 0, 0, 0] = problem.third(etas[0], values)
+    third[:, 0, 0, 1] = third[:, 0, 1, 0] = third[:, 1, 0, 0] = zeta_eta2
+    third[:, 0, 1, 1] = third[:, 1, 0, 1] = third[:, 1, 1, 0] = zeta2_eta
+    third[:, 1, 1, 1] = zeta3
     return third
 
 
@@ -459,7 +523,7 @@ def joint_laplace_gradient(problem: GlmmProblem, x: np.ndarray, conditional: Con
     _, g, hessian = _joint_terms(problem, etas, params)
     W, P, n = -hessian, len(Ms), len(etas[0])
     selected = conditional.H.selected_inverse()
-    h = CrossPattern.of(Ms).leverages(selected, n, P)
+    h = CrossPattern.of(Ms, problem.cross_cache).leverages(selected, n, P)
     a = -np.einsum("njk,njkl->nl", h, _third_derivatives(problem, etas, params))
     c = conditional.H.solve(sum(M.T @ a[:, j] for j, M in enumerate(Ms)))
     Mc = np.column_stack([M @ c for M in Ms])
@@ -697,7 +761,8 @@ def glmm_problem(design: Design, family: Family):
     X, kept, dropped = drop_aliased(design.X, design.fixed_names)
     order = lme4_order(design.all_blocks)
     blocks = [design.all_blocks[i] for i in order]
-    _check_dense_parts(blocks)
+    first_order, first_terms = _first_part(blocks)
+    _check_dense_parts(blocks, first_terms)
     transform = _column_transform(X)
 
     def z_of(predictor: str) -> sp.csr_matrix:
@@ -720,15 +785,34 @@ def glmm_problem(design: Design, family: Family):
         auxiliary_Z={family.submodel_parameter(r): z_of(r) for r in design.submodels},
         censoring=design.censoring,
         upper=None if design.censoring is None else np.where(design.censoring == 3, design.upper, np.nan),
+        first_order=first_order,
+        first_terms=first_terms,
     )
     return problem, X, kept, dropped, transform
 
 
-def _check_dense_parts(blocks) -> None:
+def _first_part(blocks) -> tuple[np.ndarray | None, int]:
+    """(the column order that puts every block of the first block's grouping factor level by level
+    first, or None where that block is alone; the effects per level there). Every row of the data
+    touches one level of that factor, so H stays block diagonal over those levels with them all in."""
+    first = blocks[0]
+    same = [i for i, b in enumerate(blocks) if b.group == first.group and np.array_equal(b.codes, first.codes)]
+    if len(same) == 1:
+        return None, first.n_terms
+    offsets = np.cumsum([0] + [b.n_levels * b.n_terms for b in blocks])
+    levels = np.arange(first.n_levels)[:, None]
+    parts = [offsets[i] + levels * blocks[i].n_terms + np.arange(blocks[i].n_terms) for i in same]
+    merged = np.hstack(parts).ravel()
+    rest = np.setdiff1d(np.arange(offsets[-1]), merged)  # sorted: the other blocks in u's order
+    return np.concatenate([merged, rest]), sum(blocks[i].n_terms for i in same)
+
+
+def _check_dense_parts(blocks, first_terms: int) -> None:
     """The dense parts of the blocked algebra: the Schur complement of all blocks but the first
-    (q2 x q2) and H^{-1}'s coupling block (q2 x q1); the first block's levels cost O(q1) only."""
-    q1 = blocks[0].n_levels * blocks[0].n_terms
-    q2 = sum(b.n_levels * b.n_terms for b in blocks[1:])
+    part (the first block's grouping factor, ``first_terms`` effects per level; q2 x q2) and
+    H^{-1}'s coupling block (q2 x q1); the first part's levels cost O(q1) only."""
+    q1 = blocks[0].n_levels * first_terms
+    q2 = sum(b.n_levels * b.n_terms for b in blocks) - q1
     fix = (
         f"Its size grows with the random effects of all blocks but {blocks[0].group} ({q2:,}); use sample() (NUTS) "
         "for this model, or fewer levels in the crossed grouping factors."
