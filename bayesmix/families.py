@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayesmix import ordinal
 from bayesmix.counts import ZERO_FAMILIES, zero_draws, zero_moments, zero_probability, zero_terms
 from bayesmix.densities import DENSITIES, GAMMA
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -45,6 +46,7 @@ LINKS = {
     "cloglog": Link("cloglog", lambda eta, xp: 1.0 - xp.exp(-xp.exp(eta)), lambda mu: np.log(-np.log1p(-mu))),
     "inverse": Link("inverse", lambda eta, xp: 1.0 / eta, lambda mu: 1.0 / mu),
     "sqrt": Link("sqrt", lambda eta, xp: eta**2, np.sqrt),
+    "cauchit": Link("cauchit", lambda eta, xp: 0.5 + xp.arctan(eta) / np.pi, lambda mu: np.tan(np.pi * (mu - 0.5))),
 }
 
 
@@ -307,7 +309,12 @@ def _density_terms(name):
     return terms
 
 
+def _cumulative_terms(eta, y, trials, params, link):
+    return ordinal.cumulative_terms(eta, np.asarray(y) - 1, trials, params, link)
+
+
 LAPLACE_TERMS = {
+    "cumulative": (ordinal.ORDINAL_LINKS, _cumulative_terms),
     **{name: ((density.link,), _density_terms(name)) for name, density in DENSITIES.items()},
     "gaussian": (("identity",), _gaussian_terms),
     "bernoulli": (("logit", "probit", "cloglog"), _binomial_terms),
@@ -470,6 +477,40 @@ class _DensityDist:
         return _pm().CustomDist(name, *values, logp=logp, random=random, observed=observed, dims=dims)
 
 
+def _check_ordinal(y, trials, name):
+    """The category index 1..K of an ordinal response (the design layer codes the levels)."""
+    if not np.all((y >= 1) & (y == np.round(y))):
+        raise BayesmixError(
+            f"family='{name}' reads the response as ordered categories; give an ordered pandas Categorical, "
+            "integers, or strings with categorical={'y': [levels in order]}."
+        )
+
+
+class _Ordinal:
+    """The sampler's likelihood of an ordinal response: log P(y | eta, thresholds) per row
+    (:func:`bayesmix.ordinal.pt_log_probability`), categories drawn for predictive checks."""
+
+    def __init__(self, link: str):
+        self.link = link
+
+    def __call__(self, name, observed=None, dims=None, eta=None, thresholds=None):
+        link = self.link
+
+        def logp(value, eta, thresholds):
+            return ordinal.pt_log_probability(link, value - 1.0, eta, thresholds)
+
+        def random(eta, thresholds, rng=None, size=None):
+            rng = np.random.default_rng(rng)
+            eta = np.broadcast_to(eta, size) if size is not None else eta
+            return ordinal.draw(link, eta, thresholds, rng) + 1.0
+
+        return _pm().CustomDist(name, eta, thresholds, logp=logp, random=random, observed=observed, dims=dims)
+
+
+def _ordinal_family(eta, params, trials):
+    raise AssertionError("an ordinal family's likelihood reads eta (Family.likelihood), not the mean")
+
+
 def _density_family(name):
     """The PyMC likelihood of a family of :mod:`bayesmix.densities`."""
 
@@ -618,6 +659,11 @@ class Family:
         """The response mean for linear predictor ``eta`` (numpy arrays): g^{-1}(eta), and for the
         zero-inflated, hurdle and truncated families that count mean with the zero process applied
         (their ``params`` are then required)."""
+        if self.ordinal:  # the expected category index 1..K (brms's fitted mean)
+            if params is None:
+                raise BayesmixError(f"The mean of family='{self.name}' needs its thresholds.")
+            probabilities = self.probabilities(eta, params)
+            return probabilities @ np.arange(1.0, probabilities.shape[-1] + 1.0)
         mu = self.link.inverse(eta, _NUMPY)
         if self.name in DENSITIES:  # e.g. the lognormal's mean exp(mu + sigma^2 / 2), a hurdle's zeros
             if params is None:
@@ -633,6 +679,11 @@ class Family:
         """The response's (mean, variance) for linear predictor ``eta`` (numpy; params broadcast):
         binomial families count successes out of ``trials``; gaussian precision ``weights`` divide
         the variance."""
+        if self.ordinal:  # of the category index 1..K
+            probabilities = self.probabilities(eta, params)
+            index = np.arange(1.0, probabilities.shape[-1] + 1.0)
+            mean = probabilities @ index
+            return mean, probabilities @ index**2 - mean**2
         mu = self.link.inverse(eta, _NUMPY)
         name = self.name
         if name in ZERO_FAMILIES:
@@ -657,6 +708,8 @@ class Family:
         """Random responses for linear predictor ``eta`` (numpy; params broadcast against it), as the
         likelihood. ``weights``: a gaussian row's precision weight (sd sigma / sqrt(w)); prior weights
         of other families scale the log-likelihood, not the distribution a response is drawn from."""
+        if self.ordinal:
+            return ordinal.draw(self.link.name, np.asarray(eta, dtype=float), params["thresholds"], rng) + 1.0
         mu = self.link.inverse(eta, _NUMPY)
         if self.name in ZERO_FAMILIES:
             return zero_draws(self.name, mu, params, rng)
@@ -762,6 +815,15 @@ class Family:
         return third if weights is None else weights * third
 
     @property
+    def ordinal(self) -> bool:
+        """Whether the response is ordered categories with thresholds (:mod:`bayesmix.ordinal`)."""
+        return self.name in ordinal.ORDINAL_FAMILIES
+
+    def probabilities(self, eta, params) -> np.ndarray:
+        """(..., K) category probabilities of an ordinal family for linear predictors ``eta``."""
+        return ordinal.probabilities(self.link.name, eta, params["thresholds"])
+
+    @property
     def takes_trials(self) -> bool:
         """Whether the response counts successes out of trials (a cbind() or p() response)."""
         return self.name in TRIAL_FAMILIES
@@ -783,6 +845,10 @@ class Family:
         response (:func:`_censored_likelihood`)."""
         import pytensor.tensor as pt
 
+        if self.ordinal:
+            if censoring is not None or weights is not None:
+                raise BayesmixError(f"family='{self.name}' takes neither weights= nor censored responses yet.")
+            return _Ordinal(self.link.name)(name, observed, dims, eta=eta, thresholds=params["thresholds"])
         mean = self.link.inverse(eta, pt)
         distribution, parameters = self._likelihood(mean, params, trials)
         if isinstance(distribution, _DensityDist):
@@ -865,6 +931,7 @@ _FAMILIES = {
         _zero_family("truncated_negativebinomial"),
         False,
     ),
+    "cumulative": ("logit", ordinal.ORDINAL_LINKS, ("thresholds",), _check_ordinal, _ordinal_family, False),
 }
 _ALIASES = {
     "normal": "gaussian",

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bayesmix.after.io import read
 from bayesmix.bayes.priors import Prior
+from bayesmix.design.formula import parse_formula
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.mixedfit import MixedFit
 from bayesmix.model import Model
@@ -23,6 +24,8 @@ def load(path):
     """What ``save`` wrote: a :class:`~bayesmix.model.Model` with ``idata`` set, or a ``MixedFit``."""
     idata, spec, frame, levels, rows, payload = read(path)
     priors = {name: Prior(p["dist"], **p["params"]) for name, p in spec["priors"].items()}
+    if spec.get("response_levels") is not None:  # an ordinal response's order
+        levels = {**levels, _response_column(spec["formula"]): spec["response_levels"]}
     model = Model(
         spec["formula"],
         frame,
@@ -76,4 +79,11 @@ def _fit_from_payload(payload: dict, design, family) -> MixedFit:
         submodels={
             role: pd.DataFrame(**table).rename_axis("term") for role, table in payload.get("submodels", {}).items()
         },
+        thresholds=None
+        if payload.get("thresholds") is None
+        else pd.DataFrame(**payload["thresholds"]).rename_axis("threshold"),
     )
+
+
+def _response_column(formula: str) -> str:
+    return parse_formula(formula).response.expr

@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from bayesmix import ordinal
 from bayesmix.after.fit_view import EXACT
 from bayesmix.after.io import save
 from bayesmix.after.predict import conditional_modes, fit_predict
@@ -36,6 +37,8 @@ from bayesmix.report import (
     ranef_frames,
     submodel_formula_lines,
     submodels_to_dict,
+    threshold_lines,
+    thresholds_to_dict,
     varcorr_to_dict,
 )
 
@@ -69,6 +72,7 @@ class MixedFit:
     time_s: float | None = None
     nagq: int | None = None  # quadrature points per level of a GLMM fit (1: Laplace); None for an LMM
     submodels: dict[str, pd.DataFrame] = field(default_factory=dict)  # zi= / dispersion= coefficients
+    thresholds: pd.DataFrame | None = None  # an ordinal model's cut points (estimate, se, statistic)
 
     def parameters(self, submodel_X: dict | None = None, submodel_blocks: dict | None = None) -> dict:
         """The family's parameters: the constant ones (:attr:`family_params`), and per row those a zi=
@@ -76,6 +80,8 @@ class MixedFit:
         on new rows, ``submodel_X`` ({role: X}) and ``submodel_blocks`` ({role: [(Zt, codes, modes)]},
         none at the population level)."""
         out = dict(self.family_params)
+        if self.thresholds is not None:
+            out["thresholds"] = self.thresholds["estimate"].to_numpy()
         for role, table in self.submodels.items():
             name = self.family.submodel_parameter(role)
             if submodel_X is None:
@@ -134,6 +140,7 @@ class MixedFit:
         for name, r in self.fixef.iterrows():
             rows.append([str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.statistic:.3f}"])
         lines += format_table(rows, align_left=1)
+        lines += threshold_lines(self.thresholds, self.design)
         parameters = {role: self.family.submodel_parameter(role) for role in self.submodels}
         lines += format_submodels(self.submodels, parameters, "", self.varcorr)
         lines += [f"Note: {m}" for m in self.messages]
@@ -157,6 +164,7 @@ class MixedFit:
             "sigma": self.sigma,
             "family_params": family_params_to_dict(self.family_params),
             **submodels_to_dict(self.submodels, self.varcorr, self.ranef),
+            "thresholds": thresholds_to_dict(self.thresholds),
             "varcorr": varcorr_to_dict(self.varcorr),
             "logLik": self.loglik,
             "REMLcrit": self.reml_criterion,
@@ -224,6 +232,7 @@ class _Estimates:
     singular_theta: np.ndarray | None = None  # theta to judge singularity on; None: optimizer.x
     nagq: int | None = None
     submodels: dict[str, pd.DataFrame] = field(default_factory=dict)
+    thresholds: pd.DataFrame | None = None
 
 
 def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | None) -> MixedFit:
@@ -291,6 +300,7 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         time_s=time_s,
         nagq=e.nagq,
         submodels=e.submodels,
+        thresholds=e.thresholds,
     )
 
 
@@ -334,7 +344,7 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
     modes, sds = result.modes()
     submodels = _submodel_tables(design, family, result)
     predicted = {family.submodel_parameter(role) for role in submodels}
-    params = {name: value for name, value in params.items() if name not in predicted}
+    params = {name: value for name, value in params.items() if name not in predicted and name != "thresholds"}
     return _assemble(
         design,
         family,
@@ -359,9 +369,32 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
             optimizer=result.optimizer,
             nagq=result.nagq,
             submodels=submodels,
+            thresholds=_threshold_table(design, family, result),
         ),
         time_s,
     )
+
+
+def _threshold_table(design: Design, family: Family, result: GlmmResult) -> pd.DataFrame | None:
+    """An ordinal model's thresholds with SEs by the delta method from the optimiser's
+    unconstrained (c_1, log gaps) coordinates, named ``1|2``, ``2|3``... as clmm names them."""
+    if not family.ordinal:
+        return None
+    problem = result.problem
+    start = problem.layout.n_theta + problem.X.shape[1]
+    for name, size in zip(problem.auxiliary, problem.auxiliary_sizes):
+        if name == "thresholds":
+            free = result.optimizer.x[start : start + size]
+            J = ordinal.threshold_jacobian(free)
+            vcov = J @ result.vcov[start : start + size, start : start + size] @ J.T
+            estimate = ordinal.to_thresholds(free)
+            se = np.sqrt(np.diag(vcov))
+            names = ordinal.threshold_names(design.codings.response_levels)
+            return pd.DataFrame(
+                {"estimate": estimate, "se": se, "statistic": estimate / se}, index=pd.Index(names, name="threshold")
+            )
+        start += size
+    return None
 
 
 def _glmm_method(family: Family, result: GlmmResult) -> str:

@@ -109,7 +109,7 @@ class Model:
         if is_dask_frame(data):
             self.design = self._statistics_design(data, categorical, missing, contrasts)
         else:
-            design = build_design(self.spec, data, categorical, missing, contrasts)
+            design = build_design(self.spec, data, categorical, missing, contrasts, self.family.ordinal)
             self.design: Design = family_design(design, self.family)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
         self._built: dict = {}  # parameterisation -> BuiltModel (bayesmix/sampled.py fills it)
@@ -292,7 +292,9 @@ class Model:
         kind: ``"mean"`` (the response mean: g^{-1} of the linear predictor, with the zero process
             of a zero-inflated or hurdle family), ``"response"`` (simulated responses), ``"zi"``
             or ``"dispersion"`` (each row's zero-inflation / hurdle probability or dispersion
-            parameter, stored as ``<response>_zi`` / ``<response>_dispersion``).
+            parameter, stored as ``<response>_zi`` / ``<response>_dispersion``); an ordinal model's
+            ``"mean"`` is the expected category index 1..K and ``"probs"`` the category
+            probabilities, (chain, draw, obs, category).
         allow_new_levels: unseen group levels get fresh effects from each draw's covariance
         (``new_levels="sample"``) or the population level (``"population"``); otherwise they raise.
         re_form: ``"conditional"`` (with the random effects) or ``"population"`` (X beta only, as

@@ -167,3 +167,22 @@ def family_params_to_dict(params: dict) -> dict | None:
     if "alpha" in out:
         out["theta"] = out["alpha"]
     return out
+
+
+def thresholds_to_dict(table) -> dict | None:
+    """The JSON contract's ``thresholds``: ``{names, estimate, se}`` of an ordinal model, else None."""
+    if table is None:
+        return None
+    return {"names": [str(n) for n in table.index], "estimate": table["estimate"].tolist(), "se": table["se"].tolist()}
+
+
+def threshold_lines(table, design) -> list[str]:
+    """clmm's "Threshold coefficients" table, after the response's level order."""
+    if table is None:
+        return []
+    levels = design.codings.response_levels
+    rows = [["", "Estimate", "Std. Error", "z value"]]
+    for name, r in table.iterrows():
+        rows.append([str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.statistic:.3f}"])
+    order = " < ".join(str(level) for level in levels)
+    return ["", f"Threshold coefficients (response levels {order}):", *format_table(rows, align_left=1)]

@@ -13,6 +13,7 @@ CONTRACT = [
     "family_params",
     "zi",
     "dispersion",
+    "thresholds",
     "varcorr",
     "logLik",
     "REMLcrit",

@@ -36,6 +36,8 @@ def simulate(family, n_groups=12, per_group=6, seed=0):
             y = np.maximum(y, 1)
     elif family == "gamma":
         y = rng.gamma(3.0, np.exp(eta) / 3.0)
+    elif family == "cumulative":  # four ordered categories 1..4
+        y = 1.0 + np.searchsorted([-0.5, 0.4, 1.2], eta + rng.logistic(size=n))
     elif family in DENSITIES:
         link = {"log": np.exp, "logit": expit, "identity": lambda e: e}[DENSITIES[family].link]
         params = {"sigma": 0.6, "shape": 2.0, "hu": 0.3, "phi": 8.0, "zi": 0.3, "power": 1.5}
@@ -74,6 +76,10 @@ def scipy_loglik(family, y, trials, mu, params):
         return stats.gamma.logpdf(y, params["shape"], scale=mu / params["shape"])
     if family in DENSITIES:
         return density_logpdf(family, y, trials, mu, params)
+    if family == "cumulative":  # mu is eta here: P(y <= k) = logistic CDF of c_k - eta
+        cuts = np.concatenate([[-np.inf], params["thresholds"], [np.inf]])
+        k = y.astype(int)
+        return np.log(stats.logistic.cdf(cuts[k] - mu) - stats.logistic.cdf(cuts[k - 1] - mu))
     return stats.beta.logpdf(y, mu * params["phi"], (1 - mu) * params["phi"])
 
 
@@ -132,6 +138,7 @@ INVERSE_LINK = {
     "gamma": np.exp,
     "beta": expit,
     **{name: np.exp for name in ZERO_FAMILIES},
+    "cumulative": lambda e: e,  # the thresholds and eta enter the likelihood, not a mean
     **{name: {"log": np.exp, "logit": expit, "identity": lambda e: e}[d.link] for name, d in DENSITIES.items()},
 }
 

@@ -116,6 +116,8 @@ def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
             else {}
         ),
         "contrasts": design.codings.contrasts,
+        # an ordinal response's level order (the stored column holds the user's values)
+        **({"response_levels": [_plain(v) for v in design.codings.response_levels]} if family.ordinal else {}),
         **extra,
     }
     variables = _column_variables(design.data)
@@ -146,6 +148,7 @@ def _fit_payload(fit) -> bytes:
         "messages": fit.messages,
         "time_s": fit.time_s,
         "submodels": {role: table.to_dict(orient="split") for role, table in fit.submodels.items()},
+        "thresholds": None if fit.thresholds is None else fit.thresholds.to_dict(orient="split"),
     }
     return json.dumps(payload, default=_plain).encode()
 

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     import arviz as az
     import xarray as xr
 
-KINDS = ("mean", "response", "zi", "dispersion")  # the last two: a distributional parameter, per row
+# "zi", "dispersion": a distributional parameter per row; "probs": an ordinal model's category probabilities
+KINDS = ("mean", "response", "zi", "dispersion", "probs")
+CATEGORY_DIM = "category"
 NEW_LEVELS = ("sample", "population")
 RE_FORMS = ("conditional", "population")
 # sample() stores simulated responses (chains x draws x rows) up to this many values, 160 MB: enough for
@@ -112,6 +114,15 @@ def posterior_predict(
     mu, submodels = by_predictor(design, _effects_with_new_levels(design, post, new, new_levels, rng))
     eta = linear_predictor(new.X, beta, mu, new.offset)
     params = parameter_draws(post, design, family, new.submodels, submodels)
+    _check_probs(kind, family)
+    if kind == "probs":  # brms's posterior_epred of an ordinal model: (chain, draw, obs, category)
+        import xarray as xr
+
+        values = family.probabilities(eta, params)
+        coords = {CATEGORY_DIM: [str(level) for level in design.codings.response_levels]}
+        return xr.DataArray(
+            values.reshape(chains, draws, new.nobs, -1), dims=("chain", "draw", OBS_DIM, CATEGORY_DIM), coords=coords
+        )
     if kind in ("zi", "dispersion"):  # glmmTMB's predict(type = "zprob" / "disp")
         values = np.broadcast_to(params[family.submodel_parameter(kind)], eta.shape)
     else:
@@ -144,7 +155,8 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, k
     ``kind="zi"``/``"dispersion"`` the zero-inflation (hurdle) probability or the dispersion
     parameter of each row."""
     _check_choice("re_form", re_form, RE_FORMS)
-    _check_choice("kind", kind, ("mean", "zi", "dispersion"))
+    _check_choice("kind", kind, ("mean", "zi", "dispersion", "probs"))
+    _check_probs(kind, fit.family)
     design = fit.design
     new = encode(design, data, allow_new_levels, random_effects=re_form == "conditional")
     beta = fixed_estimates(fit)
@@ -155,9 +167,17 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, k
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
     mu, submodels = by_predictor(design, blocks)
     params = fit.parameters(new.submodels, submodels)
+    eta = linear_predictor(new.X, beta, mu, new.offset)
+    if kind == "probs":  # (n, K): each row's category probabilities (clmm's predict of each level)
+        return fit.family.probabilities(eta, params)
     if kind != "mean":
         return np.broadcast_to(params[fit.family.submodel_parameter(kind)], (new.nobs,)).copy()
-    return fit.family.mean(linear_predictor(new.X, beta, mu, new.offset), params)
+    return fit.family.mean(eta, params)
+
+
+def _check_probs(kind: str, family) -> None:
+    if kind == "probs" and not family.ordinal:
+        raise BayesmixError(f"kind='probs' gives an ordinal model's category probabilities; family='{family.name}'.")
 
 
 def fixed_estimates(fit) -> np.ndarray:

@@ -36,6 +36,7 @@ import pytensor.tensor as pt
 from bayesmix.bayes.names import (
     COEF_DIM,
     OBS_DIM,
+    THRESHOLD_DIM,
     level_dim,
     model_coords,
     pair_dim,
@@ -50,6 +51,7 @@ from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import Predictor, linear_predictor
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import PARAMETER_LINKS, Family
+from bayesmix.ordinal import start_thresholds
 
 PARAMETERIZATIONS = ("noncentered", "centered")
 
@@ -86,9 +88,31 @@ def family_parameters(design: Design, family: Family, priors: dict[str, Prior], 
         eta = _predictor_eta(predictor, coefficients, priors, per_block, {}, (f"X_{name}", submodel_dim(name)))
         params[name] = PARAMETER_LINKS[name].inverse(eta, pt)
     for name in family.params:
-        if name not in params:
+        if name == "thresholds":
+            params[name] = _thresholds(design, family, priors[name])
+        elif name not in params:
             params[name] = priors[name].variable(name)
     return params
+
+
+def _thresholds(design: Design, family: Family, prior: Prior):
+    """An ordinal model's K - 1 cut points, increasing (PyMC's ordered transform), started at the
+    link's quantiles of the cumulative proportions."""
+    start = start_thresholds(design.y - 1, family.link.name)
+    # a static shape (not the dims' length): JAX traces shapes, not values
+    return prior.variable("thresholds", dims=THRESHOLD_DIM, shape=(len(start),), transform=_ORDERED, initval=start)
+
+
+class _Ordered(pm.distributions.transforms.Ordered):
+    """PyMC's ordered transform (c_1, then the logs of the gaps), its inverse written without
+    ``value.shape``: the sampler's graph is rewritten for JAX without the passes that fold a shape
+    into a constant (bayesmix.nuts.density), and JAX cannot trace a symbolic shape."""
+
+    def backward(self, value, *inputs):
+        return pt.concatenate([value[..., :1], value[..., :1] + pt.cumsum(pt.exp(value[..., 1:]), axis=-1)], axis=-1)
+
+
+_ORDERED = _Ordered()
 
 
 def block_covariance(block: Block, priors: dict[str, Prior]):

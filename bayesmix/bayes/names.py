@@ -13,8 +13,10 @@ import numpy as np
 from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.families import PARAMETER_LINKS, Family
+from bayesmix.ordinal import threshold_names
 
 OBS_DIM = "obs"
+THRESHOLD_DIM = "threshold"  # an ordinal model's thresholds, named "1|2", "2|3", ... as clmm and brms
 COEF_DIM = "coef"
 # names ArviZ, xarray and PyMC give dimensions and variables themselves, and the fixed names of the
 # model's data and parameters: an observed variable of that name would collide with them
@@ -117,7 +119,11 @@ def parameter_draws(
     ``submodel_X`` ({role: X}) and ``submodel_blocks`` ({role: [(Zt, codes, effects (S, M, k))]},
     empty for the population level)."""
     predicted = submodel_parameters(design, family)
-    out = {name: flat_draws(posterior, name)[:, None] for name in family.params if name not in predicted.values()}
+    out = {
+        name: flat_draws(posterior, name) if name == "thresholds" else flat_draws(posterior, name)[:, None]
+        for name in family.params
+        if name not in predicted.values()
+    }  # an ordinal model's thresholds stay (S, K - 1)
     for role, name in predicted.items():
         if submodel_X is None:
             X = design.submodels[role].X
@@ -134,6 +140,8 @@ def model_coords(design: Design, family: Family | None = None) -> dict:
     if family is not None:
         for role, param in submodel_parameters(design, family).items():
             coords[submodel_dim(param)] = list(design.submodels[role].fixed_names)
+        if family.ordinal:
+            coords[THRESHOLD_DIM] = threshold_names(design.codings.response_levels)
     for block in design.all_blocks:
         coords[level_dim(block)] = list(block.levels)
         coords[term_dim(block)] = list(block.terms)

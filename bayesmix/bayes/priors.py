@@ -14,7 +14,8 @@ identity and 1 otherwise (the link scale of logit/log models):
 - ``alpha`` (negative binomial), ``shape`` (gamma), ``phi`` (beta): LogNormal(log 10, 2), a median
   of 10 with 95 % between 0.2 and 500; the weibull's ``shape``: LogNormal(0, 1), centred on the
   exponential (a large shape at the start overflows (y / scale)^shape);
-- ``zi``, ``hu``: Beta(1, 1).
+- ``zi``, ``hu``: Beta(1, 1);
+- an ordinal model's ``thresholds``: StudentT(3, 0, 2.5) each, ordered (brms's default).
 
 Every parameter is overridden through ``priors={"name": Prior("Normal", mu=0, sigma=1)}``;
 ``"b"`` sets all slopes at once.
@@ -154,6 +155,8 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
             priors[param] = Prior("Gamma", alpha=2.0, beta=0.1)
         elif param in ("zi", "hu"):  # a probability (of a structural zero, of any zero): brms's beta(1, 1)
             priors[param] = Prior("Beta", alpha=1.0, beta=1.0)
+        elif param == "thresholds":  # an ordinal model's cut points: brms's student_t(3, 0, 2.5), ordered
+            priors[param] = Prior("StudentT", nu=3.0, mu=0.0, sigma=SCALE_MULTIPLIER)
         elif param == "power":  # the tweedie's, between the Poisson (1) and the gamma (2)
             priors[param] = Prior("Uniform", lower=1.0, upper=2.0)
         elif param == "phi" and family.name == "tweedie":  # Var = phi mu^p: about 1 on most data

@@ -91,6 +91,8 @@ class Codings:
     contrasts: dict[str, str] = field(default_factory=dict)
     response_levels: tuple | None = None
     submodel_matrices: dict[str, object] = field(default_factory=dict)  # role -> formulae's fitted X
+    # formulae's columns of X that the model keeps (an ordinal model's thresholds replace the intercept)
+    fixed_columns: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -690,8 +692,47 @@ def _response(frame: pd.DataFrame, expr: str) -> tuple[np.ndarray, tuple | None]
     return (_as_levels(column, order) == order[1]).to_numpy(dtype=float), order
 
 
-def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop", contrasts=None) -> Design:
-    """Encode ``data`` for ``spec``. The user's DataFrame is only read, never modified."""
+def _ordinal_response(frame: pd.DataFrame, expr: str, order) -> tuple[np.ndarray, tuple]:
+    """An ordinal response's category index 1..K and its K levels in order: from ``categorical=``'s
+    order, an ordered pandas Categorical's, or sorted numbers; unordered strings have none."""
+    if expr not in frame.columns:
+        raise BayesmixError(f"An ordinal response must be a column of the data, not the expression '{expr}'.")
+    column = frame[expr]
+    if order is None:
+        if isinstance(column.dtype, pd.CategoricalDtype) and column.cat.ordered:
+            order = list(column.cat.categories)
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            order = sorted(pd.unique(column))
+        else:
+            raise BayesmixError(
+                f"The ordinal response '{expr}' has no level order (unordered values such as "
+                f"{[str(v) for v in pd.unique(column)[:4]]}). Pass categorical={{'{expr}': [levels in order]}} or "
+                "make it an ordered pandas Categorical."
+            )
+    order = list(order)
+    codes = pd.Index([str(v) for v in order]).get_indexer(column.astype(str))
+    if np.any(codes < 0):
+        unknown = sorted({str(v) for v in column[codes < 0]})[:5]
+        raise BayesmixError(f"The ordinal response '{expr}' has values {unknown} outside its level order {order}.")
+    empty = [str(level) for k, level in enumerate(order) if not np.any(codes == k)]
+    if empty:
+        raise BayesmixError(
+            f"The ordinal response '{expr}' has no observations in the category(ies) {empty}; each threshold needs "
+            "both neighbours observed. Drop those levels from the order (or merge them with a neighbour)."
+        )
+    if len(order) < 3:
+        raise BayesmixError(
+            f"The ordinal response '{expr}' has {len(order)} categories; a cumulative model needs at least 3. "
+            "With two, use family='bernoulli'."
+        )
+    return codes.astype(float) + 1.0, tuple(v.item() if isinstance(v, np.generic) else v for v in order)
+
+
+def build_design(
+    spec: FormulaSpec, data, categorical=None, missing: str = "drop", contrasts=None, ordinal: bool = False
+) -> Design:
+    """Encode ``data`` for ``spec``. The user's DataFrame is only read, never modified. ``ordinal``:
+    the response is ordered categories (:func:`_ordinal_response`)."""
     data = _as_frame(data)
     used = check_columns(spec, data)
     categorical = normalise_categorical(categorical, data)
@@ -706,7 +747,10 @@ def build_design(spec: FormulaSpec, data, categorical=None, missing: str = "drop
     levels, group_columns = _encode_categoricals(frame, spec, categorical)
 
     response = spec.response
-    y, response_levels = _response(frame, response.expr)
+    if ordinal:
+        y, response_levels = _ordinal_response(frame, response.expr, categorical.get(response.expr))
+    else:
+        y, response_levels = _response(frame, response.expr)
     trials = None
     if response.trials is not None:
         trials = evaluate_expression(frame, response.trials, "number of trials")
@@ -865,12 +909,28 @@ def family_design(design: Design, family: Family) -> Design:
     trials (:func:`weights_as_trials`), then the response checked against the family's support."""
     if family.name == "binomial":
         design = weights_as_trials(design)
+    if family.ordinal:
+        design = _without_intercept(design)
     family.check_response(design.y, design.trials)
     if design.censoring is not None:
         family.check_censoring()
         if design.weights is not None:
             raise BayesmixError("Censored responses with weights= are not supported together yet; drop one of them.")
     return design
+
+
+def _without_intercept(design: Design) -> Design:
+    """An ordinal model's X: the thresholds are its intercepts (clmm's and brms's), so the formula's
+    intercept column goes; new data are encoded the same way (:attr:`Codings.fixed_columns`)."""
+    if design.codings.response_levels is None:
+        raise BayesmixError("An ordinal family needs its response coded as ordered categories (Model does this).")
+    kept = tuple(j for j, name in enumerate(design.fixed_names) if name != "Intercept")
+    return replace(
+        design,
+        X=design.X[:, list(kept)],
+        fixed_names=tuple(design.fixed_names[j] for j in kept),
+        codings=replace(design.codings, fixed_columns=kept),
+    )
 
 
 def weight_columns(spec: FormulaSpec) -> set[str]:
@@ -987,6 +1047,8 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
         )
     except Exception as exc:
         raise BayesmixError(f"formulae could not encode the new data's fixed part: {exc}") from None
+    if codings.fixed_columns is not None:
+        X = X[:, list(codings.fixed_columns)]
     blocks, new_levels = [], []
     for block in design.all_blocks if random_effects else ():
         term = spec.random_terms(block.predictor)[block.term]

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, logit, logsumexp
 
-from bayesmix import memory
+from bayesmix import memory, ordinal
 from bayesmix.censored import LAPLACE_CENSORABLE, censored_terms
 from bayesmix.densities import LOG_SCALE
 from bayesmix.design.covariance import ThetaLayout
@@ -61,6 +61,8 @@ AUXILIARY = {
     "shape": (np.exp, np.log, lambda y: float(np.clip(np.mean(y) ** 2 / max(np.var(y), 1e-12), 0.01, 1e4))),
     "sigma": (np.exp, np.log, lambda y: float(np.std(y)) or 1.0),  # gaussian (dispersion formula, censoring)
     "power": (lambda v: 1.0 + expit(v), lambda p: logit(p - 1.0), lambda y: 1.5),  # tweedie's, in (1, 2)
+    # an ordinal model's K - 1 thresholds: c_1 and the logs of the gaps (its start reads the link)
+    "thresholds": (ordinal.to_thresholds, ordinal.from_thresholds, None),
 }
 
 
@@ -114,7 +116,14 @@ class GlmmProblem:
     def auxiliary_sizes(self) -> tuple[int, ...]:
         """Entries of each family parameter in the outer vector: one for a constant, its formula's
         coefficients where a zi= or dispersion= formula predicts it (:attr:`auxiliary_X`)."""
-        return tuple(self.auxiliary_X[name].shape[1] if name in self.auxiliary_X else 1 for name in self.auxiliary)
+        return tuple(
+            self.auxiliary_X[name].shape[1] if name in self.auxiliary_X else self._constant_size(name)
+            for name in self.auxiliary
+        )
+
+    def _constant_size(self, name: str) -> int:
+        """Entries of a constant family parameter: K - 1 thresholds of an ordinal response (y = 1..K), else 1."""
+        return int(self.y.max()) - 1 if name == "thresholds" else 1
 
     def split(self, x: np.ndarray):
         """Outer parameter vector -> (theta, beta, family params: a number, or per row where a
@@ -126,6 +135,8 @@ class GlmmProblem:
             if name in self.auxiliary_X:
                 with np.errstate(over="ignore"):  # an optimiser's trial step far out: inf, and the deviance says so
                     params[name] = to_parameter(self.auxiliary_X[name] @ x[start : start + size])
+            elif name == "thresholds":
+                params[name] = to_parameter(x[start : start + size])
             else:
                 params[name] = float(to_parameter(x[start]))
             start += size
@@ -134,12 +145,18 @@ class GlmmProblem:
     def auxiliary_start(self) -> tuple[dict[str, float], np.ndarray]:
         """(each family parameter's start value, their entries of the outer start: a formula's
         intercept at that value, its other coefficients at 0)."""
-        values = {name: AUXILIARY[name][2](self._start_response(name)) for name in self.auxiliary}
+        values = {
+            name: ordinal.start_thresholds(self.y - 1, self.family.link.name)
+            if name == "thresholds"
+            else AUXILIARY[name][2](self._start_response(name))
+            for name in self.auxiliary
+        }
         entries = []
         for name, value in values.items():
             unbounded = AUXILIARY[name][1](value)
             X = self.auxiliary_X.get(name)
-            entries.append([unbounded] if X is None else np.where(np.all(X == 1.0, axis=0), unbounded, 0.0))
+            intercept = np.all(X == 1.0, axis=0) if X is not None else None
+            entries.append(np.atleast_1d(unbounded) if X is None else np.where(intercept, unbounded, 0.0))
         return values, np.concatenate(entries) if entries else np.zeros(0)
 
     def _start_response(self, name: str) -> np.ndarray:

@@ -3,7 +3,8 @@
 The JSON contract (``to_dict``) is read by other tools; its keys are fixed::
 
     formula, family, link, method, nobs, ngrps{group: n}, fixef{names, estimate, se}, sigma,
-    family_params{name: value}, varcorr[{group, terms, sd, corr}], logLik, REMLcrit, AIC, BIC,
+    family_params{name: value}, thresholds{names, estimate, se} (an ordinal model's; null otherwise),
+    varcorr[{group, terms, sd, corr}], logLik, REMLcrit, AIC, BIC,
     isSingular, ranef{group: {levels, terms, condval{term: [...]}, condsd{term: [...]}}},
     diagnostics{max_rhat, min_ess_bulk, min_ess_tail, divergences}, converged, messages, time_s
 
@@ -23,6 +24,7 @@ from bayesmix.bayes.names import block_correlations, flat_draws, submodel_parame
 from bayesmix.design.encode import Design, coding_notes
 from bayesmix.families import Family
 from bayesmix.nuts.run import Diagnostics
+from bayesmix.ordinal import threshold_names
 from bayesmix.report import (
     INTERVAL,
     censoring_lines,
@@ -33,6 +35,7 @@ from bayesmix.report import (
     ranef_frames,
     submodel_formula_lines,
     submodels_to_dict,
+    thresholds_to_dict,
     varcorr_to_dict,
 )
 
@@ -64,6 +67,7 @@ class NutsSummary:
     sigma_var: float | None = None
     missing: tuple[str, ...] = ()
     submodels: dict[str, pd.DataFrame] = field(default_factory=dict)  # role -> its coefficients
+    thresholds: pd.DataFrame | None = None  # an ordinal model's cut points (posterior mean, SD, interval)
 
     @property
     def notes(self) -> list[str]:
@@ -121,15 +125,20 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
         draws = flat_draws(post, "sigma")
         sigma, sigma_se, sigma_var = float(draws.mean()), float(draws.std(ddof=1)), float((draws**2).mean())
     family_params = {
-        p: float(flat_draws(post, p).mean()) for p in family.params if p != "sigma" and p not in predicted.values()
+        p: float(flat_draws(post, p).mean())
+        for p in family.params
+        if p not in ("sigma", "thresholds") and p not in predicted.values()
     }
+    thresholds = None
+    if family.ordinal:
+        thresholds = _coefficient_table(post, "thresholds", threshold_names(design.codings.response_levels))
     submodels = {
         role: _coefficient_table(post, f"{name}_beta", design.submodels[role].fixed_names)
         for role, name in predicted.items()
     }
     missing = tuple(group for group in ("sample_stats",) if group not in idata.groups())
     return NutsSummary(
-        fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var, missing, submodels
+        fixef, varcorr, sigma, family_params, ranef, diagnostics, sigma_se, sigma_var, missing, submodels, thresholds
     )
 
 
@@ -166,6 +175,7 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         "sigma": summary.sigma,
         "family_params": family_params_to_dict(summary.family_params),
         **submodels_to_dict(summary.submodels, summary.varcorr, summary.ranef),
+        "thresholds": thresholds_to_dict(summary.thresholds),
         "varcorr": varcorr_to_dict(summary.varcorr),
         "logLik": None,
         "REMLcrit": None,
@@ -232,6 +242,13 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
                     f"{r.ess_tail:.0f}",
                 ]
             )
+        lines += format_table(rows, align_left=1)
+    if summary.thresholds is not None:
+        order = " < ".join(str(level) for level in design.codings.response_levels)
+        lines += ["", f"Thresholds (response levels {order}; posterior mean, SD, 95% interval):"]
+        rows = [["", "Estimate", "Est.Error", "l-95% CI", "u-95% CI"]]
+        for name, r in summary.thresholds.iterrows():
+            rows.append([name, f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.lower:.4g}", f"{r.upper:.4g}"])
         lines += format_table(rows, align_left=1)
     lines += format_submodels(
         summary.submodels, submodel_parameters(design, family), "l-95% CI|u-95% CI", summary.varcorr
