@@ -70,6 +70,7 @@ def test_summary_contract_and_predictions(tmp_path):
     model, fit, _ = fitted("wine_clmm_logit")
     text = fit.summary()
     assert "Threshold coefficients (response levels 1 < 2 < 3 < 4 < 5)" in text and "1|2" in text
+    assert "failure" not in text  # a two-level response's note
     contract = json.loads(json.dumps(fit.to_dict()))
     assert contract["thresholds"]["names"] == ["1|2", "2|3", "3|4", "4|5"]
     assert not contract["family_params"]  # the thresholds have their own key

@@ -1113,7 +1113,7 @@ def coding_notes(design) -> list[str]:
     coding and the factors coded by other contrasts than treatment."""
     notes = []
     levels = getattr(design.codings, "response_levels", None)
-    if levels is not None:
+    if levels is not None and len(levels) == 2:  # more levels: an ordinal response (its thresholds name them)
         name = design.spec.response.expr
         notes.append(f" Response {name}: '{levels[0]}' = 0 (failure), '{levels[1]}' = 1 (success)")
     contrasts = getattr(design.codings, "contrasts", {})
