@@ -537,7 +537,7 @@ def _zero_family(name):
 
 
 # families whose CDF the sampler differentiates (JAX)
-CENSORABLE = ("gaussian", "poisson", "gamma", "lognormal", "weibull", "exponential")
+CENSORABLE = ("gaussian", "poisson", "negativebinomial", "gamma", "lognormal", "weibull", "exponential")
 NORMAL_TAIL = -20.0  # below this z, log Phi(z) from its asymptotic series (erfc underflows near -38)
 
 
@@ -555,11 +555,48 @@ def _normal_logcdf(z):
     return pt.switch(pt.lt(z, NORMAL_TAIL), series, body)
 
 
-def _censored_likelihood(name, distribution, parameters: dict, mean, censoring, observed, dims, discrete: bool):
+def _negative_binomial_logcdf(at, mu, alpha, limit: int):
+    """log P(Y <= at) of NB(mu, alpha) as the sum of the probabilities of 0..at, for at <= limit
+    (a static bound from the data): PyMC's form goes through the regularised incomplete beta
+    function, whose derivative in alpha JAX does not have."""
+    import pytensor.tensor as pt
+
+    k = pt.arange(limit + 1, dtype="float64")[None, :]
+    mu, alpha, at = (pt.as_tensor(v)[..., None] if pt.as_tensor(v).ndim else pt.as_tensor(v) for v in (mu, alpha, at))
+    log_total = pt.log(alpha + mu)
+    logpmf = (
+        pt.gammaln(k + alpha)
+        - pt.gammaln(alpha)
+        - pt.gammaln(k + 1.0)
+        + alpha * (pt.log(alpha) - log_total)
+        + k * (pt.log(mu) - log_total)
+    )
+    return pt.logsumexp(pt.switch(k <= at, logpmf, -np.inf), axis=-1)
+
+
+def censored_count_limit(y, codes, upper) -> int:
+    """The largest count a censored row's CDF is read at (its y; an interval's upper bound)."""
+    points = np.concatenate([np.asarray(y)[codes > 0], np.asarray(upper)[codes == 3]])
+    limit = int(np.ceil(points.max())) + 1 if points.size else 1
+    if limit > MAX_CENSORED_COUNT:
+        raise BayesmixError(
+            f"A censored negative binomial row is censored at {limit - 1}; its CDF is summed term by term, which "
+            f"is limited to counts of {MAX_CENSORED_COUNT}. Rescale the counts or use family='poisson'."
+        )
+    return limit
+
+
+MAX_CENSORED_COUNT = 5000
+
+
+def _censored_likelihood(
+    name, distribution, parameters: dict, mean, censoring, observed, dims, discrete: bool, limit: int | None = None
+):
     """An observed variable with censored rows (brms's cens()): by row, the density (code 0), the
     CDF P(Y <= y) (1, left), the survival P(Y > y) (2, right) or P(y < Y <= upper) (3, interval).
     Every branch is evaluated on every row, so a row that does not use one gets a value where it is
-    finite (near the mean): a switch's gradient multiplies the unused branch by 0, and 0 x inf is NaN."""
+    finite (near the mean): a switch's gradient multiplies the unused branch by 0, and 0 x inf is NaN.
+    ``limit``: a negative binomial's largest censoring point (:func:`censored_count_limit`)."""
     import pytensor.tensor as pt
 
     pm = _pm()
@@ -577,9 +614,13 @@ def _censored_likelihood(name, distribution, parameters: dict, mean, censoring, 
                 return _normal_logcdf((at - named["mu"]) / named["sigma"])
             if own is not None:
                 return own.logcdf(at, named["mu"], named)
+            if limit is not None:
+                return _negative_binomial_logcdf(at, named["mu"], named["alpha"], limit)
             return pm.logcdf(dist, at)
 
         safe = pt.floor(centre) if discrete else centre
+        if limit is not None:  # below the summed range, so that safe and safe + 1 differ
+            safe = pt.minimum(safe, limit - 1.0)
         left = logcdf(pt.switch(pt.eq(codes_, 1), value, safe))
         right = pt.log1mexp(logcdf(pt.switch(pt.eq(codes_, 2), value, safe)))
         low = pt.switch(pt.eq(codes_, 3), value, safe)
@@ -854,8 +895,14 @@ class Family:
         if isinstance(distribution, _DensityDist):
             distribution.static = distribution.density.static_arguments(observed.get_value())
         if censoring is not None:
-            discrete = self.name in ("poisson",)
-            return _censored_likelihood(name, distribution, parameters, mean, censoring, observed, dims, discrete)
+            discrete = self.name in ("poisson", "negativebinomial")
+            limit = None
+            if self.name == "negativebinomial":
+                codes, upper = (c.get_value() for c in censoring)
+                limit = censored_count_limit(observed.get_value(), codes, upper)
+            return _censored_likelihood(
+                name, distribution, parameters, mean, censoring, observed, dims, discrete, limit
+            )
         if weights is not None and self.name == "gaussian":
             parameters["sigma"] = parameters["sigma"] / pt.sqrt(weights)
         elif weights is not None:

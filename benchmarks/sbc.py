@@ -25,7 +25,8 @@ one compilation with the data swapped: a sampler users do not get by default.)
 ``--cases`` runs the model features that are not a family alone, each on its own design (see
 CASES): a random intercept, ``y ~ x + (1 | g)``, with a dispersion formula with random effects
 (``dispersion_re``), a censored gaussian response (``censored_gaussian``), and the weibull and
-lognormal families (``weibull``, ``lognormal``). Given ``--cases``, ``--families`` is ignored.
+lognormal families (``weibull``, ``lognormal``), and an ordinal response with four categories
+(``cumulative``, logit link). Given ``--cases``, ``--families`` is ignored.
 
 """
 
@@ -102,6 +103,15 @@ CASES = {
         "kwargs": {},
         "priors": {"sigma": Prior("Exponential", lam=1.0)},
         "own": {"sigma": ("sigma", None)},
+    },
+    # four ordered categories: no intercept (the thresholds take its place), so beta holds the slope
+    # alone; threshold priors centred apart so that every category is observed in a replication
+    "cumulative": {
+        "family": "cumulative",
+        "kwargs": {},
+        "priors": {"thresholds": Prior("Normal", mu=np.array([-1.5, 0.0, 1.5]), sigma=0.5)},
+        "own": {"threshold_1": ("thresholds", 0), "threshold_2": ("thresholds", 1), "threshold_3": ("thresholds", 2)},
+        "fixed": {"b_x": 0},
     },
 }
 CENSOR_LOW, CENSOR_HIGH = 0.15, 0.90  # left-censored below this quantile of y, right-censored above that
@@ -206,6 +216,8 @@ def run_family(
 def case_placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
     n = N_GROUPS * per_group
     y = rng.normal(size=n)
+    if family == "cumulative":  # categories 1..4, each present (the replications' y replace it)
+        y = np.log(1.0 + np.arange(n) % 4)
     return pd.DataFrame(
         {
             "y": y if family == "gaussian" else np.exp(y),
@@ -218,11 +230,9 @@ def case_placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
 
 def case_scalars(group, case: str) -> dict[str, np.ndarray]:
     """The ranked scalars of a case, each (chains, draws), from a prior or posterior group."""
-    out = {
-        "Intercept": group["beta"].values[..., 0],
-        "b_x": group["beta"].values[..., 1],
-        "sd_intercept": group["sd_g"].values[..., 0],
-    }
+    fixed = CASES[case].get("fixed", {"Intercept": 0, "b_x": 1})  # name -> its column of beta
+    out = {name: group["beta"].values[..., j] for name, j in fixed.items()}
+    out["sd_intercept"] = group["sd_g"].values[..., 0]
     for name, (variable, index) in CASES[case]["own"].items():
         values = group[variable].values
         out[name] = values if index is None else values[..., index]

@@ -29,10 +29,10 @@ def censored_frame(family: str, seed: int = 1) -> pd.DataFrame:
     n = 48
     x = rng.normal(size=n)
     y = np.abs(np.round(1 + 0.5 * x + rng.normal(0, 1, n), 3)) + 0.1
-    if family == "poisson":
+    if family in ("poisson", "negativebinomial"):
         y = np.floor(y * 2)
     codes = CODES[np.arange(n) % 4]
-    width = 2.0 if family == "poisson" else 0.7
+    width = 2.0 if family in ("poisson", "negativebinomial") else 0.7
     return pd.DataFrame(
         {
             "y": y,
@@ -49,6 +49,9 @@ def scipy_distribution(family: str, eta, params):
         return stats.norm(eta, params["sigma"])
     if family == "poisson":
         return stats.poisson(np.exp(eta))
+    if family == "negativebinomial":
+        alpha = params["alpha"]
+        return stats.nbinom(alpha, alpha / (alpha + np.exp(eta)))
     if family == "gamma":
         return stats.gamma(params["shape"], scale=np.exp(eta) / params["shape"])
     if family == "lognormal":
@@ -62,7 +65,7 @@ def scipy_distribution(family: str, eta, params):
 def expected_rows(family, data, eta, params):
     dist = scipy_distribution(family, eta, params)
     y, upper, codes = data.y.to_numpy(), data.u.fillna(0).to_numpy(), data.c.to_numpy()
-    density = dist.logpmf(y) if family == "poisson" else dist.logpdf(y)
+    density = dist.logpmf(y) if family in ("poisson", "negativebinomial") else dist.logpdf(y)
     with np.errstate(all="ignore"):
         return np.select(
             [codes == "none", codes == "left", codes == "right"],
@@ -71,7 +74,9 @@ def expected_rows(family, data, eta, params):
         )
 
 
-@pytest.mark.parametrize("family", ["gaussian", "poisson", "gamma", "lognormal", "weibull", "exponential"])
+@pytest.mark.parametrize(
+    "family", ["gaussian", "poisson", "negativebinomial", "gamma", "lognormal", "weibull", "exponential"]
+)
 def test_each_row_is_its_censoring_probability(family):
     data = censored_frame(family)
     model = bayesmix.Model("y ~ 0 + x + (1 | g)", data, family=family, censored="c", upper="u")
@@ -175,10 +180,8 @@ def test_censoring_errors():
         bayesmix.Model("y ~ x + (1 | g)", data, censored="c")
     with pytest.raises(bayesmix.BayesmixError, match="not above"):
         bayesmix.Model("y ~ x + (1 | g)", data.assign(u=data.u - 5), censored="c", upper="u")
-    with pytest.raises(bayesmix.BayesmixError, match="not for family='negativebinomial'"):
-        bayesmix.Model(
-            "y ~ x + (1 | g)", data.assign(y=np.floor(data.y)), family="negativebinomial", censored="c", upper="u"
-        )
+    with pytest.raises(bayesmix.BayesmixError, match="not for family='beta'"):
+        bayesmix.Model("y ~ x + (1 | g)", data.assign(y=data.y / 10), family="beta", censored="c", upper="u")
     with pytest.raises(bayesmix.BayesmixError, match="censored response is fitted by maximum likelihood"):
         bayesmix.Model("y ~ x + (1 | g)", data, censored="c", upper="u").fit("reml")
     counts = data.assign(y=np.floor(data.y * 2), u=np.floor(data.u * 2) + 2)

@@ -158,3 +158,17 @@ def test_response_orders_and_bad_input():
         bayesmix.Model(formula, as_text, family="cumulative", categorical={"rating": order[:4]})
     with pytest.raises(BayesmixError, match="link"):
         bayesmix.Model(formula, data, family="cumulative", link="log")
+
+
+@pytest.mark.parametrize("link", ["logit", "cloglog"])
+def test_laplace_gradient_with_thresholds(link):
+    """The exact gradient, the thresholds' entries included, equals differences of the deviance."""
+    from bayesmix.exact.glmm import conditional_mode, deviance_function, glmm_problem, laplace_gradient
+
+    model = bayesmix.Model("rating ~ temp + contact + (1 + temp | judge)", wine(), family="cumulative", link=link)
+    problem = glmm_problem(model.design, model.family)[0]
+    x = np.r_[0.8, 0.1, 0.3, 2.5, 1.5, ordinal.from_thresholds([-1.2, 1.3, 3.9, 5.5])]
+    exact = laplace_gradient(problem, x, conditional_mode(problem, *problem.split(x)))
+    deviance, step = deviance_function(problem), 1e-4
+    numeric = np.array([(deviance(x + e) - deviance(x - e)) / (2 * step) for e in np.eye(len(x)) * step])
+    np.testing.assert_allclose(exact, numeric, rtol=1e-6, atol=1e-6)
