@@ -73,6 +73,11 @@ class Density:
     def logcdf(self, value, mu, params):
         return None  # no censoring
 
+    def logsf(self, value, mu, params):
+        """log P(Y > value) where it has a form of its own; None: log(1 - CDF), which loses the far
+        right tail (the CDF rounds to 1 and the log survival to -inf)."""
+        return None
+
     def static_arguments(self, y: np.ndarray) -> dict:
         """Constants of the sampler's graph that the data fix (none but the tweedie's window)."""
         return {}
@@ -103,6 +108,9 @@ class LogNormal(Density):
     def logcdf(self, value, mu, params):
         return normal_logcdf((_pt().log(value) - mu) / params["sigma"])
 
+    def logsf(self, value, mu, params):
+        return normal_logcdf((mu - _pt().log(value)) / params["sigma"])
+
 
 class Exponential(Density):
     def terms(self, eta, y, trials, params):
@@ -121,6 +129,9 @@ class Exponential(Density):
 
     def logcdf(self, value, mu, params):
         return _pt().log1mexp(-value / mu)
+
+    def logsf(self, value, mu, params):
+        return -value / mu
 
 
 class Weibull(Density):
@@ -155,6 +166,10 @@ class Weibull(Density):
     def logcdf(self, value, mu, params):
         k = params["shape"]
         return _pt().log1mexp(-((value / self._scale(mu, k)) ** k))
+
+    def logsf(self, value, mu, params):
+        k = params["shape"]
+        return -((value / self._scale(mu, k)) ** k)
 
 
 class Gamma(Density):

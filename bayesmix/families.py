@@ -618,11 +618,18 @@ def _censored_likelihood(
                 return _negative_binomial_logcdf(at, named["mu"], named["alpha"], limit)
             return pm.logcdf(dist, at)
 
+        def logsf(at):  # the survival's own form where there is one: log(1 - CDF) loses the far tail
+            if distribution is pm.Normal:
+                return _normal_logcdf((named["mu"] - at) / named["sigma"])
+            if own is not None and own.logsf(at, named["mu"], named) is not None:
+                return own.logsf(at, named["mu"], named)
+            return pt.log1mexp(logcdf(at))
+
         safe = pt.floor(centre) if discrete else centre
         if limit is not None:  # below the summed range, so that safe and safe + 1 differ
             safe = pt.minimum(safe, limit - 1.0)
         left = logcdf(pt.switch(pt.eq(codes_, 1), value, safe))
-        right = pt.log1mexp(logcdf(pt.switch(pt.eq(codes_, 2), value, safe)))
+        right = logsf(pt.switch(pt.eq(codes_, 2), value, safe))
         low = pt.switch(pt.eq(codes_, 3), value, safe)
         high = logcdf(pt.switch(pt.eq(codes_, 3), upper_, safe + 1.0))
         interval = high + pt.log1mexp(logcdf(low) - high)

@@ -81,7 +81,20 @@ def load(case: str) -> bayesmix.Model:
     for column, levels in ref.get("factor_levels", {}).items():
         data[column] = pd.Categorical(data[column].astype(str), categories=[str(v) for v in levels])
     family, kwargs = CASES[case]
-    return bayesmix.Model(ref["formula"], data, family=family, **kwargs)
+    formula = ref["formula"]
+    if family.startswith("truncated"):  # glmmTMB's truncated fit of Salamanders reads the positive counts
+        data = data[data["count"] > 0]
+    if "HEIGHT_cs" in formula:  # the references' scale(HEIGHT) and w <- 1 + (seq_len(n) %% 3)
+        data = data.assign(
+            HEIGHT_cs=(data.HEIGHT - data.HEIGHT.mean()) / data.HEIGHT.std(),
+            w=1 + (np.arange(1, len(data) + 1) % 3),
+            YEAR=data.YEAR.astype(str),
+            BROOD=data.BROOD.astype(str),
+        )
+    if "cens(" in formula:  # brms's y | cens(c, upper): the upper column only where a row is interval-censored
+        kwargs = {**kwargs, "censored": "cens", **({"upper": "upper"} if "upper" in data.columns else {})}
+        formula = "y ~ x + (1 | g)"
+    return bayesmix.Model(formula, data, family=family, **kwargs)
 
 
 def _row(kind: str, name: str, laplace: float, draws: np.ndarray) -> dict:

@@ -96,6 +96,8 @@ def test_jax_samplers_say_they_keep_nothing(monkeypatch, sampler):
     if sampler == "numpyro":
         monkeypatch.setattr(bayesmix.nuts.numpyro_driver, "sample", interrupted)
     else:
+        import pymc.sampling.jax  # a submodule pymc does not import itself: alone, this test must
+
         monkeypatch.setattr(pymc.sampling.jax, "sample_jax_nuts", interrupted)
     with pytest.warns(bayesmix.SamplingInterruptedWarning):
         with pytest.raises(KeyboardInterrupt, match=f"sampler='{sampler}' keeps no draws .* sampler='pymc'"):
