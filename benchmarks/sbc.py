@@ -265,6 +265,8 @@ def run_case(
     rng = np.random.default_rng(seed)
     frame = case_placeholder(family, rng, per_group)
     priors = {**CASE_PRIORS, **spec["priors"]}
+    if "Intercept" not in spec.get("fixed", {"Intercept": 0}):  # an ordinal model has none
+        del priors["Intercept"]
     formula = "y ~ x + (1 | g)"
     # the truth from the non-centred model's prior; a censored case draws y uncensored (the same
     # joint prior: the model without censored=) and censors it afterwards
