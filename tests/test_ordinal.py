@@ -156,6 +156,9 @@ def test_response_orders_and_bad_input():
         bayesmix.Model(formula, data.assign(rating=(data.rating > 3).astype(int)), family="cumulative")
     with pytest.raises(BayesmixError, match="outside its level order"):
         bayesmix.Model(formula, as_text, family="cumulative", categorical={"rating": order[:4]})
+    with pytest.raises(BayesmixError, match="gives mu 3 values; this response has 5 categories"):
+        prior = bayesmix.Prior("Normal", mu=np.zeros(3), sigma=1.0)
+        bayesmix.Model(formula, data, family="cumulative", priors={"thresholds": prior}).pymc_model()
     with pytest.raises(BayesmixError, match="link"):
         bayesmix.Model(formula, data, family="cumulative", link="log")
 

@@ -99,6 +99,12 @@ def _thresholds(design: Design, family: Family, prior: Prior):
     """An ordinal model's K - 1 cut points, increasing (PyMC's ordered transform), started at the
     link's quantiles of the cumulative proportions."""
     start = start_thresholds(design.y - 1, family.link.name)
+    for key, value in prior.params.items():
+        if np.ndim(value) and np.size(value) != len(start):
+            raise BayesmixError(
+                f"The prior for 'thresholds' gives {key} {np.size(value)} values; this response has {len(start) + 1} "
+                f"categories, so {len(start)} thresholds. Give one value, or one per threshold."
+            )
     # a static shape (not the dims' length): JAX traces shapes, not values
     return prior.variable("thresholds", dims=THRESHOLD_DIM, shape=(len(start),), transform=_ORDERED, initval=start)
 
