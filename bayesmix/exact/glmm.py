@@ -112,7 +112,7 @@ class GlmmProblem:
         """The family's own parameters, estimated after beta in the outer vector (:data:`AUXILIARY`)."""
         return tuple(name for name in self.family.params if name in AUXILIARY)
 
-    @property
+    @functools.cached_property  # split() reads it at every evaluation; an ordinal size scans y
     def auxiliary_sizes(self) -> tuple[int, ...]:
         """Entries of each family parameter in the outer vector: one for a constant, its formula's
         coefficients where a zi= or dispersion= formula predicts it (:attr:`auxiliary_X`)."""
