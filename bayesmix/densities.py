@@ -378,6 +378,7 @@ class Tweedie(Density):
 
 TWEEDIE_PHI_FLOOR = 5.0  # the sampler's series covers phi down to the moment estimate / this
 TWEEDIE_POWER_CEILING = 1.9  # and powers up to this
+TWEEDIE_WINDOW_STEP = 32  # the window's granularity (more terms than needed cost little)
 TWEEDIE_TAIL = 40.0  # log of the ratio of the series' peak term to the last terms it sums (e^-40 ~ 4e-18)
 
 
@@ -431,7 +432,9 @@ def _tweedie_log_w_graph(y, phi, p, window: int):
 def tweedie_window(y: np.ndarray, phi_floor: float) -> int:
     """The sampler's number of terms (j = 1 .. it): it covers every row's series for phi down to
     ``phi_floor`` and a power up to :data:`TWEEDIE_POWER_CEILING` (towards 2 the series grows
-    without bound; where the window falls short the log density is -inf, never a truncated sum)."""
+    without bound; where the window falls short the log density is -inf, never a truncated sum).
+    Rounded up to a multiple of :data:`TWEEDIE_WINDOW_STEP`: the window is a constant of the compiled
+    program, so datasets with nearby windows share one compilation."""
     positive = np.asarray(y, dtype=float)[np.asarray(y) > 0]
     if positive.size == 0:
         return 8
@@ -439,7 +442,7 @@ def tweedie_window(y: np.ndarray, phi_floor: float) -> int:
     for p in np.linspace(1.01, TWEEDIE_POWER_CEILING, 40):
         peak = float(np.max(positive ** (2 - p) / (phi_floor * (2 - p))))
         ends.append(peak + float(_half_width(peak, p)))
-    return int(np.ceil(max(ends)))
+    return TWEEDIE_WINDOW_STEP * int(np.ceil(max(ends) / TWEEDIE_WINDOW_STEP))
 
 
 GAMMA = Gamma()  # the gamma family's Laplace terms too (bayesmix.families)

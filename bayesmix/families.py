@@ -410,7 +410,7 @@ class _ZeroCount:
             count, log_p0 = pm.logp(pm.Poisson.dist(mu=mu), value), -mu
         else:
             count = pm.logp(pm.NegativeBinomial.dist(mu=mu, alpha=alpha), value)
-            log_p0 = alpha * (pt.log(alpha) - pt.log(alpha + mu))
+            log_p0 = -alpha * pt.log1p(mu / alpha)  # log(alpha / (alpha + mu)) without cancellation
         if self.zero == "zi":
             zi = parameters["zi"]
             return pt.switch(pt.eq(value, 0), pt.logaddexp(pt.log(zi), pt.log1p(-zi) + log_p0), pt.log1p(-zi) + count)

@@ -104,6 +104,17 @@ CASES = {
         "priors": {"sigma": Prior("Exponential", lam=1.0)},
         "own": {"sigma": ("sigma", None)},
     },
+    # power kept below the sampler's series ceiling (TWEEDIE_POWER_CEILING, 1.9): the default
+    # Uniform(1, 2) prior puts mass where the sampler refuses, and SBC asks for the prior's truth
+    "tweedie": {
+        "family": "tweedie",
+        "kwargs": {},
+        "priors": {
+            "phi": Prior("LogNormal", mu=0.0, sigma=0.5),
+            "power": Prior("Uniform", lower=1.1, upper=1.8),
+        },
+        "own": {"phi": ("phi", None), "power": ("power", None)},
+    },
     # four ordered categories: no intercept (the thresholds take its place), so beta holds the slope
     # alone; threshold priors centred apart so that every category is observed in a replication
     "cumulative": {

@@ -12,7 +12,7 @@ from scipy.special import gamma as gamma_function
 import bayesmix
 import bayesmix.sampled
 from bayesmix import BayesmixError, Prior
-from bayesmix.bayes.build import information_ratio, weakly_informed_centred
+from bayesmix.bayes.build import choose_parameterization, information_ratio, weakly_informed_centred
 from bayesmix.bayes.names import correlation_matrices
 from bayesmix.bayes.priors import LKJ_ETA
 from bayesmix.counts import ZERO_FAMILIES
@@ -401,6 +401,23 @@ def test_a_slope_the_levels_say_little_about_keeps_its_block_non_centred():
     slopes_too = bayesmix.Model("y ~ x + (x | g)", frame, family="bernoulli")
     assert slopes_too.resolve_parameterization("auto") == {"g": "noncentered"}
     assert information_ratio(slopes_too.design, slopes_too.design.blocks[0]) < 1
+
+
+def test_a_level_wide_covariate_does_not_count_as_information_about_the_levels():
+    """Spread between levels that a fixed effect explains (a site's treatment) is not the block's:
+    with it in the formula the levels' own deviations are small beside their noise, and the block
+    stays non-centred (Salamanders' hurdle NB, centred on the raw counts' spread, gave 155
+    divergences)."""
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(30), 10)
+    treated = (np.arange(30) % 2).astype(float)
+    y = 3.0 * treated[g] + rng.normal(0, 0.05, 30)[g] + rng.normal(size=g.size)
+    frame = pd.DataFrame({"y": y, "treated": treated[g], "g": g.astype(str)})
+    without = bayesmix.Model("y ~ 1 + (1 | g)", frame)
+    assert information_ratio(without.design, without.design.blocks[0]) > 10
+    model = bayesmix.Model("y ~ treated + (1 | g)", frame)
+    assert information_ratio(model.design, model.design.blocks[0]) < 0.5
+    assert choose_parameterization(model.design) == {"g": "noncentered"}  # gaussian's "auto" collapses
 
 
 def test_an_intercepts_information_ratio_is_the_one_way_anova_ratio():

@@ -281,9 +281,13 @@ def information_ratio(design: Design, block: Block) -> float:
     simulation-based calibration (docs/calibration.md). Above 1 the level effects are well
     identified by their own data, where the centred parameterisation samples better; below 1 they
     are shrunk mostly by the prior, where the non-centred one does (Papaspiliopoulos, Roberts and
-    Skold 2007). The response is taken as it is (proportions for binomial): a rough linear measure.
+    Skold 2007). The response (proportions for binomial) is taken less its least-squares fit on the
+    fixed effects, a rough linear measure: a level-wide covariate (a site's treatment) explains
+    between-level spread that the block's SD then does not have to.
     """
     y = design.y if design.trials is None else design.y / design.trials
+    if design.X.shape[1]:
+        y = y - design.X @ np.linalg.lstsq(design.X, y, rcond=None)[0]
     codes, M, k = block.codes, block.n_levels, block.n_terms
     raw = raw_cross_products([(codes, block.Zt, M)], np.zeros((len(y), 0)), y)  # no X: RZ1 is y'Z
     ZZ, Zy = raw.D, raw.RZ1.toarray().reshape(M, k)
