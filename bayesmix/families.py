@@ -313,8 +313,17 @@ def _cumulative_terms(eta, y, trials, params, link):
     return ordinal.cumulative_terms(eta, np.asarray(y) - 1, trials, params, link)
 
 
+def _sequential_terms(family: str):
+    def terms(eta, y, trials, params, link):
+        return ordinal.sequential_terms(family, eta, np.asarray(y) - 1, params, link)
+
+    return terms
+
+
 LAPLACE_TERMS = {
     "cumulative": (ordinal.ORDINAL_LINKS, _cumulative_terms),
+    "sratio": (ordinal.ORDINAL_LINKS, _sequential_terms("sratio")),
+    "acat": (ordinal.ORDINAL_LINKS, _sequential_terms("acat")),
     **{name: ((density.link,), _density_terms(name)) for name, density in DENSITIES.items()},
     "gaussian": (("identity",), _gaussian_terms),
     "bernoulli": (("logit", "probit", "cloglog"), _binomial_terms),
@@ -488,21 +497,21 @@ def _check_ordinal(y, trials, name):
 
 class _Ordinal:
     """The sampler's likelihood of an ordinal response: log P(y | eta, thresholds) per row
-    (:func:`bayesmix.ordinal.pt_log_probability`), categories drawn for predictive checks."""
+    (:func:`bayesmix.ordinal.pt_family_log_probability`), categories drawn for predictive checks."""
 
-    def __init__(self, link: str):
-        self.link = link
+    def __init__(self, family: str, link: str):
+        self.family, self.link = family, link
 
     def __call__(self, name, observed=None, dims=None, eta=None, thresholds=None):
-        link = self.link
+        family, link = self.family, self.link
 
         def logp(value, eta, thresholds):
-            return ordinal.pt_log_probability(link, value - 1.0, eta, thresholds)
+            return ordinal.pt_family_log_probability(family, link, value - 1.0, eta, thresholds)
 
         def random(eta, thresholds, rng=None, size=None):
             rng = np.random.default_rng(rng)
             eta = np.broadcast_to(eta, size) if size is not None else eta
-            return ordinal.draw(link, eta, thresholds, rng) + 1.0
+            return ordinal.family_draw(family, link, eta, thresholds, rng) + 1.0
 
         return _pm().CustomDist(name, eta, thresholds, logp=logp, random=random, observed=observed, dims=dims)
 
@@ -757,7 +766,8 @@ class Family:
         likelihood. ``weights``: a gaussian row's precision weight (sd sigma / sqrt(w)); prior weights
         of other families scale the log-likelihood, not the distribution a response is drawn from."""
         if self.ordinal:
-            return ordinal.draw(self.link.name, np.asarray(eta, dtype=float), params["thresholds"], rng) + 1.0
+            eta = np.asarray(eta, dtype=float)
+            return ordinal.family_draw(self.name, self.link.name, eta, params["thresholds"], rng) + 1.0
         mu = self.link.inverse(eta, _NUMPY)
         if self.name in ZERO_FAMILIES:
             return zero_draws(self.name, mu, params, rng)
@@ -869,7 +879,7 @@ class Family:
 
     def probabilities(self, eta, params) -> np.ndarray:
         """(..., K) category probabilities of an ordinal family for linear predictors ``eta``."""
-        return ordinal.probabilities(self.link.name, eta, params["thresholds"])
+        return ordinal.family_probabilities(self.name, self.link.name, eta, params["thresholds"])
 
     @property
     def takes_trials(self) -> bool:
@@ -896,7 +906,7 @@ class Family:
         if self.ordinal:
             if censoring is not None or weights is not None:
                 raise BayesmixError(f"family='{self.name}' takes neither weights= nor censored responses yet.")
-            return _Ordinal(self.link.name)(name, observed, dims, eta=eta, thresholds=params["thresholds"])
+            return _Ordinal(self.name, self.link.name)(name, observed, dims, eta=eta, thresholds=params["thresholds"])
         mean = self.link.inverse(eta, pt)
         distribution, parameters = self._likelihood(mean, params, trials)
         if isinstance(distribution, _DensityDist):
@@ -986,6 +996,8 @@ _FAMILIES = {
         False,
     ),
     "cumulative": ("logit", ordinal.ORDINAL_LINKS, ("thresholds",), _check_ordinal, _ordinal_family, False),
+    "sratio": ("logit", ordinal.ORDINAL_LINKS, ("thresholds",), _check_ordinal, _ordinal_family, False),
+    "acat": ("logit", ordinal.ORDINAL_LINKS, ("thresholds",), _check_ordinal, _ordinal_family, False),
 }
 _ALIASES = {
     "normal": "gaussian",

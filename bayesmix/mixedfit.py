@@ -385,9 +385,10 @@ def _threshold_table(design: Design, family: Family, result: GlmmResult) -> pd.D
     for name, size in zip(problem.auxiliary, problem.auxiliary_sizes):
         if name == "thresholds":
             free = result.optimizer.x[start : start + size]
-            J = ordinal.threshold_jacobian(free)
+            to_thresholds, _, jacobian = ordinal.threshold_transform(family.name)
+            J = jacobian(free)
             vcov = J @ result.vcov[start : start + size, start : start + size] @ J.T
-            estimate = ordinal.to_thresholds(free)
+            estimate = to_thresholds(free)
             se = np.sqrt(np.diag(vcov))
             names = ordinal.threshold_names(design.codings.response_levels)
             return pd.DataFrame(

@@ -8,6 +8,14 @@ take its place, as clmm's and brms's. Here: each link's log CDF, log survival an
 (numpy and PyTensor), each row's log-probability written so that neither tail cancels, its
 eta-derivatives for the Laplace engine, draws and the category probabilities for prediction, and the
 thresholds' unconstrained form for the optimiser (c_1, then the logs of the gaps).
+
+Two sequential models (brms's ``sratio`` and ``acat``) share the response, the thresholds and the
+intercept-free predictor, but not the ordering: their thresholds are free, as brms's.
+
+- ``sratio`` (stopping ratio): P(y = k | y >= k) = F(c_k - eta), k < K; so
+  log P(y = k) = log F(c_k - eta) + sum_{j<k} log S(c_j - eta) (S = 1 - F, no first term for k = K).
+- ``acat`` (adjacent category): with q_j = F(eta - c_j), P(y = k) is proportional to
+  prod_{j<k} q_j prod_{j>=k} (1 - q_j); for the logit link log P(y = k + 1) / P(y = k) = eta - c_k.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, log_expit, log_ndtr, ndtr
 
-ORDINAL_FAMILIES = ("cumulative",)
+ORDINAL_FAMILIES = ("cumulative", "sratio", "acat")
+ORDERED_THRESHOLDS = ("cumulative",)  # the families whose thresholds increase (brms: the others are free)
 ORDINAL_LINKS = ("logit", "probit", "cloglog", "cauchit")
 LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
@@ -110,6 +119,86 @@ def cumulative_terms(eta, y, trials, params, link):
     return ll, d1, (dfa - dfb) - d1**2
 
 
+def _sequential_parts(family: str, link: str, eta, thresholds):
+    """(s, ds, d2s) of the sequential models, each (..., K): log P(y = k) = s_k - log sum_j exp(s_j)
+    (acat; sratio's s is normalised already), and s_k's first two eta-derivatives."""
+    eta = np.asarray(eta, dtype=float)[..., None]
+    cuts = np.asarray(thresholds, dtype=float)
+    if cuts.ndim > 1:  # a draw's thresholds per leading index: (..., K - 1) against eta (..., n)
+        cuts = cuts[..., None, :]
+    x = cuts - eta if family == "sratio" else eta - cuts  # (..., K - 1)
+    log_f, slope = _log_density(link, x)
+    log_F, log_S = log_cdf(link, x), log_sf(link, x)
+    rF, rS = np.exp(log_f - log_F), np.exp(log_f - log_S)  # f / F and f / S
+    # d/dx and d2/dx2 of log F and log S
+    g1, g2 = rF, rF * slope - rF**2
+    h1, h2 = -rS, -rS * slope - rS**2
+    zero = np.zeros(x.shape[:-1] + (1,))
+    if family == "sratio":  # s_k = log F(x_k) + sum_{j<k} log S(x_j); dx/deta = -1
+
+        def tail(v):  # sum over j < k
+            return np.concatenate([zero, np.cumsum(v, axis=-1)], axis=-1)
+
+        def head(v):  # the k-th term, none for the top category
+            return np.concatenate([v, zero], axis=-1)
+
+        return head(log_F) + tail(log_S), -(head(g1) + tail(h1)), head(g2) + tail(h2)
+
+    def split(first, second):  # sum_{j<k} first_j + sum_{j>=k} second_j; dx/deta = +1
+        before = np.concatenate([zero, np.cumsum(first, axis=-1)], axis=-1)
+        after = np.sum(second, axis=-1, keepdims=True) - np.concatenate([zero, np.cumsum(second, axis=-1)], axis=-1)
+        return before + after
+
+    return split(log_F, log_S), split(g1, h1), split(g2, h2)
+
+
+def log_probabilities(family: str, link: str, eta, thresholds) -> np.ndarray:
+    """(..., K) log category probabilities of an ordinal family."""
+    if family == "cumulative":
+        with np.errstate(divide="ignore"):
+            return np.log(probabilities(link, eta, thresholds))
+    s = _sequential_parts(family, link, eta, thresholds)[0]
+    if family == "acat":
+        top = np.max(s, axis=-1, keepdims=True)
+        s = s - top - np.log(np.sum(np.exp(s - top), axis=-1, keepdims=True))
+    return s
+
+
+def sequential_terms(family: str, eta, y, params, link):
+    """(log p, d/deta, d2/deta2) per row of ``sratio`` or ``acat`` (y the codes 0..K-1): sratio's
+    log p is s_y itself; acat's is s_y less the log normaliser, whose derivatives are the mean and
+    variance of ds over the categories."""
+    name = link.name if hasattr(link, "name") else link
+    s, ds, d2s = _sequential_parts(family, name, eta, params["thresholds"])
+    k = np.asarray(y, dtype=int)[..., None]
+    pick = lambda v: np.take_along_axis(v, k, axis=-1)[..., 0]  # noqa: E731
+    if family == "sratio":
+        return pick(s), pick(ds), pick(d2s)
+    top = np.max(s, axis=-1, keepdims=True)
+    p = np.exp(s - top)
+    p /= np.sum(p, axis=-1, keepdims=True)
+    mean_ds = np.sum(p * ds, axis=-1)
+    var_ds = np.sum(p * ds**2, axis=-1) - mean_ds**2
+    log_normaliser = top[..., 0] + np.log(np.sum(np.exp(s - top), axis=-1))
+    return pick(s) - log_normaliser, pick(ds) - mean_ds, pick(d2s) - np.sum(p * d2s, axis=-1) - var_ds
+
+
+def family_probabilities(family: str, link: str, eta, thresholds) -> np.ndarray:
+    """(..., K) category probabilities of any ordinal family."""
+    if family == "cumulative":
+        return probabilities(link, eta, thresholds)
+    return np.exp(log_probabilities(family, link, eta, thresholds))
+
+
+def family_draw(family: str, link: str, eta, thresholds, rng: np.random.Generator) -> np.ndarray:
+    """Category codes 0..K-1 of any ordinal family: a uniform draw placed among the cumulative
+    probabilities."""
+    if family == "cumulative":
+        return draw(link, eta, thresholds, rng)
+    cumulative = np.cumsum(family_probabilities(family, link, eta, thresholds), axis=-1)[..., :-1]
+    return np.sum(rng.random(np.shape(eta))[..., None] > cumulative, axis=-1).astype(float)
+
+
 def probabilities(link: str, eta, thresholds) -> np.ndarray:
     """(..., K) category probabilities for linear predictors ``eta`` (any shape)."""
     eta = np.asarray(eta, dtype=float)
@@ -147,13 +236,26 @@ def threshold_jacobian(free) -> np.ndarray:
     return np.tril(np.ones((len(free), len(free)))) * scales[None, :]
 
 
-def start_thresholds(y, link: str) -> np.ndarray:
-    """Thresholds at the link's quantiles of the cumulative proportions (eta = 0), the start."""
-    from scipy.special import logit, ndtri
-
+def start_thresholds(y, link: str, family: str = "cumulative") -> np.ndarray:
+    """The thresholds that give the observed proportions at eta = 0, the start: the link's quantiles
+    of the cumulative proportions (cumulative), of P(y = k | y >= k) (sratio), of the minus
+    P(y = k + 1 | y in {k, k + 1}) (acat: q_k = F(-c_k))."""
     codes = np.asarray(y, dtype=int)
     K = int(codes.max()) + 1
+    counts = np.bincount(codes, minlength=K).astype(float) + 0.5  # + 1/2: no empty category at the start
+    if family == "sratio":
+        at_least = np.cumsum(counts[::-1])[::-1]
+        return _quantile(link, np.clip(counts[:-1] / at_least[:-1], 1e-4, 1 - 1e-4))
+    if family == "acat":
+        return -_quantile(link, np.clip(counts[1:] / (counts[:-1] + counts[1:]), 1e-4, 1 - 1e-4))
     proportions = np.clip(np.cumsum(np.bincount(codes, minlength=K))[:-1] / len(codes), 1e-4, 1 - 1e-4)
+    return _quantile(link, proportions)
+
+
+def _quantile(link: str, proportions):
+    """F^{-1} of the link's distribution."""
+    from scipy.special import logit, ndtri
+
     if link == "probit":
         return ndtri(proportions)
     if link == "cloglog":
@@ -207,3 +309,41 @@ def pt_log_probability(link: str, y, eta, thresholds):
     right = _pt_log_sf(link, b) + pt.log1mexp(pt.minimum(_pt_log_sf(link, a) - _pt_log_sf(link, b), -1e-300))
     middle = pt.switch(pt.lt(a + b, 0.0), left, right)
     return pt.switch(pt.eq(k, 0), _pt_log_cdf(link, a), pt.switch(pt.eq(k, K - 1), _pt_log_sf(link, b), middle))
+
+
+def pt_sequential_log_probability(family: str, link: str, y, eta, thresholds):
+    """log P(y | eta, thresholds) per row of ``sratio`` or ``acat`` in PyTensor, from the same
+    parts as :func:`_sequential_parts`: every entry is a log CDF or log survival of a finite
+    argument, so no branch is infinite."""
+    import pytensor.tensor as pt
+
+    K = thresholds.type.shape[-1] + 1  # static: JAX traces no symbolic shape (so no arange over rows)
+    chosen = pt.eq(pt.cast(y, "int64")[:, None], np.arange(K)[None, :])  # (n, K): each row's category
+    x = thresholds[None, :] - eta[:, None] if family == "sratio" else eta[:, None] - thresholds[None, :]
+    log_F, log_S = _pt_log_cdf(link, x), _pt_log_sf(link, x)
+    zero = pt.zeros_like(x[:, :1])
+    if family == "sratio":
+        s = pt.concatenate([log_F, zero], axis=1) + pt.concatenate([zero, pt.cumsum(log_S, axis=1)], axis=1)
+        return pt.sum(pt.switch(chosen, s, 0.0), axis=1)
+    before = pt.concatenate([zero, pt.cumsum(log_F, axis=1)], axis=1)
+    after = pt.sum(log_S, axis=1, keepdims=True) - pt.concatenate([zero, pt.cumsum(log_S, axis=1)], axis=1)
+    s = before + after
+    return pt.sum(pt.switch(chosen, s, 0.0), axis=1) - pt.logsumexp(s, axis=1)
+
+
+def pt_family_log_probability(family: str, link: str, y, eta, thresholds):
+    if family == "cumulative":
+        return pt_log_probability(link, y, eta, thresholds)
+    return pt_sequential_log_probability(family, link, y, eta, thresholds)
+
+
+def _identity(values) -> np.ndarray:
+    return np.asarray(values, dtype=float)
+
+
+def threshold_transform(family: str):
+    """(to thresholds, from thresholds, d thresholds / d free) of the optimiser's unconstrained
+    coordinates: (c_1, log gaps) where the thresholds increase, the thresholds themselves else."""
+    if family in ORDERED_THRESHOLDS:
+        return to_thresholds, from_thresholds, threshold_jacobian
+    return _identity, _identity, lambda free: np.eye(len(free))

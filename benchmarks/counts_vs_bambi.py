@@ -203,17 +203,19 @@ import arviz as az
 phases["import"] = time.perf_counter() - start
 t = time.perf_counter()
 data = pd.read_csv(spec["data"], dtype={"g": str})
+if spec.get("ordinal") and tool == "bambi":  # bambi's ordinal families read an ordered Categorical
+    data["y"] = pd.Categorical(data["y"], categories=sorted(data["y"].unique()), ordered=True)
 phases["read data"] = time.perf_counter() - t
 t = time.perf_counter()
 common = dict(draws=spec["draws"], tune=spec["tune"], chains=spec["chains"], random_seed=spec["seed"],
               progressbar=False)
 if tool == "bayesmix":
-    model = bayesmix.Model(spec["formula"], data, family=spec["family"], zi=spec["zi"])
+    model = bayesmix.Model(spec["formula"], data, family=spec["family"], zi=spec.get("zi"))
     phases["model"] = time.perf_counter() - t
     t = time.perf_counter()
     idata = model.sample(**common)
 else:
-    formula = bmb.Formula(spec["formula"], spec["bambi_zi"]) if spec["bambi_zi"] else spec["formula"]
+    formula = bmb.Formula(spec["formula"], spec["bambi_zi"]) if spec.get("bambi_zi") else spec["formula"]
     model = bmb.Model(formula, data, family=spec["bambi_family"])
     phases["model"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -51,7 +51,7 @@ from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import Predictor, linear_predictor
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import PARAMETER_LINKS, Family
-from bayesmix.ordinal import start_thresholds
+from bayesmix.ordinal import ORDERED_THRESHOLDS, start_thresholds
 
 PARAMETERIZATIONS = ("noncentered", "centered")
 
@@ -96,9 +96,10 @@ def family_parameters(design: Design, family: Family, priors: dict[str, Prior], 
 
 
 def _thresholds(design: Design, family: Family, prior: Prior):
-    """An ordinal model's K - 1 cut points, increasing (PyMC's ordered transform), started at the
-    link's quantiles of the cumulative proportions."""
-    start = start_thresholds(design.y - 1, family.link.name)
+    """An ordinal model's K - 1 cut points, started where eta = 0 gives the observed proportions:
+    increasing (PyMC's ordered transform) for the cumulative family, free for the sequential ones
+    (as brms's)."""
+    start = start_thresholds(design.y - 1, family.link.name, family.name)
     for key, value in prior.params.items():
         if np.ndim(value) and np.size(value) != len(start):
             raise BayesmixError(
@@ -106,7 +107,8 @@ def _thresholds(design: Design, family: Family, prior: Prior):
                 f"categories, so {len(start)} thresholds. Give one value, or one per threshold."
             )
     # a static shape (not the dims' length): JAX traces shapes, not values
-    return prior.variable("thresholds", dims=THRESHOLD_DIM, shape=(len(start),), transform=_ORDERED, initval=start)
+    ordered = {"transform": _ORDERED} if family.name in ORDERED_THRESHOLDS else {}
+    return prior.variable("thresholds", dims=THRESHOLD_DIM, shape=(len(start),), initval=start, **ordered)
 
 
 class _Ordered(pm.distributions.transforms.Ordered):

@@ -61,8 +61,9 @@ AUXILIARY = {
     "shape": (np.exp, np.log, lambda y: float(np.clip(np.mean(y) ** 2 / max(np.var(y), 1e-12), 0.01, 1e4))),
     "sigma": (np.exp, np.log, lambda y: float(np.std(y)) or 1.0),  # gaussian (dispersion formula, censoring)
     "power": (lambda v: 1.0 + expit(v), lambda p: logit(p - 1.0), lambda y: 1.5),  # tweedie's, in (1, 2)
-    # an ordinal model's K - 1 thresholds: c_1 and the logs of the gaps (its start reads the link)
-    "thresholds": (ordinal.to_thresholds, ordinal.from_thresholds, None),
+    # an ordinal model's K - 1 thresholds: the transform is the family's (ordinal.threshold_transform:
+    # c_1 and the logs of the gaps where they increase) and the start reads the link
+    "thresholds": (None, None, None),
 }
 
 
@@ -136,7 +137,7 @@ class GlmmProblem:
                 with np.errstate(over="ignore"):  # an optimiser's trial step far out: inf, and the deviance says so
                     params[name] = to_parameter(self.auxiliary_X[name] @ x[start : start + size])
             elif name == "thresholds":
-                params[name] = to_parameter(x[start : start + size])
+                params[name] = ordinal.threshold_transform(self.family.name)[0](x[start : start + size])
             else:
                 params[name] = float(to_parameter(x[start]))
             start += size
@@ -146,14 +147,15 @@ class GlmmProblem:
         """(each family parameter's start value, their entries of the outer start: a formula's
         intercept at that value, its other coefficients at 0)."""
         values = {
-            name: ordinal.start_thresholds(self.y - 1, self.family.link.name)
+            name: ordinal.start_thresholds(self.y - 1, self.family.link.name, self.family.name)
             if name == "thresholds"
             else AUXILIARY[name][2](self._start_response(name))
             for name in self.auxiliary
         }
         entries = []
         for name, value in values.items():
-            unbounded = AUXILIARY[name][1](value)
+            from_parameter = ordinal.threshold_transform(self.family.name)[1] if name == "thresholds" else None
+            unbounded = (from_parameter or AUXILIARY[name][1])(value)
             X = self.auxiliary_X.get(name)
             intercept = np.all(X == 1.0, axis=0) if X is not None else None
             entries.append(np.atleast_1d(unbounded) if X is None else np.where(intercept, unbounded, 0.0))
