@@ -1,7 +1,8 @@
 """Command line: ``bayesmix fit`` (summary + JSON contract) and ``bayesmix demo``.
 
     bayesmix fit --data FILE.csv --formula F [--family NAME] [--link NAME] [--method nuts]
-                 [--categorical COL[=L1,L2,...]]... [--chains N --draws N --tune N --seed S
+                 [--categorical COL[=L1,L2,...]]... [--thresholds flexible|equidistant]
+                 [--chains N --draws N --tune N --seed S
                  --sampler NAME] [--json OUT]
     bayesmix demo
 
@@ -92,6 +93,7 @@ def _run_fit(args) -> tuple[dict, str, list[str]]:
         dispersion=args.dispersion,
         censored=args.censored,
         upper=args.upper,
+        thresholds=args.thresholds,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -199,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--dispersion", default=None, metavar="FORMULA", help="dispersion formula, e.g. '~ x'")
     fit.add_argument("--censored", default=None, metavar="COL", help="censoring codes: none, left, right, interval")
     fit.add_argument("--upper", default=None, metavar="COL", help="upper bounds of interval-censored rows")
+    fit.add_argument(
+        "--thresholds", default=None, metavar="STRUCTURE", help="an ordinal family's cut points: flexible, equidistant"
+    )
     fit.add_argument(
         "--weights",
         default=None,

@@ -9,7 +9,7 @@ numpy-side computation share one definition.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -681,6 +681,23 @@ class Family:
     check: Callable
     _likelihood: Callable
     identity_scale: bool
+    threshold_structure: str = "flexible"  # an ordinal family's: flexible or equidistant (clmm's threshold=)
+
+    def with_thresholds(self, structure: str) -> Family:
+        """The family with its thresholds ``"flexible"`` (one free cut point each, the default) or
+        ``"equidistant"`` (c_k = c_1 + (k - 1) spacing: clmm's and brms's threshold= option)."""
+        if not self.ordinal:
+            raise BayesmixError(
+                f"thresholds= structures an ordinal family's cut points; family='{self.name}' has none. "
+                f"Ordinal families: {', '.join(ordinal.ORDINAL_FAMILIES)}."
+            )
+        known = ordinal.THRESHOLD_STRUCTURES
+        if structure not in known:
+            raise BayesmixError(
+                f"thresholds='{structure}' is not a threshold structure.{did_you_mean(str(structure), known)} "
+                f"Structures: {', '.join(known)}."
+            )
+        return replace(self, threshold_structure=structure)
 
     def submodel_parameter(self, role: str) -> str:
         """The parameter a zi= or dispersion= formula predicts (``zi``/``hu``; ``sigma``, ``alpha``,

@@ -39,6 +39,7 @@ def load(path):
         dispersion=spec.get("dispersion"),
         censored=spec.get("censored"),
         upper=spec.get("upper"),
+        thresholds=spec.get("thresholds"),
         contrasts=spec.get("contrasts"),
     )
     model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])

@@ -385,7 +385,7 @@ def _threshold_table(design: Design, family: Family, result: GlmmResult) -> pd.D
     for name, size in zip(problem.auxiliary, problem.auxiliary_sizes):
         if name == "thresholds":
             free = result.optimizer.x[start : start + size]
-            to_thresholds, _, jacobian = ordinal.threshold_transform(family.name)
+            to_thresholds, _, jacobian = problem.threshold_transform
             J = jacobian(free)
             vcov = J @ result.vcov[start : start + size, start : start + size] @ J.T
             estimate = to_thresholds(free)

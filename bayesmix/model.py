@@ -70,6 +70,9 @@ class Model:
     censored: a column of censoring codes, brms's ``cens()``: ``"none"``, ``"left"`` (the value is
         at most y), ``"right"`` (more than y), ``"interval"`` (between y and the ``upper=`` column);
         or brms's 0, -1, 1, 2. Gaussian, poisson and gamma; sample() (NUTS).
+    thresholds: an ordinal family's cut points: ``"flexible"`` (one free cut point each, the
+        default) or ``"equidistant"`` (c_k = c_1 + (k - 1) spacing), clmm's and brms's
+        ``threshold=``.
     """
 
     fit_kind = SAMPLED  # what bayesmix.after.fit_view tells the kinds of fit apart by
@@ -90,8 +93,11 @@ class Model:
         dispersion=None,
         censored=None,
         upper=None,
+        thresholds=None,
     ):
         self.family: Family = get_family(family, link)
+        if thresholds is not None:  # an ordinal family's cut points: "flexible" or "equidistant" (clmm's)
+            self.family = self.family.with_thresholds(thresholds)
         if zi is not None:  # glmmTMB's family = nbinom2, ziformula = ~ x: the zero-inflated family
             self.family = self.family.with_zero_process()
         data = as_pandas(data)

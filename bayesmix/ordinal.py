@@ -341,9 +341,31 @@ def _identity(values) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-def threshold_transform(family: str):
+THRESHOLD_STRUCTURES = ("flexible", "equidistant")  # clmm's threshold= and brms's threshold= options
+
+
+def threshold_transform(family: str, structure: str = "flexible", count: int | None = None):
     """(to thresholds, from thresholds, d thresholds / d free) of the optimiser's unconstrained
-    coordinates: (c_1, log gaps) where the thresholds increase, the thresholds themselves else."""
-    if family in ORDERED_THRESHOLDS:
+    coordinates. Flexible: (c_1, log gaps) where the thresholds increase, the thresholds themselves
+    else. Equidistant (``count`` thresholds c_k = c_1 + (k - 1) d, clmm's threshold.1 and spacing):
+    (c_1, log d) where they increase, (c_1, d) else."""
+    ordered = family in ORDERED_THRESHOLDS
+    if structure == "equidistant":
+        steps = np.arange(count, dtype=float)
+
+        def to(free):
+            spacing = np.exp(free[1]) if ordered else free[1]
+            return free[0] + spacing * steps
+
+        def back(thresholds):
+            c = np.asarray(thresholds, dtype=float)
+            spacing = (c[-1] - c[0]) / (count - 1)  # the mean gap: a start from flexible thresholds too
+            return np.array([c[0], np.log(spacing) if ordered else spacing])
+
+        def jacobian(free):
+            return np.column_stack([np.ones(count), steps * (np.exp(free[1]) if ordered else 1.0)])
+
+        return to, back, jacobian
+    if ordered:
         return to_thresholds, from_thresholds, threshold_jacobian
     return _identity, _identity, lambda free: np.eye(len(free))

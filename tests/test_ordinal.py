@@ -16,7 +16,14 @@ from bayesmix import ordinal
 from bayesmix.errors import BayesmixError
 
 DATA = Path(__file__).parent / "data"
-CASES = ["wine_clmm_logit", "wine_clmm_probit", "wine_clmm_cloglog", "wine_clmm_slope", "wine_clmm_crossed"]
+CASES = [
+    "wine_clmm_logit",
+    "wine_clmm_probit",
+    "wine_clmm_cloglog",
+    "wine_clmm_slope",
+    "wine_clmm_crossed",
+    "wine_clmm_equidistant",
+]
 
 
 def wine() -> pd.DataFrame:
@@ -27,7 +34,7 @@ def wine() -> pd.DataFrame:
 def fitted(case: str):
     ref = json.loads((DATA / f"{case}.json").read_text())
     link = {"loglog": "cloglog"}.get(ref["link"], ref["link"])  # clmm's name for clm's cloglog (the R script)
-    model = bayesmix.Model(ref["formula"], wine(), family="cumulative", link=link)
+    model = bayesmix.Model(ref["formula"], wine(), family="cumulative", link=link, thresholds=ref.get("threshold"))
     fit = model.fit("agq" if ref["nAGQ"] > 1 else "laplace", nAGQ=ref["nAGQ"])
     return model, fit, ref
 
@@ -52,7 +59,31 @@ def test_matches_clmm(case):
     sds = [sd for block in fit.varcorr for sd in block["sd"]]
     theirs = [sd for group in ref["re_sd"].values() for sd in np.atleast_1d(group)]
     np.testing.assert_allclose(sorted(sds), sorted(theirs), rtol=max(1e-3, tolerance), atol=1e-4)
-    np.testing.assert_allclose(fit.thresholds.se, ref["thresholds"]["se"], rtol=2e-2)  # clmm's Hessian: differences
+    if "se" in ref["thresholds"]:
+        np.testing.assert_allclose(fit.thresholds.se, ref["thresholds"]["se"], rtol=2e-2)  # clmm's Hessian: differences
+    else:  # equidistant: clmm's SE of threshold.1, the first cut point's
+        assert fit.thresholds.se.iloc[0] == pytest.approx(ref["thresholds"]["parameters"]["se"][0], rel=2e-2)
+
+
+def test_equidistant_thresholds_in_both_engines_and_on_disk(tmp_path):
+    """c_k = c_1 + (k - 1) spacing: the exact fit's cut points are evenly spaced (clmm's above),
+    the sampler draws the spacing, and a saved model keeps the structure."""
+    model, fit, ref = fitted("wine_clmm_equidistant")
+    spacing = ref["thresholds"]["parameters"]["estimate"][1]
+    np.testing.assert_allclose(np.diff(fit.thresholds.estimate), spacing, rtol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = model.sample(draws=200, tune=300, chains=2, random_seed=1, progressbar=False)
+    gaps = np.diff(idata.posterior["thresholds"].values, axis=-1)
+    np.testing.assert_allclose(gaps, np.repeat(idata.posterior["spacing"].values[..., None], 3, axis=-1), rtol=1e-10)
+    draws = idata.posterior["spacing"]
+    assert abs(float(draws.mean()) - spacing) < 2 * float(draws.std())
+    fit.save(tmp_path / "fit.nc")
+    assert bayesmix.load(tmp_path / "fit.nc").family.threshold_structure == "equidistant"
+    with pytest.raises(BayesmixError, match="threshold structure.*equidistant"):
+        bayesmix.Model(ref["formula"], wine(), family="cumulative", thresholds="equidistan")
+    with pytest.raises(BayesmixError, match="has none"):
+        bayesmix.Model("y ~ 1", pd.DataFrame({"y": [1.0, 2.0]}), thresholds="equidistant")
 
 
 def test_cloglog_convention_is_clms():

@@ -89,13 +89,13 @@ def family_parameters(design: Design, family: Family, priors: dict[str, Prior], 
         params[name] = PARAMETER_LINKS[name].inverse(eta, pt)
     for name in family.params:
         if name == "thresholds":
-            params[name] = _thresholds(design, family, priors[name])
+            params[name] = _thresholds(design, family, priors[name], priors.get("spacing"))
         elif name not in params:
             params[name] = priors[name].variable(name)
     return params
 
 
-def _thresholds(design: Design, family: Family, prior: Prior):
+def _thresholds(design: Design, family: Family, prior: Prior, spacing_prior: Prior | None):
     """An ordinal model's K - 1 cut points, started where eta = 0 gives the observed proportions:
     increasing (PyMC's ordered transform) for the cumulative family, free for the sequential ones
     (as brms's)."""
@@ -107,8 +107,23 @@ def _thresholds(design: Design, family: Family, prior: Prior):
                 f"categories, so {len(start)} thresholds. Give one value, or one per threshold."
             )
     # a static shape (not the dims' length): JAX traces shapes, not values
+    if family.threshold_structure == "equidistant":
+        return _equidistant_thresholds(family, prior, spacing_prior, start)
     ordered = {"transform": _ORDERED} if family.name in ORDERED_THRESHOLDS else {}
     return prior.variable("thresholds", dims=THRESHOLD_DIM, shape=(len(start),), initval=start, **ordered)
+
+
+def _equidistant_thresholds(family: Family, prior: Prior, spacing_prior: Prior, start: np.ndarray):
+    """c_k = threshold_1 + (k - 1) spacing, a deterministic ``thresholds`` beside its two parameters;
+    the spacing positive where the thresholds must increase (its prior's support says so)."""
+    if any(np.ndim(value) for value in prior.params.values()):
+        raise BayesmixError(
+            "Equidistant thresholds have one first cut point: the prior for 'thresholds' (on it) takes scalars."
+        )
+    first = prior.variable("threshold_1", initval=float(start[0]))
+    spacing = spacing_prior.variable("spacing", initval=max(float(np.mean(np.diff(start))), 0.1))
+    steps = np.arange(len(start), dtype=float)
+    return pm.Deterministic("thresholds", first + spacing * steps, dims=THRESHOLD_DIM)
 
 
 class _Ordered(pm.distributions.transforms.Ordered):

@@ -156,6 +156,8 @@ def public_names(design: Design, family: Family) -> list[str]:
     names = ["beta"] if design.fixed_names else []
     predicted = set(submodel_parameters(design, family).values())
     names += [name if name not in predicted else f"{name}_beta" for name in family.params]
+    if family.threshold_structure == "equidistant":  # the gap; the first cut point is thresholds[0]
+        names.append("spacing")
     for block in design.all_blocks:
         names.append(f"sd_{block.label}")
         if block.n_terms > 1:

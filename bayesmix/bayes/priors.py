@@ -15,7 +15,9 @@ identity and 1 otherwise (the link scale of logit/log models):
   of 10 with 95 % between 0.2 and 500; the weibull's ``shape``: LogNormal(0, 1), centred on the
   exponential (a large shape at the start overflows (y / scale)^shape);
 - ``zi``, ``hu``: Beta(1, 1);
-- an ordinal model's ``thresholds``: StudentT(3, 0, 2.5) each, ordered (brms's default).
+- an ordinal model's ``thresholds``: StudentT(3, 0, 2.5) each, ordered (brms's default); with
+  equidistant thresholds it is the first cut point's, and ``spacing`` (the gap) is HalfNormal(2.5)
+  (Normal(0, 2.5) for the sequential families, whose thresholds need not increase).
 
 Every parameter is overridden through ``priors={"name": Prior("Normal", mu=0, sigma=1)}``;
 ``"b"`` sets all slopes at once.
@@ -32,6 +34,7 @@ from bayesmix.design.encode import Design
 from bayesmix.design.moments import ColumnMoments, DesignMoments, design_moments
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
+from bayesmix.ordinal import ORDERED_THRESHOLDS
 
 LKJ_ETA = 2.0
 SCALE_MULTIPLIER = 2.5
@@ -157,6 +160,9 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
             priors[param] = Prior("Beta", alpha=1.0, beta=1.0)
         elif param == "thresholds":  # an ordinal model's cut points: brms's student_t(3, 0, 2.5), ordered
             priors[param] = Prior("StudentT", nu=3.0, mu=0.0, sigma=SCALE_MULTIPLIER)
+            if family.threshold_structure == "equidistant":  # the gap between cut points, > 0 where they increase
+                ordered = family.name in ORDERED_THRESHOLDS
+                priors["spacing"] = Prior("HalfNormal" if ordered else "Normal", sigma=SCALE_MULTIPLIER)
         elif param == "power":  # the tweedie's, between the Poisson (1) and the gamma (2)
             priors[param] = Prior("Uniform", lower=1.0, upper=2.0)
         elif param == "phi" and family.name == "tweedie":  # Var = phi mu^p: about 1 on most data

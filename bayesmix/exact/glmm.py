@@ -122,9 +122,17 @@ class GlmmProblem:
             for name in self.auxiliary
         )
 
+    @functools.cached_property
+    def threshold_transform(self):
+        """An ordinal model's (to thresholds, from them, Jacobian): :func:`bayesmix.ordinal.threshold_transform`."""
+        family = self.family
+        return ordinal.threshold_transform(family.name, family.threshold_structure, int(self.y.max()) - 1)
+
     def _constant_size(self, name: str) -> int:
         """Entries of a constant family parameter: K - 1 thresholds of an ordinal response (y = 1..K), else 1."""
-        return int(self.y.max()) - 1 if name == "thresholds" else 1
+        if name != "thresholds":
+            return 1
+        return 2 if self.family.threshold_structure == "equidistant" else int(self.y.max()) - 1
 
     def split(self, x: np.ndarray):
         """Outer parameter vector -> (theta, beta, family params: a number, or per row where a
@@ -137,7 +145,7 @@ class GlmmProblem:
                 with np.errstate(over="ignore"):  # an optimiser's trial step far out: inf, and the deviance says so
                     params[name] = to_parameter(self.auxiliary_X[name] @ x[start : start + size])
             elif name == "thresholds":
-                params[name] = ordinal.threshold_transform(self.family.name)[0](x[start : start + size])
+                params[name] = self.threshold_transform[0](x[start : start + size])
             else:
                 params[name] = float(to_parameter(x[start]))
             start += size
@@ -154,7 +162,7 @@ class GlmmProblem:
         }
         entries = []
         for name, value in values.items():
-            from_parameter = ordinal.threshold_transform(self.family.name)[1] if name == "thresholds" else None
+            from_parameter = self.threshold_transform[1] if name == "thresholds" else None
             unbounded = (from_parameter or AUXILIARY[name][1])(value)
             X = self.auxiliary_X.get(name)
             intercept = np.all(X == 1.0, axis=0) if X is not None else None

@@ -21,8 +21,9 @@ write.csv(w, file.path(OUT, "wine.csv"), row.names = FALSE)
 versions <- list(R = R.version.string, ordinal = as.character(packageVersion("ordinal")),
                  ucminf = as.character(packageVersion("ucminf")), jsonlite = as.character(packageVersion("jsonlite")))
 
-case <- function(id, formula, link = "logit", nAGQ = 1) {
-  call <- sprintf("clmm(%s, data = wine, link = \"%s\", nAGQ = %d)", formula, link, nAGQ)
+case <- function(id, formula, link = "logit", nAGQ = 1, threshold = "flexible") {
+  call <- sprintf("clmm(%s, data = wine, link = \"%s\", nAGQ = %d%s)", formula, link, nAGQ,
+                  if (threshold == "flexible") "" else sprintf(", threshold = \"%s\"", threshold))
   m <- eval(parse(text = call))
   se <- sqrt(diag(vcov(m)))
   vc <- VarCorr(m)
@@ -33,7 +34,12 @@ case <- function(id, formula, link = "logit", nAGQ = 1) {
                          bottle = as.character(1:8)),
     formula = formula, link = link, nAGQ = nAGQ, r_call = call, versions = versions,
     logLik = as.numeric(logLik(m)), max_abs_gradient = max(abs(m$gradient)),
-    thresholds = list(names = names(m$alpha), estimate = unname(m$alpha), se = unname(se[names(m$alpha)])),
+    threshold = threshold,
+    thresholds = if (threshold == "flexible")
+      list(names = names(m$alpha), estimate = unname(m$alpha), se = unname(se[names(m$alpha)]))
+    else  # the K - 1 cut points (Theta) and clmm's parameters (threshold.1, spacing) with their SEs
+      list(names = c("1|2", "2|3", "3|4", "4|5"), estimate = unname(as.vector(m$Theta)),
+           parameters = list(names = names(m$alpha), estimate = unname(m$alpha), se = unname(se[names(m$alpha)]))),
     beta = list(names = names(m$beta), estimate = unname(m$beta), se = unname(se[names(m$beta)])),
     re_sd = lapply(vc, function(v) unname(attr(v, "stddev"))),
     re_cor = lapply(vc, function(v) { r <- attr(v, "correlation"); if (is.null(r)) NULL else unname(r[lower.tri(r)]) }),
@@ -59,3 +65,4 @@ writeLines(toJSON(list(case_id = "wine_clm_cloglog", r_call = "clm(rating ~ temp
                   auto_unbox = TRUE, digits = NA, pretty = TRUE), file.path(OUT, "wine_clm_cloglog.json"))
 case("wine_clmm_slope", "rating ~ temp + contact + (1 + temp | judge)")
 case("wine_clmm_crossed", "rating ~ temp + contact + (1 | judge) + (1 | bottle)")
+case("wine_clmm_equidistant", "rating ~ temp + contact + (1 | judge)", threshold = "equidistant")
