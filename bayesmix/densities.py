@@ -78,8 +78,9 @@ class Density:
         right tail (the CDF rounds to 1 and the log survival to -inf)."""
         return None
 
-    def static_arguments(self, y: np.ndarray) -> dict:
-        """Constants of the sampler's graph that the data fix (none but the tweedie's window)."""
+    def static_arguments(self, y: np.ndarray, groups: np.ndarray | None = None) -> dict:
+        """Constants of the sampler's graph that the data fix (none but the tweedie's window);
+        ``groups``: the level codes of the model's first grouping factor, where it has one."""
         return {}
 
 
@@ -361,11 +362,23 @@ class Tweedie(Density):
     def moments(self, mu, params, trials):
         return mu, np.asarray(params["phi"]) * mu ** np.asarray(params["power"])
 
-    def static_arguments(self, y: np.ndarray) -> dict:
+    def static_arguments(self, y: np.ndarray, groups: np.ndarray | None = None) -> dict:
         """The window of the series: it covers phi down to a fifth of the moment estimate
-        Var(y) / mean(y)^1.5 (which the random effects' variance inflates) and powers up to 1.9."""
+        Var(y) / mean(y)^1.5 and powers up to 1.9. Between-level spread inflates that estimate
+        (a group SD of 2.5 on the log scale, by orders of magnitude: the window then refused the
+        true phi and the sampler stalled against it), so within the levels of ``groups`` it is taken
+        too, and the smaller of the two (the median over levels with 3 or more rows) is used."""
         y = np.asarray(y, dtype=float)
         moment = float(np.var(y) / max(np.mean(y), 1e-12) ** 1.5) if y.size > 1 else 1.0
+        if groups is not None:
+            codes = np.asarray(groups, dtype=np.int64)
+            rows = np.bincount(codes)
+            means = np.bincount(codes, weights=y) / np.maximum(rows, 1)
+            variances = np.bincount(codes, weights=y * y) / np.maximum(rows, 1) - means**2
+            usable = (rows >= 3) & (means > 0)
+            if usable.any():
+                within = np.maximum(variances[usable], 0.0) / means[usable] ** 1.5
+                moment = min(moment, float(np.median(within)))
         return {"window": tweedie_window(y, max(moment, 1e-6) / TWEEDIE_PHI_FLOOR)}
 
     def draw(self, mu, params, trials, rng):

@@ -913,7 +913,9 @@ class Family:
                 f"Censored responses are supported for {', '.join(CENSORABLE)}; not for family='{self.name}' yet."
             )
 
-    def likelihood(self, name, eta, params, observed, trials=None, dims=None, weights=None, censoring=None):
+    def likelihood(
+        self, name, eta, params, observed, trials=None, dims=None, weights=None, censoring=None, groups=None
+    ):
         """Add the observed PyMC variable for linear predictor ``eta`` (shape (n,)). ``weights``:
         gaussian precision weights (sd sigma / sqrt(w), lme4's meaning); for the other families each
         row's log-density counts w times (glmmTMB's). ``censoring``: (codes, upper) of a censored
@@ -927,7 +929,7 @@ class Family:
         mean = self.link.inverse(eta, pt)
         distribution, parameters = self._likelihood(mean, params, trials)
         if isinstance(distribution, _DensityDist):
-            distribution.static = distribution.density.static_arguments(observed.get_value())
+            distribution.static = distribution.density.static_arguments(observed.get_value(), groups)
         if censoring is not None:
             discrete = self.name in ("poisson", "negativebinomial")
             limit = None

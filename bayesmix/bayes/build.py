@@ -366,7 +366,15 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
             censoring = (pm.Data("censoring", design.censoring, dims=OBS_DIM), pm.Data("upper", upper, dims=OBS_DIM))
         name = response_name(design, model.named_vars)
         family.likelihood(
-            name, eta, params, observed, trials=trials, dims=OBS_DIM, weights=weights, censoring=censoring
+            name,
+            eta,
+            params,
+            observed,
+            trials=trials,
+            dims=OBS_DIM,
+            weights=weights,
+            censoring=censoring,
+            groups=design.blocks[0].codes if design.blocks else None,  # within-level moments (the tweedie's)
         )
     return model
 
