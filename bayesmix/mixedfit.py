@@ -73,6 +73,9 @@ class MixedFit:
     nagq: int | None = None  # quadrature points per level of a GLMM fit (1: Laplace); None for an LMM
     submodels: dict[str, pd.DataFrame] = field(default_factory=dict)  # zi= / dispersion= coefficients
     thresholds: pd.DataFrame | None = None  # an ordinal model's cut points (estimate, se, statistic)
+    # an ordinal model's joint covariance of the fixed effects and the cut points (delta method):
+    # what an interval for a category probability needs
+    ordinal_vcov: pd.DataFrame | None = None
 
     def parameters(self, submodel_X: dict | None = None, submodel_blocks: dict | None = None) -> dict:
         """The family's parameters: the constant ones (:attr:`family_params`), and per row those a zi=
@@ -233,6 +236,7 @@ class _Estimates:
     nagq: int | None = None
     submodels: dict[str, pd.DataFrame] = field(default_factory=dict)
     thresholds: pd.DataFrame | None = None
+    ordinal_vcov: pd.DataFrame | None = None
 
 
 def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | None) -> MixedFit:
@@ -301,6 +305,7 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         nagq=e.nagq,
         submodels=e.submodels,
         thresholds=e.thresholds,
+        ordinal_vcov=e.ordinal_vcov,
     )
 
 
@@ -370,6 +375,7 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
             nagq=result.nagq,
             submodels=submodels,
             thresholds=_threshold_table(design, family, result),
+            ordinal_vcov=_ordinal_vcov(design, family, result),
         ),
         time_s,
     )
@@ -396,6 +402,27 @@ def _threshold_table(design: Design, family: Family, result: GlmmResult) -> pd.D
             )
         start += size
     return None
+
+
+def _ordinal_vcov(design: Design, family: Family, result: GlmmResult) -> pd.DataFrame | None:
+    """The joint covariance of the fixed effects and an ordinal model's cut points: the optimiser's
+    covariance of (beta, the thresholds' unconstrained coordinates) through the thresholds' Jacobian."""
+    if not family.ordinal:
+        return None
+    problem = result.problem
+    n_theta, p = problem.layout.n_theta, problem.X.shape[1]
+    start = n_theta + p
+    for name, size in zip(problem.auxiliary, problem.auxiliary_sizes):
+        if name == "thresholds":
+            break
+        start += size
+    free = result.optimizer.x[start : start + size]
+    J = np.zeros((p + problem.threshold_transform[2](free).shape[0], p + size))
+    J[:p, :p] = np.eye(p)
+    J[p:, p:] = problem.threshold_transform[2](free)
+    index = np.r_[np.arange(n_theta, n_theta + p), np.arange(start, start + size)]
+    names = [*result.fixed_names, *ordinal.threshold_names(design.codings.response_levels)]
+    return pd.DataFrame(J @ result.vcov[np.ix_(index, index)] @ J.T, index=names, columns=names)
 
 
 def _glmm_method(family: Family, result: GlmmResult) -> str:

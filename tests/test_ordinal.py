@@ -118,6 +118,7 @@ def test_summary_contract_and_predictions(tmp_path):
     again = bayesmix.load(tmp_path / "fit.nc")
     np.testing.assert_array_equal(again.predict(kind="probs"), probs)
     assert again.to_dict()["thresholds"] == contract["thresholds"]
+    pd.testing.assert_frame_equal(again.ordinal_vcov, fit.ordinal_vcov)
 
 
 def test_log_probability_in_both_tails():
@@ -206,3 +207,31 @@ def test_laplace_gradient_with_thresholds(link):
     deviance, step = deviance_function(problem), 1e-4
     numeric = np.array([(deviance(x + e) - deviance(x - e)) / (2 * step) for e in np.eye(len(x)) * step])
     np.testing.assert_allclose(exact, numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_conditional_effects_draws_each_categorys_probability():
+    """One line per category over a numeric predictor (a point per level of a factor); the lines
+    are the population-level category probabilities and sum to 1; the exact fit's bands (delta
+    method over beta and the cut points) contain them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayesmix import plots
+
+    data = wine().assign(t=np.random.default_rng(0).normal(size=72))
+    fit = bayesmix.Model("rating ~ temp + contact + t + (1 | judge)", data, family="cumulative").fit()
+    assert fit.ordinal_vcov.shape == (7, 7)
+    ax = plots.conditional_effects(fit, "t")
+    lines = {line.get_gid(): line.get_ydata() for line in ax.lines if line.get_gid()}
+    assert sorted(lines) == [f"prediction {k}" for k in range(1, 6)]
+    np.testing.assert_allclose(sum(lines.values()), 1.0, rtol=1e-10)
+    x = ax.lines[0].get_xdata()
+    grid = pd.DataFrame({"t": x, "temp": "cold", "contact": "no"})
+    expected = fit.predict(grid, kind="probs", re_form="population")
+    np.testing.assert_allclose(lines["prediction 3"], np.asarray(expected)[:, 2], rtol=1e-10)
+    bands = [c for c in ax.collections if (c.get_gid() or "").startswith("interval")]
+    assert len(bands) == 5
+    factor_ax = plots.conditional_effects(fit, "temp")
+    assert factor_ax.get_xticklabels()[1].get_text() == "warm"
+    assert "category" in factor_ax.get_legend().get_title().get_text()
+    matplotlib.pyplot.close("all")

@@ -90,6 +90,41 @@ class FitView:
         a, b = self.family.mean(eta - z * se, params), self.family.mean(eta + z * se, params)
         return mean, np.minimum(a, b), np.maximum(a, b)
 
+    def population_probabilities(self, grid: pd.DataFrame, interval: float | None):
+        """An ordinal model's population-level category probabilities on ``grid``, each (rows, K):
+        (mean, lower, upper), the bounds None when ``interval`` is None. NUTS: posterior means and
+        central quantiles. Exact: the delta method over the fixed effects and the cut points
+        (their joint covariance, ``ordinal_vcov``), the bounds clipped to [0, 1]."""
+        if self.bayes:
+            draws = self.obj.predict(self.idata, data=grid, kind="probs", re_form="population", inplace=False)
+            draws = draws.to_numpy().reshape(-1, len(grid), draws.shape[-1])
+            mean = draws.mean(axis=0)
+            if interval is None:
+                return mean, None, None
+            lower, upper = np.quantile(draws, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
+            return mean, lower, upper
+        mean = np.asarray(self.obj.predict(grid, kind="probs", re_form="population"), dtype=float)
+        if interval is None or self.obj.ordinal_vcov is None:
+            return mean, None, None
+        names = list(self.obj.fixef.index)
+        X = encode_new_data(self.design, grid, random_effects=False).X
+        X = X[:, [self.design.fixed_names.index(name) for name in names]]
+        beta, cuts = self.obj.fixef["estimate"].to_numpy(), self.obj.thresholds["estimate"].to_numpy()
+        V = self.obj.ordinal_vcov.to_numpy()
+
+        def probabilities(values):
+            return self.family.probabilities(X @ values[: len(beta)], {"thresholds": values[len(beta) :]})
+
+        at = np.r_[beta, cuts]
+        steps = 1e-6 * np.maximum(1.0, np.abs(at))
+        J = np.stack(  # d probability / d (beta, cuts): (rows, K, parameters), central differences
+            [(probabilities(at + h * e) - probabilities(at - h * e)) / (2 * h) for h, e in zip(steps, np.eye(len(at)))],
+            axis=-1,
+        )
+        se = np.sqrt(np.maximum(np.einsum("rkp,pq,rkq->rk", J, V, J), 0.0))
+        z = ndtri(0.5 + interval / 2)
+        return mean, np.clip(mean - z * se, 0.0, 1.0), np.clip(mean + z * se, 0.0, 1.0)
+
 
 def view(fit, idata=None, user: str | None = None) -> FitView:
     """``fit`` (a MixedFit, or a Model with ``idata`` or its last ``sample()``) as a :class:`FitView`;

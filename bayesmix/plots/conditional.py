@@ -108,6 +108,11 @@ def conditional_effects(
     used are written in the title. A numeric ``effect`` gives a line over its observed range
     (``resolution`` points) with a band; a factor gives a point with an error bar per level.
 
+    An ordinal model draws each category's probability (a line and band per category over a
+    numeric ``effect``, a point and error bar per category beside each level of a factor), as
+    brms's ``categorical = TRUE``; exact fits' intervals come from the delta method over the fixed
+    effects and the cut points.
+
     Predictions are means on the response scale (probabilities for binomial data). NUTS: the
     posterior mean and central ``interval`` quantiles of ``model.predict(data=grid,
     re_form="population")``. Exact fits: ``fit.predict(grid, re_form="population")`` with a Wald
@@ -141,6 +146,13 @@ def conditional_effects(
     grid = pd.DataFrame({effect: values})
     for name, (value, _) in reference.items():
         grid[name] = [value] * len(grid)
+    if source.family.ordinal:
+        ax = _single_axes(ax, (7.8, 4.6))
+        prediction = source.population_probabilities(grid, interval)
+        _category_effects(ax, values, factor, prediction, design.codings.response_levels, interval, source)
+        ax.set_xlabel(effect)
+        ax.set_title(_effects_title(effect, source.label, reference), fontsize=10)
+        return ax
     mean, lower, upper = source.population(grid, interval)
 
     ax = _single_axes(ax, (6.4, 4.6))
@@ -184,3 +196,33 @@ def _numeric_effect(ax, values, column, observed, prediction, band) -> None:
     if lower is not None:
         ax.fill_between(values, lower, upper, color=_PARTIAL_COLOR, alpha=0.2, lw=0, gid="interval", label=band)
     ax.plot(values, mean, color=_PARTIAL_COLOR, lw=2, gid="prediction", label="population-level mean")
+
+
+def _category_effects(ax, values, factor, prediction, levels, interval, source) -> None:
+    """An ordinal model's category probabilities over ``values``: one colour per category."""
+    import matplotlib.pyplot as plt
+
+    mean, lower, upper = prediction
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, mean.shape[1]))
+    kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
+    offsets = np.linspace(-0.25, 0.25, mean.shape[1]) if factor else None
+    for k, (level, colour) in enumerate(zip(levels, colours)):
+        if factor:
+            pos = np.arange(len(values)) + offsets[k]
+            yerr = None if lower is None else np.vstack([mean[:, k] - lower[:, k], upper[:, k] - mean[:, k]])
+            bars = ax.errorbar(pos, mean[:, k], yerr=yerr, fmt="o", color=colour, ms=5, capsize=3, label=str(level))
+            bars.lines[0].set_gid(f"prediction {level}")
+            continue
+        if lower is not None:
+            ax.fill_between(values, lower[:, k], upper[:, k], color=colour, alpha=0.15, lw=0, gid=f"interval {level}")
+        ax.plot(values, mean[:, k], color=colour, lw=2, gid=f"prediction {level}", label=str(level))
+    if factor:
+        ax.set_xticks(np.arange(len(values)))
+        ax.set_xticklabels([str(v) for v in values])
+        ax.set_xlim(-0.5, len(values) - 0.5)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("probability of the category")
+    band = "" if interval is None or lower is None else f"; intervals: {100 * interval:g} % {kind}"
+    title = f"category{band}".replace("; ", "\n")
+    # beside the axes: inside, it covers the points of some level
+    ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8, frameon=False)
