@@ -722,7 +722,7 @@ def _ordinal_response(frame: pd.DataFrame, expr: str, order) -> tuple[np.ndarray
         )
     if len(order) < 3:
         raise BayesmixError(
-            f"The ordinal response '{expr}' has {len(order)} categories; a cumulative model needs at least 3. "
+            f"The ordinal response '{expr}' has {len(order)} categories; an ordinal model needs at least 3. "
             "With two, use family='bernoulli'."
         )
     return codes.astype(float) + 1.0, tuple(v.item() if isinstance(v, np.generic) else v for v in order)
