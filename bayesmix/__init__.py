@@ -42,6 +42,8 @@ _LAZY = {
     "fixef": "bayesmix.after.tidy",
     "ranef": "bayesmix.after.tidy",
     "varcorr": "bayesmix.after.tidy",
+    "r2": "bayesmix.after.r2",
+    "icc": "bayesmix.after.r2",
 }
 _LAZY_MODULES = {"plots", "modular"}
 
