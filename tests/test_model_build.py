@@ -36,7 +36,7 @@ def simulate(family, n_groups=12, per_group=6, seed=0):
             y = np.maximum(y, 1)
     elif family == "gamma":
         y = rng.gamma(3.0, np.exp(eta) / 3.0)
-    elif family == "cumulative":  # four ordered categories 1..4
+    elif family in ("cumulative", "sratio", "acat"):  # four ordered categories 1..4
         y = 1.0 + np.searchsorted([-0.5, 0.4, 1.2], eta + rng.logistic(size=n))
     elif family in DENSITIES:
         link = {"log": np.exp, "logit": expit, "identity": lambda e: e}[DENSITIES[family].link]
@@ -80,6 +80,14 @@ def scipy_loglik(family, y, trials, mu, params):
         cuts = np.concatenate([[-np.inf], params["thresholds"], [np.inf]])
         k = y.astype(int)
         return np.log(stats.logistic.cdf(cuts[k] - mu) - stats.logistic.cdf(cuts[k - 1] - mu))
+    if family == "sratio":  # P(y = k | y >= k) = logistic CDF of c_k - eta, a product of stages
+        stop = stats.logistic.cdf(params["thresholds"][None, :] - mu[:, None])  # (n, K - 1)
+        go_on = np.cumprod(np.concatenate([np.ones((len(mu), 1)), 1 - stop], axis=1), axis=1)  # (n, K)
+        probability = go_on * np.concatenate([stop, np.ones((len(mu), 1))], axis=1)
+        return np.log(probability[np.arange(len(mu)), y.astype(int) - 1])
+    if family == "acat":  # log P(y = k + 1) / P(y = k) = eta - c_k
+        s = np.concatenate([np.zeros((len(mu), 1)), np.cumsum(mu[:, None] - params["thresholds"][None, :], 1)], 1)
+        return s[np.arange(len(mu)), y.astype(int) - 1] - np.log(np.exp(s).sum(axis=1))
     return stats.beta.logpdf(y, mu * params["phi"], (1 - mu) * params["phi"])
 
 
@@ -138,7 +146,7 @@ INVERSE_LINK = {
     "gamma": np.exp,
     "beta": expit,
     **{name: np.exp for name in ZERO_FAMILIES},
-    "cumulative": lambda e: e,  # the thresholds and eta enter the likelihood, not a mean
+    **{name: (lambda e: e) for name in ("cumulative", "sratio", "acat")},  # thresholds and eta, not a mean
     **{name: {"log": np.exp, "logit": expit, "identity": lambda e: e}[d.link] for name, d in DENSITIES.items()},
 }
 
