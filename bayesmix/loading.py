@@ -14,6 +14,7 @@ import pandas as pd
 
 from bayesmix.after.io import read
 from bayesmix.bayes.priors import Prior
+from bayesmix.design.encode import ordinal_response_column
 from bayesmix.design.formula import parse_formula
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.mixedfit import MixedFit
@@ -88,4 +89,4 @@ def _fit_from_payload(payload: dict, design, family) -> MixedFit:
 
 
 def _response_column(formula: str) -> str:
-    return parse_formula(formula).response.expr
+    return ordinal_response_column(parse_formula(formula).response.expr)

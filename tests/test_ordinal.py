@@ -235,3 +235,26 @@ def test_conditional_effects_draws_each_categorys_probability():
     assert factor_ax.get_xticklabels()[1].get_text() == "warm"
     assert "category" in factor_ax.get_legend().get_title().get_text()
     matplotlib.pyplot.close("all")
+
+
+def test_a_column_name_with_a_space_in_backticks(tmp_path):
+    """`wine rating` names the column (as lme4 reads backticks); its level order from categorical=
+    under the plain name; a missing response is dropped and counted; the frame is left as it was;
+    the saved fit reads the order back."""
+    labels = ["awful", "poor", "ok", "good", "great"]
+    data = wine().assign(**{"wine rating": lambda d: d.rating.map(dict(enumerate(labels, start=1)))})
+    data.loc[3, "wine rating"] = np.nan
+    before = data.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the dropped row's warning
+        model = bayesmix.Model(
+            "`wine rating` ~ temp + contact + (1 | judge)", data, family="acat", categorical={"wine rating": labels}
+        )
+    pd.testing.assert_frame_equal(data, before)
+    assert model.design.n_dropped == 1 and model.design.codings.response_levels == tuple(labels)
+    fit = model.fit()
+    assert list(fit.thresholds.index) == ["awful|poor", "poor|ok", "ok|good", "good|great"]
+    fit.save(tmp_path / "fit.nc")
+    np.testing.assert_array_equal(bayesmix.load(tmp_path / "fit.nc").predict(kind="probs"), fit.predict(kind="probs"))
+    with pytest.raises(BayesmixError, match="no level order"):
+        bayesmix.Model("`wine rating` ~ temp + (1 | judge)", data.dropna(), family="sratio")

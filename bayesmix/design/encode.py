@@ -692,6 +692,13 @@ def _response(frame: pd.DataFrame, expr: str) -> tuple[np.ndarray, tuple | None]
     return (_as_levels(column, order) == order[1]).to_numpy(dtype=float), order
 
 
+def ordinal_response_column(expr: str) -> str:
+    """The data column an ordinal response names: the expression itself, or the text inside
+    backticks (`wine rating`)."""
+    expr = expr.strip()
+    return expr[1:-1] if len(expr) > 1 and expr[0] == expr[-1] == "`" else expr
+
+
 def _ordinal_response(frame: pd.DataFrame, expr: str, order) -> tuple[np.ndarray, tuple]:
     """An ordinal response's category index 1..K and its K levels in order: from ``categorical=``'s
     order, an ordered pandas Categorical's, or sorted numbers; unordered strings have none."""
@@ -748,7 +755,8 @@ def build_design(
 
     response = spec.response
     if ordinal:
-        y, response_levels = _ordinal_response(frame, response.expr, categorical.get(response.expr))
+        name = ordinal_response_column(response.expr)
+        y, response_levels = _ordinal_response(frame, name, categorical.get(name, categorical.get(response.expr)))
     else:
         y, response_levels = _response(frame, response.expr)
     trials = None
