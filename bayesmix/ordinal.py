@@ -190,9 +190,24 @@ def family_probabilities(family: str, link: str, eta, thresholds) -> np.ndarray:
     return np.exp(log_probabilities(family, link, eta, thresholds))
 
 
+DRAW_CHUNK = 2**24  # entries of a (draws, rows, categories) array formed at once when drawing
+
+
 def family_draw(family: str, link: str, eta, thresholds, rng: np.random.Generator) -> np.ndarray:
     """Category codes 0..K-1 of any ordinal family: a uniform draw placed among the cumulative
-    probabilities."""
+    probabilities. Posterior draws (eta (S, n), thresholds (S, K - 1)) go in chunks of draws, so
+    memory holds (chunk, n, K) at a time; the uniforms come from ``rng`` in the same order as in
+    one piece, so the codes do not depend on the chunking."""
+    eta = np.asarray(eta, dtype=float)
+    cuts = np.asarray(thresholds, dtype=float)
+    if eta.ndim == 2 and cuts.ndim == 2 and eta.size * cuts.shape[-1] > DRAW_CHUNK:
+        step = max(1, DRAW_CHUNK // (eta.shape[1] * cuts.shape[-1]))
+        parts = [_one_draw(family, link, eta[i : i + step], cuts[i : i + step], rng) for i in range(0, len(eta), step)]
+        return np.concatenate(parts)
+    return _one_draw(family, link, eta, cuts, rng)
+
+
+def _one_draw(family: str, link: str, eta, thresholds, rng: np.random.Generator) -> np.ndarray:
     if family == "cumulative":
         return draw(link, eta, thresholds, rng)
     cumulative = np.cumsum(family_probabilities(family, link, eta, thresholds), axis=-1)[..., :-1]

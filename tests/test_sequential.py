@@ -142,3 +142,16 @@ def test_sampler_agrees_with_the_exact_fit(family):
     probs = model.predict(idata, kind="probs").values
     assert probs.shape == (2, 400, 72, 5)
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-10)
+
+
+@pytest.mark.parametrize("family", ("cumulative", *FAMILIES))
+def test_posterior_draws_in_chunks_equal_one_piece(family, monkeypatch):
+    """Draws over many posterior draws go in chunks (memory holds one chunk's probabilities);
+    the uniforms are consumed in the same order, so the categories are the same."""
+    rng = np.random.default_rng(9)
+    eta = rng.normal(size=(50, 30))
+    cuts = np.sort(rng.normal(size=(50, 4)), axis=1)
+    whole = ordinal.family_draw(family, "logit", eta, cuts, np.random.default_rng(1))
+    monkeypatch.setattr(ordinal, "DRAW_CHUNK", 7 * 30 * 4)  # 7 draws a chunk, the last one shorter
+    chunked = ordinal.family_draw(family, "logit", eta, cuts, np.random.default_rng(1))
+    np.testing.assert_array_equal(chunked, whole)

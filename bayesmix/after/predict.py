@@ -125,9 +125,9 @@ def posterior_predict(
         )
     if kind in ("zi", "dispersion"):  # glmmTMB's predict(type = "zprob" / "disp")
         values = np.broadcast_to(params[family.submodel_parameter(kind)], eta.shape)
-    else:
+    elif kind != "response":  # the mean (a draw does not need it: an ordinal one is (draws, rows, categories))
         values = family.mean(eta, params)
-    if kind == "response":
+    else:
         if family.takes_trials and data is not None and new.trials is None:
             trials = "the trials column of p(s, n)" if design.spec.response.trials else "both columns of cbind(s, f)"
             raise BayesmixError(f"Simulating binomial responses for new data needs {trials} in the new data.")
