@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bayesmix import ordinal
+from bayesmix import categorical, ordinal
 from bayesmix.counts import ZERO_FAMILIES, zero_draws, zero_moments, zero_probability, zero_terms
 from bayesmix.densities import DENSITIES, GAMMA
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -324,6 +324,7 @@ LAPLACE_TERMS = {
     "cumulative": (ordinal.ORDINAL_LINKS, _cumulative_terms),
     "sratio": (ordinal.ORDINAL_LINKS, _sequential_terms("sratio")),
     "acat": (ordinal.ORDINAL_LINKS, _sequential_terms("acat")),
+    "categorical": (("logit",), None),  # Family.laplace_terms: it reads the categories' predictors by name
     **{name: ((density.link,), _density_terms(name)) for name, density in DENSITIES.items()},
     "gaussian": (("identity",), _gaussian_terms),
     "bernoulli": (("logit", "probit", "cloglog"), _binomial_terms),
@@ -516,8 +517,32 @@ class _Ordinal:
         return _pm().CustomDist(name, eta, thresholds, logp=logp, random=random, observed=observed, dims=dims)
 
 
+def _check_categories(y, trials, name):
+    """The category index 1..K of a categorical response (the design layer codes the levels)."""
+    if not np.all((y >= 1) & (y == np.round(y))):
+        raise BayesmixError(
+            f"family='{name}' reads the response as categories; give a column of strings, a pandas Categorical "
+            "or integers (the first level is the reference)."
+        )
+
+
+def _categorical_likelihood(name, observed, dims, etas):
+    """The sampler's likelihood of a categorical response: log P(y | mu_2..mu_K) per row."""
+
+    names = tuple(f"mu{k}" for k in range(len(etas)))
+
+    def logp(value, *etas):
+        return categorical.pt_log_probability(value - 1.0, etas)
+
+    def random(*etas, rng=None, size=None):  # prior and posterior predictive draws (SBC draws y from the prior)
+        etas = [np.broadcast_to(eta, size) if size is not None else eta for eta in etas]
+        return categorical.draw(dict(zip(names, etas)), names, np.random.default_rng(rng)) + 1.0
+
+    return _pm().CustomDist(name, *etas, logp=logp, random=random, observed=observed, dims=dims)
+
+
 def _ordinal_family(eta, params, trials):
-    raise AssertionError("an ordinal family's likelihood reads eta (Family.likelihood), not the mean")
+    raise AssertionError("a category family's likelihood reads eta (Family.likelihood), not the mean")
 
 
 def _density_family(name):
@@ -699,9 +724,32 @@ class Family:
             )
         return replace(self, threshold_structure=structure)
 
+    def with_categories(self, levels) -> Family:
+        """A categorical family for a response with these levels (the first the reference): one
+        parameter ``mu<level>``, a linear predictor, per other level."""
+        return replace(self, params=categorical.parameter_names(levels))
+
+    @property
+    def categorical(self) -> bool:
+        """Whether the response is unordered categories, one linear predictor per non-reference one."""
+        return self.name == "categorical"
+
+    @property
+    def category_response(self) -> bool:
+        """Whether the response is categories (ordered or not), modelled as their probabilities."""
+        return self.ordinal or self.categorical
+
+    def parameter_link(self, name: str) -> Link:
+        """The link of a parameter that a formula predicts: a category's linear predictor is its log
+        odds against the reference; the others' are in :data:`PARAMETER_LINKS`."""
+        return LINKS["identity"] if self.categorical else PARAMETER_LINKS[name]
+
     def submodel_parameter(self, role: str) -> str:
         """The parameter a zi= or dispersion= formula predicts (``zi``/``hu``; ``sigma``, ``alpha``,
-        ``shape`` or ``phi``), or BayesmixError naming the families that have one."""
+        ``shape`` or ``phi``; a categorical response's category), or BayesmixError naming the
+        families that have one."""
+        if self.categorical and role in self.params:
+            return role
         owner = SUBMODEL_PARAMETERS[role]
         for name in self.params:
             if name in owner:
@@ -733,6 +781,7 @@ class Family:
         """The response mean for linear predictor ``eta`` (numpy arrays): g^{-1}(eta), and for the
         zero-inflated, hurdle and truncated families that count mean with the zero process applied
         (their ``params`` are then required)."""
+        self._refuse_categorical("mean")
         if self.ordinal:  # the expected category index 1..K (brms's fitted mean)
             if params is None:
                 raise BayesmixError(f"The mean of family='{self.name}' needs its thresholds.")
@@ -753,6 +802,7 @@ class Family:
         """The response's (mean, variance) for linear predictor ``eta`` (numpy; params broadcast):
         binomial families count successes out of ``trials``; gaussian precision ``weights`` divide
         the variance."""
+        self._refuse_categorical("moments")
         if self.ordinal:  # of the category index 1..K
             probabilities = self.probabilities(eta, params)
             index = np.arange(1.0, probabilities.shape[-1] + 1.0)
@@ -782,6 +832,8 @@ class Family:
         """Random responses for linear predictor ``eta`` (numpy; params broadcast against it), as the
         likelihood. ``weights``: a gaussian row's precision weight (sd sigma / sqrt(w)); prior weights
         of other families scale the log-likelihood, not the distribution a response is drawn from."""
+        if self.categorical:
+            return categorical.draw(params, self.params, rng) + 1.0
         if self.ordinal:
             eta = np.asarray(eta, dtype=float)
             return ordinal.family_draw(self.name, self.link.name, eta, params["thresholds"], rng) + 1.0
@@ -818,7 +870,11 @@ class Family:
         links, terms = LAPLACE_TERMS[self.name]
         if self.link.name not in links:
             raise BayesmixError(f"Laplace fits of family='{self.name}' support the links {', '.join(links)}.")
-        ll, d1, d2 = terms(eta, y, trials, params, self.link)
+        if self.categorical:  # log P(y) from the categories' predictors; the reference's eta does not enter
+            ll = categorical.joint_terms(np.asarray(y) - 1, [params[name] for name in self.params])[0]
+            d1 = d2 = np.zeros(np.shape(eta))
+        else:
+            ll, d1, d2 = terms(eta, y, trials, params, self.link)
         if weights is None:
             return ll, d1, d2
         return weights * ll, weights * d1, weights * d2
@@ -894,8 +950,18 @@ class Family:
         """Whether the response is ordered categories with thresholds (:mod:`bayesmix.ordinal`)."""
         return self.name in ordinal.ORDINAL_FAMILIES
 
+    def _refuse_categorical(self, what: str) -> None:
+        if self.categorical:
+            raise BayesmixError(
+                f"An unordered categorical response has no {what} (its category codes have no order); use the "
+                "category probabilities (predict(kind='probs')) or drawn categories (kind='response')."
+            )
+
     def probabilities(self, eta, params) -> np.ndarray:
-        """(..., K) category probabilities of an ordinal family for linear predictors ``eta``."""
+        """(..., K) category probabilities of an ordinal family for linear predictors ``eta``, or of
+        a categorical one from its categories' predictors in ``params``."""
+        if self.categorical:
+            return categorical.probabilities(params, self.params)
         return ordinal.family_probabilities(self.name, self.link.name, eta, params["thresholds"])
 
     @property
@@ -922,6 +988,10 @@ class Family:
         response (:func:`_censored_likelihood`)."""
         import pytensor.tensor as pt
 
+        if self.categorical:
+            if censoring is not None or weights is not None:
+                raise BayesmixError("family='categorical' takes neither weights= nor censored responses yet.")
+            return _categorical_likelihood(name, observed, dims, [params[p] for p in self.params])
         if self.ordinal:
             if censoring is not None or weights is not None:
                 raise BayesmixError(f"family='{self.name}' takes neither weights= nor censored responses yet.")
@@ -1017,6 +1087,9 @@ _FAMILIES = {
     "cumulative": ("logit", ordinal.ORDINAL_LINKS, ("thresholds",), _check_ordinal, _ordinal_family, False),
     "sratio": ("logit", ordinal.ORDINAL_LINKS, ("thresholds",), _check_ordinal, _ordinal_family, False),
     "acat": ("logit", ordinal.ORDINAL_LINKS, ("thresholds",), _check_ordinal, _ordinal_family, False),
+    # its parameters, one linear predictor per non-reference category, are named once the levels are
+    # known (Family.with_categories)
+    "categorical": ("logit", ("logit",), (), _check_categories, _ordinal_family, False),
 }
 _ALIASES = {
     "normal": "gaussian",

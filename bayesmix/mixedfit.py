@@ -26,20 +26,24 @@ from bayesmix.errors import ConvergenceWarning, SingularFitWarning, warn
 from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult
 from bayesmix.exact.optimize import OptimizerSummary
-from bayesmix.families import PARAMETER_LINKS, Family
+from bayesmix.families import Family
 from bayesmix.report import (
+    categories_to_dict,
+    category_lines,
     censoring_lines,
     family_params_to_dict,
+    fixef_dict,
     format_submodels,
     format_table,
     format_varcorr,
     ranef_dict,
     ranef_frames,
     submodel_formula_lines,
+    submodel_headings,
     submodels_to_dict,
     threshold_lines,
     thresholds_to_dict,
-    varcorr_to_dict,
+    varcorr_contract,
 )
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular tolerance on theta's diagonal
@@ -73,7 +77,8 @@ class MixedFit:
     nagq: int | None = None  # quadrature points per level of a GLMM fit (1: Laplace); None for an LMM
     submodels: dict[str, pd.DataFrame] = field(default_factory=dict)  # zi= / dispersion= coefficients
     thresholds: pd.DataFrame | None = None  # an ordinal model's cut points (estimate, se, statistic)
-    # an ordinal model's joint covariance of the fixed effects and the cut points (delta method):
+    # the joint covariance of what the category probabilities read (delta method): an ordinal model's
+    # fixed effects and cut points, a categorical model's coefficients of every category
     # what an interval for a category probability needs
     ordinal_vcov: pd.DataFrame | None = None
 
@@ -89,11 +94,14 @@ class MixedFit:
             name = self.family.submodel_parameter(role)
             if submodel_X is None:
                 X = self.design.submodels[role].X
-                blocks = [(b.Zt, b.codes, conditional_modes(self, b)) for b in self.design.submodels[role].blocks]
+                blocks = [
+                    (b.Zt * b.mask(role), b.codes, conditional_modes(self, b))
+                    for b in self.design.submodels[role].blocks
+                ]
             else:
                 X, blocks = submodel_X[role], (submodel_blocks or {}).get(role, [])
             eta = linear_predictor(np.asarray(X), table["estimate"].to_numpy(), blocks)
-            out[name] = PARAMETER_LINKS[name].inverse(eta, np)
+            out[name] = self.family.parameter_link(name).inverse(eta, np)
         return out
 
     @property
@@ -124,6 +132,7 @@ class MixedFit:
         lines = [
             title[self.method],
             f" Family: {self.family.name} ( {self.family.link.name} )",
+            *category_lines(self.design, self.family),
             f"Formula: {self.design.spec.text}",
             *submodel_formula_lines(self.design),
             *censoring_lines(self.design),
@@ -133,19 +142,20 @@ class MixedFit:
         lines.append(f"     AIC      BIC   logLik {'REMLcrit' if self.method == 'REML' else 'deviance'}")
         crit = self.reml_criterion if self.method == "REML" else self.deviance
         lines.append(f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {crit:8.1f}")
-        lines += ["", "Random effects:", *format_varcorr(self.varcorr, "mu", self.sigma)]
+        mean = not self.family.categorical  # a categorical model's effects are its categories' (below)
+        lines += ["", "Random effects:", *format_varcorr(self.varcorr, "mu", self.sigma)] if mean else [""]
         groups = ", ".join(f"{g}, {n}" for g, n in self.ngrps.items())
         lines.append(f"Number of obs: {self.nobs}, groups:  {groups}")
         if self.family_params:
             lines.append("Family parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in self.family_params.items()))
-        lines += ["", "Fixed effects:"]
-        rows = [["", "Estimate", "Std. Error", "z value" if self.sigma is None else "t value"]]
-        for name, r in self.fixef.iterrows():
-            rows.append([str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.statistic:.3f}"])
-        lines += format_table(rows, align_left=1)
+        if mean:
+            lines += ["", "Fixed effects:"]
+            rows = [["", "Estimate", "Std. Error", "z value" if self.sigma is None else "t value"]]
+            for name, r in self.fixef.iterrows():
+                rows.append([str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.statistic:.3f}"])
+            lines += format_table(rows, align_left=1)
         lines += threshold_lines(self.thresholds, self.design)
-        parameters = {role: self.family.submodel_parameter(role) for role in self.submodels}
-        lines += format_submodels(self.submodels, parameters, "", self.varcorr)
+        lines += format_submodels(self.submodels, submodel_headings(self.design, self.family), "", self.varcorr)
         lines += [f"Note: {m}" for m in self.messages]
         return "\n".join(lines)
 
@@ -159,16 +169,13 @@ class MixedFit:
             "nAGQ": self.nagq,
             "nobs": self.nobs,
             "ngrps": self.ngrps,
-            "fixef": {
-                "names": list(self.fixef.index),
-                "estimate": self.fixef["estimate"].tolist(),
-                "se": self.fixef["se"].tolist(),
-            },
+            "fixef": fixef_dict(self.fixef, self.design, self.family, self.submodels),
             "sigma": self.sigma,
             "family_params": family_params_to_dict(self.family_params),
-            **submodels_to_dict(self.submodels, self.varcorr, self.ranef),
+            **(submodels_to_dict(self.submodels, self.varcorr, self.ranef) if not self.family.categorical else {}),
             "thresholds": thresholds_to_dict(self.thresholds),
-            "varcorr": varcorr_to_dict(self.varcorr),
+            "categories": categories_to_dict(self.design, self.family, self.submodels, self.varcorr, self.ranef),
+            "varcorr": varcorr_contract(self.varcorr, self.family),
             "logLik": self.loglik,
             "REMLcrit": self.reml_criterion,
             "AIC": self.aic,
@@ -405,8 +412,16 @@ def _threshold_table(design: Design, family: Family, result: GlmmResult) -> pd.D
 
 
 def _ordinal_vcov(design: Design, family: Family, result: GlmmResult) -> pd.DataFrame | None:
-    """The joint covariance of the fixed effects and an ordinal model's cut points: the optimiser's
-    covariance of (beta, the thresholds' unconstrained coordinates) through the thresholds' Jacobian."""
+    """The joint covariance of what a category response's probabilities read: the fixed effects and
+    an ordinal model's cut points (the optimiser's covariance of (beta, the thresholds' unconstrained
+    coordinates) through the thresholds' Jacobian), or a categorical model's coefficients of every
+    category (``mu<level>_<coefficient>``, in the outer vector after theta)."""
+    if family.categorical:
+        problem = result.problem
+        start = problem.layout.n_theta + problem.X.shape[1]
+        index = np.arange(start, start + sum(problem.auxiliary_sizes))
+        names = [f"{role}_{name}" for role in family.params for name in design.submodels[role].fixed_names]
+        return pd.DataFrame(result.vcov[np.ix_(index, index)], index=names, columns=names)
     if not family.ordinal:
         return None
     problem = result.problem

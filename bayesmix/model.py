@@ -115,7 +115,11 @@ class Model:
         if is_dask_frame(data):
             self.design = self._statistics_design(data, categorical, missing, contrasts)
         else:
-            design = build_design(self.spec, data, categorical, missing, contrasts, self.family.ordinal)
+            design = build_design(
+                self.spec, data, categorical, missing, contrasts, self.family.ordinal, self.family.categorical
+            )
+            if self.family.categorical:  # one linear predictor per category but the first
+                self.family = self.family.with_categories(design.codings.response_levels)
             self.design: Design = family_design(design, self.family)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
         self._built: dict = {}  # parameterisation -> BuiltModel (bayesmix/sampled.py fills it)
@@ -278,7 +282,7 @@ class Model:
                 f"formula of fixed effects; the Laplace approximation with censored rows or random effects in that "
                 f"formula), not '{key}'; or sample() (NUTS)."
             )
-        if not self.design.blocks:
+        if not self.design.all_blocks:
             raise BayesmixError("fit() needs at least one random-effect term such as (1 | g) in the formula.")
         return key
 

@@ -108,11 +108,7 @@ def submodels_to_dict(tables: dict[str, pd.DataFrame], varcorr: list[dict] = (),
             None
             if table is None
             else {
-                "fixef": {
-                    "names": [str(name) for name in table.index],
-                    "estimate": table["estimate"].astype(float).tolist(),
-                    "se": table["se"].astype(float).tolist(),
-                },
+                "fixef": _fixef_dict(table),
                 "varcorr": varcorr_to_dict(list(varcorr), role),
                 "ranef": ranef_dict(ranef or {}, role),
             }
@@ -135,16 +131,90 @@ def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | No
     return format_table(rows)
 
 
+def submodel_headings(design: Design, family) -> dict[str, str]:
+    """The heading of each further linear predictor's table: ``zi model (zi, logit link)``, or for a
+    categorical response ``car vs bus (mucar, log odds)``."""
+    if family.categorical:
+        levels = design.codings.response_levels
+        return {role: f"{level} vs {levels[0]} ({role}, log odds)" for role, level in zip(family.params, levels[1:])}
+    links = {"zi": "logit", "dispersion": "log"}
+    return {role: f"{role} model ({family.submodel_parameter(role)}, {links[role]} link)" for role in design.submodels}
+
+
+def category_lines(design: Design, family) -> list[str]:
+    """``Categories: bus (reference), car, train`` under the family, for a categorical response."""
+    if not family.categorical:
+        return []
+    first, *rest = (str(level) for level in design.codings.response_levels)
+    return [f" Categories: {first} (reference), {', '.join(rest)}"]
+
+
+def categories_to_dict(
+    design: Design, family, tables: dict[str, pd.DataFrame], varcorr: list[dict] = (), ranef: dict | None = None
+) -> dict | None:
+    """The JSON contract's ``categories``: a categorical response's levels, its reference, and per
+    other category its predictor's ``{category, fixef, varcorr, ranef}`` (log odds against the
+    reference); None for other families."""
+    if not family.categorical:
+        return None
+    levels = [str(level) for level in design.codings.response_levels]
+    return {
+        "levels": levels,
+        "reference": levels[0],
+        "predictors": {
+            role: {
+                "category": level,
+                "fixef": _fixef_dict(tables[role]),
+                "varcorr": varcorr_to_dict(list(varcorr), role),
+                "ranef": ranef_dict(ranef or {}, role),
+            }
+            for role, level in zip(family.params, levels[1:])
+        },
+        # (1 | p | g): one covariance over the categories' effects, terms named mu<level>_<term>
+        "shared": {"varcorr": varcorr_to_dict(list(varcorr), "shared"), "ranef": ranef_dict(ranef or {}, "shared")},
+    }
+
+
+def fixef_dict(fixed: pd.DataFrame, design: Design, family, tables: dict[str, pd.DataFrame]) -> dict:
+    """The contract's ``fixef``; a categorical response's coefficients as brms names them, each
+    category's ``mu<level>_<coefficient>``, one after another."""
+    if not family.categorical:
+        return _fixef_dict(fixed)
+    parts = [_fixef_dict(tables[role]) for role in family.params]
+    names = [f"{role}_{name}" for role, part in zip(family.params, parts) for name in part["names"]]
+    return {key: [v for part in parts for v in part[key]] if key != "names" else names for key in parts[0]}
+
+
+def varcorr_contract(varcorr: list[dict], family) -> list[dict]:
+    """The contract's top-level ``varcorr``: the mean's blocks, or a categorical response's blocks of
+    every category, their terms named ``mu<level>_<term>`` (brms's ``sd_g__mucar_Intercept``)."""
+    if not family.categorical:
+        return varcorr_to_dict(varcorr)
+    own = [
+        {**entry, "terms": [f"{role}_{term}" for term in entry["terms"]]}
+        for role in family.params
+        for entry in varcorr_to_dict(list(varcorr), role)
+    ]
+    return own + varcorr_to_dict(list(varcorr), "shared")
+
+
+def _fixef_dict(table: pd.DataFrame) -> dict:
+    return {
+        "names": [str(name) for name in table.index],
+        "estimate": table["estimate"].astype(float).tolist() if len(table) else [],
+        "se": table["se"].astype(float).tolist() if len(table) else [],
+    }
+
+
 def format_submodels(
-    tables: dict[str, pd.DataFrame], parameters: dict[str, str], interval: str, varcorr: list[dict] = ()
+    tables: dict[str, pd.DataFrame], headings: dict[str, str], interval: str, varcorr: list[dict] = ()
 ) -> list[str]:
-    """Summary lines of each one-sided formula: its random effects' SDs (where it has blocks) and
-    its coefficients (``parameters``: role -> parameter, for the heading; ``interval``: the columns'
-    heading for the bounds, when the table has them)."""
+    """Summary lines of each further linear predictor: its random effects' SDs (where it has blocks)
+    and its coefficients (``headings``: role -> its table's heading, :func:`submodel_headings`;
+    ``interval``: the columns' heading for the bounds, when the table has them)."""
     lines = []
     for role, table in tables.items():
-        link = "logit" if role == "zi" else "log"
-        lines += ["", f"{role} model ({parameters[role]}, {link} link):"]
+        lines += ["", f"{headings[role]}:"]
         if any(v.get("predictor", "mu") == role for v in varcorr):
             lines += [" Random effects:", *format_varcorr(list(varcorr), role), " Fixed effects:"]
         bounds = "lower" in table.columns
@@ -155,6 +225,8 @@ def format_submodels(
             row = [str(name), f"{r.estimate:.4g}", f"{r.se:.4g}"]
             rows.append(row + ([f"{r.lower:.4g}", f"{r.upper:.4g}"] if bounds else []))
         lines += format_table(rows, align_left=1)
+    if any(v.get("predictor") == "shared" for v in varcorr):  # (1 | p | g): effects correlated across categories
+        lines += ["", "Random effects shared across categories (correlated):", *format_varcorr(list(varcorr), "shared")]
     return lines
 
 

@@ -25,8 +25,10 @@ one compilation with the data swapped: a sampler users do not get by default.)
 ``--cases`` runs the model features that are not a family alone, each on its own design (see
 CASES): a random intercept, ``y ~ x + (1 | g)``, with a dispersion formula with random effects
 (``dispersion_re``), a censored gaussian response (``censored_gaussian``), and the weibull and
-lognormal families (``weibull``, ``lognormal``), and an ordinal response with four categories
-(``cumulative``, logit link). Given ``--cases``, ``--families`` is ignored.
+lognormal families (``weibull``, ``lognormal``), an ordinal response with four categories
+(``cumulative``, logit link), the tweedie (``tweedie``) and an unordered response with three
+categories (``categorical``: each non-reference category with its own coefficients and group
+SD). Given ``--cases``, ``--families`` is ignored.
 
 """
 
@@ -123,6 +125,26 @@ CASES = {
         "priors": {"thresholds": Prior("Normal", mu=np.array([-1.5, 0.0, 1.5]), sigma=0.5)},
         "own": {"threshold_1": ("thresholds", 0), "threshold_2": ("thresholds", 1), "threshold_3": ("thresholds", 2)},
         "fixed": {"b_x": 0},
+    },
+    # three unordered categories (brms's categorical), the formula once per non-reference category:
+    # "Intercept" and "b" set both categories' coefficients, each category its own group SD
+    "categorical": {
+        "family": "categorical",
+        "kwargs": {},
+        "priors": {
+            "sd_mu2_g": Prior("HalfNormal", sigma=np.array([0.8])),
+            "sd_mu3_g": Prior("HalfNormal", sigma=np.array([0.8])),
+        },
+        "drop": ("sd_g",),
+        "fixed": {},
+        "own": {
+            "mu2_Intercept": ("mu2_beta", 0),
+            "mu2_x": ("mu2_beta", 1),
+            "mu3_Intercept": ("mu3_beta", 0),
+            "mu3_x": ("mu3_beta", 1),
+            "sd_mu2": ("sd_mu2_g", 0),
+            "sd_mu3": ("sd_mu3_g", 0),
+        },
     },
 }
 CENSOR_LOW, CENSOR_HIGH = 0.15, 0.90  # left-censored below this quantile of y, right-censored above that
@@ -229,6 +251,11 @@ def case_placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
     y = rng.normal(size=n)
     if family == "cumulative":  # categories 1..4, each present (the replications' y replace it)
         y = np.log(1.0 + np.arange(n) % 4)
+    if family == "categorical":  # categories 1..3 (their parameters: mu2, mu3), exactly whole numbers
+        y = np.log(1 + np.arange(n) % 3)
+        return pd.DataFrame(
+            {"y": 1 + np.arange(n) % 3, "x": rng.normal(size=n), "g": np.repeat(np.arange(N_GROUPS), per_group)}
+        )
     return pd.DataFrame(
         {
             "y": y if family == "gaussian" else np.exp(y),
@@ -243,7 +270,8 @@ def case_scalars(group, case: str) -> dict[str, np.ndarray]:
     """The ranked scalars of a case, each (chains, draws), from a prior or posterior group."""
     fixed = CASES[case].get("fixed", {"Intercept": 0, "b_x": 1})  # name -> its column of beta
     out = {name: group["beta"].values[..., j] for name, j in fixed.items()}
-    out["sd_intercept"] = group["sd_g"].values[..., 0]
+    if "sd_g" in group:
+        out["sd_intercept"] = group["sd_g"].values[..., 0]
     for name, (variable, index) in CASES[case]["own"].items():
         values = group[variable].values
         out[name] = values if index is None else values[..., index]
@@ -276,7 +304,9 @@ def run_case(
     rng = np.random.default_rng(seed)
     frame = case_placeholder(family, rng, per_group)
     priors = {**CASE_PRIORS, **spec["priors"]}
-    if "Intercept" not in spec.get("fixed", {"Intercept": 0}):  # an ordinal model has none
+    if "drop" in spec:  # priors of parameters the case's model does not have
+        priors = {key: value for key, value in priors.items() if key not in spec["drop"]}
+    elif "Intercept" not in spec.get("fixed", {"Intercept": 0}):  # an ordinal model has none
         del priors["Intercept"]
     formula = "y ~ x + (1 | g)"
     # the truth from the non-centred model's prior; a censored case draws y uncensored (the same

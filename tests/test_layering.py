@@ -14,7 +14,7 @@ LAYERS = [
     # plumbing that knows nothing of models
     {"errors", "memory", "datasets"},
     # formula text and distributions
-    {"counts", "densities", "censored", "ordinal"},
+    {"counts", "densities", "censored", "ordinal", "categorical"},
     {"design.expressions", "design.formula", "design.covariance", "design.fixed", "families"},
     {"design.crossprod"},
     # data -> arrays: the design, its cross-products, the Dask statistics, the moments

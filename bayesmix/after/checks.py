@@ -343,6 +343,12 @@ def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", rand
     draws the two diagnostic panels.
     """
     source = view(fit, idata, user="scaled_residuals")
+    if source.family.categorical:
+        raise BayesmixError(
+            "Scaled (quantile) residuals place each response among simulated ones, which needs an order; a "
+            "categorical response has none. Check its fit by the categories' observed and simulated frequencies "
+            "(az.plot_ppc of sample()'s posterior predictive) or predict(kind='probs')."
+        )
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or n_sim < 10:
         raise BayesmixError(f"n_sim must be a whole number >= 10, not {n_sim!r}; 250 or more is usual.")
     if re_form not in RE_FORMS:

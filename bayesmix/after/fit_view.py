@@ -106,16 +106,8 @@ class FitView:
         mean = np.asarray(self.obj.predict(grid, kind="probs", re_form="population"), dtype=float)
         if interval is None or self.obj.ordinal_vcov is None:
             return mean, None, None
-        names = list(self.obj.fixef.index)
-        X = encode_new_data(self.design, grid, random_effects=False).X
-        X = X[:, [self.design.fixed_names.index(name) for name in names]]
-        beta, cuts = self.obj.fixef["estimate"].to_numpy(), self.obj.thresholds["estimate"].to_numpy()
+        at, probabilities = self._probability_function(grid)
         V = self.obj.ordinal_vcov.to_numpy()
-
-        def probabilities(values):
-            return self.family.probabilities(X @ values[: len(beta)], {"thresholds": values[len(beta) :]})
-
-        at = np.r_[beta, cuts]
         steps = 1e-6 * np.maximum(1.0, np.abs(at))
         J = np.stack(  # d probability / d (beta, cuts): (rows, K, parameters), central differences
             [(probabilities(at + h * e) - probabilities(at - h * e)) / (2 * h) for h, e in zip(steps, np.eye(len(at)))],
@@ -124,6 +116,31 @@ class FitView:
         se = np.sqrt(np.maximum(np.einsum("rkp,pq,rkq->rk", J, V, J), 0.0))
         z = ndtri(0.5 + interval / 2)
         return mean, np.clip(mean - z * se, 0.0, 1.0), np.clip(mean + z * se, 0.0, 1.0)
+
+    def _probability_function(self, grid: pd.DataFrame):
+        """(the exact fit's estimates that the category probabilities read, in ``ordinal_vcov``'s
+        order; the function from those to the (rows, K) probabilities on ``grid``'s rows)."""
+        new = encode_new_data(self.design, grid, random_effects=False)
+        if self.family.categorical:  # each category's coefficients, one after another
+            tables = [self.obj.submodels[role] for role in self.family.params]
+            sizes = np.cumsum([0] + [len(table) for table in tables])
+
+            def by_category(values):
+                etas = {
+                    role: new.submodels[role] @ values[sizes[i] : sizes[i + 1]]
+                    for i, role in enumerate(self.family.params)
+                }
+                return self.family.probabilities(None, etas)
+
+            return np.concatenate([table["estimate"].to_numpy() for table in tables]), by_category
+        names = list(self.obj.fixef.index)
+        X = new.X[:, [self.design.fixed_names.index(name) for name in names]]
+        beta, cuts = self.obj.fixef["estimate"].to_numpy(), self.obj.thresholds["estimate"].to_numpy()
+
+        def ordered(values):
+            return self.family.probabilities(X @ values[: len(beta)], {"thresholds": values[len(beta) :]})
+
+        return np.r_[beta, cuts], ordered
 
 
 def view(fit, idata=None, user: str | None = None) -> FitView:

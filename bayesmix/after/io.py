@@ -117,7 +117,9 @@ def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
         ),
         "contrasts": design.codings.contrasts,
         # an ordinal response's level order (the stored column holds the user's values)
-        **({"response_levels": [_plain(v) for v in design.codings.response_levels]} if family.ordinal else {}),
+        **(
+            {"response_levels": [_plain(v) for v in design.codings.response_levels]} if family.category_response else {}
+        ),
         **({"thresholds": family.threshold_structure} if family.ordinal else {}),
         **extra,
     }

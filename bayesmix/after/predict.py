@@ -58,8 +58,12 @@ def encode(design: Design, data, allow_new_levels: bool, random_effects: bool = 
 def by_predictor(design: Design, terms: list) -> tuple[list, dict[str, list]]:
     """Per-block (Zt, codes, effects) in ``all_blocks`` order -> (the mean's, {role: a submodel's})."""
     mu, submodels = [], {role: [] for role in design.submodels}
-    for block, term in zip(design.all_blocks, terms):
-        (mu if block.predictor == "mu" else submodels[block.predictor]).append(term)
+    for block, (Zt, codes, effects) in zip(design.all_blocks, terms):
+        if block.predictor == "mu":
+            mu.append((Zt, codes, effects))
+        for role in submodels:  # a block shared by several predictors: each reads its own terms
+            if block.feeds(role):
+                submodels[role].append((Zt * block.mask(role) if block.outputs else Zt, codes, effects))
     return mu, submodels
 
 
@@ -176,8 +180,10 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, k
 
 
 def _check_probs(kind: str, family) -> None:
-    if kind == "probs" and not family.ordinal:
-        raise BayesmixError(f"kind='probs' gives an ordinal model's category probabilities; family='{family.name}'.")
+    if kind == "probs" and not family.category_response:
+        raise BayesmixError(
+            f"kind='probs' gives an ordinal or categorical model's category probabilities; family='{family.name}'."
+        )
 
 
 def fixed_estimates(fit) -> np.ndarray:

@@ -50,7 +50,7 @@ from bayesmix.design.crossprod import raw_cross_products
 from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import Predictor, linear_predictor
 from bayesmix.errors import BayesmixError, did_you_mean
-from bayesmix.families import PARAMETER_LINKS, Family
+from bayesmix.families import Family
 from bayesmix.ordinal import ORDERED_THRESHOLDS, start_thresholds
 
 PARAMETERIZATIONS = ("noncentered", "centered")
@@ -80,13 +80,14 @@ def family_parameters(design: Design, family: Family, priors: dict[str, Prior], 
     predicts one, the inverse link of its linear predictor (coefficients ``<param>_beta``, dim
     ``<param>_coef``, priors ``<param>_<coefficient>``; its blocks as the mean's, labels
     ``<role>_<group>``)."""
-    params = {}
+    params, built = {}, {}  # built: a block shared by several predictors, made once
     for role, predictor in design.submodels.items():
         name = family.submodel_parameter(role)
         keys = [f"{name}_{coefficient}" for coefficient in predictor.fixed_names]
         coefficients = _coefficients(f"{name}_beta", predictor.fixed_names, keys, priors, submodel_dim(name))
-        eta = _predictor_eta(predictor, coefficients, priors, per_block, {}, (f"X_{name}", submodel_dim(name)))
-        params[name] = PARAMETER_LINKS[name].inverse(eta, pt)
+        X_name = (f"X_{name}", submodel_dim(name))
+        eta = _predictor_eta(predictor, coefficients, priors, per_block, {}, X_name, built)
+        params[name] = family.parameter_link(name).inverse(eta, pt)
     for name in family.params:
         if name == "thresholds":
             params[name] = _thresholds(design, family, priors[name], priors.get("spacing"))
@@ -380,18 +381,29 @@ def build_model(design: Design, family: Family, priors: dict[str, Prior], parame
 
 
 def _predictor_eta(
-    predictor: Predictor, beta, priors: dict[str, Prior], per_block: dict[str, str], means: dict, X_name=("X", COEF_DIM)
+    predictor: Predictor,
+    beta,
+    priors: dict[str, Prior],
+    per_block: dict[str, str],
+    means: dict,
+    X_name=("X", COEF_DIM),
+    built: dict | None = None,
 ):
     """One linear predictor in the graph: its arrays as ``pm.Data`` (so a new dataset of the same
     shapes reuses the compiled program; X named and dimensioned as ``X_name`` says), its blocks'
-    effects, and eta."""
+    effects, and eta. ``built``: {label: (Zt, codes, effects)} of the blocks made so far, where a
+    block shared by several predictors is made once (each predictor then reads its own terms)."""
     X = pm.Data(X_name[0], predictor.X, dims=(OBS_DIM, X_name[1]))
+    built = {} if built is None else built
     terms = []
     for block in predictor.blocks:
-        codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)
-        Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
-        effects = _block_effects(block, priors, per_block[block.label], means.get(block.label))
-        terms.append((Zt, codes, effects))
+        if block.label not in built:
+            codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)
+            Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
+            effects = _block_effects(block, priors, per_block[block.label], means.get(block.label))
+            built[block.label] = (Zt, codes, effects)
+        Zt, codes, effects = built[block.label]
+        terms.append((Zt * block.mask(predictor.name) if block.outputs else Zt, codes, effects))
     offset = None if predictor.offset is None else pm.Data("offset", predictor.offset, dims=OBS_DIM)
     return linear_predictor(X, beta, terms, offset)
 

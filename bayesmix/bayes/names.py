@@ -12,7 +12,7 @@ import numpy as np
 
 from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import linear_predictor
-from bayesmix.families import PARAMETER_LINKS, Family
+from bayesmix.families import Family
 from bayesmix.ordinal import threshold_names
 
 OBS_DIM = "obs"
@@ -127,11 +127,14 @@ def parameter_draws(
     for role, name in predicted.items():
         if submodel_X is None:
             X = design.submodels[role].X
-            blocks = [(b.Zt, b.codes, flat_draws(posterior, f"re_{b.label}")) for b in design.submodels[role].blocks]
+            blocks = [
+                (b.Zt * b.mask(role), b.codes, flat_draws(posterior, f"re_{b.label}"))
+                for b in design.submodels[role].blocks
+            ]
         else:
             X, blocks = submodel_X[role], (submodel_blocks or {}).get(role, [])
         eta = linear_predictor(np.asarray(X), flat_draws(posterior, f"{name}_beta"), blocks)
-        out[name] = PARAMETER_LINKS[name].inverse(eta, np)
+        out[name] = family.parameter_link(name).inverse(eta, np)
     return out
 
 

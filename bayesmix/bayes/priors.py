@@ -15,6 +15,9 @@ identity and 1 otherwise (the link scale of logit/log models):
   of 10 with 95 % between 0.2 and 500; the weibull's ``shape``: LogNormal(0, 1), centred on the
   exponential (a large shape at the start overflows (y / scale)^shape);
 - ``zi``, ``hu``: Beta(1, 1);
+- a categorical model's per-category coefficients ``mu<level>_<coefficient>`` (log odds against the
+  first level): the intercept Normal(0, 2.5), the slopes Normal(0, 2.5 / sd(x)); a coefficient's
+  name alone (``"x"``) sets it in every category, and ``"b"`` every slope;
 - an ordinal model's ``thresholds``: StudentT(3, 0, 2.5) each, ordered (brms's default); with
   equidistant thresholds it is the first cut point's, and ``spacing`` (the gap) is HalfNormal(2.5)
   (Normal(0, 2.5) for the sequential families, whose thresholds need not increase).
@@ -149,8 +152,9 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
                 "Normal", mu=_link_location(moments, family), sigma=SCALE_MULTIPLIER * s * np.sqrt(1.0 + inflation)
             )
     priors.update(submodel_priors(design, family, moments))
+    predicted = {family.submodel_parameter(role) for role in getattr(design, "submodels", {})}
     for param in family.params:
-        if any(name.startswith(f"{param}_") for name in priors):  # a zi= or dispersion= formula predicts it
+        if param in predicted:  # a zi= or dispersion= formula (or a category's copy of the formula) predicts it
             continue
         if param == "sigma":
             priors[param] = Prior("Exponential", lam=1.0 / _scale(moments.y))
@@ -188,7 +192,11 @@ def submodel_priors(design: Design, family: Family, moments: DesignMoments) -> d
     priors = {}
     for role, predictor in getattr(design, "submodels", {}).items():
         param = family.submodel_parameter(role)
-        centre = 0.0 if role == "zi" else float(np.log(_scale(moments.y) if param == "sigma" else 10.0))
+        centre = (
+            0.0
+            if role == "zi" or family.categorical
+            else float(np.log(_scale(moments.y) if param == "sigma" else 10.0))
+        )
         X = np.asarray(predictor.X, dtype=float)
         for j, name in enumerate(predictor.fixed_names):
             column = X[:, j]
@@ -214,6 +222,8 @@ def resolve_priors(design: Design, family: Family, overrides) -> dict[str, Prior
     if not isinstance(overrides, dict):
         raise BayesmixError("priors must be a dict {parameter name: bayesmix.Prior(...)}.")
     slopes = [n for n, intercept in zip(design.fixed_names, intercept_columns(moments)) if not intercept]
+    if family.categorical:
+        slopes = _category_slopes(design)
     for name, prior in overrides.items():
         if not isinstance(prior, Prior):
             raise BayesmixError(
@@ -221,7 +231,9 @@ def resolve_priors(design: Design, family: Family, overrides) -> dict[str, Prior
                 f"got {type(prior).__name__}."
             )
         targets = slopes if name == "b" else [name]
-        if name not in priors and name != "b":
+        if family.categorical and name not in priors and name != "b":  # a coefficient of every category
+            targets = [f"{param}_{name}" for param in family.params if f"{param}_{name}" in priors] or targets
+        if name not in priors and name != "b" and targets == [name]:
             raise BayesmixError(
                 f"No parameter named '{name}' takes a prior.{did_you_mean(name, priors)} "
                 f"Parameters: {', '.join(['b', *priors])}."
@@ -230,6 +242,17 @@ def resolve_priors(design: Design, family: Family, overrides) -> dict[str, Prior
         for target in targets:
             priors[target] = prior
     return priors
+
+
+def _category_slopes(design: Design) -> list[str]:
+    """A categorical model's slopes, ``<category parameter>_<coefficient>``: the columns that are
+    not the constant intercept, in every category's copy of the formula."""
+    return [
+        f"{role}_{name}"
+        for role, predictor in design.submodels.items()
+        for name, column in zip(predictor.fixed_names, np.asarray(predictor.X, dtype=float).T)
+        if not np.all(column == 1.0)
+    ]
 
 
 def _check_prior(name: str, prior: Prior) -> None:

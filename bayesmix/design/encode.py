@@ -50,7 +50,11 @@ class Block:
     covariance: the structure of the k effects' covariance (:mod:`bayesmix.design.covariance`),
         which both engines parameterise through.
     predictor: the linear predictor the effects enter: ``"mu"`` (the mean's) or a submodel's role
-        (``"zi"``, ``"dispersion"``), whose block labels start with the role.
+        (``"zi"``, ``"dispersion"``), whose block labels start with the role; :data:`SHARED` for a
+        block whose terms enter several predictors (``outputs``).
+    outputs: for a block shared by several linear predictors (brms's ``(1 | p | g)`` in a
+        categorical model), the predictor each term enters (its terms are then named
+        ``<predictor>_<term>``); None otherwise.
     """
 
     label: str
@@ -63,10 +67,28 @@ class Block:
     term: int
     covariance: Covariance
     predictor: str = "mu"
+    outputs: tuple[str, ...] | None = None
 
     @property
     def n_terms(self) -> int:
         return len(self.terms)
+
+    def feeds(self, predictor: str) -> bool:
+        """Whether the block's effects enter the linear predictor ``predictor``."""
+        return predictor in self.outputs if self.outputs is not None else predictor == self.predictor
+
+    def mask(self, predictor: str) -> np.ndarray:
+        """(k,) 1 for the terms that enter ``predictor``, 0 for the others (a shared block's)."""
+        if self.outputs is None:
+            return np.full(self.n_terms, float(self.feeds(predictor)))
+        return np.array([float(output == predictor) for output in self.outputs])
+
+    @property
+    def source_terms(self) -> tuple[str, ...]:
+        """The terms as the formula's matrix names them (a shared block's without the predictor)."""
+        if self.outputs is None:
+            return self.terms
+        return tuple(term[len(output) + 1 :] for term, output in zip(self.terms, self.outputs))
 
     @property
     def n_levels(self) -> int:
@@ -143,13 +165,20 @@ class Design:
     def all_blocks(self) -> tuple[Block, ...]:
         """Every random-effect block: the mean's (:attr:`blocks`), then those of the zi= and
         dispersion= formulas."""
-        return (*self.blocks, *(block for sub in self.submodels.values() for block in sub.blocks))
+        blocks = (*self.blocks, *(block for sub in self.submodels.values() for block in sub.blocks))
+        return tuple({block.label: block for block in blocks}.values())  # a shared block once
 
     @property
     def predictors(self) -> dict[str, Predictor]:
         """Each linear predictor's data: the mean's (``"mu"``), then those of the zi= and
         dispersion= formulas (by role)."""
         return {"mu": Predictor("mu", self.X, self.fixed_names, self.blocks, self.offset), **self.submodels}
+
+    @property
+    def category_predictors(self) -> bool:
+        """Whether the submodels are a categorical response's per-category copies of the formula
+        (rather than zi= or dispersion= formulas)."""
+        return bool(self.submodels) and not self.spec.submodels
 
     @property
     def y_less_offset(self) -> np.ndarray:
@@ -699,47 +728,64 @@ def ordinal_response_column(expr: str) -> str:
     return expr[1:-1] if len(expr) > 1 and expr[0] == expr[-1] == "`" else expr
 
 
-def _ordinal_response(frame: pd.DataFrame, expr: str, order) -> tuple[np.ndarray, tuple]:
-    """An ordinal response's category index 1..K and its K levels in order: from ``categorical=``'s
-    order, an ordered pandas Categorical's, or sorted numbers; unordered strings have none."""
+def _ordinal_response(frame: pd.DataFrame, expr: str, order, ordered: bool = True) -> tuple[np.ndarray, tuple]:
+    """A category response's index 1..K and its K levels in order: from ``categorical=``'s order, a
+    pandas Categorical's, or sorted numbers; unordered strings have none for an ordinal response
+    (``ordered``) and sort for a categorical one, whose first level is the reference (brms's)."""
+    what = "ordinal" if ordered else "categorical"
     if expr not in frame.columns:
-        raise BayesmixError(f"An ordinal response must be a column of the data, not the expression '{expr}'.")
+        raise BayesmixError(f"An {what} response must be a column of the data, not the expression '{expr}'.")
     column = frame[expr]
     if order is None:
-        if isinstance(column.dtype, pd.CategoricalDtype) and column.cat.ordered:
-            order = list(column.cat.categories)
-        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            order = sorted(pd.unique(column))
-        else:
-            raise BayesmixError(
-                f"The ordinal response '{expr}' has no level order (unordered values such as "
-                f"{[str(v) for v in pd.unique(column)[:4]]}). Pass categorical={{'{expr}': [levels in order]}} or "
-                "make it an ordered pandas Categorical."
-            )
+        order = _response_order(column, expr, ordered)
     order = list(order)
     codes = pd.Index([str(v) for v in order]).get_indexer(column.astype(str))
     if np.any(codes < 0):
         unknown = sorted({str(v) for v in column[codes < 0]})[:5]
-        raise BayesmixError(f"The ordinal response '{expr}' has values {unknown} outside its level order {order}.")
+        raise BayesmixError(f"The {what} response '{expr}' has values {unknown} outside its level order {order}.")
     empty = [str(level) for k, level in enumerate(order) if not np.any(codes == k)]
     if empty:
+        why = "each threshold needs both neighbours observed" if ordered else "its probability would have no data"
+        fix = "(or merge them with a neighbour)" if ordered else "(or merge them with another)"
         raise BayesmixError(
-            f"The ordinal response '{expr}' has no observations in the category(ies) {empty}; each threshold needs "
-            "both neighbours observed. Drop those levels from the order (or merge them with a neighbour)."
+            f"The {what} response '{expr}' has no observations in the category(ies) {empty}; {why}. Drop those "
+            f"levels from the order {fix}."
         )
     if len(order) < 3:
         raise BayesmixError(
-            f"The ordinal response '{expr}' has {len(order)} categories; an ordinal model needs at least 3. "
+            f"The {what} response '{expr}' has {len(order)} categories; an {what} model needs at least 3. "
             "With two, use family='bernoulli'."
         )
     return codes.astype(float) + 1.0, tuple(v.item() if isinstance(v, np.generic) else v for v in order)
 
 
+def _response_order(column: pd.Series, expr: str, ordered: bool) -> list:
+    """The level order a category response carries itself: an ordered Categorical's, sorted numbers,
+    and for an unordered (categorical) model any Categorical's categories or the sorted values."""
+    if isinstance(column.dtype, pd.CategoricalDtype) and (column.cat.ordered or not ordered):
+        return list(column.cat.categories)
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return sorted(pd.unique(column))
+    if not ordered:
+        return sorted(pd.unique(column.astype(str)))
+    raise BayesmixError(
+        f"The ordinal response '{expr}' has no level order (unordered values such as "
+        f"{[str(v) for v in pd.unique(column)[:4]]}). Pass categorical={{'{expr}': [levels in order]}} or "
+        "make it an ordered pandas Categorical."
+    )
+
+
 def build_design(
-    spec: FormulaSpec, data, categorical=None, missing: str = "drop", contrasts=None, ordinal: bool = False
+    spec: FormulaSpec,
+    data,
+    categorical=None,
+    missing: str = "drop",
+    contrasts=None,
+    ordinal: bool = False,
+    unordered: bool = False,
 ) -> Design:
     """Encode ``data`` for ``spec``. The user's DataFrame is only read, never modified. ``ordinal``:
-    the response is ordered categories (:func:`_ordinal_response`)."""
+    the response is ordered categories; ``unordered``: unordered ones (:func:`_ordinal_response`)."""
     data = _as_frame(data)
     used = check_columns(spec, data)
     categorical = normalise_categorical(categorical, data)
@@ -754,9 +800,10 @@ def build_design(
     levels, group_columns = _encode_categoricals(frame, spec, categorical)
 
     response = spec.response
-    if ordinal:
+    if ordinal or unordered:
         name = ordinal_response_column(response.expr)
-        y, response_levels = _ordinal_response(frame, name, categorical.get(name, categorical.get(response.expr)))
+        order = categorical.get(name, categorical.get(response.expr))
+        y, response_levels = _ordinal_response(frame, name, order, ordered=not unordered)
     else:
         y, response_levels = _response(frame, response.expr)
     trials = None
@@ -919,6 +966,13 @@ def family_design(design: Design, family: Family) -> Design:
         design = weights_as_trials(design)
     if family.ordinal:
         design = _without_intercept(design)
+    if family.categorical:
+        design = _per_category(design, family)
+    elif any(term.shared is not None for term in design.spec.all_random):
+        raise BayesmixError(
+            "An ID between two bars, (1 | p | g), correlates the effects of a categorical response's categories; "
+            f"family='{family.name}' has one linear predictor with random effects. Write (1 | g)."
+        )
     family.check_response(design.y, design.trials)
     if design.censoring is not None:
         family.check_censoring()
@@ -938,6 +992,68 @@ def _without_intercept(design: Design) -> Design:
         X=design.X[:, list(kept)],
         fixed_names=tuple(design.fixed_names[j] for j in kept),
         codings=replace(design.codings, fixed_columns=kept),
+    )
+
+
+def _per_category(design: Design, family: Family) -> Design:
+    """A categorical model's predictors: the formula once per non-reference category (brms's
+    ``categorical``), each a submodel named by the category's parameter (``mu<level>``) with the
+    formula's X and its own blocks (labelled ``mu<level>_<group>``); the mean's predictor is the
+    reference's, 0. New data are encoded with the formula's fitted matrix for each category."""
+    if design.codings.response_levels is None:
+        raise BayesmixError("A categorical family needs its response coded as categories (Model does this).")
+    if design.spec.submodels:
+        raise BayesmixError("A categorical response takes no zi= or dispersion= formula: it has neither parameter.")
+    if tuple(design.submodels) == family.params:  # made already (family_design runs once per engine too)
+        return design
+    if design.offset is not None:
+        raise BayesmixError(
+            "A categorical response takes no offset: an offset shared by every category's log odds cancels out."
+        )
+    terms = design.spec.random
+    shared = tuple(_shared_block(b, family.params) for b in design.blocks if terms[b.term].shared is not None)
+    own = [b for b in design.blocks if terms[b.term].shared is None]
+    submodels = {
+        role: Predictor(
+            role,
+            design.X,
+            design.fixed_names,
+            (*(replace(b, label=f"{role}_{b.label}", predictor=role) for b in own), *shared),
+        )
+        for role in family.params
+    }
+    _check_labels((), {role: replace(sub, blocks=sub.blocks[: len(own)]) for role, sub in submodels.items()})
+    matrices = {role: design.codings.fixed_matrix for role in family.params}
+    return replace(
+        design,
+        X=np.zeros((design.nobs, 0)),
+        fixed_names=(),
+        blocks=(),
+        offset=None,
+        submodels=submodels,
+        codings=replace(design.codings, fixed_matrix=None, submodel_matrices=matrices),
+    )
+
+
+SHARED = "shared"  # the predictor of a block whose terms enter several linear predictors
+
+
+def _shared_block(block: Block, roles: tuple[str, ...]) -> Block:
+    """One block for a term with brms's ID, ``(1 | p | g)``: its terms repeated for every category's
+    predictor (named ``<role>_<term>``), one covariance over them all, so that the categories'
+    effects of a level are correlated; each predictor reads its own terms (:meth:`Block.mask`)."""
+    if not block.correlated:
+        raise BayesmixError(
+            f"({' + '.join(block.terms)} || ... | {block.group}): an ID correlates the categories' effects, which "
+            "'||' keeps apart. Write (1 | p | g) with a single bar on each side."
+        )
+    return replace(
+        block,
+        terms=tuple(f"{role}_{term}" for role in roles for term in block.terms),
+        Zt=np.tile(block.Zt, (1, len(roles))),
+        covariance=Unstructured(block.n_terms * len(roles)),
+        predictor=SHARED,
+        outputs=tuple(role for role in roles for _ in block.terms),
     )
 
 
@@ -1068,7 +1184,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
             raise BayesmixError(
                 f"formulae could not encode the new data for ({term.expr} | {term.group}): {exc}"
             ) from None
-        Zt = full[:, [names.index(t) for t in block.terms]]
+        Zt = full[:, [names.index(t) for t in block.source_terms]]
         names_new = _level_names(pd.DataFrame(raw_groups), term.factors)
         codes = _level_codes(block.levels, names_new, pd.DataFrame(raw_groups)[list(term.factors)])
         unseen = tuple(sorted(pd.unique(names_new[codes < 0])))
@@ -1109,6 +1225,9 @@ def _new_submodels(codings: Codings, frame: pd.DataFrame) -> dict[str, np.ndarra
     """{role: X} of the zi= and dispersion= formulas on new rows, with their fitted codings."""
     out = {}
     for role, matrix in codings.submodel_matrices.items():
+        if matrix is None:  # a categorical model's formula without fixed effects
+            out[role] = np.zeros((len(frame), 0))
+            continue
         try:
             out[role] = np.asarray(matrix.evaluate_new_data(frame)).astype(float)
         except Exception as exc:

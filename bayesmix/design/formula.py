@@ -45,12 +45,15 @@ class RandomTerm:
     group: the grouping factor's name as it appears in results, e.g. ``"Subject"`` or ``"a:b"``.
     factors: the data columns whose level combinations form the group, e.g. ``("a", "b")``.
     correlated: False for ``||`` (one independent block per column of ``expr``).
+    shared: brms's ID of ``(expr | ID | group)``: the effects of every linear predictor written with
+        this ID are correlated with one another (a categorical response's categories), else None.
     """
 
     expr: str
     group: str
     factors: tuple[str, ...]
     correlated: bool
+    shared: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,9 @@ class FormulaSpec:
         return (*self.random, *(term for sub in self.submodels for term in sub.random))
 
     def random_terms(self, predictor: str) -> tuple[RandomTerm, ...]:
-        """The random-effect terms of one linear predictor: ``"mu"`` (the mean's) or a submodel's role."""
-        if predictor == "mu":
-            return self.random
-        return next(sub.random for sub in self.submodels if sub.role == predictor)
+        """The random-effect terms of one linear predictor: ``"mu"`` (the mean's) or a submodel's role;
+        a categorical response's categories (roles that are no submodel's) repeat the mean's."""
+        return next((sub.random for sub in self.submodels if sub.role == predictor), self.random)
 
     def with_censoring(self, codes: str, upper: str | None) -> FormulaSpec:
         """The spec with censored responses: a column of codes ("left", "right", "none", "interval")
@@ -292,6 +294,11 @@ def _parse_random(formula: str, piece: str, position: int) -> tuple[list[RandomT
     inner = piece.strip()[1:-1]
     inner_pos = position + (len(piece) - len(piece.lstrip())) + 1
     bars = [i for i, ch in _top_level(inner) if ch == "|"]
+    shared = None
+    if len(bars) == 2 and bars[1] > bars[0] + 1:  # brms's (expr | ID | group)
+        shared = _shared_id(formula, inner[bars[0] + 1 : bars[1]], inner_pos + bars[0] + 1)
+        inner = inner[: bars[0] + 1] + " " * (bars[1] - bars[0]) + inner[bars[1] + 1 :]  # positions kept
+        bars = bars[:1]
     if len(bars) == 2 and bars[1] == bars[0] + 1:
         correlated, left, right = False, inner[: bars[0]], inner[bars[0] + 2 :]
         right_pos = inner_pos + bars[0] + 2
@@ -322,10 +329,23 @@ def _parse_random(formula: str, piece: str, position: int) -> tuple[list[RandomT
     left = _r_terms(left)
     names = _validate_expression(formula, left, inner_pos, "random-effect expression")
     terms = [
-        RandomTerm(expr=left.strip(), group=name, factors=factors, correlated=correlated)
+        RandomTerm(expr=left.strip(), group=name, factors=factors, correlated=correlated, shared=shared)
         for name, factors in _expand_group(formula, right, right_pos)
     ]
     return terms, names
+
+
+def _shared_id(formula: str, text: str, position: int) -> str:
+    """The ID of brms's ``(expr | ID | group)``: a plain name."""
+    if not re.fullmatch(r"\s*[A-Za-z_.][A-Za-z0-9_.]*\s*", text):
+        raise _syntax_error(
+            formula,
+            position,
+            f"'{text.strip()}' between two '|' is not an ID.",
+            "Write brms's (1 | p | g): a name between the bars correlates the effects of every category (a "
+            "categorical response); or one '|' for one term, (x | g).",
+        )
+    return text.strip()
 
 
 def _parse_response(formula: str, lhs: str) -> Response:

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, logit, logsumexp
 
-from bayesmix import memory, ordinal
+from bayesmix import categorical, memory, ordinal
 from bayesmix.censored import LAPLACE_CENSORABLE, censored_terms
 from bayesmix.densities import LOG_SCALE
 from bayesmix.design.covariance import ThetaLayout
@@ -111,7 +111,16 @@ class GlmmProblem:
     @property
     def auxiliary(self) -> tuple[str, ...]:
         """The family's own parameters, estimated after beta in the outer vector (:data:`AUXILIARY`)."""
-        return tuple(name for name in self.family.params if name in AUXILIARY)
+        return tuple(name for name in self.family.params if name in AUXILIARY or self.family.categorical)
+
+    def transform(self, name: str):
+        """(to the parameter, from it, its start) of a family parameter (:data:`AUXILIARY`); a
+        categorical response's category predictors are log odds already, started at the
+        intercept-only model's estimate."""
+        if not self.family.categorical:
+            return AUXILIARY[name]
+        start = categorical.start_intercepts(self.y - 1, len(self.family.params))[self.family.params.index(name)]
+        return (_same, _same, lambda y: float(start))
 
     @functools.cached_property  # split() reads it at every evaluation; an ordinal size scans y
     def auxiliary_sizes(self) -> tuple[int, ...]:
@@ -140,7 +149,7 @@ class GlmmProblem:
         n_theta, p = self.layout.n_theta, self.X.shape[1]
         params, start = {}, n_theta + p
         for name, size in zip(self.auxiliary, self.auxiliary_sizes):
-            to_parameter = AUXILIARY[name][0]
+            to_parameter = self.transform(name)[0]
             if name in self.auxiliary_X:
                 with np.errstate(over="ignore"):  # an optimiser's trial step far out: inf, and the deviance says so
                     params[name] = to_parameter(self.auxiliary_X[name] @ x[start : start + size])
@@ -157,13 +166,13 @@ class GlmmProblem:
         values = {
             name: ordinal.start_thresholds(self.y - 1, self.family.link.name, self.family.name)
             if name == "thresholds"
-            else AUXILIARY[name][2](self._start_response(name))
+            else self.transform(name)[2](self._start_response(name))
             for name in self.auxiliary
         }
         entries = []
         for name, value in values.items():
             from_parameter = self.threshold_transform[1] if name == "thresholds" else None
-            unbounded = (from_parameter or AUXILIARY[name][1])(value)
+            unbounded = (from_parameter or self.transform(name)[1])(value)
             X = self.auxiliary_X.get(name)
             intercept = np.all(X == 1.0, axis=0) if X is not None else None
             entries.append(np.atleast_1d(unbounded) if X is None else np.where(intercept, unbounded, 0.0))
@@ -363,11 +372,13 @@ def _joint_terms(problem: GlmmProblem, etas: list, params: dict):
     parameter's predictor they are 5-point differences of the family's log density (error O(h^4),
     rounding ~1e-13 in the gradient, which sets the mode)."""
     names = problem.auxiliary_predictors
+    if problem.family.categorical:
+        return _category_terms(problem, etas)
 
     def at(shifts: dict):
         values = dict(params)
         for name, eta in zip(names, etas[1:]):
-            values[name] = AUXILIARY[name][0](eta + shifts.get(name, 0.0))
+            values[name] = problem.transform(name)[0](eta + shifts.get(name, 0.0))
         return problem.terms(etas[0], values)
 
     ll, d1, d2 = at({})
@@ -382,7 +393,7 @@ def _joint_terms(problem: GlmmProblem, etas: list, params: dict):
 
     values = dict(params)
     for name, eta in zip(names, etas[1:]):
-        values[name] = AUXILIARY[name][0](eta)
+        values[name] = problem.transform(name)[0](eta)
     for i, name in enumerate(names, 1):
         analytic = problem.parameter_terms(name, etas[0], values)
         if analytic is not None:
@@ -398,6 +409,23 @@ def _joint_terms(problem: GlmmProblem, etas: list, params: dict):
             g = {s: derivative(other, (name, s * h)) for s in (-2, -1, 1, 2)}
             hessian[:, i, j] = hessian[:, j, i] = (g[-2] - 8 * g[-1] + 8 * g[1] - g[2]) / (12 * h)
     return ll, gradient, hessian
+
+
+def _category_terms(problem: GlmmProblem, etas: list):
+    """:func:`_joint_terms` of a categorical response, analytic (:func:`bayesmix.categorical.joint_terms`):
+    the mean's predictor (the reference category's, 0) has no derivatives."""
+    ll, gradient, hessian = categorical.joint_terms(problem.y - 1, etas[1:])
+    n, P = len(ll), len(etas)
+    full_gradient, full_hessian = np.zeros((n, P)), np.zeros((n, P, P))
+    full_gradient[:, 1:], full_hessian[:, 1:, 1:] = gradient, hessian
+    if problem.weights is None:
+        return ll, full_gradient, full_hessian
+    w = problem.weights
+    return w * ll, w[:, None] * full_gradient, w[:, None, None] * full_hessian
+
+
+def _same(value):
+    return value
 
 
 def _linear_parts(problem: GlmmProblem, theta, beta, aux_eta: dict | None):
@@ -520,6 +548,10 @@ def _parameter_derivatives(problem: GlmmProblem, x: np.ndarray, index: int, eta:
 def _third_derivatives(problem: GlmmProblem, etas: list, params: dict) -> np.ndarray:
     """(n, P, P, P): d/d eta_l of each row's Hessian over the predictors, 5-point differences of
     :func:`_joint_terms` along each predictor (how W moves, which log|H|'s gradient reads)."""
+    if problem.family.categorical:  # analytic; the reference's predictor has no derivatives
+        third = np.zeros((len(etas[0]),) + (len(etas),) * 3)
+        third[:, 1:, 1:, 1:] = categorical.joint_third(etas[1:])
+        return third if problem.weights is None else problem.weights[:, None, None, None] * third
     analytic = _zero_process_third(problem, etas, params)
     if analytic is not None:
         return analytic
@@ -542,7 +574,7 @@ def _zero_process_third(problem: GlmmProblem, etas: list, params: dict) -> np.nd
     if len(names) != 1 or problem.censoring is not None:
         return None
     values = dict(params)
-    values[names[0]] = AUXILIARY[names[0]][0](etas[1])
+    values[names[0]] = problem.transform(names[0])[0](etas[1])
     mixed = problem.family.parameter_third(names[0], etas[0], problem.y, problem.trials, values, problem.weights)
     if mixed is None:
         return None
@@ -618,6 +650,8 @@ def _glm_start(problem: GlmmProblem, params) -> np.ndarray:
     """beta of the GLM without random effects, the outer optimiser's start. Raises BayesmixError
     when the estimates run off to infinity (separation)."""
     X = problem.X
+    if not X.shape[1]:  # a categorical model's mean predictor (the reference's) has no coefficients
+        return np.zeros(0)
     start = fit_glm(problem.family, X, problem.y, problem.trials, problem.offset, params, problem.weights)
     if not start.converged and np.max(np.abs(X @ start.beta), initial=0.0) > SEPARATION_ETA:
         raise _infinite_estimates(problem)
@@ -814,7 +848,10 @@ def glmm_problem(design: Design, family: Family):
 
     def z_of(predictor: str) -> sp.csr_matrix:
         """Z of one linear predictor over all of u's columns (zero where another predictor's blocks sit)."""
-        parts = [block_z(b) if b.predictor == predictor else sp.csr_matrix(block_z(b).shape) for b in blocks]
+        parts = [
+            block_z(replace(b, Zt=b.Zt * b.mask(predictor))) if b.feeds(predictor) else sp.csr_matrix(block_z(b).shape)
+            for b in blocks
+        ]
         return sp.hstack(parts).tocsr()
 
     problem = GlmmProblem(

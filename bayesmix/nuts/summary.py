@@ -4,6 +4,8 @@ The JSON contract (``to_dict``) is read by other tools; its keys are fixed::
 
     formula, family, link, method, nobs, ngrps{group: n}, fixef{names, estimate, se}, sigma,
     family_params{name: value}, thresholds{names, estimate, se} (an ordinal model's; null otherwise),
+    categories{levels, reference, predictors{mu<level>: {category, fixef, varcorr, ranef}}} (a
+    categorical model's, whose fixef names are mu<level>_<coefficient>; null otherwise),
     varcorr[{group, terms, sd, corr}], logLik, REMLcrit, AIC, BIC,
     isSingular, ranef{group: {levels, terms, condval{term: [...]}, condsd{term: [...]}}},
     diagnostics{max_rhat, min_ess_bulk, min_ess_tail, divergences}, converged, messages, time_s
@@ -27,16 +29,20 @@ from bayesmix.nuts.run import Diagnostics
 from bayesmix.ordinal import threshold_names
 from bayesmix.report import (
     INTERVAL,
+    categories_to_dict,
+    category_lines,
     censoring_lines,
     family_params_to_dict,
+    fixef_dict,
     format_submodels,
     format_table,
     ranef_dict,
     ranef_frames,
     submodel_formula_lines,
+    submodel_headings,
     submodels_to_dict,
     thresholds_to_dict,
-    varcorr_to_dict,
+    varcorr_contract,
 )
 
 
@@ -167,16 +173,13 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         "nAGQ": None,
         "nobs": design.nobs,
         "ngrps": design.ngrps,
-        "fixef": {
-            "names": list(design.fixed_names),
-            "estimate": summary.fixef["estimate"].tolist() if design.fixed_names else [],
-            "se": summary.fixef["se"].tolist() if design.fixed_names else [],
-        },
+        "fixef": fixef_dict(summary.fixef, design, family, summary.submodels),
         "sigma": summary.sigma,
         "family_params": family_params_to_dict(summary.family_params),
-        **submodels_to_dict(summary.submodels, summary.varcorr, summary.ranef),
+        **(submodels_to_dict(summary.submodels, summary.varcorr, summary.ranef) if not family.categorical else {}),
         "thresholds": thresholds_to_dict(summary.thresholds),
-        "varcorr": varcorr_to_dict(summary.varcorr),
+        "categories": categories_to_dict(design, family, summary.submodels, summary.varcorr, summary.ranef),
+        "varcorr": varcorr_contract(summary.varcorr, family),
         "logLik": None,
         "REMLcrit": None,
         "AIC": None,
@@ -195,6 +198,19 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
     }
 
 
+def _mean_varcorr_lines(summary: NutsSummary) -> list[str]:
+    rows = [["Groups", "Name", "Std.Dev.", "Corr"]]
+    for v in summary.varcorr:
+        if v.get("predictor", "mu") != "mu":
+            continue
+        for j, term in enumerate(v["terms"]):
+            corr = " ".join(f"{v['corr'][j, i]:5.2f}" for i in range(j))
+            rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j]:.4g}", corr])
+    if summary.sigma is not None:
+        rows.append(["Residual", "", f"{summary.sigma:.4g}", ""])
+    return format_table(rows)
+
+
 def format_summary(design: Design, family: Family, summary: NutsSummary, idata: az.InferenceData) -> str:
     """A printout that reads like lme4's ``print(summary(fit))``, with R-hat and ESS columns."""
     post = idata.posterior
@@ -208,20 +224,13 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
         *submodel_formula_lines(design, " "),
         *censoring_lines(design, " "),
         f" Family: {family.name} ( {family.link.name} )",
+        *category_lines(design, family),
         *coding_notes(design),
-        "",
-        "Random effects (posterior means):",
     ]
-    rows = [["Groups", "Name", "Std.Dev.", "Corr"]]
-    for v in summary.varcorr:
-        if v.get("predictor", "mu") != "mu":
-            continue
-        for j, term in enumerate(v["terms"]):
-            corr = " ".join(f"{v['corr'][j, i]:5.2f}" for i in range(j))
-            rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j]:.4g}", corr])
-    if summary.sigma is not None:
-        rows.append(["Residual", "", f"{summary.sigma:.4g}", ""])
-    lines += format_table(rows)
+    if not family.categorical:  # whose effects are each category's (below)
+        lines += ["", "Random effects (posterior means):", *_mean_varcorr_lines(summary)]
+    else:
+        lines.append("")
     groups = ", ".join(f"{g}, {n}" for g, n in design.ngrps.items())
     lines.append(f"Number of obs: {design.nobs}{'; groups:  ' + groups if groups else ''}")
     if summary.family_params:
@@ -251,7 +260,7 @@ def format_summary(design: Design, family: Family, summary: NutsSummary, idata: 
             rows.append([name, f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.lower:.4g}", f"{r.upper:.4g}"])
         lines += format_table(rows, align_left=1)
     lines += format_submodels(
-        summary.submodels, submodel_parameters(design, family), "l-95% CI|u-95% CI", summary.varcorr
+        summary.submodels, submodel_headings(design, family), "l-95% CI|u-95% CI", summary.varcorr
     )
     divergences = "unknown" if "sample_stats" in summary.missing else d.divergences
     lines += [

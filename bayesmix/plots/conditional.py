@@ -23,7 +23,8 @@ from bayesmix.report import INTERVAL
 def _fixed_predictors(design) -> list[str]:
     """The data columns the fixed part and the offsets use, in the data's column order (an offset's
     columns are held at reference values too: a rate at the mean exposure, say)."""
-    if not design.fixed_names:
+    categories = getattr(design, "category_predictors", False)  # a categorical model's: its categories'
+    if not design.fixed_names and not (categories and next(iter(design.submodels.values())).fixed_names):
         return []
     names = set(formulae.model_description(design.spec.fixed).var_names) | offset_columns(design.spec)
     return [c for c in design.data.columns if c in names]
@@ -108,10 +109,10 @@ def conditional_effects(
     used are written in the title. A numeric ``effect`` gives a line over its observed range
     (``resolution`` points) with a band; a factor gives a point with an error bar per level.
 
-    An ordinal model draws each category's probability (a line and band per category over a
+    An ordinal or categorical model draws each category's probability (a line and band per category over a
     numeric ``effect``, a point and error bar per category beside each level of a factor), as
     brms's ``categorical = TRUE``; exact fits' intervals come from the delta method over the fixed
-    effects and the cut points.
+    effects and the cut points (a categorical model's: every category's coefficients).
 
     Predictions are means on the response scale (probabilities for binomial data). NUTS: the
     posterior mean and central ``interval`` quantiles of ``model.predict(data=grid,
@@ -146,7 +147,7 @@ def conditional_effects(
     grid = pd.DataFrame({effect: values})
     for name, (value, _) in reference.items():
         grid[name] = [value] * len(grid)
-    if source.family.ordinal:
+    if source.family.category_response:
         ax = _single_axes(ax, (7.8, 4.6))
         prediction = source.population_probabilities(grid, interval)
         _category_effects(ax, values, factor, prediction, design.codings.response_levels, interval, source)
@@ -199,11 +200,14 @@ def _numeric_effect(ax, values, column, observed, prediction, band) -> None:
 
 
 def _category_effects(ax, values, factor, prediction, levels, interval, source) -> None:
-    """An ordinal model's category probabilities over ``values``: one colour per category."""
+    """An ordinal or categorical model's category probabilities over ``values``: one colour per category."""
     import matplotlib.pyplot as plt
 
     mean, lower, upper = prediction
-    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, mean.shape[1]))
+    if source.family.categorical:  # unordered: distinct hues, no ramp that suggests an order
+        colours = plt.get_cmap("tab10")(np.arange(mean.shape[1]) % 10)
+    else:
+        colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, mean.shape[1]))
     kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
     offsets = np.linspace(-0.25, 0.25, mean.shape[1]) if factor else None
     for k, (level, colour) in enumerate(zip(levels, colours)):
