@@ -2,6 +2,7 @@
 
     bayesmix fit --data FILE.csv --formula F [--family NAME] [--link NAME] [--method nuts]
                  [--categorical COL[=L1,L2,...]]... [--thresholds flexible|equidistant]
+                 [--ddf satterthwaite|residual|none]
                  [--chains N --draws N --tune N --seed S
                  --sampler NAME] [--json OUT]
     bayesmix demo
@@ -108,7 +109,7 @@ def _run_fit(args) -> tuple[dict, str, list[str]]:
             )
             result, summary = model.to_dict(), model.summary()
         else:
-            fit = model.fit(method=args.method, nAGQ=args.nagq)
+            fit = model.fit(method=args.method, nAGQ=args.nagq, ddf=args.ddf)
             result, summary = fit.to_dict(), fit.summary()
     result["time_s"] = round(time.perf_counter() - start, 3)
     noted = {str(w.message) for w in caught if issubclass(w.category, UserWarning)}
@@ -216,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="quadrature points per level for --method laplace/agq (glmer's nAGQ; 1 = Laplace, agq's default 10)",
+    )
+    fit.add_argument(
+        "--ddf",
+        default="satterthwaite",
+        metavar="METHOD",
+        help="df of an ML/REML fit's t tests (lmerTest's ddf): satterthwaite, residual, none",
     )
     fit.add_argument(
         "--categorical",

@@ -1,4 +1,5 @@
-"""Model comparison of exact fits: lme4's ``anova`` (AIC, BIC and likelihood-ratio tests).
+"""Model comparison of exact fits: lme4's ``anova`` (AIC, BIC and likelihood-ratio tests), and
+with one fit the type III table of its fixed effects' terms (lmerTest's ``anova``).
 
 ``anova(fit0, fit1, ...)`` sorts the fits by their number of parameters and tests each against the
 one before it: Chisq = 2 (logLik_i - logLik_{i-1}) on Df = npar_i - npar_{i-1} degrees of freedom.
@@ -19,8 +20,10 @@ import pandas as pd
 from scipy.special import chdtrc  # chi-square upper tail, without scipy.stats' import
 
 from bayesmix.after.fit_view import EXACT, SAMPLED
+from bayesmix.design.hypotheses import type3_contrasts
 from bayesmix.errors import BayesmixError
 from bayesmix.exact.lmm import fit_lmm
+from bayesmix.exact.satterthwaite import f_test, variance_derivatives
 from bayesmix.mixedfit import from_lmm
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -38,7 +41,7 @@ def _check_fit(name: str, fit) -> None:
 
 
 def _refit_ml(fit):
-    return from_lmm(fit.design, fit.family, fit_lmm(fit.design, reml=False))
+    return from_lmm(fit.design, fit.family, fit_lmm(fit.design, reml=False), ddf="none")  # for its logLik
 
 
 def _same_data(first, other) -> bool:
@@ -83,7 +86,8 @@ def _comparable(names: list[str], fits: list, refit: bool) -> list:
 
 
 def anova(*fits, refit: bool = False, **named_fits) -> pd.DataFrame:
-    """Compare nested exact fits; one row per fit, sorted by the number of parameters.
+    """Compare nested exact fits; one row per fit, sorted by the number of parameters. With one
+    fit, its type III table (:func:`type3_table`).
 
     Columns: npar, AIC, BIC, logLik, deviance (-2 logLik), Chisq, Df, Pr(>Chisq) (the test against
     the row above). Fits are named ``model1``, ... or by keyword: ``anova(m0=fit0, m1=fit1)``.
@@ -91,8 +95,11 @@ def anova(*fits, refit: bool = False, **named_fits) -> pd.DataFrame:
     """
     names = [f"model{i + 1}" for i in range(len(fits))] + list(named_fits)
     fits = list(fits) + list(named_fits.values())
-    if len(fits) < 2:
-        raise BayesmixError("anova needs at least two fits to compare, e.g. anova(fit0, fit1).")
+    if len(fits) == 1:
+        _check_fit(names[0], fits[0])
+        return type3_table(fits[0])
+    if not fits:
+        raise BayesmixError("anova takes one fit (its type III table) or several to compare, e.g. anova(fit0, fit1).")
     for name, fit in zip(names, fits):
         _check_fit(name, fit)
     fits = _comparable(names, fits, refit)
@@ -115,3 +122,49 @@ def anova(*fits, refit: bool = False, **named_fits) -> pd.DataFrame:
         table["Pr(>Chisq)"] = np.where(df > 0, chdtrc(df.where(df > 0), table["Chisq"]), np.nan)
     table.attrs["method"] = "REML" if {fit.method for fit in fits} == {"REML"} else "ML"
     return table[COLUMNS]
+
+
+F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
+CHISQ_COLUMNS = ["Chisq", "Df", "Pr(>Chisq)"]
+
+
+def type3_table(fit) -> pd.DataFrame:
+    """The type III tests of the fixed part's terms (:func:`bayesmix.design.hypotheses.type3_contrasts`).
+
+    ML/REML fits: lmerTest's ``anova(fit)``, F tests with Satterthwaite's denominator df (Sum Sq
+    and Mean Sq on the residual variance's scale: Mean Sq = F sigma^2). GLMMs: Wald chi-square
+    tests of L beta = 0 (car's ``Anova(type = 3)``), chi-square on q df.
+    """
+    contrasts = type3_contrasts(fit.design)
+    beta = fit.fixef["estimate"].reindex(fit.design.fixed_names).to_numpy()
+    if np.isnan(beta).any():
+        raise BayesmixError(
+            f"A type III table needs every coefficient; this fit dropped {', '.join(fit.dropped)} (rank deficient). "
+            "Remove the aliased terms from the formula."
+        )
+    index = pd.Index(list(contrasts), name="term")
+    if fit.method not in ("REML", "ML") or fit.sigma is None:
+        V = fit.vcov.to_numpy()
+        chisq = [float(L @ beta @ np.linalg.solve(L @ V @ L.T, L @ beta)) for L in contrasts.values()]
+        df = [L.shape[0] for L in contrasts.values()]
+        table = pd.DataFrame({"Chisq": chisq, "Df": df, "Pr(>Chisq)": chdtrc(df, chisq)}, index=index)
+        table.attrs["method"] = "Wald chi-square tests (type III)"
+        return table
+    derivatives = fit.variance_derivatives
+    if derivatives is None:  # fitted with another ddf, or read from a file: the same fit's pieces again
+        derivatives = variance_derivatives(fit_lmm(fit.design, reml=fit.method == "REML"))
+    tests = [f_test(L, beta, derivatives) for L in contrasts.values()]
+    sigma2 = fit.sigma**2
+    table = pd.DataFrame(
+        {
+            "Sum Sq": [t.F * sigma2 * t.numerator_df for t in tests],
+            "Mean Sq": [t.F * sigma2 for t in tests],
+            "NumDF": [t.numerator_df for t in tests],
+            "DenDF": [t.denominator_df for t in tests],
+            "F value": [t.F for t in tests],
+            "Pr(>F)": [t.p_value for t in tests],
+        },
+        index=index,
+    )
+    table.attrs["method"] = "Type III Analysis of Variance Table with Satterthwaite's method"
+    return table[F_COLUMNS]

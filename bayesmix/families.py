@@ -526,19 +526,24 @@ def _check_categories(y, trials, name):
         )
 
 
-def _categorical_likelihood(name, observed, dims, etas):
-    """The sampler's likelihood of a categorical response: log P(y | mu_2..mu_K) per row."""
-
+def _categorical_likelihood(name, observed, dims, etas, weights=None):
+    """The sampler's likelihood of a categorical response: log P(y | mu_2..mu_K) per row, counted
+    w times where prior ``weights`` are given (glmmTMB's meaning, as the Laplace fit's)."""
     names = tuple(f"mu{k}" for k in range(len(etas)))
+    weighted = weights is not None
 
-    def logp(value, *etas):
-        return categorical.pt_log_probability(value - 1.0, etas)
+    def logp(value, *inputs):
+        etas = inputs[:-1] if weighted else inputs
+        log_p = categorical.pt_log_probability(value - 1.0, etas)
+        return inputs[-1] * log_p if weighted else log_p
 
-    def random(*etas, rng=None, size=None):  # prior and posterior predictive draws (SBC draws y from the prior)
+    def random(*inputs, rng=None, size=None):  # prior and posterior predictive draws (SBC draws y from the prior)
+        etas = inputs[:-1] if weighted else inputs
         etas = [np.broadcast_to(eta, size) if size is not None else eta for eta in etas]
         return categorical.draw(dict(zip(names, etas)), names, np.random.default_rng(rng)) + 1.0
 
-    return _pm().CustomDist(name, *etas, logp=logp, random=random, observed=observed, dims=dims)
+    inputs = [*etas, weights] if weighted else etas
+    return _pm().CustomDist(name, *inputs, logp=logp, random=random, observed=observed, dims=dims)
 
 
 def _ordinal_family(eta, params, trials):
@@ -989,9 +994,9 @@ class Family:
         import pytensor.tensor as pt
 
         if self.categorical:
-            if censoring is not None or weights is not None:
-                raise BayesmixError("family='categorical' takes neither weights= nor censored responses yet.")
-            return _categorical_likelihood(name, observed, dims, [params[p] for p in self.params])
+            if censoring is not None:
+                raise BayesmixError("family='categorical' takes no censored responses: categories are observed.")
+            return _categorical_likelihood(name, observed, dims, [params[p] for p in self.params], weights)
         if self.ordinal:
             if censoring is not None or weights is not None:
                 raise BayesmixError(f"family='{self.name}' takes neither weights= nor censored responses yet.")

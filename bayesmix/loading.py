@@ -85,6 +85,7 @@ def _fit_from_payload(payload: dict, design, family) -> MixedFit:
         if payload.get("thresholds") is None
         else pd.DataFrame(**payload["thresholds"]).rename_axis("threshold"),
         ordinal_vcov=None if payload.get("ordinal_vcov") is None else pd.DataFrame(**payload["ordinal_vcov"]),
+        ddf=payload.get("ddf"),
     )
 
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr, stdtr  # t and normal tails, without scipy.stats' import
 
 from bayesmix import ordinal
 from bayesmix.after.fit_view import EXACT
@@ -22,10 +23,11 @@ from bayesmix.after.predict import conditional_modes, fit_predict
 from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.encode import Design, coding_notes
 from bayesmix.design.linpred import linear_predictor
-from bayesmix.errors import ConvergenceWarning, SingularFitWarning, warn
+from bayesmix.errors import BayesmixError, ConvergenceWarning, SingularFitWarning, did_you_mean, warn
 from bayesmix.exact.glmm import GlmmResult
 from bayesmix.exact.lmm import LmmResult
 from bayesmix.exact.optimize import OptimizerSummary
+from bayesmix.exact.satterthwaite import contrast_df, variance_derivatives
 from bayesmix.families import Family
 from bayesmix.report import (
     categories_to_dict,
@@ -81,6 +83,12 @@ class MixedFit:
     # fixed effects and cut points, a categorical model's coefficients of every category
     # what an interval for a category probability needs
     ordinal_vcov: pd.DataFrame | None = None
+    # how the fixed effects' tests read their df: "satterthwaite", "residual" or "none" (an LMM's t
+    # tests, lmerTest's ddf=), or "asymptotic" (a GLMM's Wald z tests, glmer's)
+    ddf: str | None = None
+    # an ML/REML fit's Satterthwaite pieces (bayesmix.exact.satterthwaite.VarianceDerivatives), kept
+    # for its F tests (anova(fit)); None where not computed (other ddf, a fit read from a file)
+    variance_derivatives: object | None = field(default=None, repr=False, compare=False)
 
     def parameters(self, submodel_X: dict | None = None, submodel_blocks: dict | None = None) -> dict:
         """The family's parameters: the constant ones (:attr:`family_params`), and per row those a zi=
@@ -149,11 +157,7 @@ class MixedFit:
         if self.family_params:
             lines.append("Family parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in self.family_params.items()))
         if mean:
-            lines += ["", "Fixed effects:"]
-            rows = [["", "Estimate", "Std. Error", "z value" if self.sigma is None else "t value"]]
-            for name, r in self.fixef.iterrows():
-                rows.append([str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", f"{r.statistic:.3f}"])
-            lines += format_table(rows, align_left=1)
+            lines += fixef_lines(self.fixef, self.ddf)
         lines += threshold_lines(self.thresholds, self.design)
         lines += format_submodels(self.submodels, submodel_headings(self.design, self.family), "", self.varcorr)
         lines += [f"Note: {m}" for m in self.messages]
@@ -172,7 +176,7 @@ class MixedFit:
             "fixef": fixef_dict(self.fixef, self.design, self.family, self.submodels),
             "sigma": self.sigma,
             "family_params": family_params_to_dict(self.family_params),
-            **(submodels_to_dict(self.submodels, self.varcorr, self.ranef) if not self.family.categorical else {}),
+            **submodels_to_dict(self.submodels, self.varcorr, self.ranef),
             "thresholds": thresholds_to_dict(self.thresholds),
             "categories": categories_to_dict(self.design, self.family, self.submodels, self.varcorr, self.ranef),
             "varcorr": varcorr_contract(self.varcorr, self.family),
@@ -244,16 +248,16 @@ class _Estimates:
     submodels: dict[str, pd.DataFrame] = field(default_factory=dict)
     thresholds: pd.DataFrame | None = None
     ordinal_vcov: pd.DataFrame | None = None
+    coefficient_df: np.ndarray | None = None  # an LMM's t tests' df per coefficient; None: Wald z tests
+    ddf: str | None = None
+    variance_derivatives: object | None = None
 
 
 def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | None) -> MixedFit:
     """Build the MixedFit (design order for varcorr and ranef); warn about singular fits and
     non-convergence."""
     position = {block_index: k for k, block_index in enumerate(e.order)}
-    se = np.sqrt(np.diag(e.vcov))
-    fixef = pd.DataFrame(
-        {"estimate": e.beta, "se": se, "statistic": e.beta / se}, index=pd.Index(e.fixed_names, name="term")
-    )
+    fixef = coefficient_table(e.beta, e.vcov, e.fixed_names, e.coefficient_df)
     varcorr, blocks = [], design.all_blocks
     for i, block in enumerate(blocks):
         T = e.factors[position[i]]
@@ -313,13 +317,81 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         submodels=e.submodels,
         thresholds=e.thresholds,
         ordinal_vcov=e.ordinal_vcov,
+        ddf=e.ddf,
+        variance_derivatives=e.variance_derivatives,
     )
 
 
-def from_lmm(design: Design, family: Family, result: LmmResult, time_s: float | None = None) -> MixedFit:
-    """A MixedFit from an ML/REML result."""
+def coefficient_table(beta, vcov, names, df=None) -> pd.DataFrame:
+    """estimate, se, statistic, df and p_value per coefficient: t tests with ``df`` (an LMM's), Wald z
+    tests without (df NaN), as lmerTest's and glmer's summaries; ``df`` all NaN: no p-values (lme4's
+    lmer summary, ddf="none")."""
+    se = np.sqrt(np.diag(vcov))
+    statistic = beta / se
+    if df is None:
+        df, p = np.full(len(beta), np.nan), 2.0 * ndtr(-np.abs(statistic))
+    else:
+        p = 2.0 * stdtr(df, -np.abs(statistic))
+    columns = {"estimate": beta, "se": se, "statistic": statistic, "df": df, "p_value": p}
+    return pd.DataFrame(columns, index=pd.Index(names, name="term"))
+
+
+DDF_METHODS = {"satterthwaite": "Satterthwaite's method", "residual": "the residual df (n - p)"}
+
+
+def fixef_lines(fixef: pd.DataFrame, ddf: str | None) -> list[str]:
+    """The fixed-effects table: lmerTest's (df, t value, Pr(>|t|)) for an LMM's t tests, lme4's
+    (t value alone) with ddf="none", glmer's (z value, Pr(>|z|)) for Wald z tests."""
+    t_tests = ddf in DDF_METHODS
+    tested = t_tests or ddf == "asymptotic"
+    letter = "z" if ddf == "asymptotic" else "t"
+    head = ["", "Estimate", "Std. Error", *(["df"] if t_tests else []), f"{letter} value"]
+    rows = [head + ([f"Pr(>|{letter}|)"] if tested else [])]
+    for name, r in fixef.iterrows():
+        row = [str(name), f"{r.estimate:.4g}", f"{r.se:.4g}", *([f"{r.df:.2f}"] if t_tests else [])]
+        rows.append(row + [f"{r.statistic:.3f}"] + ([_p_text(r.p_value)] if tested else []))
+    note = [f"t tests use {DDF_METHODS[ddf]}"] if t_tests else []
+    return ["", "Fixed effects:", *format_table(rows, align_left=1), *note]
+
+
+def _p_text(p: float) -> str:
+    """A p-value as R prints it: 3 significant digits, and "< 2e-16" below double precision's reach."""
+    return "< 2e-16" if p < 2.2e-16 else f"{p:.3g}"
+
+
+DDF_CHOICES = ("satterthwaite", "residual", "none")
+
+
+def lmm_coefficient_df(result: LmmResult, ddf: str):
+    """(each coefficient's denominator df: Satterthwaite's (lmerTest's default), the residual n - p,
+    or NaN (no p-values, lme4's own summary); the Satterthwaite pieces, or None)."""
+    p = len(result.solution.beta)
+    if ddf == "residual":
+        return np.full(p, float(result.cross.n - p)), None
+    if ddf == "none" or not p:
+        return np.full(p, np.nan), None
+    derivatives = variance_derivatives(result)
+    return np.array([contrast_df(e, derivatives) for e in np.eye(p)]), derivatives
+
+
+def check_ddf(ddf) -> str:
+    key = str(ddf).lower().replace("_", "-")
+    if key not in DDF_CHOICES:
+        raise BayesmixError(
+            f"ddf='{ddf}' is not a method for the fixed effects' df.{did_you_mean(key, DDF_CHOICES)} "
+            f"Choices: {', '.join(DDF_CHOICES)} (Kenward-Roger is not available yet)."
+        )
+    return key
+
+
+def from_lmm(
+    design: Design, family: Family, result: LmmResult, time_s: float | None = None, ddf: str = "satterthwaite"
+) -> MixedFit:
+    """A MixedFit from an ML/REML result, its t tests with ``ddf``'s df."""
     sol, cp = result.solution, result.cross
     criterion = result.criterion
+    ddf = check_ddf(ddf)
+    coefficient_df, derivatives = lmm_coefficient_df(result, ddf)
     return _assemble(
         design,
         family,
@@ -343,6 +415,9 @@ def from_lmm(design: Design, family: Family, result: LmmResult, time_s: float | 
             mode_sds=sol.mode_sds,
             optimizer=result.optimizer,
             singular_theta=result.scaled_theta,
+            coefficient_df=coefficient_df,
+            ddf=ddf,
+            variance_derivatives=derivatives,
         ),
         time_s,
     )
@@ -383,6 +458,7 @@ def from_glmm(design: Design, family: Family, result: GlmmResult, time_s: float 
             submodels=submodels,
             thresholds=_threshold_table(design, family, result),
             ordinal_vcov=_ordinal_vcov(design, family, result),
+            ddf="asymptotic",
         ),
         time_s,
     )

@@ -21,7 +21,7 @@ from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
 from bayesmix.exact.lmm import fit_lmm
 from bayesmix.families import Family, get_family
-from bayesmix.mixedfit import MixedFit, from_glmm, from_lmm
+from bayesmix.mixedfit import MixedFit, check_ddf, from_glmm, from_lmm
 
 if TYPE_CHECKING:
     import arviz as az
@@ -224,7 +224,9 @@ class Model:
         """
         return _sampled().prior_predictive(self, draws, random_seed)
 
-    def fit(self, method: str | None = None, nAGQ: int | None = None) -> MixedFit:  # noqa: N803 - lme4's name
+    def fit(  # noqa: N803 - lme4's name
+        self, method: str | None = None, nAGQ: int | None = None, ddf: str = "satterthwaite"
+    ) -> MixedFit:
         """Frequentist fit, lme4-comparable: ``"reml"``, ``"ml"``, ``"laplace"`` or ``"agq"``.
 
         Without ``method``, what lme4/glmmTMB would do for this model: REML for a gaussian model
@@ -238,8 +240,14 @@ class Model:
         ``"laplace"`` with nAGQ): adaptive Gauss-Hermite quadrature with that many points per level,
         as glmer's, for a single scalar random-effect term. Returns a
         :class:`bayesmix.mixedfit.MixedFit`. See docs/exact_fits.md.
+
+        ``ddf``: the df of an ML/REML fit's t tests of the fixed effects (``fixef``'s ``df`` and
+        ``p_value``), lmerTest's ``ddf=``: ``"satterthwaite"`` (lmerTest's default),
+        ``"residual"`` (n - p) or ``"none"`` (no p-values, lme4's own summary). A GLMM's tests are
+        Wald z tests, as glmer's.
         """
         method = self._check_method(method)
+        ddf = check_ddf(ddf)
         start = time.perf_counter()
         if method in ("laplace", "agq") or self.design.submodels or self.design.censoring is not None:
             nagq = nAGQ if nAGQ is not None else (DEFAULT_NAGQ if method == "agq" else 1)
@@ -248,7 +256,7 @@ class Model:
         if nAGQ not in (None, 1):
             raise BayesmixError(f"nAGQ is for GLMM fits (method='laplace' or 'agq'); method='{method}' is exact.")
         result = fit_lmm(self.design, reml=method == "reml")
-        return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start)
+        return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start, ddf=ddf)
 
     def _default_method(self) -> str:
         gaussian = self.family.name == "gaussian" and self.family.link.name == "identity"

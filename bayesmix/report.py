@@ -100,7 +100,8 @@ def ranef_dict(ranef: dict[str, pd.DataFrame], predictor: str = "mu") -> dict:
 def submodels_to_dict(tables: dict[str, pd.DataFrame], varcorr: list[dict] = (), ranef: dict | None = None) -> dict:
     """The JSON contract's ``zi`` and ``dispersion``: ``{fixef: {names, estimate, se}, varcorr,
     ranef}`` of each one-sided formula (coefficients on the link scale, its blocks' SDs and
-    correlations, their levels' effects), None where the model has none."""
+    correlations, their levels' effects), None where the model has none (a categorical model's
+    per-category tables are its ``categories``)."""
     out = {}
     for role in ("zi", "dispersion"):
         table = tables.get(role)
@@ -182,7 +183,8 @@ def fixef_dict(fixed: pd.DataFrame, design: Design, family, tables: dict[str, pd
         return _fixef_dict(fixed)
     parts = [_fixef_dict(tables[role]) for role in family.params]
     names = [f"{role}_{name}" for role, part in zip(family.params, parts) for name in part["names"]]
-    return {key: [v for part in parts for v in part[key]] if key != "names" else names for key in parts[0]}
+    joined = {key: None if parts[0][key] is None else [v for part in parts for v in part[key]] for key in parts[0]}
+    return {**joined, "names": names}
 
 
 def varcorr_contract(varcorr: list[dict], family) -> list[dict]:
@@ -199,11 +201,17 @@ def varcorr_contract(varcorr: list[dict], family) -> list[dict]:
 
 
 def _fixef_dict(table: pd.DataFrame) -> dict:
-    return {
+    """``{names, estimate, se, df, statistic, p_value}``: the tests' lists where the table has them
+    (an exact fit's; a Wald z test's df is null), else null (a posterior's)."""
+    out = {
         "names": [str(name) for name in table.index],
         "estimate": table["estimate"].astype(float).tolist() if len(table) else [],
         "se": table["se"].astype(float).tolist() if len(table) else [],
     }
+    for key in ("df", "statistic", "p_value"):
+        values = table[key].astype(float) if key in table.columns else None
+        out[key] = None if values is None else [float(v) if np.isfinite(v) else None for v in values]
+    return out
 
 
 def format_submodels(

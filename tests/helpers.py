@@ -14,6 +14,7 @@ CONTRACT = [
     "zi",
     "dispersion",
     "thresholds",
+    "categories",
     "varcorr",
     "logLik",
     "REMLcrit",

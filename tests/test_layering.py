@@ -19,9 +19,10 @@ LAYERS = [
     {"design.crossprod"},
     # data -> arrays: the design, its cross-products, the Dask statistics, the moments
     {"design.linpred", "design.moments", "design.encode", "design.statistics", "design"},
+    {"design.hypotheses"},
     {"report"},
     # the engines, side by side: exact (lme4's pipeline) and Bayesian (PyMC model -> NUTS -> posterior)
-    {"exact", "exact.optimize", "exact.glm", "exact.blocked", "exact.lmm", "exact.glmm"}
+    {"exact", "exact.optimize", "exact.glm", "exact.blocked", "exact.lmm", "exact.glmm", "exact.satterthwaite"}
     | {"bayes", "bayes.names", "bayes.priors", "bayes.build", "bayes.built", "bayes.collapsed"}
     | {"bayes.collapsed.statistics", "bayes.collapsed.start", "bayes.collapsed.draws", "bayes.collapsed.model"},
     {"nuts", "nuts.jax_config", "nuts.low_rank", "nuts.program_cache", "nuts.convergence", "nuts.numpyro_driver"}

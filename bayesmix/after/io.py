@@ -153,6 +153,7 @@ def _fit_payload(fit) -> bytes:
         "submodels": {role: table.to_dict(orient="split") for role, table in fit.submodels.items()},
         "thresholds": None if fit.thresholds is None else fit.thresholds.to_dict(orient="split"),
         "ordinal_vcov": None if fit.ordinal_vcov is None else fit.ordinal_vcov.to_dict(orient="split"),
+        "ddf": fit.ddf,
     }
     return json.dumps(payload, default=_plain).encode()
 

@@ -2,7 +2,8 @@
 
 The JSON contract (``to_dict``) is read by other tools; its keys are fixed::
 
-    formula, family, link, method, nobs, ngrps{group: n}, fixef{names, estimate, se}, sigma,
+    formula, family, link, method, nobs, ngrps{group: n}, fixef{names, estimate, se, df, statistic,
+    p_value} (the tests' lists for an exact fit, df null for a Wald z test; null for NUTS), sigma,
     family_params{name: value}, thresholds{names, estimate, se} (an ordinal model's; null otherwise),
     categories{levels, reference, predictors{mu<level>: {category, fixef, varcorr, ranef}}} (a
     categorical model's, whose fixef names are mu<level>_<coefficient>; null otherwise),
@@ -176,7 +177,7 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         "fixef": fixef_dict(summary.fixef, design, family, summary.submodels),
         "sigma": summary.sigma,
         "family_params": family_params_to_dict(summary.family_params),
-        **(submodels_to_dict(summary.submodels, summary.varcorr, summary.ranef) if not family.categorical else {}),
+        **submodels_to_dict(summary.submodels, summary.varcorr, summary.ranef),
         "thresholds": thresholds_to_dict(summary.thresholds),
         "categories": categories_to_dict(design, family, summary.submodels, summary.varcorr, summary.ranef),
         "varcorr": varcorr_contract(summary.varcorr, family),
