@@ -44,6 +44,10 @@ _LAZY = {
     "varcorr": "bayesmix.after.tidy",
     "r2": "bayesmix.after.r2",
     "icc": "bayesmix.after.r2",
+    "coef": "bayesmix.after.verbs",
+    "fitted": "bayesmix.after.verbs",
+    "residuals": "bayesmix.after.verbs",
+    "simulate": "bayesmix.after.verbs",
 }
 _LAZY_MODULES = {"plots", "modular"}
 
@@ -75,6 +79,12 @@ __all__ = [
     "fixef",
     "ranef",
     "varcorr",
+    "r2",
+    "icc",
+    "coef",
+    "fitted",
+    "residuals",
+    "simulate",
     "DATASETS",
     "FAMILY_NAMES",
     "BayesmixError",

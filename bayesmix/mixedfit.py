@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.special import ndtr, stdtr  # t and normal tails, without scipy.stats' import
 
 from bayesmix import ordinal
+from bayesmix.after import verbs
 from bayesmix.after.fit_view import EXACT
 from bayesmix.after.io import save
 from bayesmix.after.predict import conditional_modes, fit_predict
@@ -198,6 +199,22 @@ class MixedFit:
         ``kind="zi"``/``"dispersion"``: each row's zero-inflation (hurdle) probability or dispersion
         parameter (glmmTMB's ``type = "zprob"``/``"disp"``)."""
         return fit_predict(self, data, re_form, allow_new_levels, kind)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef``: per grouping factor, each level's coefficients (:func:`bayesmix.coef`)."""
+        return verbs.coef(self)
+
+    def fitted(self) -> np.ndarray:
+        """lme4's ``fitted``: the conditional means of the training rows."""
+        return verbs.fitted(self)
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:  # noqa: A002 - lme4's name
+        """lme4's ``residuals``: ``"response"``, ``"pearson"`` or ``"deviance"`` (``scaled``: over sigma)."""
+        return verbs.residuals(self, type, scaled)
+
+    def simulate(self, nsim: int = 1, seed=None, re_form: str = "population") -> pd.DataFrame:
+        """lme4's ``simulate``: ``nsim`` responses per training row (:func:`bayesmix.simulate`)."""
+        return verbs.simulate(self, nsim, seed, re_form)
 
     def save(self, path):
         """Write this fit (estimates, model specification, training rows) to one netCDF file;

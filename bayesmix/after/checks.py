@@ -57,9 +57,10 @@ from bayesmix.after.fit_view import view
 from bayesmix.after.predict import (
     _effects_with_new_levels,
     by_predictor,
-    conditional_modes,
+    covariance_root,
     encode,
     fixed_estimates,
+    simulate_exact,
 )
 from bayesmix.bayes.names import flat_draws, parameter_draws
 from bayesmix.design.crossprod import block_z
@@ -181,34 +182,6 @@ def _family_params(fit) -> dict:
     return {"sigma": fit.sigma} if fit.sigma is not None else fit.parameters()
 
 
-def _covariance_root(cov) -> np.ndarray:
-    """A square root R of a (possibly singular) covariance, R R' = cov."""
-    w, V = np.linalg.eigh(np.asarray(cov, dtype=float))
-    return V * np.sqrt(np.clip(w, 0.0, None))
-
-
-def _simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
-    """(n_sim, n) responses simulated from an exact fit."""
-    design, family = fit.design, fit.family
-    blocks = []
-    for block, v in zip(design.all_blocks, fit.varcorr):
-        if re_form == "conditional":
-            effects = conditional_modes(fit, block)
-        else:
-            root = _covariance_root(v["cov"])
-            effects = rng.standard_normal((n_sim, block.n_levels, block.n_terms)) @ root.T
-        blocks.append((block.Zt, block.codes, effects))
-    mu, submodels = by_predictor(design, blocks)
-    eta = linear_predictor(design.X, fixed_estimates(fit), mu, design.offset)
-    eta = np.broadcast_to(eta, (n_sim, design.nobs))
-    params = (
-        {"sigma": fit.sigma}
-        if fit.sigma is not None
-        else fit.parameters({role: sub.X for role, sub in design.submodels.items()}, submodels)
-    )
-    return family.draw(eta, params, design.trials, rng, design.weights)
-
-
 def _penalised_design(fit):
     """(A, p): the sparse n x (p + q) matrix [X, Z_1 R_1, ...] of the joint penalised mode, with the
     fixed-effect columns the fit estimated and each block's effects b = R u in whitened u."""
@@ -216,7 +189,7 @@ def _penalised_design(fit):
     kept = [i for i, name in enumerate(design.fixed_names) if name in fit.fixef.index]
     parts = [sp.csc_matrix(design.X[:, kept])]
     for block, v in zip(design.blocks, fit.varcorr):
-        root = _covariance_root(v["cov"])
+        root = covariance_root(v["cov"])
         parts.append(block_z(block) @ sp.kron(sp.identity(block.n_levels), sp.csc_matrix(root)))
     return sp.hstack(parts).tocsc(), len(kept)
 
@@ -358,11 +331,11 @@ def scaled_residuals(fit, n_sim: int = 250, re_form: str = "unconditional", rand
     source.require()
     observed = source.design.y
     if not source.bayes:
-        simulated = _simulate_exact(fit, n_sim, re_form, rng)
+        simulated = simulate_exact(fit, n_sim, re_form, rng)
         fitted = fit.predict()
         if re_form == "conditional":  # the observed and simulated data refitted alike
             observed_stat = float(_conditional_pearson(fit, observed[None, :])[0])
-            simulated_stat = _conditional_pearson(fit, _simulate_exact(fit, n_sim, "unconditional", rng))
+            simulated_stat = _conditional_pearson(fit, simulate_exact(fit, n_sim, "unconditional", rng))
     else:
         simulated, mean, variance = _simulate_nuts(fit, _thinned(source.idata, n_sim), re_form, rng)
         fitted = source.fitted()

@@ -195,3 +195,31 @@ def conditional_modes(fit, block) -> np.ndarray:
     """(M, k) conditional modes of one block of an exact fit, in the block's level and term order."""
     modes = fit.ranef[block_key(block)]["condval"].unstack("term").reindex(list(block.levels))[list(block.terms)]
     return modes.to_numpy()
+
+
+def covariance_root(cov) -> np.ndarray:
+    """A square root R of a (possibly singular) covariance, R R' = cov."""
+    w, V = np.linalg.eigh(np.asarray(cov, dtype=float))
+    return V * np.sqrt(np.clip(w, 0.0, None))
+
+
+def simulate_exact(fit, n_sim: int, re_form: str, rng) -> np.ndarray:
+    """(n_sim, n) responses simulated from an exact fit."""
+    design, family = fit.design, fit.family
+    blocks = []
+    for block, v in zip(design.all_blocks, fit.varcorr):
+        if re_form == "conditional":
+            effects = conditional_modes(fit, block)
+        else:
+            root = covariance_root(v["cov"])
+            effects = rng.standard_normal((n_sim, block.n_levels, block.n_terms)) @ root.T
+        blocks.append((block.Zt, block.codes, effects))
+    mu, submodels = by_predictor(design, blocks)
+    eta = linear_predictor(design.X, fixed_estimates(fit), mu, design.offset)
+    eta = np.broadcast_to(eta, (n_sim, design.nobs))
+    params = (
+        {"sigma": fit.sigma}
+        if fit.sigma is not None
+        else fit.parameters({role: sub.X for role, sub in design.submodels.items()}, submodels)
+    )
+    return family.draw(eta, params, design.trials, rng, design.weights)
