@@ -45,7 +45,7 @@ def load(path):
     )
     model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])
     if payload is not None:
-        return _fit_from_payload(payload, model.design, model.family)
+        return replace(_fit_from_payload(payload, model.design, model.family), source=model)
     model.idata = idata
     model.sampling_time = spec["sampling_time"]
     return model

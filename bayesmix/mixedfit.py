@@ -90,6 +90,9 @@ class MixedFit:
     # an ML/REML fit's Satterthwaite pieces (bayesmix.exact.satterthwaite.VarianceDerivatives), kept
     # for its F tests (anova(fit)); None where not computed (other ddf, a fit read from a file)
     variance_derivatives: object | None = field(default=None, repr=False, compare=False)
+    # the Model this fit came from (its arguments and data: update() starts there); a fit read
+    # from a file gets the Model rebuilt from the file's rows
+    source: object | None = field(default=None, repr=False, compare=False)
 
     def parameters(self, submodel_X: dict | None = None, submodel_blocks: dict | None = None) -> dict:
         """The family's parameters: the constant ones (:attr:`family_params`), and per row those a zi=
@@ -215,6 +218,18 @@ class MixedFit:
     def simulate(self, nsim: int = 1, seed=None, re_form: str = "population") -> pd.DataFrame:
         """lme4's ``simulate``: ``nsim`` responses per training row (:func:`bayesmix.simulate`)."""
         return verbs.simulate(self, nsim, seed, re_form)
+
+    def update(self, formula: str | None = None, data=None, method: str | None = None, **arguments) -> MixedFit:
+        """lme4's ``update``: this fit's model with some arguments changed (``formula`` in R's update
+        syntax, ``". ~ . + age"``; ``data``; any other argument of Model), fitted again by this
+        fit's method (or ``method``) and, for an LMM, its ``ddf``."""
+        if self.source is None:
+            raise BayesmixError("This fit does not know the Model it came from; update the Model and fit it again.")
+        model = self.source.update(formula, data, **arguments)
+        method = (method or self.method).lower()
+        nagq = self.nagq if method == "agq" else None
+        ddf = self.ddf if self.ddf in DDF_CHOICES else "satterthwaite"
+        return model.fit(method, nAGQ=nagq, ddf=ddf)
 
     def save(self, path):
         """Write this fit (estimates, model specification, training rows) to one netCDF file;

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bayesmix.after.fit_view import SAMPLED
@@ -15,7 +16,7 @@ from bayesmix.after.io import save as save_model
 from bayesmix.after.predict import add_predictions, posterior_predict
 from bayesmix.bayes.priors import Prior, resolve_priors
 from bayesmix.design.encode import Design, as_pandas, build_design, family_design, formula_for_data
-from bayesmix.design.formula import parse_formula, parse_submodel
+from bayesmix.design.formula import parse_formula, parse_submodel, update_formula
 from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
@@ -95,6 +96,24 @@ class Model:
         upper=None,
         thresholds=None,
     ):
+        # what update() starts from: the call's arguments, the data as given (only read, never changed)
+        self._arguments = dict(
+            formula=formula,
+            data=data,
+            family=family,
+            priors=priors,
+            categorical=categorical,
+            link=link,
+            missing=missing,
+            offset=offset,
+            contrasts=contrasts,
+            weights=weights,
+            zi=zi,
+            dispersion=dispersion,
+            censored=censored,
+            upper=upper,
+            thresholds=thresholds,
+        )
         self.family: Family = get_family(family, link)
         if thresholds is not None:  # an ordinal family's cut points: "flexible" or "equidistant" (clmm's)
             self.family = self.family.with_thresholds(thresholds)
@@ -252,11 +271,29 @@ class Model:
         if method in ("laplace", "agq") or self.design.submodels or self.design.censoring is not None:
             nagq = nAGQ if nAGQ is not None else (DEFAULT_NAGQ if method == "agq" else 1)
             result = fit_glmm(self.design, self.family, nagq)
-            return from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
+            fit = from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
+            return replace(fit, source=self)
         if nAGQ not in (None, 1):
             raise BayesmixError(f"nAGQ is for GLMM fits (method='laplace' or 'agq'); method='{method}' is exact.")
         result = fit_lmm(self.design, reml=method == "reml")
-        return from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start, ddf=ddf)
+        fit = from_lmm(self.design, self.family, result, time_s=time.perf_counter() - start, ddf=ddf)
+        return replace(fit, source=self)
+
+    def update(self, formula: str | None = None, data=None, **arguments) -> Model:
+        """A new Model with this one's arguments, some changed (lme4's ``update``): ``formula`` in
+        R's update syntax, ``.`` for this model's side (``". ~ . + age"``, ``". ~ . - (1 | g) +
+        (x | g)"``); ``data`` and any other argument of :class:`Model` replace this model's."""
+        unknown = sorted(set(arguments) - set(self._arguments))
+        if unknown:
+            raise BayesmixError(
+                f"update() got {unknown[0]!r}, which Model does not take.{did_you_mean(unknown[0], self._arguments)}"
+            )
+        changed = {**self._arguments, **arguments}
+        if formula is not None:
+            changed["formula"] = update_formula(self._arguments["formula"], formula)
+        if data is not None:
+            changed["data"] = data
+        return Model(**changed)
 
     def _default_method(self) -> str:
         gaussian = self.family.name == "gaussian" and self.family.link.name == "identity"

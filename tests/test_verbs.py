@@ -87,3 +87,29 @@ def test_the_verbs_say_what_they_read(fits):
     model = bayesmix.Model("Reaction ~ Days + (1 | Subject)", pd.read_csv(ROOT / MODELS["sleep"][0]))
     with pytest.raises(bayesmix.BayesmixError, match="reads an exact fit"):
         bayesmix.coef(model)
+
+
+def test_update_formula_is_rs():
+    from bayesmix.design.formula import update_formula
+
+    assert update_formula("y ~ x + (1 | g)", ". ~ . + z - (1|g) + (z | g)") == "y ~ x + z + (z | g)"
+    assert update_formula("y ~ x + (1 | g)", "log(.) ~ .") == "log(y) ~ x + (1 | g)"
+    assert update_formula("y ~ x + (1 | g)", ". ~ . - 1") == "y ~ x + (1 | g) - 1"
+    with pytest.raises(bayesmix.BayesmixError, match="leaves no terms"):
+        update_formula("y ~ x", ". ~ . - x")
+
+
+def test_update_refits_with_the_same_arguments(fits, tmp_path):
+    """lme4's update: the LRT of Days (lme4: Chisq 23.537 on 1 df), from one fit and its updates."""
+    fit = fits["sleep"]
+    ml = fit.update(method="ml")
+    smaller = ml.update(". ~ . - Days")
+    assert smaller.design.spec.text == "Reaction ~ (Days | Subject)" and smaller.method == "ML"
+    table = bayesmix.anova(smaller, ml)
+    assert table["Chisq"].iloc[1] == pytest.approx(23.5365, abs=1e-3)
+    binomial = fits["cbpp"].update(". ~ . - period")
+    assert binomial.family.name == "binomial" and list(binomial.fixef.index) == ["Intercept"]
+    fit.save(tmp_path / "sleep.nc")
+    assert bayesmix.load(tmp_path / "sleep.nc").update(". ~ . - Days").fixef.index.tolist() == ["Intercept"]
+    with pytest.raises(bayesmix.BayesmixError, match="does not take"):
+        fit.update(familly="poisson")

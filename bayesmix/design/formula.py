@@ -611,3 +611,42 @@ def _matching_paren(text: str) -> int:
         if depth == 0:
             return i
     return -1
+
+
+def update_formula(old: str, new: str) -> str:
+    """R's ``update.formula``: ``new`` with each ``.`` standing for ``old``'s side, e.g.
+    ``update_formula("y ~ x + (1 | g)", ". ~ . + z - (1 | g) + (z | g)")`` is
+    ``"y ~ x + z + (z | g)"``. A ``- term`` drops that term of the old side (written alike, spaces
+    aside); one the old side lacks (``- 1``) is kept, as R keeps it."""
+    if not isinstance(new, str):
+        raise BayesmixError(f"The new formula must be a string such as '. ~ . + x', not {type(new).__name__}.")
+    old_lhs, old_rhs = _sides(old)
+    tilde = [i for i, ch in _top_level(new) if ch == "~"]
+    if len(tilde) != 1:
+        raise BayesmixError(f"The new formula '{new}' needs exactly one '~', e.g. '. ~ . + x'.")
+    new_lhs, new_rhs = new[: tilde[0]].strip(), new[tilde[0] + 1 :]
+    lhs = _DOT.sub(lambda _: old_lhs.strip(), new_lhs) if new_lhs else old_lhs.strip()
+    terms: list[tuple[str, str]] = []
+    for sign, piece, _ in _split_terms(new_rhs, 0):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if piece == ".":
+            terms += [(s, p.strip()) for s, p, _ in _split_terms(old_rhs, 0) if p.strip()]
+        elif sign == "-" and any(_same_term(piece, p) for s, p in terms if s == "+"):
+            terms = [(s, p) for s, p in terms if not (s == "+" and _same_term(piece, p))]
+        elif not any(s == sign and _same_term(piece, p) for s, p in terms):
+            terms.append((sign, piece))
+    if not terms:
+        raise BayesmixError(f"Updating '{old}' by '{new}' leaves no terms; write '1' for an intercept.")
+    text = " ".join(f"{s} {p}" for s, p in terms)
+    return f"{lhs} ~ {text[2:] if text.startswith('+ ') else text}"
+
+
+def _sides(formula: str) -> tuple[str, str]:
+    tilde = [i for i, ch in _top_level(formula) if ch == "~"]
+    return formula[: tilde[0]], formula[tilde[0] + 1 :]
+
+
+def _same_term(a: str, b: str) -> bool:
+    return re.sub(r"\s+", "", a) == re.sub(r"\s+", "", b)
