@@ -1,8 +1,8 @@
 ## Reference fits of the categorical (multinomial logit, brms's `categorical` family) mixed model: Laplace
 ## marginal likelihood from a TMB template.
 ##
-## Run from the repository root:   Rscript tests/data/r/categorical_references.R      (about 30 s, most of it
-## compiling the TMB template)
+## Run from the repository root:   Rscript tests/data/r/categorical_references.R      (about 2 minutes, 20 s of
+## it compiling the TMB template)
 ## Reads tests/data/categorical_sim.csv (simulated: choice in bus / car / train, x numeric, g group id 0..39;
 ## 800 rows, 20 per group; supplied as is, not simulated here); writes one tests/data/<case_id>.json per case and
 ## prints a summary.
@@ -15,15 +15,25 @@
 ##    unstructured covariance of its terms;
 ##  - shared ((1 | p | g)): one unstructured covariance over both categories' terms.
 ## SDs = exp(theta), correlations from an unconstrained parameterisation (TMB's UNSTRUCTURED_CORR one; 2 x 2:
-## corr = rho / sqrt(1 + rho^2)). Fit: MakeADFun(random = "b") (Laplace), nlminb (rel.tol 1e-14, iter.max 1e4)
-## from zeros, then Newton steps (TMB gradient obj$gr, optimHess Hessian) to max |gradient| < 1e-8; se from
-## TMB::sdreport (SDs and correlations by the delta method, ADREPORT).
+## corr = rho / sqrt(1 + rho^2)). Fit: MakeADFun(random = "b", inner.control = list(tol = 1e-12)) (Laplace;
+## the tighter inner tolerance makes the conditional modes exact to ~1e-15, so the logLik agrees with the hand
+## computation to ~1e-12 instead of ~1e-10), nlminb (rel.tol 1e-14, iter.max 1e4) from zeros, then Newton steps
+## (TMB gradient obj$gr, optimHess Hessian) to max |gradient| < 1e-8; se from TMB::sdreport (SDs and
+## correlations by the delta method, ADREPORT).
+## Every case is also fitted in the template's spherical parameterisation (spherical = 1, lme4-style: b = L u,
+## u ~ N(0, I), L the lower-triangular factor of Sigma, its entries free): the same Laplace logLik (invariant
+## under a linear change of the random effects), and finite parameters at the boundary (an SD at 0, a
+## correlation at +-1). Where the log-SD fit converges (pdHess) it is the reference and the spherical fit a
+## `spherical_check`; where it diverges toward the boundary (categorical_sim_slope: both categories' 2 x 2
+## correlations go to +-1) the spherical fit is the reference (`singular`: true) and the log-SD attempt is kept
+## in `logsd_fit`.
 ## Checks in each JSON:
 ##  - parameterisation_check: the template's joint negative log density at the conditional modes against a
 ##    sum written out in R (multinomial log-likelihood + MVN log density);
 ##  - laplace_check: the Laplace logLik recomputed in plain R at the reference estimates (per-group Newton for
 ##    the q-vector mode with the analytic gradient sum_i z_i (e_{y_i} - p_i) - Sigma^-1 b and Hessian
-##    -[sum_i (diag(p_i) - p_i p_i') (x) z_i z_i' + Sigma^-1], non-reference categories only);
+##    -[sum_i (diag(p_i) - p_i p_i') (x) z_i z_i' + Sigma^-1], non-reference categories only; in u for a
+##    singular Sigma);
 ##  - categorical_sim also carries multinom_check: without random effects, nnet::multinom(choice ~ x) against
 ##    the template with the random effects removed (use_re = 0, b / theta mapped out), Newton-polished.
 ##
@@ -290,11 +300,17 @@ fit_tmb <- function(Z, shared, spherical) {
                         inner.control = list(tol = INNER_TOL))
   capO <- capture(nlminb(obj$par, obj$fn, obj$gr, control = list(rel.tol = 1e-14, iter.max = 1e4, eval.max = 1e4)))
   opt <- capO$value
-  nw <- newton_tmb(obj, opt$par)
+  ## log-SD / correlation parameterisation: a correlation parameter beyond +-50 (|corr| > 0.9998) or a log SD
+  ## below -20 means nlminb is heading for the boundary (singular Sigma), where no finite optimum exists:
+  ## no Newton polish then (it would only crawl on, slowly: the inner problems are ill-conditioned there)
+  diverged <- !spherical && (any(abs(opt$par[names(opt$par) == "rho"]) > 50) || any(opt$par[names(opt$par) == "theta"] < -20))
+  nw <- if (diverged) list(p = opt$par, f = opt$objective, g = as.vector(obj$gr(opt$par)), steps = 0,
+                           status = "diverged toward the boundary (not polished)")
+        else newton_tmb(obj, opt$par)
   p <- nw$p
   capS <- capture(TMB::sdreport(obj, par.fixed = p)); sdr <- capS$value
   elapsed <- proc.time()[["elapsed"]] - t0
-  se <- sqrt(diag(sdr$cov.fixed))
+  se <- suppressWarnings(sqrt(diag(sdr$cov.fixed)))
   ib <- which(names(p) == "beta"); ith <- which(names(p) == "theta"); irh <- which(names(p) == "rho")
   rep_ <- summary(sdr, "report")
   sd_se <- rep_[rownames(rep_) == "sd", "Std. Error"]; cor_se <- rep_[rownames(rep_) == "cor", "Std. Error"]
@@ -382,7 +398,7 @@ categorical_case <- function(id, formula, re, shared) {
     "obj <- TMB::MakeADFun(data = list(y = as.integer(dat$choice) - 1L (levels bus, car, train), X = X, Z = Z, ",
     "g = as.integer(dat$g) - 1L, shared = ", as.integer(shared), "L, use_re = 1L, spherical = ", as.integer(singular),
     "L), parameters = list(beta = matrix(0, 2, 2), theta = rep(", if (singular) "0.5" else "0", ", ", q,
-    "), rho = rep(0, ", n_rho, "), b = matrix(0, ", q, ", 40)), random = \"b\", DLL = \"categorical_glmm\"); ",
+    "), rho = rep(0, ", n_rho, "), b = matrix(0, ", q, ", 40)), random = \"b\", DLL = \"categorical_glmm\", inner.control = list(tol = ", INNER_TOL, ")); ",
     "opt <- nlminb(obj$par, obj$fn, obj$gr, control = list(rel.tol = 1e-14, iter.max = 1e4, eval.max = 1e4)); ",
     "then Newton steps (obj$gr, optimHess(p, obj$fn, obj$gr), step halving) until max |gradient| < ", GTOL,
     "; TMB::sdreport(obj, par.fixed = p)")
@@ -397,7 +413,7 @@ categorical_case <- function(id, formula, re, shared) {
     categories = arr(LEVELS),
     r_call = r_call,
     engine = paste("TMB template tests/data/r/categorical_glmm.cpp (TMB::MakeADFun, random = \"b\", Laplace) +",
-                   "nlminb + Newton polish", if (singular) "(spherical = 1: the optimum is on the boundary)" else ""),
+                   "nlminb + Newton polish", if (singular) "(spherical = 1: the optimum is on the boundary)" else NULL),
     versions = versions,
     logLik = ref$logLik, max_abs_gradient = ref$max_abs_gradient,
     fixef = fixef,
@@ -433,7 +449,7 @@ categorical_case <- function(id, formula, re, shared) {
     parameterisation_check = list(
       note = paste("at the polished parameters and the conditional modes: the template's joint negative log",
                    "density obj$env$f(obj$env$last.par) against -[sum log P(y | b^) + sum log N(b^_g; 0, Sigma)]",
-                   if (singular) "(spherical: sum log N(u^; 0, I), b^ = L u^)" else "",
+                   if (singular) "(spherical: sum log N(u^; 0, I), b^ = L u^)" else NULL,
                    "computed in R"),
       tmb_jnll = ref$jnll_tmb, hand_jnll = -ref$hand, difference = ref$jnll_tmb + ref$hand),
     laplace_check = list(
@@ -441,7 +457,7 @@ categorical_case <- function(id, formula, re, shared) {
                    "mode of h(b) = log p(y_g | b) + log N(b; 0, Sigma) by Newton with the analytic gradient",
                    "sum_i z_i (e_{y_i} - p_i) - Sigma^-1 b and -Hessian sum_i (diag(p_i) - p_i p_i') (x) z_i z_i' +",
                    "Sigma^-1 (non-reference categories), then sum_g [h(b^) + q log(2 pi) / 2 - log det(-h'') / 2]",
-                   if (singular) "(spherical: the same in u, b = L u, u ~ N(0, I), -Hessian L' (sum ...) L + I)" else ""),
+                   if (singular) "(spherical: the same in u, b = L u, u ~ N(0, I), -Hessian L' (sum ...) L + I)" else NULL),
       logLik = ref$lap$logLik, difference = ref$lap$logLik - ref$logLik,
       max_abs_diff_modes = max(abs(ref$lap$modes - ref$vhat))),
     fit_time = ref$elapsed)
