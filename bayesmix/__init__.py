@@ -48,6 +48,7 @@ _LAZY = {
     "fitted": "bayesmix.after.verbs",
     "residuals": "bayesmix.after.verbs",
     "simulate": "bayesmix.after.verbs",
+    "confint": "bayesmix.after.confint",
 }
 _LAZY_MODULES = {"plots", "modular"}
 
@@ -85,6 +86,7 @@ __all__ = [
     "fitted",
     "residuals",
     "simulate",
+    "confint",
     "DATASETS",
     "FAMILY_NAMES",
     "BayesmixError",

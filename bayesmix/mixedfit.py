@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.special import ndtr, stdtr  # t and normal tails, without scipy.stats' import
 
 from bayesmix import ordinal
+from bayesmix.after import confint as intervals
 from bayesmix.after import verbs
 from bayesmix.after.fit_view import EXACT
 from bayesmix.after.io import save
@@ -25,8 +26,8 @@ from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.encode import Design, coding_notes
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError, ConvergenceWarning, SingularFitWarning, did_you_mean, warn
-from bayesmix.exact.glmm import GlmmResult
-from bayesmix.exact.lmm import LmmResult
+from bayesmix.exact.glmm import GlmmResult, fit_glmm
+from bayesmix.exact.lmm import LmmResult, fit_lmm
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.exact.satterthwaite import contrast_df, variance_derivatives
 from bayesmix.families import Family
@@ -218,6 +219,18 @@ class MixedFit:
     def simulate(self, nsim: int = 1, seed=None, re_form: str = "population") -> pd.DataFrame:
         """lme4's ``simulate``: ``nsim`` responses per training row (:func:`bayesmix.simulate`)."""
         return verbs.simulate(self, nsim, seed, re_form)
+
+    def refit(self, design: Design) -> MixedFit:
+        """The same model by the same method on another design of the same shape (a simulated
+        response: the parametric bootstrap), its tests left out."""
+        if self.nagq is None:  # an ML/REML fit of the exact LMM engine
+            result = fit_lmm(design, reml=self.method == "REML", start=self.theta.to_numpy())
+            return from_lmm(design, self.family, result, ddf="none")
+        return from_glmm(design, self.family, fit_glmm(design, self.family, self.nagq or 1))
+
+    def confint(self, method: str = "wald", level: float = 0.95, parm=None, nsim: int = 1000, seed=None, n_jobs=None):
+        """lme4's ``confint``: intervals for every parameter (:func:`bayesmix.confint`)."""
+        return intervals.confint(self, method, level, parm, nsim, seed, n_jobs)
 
     def update(self, formula: str | None = None, data=None, method: str | None = None, **arguments) -> MixedFit:
         """lme4's ``update``: this fit's model with some arguments changed (``formula`` in R's update

@@ -517,8 +517,9 @@ def _check_dense_parts(design: Design, p: int) -> None:
     memory.check(f"The exact fit's coupling block (r x q1, q1 = {first.group}'s effects)", (r, q1), fix)
 
 
-def fit_lmm(design: Design, reml: bool) -> LmmResult:
-    """Optimise the profiled deviance (ML) or REML criterion over theta.
+def fit_lmm(design: Design, reml: bool, start: np.ndarray | None = None) -> LmmResult:
+    """Optimise the profiled deviance (ML) or REML criterion over theta (from ``start``, lme4's
+    start where None: a refit of similar data, the bootstrap's, starts at the fit's theta).
 
     ``design``: any design of the protocol (its rows in memory, or only their summed cross-products
     from a Dask DataFrame): the identified fixed-effect columns, the residual check and the
@@ -535,7 +536,7 @@ def fit_lmm(design: Design, reml: bool) -> LmmResult:
     covariances = [b.covariance for b in blocks]
     raw = design.cross_products(columns)
     cp = assemble_cross_products(raw, order, covariances, [b.n_levels for b in blocks[1:]], len(columns))
-    return optimise(cp, reml, kept, dropped)
+    return optimise(cp, reml, kept, dropped, start)
 
 
 def _secant_update(H: np.ndarray, chol: np.ndarray, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -693,12 +694,14 @@ def _unscaled(result: LmmResult, cp: CrossProducts, scales: ColumnScales) -> Lmm
     )
 
 
-def optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...]) -> LmmResult:
+def optimise(
+    cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...], start: np.ndarray | None = None
+) -> LmmResult:
     """The ML/REML fit from the data's cross-products (fixed-effect columns ``kept``), in columns
-    rescaled where their scale is extreme (:func:`column_scales`)."""
+    rescaled where their scale is extreme (:func:`column_scales`; a ``start`` is then not used)."""
     scales = column_scales(cp)
     if scales.trivial():
-        return _optimise(cp, reml, kept, dropped)
+        return _optimise(cp, reml, kept, dropped, start)
     return _unscaled(_optimise(_rescaled(cp, scales), reml, kept, dropped), cp, scales)
 
 
@@ -707,9 +710,12 @@ def optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tupl
 BOBYQA_FTOL = 1e-8
 
 
-def _optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...]) -> LmmResult:
+def _optimise(
+    cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tuple[str, ...], start: np.ndarray | None = None
+) -> LmmResult:
     """BOBYQA, as lme4, then Newton on the exact gradient (:func:`polish`)."""
     lower = cp.layout.lower()
+    start = cp.layout.start() if start is None else np.maximum(np.asarray(start, dtype=float), lower)
 
     def safe_objective(theta):
         try:
@@ -718,7 +724,7 @@ def _optimise(cp: CrossProducts, reml: bool, kept: tuple[str, ...], dropped: tup
             return np.inf
 
     # judged on the exact gradient after the polish, not on BOBYQA's central differences
-    summary = minimize_bounded(safe_objective, cp.layout.start(), lower, ftol_rel=BOBYQA_FTOL, judge=False)
+    summary = minimize_bounded(safe_objective, start, lower, ftol_rel=BOBYQA_FTOL, judge=False)
     try:
         polished = polish(cp, summary.x, reml, lower)
         f = factorize(cp, polished.theta)

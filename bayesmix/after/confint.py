@@ -1,0 +1,205 @@
+"""Intervals for every parameter of a fit, as lme4's ``confint.merMod`` names and orders them.
+
+Rows: per block the SD of each term and the correlations of it with the later terms
+(``sd[Subject:Intercept]``, ``corr[Subject:Intercept,Days]``, ``sd[Subject:Days]``: lme4's .sig01,
+.sig02, .sig03), then ``sigma`` (or the family's own parameters), then the fixed effects; columns
+``lower`` and ``upper``.
+
+- ``"wald"``: estimate -+ z se for the fixed effects (the normal quantile, as lme4); NaN for the
+  variance parameters, as lme4.
+- ``"boot"``: parametric bootstrap: ``nsim`` responses simulated from the fit with new random
+  effects, the model refitted to each by the same method, percentile intervals of the refits'
+  parameters (lme4's ``bootMer``, ``boot.type = "perc"``). The responses are drawn in this process
+  from ``seed`` first, so the result does not depend on ``n_jobs``, the processes the refits run in.
+- A sampled Model: posterior intervals, equal-tailed (``lower``, ``upper``) and highest-density
+  (``hdi_lower``, ``hdi_upper``), of the same quantities.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+from bayesmix.after.fit_view import view
+from bayesmix.after.predict import simulate_exact
+from bayesmix.bayes.names import term_pairs
+from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
+
+METHODS = ("wald", "boot")
+
+
+def parameter_names(fit) -> list[str]:
+    """lme4's order: per block sd and correlations, sigma or the family's parameters, fixed effects."""
+    return list(parameter_values(fit).index)
+
+
+def parameter_values(fit) -> pd.Series:
+    """The estimates of every parameter, named and ordered as :func:`confint`'s rows."""
+    values = {}
+    for v in fit.varcorr:
+        group = v["group"] if v.get("predictor", "mu") == "mu" else f"{v['predictor']}|{v['group']}"
+        terms, sd, corr = list(v["terms"]), np.asarray(v["sd"]), np.asarray(v["corr"])
+        for j, term in enumerate(terms):
+            values[f"sd[{group}:{term}]"] = float(sd[j])
+            for k in range(j + 1, len(terms)):
+                values[f"corr[{group}:{term},{terms[k]}]"] = float(corr[j, k])
+    if fit.sigma is not None:
+        values["sigma"] = float(fit.sigma)
+    values.update({name: float(value) for name, value in fit.family_params.items()})
+    values.update(fit.fixef["estimate"].astype(float).to_dict())
+    return pd.Series(values, dtype=float)
+
+
+def confint(fit, method: str = "wald", level: float = 0.95, parm=None, nsim: int = 1000, seed=None, n_jobs=None):
+    """A (parameters x [lower, upper]) table: see the module docstring. ``parm``: a name or a list
+    of names to keep (the rows' names)."""
+    if not 0.0 < float(level) < 1.0:
+        raise BayesmixError(f"level must be between 0 and 1 (0.95 for 95 % intervals), not {level!r}.")
+    source = view(fit, user="confint")
+    if source.bayes:
+        table = _posterior_intervals(source, level)
+    elif method == "wald":
+        table = _wald(fit, level)
+    elif method == "boot":
+        table = _bootstrap(fit, level, nsim, seed, n_jobs)
+    else:
+        raise BayesmixError(
+            f"method='{method}' is not an interval method for an exact fit; choices: {', '.join(METHODS)} "
+            "(profile intervals are not there yet)."
+        )
+    return _select(table, parm)
+
+
+def _select(table: pd.DataFrame, parm) -> pd.DataFrame:
+    if parm is None:
+        return table
+    names = [parm] if isinstance(parm, str) else list(parm)
+    unknown = [name for name in names if name not in table.index]
+    if unknown:
+        raise BayesmixError(f"parm names {unknown[0]!r}, which is not a parameter; the rows: {', '.join(table.index)}.")
+    return table.loc[names]
+
+
+def _wald(fit, level: float) -> pd.DataFrame:
+    values = parameter_values(fit)
+    z = ndtri(0.5 + level / 2.0)
+    table = pd.DataFrame({"lower": np.nan, "upper": np.nan}, index=values.index)
+    fixef = fit.fixef
+    table.loc[fixef.index, "lower"] = (fixef["estimate"] - z * fixef["se"]).to_numpy()
+    table.loc[fixef.index, "upper"] = (fixef["estimate"] + z * fixef["se"]).to_numpy()
+    table.attrs["method"] = "Wald"
+    return table
+
+
+_BOOT: dict = {}  # the fit and responses the bootstrap's forked processes read (no pickling of the fit)
+
+
+def _bootstrap(fit, level: float, nsim: int, seed, n_jobs) -> pd.DataFrame:
+    draws = bootstrap(fit, nsim, seed, n_jobs)
+    low, high = np.nanquantile(draws.to_numpy(), [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
+    table = pd.DataFrame({"lower": low, "upper": high}, index=draws.columns)
+    table.attrs.update(method="parametric bootstrap (percentile)", **draws.attrs)
+    return table
+
+
+def bootstrap(fit, nsim: int = 1000, seed=None, n_jobs=None) -> pd.DataFrame:
+    """(nsim x parameters): the parametric bootstrap's refits (lme4's ``bootMer`` with every
+    parameter), columns as :func:`confint`'s rows; a failed refit's row is NaN."""
+    if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 2:
+        raise BayesmixError(f"nsim must be a whole number of bootstrap samples >= 2 (1000 is usual), not {nsim!r}.")
+    responses = simulate_exact(fit, int(nsim), "unconditional", np.random.default_rng(seed))
+    _BOOT.update(fit=fit, responses=np.asarray(responses))
+    jobs = min(int(n_jobs or os.cpu_count() or 1), int(nsim))
+    chunks = np.array_split(np.arange(int(nsim)), jobs)
+    try:
+        if jobs == 1:
+            results = [_refits(chunks[0])]
+        else:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                results = pool.map(_refits, chunks)
+    finally:
+        _BOOT.clear()
+    draws = np.vstack([values for values, _ in results])
+    unconverged = sum(count for _, count in results)
+    failed = int(np.isnan(draws).any(axis=1).sum())
+    if failed or unconverged:
+        warn(
+            f"Of {nsim} bootstrap refits {failed} failed (left out of the intervals) and {unconverged} stopped short "
+            "of the optimiser's tolerance (kept, as lme4's bootMer keeps them).",
+            ConvergenceWarning,
+        )
+    table = pd.DataFrame(draws, columns=parameter_names(fit))
+    table.attrs.update(nsim=int(nsim), failed=failed, unconverged=unconverged)
+    return table
+
+
+def _refits(indices: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each simulated response's refit, as :func:`parameter_values` (NaN where the refit fails), and
+    how many did not converge. Singular refits are no news in a bootstrap: their warnings are not
+    repeated."""
+    fit, responses = _BOOT["fit"], _BOOT["responses"]
+    names = parameter_names(fit)
+    out, unconverged = np.full((len(indices), len(names)), np.nan), 0
+    for row, i in enumerate(indices):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                refit = _refit(fit, responses[i])
+            except (BayesmixError, np.linalg.LinAlgError, ValueError):
+                continue
+        unconverged += not refit.converged
+        out[row] = parameter_values(refit).reindex(names).to_numpy()
+    return out, unconverged
+
+
+def _refit(fit, y: np.ndarray):
+    """The fit's model, by its method, on response ``y`` (same rows, trials and weights): the fit
+    type's own ``refit`` (the exact engines sit below this module, their results' type above it)."""
+    return fit.refit(replace(fit.design, y=np.asarray(y, dtype=float)))
+
+
+def _posterior_intervals(source, level: float) -> pd.DataFrame:
+    import arviz as az
+
+    draws = posterior_parameters(source)
+    low, high = np.quantile(draws.to_numpy(), [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
+    hdi = np.array([az.hdi(draws[column].to_numpy(), hdi_prob=level) for column in draws.columns])
+    table = pd.DataFrame(
+        {"lower": low, "upper": high, "hdi_lower": hdi[:, 0], "hdi_upper": hdi[:, 1]}, index=draws.columns
+    )
+    table.attrs["method"] = "posterior (equal-tailed and highest-density)"
+    return table
+
+
+def posterior_parameters(source) -> pd.DataFrame:
+    """(draws x parameters): the posterior's SDs, correlations, sigma or family parameters and
+    fixed effects, named as :func:`confint`'s rows."""
+    post, design = source.idata.posterior, source.design
+    columns = {}
+
+    def flat(name):
+        values = post[name].values
+        return values.reshape(values.shape[0] * values.shape[1], -1)
+
+    for block in design.all_blocks:
+        group = block.group if block.predictor == "mu" else f"{block.predictor}|{block.group}"
+        sd = flat(f"sd_{block.label}")
+        corr = flat(f"cor_{block.label}") if block.n_terms > 1 else None
+        pairs = term_pairs(block)
+        for j, term in enumerate(block.terms):
+            columns[f"sd[{group}:{term}]"] = sd[:, j]
+            for k in range(j + 1, block.n_terms):
+                columns[f"corr[{group}:{term},{block.terms[k]}]"] = corr[:, pairs.index((j, k))]
+    for name in source.family.params:
+        if name in post and post[name].ndim == 2:
+            columns[name] = flat(name)[:, 0]
+    if design.fixed_names:
+        beta = flat("beta")
+        columns.update({name: beta[:, j] for j, name in enumerate(design.fixed_names)})
+    return pd.DataFrame(columns)
