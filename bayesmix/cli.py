@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 
+from bayesmix.after.confint import confint
 from bayesmix.datasets import load_dataset
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.model import Model
@@ -108,9 +109,16 @@ def _run_fit(args) -> tuple[dict, str, list[str]]:
                 progressbar=not args.quiet,
             )
             result, summary = model.to_dict(), model.summary()
+            source = model
         else:
-            fit = model.fit(method=args.method, nAGQ=args.nagq, ddf=args.ddf)
-            result, summary = fit.to_dict(), fit.summary()
+            source = model.fit(method=args.method, nAGQ=args.nagq, ddf=args.ddf)
+            result, summary = source.to_dict(), source.summary()
+        if args.confint is not None:  # {name: [lower, upper]}, NaN (a Wald bound of a variance) as null
+            table = confint(source, method=args.confint, seed=args.seed)
+            result["confint"] = {
+                name: [float(v) if math.isfinite(v) else None for v in (row.lower, row.upper)]
+                for name, row in table.iterrows()
+            }
     result["time_s"] = round(time.perf_counter() - start, 3)
     noted = {str(w.message) for w in caught if issubclass(w.category, UserWarning)}
     result["messages"] = result["messages"] + sorted(noted - set(result["messages"]))
@@ -223,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="satterthwaite",
         metavar="METHOD",
         help="df of an ML/REML fit's t tests (lmerTest's ddf): satterthwaite, residual, none",
+    )
+    fit.add_argument(
+        "--confint",
+        default=None,
+        metavar="METHOD",
+        help="add intervals for every parameter to the JSON: wald or boot (an exact fit; 1000 refits), "
+        "posterior for NUTS",
     )
     fit.add_argument(
         "--categorical",

@@ -74,3 +74,17 @@ def test_posterior_intervals_of_a_sampled_model():
     days = model.idata.posterior["beta"].sel(coef="Days").values.ravel()
     np.testing.assert_allclose(table.loc["Days", ["lower", "upper"]], np.quantile(days, [0.05, 0.95]))
     assert (table["lower"] < table["upper"]).all() and (table["hdi_lower"] < table["hdi_upper"]).all()
+
+
+def test_the_cli_adds_intervals_to_the_json(tmp_path):
+    from bayesmix.cli import main
+
+    out = tmp_path / "fit.json"
+    data = ROOT / "bayesmix" / "datasets" / "sleepstudy.csv"
+    argv = ["fit", "--data", str(data), "--formula", "Reaction ~ Days + (Days | Subject)", "--method", "reml"]
+    assert main([*argv, "--confint", "wald", "--json", str(out), "--quiet"]) == 0
+    intervals = json.loads(out.read_text())["confint"]
+    assert list(intervals) == NAMES and intervals["sigma"] == [None, None]
+    np.testing.assert_allclose(
+        intervals["Days"], [CASES["sleep"]["wald"]["lower"][5], CASES["sleep"]["wald"]["upper"][5]], rtol=1e-6
+    )
