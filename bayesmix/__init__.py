@@ -49,6 +49,9 @@ _LAZY = {
     "residuals": "bayesmix.after.verbs",
     "simulate": "bayesmix.after.verbs",
     "confint": "bayesmix.after.confint",
+    "emmeans": "bayesmix.after.emmeans",
+    "contrast": "bayesmix.after.emmeans",
+    "pairs": "bayesmix.after.emmeans",
 }
 _LAZY_MODULES = {"plots", "modular"}
 
@@ -87,6 +90,9 @@ __all__ = [
     "residuals",
     "simulate",
     "confint",
+    "emmeans",
+    "contrast",
+    "pairs",
     "DATASETS",
     "FAMILY_NAMES",
     "BayesmixError",

@@ -32,7 +32,7 @@ LAYERS = [
     # what reads either kind of result
     {"after", "after.fit_view", "after.predict", "after.io"},
     {"after.checks", "after.tidy", "after.r2"},
-    {"after.verbs", "after.confint"},
+    {"after.verbs", "after.confint", "after.emmeans"},
     {"plots", "plots._common", "plots.random_effects", "plots.pooling", "plots.diagnostics", "plots.conditional"},
     # the façades: the exact fit, the model, lme4's modular steps, the comparison of fits
     {"mixedfit", "sampled"},

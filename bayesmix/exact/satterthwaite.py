@@ -126,7 +126,14 @@ def contrast_df(L: np.ndarray, d: VarianceDerivatives) -> float:
     """Satterthwaite's df of the contrast L'beta (one row L, (p,))."""
     variance = float(L @ d.vcov @ L)
     g = np.einsum("i,mij,j->m", L, d.jacobian, L)
-    return 2.0 * variance**2 / float(g @ d.phi_vcov @ g)
+    return _moment_match(variance, float(g @ d.phi_vcov @ g))
+
+
+def _moment_match(variance: float, spread: float) -> float:
+    """2 v^2 / Var(v): NaN where the variance's estimated spread is not positive (a fit on the
+    boundary whose variance parameters leave L'CL unmoved), where no df can be matched."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 2.0 * variance**2 / spread if spread > 0 and np.isfinite(spread) else float("nan")
 
 
 def coefficient_tests(beta: np.ndarray, d: VarianceDerivatives):
@@ -156,7 +163,7 @@ def f_test(L: np.ndarray, beta: np.ndarray, d: VarianceDerivatives, tolerance: f
     values, PL = values[keep], vectors[:, keep].T @ L
     q = len(values)
     F = float(np.sum((PL @ beta) ** 2 / values)) / q
-    nu = np.array([2.0 * v**2 / _quadratic(row, d) for row, v in zip(PL, values)])
+    nu = np.array([_moment_match(v, _quadratic(row, d)) for row, v in zip(PL, values)])
     if q == 1 or np.all(np.abs(np.diff(nu)) < tolerance):
         df = float(np.mean(nu))
     elif np.any(nu <= 2.0):
