@@ -52,6 +52,7 @@ _LAZY = {
     "emmeans": "bayesmix.after.emmeans",
     "contrast": "bayesmix.after.emmeans",
     "pairs": "bayesmix.after.emmeans",
+    "hypothesis": "bayesmix.after.hypothesis",
 }
 _LAZY_MODULES = {"plots", "modular"}
 
@@ -93,6 +94,7 @@ __all__ = [
     "emmeans",
     "contrast",
     "pairs",
+    "hypothesis",
     "DATASETS",
     "FAMILY_NAMES",
     "BayesmixError",

@@ -33,6 +33,7 @@ LAYERS = [
     {"after", "after.fit_view", "after.predict", "after.io"},
     {"after.checks", "after.tidy", "after.r2"},
     {"after.verbs", "after.confint", "after.emmeans"},
+    {"after.hypothesis"},
     {"plots", "plots._common", "plots.random_effects", "plots.pooling", "plots.diagnostics", "plots.conditional"},
     # the façades: the exact fit, the model, lme4's modular steps, the comparison of fits
     {"mixedfit", "sampled"},

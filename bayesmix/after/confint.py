@@ -180,7 +180,12 @@ def _posterior_intervals(source, level: float) -> pd.DataFrame:
 def posterior_parameters(source) -> pd.DataFrame:
     """(draws x parameters): the posterior's SDs, correlations, sigma or family parameters and
     fixed effects, named as :func:`confint`'s rows."""
-    post, design = source.idata.posterior, source.design
+    return group_parameters(source.idata.posterior, source.design, source.family)
+
+
+def group_parameters(post, design, family) -> pd.DataFrame:
+    """:func:`posterior_parameters` of any group of draws with the posterior's variables (a
+    posterior, or the ``prior`` group of ``Model.prior_predictive()``)."""
     columns = {}
 
     def flat(name):
@@ -196,7 +201,7 @@ def posterior_parameters(source) -> pd.DataFrame:
             columns[f"sd[{group}:{term}]"] = sd[:, j]
             for k in range(j + 1, block.n_terms):
                 columns[f"corr[{group}:{term},{block.terms[k]}]"] = corr[:, pairs.index((j, k))]
-    for name in source.family.params:
+    for name in family.params:
         if name in post and post[name].ndim == 2:
             columns[name] = flat(name)[:, 0]
     if design.fixed_names:
