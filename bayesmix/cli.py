@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--confint",
         default=None,
         metavar="METHOD",
-        help="add intervals for every parameter to the JSON: wald or boot (an exact fit; 1000 refits), "
-        "posterior for NUTS",
+        help="add intervals for every parameter to the JSON: wald, profile (an LMM) or boot (1000 refits) for an "
+        "exact fit; the posterior's for NUTS",
     )
     fit.add_argument(
         "--categorical",

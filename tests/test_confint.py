@@ -3,6 +3,7 @@ against lme4's ``confint`` (tests/data/r/confint_references.R, provenance in
 tests/data/PROVENANCE.md), and posterior intervals of a sampled model, in lme4's row order."""
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,25 @@ def test_the_cli_adds_intervals_to_the_json(tmp_path):
     np.testing.assert_allclose(
         intervals["Days"], [CASES["sleep"]["wald"]["lower"][5], CASES["sleep"]["wald"]["upper"][5]], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("case", ["sleep", "sleep_ml", "dyestuff2"])
+def test_profile_intervals_are_lme4s(case):
+    """Every bound within 1e-3 relative of lme4's confint(method = "profile") (ours are roots of the
+    profile deviance; lme4's interpolate a spline through it), on the ML deviance for a REML fit too,
+    and a singular fit's SD bounded below by 0, as lme4's."""
+    data, formula, method = {
+        "sleep": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "reml"),
+        "sleep_ml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "ml"),
+        "dyestuff2": ("Dyestuff2", "Yield ~ 1 + (1 | Batch)", "ml"),
+    }[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayesmix.SingularFitWarning)
+        fit = bayesmix.Model(formula, bayesmix.load_dataset(data)).fit(method)
+    table = fit.confint("profile")
+    ref = CASES[case]["profile"]
+    assert len(table) == len(ref["rows"])
+    np.testing.assert_allclose(table["lower"], ref["lower"], rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(table["upper"], ref["upper"], rtol=1e-3)
+    if case == "dyestuff2":
+        assert table["lower"].iloc[0] == 0.0

@@ -22,7 +22,16 @@ LAYERS = [
     {"design.hypotheses"},
     {"report"},
     # the engines, side by side: exact (lme4's pipeline) and Bayesian (PyMC model -> NUTS -> posterior)
-    {"exact", "exact.optimize", "exact.glm", "exact.blocked", "exact.lmm", "exact.glmm", "exact.satterthwaite"}
+    {
+        "exact",
+        "exact.optimize",
+        "exact.glm",
+        "exact.blocked",
+        "exact.lmm",
+        "exact.glmm",
+        "exact.satterthwaite",
+        "exact.profile",
+    }
     | {"bayes", "bayes.names", "bayes.priors", "bayes.build", "bayes.built", "bayes.collapsed"}
     | {"bayes.collapsed.statistics", "bayes.collapsed.start", "bayes.collapsed.draws", "bayes.collapsed.model"},
     {"nuts", "nuts.jax_config", "nuts.low_rank", "nuts.program_cache", "nuts.convergence", "nuts.numpyro_driver"}

@@ -7,6 +7,8 @@ Rows: per block the SD of each term and the correlations of it with the later te
 
 - ``"wald"``: estimate -+ z se for the fixed effects (the normal quantile, as lme4); NaN for the
   variance parameters, as lme4.
+- ``"profile"``: profile-likelihood intervals of an LMM (:mod:`bayesmix.exact.profile`), on the
+  ML deviance as lme4's.
 - ``"boot"``: parametric bootstrap: ``nsim`` responses simulated from the fit with new random
   effects, the model refitted to each by the same method, percentile intervals of the refits'
   parameters (lme4's ``bootMer``, ``boot.type = "perc"``). The responses are drawn in this process
@@ -30,8 +32,10 @@ from bayesmix.after.fit_view import view
 from bayesmix.after.predict import simulate_exact
 from bayesmix.bayes.names import term_pairs
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
+from bayesmix.exact import profile
+from bayesmix.exact.lmm import fit_lmm
 
-METHODS = ("wald", "boot")
+METHODS = ("wald", "profile", "boot")
 
 
 def parameter_names(fit) -> list[str]:
@@ -68,12 +72,54 @@ def confint(fit, method: str = "wald", level: float = 0.95, parm=None, nsim: int
         table = _wald(fit, level)
     elif method == "boot":
         table = _bootstrap(fit, level, nsim, seed, n_jobs)
+    elif method == "profile":
+        table = _profile(fit, level)
     else:
-        raise BayesmixError(
-            f"method='{method}' is not an interval method for an exact fit; choices: {', '.join(METHODS)} "
-            "(profile intervals are not there yet)."
-        )
+        raise BayesmixError(f"method='{method}' is not an interval method; choices: {', '.join(METHODS)}.")
     return _select(table, parm)
+
+
+def _profile(fit, level: float) -> pd.DataFrame:
+    """Profile-likelihood intervals of an LMM (bayesmix.exact.profile), on the ML deviance as lme4's."""
+    if fit.nagq is not None or fit.sigma is None:
+        raise BayesmixError(
+            "Profile intervals are written for linear mixed models (ML/REML fits) so far; use method='boot' or "
+            "'wald' for this fit."
+        )
+    design = fit.design
+    result = fit_lmm(design, reml=False)
+    minimum, phi, cp = result.criterion, profile.to_phi(result), result.cross
+    names = parameter_names(fit)
+    table = pd.DataFrame({"lower": np.nan, "upper": np.nan}, index=names)
+    for name, (index, kind) in _phi_positions(fit, cp).items():
+        scale = {"sd": 0.2 * max(phi[index], 0.1 * phi[-1]), "corr": 0.1, "sigma": 0.1 * phi[-1]}[kind]
+        edges = {"sd": (0.0, None), "corr": (-profile.CORRELATION_EDGE, profile.CORRELATION_EDGE)}.get(
+            kind, (None, None)
+        )
+        curve = profile.variance_profile(result, index)
+        table.loc[name] = profile.interval(curve, phi[index], minimum, level, scale, *edges)
+    se = fit.fixef["se"]
+    for k, name in enumerate(design.fixed_names):
+        curve = profile.fixed_profile(design, result, k)
+        estimate = float(result.solution.beta[k])
+        table.loc[name] = profile.interval(curve, estimate, minimum, level, float(se[name]))
+    table.attrs["method"] = "profile likelihood (ML deviance, as lme4)"
+    return table
+
+
+def _phi_positions(fit, cp) -> dict[str, tuple[int, str]]:
+    """{row name: (its index in profile.to_phi's vector, its kind)}: blocks in lme4's order there."""
+    positions, start = {}, 0
+    blocks = [fit.design.all_blocks[i] for i in cp.order]
+    for block in blocks:
+        k, terms = block.n_terms, block.terms
+        for j, term in enumerate(terms):
+            positions[f"sd[{block.group}:{term}]"] = (start + j, "sd")
+        for pair, (j, m) in enumerate(zip(*np.triu_indices(k, 1))):
+            positions[f"corr[{block.group}:{terms[j]},{terms[m]}]"] = (start + k + pair, "corr")
+        start += k + k * (k - 1) // 2
+    positions["sigma"] = (start, "sigma")
+    return positions
 
 
 def _select(table: pd.DataFrame, parm) -> pd.DataFrame:
