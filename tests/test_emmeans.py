@@ -108,3 +108,9 @@ def test_a_glmm_on_both_scales(fits):
     assert list(ratios["contrast"]) == list(ref["contrast"])
     np.testing.assert_allclose(ratios["estimate"], ref["odds.ratio"], rtol=1e-5)
     np.testing.assert_allclose(ratios["SE"], ref["SE"], rtol=1e-5)
+
+
+def test_a_model_without_factors_is_told_so():
+    fit = bayesmix.Model("Reaction ~ Days + (1 | Subject)", bayesmix.load_dataset("sleepstudy")).fit()
+    with pytest.raises(bayesmix.BayesmixError, match="has none"):
+        bayesmix.emmeans(fit, "Days")

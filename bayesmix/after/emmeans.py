@@ -54,6 +54,11 @@ def emmeans(fit, specs, by=None, at=None, type: str = "link", level: float = 0.9
     _check_fit(fit)
     specs, by = _names(specs), _names(by) if by is not None else ()
     factors, covariates = _grid_variables(fit.design)
+    if not factors:
+        raise BayesmixError(
+            "Marginal means are over the levels of the fixed part's factors; this model's fixed part has none. "
+            "A covariate's effect is its coefficient (fit.fixef), or predictions at chosen values (fit.predict)."
+        )
     for name in (*specs, *by):
         if name not in factors:
             hint = did_you_mean(name, factors)
