@@ -29,10 +29,6 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 CORRELATION_EDGE = 1.0 - 1e-8  # the largest |correlation| a profile visits (a factor stays finite)
 
 
-def _layout_parts(layout) -> list[int]:
-    return list(layout.sizes)
-
-
 def to_phi(result: LmmResult) -> np.ndarray:
     """(per block the SDs of its terms, then its correlations (upper triangle, row by row), then sigma)."""
     sigma = result.solution.sigma

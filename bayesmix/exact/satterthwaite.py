@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import fdtrc, stdtr
+from scipy.special import fdtrc
 
 from bayesmix.exact.lmm import LmmResult, factorize
 
@@ -134,14 +134,6 @@ def _moment_match(variance: float, spread: float) -> float:
     boundary whose variance parameters leave L'CL unmoved), where no df can be matched."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return 2.0 * variance**2 / spread if spread > 0 and np.isfinite(spread) else float("nan")
-
-
-def coefficient_tests(beta: np.ndarray, d: VarianceDerivatives):
-    """(df, t, two-sided p) of each coefficient."""
-    se = np.sqrt(np.diag(d.vcov))
-    df = np.array([contrast_df(e, d) for e in np.eye(len(beta))])
-    t = beta / se
-    return df, t, 2.0 * stdtr(df, -np.abs(t))
 
 
 @dataclass(frozen=True)
