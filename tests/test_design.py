@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import bayesmix
 from bayesmix import BayesmixError, MissingDataWarning, load_dataset
 from bayesmix.design.encode import build_design
 from bayesmix.design.formula import parse_formula
@@ -203,3 +204,14 @@ def test_not_a_frame_and_empty(toy):
 def test_level_order_must_cover_values(toy):
     with pytest.raises(BayesmixError, match="not in the level order"):
         design("y ~ f + (1 | g)", toy, categorical={"f": ["a", "b"]})
+
+
+def test_a_column_named_like_a_contrast_is_a_column():
+    """formulae's C(x, Sum) names a contrast; elsewhere `Sum` is the data's column (hypothesis found
+    a fit refused for a factor column named Sum)."""
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame(
+        {"y": rng.normal(size=60), "Sum": rng.choice(["a", "b", "c"], 60), "g": np.repeat(np.arange(10), 6)}
+    )
+    fit = bayesmix.Model("y ~ Sum + (1 | g)", data).fit()
+    assert list(fit.fixef.index) == ["Intercept", "Sum[b]", "Sum[c]"]

@@ -278,7 +278,7 @@ def check_columns(spec: FormulaSpec, data: pd.DataFrame) -> list[str]:
 
 def _variables(expr: str) -> set[str]:
     """The column names a formulae expression uses (backticks removed)."""
-    return column_names(formulae.model_description(expr).var_names)
+    return column_names(formulae.model_description(expr).var_names, expr)
 
 
 def offset_columns(spec: FormulaSpec) -> set[str]:
@@ -1295,4 +1295,4 @@ def _new_trials(data: pd.DataFrame, response) -> np.ndarray | None:
 
 
 def _expression_names(expr: str) -> set[str]:
-    return column_names(formulae.model_description(f"I({expr})").var_names)
+    return column_names(formulae.model_description(f"I({expr})").var_names, expr)

@@ -141,9 +141,16 @@ FUNCTIONS = {
 }
 
 
-def column_names(names) -> set[str]:
-    """formulae's ``var_names`` less the contrasts named in ``C(x, Sum)``, backticks removed."""
-    return {n.strip("`") for n in names if isinstance(n, str) and n and n not in CONTRASTS}
+# the contrast named as a later argument of C(...): C(x, Sum), C(x, contr.sum)
+_CONTRAST_ARGUMENT = re.compile(r"\bC\s*\((?:[^()]|\([^()]*\))*?,\s*([A-Za-z_][\w.]*)")
+
+
+def column_names(names, expr: str | None = None) -> set[str]:
+    """formulae's ``var_names`` less the contrasts named in ``C(x, Sum)``, backticks removed. Given
+    the expression, only a contrast's name used as C(...)'s argument is left out: elsewhere it is a
+    column's (data may have a column named ``Sum``)."""
+    contrasts = set(CONTRASTS) if expr is None else set(_CONTRAST_ARGUMENT.findall(expr)) & set(CONTRASTS)
+    return {n.strip("`") for n in names if isinstance(n, str) and n and n not in contrasts}
 
 
 _TOKEN = re.compile(r"`[^`]*`|%in%|\^|(?<![\w.])[^\W\d][\w.]*")

@@ -235,7 +235,7 @@ def _validate_expression(formula: str, expr: str, position: int, what: str) -> f
             f"backticks: `{bad[0]}`.",
         )
     _check_literals(formula, expr, position, what)
-    return frozenset(column_names(names))
+    return frozenset(column_names(names, expr))
 
 
 LITERALS = ("True", "False", "None")
