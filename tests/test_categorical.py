@@ -223,4 +223,5 @@ def test_nuts_agrees_with_the_laplace_fit(choices):
     assert probabilities.dims == ("chain", "draw", "obs", "category")
     np.testing.assert_allclose(probabilities.sum("category"), 1.0)
     drawn = idata.posterior_predictive[model.design.spec.response.expr].values
-    assert set(np.unique(drawn)) == {1.0, 2.0, 3.0}
+    assert set(np.unique(drawn)) == {1, 2, 3} and drawn.dtype == np.int64  # az.plot_ppc counts them
+    assert idata.observed_data[model.design.spec.response.expr].dtype == np.int64

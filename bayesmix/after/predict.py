@@ -146,6 +146,12 @@ def add_predictions(model, idata, values: xr.DataArray, kind: str) -> None:
     """Store predictions in ``idata``: the mean in posterior (``<response>_mean``), simulated
     responses in posterior_predictive (``<response>``, so az.plot_ppc works)."""
     name = response_name(model.design, set(idata.posterior.data_vars))
+    if kind == "response" and model.family.category_response:
+        # category indices as whole numbers, the observed ones too: az.plot_ppc then counts categories
+        # (bars) where it would smooth floats with a density
+        values = values.astype(np.int64)
+        if "observed_data" in idata.groups() and name in idata.observed_data:
+            idata.observed_data[name] = idata.observed_data[name].astype(np.int64)
     if kind != "response":
         idata.posterior[f"{name}_{kind}"] = values
     elif "posterior_predictive" in idata.groups():
