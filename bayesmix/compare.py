@@ -23,7 +23,7 @@ from bayesmix.after.fit_view import EXACT, SAMPLED
 from bayesmix.design.hypotheses import type3_contrasts
 from bayesmix.errors import BayesmixError
 from bayesmix.exact.lmm import fit_lmm
-from bayesmix.exact.satterthwaite import f_test, variance_derivatives
+from bayesmix.exact.satterthwaite import f_test
 from bayesmix.mixedfit import from_lmm
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -150,9 +150,7 @@ def type3_table(fit) -> pd.DataFrame:
         table = pd.DataFrame({"Chisq": chisq, "Df": df, "Pr(>Chisq)": chdtrc(df, chisq)}, index=index)
         table.attrs["method"] = "Wald chi-square tests (type III)"
         return table
-    derivatives = fit.variance_derivatives
-    if derivatives is None:  # fitted with another ddf, or read from a file: the same fit's pieces again
-        derivatives = variance_derivatives(fit_lmm(fit.design, reml=fit.method == "REML"))
+    derivatives = fit.satterthwaite()  # kept from the fit, or computed again
     tests = [f_test(L, beta, derivatives) for L in contrasts.values()]
     sigma2 = fit.sigma**2
     table = pd.DataFrame(

@@ -220,6 +220,13 @@ class MixedFit:
         """lme4's ``simulate``: ``nsim`` responses per training row (:func:`bayesmix.simulate`)."""
         return verbs.simulate(self, nsim, seed, re_form)
 
+    def satterthwaite(self):
+        """The Satterthwaite pieces of an ML/REML fit (:class:`bayesmix.exact.satterthwaite.VarianceDerivatives`):
+        kept from the fit, or computed again for one fitted with another ddf or read from a file."""
+        if self.variance_derivatives is not None:
+            return self.variance_derivatives
+        return variance_derivatives(fit_lmm(self.design, reml=self.method == "REML"))
+
     def refit(self, design: Design) -> MixedFit:
         """The same model by the same method on another design of the same shape (a simulated
         response: the parametric bootstrap), its tests left out."""

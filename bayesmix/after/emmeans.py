@@ -26,8 +26,7 @@ from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
 from bayesmix.design.encode import encode_new_data
 from bayesmix.errors import BayesmixError, did_you_mean
-from bayesmix.exact.lmm import fit_lmm
-from bayesmix.exact.satterthwaite import contrast_df, variance_derivatives
+from bayesmix.exact.satterthwaite import contrast_df
 
 ADJUSTMENTS = ("tukey", "holm", "bonferroni", "none")
 
@@ -182,9 +181,7 @@ def _degrees(fit, L: np.ndarray) -> np.ndarray:
     """Each row's df: Satterthwaite's for an ML/REML fit, infinite (z) for a GLMM's."""
     if fit.sigma is None or fit.method not in ("REML", "ML") or fit.nagq is not None:
         return np.full(len(L), np.inf)
-    derivatives = fit.variance_derivatives
-    if derivatives is None:  # fitted with another ddf, or read from a file: the same fit's pieces again
-        derivatives = variance_derivatives(fit_lmm(fit.design, reml=fit.method == "REML"))
+    derivatives = fit.satterthwaite()  # kept from the fit, or computed again
     return np.array([contrast_df(row, derivatives) for row in L])
 
 
