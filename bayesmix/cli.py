@@ -2,7 +2,7 @@
 
     bayesmix fit --data FILE.csv --formula F [--family NAME] [--link NAME] [--method nuts]
                  [--categorical COL[=L1,L2,...]]... [--thresholds flexible|equidistant]
-                 [--ddf satterthwaite|residual|none]
+                 [--ddf satterthwaite|kenward-roger|residual|none]
                  [--chains N --draws N --tune N --seed S
                  --sampler NAME] [--json OUT]
     bayesmix demo
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ddf",
         default="satterthwaite",
         metavar="METHOD",
-        help="df of an ML/REML fit's t tests (lmerTest's ddf): satterthwaite, residual, none",
+        help="df of an ML/REML fit's t tests (lmerTest's ddf): satterthwaite, kenward-roger (REML), residual, none",
     )
     fit.add_argument(
         "--confint",

@@ -22,8 +22,8 @@ from scipy.special import chdtrc  # chi-square upper tail, without scipy.stats' 
 from bayesmix.after.fit_view import EXACT, SAMPLED
 from bayesmix.design.hypotheses import type3_contrasts
 from bayesmix.errors import BayesmixError
+from bayesmix.exact.kenward_roger import KenwardRoger
 from bayesmix.exact.lmm import fit_lmm
-from bayesmix.exact.satterthwaite import f_test
 from bayesmix.mixedfit import from_lmm
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -85,9 +85,10 @@ def _comparable(names: list[str], fits: list, refit: bool) -> list:
     return fits
 
 
-def anova(*fits, refit: bool = False, **named_fits) -> pd.DataFrame:
+def anova(*fits, refit: bool = False, ddf: str | None = None, **named_fits) -> pd.DataFrame:
     """Compare nested exact fits; one row per fit, sorted by the number of parameters. With one
-    fit, its type III table (:func:`type3_table`).
+    fit, its type III table (:func:`type3_table`; ``ddf``: "satterthwaite" or "kenward-roger",
+    the fit's own when None, as lmerTest's ``anova(fit, ddf=)``).
 
     Columns: npar, AIC, BIC, logLik, deviance (-2 logLik), Chisq, Df, Pr(>Chisq) (the test against
     the row above). Fits are named ``model1``, ... or by keyword: ``anova(m0=fit0, m1=fit1)``.
@@ -97,7 +98,7 @@ def anova(*fits, refit: bool = False, **named_fits) -> pd.DataFrame:
     fits = list(fits) + list(named_fits.values())
     if len(fits) == 1:
         _check_fit(names[0], fits[0])
-        return type3_table(fits[0])
+        return type3_table(fits[0], ddf)
     if not fits:
         raise BayesmixError("anova takes one fit (its type III table) or several to compare, e.g. anova(fit0, fit1).")
     for name, fit in zip(names, fits):
@@ -128,12 +129,13 @@ F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
 CHISQ_COLUMNS = ["Chisq", "Df", "Pr(>Chisq)"]
 
 
-def type3_table(fit) -> pd.DataFrame:
+def type3_table(fit, ddf: str | None = None) -> pd.DataFrame:
     """The type III tests of the fixed part's terms (:func:`bayesmix.design.hypotheses.type3_contrasts`).
 
-    ML/REML fits: lmerTest's ``anova(fit)``, F tests with Satterthwaite's denominator df (Sum Sq
-    and Mean Sq on the residual variance's scale: Mean Sq = F sigma^2). GLMMs: Wald chi-square
-    tests of L beta = 0 (car's ``Anova(type = 3)``), chi-square on q df.
+    ML/REML fits: lmerTest's ``anova(fit)``, F tests with Satterthwaite's or Kenward-Roger's
+    denominator df (``ddf``; the fit's own when None). Sum Sq and Mean Sq are on the residual
+    variance's scale, Mean Sq = F sigma^2, F before Kenward-Roger's scaling (as lmerTest prints
+    them). GLMMs: Wald chi-square tests of L beta = 0 (car's ``Anova(type = 3)``), chi-square on q df.
     """
     contrasts = type3_contrasts(fit.design)
     beta = fit.fixef["estimate"].reindex(fit.design.fixed_names).to_numpy()
@@ -150,13 +152,13 @@ def type3_table(fit) -> pd.DataFrame:
         table = pd.DataFrame({"Chisq": chisq, "Df": df, "Pr(>Chisq)": chdtrc(df, chisq)}, index=index)
         table.attrs["method"] = "Wald chi-square tests (type III)"
         return table
-    derivatives = fit.satterthwaite()  # kept from the fit, or computed again
-    tests = [f_test(L, beta, derivatives) for L in contrasts.values()]
+    pieces = fit.df_pieces(ddf)  # kept from the fit, or computed again
+    tests = [pieces.f_test(L, beta) for L in contrasts.values()]
     sigma2 = fit.sigma**2
     table = pd.DataFrame(
         {
-            "Sum Sq": [t.F * sigma2 * t.numerator_df for t in tests],
-            "Mean Sq": [t.F * sigma2 for t in tests],
+            "Sum Sq": [t.unscaled * sigma2 * t.numerator_df for t in tests],
+            "Mean Sq": [t.unscaled * sigma2 for t in tests],
             "NumDF": [t.numerator_df for t in tests],
             "DenDF": [t.denominator_df for t in tests],
             "F value": [t.F for t in tests],
@@ -164,5 +166,6 @@ def type3_table(fit) -> pd.DataFrame:
         },
         index=index,
     )
-    table.attrs["method"] = "Type III Analysis of Variance Table with Satterthwaite's method"
+    name = "Kenward-Roger's" if isinstance(pieces, KenwardRoger) else "Satterthwaite's"
+    table.attrs["method"] = f"Type III Analysis of Variance Table with {name} method"
     return table[F_COLUMNS]

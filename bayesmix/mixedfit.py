@@ -27,9 +27,10 @@ from bayesmix.design.encode import Design, coding_notes
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError, ConvergenceWarning, SingularFitWarning, did_you_mean, warn
 from bayesmix.exact.glmm import GlmmResult, fit_glmm
+from bayesmix.exact.kenward_roger import kenward_roger
 from bayesmix.exact.lmm import LmmResult, fit_lmm
 from bayesmix.exact.optimize import OptimizerSummary
-from bayesmix.exact.satterthwaite import contrast_df, variance_derivatives
+from bayesmix.exact.satterthwaite import variance_derivatives
 from bayesmix.families import Family
 from bayesmix.report import (
     categories_to_dict,
@@ -85,12 +86,13 @@ class MixedFit:
     # fixed effects and cut points, a categorical model's coefficients of every category
     # what an interval for a category probability needs
     ordinal_vcov: pd.DataFrame | None = None
-    # how the fixed effects' tests read their df: "satterthwaite", "residual" or "none" (an LMM's t
-    # tests, lmerTest's ddf=), or "asymptotic" (a GLMM's Wald z tests, glmer's)
+    # how the fixed effects' tests read their df: "satterthwaite", "kenward-roger", "residual" or
+    # "none" (an LMM's t tests, lmerTest's ddf=), or "asymptotic" (a GLMM's Wald z tests, glmer's)
     ddf: str | None = None
-    # an ML/REML fit's Satterthwaite pieces (bayesmix.exact.satterthwaite.VarianceDerivatives), kept
-    # for its F tests (anova(fit)); None where not computed (other ddf, a fit read from a file)
-    variance_derivatives: object | None = field(default=None, repr=False, compare=False)
+    # an ML/REML fit's df pieces for its ddf (Satterthwaite's VarianceDerivatives or KenwardRoger),
+    # kept for its F tests (anova(fit)) and emmeans; None where not computed (other ddf, a fit read
+    # from a file)
+    ddf_pieces: object | None = field(default=None, repr=False, compare=False)
     # the Model this fit came from (its arguments and data: update() starts there); a fit read
     # from a file gets the Model rebuilt from the file's rows
     source: object | None = field(default=None, repr=False, compare=False)
@@ -221,11 +223,21 @@ class MixedFit:
         return verbs.simulate(self, nsim, seed, re_form)
 
     def satterthwaite(self):
-        """The Satterthwaite pieces of an ML/REML fit (:class:`bayesmix.exact.satterthwaite.VarianceDerivatives`):
-        kept from the fit, or computed again for one fitted with another ddf or read from a file."""
-        if self.variance_derivatives is not None:
-            return self.variance_derivatives
-        return variance_derivatives(fit_lmm(self.design, reml=self.method == "REML"))
+        """The Satterthwaite pieces of an ML/REML fit (:class:`bayesmix.exact.satterthwaite.VarianceDerivatives`)."""
+        return self.df_pieces("satterthwaite")
+
+    def df_pieces(self, ddf: str | None = None):
+        """What an ML/REML fit's tests of L beta read for ``ddf`` ("satterthwaite" or "kenward-roger";
+        None: the fit's own, Satterthwaite's where the fit has neither): the covariance its standard
+        errors use (``adjusted``), ``contrast_df(L)`` and ``f_test(L, beta)``. Kept from the fit, or
+        computed again (a fit made with another ddf or read from a file)."""
+        own = self.ddf if self.ddf in TEST_DDF else "satterthwaite"
+        ddf = own if ddf is None else check_ddf(ddf)
+        if ddf not in TEST_DDF:
+            raise BayesmixError(f"ddf='{ddf}' has no df pieces; choose one of {', '.join(TEST_DDF)}.")
+        if ddf == own and self.ddf_pieces is not None:
+            return self.ddf_pieces
+        return lmm_ddf_pieces(fit_lmm(self.design, reml=self.method == "REML"), ddf)
 
     def refit(self, design: Design) -> MixedFit:
         """The same model by the same method on another design of the same shape (a simulated
@@ -302,14 +314,15 @@ class _Estimates:
     ordinal_vcov: pd.DataFrame | None = None
     coefficient_df: np.ndarray | None = None  # an LMM's t tests' df per coefficient; None: Wald z tests
     ddf: str | None = None
-    variance_derivatives: object | None = None
+    ddf_pieces: object | None = None
 
 
 def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | None) -> MixedFit:
     """Build the MixedFit (design order for varcorr and ranef); warn about singular fits and
     non-convergence."""
     position = {block_index: k for k, block_index in enumerate(e.order)}
-    fixef = coefficient_table(e.beta, e.vcov, e.fixed_names, e.coefficient_df)
+    tested = e.vcov if e.ddf_pieces is None else e.ddf_pieces.adjusted  # Kenward-Roger's se: adjusted
+    fixef = coefficient_table(e.beta, tested, e.fixed_names, e.coefficient_df)
     varcorr, blocks = [], design.all_blocks
     for i, block in enumerate(blocks):
         T = e.factors[position[i]]
@@ -370,7 +383,7 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         thresholds=e.thresholds,
         ordinal_vcov=e.ordinal_vcov,
         ddf=e.ddf,
-        variance_derivatives=e.variance_derivatives,
+        ddf_pieces=e.ddf_pieces,
     )
 
 
@@ -388,7 +401,11 @@ def coefficient_table(beta, vcov, names, df=None) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.Index(names, name="term"))
 
 
-DDF_METHODS = {"satterthwaite": "Satterthwaite's method", "residual": "the residual df (n - p)"}
+DDF_METHODS = {
+    "satterthwaite": "Satterthwaite's method",
+    "kenward-roger": "Kenward-Roger's method (standard errors adjusted)",
+    "residual": "the residual df (n - p)",
+}
 
 
 def fixef_lines(fixef: pd.DataFrame, ddf: str | None) -> list[str]:
@@ -411,27 +428,35 @@ def _p_text(p: float) -> str:
     return "< 2e-16" if p < 2.2e-16 else f"{p:.3g}"
 
 
-DDF_CHOICES = ("satterthwaite", "residual", "none")
+DDF_CHOICES = ("satterthwaite", "kenward-roger", "residual", "none")
+TEST_DDF = ("satterthwaite", "kenward-roger")  # the methods with df per contrast
+DDF_ALIASES = {"kr": "kenward-roger", "kenwardroger": "kenward-roger", "satt": "satterthwaite"}
+
+
+def lmm_ddf_pieces(result: LmmResult, ddf: str):
+    """Satterthwaite's derivatives or Kenward-Roger's adjusted covariance at an ML/REML result."""
+    return kenward_roger(result) if ddf == "kenward-roger" else variance_derivatives(result)
 
 
 def lmm_coefficient_df(result: LmmResult, ddf: str):
-    """(each coefficient's denominator df: Satterthwaite's (lmerTest's default), the residual n - p,
-    or NaN (no p-values, lme4's own summary); the Satterthwaite pieces, or None)."""
+    """(each coefficient's denominator df: Satterthwaite's (lmerTest's default) or Kenward-Roger's,
+    the residual n - p, or NaN (no p-values, lme4's own summary); the df pieces, or None)."""
     p = len(result.solution.beta)
     if ddf == "residual":
         return np.full(p, float(result.cross.n - p)), None
     if ddf == "none" or not p:
         return np.full(p, np.nan), None
-    derivatives = variance_derivatives(result)
-    return np.array([contrast_df(e, derivatives) for e in np.eye(p)]), derivatives
+    pieces = lmm_ddf_pieces(result, ddf)
+    return np.array([pieces.contrast_df(e) for e in np.eye(p)]), pieces
 
 
 def check_ddf(ddf) -> str:
-    key = str(ddf).lower().replace("_", "-")
+    key = str(ddf).lower().replace("_", "-").replace(" ", "-")
+    key = DDF_ALIASES.get(key, key)
     if key not in DDF_CHOICES:
         raise BayesmixError(
             f"ddf='{ddf}' is not a method for the fixed effects' df.{did_you_mean(key, DDF_CHOICES)} "
-            f"Choices: {', '.join(DDF_CHOICES)} (Kenward-Roger is not available yet)."
+            f"Choices: {', '.join(DDF_CHOICES)}."
         )
     return key
 
@@ -469,7 +494,7 @@ def from_lmm(
             singular_theta=result.scaled_theta,
             coefficient_df=coefficient_df,
             ddf=ddf,
-            variance_derivatives=derivatives,
+            ddf_pieces=derivatives,
         ),
         time_s,
     )

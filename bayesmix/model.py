@@ -262,11 +262,17 @@ class Model:
 
         ``ddf``: the df of an ML/REML fit's t tests of the fixed effects (``fixef``'s ``df`` and
         ``p_value``), lmerTest's ``ddf=``: ``"satterthwaite"`` (lmerTest's default),
+        ``"kenward-roger"`` (REML fits; pbkrtest's adjusted covariance gives the standard errors),
         ``"residual"`` (n - p) or ``"none"`` (no p-values, lme4's own summary). A GLMM's tests are
         Wald z tests, as glmer's.
         """
         method = self._check_method(method)
         ddf = check_ddf(ddf)
+        if ddf == "kenward-roger" and method == "ml":
+            raise BayesmixError(
+                "Kenward-Roger's df are defined for REML fits (pbkrtest refits an ML fit by REML); use "
+                "method='reml', or ddf='satterthwaite' with method='ml'."
+            )
         start = time.perf_counter()
         if method in ("laplace", "agq") or self.design.submodels or self.design.censoring is not None:
             nagq = nAGQ if nAGQ is not None else (DEFAULT_NAGQ if method == "agq" else 1)

@@ -40,7 +40,8 @@ suppressPackageStartupMessages(library(lme4))
 d <- read.csv("{data}"); d$Subject <- factor(d$Subject)
 fm <- lmer({formula}, d)
 ci <- suppressMessages(suppressWarnings(
-  if ("{method}" == "boot") confint(fm, method = "boot", nsim = {nsim}, seed = 1) else confint(fm, method = "{method}")))
+  if ("{method}" == "boot") confint(fm, method = "boot", nsim = {nsim}, seed = 1)
+  else confint(fm, method = "{method}")))
 cat(jsonlite::toJSON(list(lower = unname(ci[, 1]), upper = unname(ci[, 2])), digits = NA))
 """
 

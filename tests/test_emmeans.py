@@ -53,6 +53,15 @@ def _check_means(ours: pd.DataFrame, ref: dict, estimate="emmean", lower="lower.
     np.testing.assert_allclose(ours["upper"], columns[upper], rtol=1e-5)
 
 
+def test_kenward_roger_means_are_emmeans(fits):
+    """emmeans' own default for lmer fits: Kenward-Roger df, SEs from pbkrtest's adjusted covariance."""
+    ref = CASES["ham"]["tables"]["emmeans_product_kenward_roger"]
+    _check_means(bayesmix.emmeans(fits["ham"], "Product", ddf="kenward-roger").table, ref)
+    # without ddf=, the fit's own (here a KR fit)
+    kr_fit = fits["ham"].source.fit(ddf="kenward-roger")
+    _check_means(bayesmix.emmeans(kr_fit, "Product").table, ref)
+
+
 def test_marginal_means_are_emmeans(fits):
     tables = CASES["ham"]["tables"]
     _check_means(bayesmix.emmeans(fits["ham"], "Product").table, tables["emmeans_product"])

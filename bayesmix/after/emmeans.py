@@ -26,7 +26,6 @@ from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
 from bayesmix.design.encode import encode_new_data
 from bayesmix.errors import BayesmixError, did_you_mean
-from bayesmix.exact.satterthwaite import contrast_df
 
 ADJUSTMENTS = ("tukey", "holm", "bonferroni", "none")
 
@@ -43,13 +42,25 @@ class EMMeans:
     fit: object
     level: float
     type: str
+    ddf: str | None = None
 
     def __repr__(self) -> str:
         return self.table.to_string(index=False)
 
 
-def emmeans(fit, specs, by=None, at=None, type: str = "link", level: float = 0.95) -> EMMeans:  # noqa: A002
-    """Estimated marginal means of ``specs`` (a factor or a list), within each ``by`` level."""
+def emmeans(
+    fit,
+    specs,
+    by=None,
+    at=None,
+    type: str = "link",  # noqa: A002 - emmeans' name
+    level: float = 0.95,
+    ddf: str | None = None,
+) -> EMMeans:
+    """Estimated marginal means of ``specs`` (a factor or a list), within each ``by`` level.
+    ``ddf``: an exact LMM's df, "satterthwaite" or "kenward-roger" (emmeans' ``lmer.df``; its
+    standard errors then use the adjusted covariance); None: the fit's own ddf (R's emmeans
+    defaults to Kenward-Roger, bayesmix's fits to Satterthwaite, as lmerTest's)."""
     _check_fit(fit)
     specs, by = _names(specs), _names(by) if by is not None else ()
     factors, covariates = _grid_variables(fit.design)
@@ -68,12 +79,12 @@ def emmeans(fit, specs, by=None, at=None, type: str = "link", level: float = 0.9
     groups = grid.groupby(keys, sort=False, observed=True).indices
     rows = pd.DataFrame(list(groups), columns=keys)[[*specs, *by]]
     L = np.stack([X[index].mean(axis=0) for index in groups.values()])
-    table = _estimates(fit, L, rows, level)
+    table = _estimates(fit, L, rows, level, ddf=ddf)
     if type == "response":
         table = _on_response_scale(fit, table, level)
     elif type != "link":
         raise BayesmixError(f"type='{type}': choose 'link' or 'response'.")
-    return EMMeans(table, L, specs, by, fit, level, type)
+    return EMMeans(table, L, specs, by, fit, level, type, ddf)
 
 
 def contrast(emm: EMMeans, method="pairwise", adjust: str | None = None) -> pd.DataFrame:
@@ -102,7 +113,7 @@ def contrast(emm: EMMeans, method="pairwise", adjust: str | None = None) -> pd.D
         rows = pd.DataFrame({"contrast": names})
         for name in emm.by:
             rows[name] = emm.table.iloc[index[0]][name]
-        table = _estimates(emm.fit, weights @ emm.L[index], rows, emm.level, contrast=True)
+        table = _estimates(emm.fit, weights @ emm.L[index], rows, emm.level, contrast=True, ddf=emm.ddf)
         table["p_value"] = _adjusted(table, adjust, len(index), method)
         if ratios:  # exp of a difference of logs: an odds ratio (logit) or a rate ratio (log), SE by the delta method
             table["estimate"] = np.exp(table["estimate"])
@@ -177,19 +188,24 @@ def _reference_grid(design, factors, covariates, at: dict) -> pd.DataFrame:
     return grid
 
 
-def _degrees(fit, L: np.ndarray) -> np.ndarray:
-    """Each row's df: Satterthwaite's for an ML/REML fit, infinite (z) for a GLMM's."""
+def _tested(fit, L: np.ndarray, ddf: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(the covariance of beta the SEs use, each row's df): for an ML/REML fit Satterthwaite's df or
+    Kenward-Roger's (with its adjusted covariance), ``ddf`` or the fit's own; for a GLMM the Wald
+    covariance and infinite df (z)."""
+    names = fit.design.fixed_names
+    V = fit.vcov.reindex(index=names, columns=names).to_numpy()
     if fit.sigma is None or fit.method not in ("REML", "ML") or fit.nagq is not None:
-        return np.full(len(L), np.inf)
-    derivatives = fit.satterthwaite()  # kept from the fit, or computed again
-    return np.array([contrast_df(row, derivatives) for row in L])
+        return V, np.full(len(L), np.inf)
+    pieces = fit.df_pieces(ddf)  # kept from the fit, or computed again
+    return pieces.adjusted, np.array([pieces.contrast_df(row) for row in L])
 
 
-def _estimates(fit, L: np.ndarray, rows: pd.DataFrame, level: float, contrast: bool = False) -> pd.DataFrame:
+def _estimates(
+    fit, L: np.ndarray, rows: pd.DataFrame, level: float, contrast: bool = False, ddf: str | None = None
+) -> pd.DataFrame:
     beta = fit.fixef["estimate"].reindex(fit.design.fixed_names).to_numpy()
-    V = fit.vcov.reindex(index=fit.design.fixed_names, columns=fit.design.fixed_names).to_numpy()
+    V, df = _tested(fit, L, ddf)
     estimate, se = L @ beta, np.sqrt(np.einsum("ij,jk,ik->i", L, V, L))
-    df = _degrees(fit, L)
     table = rows.copy()
     table["estimate" if contrast else "emmean"] = estimate
     table["SE"], table["df"] = se, df

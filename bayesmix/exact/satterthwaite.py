@@ -41,6 +41,18 @@ class VarianceDerivatives:
     jacobian: np.ndarray
     phi_vcov: np.ndarray
 
+    @property
+    def adjusted(self) -> np.ndarray:
+        """The covariance the tests' standard errors use: Var(beta_hat) itself (Kenward-Roger's
+        pieces, :class:`bayesmix.exact.kenward_roger.KenwardRoger`, adjust it; the two share this face)."""
+        return self.vcov
+
+    def contrast_df(self, L: np.ndarray) -> float:
+        return contrast_df(L, self)
+
+    def f_test(self, L: np.ndarray, beta: np.ndarray) -> FTest:
+        return f_test(L, beta, self)
+
 
 class _Pieces:
     """What the derivatives read at one theta, each factorisation made once: log|L|^2 (+ log|R_X|^2
@@ -138,12 +150,14 @@ def _moment_match(variance: float, spread: float) -> float:
 
 @dataclass(frozen=True)
 class FTest:
-    """One F test of L beta = 0: statistic, numerator and denominator df, p-value."""
+    """One F test of L beta = 0: statistic, numerator and denominator df, p-value, and the statistic
+    before Kenward-Roger's scaling (the same F for Satterthwaite's test)."""
 
     F: float
     numerator_df: int
     denominator_df: float
     p_value: float
+    unscaled: float | None = None
 
 
 def f_test(L: np.ndarray, beta: np.ndarray, d: VarianceDerivatives, tolerance: float = 1e-8) -> FTest:
@@ -163,7 +177,7 @@ def f_test(L: np.ndarray, beta: np.ndarray, d: VarianceDerivatives, tolerance: f
     else:
         E = float(np.sum(nu / (nu - 2.0)))
         df = 2.0 * E / (E - q)
-    return FTest(F, q, df, float(fdtrc(q, df, F)))
+    return FTest(F, q, df, float(fdtrc(q, df, F)), unscaled=F)
 
 
 def _quadratic(row: np.ndarray, d: VarianceDerivatives) -> float:
