@@ -111,3 +111,28 @@ def test_profile_intervals_are_lme4s(case):
     np.testing.assert_allclose(table["upper"], ref["upper"], rtol=1e-3)
     if case == "dyestuff2":
         assert table["lower"].iloc[0] == 0.0
+
+
+def test_bootstrap_refits_swap_only_the_response():
+    """The bootstrap refits an ML/REML fit on its cross-products with the response's swapped in
+    (bayesmix.exact.refit): the same fit as a new design around each response, here with two
+    blocks, precision weights and an offset (whose cross-products must all follow y)."""
+    from dataclasses import replace
+
+    from bayesmix.after.predict import simulate_exact
+    from bayesmix.exact import refit
+    from bayesmix.exact.lmm import fit_lmm
+
+    sleep = bayesmix.load_dataset("sleepstudy")
+    data = sleep.assign(w=np.linspace(0.5, 2.0, len(sleep)), o=np.linspace(0.0, 5.0, len(sleep)))
+    model = bayesmix.Model("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", data, weights="w", offset="o")
+    fit = model.fit("ml")
+    Y = simulate_exact(fit, 3, "unconditional", np.random.default_rng(2))
+    result = fit_lmm(model.design, reml=False)
+    products = refit.response_products(model.design, [0, 1], Y)
+    for i, y in enumerate(Y):
+        fast = refit.refit(result, products, i)
+        slow = fit_lmm(replace(model.design, y=y), reml=False, start=result.optimizer.x)
+        np.testing.assert_allclose(fast.optimizer.x, slow.optimizer.x, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(fast.solution.beta, slow.solution.beta, rtol=1e-10)
+        assert fast.criterion == pytest.approx(slow.criterion, rel=1e-12)

@@ -12,6 +12,10 @@ import pytest
 from bayesmix.nuts import low_rank, numpyro_driver, programs
 from bayesmix.nuts.low_rank import LowRankMap
 
+# double precision, as the product's JAX sampling runs (pymc's JAX path turns it on): alone, this
+# file would otherwise compare float32 gradients with float64 ones
+jax.config.update("jax_enable_x64", True)
+
 
 def correlated_gaussian(d: int, seed: int):
     """A Gaussian's mean and covariance, and two linear functions of x (d, 2): coordinates scaled

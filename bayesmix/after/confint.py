@@ -32,7 +32,7 @@ from bayesmix.after.fit_view import view
 from bayesmix.after.predict import simulate_exact
 from bayesmix.bayes.names import term_pairs
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
-from bayesmix.exact import profile
+from bayesmix.exact import profile, refit
 from bayesmix.exact.lmm import fit_lmm
 
 METHODS = ("wald", "profile", "boot")
@@ -188,20 +188,50 @@ def bootstrap(fit, nsim: int = 1000, seed=None, n_jobs=None) -> pd.DataFrame:
 def _refits(indices: np.ndarray) -> tuple[np.ndarray, int]:
     """Each simulated response's refit, as :func:`parameter_values` (NaN where the refit fails), and
     how many did not converge. Singular refits are no news in a bootstrap: their warnings are not
-    repeated."""
+    repeated. An ML/REML fit refits on its cross-products with the response's swapped
+    (:mod:`bayesmix.exact.refit`); other fits through their type's ``refit``."""
     fit, responses = _BOOT["fit"], _BOOT["responses"]
     names = parameter_names(fit)
     out, unconverged = np.full((len(indices), len(names)), np.nan), 0
+    lmm = _lmm_refitter(fit, responses[indices]) if fit.nagq is None else None
     for row, i in enumerate(indices):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                refit = _refit(fit, responses[i])
+                if lmm is not None:
+                    converged, values = lmm(row)
+                else:
+                    again = _refit(fit, responses[i])
+                    converged, values = again.converged, parameter_values(again).reindex(names).to_numpy()
             except (BayesmixError, np.linalg.LinAlgError, ValueError):
                 continue
-        unconverged += not refit.converged
-        out[row] = parameter_values(refit).reindex(names).to_numpy()
+        unconverged += not converged
+        out[row] = values
     return out, unconverged
+
+
+def _lmm_refitter(fit, responses: np.ndarray):
+    """row -> (converged, parameter values) of an ML/REML fit's refit to ``responses[row]``."""
+    design = fit.design
+    result = fit_lmm(design, reml=fit.method == "REML", start=fit.theta.to_numpy())
+    columns, _, _ = design.fixed_columns()
+    products = refit.response_products(design, columns, responses)
+    position = {block_index: k for k, block_index in enumerate(result.cross.order)}
+
+    def one(row: int) -> tuple[bool, np.ndarray]:
+        again = refit.refit(result, products, row)
+        sigma = again.solution.sigma
+        values = []
+        for i, block in enumerate(design.blocks):
+            T = again.factorization.factors[position[i]]
+            cov = sigma**2 * T @ T.T
+            sd = np.sqrt(np.diag(cov))
+            for j in range(block.n_terms):
+                values.append(sd[j])
+                values.extend(cov[j, k] / (sd[j] * sd[k]) if sd[j] * sd[k] > 0 else 0.0 for k in range(j + 1, len(sd)))
+        return again.optimizer.converged, np.array([*values, sigma, *again.solution.beta])
+
+    return one
 
 
 def _refit(fit, y: np.ndarray):

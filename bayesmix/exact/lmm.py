@@ -26,6 +26,7 @@ coupling matrix is sparse and stays sparse.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -180,9 +181,30 @@ class Factorization:
 
 
 def _lambda_rest(cp: CrossProducts, factors: list[np.ndarray], fixed: float = 1.0) -> sp.csr_matrix:
-    """Lambda_R (r, r): blocks 2..B's I_M kron T, then ``fixed`` times the identity for X and y."""
-    parts = [sp.kron(sp.identity(m), T) for (m, _), T in zip(cp.rest_blocks, factors[1:])]
-    return sp.block_diag(parts + [fixed * sp.identity(cp.p + 1)], format="csr")
+    """Lambda_R (r, r): blocks 2..B's I_M kron T, then ``fixed`` times the identity for X and y.
+    Its CSR arrays are written directly (row (level, i) of a block holds T's row i): scipy's
+    kron and block_diag cost more than a whole factorisation of a small model, once per theta."""
+    if not cp.rest_blocks:  # one block: Lambda_R is a constant multiple of the identity
+        return _scaled_identity(cp.p + 1, float(fixed))
+    data, indices, lengths, offset = [], [], [], 0
+    for (m, k), T in zip(cp.rest_blocks, factors[1:]):
+        data.append(np.tile(np.asarray(T, dtype=float).ravel(), m))
+        starts = offset + k * np.arange(m)
+        indices.append(np.repeat(starts, k * k) + np.tile(np.arange(k), m * k))
+        lengths.append(np.full(m * k, k))
+        offset += m * k
+    r = offset + cp.p + 1
+    data.append(np.full(cp.p + 1, float(fixed)))
+    indices.append(np.arange(offset, r))
+    lengths.append(np.ones(cp.p + 1, dtype=int))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(lengths))])
+    return sp.csr_matrix((np.concatenate(data), np.concatenate(indices), indptr), shape=(r, r))
+
+
+@functools.lru_cache(maxsize=32)
+def _scaled_identity(r: int, value: float) -> sp.csr_matrix:
+    """A shared, never modified, sparse value * I_r."""
+    return sp.csr_matrix((np.full(r, value), np.arange(r), np.arange(r + 1)), shape=(r, r))
 
 
 def _first_block(cp: CrossProducts, T1: np.ndarray):
