@@ -91,19 +91,21 @@ def test_the_cli_adds_intervals_to_the_json(tmp_path):
     )
 
 
-@pytest.mark.parametrize("case", ["sleep", "sleep_ml", "dyestuff2"])
+@pytest.mark.parametrize("case", ["sleep", "sleep_ml", "dyestuff2", "cbpp"])
 def test_profile_intervals_are_lme4s(case):
     """Every bound within 1e-3 relative of lme4's confint(method = "profile") (ours are roots of the
     profile deviance; lme4's interpolate a spline through it), on the ML deviance for a REML fit too,
-    and a singular fit's SD bounded below by 0, as lme4's."""
+    a singular fit's SD bounded below by 0, as lme4's, and a binomial GLMM on its Laplace deviance."""
     data, formula, method = {
         "sleep": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "reml"),
         "sleep_ml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "ml"),
         "dyestuff2": ("Dyestuff2", "Yield ~ 1 + (1 | Batch)", "ml"),
+        "cbpp": ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "laplace"),
     }[case]
+    arguments = {"family": "binomial", "categorical": ["period"]} if case == "cbpp" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bayesmix.SingularFitWarning)
-        fit = bayesmix.Model(formula, bayesmix.load_dataset(data)).fit(method)
+        fit = bayesmix.Model(formula, bayesmix.load_dataset(data), **arguments).fit(method)
     table = fit.confint("profile")
     ref = CASES[case]["profile"]
     assert len(table) == len(ref["rows"])

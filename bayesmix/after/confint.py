@@ -32,7 +32,8 @@ from bayesmix.after.fit_view import view
 from bayesmix.after.predict import simulate_exact
 from bayesmix.bayes.names import term_pairs
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
-from bayesmix.exact import profile, refit
+from bayesmix.exact import glmm_profile, profile, refit
+from bayesmix.exact.glmm import fit_glmm
 from bayesmix.exact.lmm import fit_lmm
 
 METHODS = ("wald", "profile", "boot")
@@ -80,12 +81,10 @@ def confint(fit, method: str = "wald", level: float = 0.95, parm=None, nsim: int
 
 
 def _profile(fit, level: float) -> pd.DataFrame:
-    """Profile-likelihood intervals of an LMM (bayesmix.exact.profile), on the ML deviance as lme4's."""
-    if fit.nagq is not None or fit.sigma is None:
-        raise BayesmixError(
-            "Profile intervals are written for linear mixed models (ML/REML fits) so far; use method='boot' or "
-            "'wald' for this fit."
-        )
+    """Profile-likelihood intervals of an LMM (bayesmix.exact.profile), on the ML deviance as lme4's;
+    of a GLMM on its Laplace (or quadrature) deviance (bayesmix.exact.glmm_profile)."""
+    if fit.nagq is not None:
+        return _glmm_profile(fit, level)
     design = fit.design
     result = fit_lmm(design, reml=False)
     minimum, phi, cp = result.criterion, profile.to_phi(result), result.cross
@@ -107,10 +106,49 @@ def _profile(fit, level: float) -> pd.DataFrame:
     return table
 
 
-def _phi_positions(fit, cp) -> dict[str, tuple[int, str]]:
-    """{row name: (its index in profile.to_phi's vector, its kind)}: blocks in lme4's order there."""
+def _glmm_profile(fit, level: float) -> pd.DataFrame:
+    design = fit.design
+    if design.submodels or fit.family.categorical or fit.thresholds is not None:
+        raise BayesmixError(
+            "Profile intervals of a GLMM cover one linear predictor and constant family parameters; this model's "
+            "zi=/dispersion= formulas, categories or thresholds are not profiled. Use method='boot' or 'wald'."
+        )
+    result = fit_glmm(design, fit.family, fit.nagq or 1)
+    problem, phi, minimum = result.problem, glmm_profile.to_phi(result), -2.0 * result.loglik
+    positions = _variance_positions([design.all_blocks[i] for i in problem.order])
+    m, p = glmm_profile.variance_size(problem.layout), len(result.fixed_names)
+    table = pd.DataFrame({"lower": np.nan, "upper": np.nan}, index=parameter_names(fit))
+    se = np.sqrt(np.clip(np.diag(result.vcov), 0.0, None))
+    for name, (index, kind) in positions.items():
+        scale = 0.2 * max(phi[index], 0.1) if kind == "sd" else 0.1
+        edges = (0.0, None) if kind == "sd" else (-profile.CORRELATION_EDGE, profile.CORRELATION_EDGE)
+        table.loc[name] = profile.interval(
+            glmm_profile.profile(result, index), phi[index], minimum, level, scale, *edges
+        )
+    for j, name in enumerate(result.fixed_names):
+        curve = glmm_profile.profile(result, m + j)
+        table.loc[name] = profile.interval(curve, phi[m + j], minimum, level, _positive(se[problem.layout.n_theta + j]))
+    for j, name in enumerate(problem.auxiliary):
+        index = m + p + j
+        curve = glmm_profile.profile(result, index)
+        bounds = profile.interval(curve, phi[index], minimum, level, _positive(se[problem.layout.n_theta + p + j]))
+        table.loc[name] = sorted(problem.transform(name)[0](np.asarray(bounds, dtype=float)))
+    table.attrs["method"] = (
+        "profile likelihood (Laplace deviance, as lme4)"
+        if result.nagq == 1
+        else (f"profile likelihood (adaptive Gauss-Hermite deviance, nAGQ = {result.nagq})")
+    )
+    return table
+
+
+def _positive(se: float) -> float:
+    """A standard error as a profile's first step, 0.1 where the fit gave none."""
+    return float(se) if np.isfinite(se) and se > 0 else 0.1
+
+
+def _variance_positions(blocks) -> dict[str, tuple[int, str]]:
+    """{row name: (its index in a profile's phi, "sd" or "corr")}: blocks in lme4's order there."""
     positions, start = {}, 0
-    blocks = [fit.design.all_blocks[i] for i in cp.order]
     for block in blocks:
         k, terms = block.n_terms, block.terms
         for j, term in enumerate(terms):
@@ -118,7 +156,14 @@ def _phi_positions(fit, cp) -> dict[str, tuple[int, str]]:
         for pair, (j, m) in enumerate(zip(*np.triu_indices(k, 1))):
             positions[f"corr[{block.group}:{terms[j]},{terms[m]}]"] = (start + k + pair, "corr")
         start += k + k * (k - 1) // 2
-    positions["sigma"] = (start, "sigma")
+    return positions
+
+
+def _phi_positions(fit, cp) -> dict[str, tuple[int, str]]:
+    """{row name: (its index in profile.to_phi's vector, its kind)}: blocks in lme4's order there."""
+    blocks = [fit.design.all_blocks[i] for i in cp.order]
+    positions = _variance_positions(blocks)
+    positions["sigma"] = (sum(b.n_terms + b.n_terms * (b.n_terms - 1) // 2 for b in blocks), "sigma")
     return positions
 
 

@@ -42,7 +42,7 @@ def to_phi(result: LmmResult) -> np.ndarray:
     return np.concatenate([*parts, [sigma]])
 
 
-def _to_theta(layout, phi: np.ndarray) -> np.ndarray | None:
+def to_theta(layout, phi: np.ndarray) -> np.ndarray | None:
     """theta of (SDs, correlations, sigma); None where a correlation matrix is not positive definite."""
     sigma, start, factors = phi[-1], 0, []
     for k in layout.sizes:
@@ -69,7 +69,7 @@ def _bounds(layout) -> list[tuple[float, float]]:
 
 def ml_deviance(cp, layout, phi: np.ndarray) -> float:
     """The ML deviance at (SDs, correlations, sigma), beta profiled out."""
-    theta = _to_theta(layout, phi)
+    theta = to_theta(layout, phi)
     if theta is None or phi[-1] <= 0:
         return np.inf
     try:
