@@ -123,3 +123,32 @@ def test_a_model_without_factors_is_told_so():
     fit = bayesmix.Model("Reaction ~ Days + (1 | Subject)", bayesmix.load_dataset("sleepstudy")).fit()
     with pytest.raises(bayesmix.BayesmixError, match="has none"):
         bayesmix.emmeans(fit, "Days")
+
+
+def test_marginal_means_of_posterior_draws():
+    """A sampled model's means and contrasts, draw by draw (emmeans on a brms fit: the median and
+    the HPD interval), checked against the same quantities computed here from the posterior's beta;
+    and the posterior medians near the Laplace fit's means (within 2 posterior SDs)."""
+    import arviz as az
+    from scipy.special import expit
+
+    cbpp = bayesmix.load_dataset("cbpp")
+    model = bayesmix.Model(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial", categorical=["period"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = model.sample(draws=500, tune=500, chains=2, random_seed=3, progressbar=False)
+    beta = idata.posterior["beta"].values.reshape(-1, 4)
+    L = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]], dtype=float)
+    eta = beta @ L.T
+    emm = bayesmix.emmeans(model, "period", type="response")
+    np.testing.assert_allclose(emm.table["emmean"], np.median(expit(eta), axis=0), rtol=1e-12)
+    hdi = np.array([az.hdi(expit(eta[:, j]), hdi_prob=0.95) for j in range(4)])
+    np.testing.assert_allclose(emm.table[["lower", "upper"]].to_numpy(), hdi, rtol=1e-12)
+    odds = bayesmix.pairs(emm)  # odds ratios, draw by draw
+    assert odds["contrast"].iloc[0] == "period1 / period2" and "p_value" not in odds
+    np.testing.assert_allclose(odds["estimate"].iloc[0], np.median(np.exp(eta[:, 0] - eta[:, 1])), rtol=1e-12)
+    exact = bayesmix.emmeans(model.fit(), "period").table["emmean"].to_numpy()
+    link = bayesmix.emmeans(model, "period").table["emmean"].to_numpy()
+    assert np.all(np.abs(link - exact) < 2 * eta.std(axis=0))

@@ -4,9 +4,10 @@ The reference grid crosses every level of every factor of the fixed part with ea
 its mean over the data (``at`` fixes values, or a subset of levels). An estimated marginal mean of
 a combination of the ``specs`` factors (within each ``by`` combination) averages the grid's rows
 over the other factors with equal weights: a linear function L beta, with standard error
-sqrt(L V L'). An exact LMM's df are Satterthwaite's for each L (emmeans' ``lmer.df =
-"satterthwaite"``), a GLMM's are asymptotic (z); ``type="response"`` back-transforms a GLMM's means
-through the inverse link (the SE by the delta method, the interval's bounds transformed).
+sqrt(L V L'). An exact LMM's df are Satterthwaite's or Kenward-Roger's for each L (emmeans'
+``lmer.df``), a GLMM's are asymptotic (z); ``type="response"`` back-transforms a GLMM's means
+through the inverse link (the SE by the delta method, the interval's bounds transformed). A
+sampled model's means are L beta per posterior draw, summarised by median and HPD interval.
 
 ``contrast(emm, method)`` compares the means within each ``by`` group: ``"pairwise"`` (every pair,
 first minus second), ``"trt.vs.ctrl"`` (each level minus the first), ``"poly"`` (orthogonal
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
+from bayesmix.after.fit_view import view
 from bayesmix.design.encode import encode_new_data
 from bayesmix.errors import BayesmixError, did_you_mean
 
@@ -43,6 +45,8 @@ class EMMeans:
     level: float
     type: str
     ddf: str | None = None
+    # a sampled model's: (draws, rows) of each mean on the link scale; None for an exact fit
+    draws: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return self.table.to_string(index=False)
@@ -60,8 +64,12 @@ def emmeans(
     """Estimated marginal means of ``specs`` (a factor or a list), within each ``by`` level.
     ``ddf``: an exact LMM's df, "satterthwaite" or "kenward-roger" (emmeans' ``lmer.df``; its
     standard errors then use the adjusted covariance); None: the fit's own ddf (R's emmeans
-    defaults to Kenward-Roger, bayesmix's fits to Satterthwaite, as lmerTest's)."""
-    _check_fit(fit)
+    defaults to Kenward-Roger, bayesmix's fits to Satterthwaite, as lmerTest's). A sampled model
+    (its last ``sample()``): each mean's posterior draws, summarised by their median and highest
+    posterior density interval, as emmeans on a brms fit."""
+    source = view(fit, user="emmeans")
+    source.require()
+    _check_fit(source)
     specs, by = _names(specs), _names(by) if by is not None else ()
     factors, covariates = _grid_variables(fit.design)
     if not factors:
@@ -79,16 +87,48 @@ def emmeans(
     groups = grid.groupby(keys, sort=False, observed=True).indices
     rows = pd.DataFrame(list(groups), columns=keys)[[*specs, *by]]
     L = np.stack([X[index].mean(axis=0) for index in groups.values()])
+    if type not in ("link", "response"):
+        raise BayesmixError(f"type='{type}': choose 'link' or 'response'.")
+    if source.bayes:
+        draws = _beta_draws(source) @ L.T
+        scale = fit.family.link.inverse(draws, np) if type == "response" else draws
+        table = _posterior_summary(rows, scale, level, "emmean")
+        return EMMeans(table, L, specs, by, fit, level, type, None, draws)
     table = _estimates(fit, L, rows, level, ddf=ddf)
     if type == "response":
         table = _on_response_scale(fit, table, level)
-    elif type != "link":
-        raise BayesmixError(f"type='{type}': choose 'link' or 'response'.")
     return EMMeans(table, L, specs, by, fit, level, type, ddf)
+
+
+def _beta_draws(source) -> np.ndarray:
+    """(draws, p) posterior draws of the fixed effects, chains stacked."""
+    beta = source.idata.posterior["beta"].values
+    return beta.reshape(-1, beta.shape[-1])
+
+
+def _posterior_summary(rows: pd.DataFrame, draws: np.ndarray, level: float, name: str) -> pd.DataFrame:
+    """Per column of ``draws``: the median and the highest posterior density interval (emmeans'
+    summary of an MCMC fit: ``lower.HPD``, ``upper.HPD``)."""
+    import arviz as az
+
+    table = rows.copy()
+    table[name] = np.median(draws, axis=0)
+    hdi = np.array([az.hdi(draws[:, j], hdi_prob=level) for j in range(draws.shape[1])]).reshape(-1, 2)
+    table["lower"], table["upper"] = hdi[:, 0], hdi[:, 1]
+    table.attrs["summary"] = f"posterior median, {level:.0%} highest posterior density interval"
+    return table
 
 
 def contrast(emm: EMMeans, method="pairwise", adjust: str | None = None) -> pd.DataFrame:
     """Contrasts of the marginal means within each ``by`` group; see the module docstring."""
+    ratios = emm.type == "response"
+    if ratios and emm.fit.family.link.name not in ("log", "logit"):
+        raise BayesmixError(
+            f"Contrasts on the response scale are ratios of exp(link) (odds or rates): the {emm.fit.family.link.name} "
+            "link has none. Contrast the means on the link scale (type='link')."
+        )
+    if emm.draws is not None:
+        return _posterior_contrast(emm, method, ratios)
     if adjust is None and method == "trt.vs.ctrl":
         raise BayesmixError(
             "emmeans adjusts treatment-versus-control contrasts by Dunnett's method, which bayesmix does not have "
@@ -97,22 +137,10 @@ def contrast(emm: EMMeans, method="pairwise", adjust: str | None = None) -> pd.D
     adjust = ("tukey" if method == "pairwise" else "none") if adjust is None else adjust
     if adjust not in ADJUSTMENTS:
         raise BayesmixError(f"adjust='{adjust}' is not available; choices: {', '.join(ADJUSTMENTS)}.")
-    ratios = emm.type == "response"
-    if ratios and emm.fit.family.link.name not in ("log", "logit"):
-        raise BayesmixError(
-            f"Contrasts on the response scale are ratios of exp(link) (odds or rates): the {emm.fit.family.link.name} "
-            "link has none. Contrast the means on the link scale (type='link')."
-        )
     parts = []
-    for _, index in _by_groups(emm):
-        labels = [
-            " ".join(_label(emm, name, v) for name, v in zip(emm.specs, row))
-            for row in emm.table.iloc[index][list(emm.specs)].to_numpy()
-        ]
+    for labels, index, by_values in _contrast_rows(emm):
         names, weights = _contrast_weights(method, labels, " / " if ratios else " - ")
-        rows = pd.DataFrame({"contrast": names})
-        for name in emm.by:
-            rows[name] = emm.table.iloc[index[0]][name]
+        rows = pd.DataFrame({"contrast": names, **by_values})
         table = _estimates(emm.fit, weights @ emm.L[index], rows, emm.level, contrast=True, ddf=emm.ddf)
         table["p_value"] = _adjusted(table, adjust, len(index), method)
         if ratios:  # exp of a difference of logs: an odds ratio (logit) or a rate ratio (log), SE by the delta method
@@ -122,6 +150,30 @@ def contrast(emm: EMMeans, method="pairwise", adjust: str | None = None) -> pd.D
     out = pd.concat(parts, ignore_index=True)
     out.attrs.update(adjust=adjust, scale=emm.type)
     return out
+
+
+def _posterior_contrast(emm: EMMeans, method, ratios: bool) -> pd.DataFrame:
+    """Contrasts of a sampled model's means, draw by draw: their median and HPD interval (exp of
+    the link-scale difference for ratios); no p-values, so no adjustment, as emmeans on brms."""
+    parts = []
+    for labels, index, by_values in _contrast_rows(emm):
+        names, weights = _contrast_weights(method, labels, " / " if ratios else " - ")
+        rows = pd.DataFrame({"contrast": names, **by_values})
+        differences = emm.draws[:, index] @ weights.T
+        parts.append(_posterior_summary(rows, np.exp(differences) if ratios else differences, emm.level, "estimate"))
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs.update(adjust="none (posterior draws)", scale=emm.type, summary=parts[0].attrs["summary"])
+    return out
+
+
+def _contrast_rows(emm: EMMeans):
+    """Per ``by`` group: the means' labels, their rows in the table, and the group's by values."""
+    for _, index in _by_groups(emm):
+        labels = [
+            " ".join(_label(emm, name, v) for name, v in zip(emm.specs, row))
+            for row in emm.table.iloc[index][list(emm.specs)].to_numpy()
+        ]
+        yield labels, index, {name: emm.table.iloc[index[0]][name] for name in emm.by}
 
 
 def _label(emm: EMMeans, factor: str, level) -> str:
@@ -140,11 +192,8 @@ def pairs(emm: EMMeans, adjust: str = "tukey") -> pd.DataFrame:
     return contrast(emm, "pairwise", adjust)
 
 
-def _check_fit(fit) -> None:
-    if getattr(type(fit), "fit_kind", None) != "exact":
-        raise BayesmixError(
-            "emmeans() reads an exact fit (Model.fit()); marginal means of posterior draws are not there yet."
-        )
+def _check_fit(source) -> None:
+    fit = source.obj
     if fit.family.category_response or fit.design.submodels:
         raise BayesmixError(
             "emmeans() reads a model with one linear predictor (no category response, zi= or dispersion=)."
