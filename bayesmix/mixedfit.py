@@ -202,8 +202,9 @@ class MixedFit:
     def predict(self, data=None, re_form="conditional", allow_new_levels=False, kind="mean") -> np.ndarray:
         """(n,) predicted means: with the conditional modes (``re_form="conditional"``) or at the
         population level (``"population"``). New levels, when allowed, get the population level.
-        ``kind="zi"``/``"dispersion"``: each row's zero-inflation (hurdle) probability or dispersion
-        parameter (glmmTMB's ``type = "zprob"``/``"disp"``)."""
+        ``kind="link"``: the linear predictor (lme4's ``type = "link"``); ``"zi"``/``"dispersion"``:
+        each row's zero-inflation (hurdle) probability or dispersion parameter (glmmTMB's
+        ``type = "zprob"``/``"disp"``)."""
         return fit_predict(self, data, re_form, allow_new_levels, kind)
 
     def coef(self) -> dict[str, pd.DataFrame]:

@@ -351,7 +351,8 @@ class Model:
         """Posterior predictions on the training data (``data=None``) or new data.
 
         kind: ``"mean"`` (the response mean: g^{-1} of the linear predictor, with the zero process
-            of a zero-inflated or hurdle family), ``"response"`` (simulated responses), ``"zi"``
+            of a zero-inflated or hurdle family), ``"link"`` (the linear predictor, brms's
+            ``posterior_linpred``), ``"response"`` (simulated responses), ``"zi"``
             or ``"dispersion"`` (each row's zero-inflation / hurdle probability or dispersion
             parameter, stored as ``<response>_zi`` / ``<response>_dispersion``); an ordinal model's
             ``"mean"`` is the expected category index 1..K and ``"probs"`` the category

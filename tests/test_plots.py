@@ -293,6 +293,31 @@ def test_conditional_effects_posterior_is_the_posterior_mean_of_x_beta(sleep_nut
     assert "90 % posterior interval" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
+def test_conditional_effects_over_several_predictors(covariates, cbpp):
+    """brms's effects = "Days:f" with panels by z: one line per level of f, one panel per z at its
+    mean -+ SD, each line X beta at those values; the link scale gives eta itself."""
+    data, _, fit = covariates
+    b = fit.fixef.estimate
+    axes = plots.conditional_effects(fit, ["Days", "f", "z"], resolution=5)
+    assert len(axes) == 3
+    z = data["z"].mean() + data["z"].std()
+    assert "z = " in axes[2].get_title() and "(mean + SD)" in axes[2].get_title()
+    grid, line = xy(axes[2], "prediction f = b")
+    expected = b["Intercept"] + b["Days"] * grid + b["z"] * z + b["f[b]"]
+    np.testing.assert_allclose(line, expected, rtol=1e-12)
+    assert len(artist(axes[0], "data").get_xdata()) == len(data)  # a numeric panel shows every row
+    two = plots.conditional_effects(fit, ["f", "Days"], interval=None)  # a factor on the x axis, lines by Days
+    assert [t.get_text() for t in two.get_legend().get_texts()][0].startswith("Days = ")
+    data, _, glmm = cbpp
+    link = plots.conditional_effects(glmm, "period", scale="link")
+    levels = list(glmm.design.codings.levels["period"])
+    eta = glmm.predict(data.head(len(levels)).assign(period=levels), re_form="population", kind="link")
+    np.testing.assert_allclose(xy(link, "prediction")[1], eta, rtol=1e-12)
+    assert "linear predictor (logit link)" == link.get_ylabel()
+    with pytest.raises(bayesmix.BayesmixError, match="two or three different"):
+        plots.conditional_effects(fit, ["Days", "Days"])
+
+
 def test_conditional_effects_holds_other_predictors_at_stated_values(covariates):
     data, _, fit = covariates
     b = fit.fixef.estimate

@@ -64,18 +64,20 @@ class FitView:
             return values.mean(("chain", "draw")).to_numpy()
         return np.asarray(self.obj.predict(), dtype=float)
 
-    def population(self, grid: pd.DataFrame, interval: float | None):
-        """Population-level mean on ``grid`` with its interval (None when ``interval`` is None)."""
+    def population(self, grid: pd.DataFrame, interval: float | None, scale: str = "response"):
+        """Population-level mean on ``grid`` with its interval (None when ``interval`` is None), on
+        the response scale or the link's (``scale="link"``: the linear predictor)."""
         n = len(grid)
+        kind = "link" if scale == "link" else "mean"
         if self.bayes:
-            draws = self.obj.predict(self.idata, data=grid, re_form="population", inplace=False).to_numpy()
+            draws = self.obj.predict(self.idata, data=grid, kind=kind, re_form="population", inplace=False).to_numpy()
             draws = draws.reshape(-1, n)
             mean = draws.mean(axis=0)
             if interval is None:
                 return mean, None, None
             lower, upper = np.quantile(draws, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
             return mean, lower, upper
-        mean = np.asarray(self.obj.predict(grid, re_form="population"), dtype=float)
+        mean = np.asarray(self.obj.predict(grid, re_form="population", kind=kind), dtype=float)
         if interval is None:
             return mean, None, None
         new = encode_new_data(self.design, grid, random_effects=False)
@@ -86,6 +88,8 @@ class FitView:
         eta = X @ self.obj.fixef["estimate"].to_numpy()
         se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))
         z = ndtri(0.5 + interval / 2)
+        if scale == "link":
+            return mean, eta - z * se, eta + z * se
         params = self.obj.parameters(new.submodels)  # the grid's own zi / dispersion, where a formula predicts them
         a, b = self.family.mean(eta - z * se, params), self.family.mean(eta + z * se, params)
         return mean, np.minimum(a, b), np.maximum(a, b)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 # "zi", "dispersion": a distributional parameter per row; "probs": an ordinal model's category probabilities
-KINDS = ("mean", "response", "zi", "dispersion", "probs")
+KINDS = ("mean", "link", "response", "zi", "dispersion", "probs")
 CATEGORY_DIM = "category"
 NEW_LEVELS = ("sample", "population")
 RE_FORMS = ("conditional", "population")
@@ -129,6 +129,8 @@ def posterior_predict(
         )
     if kind in ("zi", "dispersion"):  # glmmTMB's predict(type = "zprob" / "disp")
         values = np.broadcast_to(params[family.submodel_parameter(kind)], eta.shape)
+    elif kind == "link":  # brms's posterior_linpred: the mean's linear predictor
+        values = eta
     elif kind != "response":  # the mean (a draw does not need it: an ordinal one is (draws, rows, categories))
         values = family.mean(eta, params)
     else:
@@ -165,7 +167,7 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, k
     ``kind="zi"``/``"dispersion"`` the zero-inflation (hurdle) probability or the dispersion
     parameter of each row."""
     _check_choice("re_form", re_form, RE_FORMS)
-    _check_choice("kind", kind, ("mean", "zi", "dispersion", "probs"))
+    _check_choice("kind", kind, ("mean", "link", "zi", "dispersion", "probs"))
     _check_probs(kind, fit.family)
     design = fit.design
     new = encode(design, data, allow_new_levels, random_effects=re_form == "conditional")
@@ -180,12 +182,18 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, k
     eta = linear_predictor(new.X, beta, mu, new.offset)
     if kind == "probs":  # (n, K): each row's category probabilities (clmm's predict of each level)
         return fit.family.probabilities(eta, params)
+    if kind == "link":  # lme4's predict(type = "link"): the mean's linear predictor
+        return np.asarray(eta, dtype=float).copy()
     if kind != "mean":
         return np.broadcast_to(params[fit.family.submodel_parameter(kind)], (new.nobs,)).copy()
     return fit.family.mean(eta, params)
 
 
 def _check_probs(kind: str, family) -> None:
+    if kind == "link" and family.categorical:
+        raise BayesmixError(
+            "A categorical model has one linear predictor per category; kind='link' gives one. Use kind='probs'."
+        )
     if kind == "probs" and not family.category_response:
         raise BayesmixError(
             f"kind='probs' gives an ordinal or categorical model's category probabilities; family='{family.name}'."
