@@ -233,6 +233,15 @@ class Model:
             posterior_predictive,
         )
 
+    def log_prior(self, idata=None) -> az.InferenceData:
+        """Add the ``log_prior`` group to ``idata`` (the last ``sample()``'s by default) and return
+        it: each parameter's prior log density at every draw (the random effects' N(0, Sigma) is
+        the model's hierarchy, not a prior, and is left out), so ``az.psens(idata)`` measures the
+        posterior's sensitivity to power-scaling the prior (and, with ``component="likelihood"``,
+        the likelihood). Not added by ``sample()`` itself: PyMC compiles the density and visits
+        every draw, a second or two that most fits do not need."""
+        return _sampled().add_log_prior(self, self._require(idata))
+
     def prior_predictive(self, draws: int = 500, random_seed: int | None = None) -> az.InferenceData:
         """Draws from the priors and the responses they imply (the data are not used).
 

@@ -12,13 +12,14 @@ import time
 import warnings
 
 import arviz as az
+import numpy as np
 import pymc as pm
 
 from bayesmix.after.predict import SAMPLE_PREDICTIVE_VALUES, add_predictions, posterior_predict
 from bayesmix.bayes.build import build_model, choose_parameterization, weakly_informed_centred
 from bayesmix.bayes.built import BuiltModel
 from bayesmix.bayes.collapsed import build_marginal, collapsible
-from bayesmix.bayes.names import split_technical
+from bayesmix.bayes.names import TECHNICAL_GROUP, split_technical
 from bayesmix.errors import BayesmixError, BayesmixWarning, warn
 from bayesmix.nuts.run import check_counts, collapsed_is_fast, diagnose, run_nuts, seed_from, warn_diagnostics
 from bayesmix.nuts.summary import NutsSummary, format_summary, summarize, to_dict
@@ -107,6 +108,44 @@ def sample(model, draws, tune, chains, random_seed, sampler, progressbar, target
     model.sampling_time = time.perf_counter() - start
     model.idata = idata
     warn_diagnostics(diagnose(idata))
+    return idata
+
+
+def add_log_prior(model, idata) -> az.InferenceData:
+    """:meth:`bayesmix.model.Model.log_prior`: the ``log_prior`` group (each top-level parameter's
+    prior log density at every draw, PyMC's ``compute_log_prior`` on the non-centred model, whose
+    parameters are the posterior's and the sampler's), so ``az.psens`` can power-scale the prior.
+    The random effects' N(0, Sigma) is the hierarchical part of the model, not a prior: left out
+    (priorsense's and brms's ``lprior`` leave it out too)."""
+    import xarray as xr
+
+    pymc_model = built_model(model, "noncentered").model
+    post = idata.posterior
+    internals = idata[TECHNICAL_GROUP] if TECHNICAL_GROUP in idata.groups() else xr.Dataset()
+    values, priors, shapes = {}, [], pymc_model.eval_rv_shapes()
+    for rv in pymc_model.free_RVs:
+        name = rv.name
+        if name in post or name in internals:
+            values[name] = post[name] if name in post else internals[name]
+            priors.append(name)
+        elif name.startswith("z_"):  # standardised effects: not in the prior, but the function reads every input
+            shape = shapes[name]
+            dims = ("chain", "draw", *[f"{name}_dim_{i}" for i in range(len(shape))])
+            values[name] = xr.DataArray(np.zeros((post.sizes["chain"], post.sizes["draw"], *shape)), dims=dims)
+        else:
+            raise BayesmixError(f"The posterior lacks '{name}', so its prior density cannot be evaluated.")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*BLAS.*")
+        log_prior = pm.compute_log_prior(
+            az.InferenceData(posterior=xr.Dataset(values)),
+            var_names=priors,
+            model=pymc_model,
+            extend_inferencedata=False,
+            progressbar=False,
+        )
+    if "log_prior" in idata.groups():
+        del idata["log_prior"]
+    idata.add_groups(log_prior=log_prior)
     return idata
 
 

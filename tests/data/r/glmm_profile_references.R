@@ -1,0 +1,498 @@
+## Profile-likelihood confidence intervals for GLMMs (lme4 glmer, Laplace and adaptive Gauss-Hermite; glmmTMB
+## nbinom2), with the fits they come from and their wall times, for the Python library's tests.
+##
+## Run from the repository root:   Rscript tests/data/r/glmm_profile_references.R
+## writes tests/data/glmm_profile_references.json, tests/data/poisson_slope.csv, tests/data/salamanders_mined.csv
+## (about 3 minutes on 2 shared cores: 3 x 3 timed profiles of the poisson_slope fits, ~15 s each).
+##
+## Cases and exact calls:
+##  poisson_slope (data simulated here, written to tests/data/poisson_slope.csv, see make_poisson_slope()):
+##    default:     glmer(y ~ x + (x | g), family = poisson, data = d)
+##    tight:       glmer(y ~ x + (x | g), family = poisson, data = d,
+##                       control = glmerControl(tolPwrss = 1e-10, optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-12)))
+##                 NB: glmer's default optimizers are bobyqa (stage 1) and Nelder_Mead (stage 2); neither knows
+##                 xtol_abs / ftol_abs (nloptwrap's names), so both warn "unused control arguments ignored" and only
+##                 tolPwrss takes effect (recorded in the fit's and the profile's warnings).
+##    tight_nlopt: (extra, not in the brief) the same optCtrl with the optimizer that understands it:
+##                 glmer(y ~ x + (x | g), family = poisson, data = d, control = glmerControl(optimizer = "nloptwrap",
+##                       tolPwrss = 1e-10, optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-12)))
+##  cbpp_agq:  glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial, data = cbpp, nAGQ = 9)
+##             (cbpp read from bayesmix/datasets/cbpp.csv and checked value by value against lme4::cbpp)
+##  salamanders_nb2: glmmTMB(count ~ mined + (1 | site), family = nbinom2, data = Salamanders)
+##             (glmmTMB::Salamanders; columns count, mined, site written to tests/data/salamanders_mined.csv)
+## and on each lme4 fit: confint(fm, method = "profile")  (3 runs timed with system.time, all 3 must agree);
+## on the glmmTMB fit: confint(fm, method = "profile") (glmmTMB's default rows: no dispersion row),
+##   confint(fm, method = "profile", full = TRUE) (adds the log-dispersion row), and, for comparison,
+##   confint(fm, method = "uniroot", full = TRUE) (TMB::tmbroot root finding, no spline) and
+##   confint(fm, full = TRUE) (Wald).
+##
+## lme4 row names: .sig01, .sig02, ... follow lme4's Cv_to_Sv order: per random-effect term, the lower triangle of its
+## q x q sd/cor matrix column by column (diagonal = sd, off-diagonal = correlation); GLMMs without a scale have no
+## .sigma. For (x | g): .sig01 = sd (Intercept), .sig02 = cor((Intercept), x), .sig03 = sd x.
+## glmmTMB row names: "(Intercept)", "minedno" (fixed effects, log scale), "d~(Intercept)" (= log phi, the nbinom2
+## dispersion: Var = mu + mu^2 / phi, phi = sigma(fit)), "theta_1|site.1" (= log sd of the site intercepts).
+##
+## Numbers are written as the shortest decimal that round-trips (15-17 significant digits; jsonlite 1.8.4 alone
+## stops at 15 even with digits = NA); helpers copied from confint_references.R.
+##
+## Tested with R 4.2.2, lme4 1.1-31, glmmTMB 1.1.5, TMB 1.9.2, Matrix 1.5-3, jsonlite 1.8.4 (Debian bookworm packages).
+
+suppressPackageStartupMessages({
+  library(lme4)
+  library(glmmTMB)
+  library(jsonlite)
+})
+
+OUT <- file.path("tests", "data")
+SHARED <- file.path("bayesmix", "datasets")
+stopifnot(dir.exists(OUT), file.exists(file.path(SHARED, "cbpp.csv")))
+
+RNGkind("Mersenne-Twister", "Inversion", "Rejection")
+versions <- list(
+  R = R.version.string,
+  lme4 = as.character(packageVersion("lme4")),
+  glmmTMB = as.character(packageVersion("glmmTMB")),
+  TMB = as.character(packageVersion("TMB")),
+  Matrix = as.character(packageVersion("Matrix")),
+  jsonlite = as.character(packageVersion("jsonlite")),
+  RNGkind = paste(RNGkind(), collapse = " / ")
+)
+
+N_PROFILE_RUNS <- 3L
+QVAL <- 0.5 * qchisq(0.95, df = 1)   # glmmTMB's profile target (half the LR statistic)
+
+## ---------------------------------------------------------------- helpers (from confint_references.R)
+
+capture <- function(expr) {
+  w <- character(); msg <- character()
+  val <- withCallingHandlers(expr,
+    warning = function(c) { w <<- c(w, conditionMessage(c)); invokeRestart("muffleWarning") },
+    message = function(c) { msg <<- c(msg, conditionMessage(c)); invokeRestart("muffleMessage") })
+  list(value = val, warnings = w, messages = msg)
+}
+arr <- function(x) { if (is.null(x)) x <- character(0); I(unname(as.vector(x))) }  # always a JSON array
+
+## Round trip checked with jsonlite's parser (yajl -> C strtod, correctly rounded, as Python's float()).
+parse_exact <- function(s) {
+  if (length(s) == 0) return(numeric(0))
+  as.numeric(jsonlite::fromJSON(paste0("[", paste(s, collapse = ","), "]")))
+}
+fmt_num <- function(x) {   # shortest of %.15g / %.16g / %.17g that round-trips
+  s <- sprintf("%.15g", x)
+  fin <- is.finite(x)
+  for (dg in c(16, 17)) {
+    bad <- rep(FALSE, length(x))
+    bad[fin] <- parse_exact(s[fin]) != x[fin]
+    s[bad] <- sprintf(paste0("%.", dg, "g"), x[bad])
+  }
+  stopifnot(all(parse_exact(s[fin]) == x[fin]))
+  s[!fin] <- "null"
+  s
+}
+prep_json <- function(x) {
+  if (is.list(x) && !is.data.frame(x)) {
+    if (length(x) == 0) return(x)
+    nm <- names(x); y <- lapply(x, prep_json); names(y) <- nm; return(y)
+  }
+  if (is.double(x)) {
+    s <- fmt_num(as.vector(x))
+    if (inherits(x, "AsIs") || length(x) != 1) return(structure(paste0("[", paste(s, collapse = ","), "]"), class = "json"))
+    return(structure(s, class = "json"))
+  }
+  x
+}
+write_json_file <- function(out, file) {
+  js <- toJSON(prep_json(out), digits = NA, auto_unbox = TRUE, null = "null", na = "null", pretty = TRUE,
+               json_verbatim = TRUE)
+  writeLines(js, file)
+}
+warn_table <- function(w) {   # unique warnings with their counts
+  if (!length(w)) return(list(message = arr(NULL), count = arr(integer(0))))
+  tb <- table(w)
+  list(message = arr(names(tb)), count = arr(as.integer(tb)))
+}
+ci_block <- function(ci, call) {
+  list(call = call, rows = arr(rownames(ci)), lower = arr(as.double(ci[, 1])), upper = arr(as.double(ci[, 2])),
+       level_columns = arr(colnames(ci)[1:2]))
+}
+timed_runs <- function(expr_text, env) {   # N_PROFILE_RUNS timed evaluations; all must give identical values
+  runs <- vector("list", N_PROFILE_RUNS); el <- numeric(N_PROFILE_RUNS); us <- numeric(N_PROFILE_RUNS)
+  for (r in seq_len(N_PROFILE_RUNS)) {
+    tm <- system.time(runs[[r]] <- capture(eval(parse(text = expr_text), env)))
+    el[r] <- tm[["elapsed"]]; us[r] <- tm[["user.self"]] + tm[["sys.self"]]
+    cat(sprintf("  %s run %d: %.3f s elapsed\n", expr_text, r, el[r]))
+  }
+  for (r in 2:N_PROFILE_RUNS) stopifnot(identical(runs[[r]]$value, runs[[1]]$value))
+  list(value = runs[[1]]$value, warnings = runs[[1]]$warnings, messages = runs[[1]]$messages,
+       wall_time_s = list(runs = arr(round(el, 3)), median = round(median(el), 3),
+                          user_plus_system_median = round(median(us), 3),
+                          note = sprintf("system.time(%s)[[\"elapsed\"]], %d runs (identical results), R 4.2.2 on 2 CPU cores shared with other jobs",
+                                         expr_text, N_PROFILE_RUNS)))
+}
+
+## ---------------------------------------------------------------- lme4 parameter names
+
+sig_table <- function(fm) {
+  cnms <- fm@cnms
+  rows <- list()
+  for (k in seq_along(cnms)) {
+    v <- cnms[[k]]; q <- length(v); g <- names(cnms)[k]
+    for (j in seq_len(q)) for (i in j:q) {
+      rows[[length(rows) + 1]] <- if (i == j) data.frame(grp = g, var1 = v[i], var2 = NA_character_)
+                                  else data.frame(grp = g, var1 = v[j], var2 = v[i])
+    }
+  }
+  tab <- do.call(rbind, rows)
+  tab$name <- sprintf(".sig%02d", seq_len(nrow(tab)))
+  if (isLMM(fm)) tab <- rbind(tab, data.frame(grp = "Residual", var1 = NA_character_, var2 = NA_character_,
+                                              name = ".sigma"))
+  tab
+}
+meaning <- function(grp, var1, var2) {
+  ifelse(grp == "Residual", "residual sd (sigma)",
+         ifelse(is.na(var2), sprintf("sd of %s %s", grp, var1),
+                sprintf("cor of %s (%s, %s)", grp, var1, var2)))
+}
+key <- function(d) paste(d$grp, d$var1, d$var2, sep = "\r")
+
+## ---------------------------------------------------------------- data
+
+## cbpp from the repository's CSV, checked against lme4::cbpp
+cb <- read.csv(file.path(SHARED, "cbpp.csv"), colClasses = c(herd = "character", period = "character"))
+stopifnot(nrow(cb) == nrow(lme4::cbpp))
+cb$herd <- factor(cb$herd, levels(lme4::cbpp$herd))
+cb$period <- factor(cb$period, levels(lme4::cbpp$period))
+for (cc in c("herd", "period")) stopifnot(identical(as.character(cb[[cc]]), as.character(lme4::cbpp[[cc]])))
+for (cc in c("incidence", "size")) stopifnot(all(as.numeric(cb[[cc]]) == as.numeric(lme4::cbpp[[cc]])))
+stopifnot(!anyNA(cb$herd), !anyNA(cb$period))
+cbpp <- cb
+cat("bayesmix/datasets/cbpp.csv matches lme4::cbpp value by value\n")
+
+## poisson_slope: simulated here
+PS_SEED <- 20261204L
+PS_TRUE <- list(beta = c(0.8, 0.5), sd = c(0.5, 0.3), cor = 0.4)
+PS_CODE <- paste(
+  "set.seed(20261204); G <- 40; n <- 12;",
+  "S <- matrix(c(0.5^2, 0.4 * 0.5 * 0.3, 0.4 * 0.5 * 0.3, 0.3^2), 2);",
+  "z <- matrix(rnorm(2 * G), ncol = 2);   # 80 N(0,1) draws, column-major: z[, 1] = first 40",
+  "b <- z %*% chol(S);                    # b[, 1] = b0 (intercept), b[, 2] = b1 (slope); rows ~ N(0, S)",
+  "x <- runif(G * n, -1, 1);",
+  "gi <- rep(seq_len(G), each = n);",
+  "eta <- 0.8 + 0.5 * x + b[gi, 1] + b[gi, 2] * x;",
+  "y <- rpois(G * n, exp(eta));",
+  "d <- data.frame(y = y, x = x, g = factor(sprintf(\"g%02d\", gi)))")
+make_poisson_slope <- function() {
+  set.seed(PS_SEED); G <- 40; n <- 12
+  S <- matrix(c(0.5^2, 0.4 * 0.5 * 0.3, 0.4 * 0.5 * 0.3, 0.3^2), 2)
+  z <- matrix(rnorm(2 * G), ncol = 2)
+  b <- z %*% chol(S)
+  x <- runif(G * n, -1, 1)
+  gi <- rep(seq_len(G), each = n)
+  eta <- 0.8 + 0.5 * x + b[gi, 1] + b[gi, 2] * x
+  y <- rpois(G * n, exp(eta))
+  list(d = data.frame(y = y, x = x, g = factor(sprintf("g%02d", gi))), b = b)
+}
+ps <- make_poisson_slope()
+d <- ps$d
+stopifnot(identical(levels(d$g), sprintf("g%02d", 1:40)))
+f_ps <- file.path(OUT, "poisson_slope.csv")
+local({
+  w <- data.frame(y = d$y, x = fmt_num(d$x), g = as.character(d$g), stringsAsFactors = FALSE)
+  write.csv(w, f_ps, row.names = FALSE, quote = 3)   # only g quoted; x as its shortest round-trip decimal
+  back <- read.csv(f_ps, colClasses = "character")
+  stopifnot(identical(names(back), c("y", "x", "g")), nrow(back) == nrow(d),
+            all(parse_exact(back$x) == d$x),                 # strtod (as Python's float)
+            all(as.integer(back$y) == d$y), identical(back$g, as.character(d$g)))
+  back2 <- read.csv(f_ps)
+  cat("poisson_slope.csv: x read back by strtod exactly; by R's read.csv exactly:", all(back2$x == d$x), "\n")
+})
+ps_data_note <- list(
+  file = "tests/data/poisson_slope.csv", rows = nrow(d), columns = arr(c("y", "x", "g")),
+  seed = PS_SEED, r_code = PS_CODE,
+  true = list(intercept = 0.8, slope = 0.5, sd_intercept = 0.5, sd_slope = 0.3, cor = 0.4),
+  simulated_b_sd = arr(apply(ps$b, 2, sd)), simulated_b_cor = cor(ps$b[, 1], ps$b[, 2]),
+  y_summary = list(mean = mean(d$y), max = max(d$y), n_zero = sum(d$y == 0)),
+  note = paste("40 groups g01..g40 (factor levels in that order) x 12 rows, rows grouped by g; x written as its",
+               "shortest round-trip decimal (checked: parsed by strtod it equals R's double exactly); y integer.",
+               "RNG: R's default Mersenne-Twister / Inversion / Rejection; rpois and runif draw order as in r_code."))
+
+## Salamanders (glmmTMB) -> count, mined, site
+f_sal <- file.path(OUT, "salamanders_mined.csv")
+local({
+  s <- Salamanders
+  stopifnot(identical(levels(s$mined), c("yes", "no")), is.integer(s$count))
+  w <- data.frame(count = s$count, mined = as.character(s$mined), site = as.character(s$site), stringsAsFactors = FALSE)
+  write.csv(w, f_sal, row.names = FALSE)
+  back <- read.csv(f_sal, colClasses = "character")
+  stopifnot(identical(names(back), c("count", "mined", "site")), nrow(back) == nrow(s),
+            all(as.integer(back$count) == s$count), identical(back$mined, as.character(s$mined)),
+            identical(back$site, as.character(s$site)))
+  full <- file.path(OUT, "salamanders.csv")
+  if (file.exists(full)) {
+    f2 <- read.csv(full, colClasses = "character")
+    stopifnot(identical(f2$count, back$count), identical(f2$mined, back$mined), identical(f2$site, back$site))
+    cat("salamanders_mined.csv = the count, mined, site columns of tests/data/salamanders.csv\n")
+  }
+})
+
+## ---------------------------------------------------------------- lme4 cases
+
+lme4_fit <- function(call, env) {
+  cat("\n---- ", call, "\n", sep = "")
+  capF <- capture(eval(parse(text = call), env)); fm <- capF$value
+  vc <- as.data.frame(VarCorr(fm))
+  st <- sig_table(fm)
+  useSc <- as.logical(fm@devcomp$dims[["useSc"]])
+  stopifnot(identical(lme4:::profnames(fm, TRUE, useSc = useSc), st$name))
+  new_names <- lme4:::profnames(fm, FALSE, useSc = useSc)
+  vc_pos <- match(key(st), key(vc)); stopifnot(!anyNA(vc_pos))
+  fe <- fixef(fm)
+  param_rows <- c(st$name, names(fe))
+  th <- getME(fm, "theta")
+  fit <- list(
+    call = call, nAGQ = fm@devcomp$dims[["nAGQ"]], optimizer = arr(fm@optinfo$optimizer),
+    logLik = as.numeric(logLik(fm)), deviance = deviance(fm),
+    fixef_names = arr(names(fe)), fixef = arr(fe),
+    theta_names = arr(names(th)), theta = arr(th),
+    varcorr = list(grp = arr(vc$grp), var1 = arr(vc$var1), var2 = arr(vc$var2), vcov = arr(vc$vcov),
+                   sdcor = arr(vc$sdcor)),
+    is_singular = isSingular(fm), warnings = arr(unique(capF$warnings)), messages = arr(unique(capF$messages)),
+    optinfo_warnings = arr(unlist(fm@optinfo$warnings)),
+    conv_messages = arr(unlist(fm@optinfo$conv$lme4$messages)),
+    feval = fm@optinfo$feval)
+  parameters <- list(
+    rows = arr(param_rows),
+    new_names = arr(c(new_names, names(fe))),
+    meaning = arr(c(meaning(st$grp, st$var1, st$var2), paste("fixed effect", names(fe)))),
+    varcorr_row = arr(c(vc_pos, rep(NA_integer_, length(fe)))),
+    estimate = arr(c(vc$sdcor[vc_pos], fe)),
+    note = paste("rows: the names confint gives (oldNames = TRUE, the default); new_names: with oldNames = FALSE;",
+                 "varcorr_row: 1-based row of fit.varcorr (as.data.frame(VarCorr(fm))) that the parameter is;",
+                 "estimate: its value at the fit (sd / cor scale, not theta)"))
+  env$fm <- fm
+  pr <- timed_runs('confint(fm, method = "profile")', env)
+  cip <- pr$value
+  stopifnot(identical(rownames(cip), param_rows))
+  profile <- ci_block(cip, 'confint(fm, method = "profile")')
+  profile$warnings <- warn_table(pr$warnings)
+  profile$messages <- arr(unique(pr$messages))
+  profile$n_na <- sum(is.na(cip))
+  profile$wall_time_s <- pr$wall_time_s
+  print(cip)
+  if (length(pr$warnings)) { cat("  profile warnings:\n"); print(table(pr$warnings)) }
+  list(fit = fit, parameters = parameters, profile = profile)
+}
+
+env <- new.env()
+env$d <- d; env$cbpp <- cbpp
+
+cases <- list()
+
+## poisson_slope
+calls_ps <- c(
+  default = "glmer(y ~ x + (x | g), family = poisson, data = d)",
+  tight = "glmer(y ~ x + (x | g), family = poisson, data = d, control = glmerControl(tolPwrss = 1e-10, optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-12)))",
+  tight_nlopt = "glmer(y ~ x + (x | g), family = poisson, data = d, control = glmerControl(optimizer = \"nloptwrap\", tolPwrss = 1e-10, optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-12)))")
+cat("\n==== poisson_slope\n")
+fits_ps <- lapply(calls_ps, lme4_fit, env = env)
+for (v in names(fits_ps)) stopifnot(identical(fits_ps[[v]]$parameters$rows, fits_ps$default$parameters$rows))
+diffs <- function(a, b) list(
+  logLik = b$fit$logLik - a$fit$logLik,
+  max_abs_fixef = max(abs(b$fit$fixef - a$fit$fixef)),
+  max_abs_theta = max(abs(b$fit$theta - a$fit$theta)),
+  max_abs_profile_bound = max(abs(c(b$profile$lower - a$profile$lower, b$profile$upper - a$profile$upper))))
+cases$poisson_slope <- list(
+  data = ps_data_note,
+  factor_levels = list(g = arr(levels(d$g))),
+  parameters = fits_ps$default$parameters[c("rows", "new_names", "meaning", "note")],
+  row_meaning = list(.sig01 = "sd of g (Intercept)", .sig02 = "cor of g ((Intercept), x)", .sig03 = "sd of g x",
+                     `(Intercept)` = "fixed intercept", x = "fixed slope of x"),
+  default = fits_ps$default, tight = fits_ps$tight, tight_nlopt = fits_ps$tight_nlopt,
+  tight_minus_default = diffs(fits_ps$default, fits_ps$tight),
+  tight_nlopt_minus_default = diffs(fits_ps$default, fits_ps$tight_nlopt),
+  note = paste("default / tight / tight_nlopt: the same model fitted with different controls, each with its",
+               "own confint(fm, method = \"profile\"). lme4's profile re-optimises with the fit's own optimizer and",
+               "control (fm@optinfo), so tight's profile inherits the ignored optCtrl (its warnings). tight:",
+               "the brief's control; glmer's default optimizers (bobyqa, Nelder_Mead) do not take xtol_abs /",
+               "ftol_abs, so only tolPwrss = 1e-10 acts (warning \"unused control arguments ignored\").",
+               "tight_nlopt (extra): optimizer = \"nloptwrap\" (NLOPT_LN_BOBYQA, both stages), where the",
+               "optCtrl does act. Profile intervals: likelihood-ratio (signed root deviance, zeta) profile of the",
+               "Laplace deviance, interpolated by lme4's splines (confint.thpr)."))
+
+## cbpp_agq
+cat("\n==== cbpp_agq\n")
+agq <- lme4_fit("glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial, data = cbpp, nAGQ = 9)", env)
+cases$cbpp_agq <- c(list(
+  data = "bayesmix/datasets/cbpp.csv (= lme4::cbpp, 56 rows; checked value by value)",
+  factor_levels = list(herd = arr(levels(cbpp$herd)), period = arr(levels(cbpp$period)))),
+  agq,
+  list(note = paste("nAGQ = 9 adaptive Gauss-Hermite quadrature, default glmerControl(). lme4's logLik for nAGQ > 1",
+                    "leaves out the binomial coefficients (sum log choose(size, incidence)), so it is not comparable",
+                    "with the Laplace (nAGQ = 1) logLik; the profile is of this nAGQ = 9 deviance",
+                    "(profile's devfun2 comes from update(fm, devFunOnly = TRUE), keeping nAGQ = 9; the",
+                    "profiled deviance takes (theta, beta) together, as in the nAGQ > 0 second stage).")))
+cases$cbpp_agq$fit$binomial_constant <- sum(lchoose(cbpp$size, cbpp$incidence))
+
+## ---------------------------------------------------------------- glmmTMB case: salamanders_nb2
+
+cat("\n==== salamanders_nb2\n")
+SAL_CALL <- "glmmTMB(count ~ mined + (1 | site), family = nbinom2, data = Salamanders)"
+capF <- capture(eval(parse(text = SAL_CALL)))
+m <- capF$value
+env$m <- m
+fe <- fixef(m)$cond
+re_sd <- as.numeric(attr(VarCorr(m)$cond$site, "stddev"))
+phi <- sigma(m)
+par <- m$fit$par
+stopifnot(isTRUE(all.equal(unname(exp(par[names(par) == "theta"])), re_sd, tolerance = 1e-14)),
+          isTRUE(all.equal(unname(exp(par[names(par) == "betad"])), phi, tolerance = 1e-14)))
+sal_fit <- list(
+  call = SAL_CALL, logLik = as.numeric(logLik(m)), logLik_df = attr(logLik(m), "df"), nobs = nobs(m),
+  ngrps = nlevels(droplevels(Salamanders$site)),
+  fixef_names = arr(names(fe)), fixef = arr(fe),
+  re_sd = re_sd, sigma_phi = phi, log_re_sd = log(re_sd), log_phi = log(phi),
+  par_names = arr(names(par)), par = arr(par),
+  objective = m$fit$objective, convergence = m$fit$convergence, optimizer_message = m$fit$message,
+  pdHess = m$sdr$pdHess, max_abs_gradient = max(abs(m$sdr$gradient.fixed)),
+  warnings = arr(unique(capF$warnings)), messages = arr(unique(capF$messages)),
+  note = paste("Laplace ML (glmmTMB default). sigma_phi = sigma(fit) = exp(betad) is nbinom2's phi",
+               "(glmmTMB's 'dispersion parameter'), Var(y) = mu + mu^2 / phi; re_sd = sd of the site intercepts =",
+               "exp(theta). par: the outer parameter vector (beta, beta, betad = log phi, theta = log sd).",
+               "nlminb's default stop leaves max |gradient| ~ 2e-4 here (estimates ~1e-5 off the exact optimum,",
+               "see zero_references' newton_polish)."))
+print(m)
+
+## profile, default rows and full = TRUE (3 timed runs each)
+pr_def <- timed_runs('confint(m, method = "profile")', env)
+pr_full <- timed_runs('confint(m, method = "profile", full = TRUE)', env)
+ci_def <- pr_def$value; ci_full <- pr_full$value
+print(ci_def); print(ci_full)
+stopifnot(identical(rownames(ci_def), c("(Intercept)", "minedno", "theta_1|site.1")),
+          identical(rownames(ci_full), c("(Intercept)", "minedno", "d~(Intercept)", "theta_1|site.1")))
+## the rows shared by the two calls: every parameter's profile is computed separately, so they must agree
+stopifnot(identical(unname(ci_full[rownames(ci_def), ]), unname(ci_def)))
+
+## the profile itself: check that each half reaches the target (glmmTMB 1.1.5's confint.profile.glmmTMB sets its
+## "max profile values less than target" flag inside an inner function, so it never warns)
+parm_full <- glmmTMB:::getParms(NULL, m, full = TRUE)
+pp <- profile(m, parm = parm_full, level_max = 0.95)
+stopifnot(isTRUE(all.equal(unname(confint(pp)), unname(ci_full[, 1:2]), tolerance = 0)))
+prof_check <- lapply(split(pp, pp$.par), function(dd) {
+  dd <- dd[!duplicated(dd$.focal), ]
+  up <- dd$.focal > dd$.focal[which.min(dd$value)]
+  list(n_points = nrow(dd), max_value_lower_side = max(dd$value[!up]), max_value_upper_side = max(dd$value[up]),
+       min_value = min(dd$value), focal_range = arr(range(dd$.focal)))
+})
+prof_check <- prof_check[levels(factor(pp$.par))]
+cat("profile half maxima vs target", QVAL, ":\n"); str(prof_check)
+
+un <- capture(confint(m, method = "uniroot", full = TRUE))
+wa <- capture(confint(m, full = TRUE))
+print(un$value); print(wa$value)
+
+rows_meaning <- c(`(Intercept)` = "fixed intercept (log mean count, mined = yes)",
+                  minedno = "fixed effect minedno (log rate ratio no vs yes)",
+                  `d~(Intercept)` = "log phi (nbinom2 dispersion, phi = sigma(fit), Var = mu + mu^2 / phi)",
+                  `theta_1|site.1` = "log sd of the site random intercepts")
+nat <- function(ci, row) as.numeric(exp(ci[row, 1:2]))
+sal_profile_default <- c(ci_block(ci_def, 'confint(m, method = "profile")'),
+  list(meaning = arr(rows_meaning[rownames(ci_def)]),
+       scale = arr(c("log link", "log link", "log sd")),
+       estimate_on_row_scale = arr(ci_def[, 3]),
+       warnings = warn_table(pr_def$warnings), messages = arr(unique(pr_def$messages)),
+       n_na = sum(is.na(ci_def[, 1:2])), wall_time_s = pr_def$wall_time_s,
+       note = paste("glmmTMB 1.1.5's default parm for profiles leaves out the dispersion parameter (full = FALSE);",
+                    "the third column of confint's matrix is the estimate (estimate = TRUE) on the row's scale.")))
+sal_profile_full <- c(ci_block(ci_full, 'confint(m, method = "profile", full = TRUE)'),
+  list(meaning = arr(rows_meaning[rownames(ci_full)]),
+       scale = arr(c("log link", "log link", "log phi", "log sd")),
+       estimate_on_row_scale = arr(ci_full[, 3]),
+       warnings = warn_table(pr_full$warnings), messages = arr(unique(pr_full$messages)),
+       n_na = sum(is.na(ci_full[, 1:2])), wall_time_s = pr_full$wall_time_s,
+       profile_check = c(list(call = "pp <- profile(m, parm = glmmTMB:::getParms(NULL, m, full = TRUE), level_max = 0.95); confint(pp) (identical to the above)",
+                              target = QVAL), prof_check),
+       note = paste("glmmTMB's profile: for each parameter, nlminb re-optimises the others (Laplace objective) on a",
+                    "grid out to level_max = level (0.95), value = objective - minimum; confint.profile.glmmTMB",
+                    "fits splines::interpSpline(value ~ focal) per side of the minimum and inverts it (backSpline)",
+                    "at the target 0.5 * qchisq(0.95, 1) = 1.92073. profile_check: per row (in profile's .par",
+                    "order), the largest profile value reached on each side (>= target means the bound is an",
+                    "interpolation, not an extrapolation).")))
+natural <- list(
+  sd_site = list(estimate = re_sd, lower = nat(ci_full, "theta_1|site.1")[1], upper = nat(ci_full, "theta_1|site.1")[2],
+                 from_row = "theta_1|site.1", transform = "exp"),
+  phi = list(estimate = phi, lower = nat(ci_full, "d~(Intercept)")[1], upper = nat(ci_full, "d~(Intercept)")[2],
+             from_row = "d~(Intercept)", transform = "exp"),
+  variance_site = list(estimate = re_sd^2, lower = nat(ci_full, "theta_1|site.1")[1]^2,
+                       upper = nat(ci_full, "theta_1|site.1")[2]^2, from_row = "theta_1|site.1", transform = "exp(2 x)"),
+  rate_ratio_minedno = list(estimate = exp(fe[["minedno"]]), lower = nat(ci_full, "minedno")[1],
+                            upper = nat(ci_full, "minedno")[2], from_row = "minedno", transform = "exp"),
+  note = paste("Profile intervals are invariant under monotone reparametrisation, so exp() of the log-scale bounds",
+               "are the profile bounds on the natural scale (up to the spline interpolation, which glmmTMB does on",
+               "the log scale). Computed here from confint(m, method = \"profile\", full = TRUE)."))
+cases$salamanders_nb2 <- list(
+  data = list(file = "tests/data/salamanders_mined.csv", source = "glmmTMB::Salamanders (glmmTMB 1.1.5), 644 rows, R's row order",
+              columns = arr(c("count", "mined", "site")),
+              note = "count integer; mined and site as their labels; = those columns of tests/data/salamanders.csv"),
+  factor_levels = list(mined = arr(levels(Salamanders$mined)), site = arr(levels(Salamanders$site))),
+  factor_note = "mined levels in R: yes, no (baseline yes, coefficient minedno); site is an ordered factor in R (levels R-1..R-12, VF-1..VF-11), used only for grouping",
+  fit = sal_fit,
+  profile = sal_profile_default,
+  profile_full = sal_profile_full,
+  natural_scale = natural,
+  uniroot_full = c(ci_block(un$value, 'confint(m, method = "uniroot", full = TRUE)'),
+                   list(warnings = warn_table(un$warnings),
+                        note = "TMB::tmbroot: root of the profile (re-optimised) at the same target, no spline; a cross-check of the spline interpolation")),
+  wald_full = c(ci_block(wa$value, 'confint(m, full = TRUE)'),
+                list(warnings = warn_table(wa$warnings),
+                     note = paste("Wald, for comparison; glmmTMB names its rows cond.(Intercept), cond.minedno, sigma",
+                                  "(= phi, natural scale: Wald on log phi, exponentiated), cond.Std.Dev.(Intercept)|site",
+                                  "(natural scale: Wald on log sd, exponentiated)"))))
+
+## ---------------------------------------------------------------- write
+
+out <- list(
+  versions = versions,
+  note = paste(
+    "Profile-likelihood confidence intervals (95 %) for GLMMs, computed by tests/data/r/glmm_profile_references.R",
+    "(see its header for the exact calls). lme4 cases (poisson_slope: default, tight, tight_nlopt; cbpp_agq): fit,",
+    "parameters (confint's rows .sig01.. then fixef, their lme4 oldNames = FALSE names, meaning and estimate on the",
+    "sd/cor scale) and profile (rows, lower = 2.5 %, upper = 97.5 %, null where NA, warnings with counts, wall time).",
+    ".sigNN order (lme4's Cv_to_Sv): per random-effect term the lower triangle of its sd/cor matrix column by column",
+    "(diagonal sd, off-diagonal cor); no .sigma for these GLMMs. glmmTMB case (salamanders_nb2): profile (glmmTMB's",
+    "default rows, log scale for the sd), profile_full (adds log phi), natural_scale (exp of those bounds: site sd,",
+    "phi), plus uniroot and Wald intervals for comparison. Wall times: elapsed seconds, median of 3 runs, 2 shared",
+    "CPU cores; not reproducible. The bounds are."),
+  cases = cases)
+
+f <- file.path(OUT, "glmm_profile_references.json")
+write_json_file(out, f)
+back <- fromJSON(f, simplifyVector = FALSE)
+nn <- function(v) vapply(v, function(e) if (is.null(e)) NA_real_ else e, 0)
+stopifnot(identical(nn(back$cases$poisson_slope$tight$profile$upper), as.vector(cases$poisson_slope$tight$profile$upper)),
+          identical(nn(back$cases$salamanders_nb2$profile_full$lower), as.vector(cases$salamanders_nb2$profile_full$lower)))
+
+## ---------------------------------------------------------------- summary
+
+cat("\n==== summary (95 % profile intervals)\n")
+show <- function(id, blk, rows, meaning, est) {
+  cat(sprintf("\n%s  (profile median %.2f s)\n", id, blk$wall_time_s$median))
+  print(data.frame(row = rows, meaning = meaning, estimate = est, lower = unclass(blk$lower), upper = unclass(blk$upper)),
+        digits = 7, row.names = FALSE)
+  if (length(blk$warnings$message)) cat("  warnings:", paste0(blk$warnings$message, " (x", blk$warnings$count, ")", collapse = "; "), "\n")
+}
+for (v in names(calls_ps)) {
+  b <- cases$poisson_slope[[v]]
+  cat(sprintf("\npoisson_slope/%s: logLik %.10f", v, b$fit$logLik))
+  show(paste0("poisson_slope/", v), b$profile, b$parameters$rows, b$parameters$meaning, unclass(b$parameters$estimate))
+}
+str(cases$poisson_slope$tight_minus_default); str(cases$poisson_slope$tight_nlopt_minus_default)
+cat(sprintf("\ncbpp_agq: logLik %.10f", cases$cbpp_agq$fit$logLik))
+show("cbpp_agq", cases$cbpp_agq$profile, cases$cbpp_agq$parameters$rows, cases$cbpp_agq$parameters$meaning,
+     unclass(cases$cbpp_agq$parameters$estimate))
+cat(sprintf("\nsalamanders_nb2: logLik %.10f, site sd %.7f, phi %.7f\n", sal_fit$logLik, re_sd, phi))
+show("salamanders_nb2 profile (default rows)", sal_profile_default, rownames(ci_def), rows_meaning[rownames(ci_def)], ci_def[, 3])
+show("salamanders_nb2 profile full = TRUE", sal_profile_full, rownames(ci_full), rows_meaning[rownames(ci_full)], ci_full[, 3])
+cat("\nnatural scale:\n")
+for (k in c("sd_site", "phi", "rate_ratio_minedno"))
+  cat(sprintf("  %-20s %.7f  [%.7f, %.7f]\n", k, natural[[k]]$estimate, natural[[k]]$lower, natural[[k]]$upper))
+cat("\nwrote", f, f_ps, f_sal, "\n")
