@@ -97,8 +97,11 @@ def test_polynomial_contrasts_and_a_covariate(fits):
     ref = _columns(CASES["cake"]["tables"]["pairs_tukey_temp175"])
     assert list(cake["contrast"]) == list(ref["contrast"])
     np.testing.assert_allclose(cake["p_value"], ref["p.value"], rtol=1e-4)
-    with pytest.raises(bayesmix.BayesmixError, match="Dunnett"):
-        bayesmix.contrast(bayesmix.emmeans(fits["ham"], "Product"), "trt.vs.ctrl")
+    control = bayesmix.contrast(bayesmix.emmeans(fits["ham"], "Product"), "trt.vs.ctrl")  # dunnettx by default
+    ref = _columns(CASES["ham"]["tables"]["trt_vs_ctrl"])
+    assert control.attrs["adjust"] == "dunnettx"
+    np.testing.assert_allclose(control["estimate"], ref["estimate"], rtol=1e-6)
+    np.testing.assert_allclose(control["p_value"], ref["p.value"], rtol=1e-4)
 
 
 def test_a_glmm_on_both_scales(fits):

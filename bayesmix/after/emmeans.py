@@ -12,8 +12,9 @@ sampled model's means are L beta per posterior draw, summarised by median and HP
 ``contrast(emm, method)`` compares the means within each ``by`` group: ``"pairwise"`` (every pair,
 first minus second), ``"trt.vs.ctrl"`` (each level minus the first), ``"poly"`` (orthogonal
 polynomial contrasts with integer coefficients) or ``{name: coefficients}``; p-values adjusted by
-Tukey's studentized range (emmeans' default for pairs), Holm, Bonferroni, or not at all (the
-default for poly and custom contrasts, as emmeans'; trt.vs.ctrl asks, as Dunnett's is not here).
+Tukey's studentized range (emmeans' default for pairs), emmeans' approximation to Dunnett's
+(``"dunnettx"``, its default for trt.vs.ctrl), Holm, Bonferroni, or not at all (the default for
+poly and custom contrasts, as emmeans').
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bayesmix.after.fit_view import view
 from bayesmix.design.encode import encode_new_data
 from bayesmix.errors import BayesmixError, did_you_mean
 
-ADJUSTMENTS = ("tukey", "holm", "bonferroni", "none")
+ADJUSTMENTS = ("tukey", "dunnettx", "holm", "bonferroni", "none")
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,10 @@ def contrast(emm: EMMeans, method="pairwise", adjust: str | None = None) -> pd.D
         )
     if emm.draws is not None:
         return _posterior_contrast(emm, method, ratios)
-    if adjust is None and method == "trt.vs.ctrl":
-        raise BayesmixError(
-            "emmeans adjusts treatment-versus-control contrasts by Dunnett's method, which bayesmix does not have "
-            "yet: pass adjust='holm', 'bonferroni' or 'none'."
+    if adjust is None:  # emmeans' defaults: Tukey for pairs, Dunnett's (approximated) against a control
+        adjust = (
+            {"pairwise": "tukey", "trt.vs.ctrl": "dunnettx"}.get(method, "none") if isinstance(method, str) else "none"
         )
-    adjust = ("tukey" if method == "pairwise" else "none") if adjust is None else adjust
     if adjust not in ADJUSTMENTS:
         raise BayesmixError(f"adjust='{adjust}' is not available; choices: {', '.join(ADJUSTMENTS)}.")
     parts = []
@@ -339,8 +338,26 @@ def _adjusted(table: pd.DataFrame, adjust: str, means: int, method) -> np.ndarra
         out = np.empty_like(raw)
         out[order] = np.minimum(scaled, 1.0)
         return out
-    if method != "pairwise":
-        raise BayesmixError("Tukey's adjustment is for pairwise comparisons; choose holm, bonferroni or none.")
-    from scipy.stats import studentized_range  # noqa: PLC0415 - only Tukey's adjustment needs scipy.stats
+    from scipy.stats import studentized_range  # noqa: PLC0415 - only these adjustments need scipy.stats
 
-    return studentized_range.sf(t * np.sqrt(2.0), means, np.where(np.isinf(df), 1e7, df))
+    df = np.where(np.isinf(df), 1e7, df)  # the range's distribution at df = 1e7 is the asymptotic one
+    if adjust == "dunnettx":
+        return _dunnett_approximation(t, len(raw), df, raw, studentized_range)
+    if method != "pairwise":
+        raise BayesmixError(
+            "Tukey's adjustment is for pairwise comparisons; choose dunnettx, holm, bonferroni or none."
+        )
+    return studentized_range.sf(t * np.sqrt(2.0), means, df)
+
+
+def _dunnett_approximation(t, k: int, df, raw, studentized_range) -> np.ndarray:
+    """emmeans' ``dunnettx``: one minus a weighted average of two distribution functions of |t|
+    over k contrasts, Tukey's studentized range for the number of means m with m (m - 1) / 2 = k
+    (weight (k - 1) / k) and Sidak's product (1 - p)^k (weight 1 / k): Dunnett's two-sided
+    many-to-one adjustment without its multivariate t integral."""
+    if k == 1:
+        return raw
+    weight = (k - 1.0) / k
+    tukey = 1.0 - studentized_range.sf(np.sqrt(2.0) * t, (1.0 + np.sqrt(1.0 + 8.0 * k)) / 2.0, df)
+    sidak = (1.0 - raw) ** k
+    return 1.0 - (weight * tukey + (1.0 - weight) * sidak)
