@@ -274,15 +274,13 @@ class MixedFit:
 
 
 def theta_names(design: Design, order) -> list[str]:
-    """lme4's theta names: ``group.term`` on the diagonal, ``group.row.col`` below it."""
+    """lme4's theta names: ``group.term`` on the diagonal, ``group.row.col`` below it; a structured
+    block's own parameters (``group.sd``, ``group.rho`` of an ar1 block)."""
     names, blocks = [], design.all_blocks
     for i in order:
         block = blocks[i]
         group = block.group if block.predictor == "mu" else f"{block.predictor}|{block.group}"
-        terms = block.terms
-        for j in range(block.n_terms):
-            for r in range(j, block.n_terms):
-                names.append(f"{group}.{terms[r]}" if r == j else f"{group}.{terms[r]}.{terms[j]}")
+        names += [f"{group}.{name}" for name in block.covariance.parameter_names(block.terms)]
     return names
 
 
@@ -335,6 +333,7 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         varcorr.append(
             {"group": block.group, "terms": list(block.terms), "sd": sd, "corr": corr, "cov": cov}
             | ({} if block.predictor == "mu" else {"predictor": block.predictor})
+            | _structure_entry(block.covariance, e.layout, e.optimizer.x, position[i])
         )
     theta_values = e.optimizer.x[: e.layout.n_theta]
     judged = theta_values if e.singular_theta is None else e.singular_theta[: e.layout.n_theta]
@@ -386,6 +385,15 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         ddf=e.ddf,
         ddf_pieces=e.ddf_pieces,
     )
+
+
+def _structure_entry(covariance, layout: ThetaLayout, x: np.ndarray, index: int) -> dict:
+    """A structured block's varcorr entries: its structure and, where it has one, its correlation
+    parameter (ar1's and cs's rho); nothing for an unstructured block."""
+    if covariance.kind == "us":
+        return {}
+    theta = layout.split(np.asarray(x[: layout.n_theta], dtype=float))[index]
+    return {"structure": covariance.kind, "rho": covariance.rho(theta)}
 
 
 def coefficient_table(beta, vcov, names, df=None) -> pd.DataFrame:

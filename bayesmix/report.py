@@ -82,6 +82,7 @@ def varcorr_to_dict(varcorr: list[dict], predictor: str = "mu") -> list[dict]:
             "sd": np.asarray(v["sd"], dtype=float).tolist(),
             "corr": np.asarray(v["corr"], dtype=float).tolist(),
         }
+        | ({"structure": v["structure"], "rho": float(v["rho"])} if "structure" in v else {})
         for v in varcorr
         if v.get("predictor", "mu") == predictor
     ]
@@ -126,6 +127,8 @@ def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | No
         sd, corr = np.asarray(v["sd"]), np.asarray(v["corr"])
         for j, term in enumerate(v["terms"]):
             correlations = " ".join(f"{corr[j][i]:5.2f}" for i in range(j))
+            if "structure" in v:  # glmmTMB's way: the structure's one correlation, on the first row
+                correlations = f"{v['rho']:5.2f} ({v['structure']})" if j == 0 else ""
             rows.append([v["group"] if j == 0 else "", term, f"{sd[j] ** 2:.4g}", f"{sd[j]:.4g}", correlations])
     if sigma is not None:
         rows.append(["Residual", "", f"{sigma**2:.4g}", f"{sigma:.4g}", ""])

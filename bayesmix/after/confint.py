@@ -83,6 +83,12 @@ def confint(fit, method: str = "wald", level: float = 0.95, parm=None, nsim: int
 def _profile(fit, level: float) -> pd.DataFrame:
     """Profile-likelihood intervals of an LMM (bayesmix.exact.profile), on the ML deviance as lme4's;
     of a GLMM on its Laplace (or quadrature) deviance (bayesmix.exact.glmm_profile)."""
+    structured = sorted({b.covariance.kind for b in fit.design.all_blocks} - {"us"})
+    if structured:
+        raise BayesmixError(
+            f"Profile intervals are profiled over SDs and correlations, which a {structured[0]} block ties together; "
+            "use method='boot' (its refits keep the structure) or 'wald'."
+        )
     if fit.nagq is not None:
         return _glmm_profile(fit, level)
     design = fit.design

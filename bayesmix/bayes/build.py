@@ -170,8 +170,45 @@ def _unstructured_covariance(block: Block, priors: dict[str, Prior]):
     return chol
 
 
+def _autoregressive_covariance(block: Block, priors: dict[str, Prior]):
+    """s L(rho) with L the closed-form Cholesky factor of the AR(1) correlation rho^|i - j|
+    (L[i, 0] = rho^i, L[i, j] = rho^(i - j) sqrt(1 - rho^2)): adds the sampled s (``chol_<label>``,
+    technical: the factor's scale) and ``rho_<label>``, and ``sd_<label>`` (s for every term) and
+    ``cor_<label>`` (every pair's rho^lag)."""
+    label, k = block.label, block.n_terms
+    s = priors[f"sd_{label}"].variable(f"chol_{label}")
+    rho = priors[f"rho_{label}"].variable(f"rho_{label}")
+    lags = np.subtract.outer(np.arange(k), np.arange(k))
+    lower = np.tril(np.ones((k, k)))
+    powers = rho ** pt.as_tensor(np.where(lags > 0, lags, 0).astype(float))
+    scale = np.ones((k, k))
+    scale[:, 1:] = 0.0
+    L = lower * powers * (scale + (1.0 - scale) * pt.sqrt(1.0 - rho**2))
+    pm.Deterministic(f"sd_{label}", s * pt.ones(k), dims=term_dim(block))
+    rows, columns = zip(*term_pairs(block))
+    pm.Deterministic(
+        f"cor_{label}", rho ** pt.as_tensor(np.abs(np.subtract(rows, columns)).astype(float)), dims=pair_dim(block)
+    )
+    return s * L
+
+
+def _compound_symmetry_covariance(block: Block, priors: dict[str, Prior]):
+    """diag(sd) chol((1 - rho) I + rho 11'): adds ``sd_<label>``, the sampled ``rho_<label>`` and
+    ``cor_<label>`` (rho for every pair)."""
+    label, k = block.label, block.n_terms
+    sd = priors[f"sd_{label}"].variable(f"sd_{label}", dims=term_dim(block), shape=(k,))
+    rho = priors[f"rho_{label}"].variable(f"rho_{label}")
+    L = pt.linalg.cholesky((1.0 - rho) * pt.eye(k) + rho * pt.ones((k, k)))
+    pm.Deterministic(f"cor_{label}", rho * pt.ones(len(term_pairs(block))), dims=pair_dim(block))
+    return sd[:, None] * L
+
+
 # covariance structure (its ``kind``) -> the PyMC variables that make the block's Cholesky factor
-COVARIANCE_BUILDERS = {"us": _unstructured_covariance}
+COVARIANCE_BUILDERS = {
+    "us": _unstructured_covariance,
+    "ar1": _autoregressive_covariance,
+    "cs": _compound_symmetry_covariance,
+}
 
 
 def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str, means=None):

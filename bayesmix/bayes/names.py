@@ -26,7 +26,21 @@ RESERVED = frozenset(
     | {"D", "ZX", "Zy", "XX", "Xy", "yy", "Z1y", "Gy", "GG", "Ky", "KK", "GK"}
     | {"Q", "counts", "P", "prior_beta_sigma", "marginal_loglik"}
 )
-OUR_PREFIXES = ("sd_", "cor_", "corr_", "re_", "z_", "u_", "chol_", "codes_", "Z_", "A_", "beta", "prior_")
+OUR_PREFIXES = (
+    "sd_",
+    "cor_",
+    "corr_",
+    "rho_",
+    "re_",
+    "z_",
+    "u_",
+    "chol_",
+    "codes_",
+    "Z_",
+    "A_",
+    "beta",
+    "prior_",
+)
 DIM_SUFFIXES = ("__level", "__term", "__pair")
 
 
@@ -165,6 +179,8 @@ def public_names(design: Design, family: Family) -> list[str]:
         names.append(f"sd_{block.label}")
         if block.n_terms > 1:
             names.append(f"cor_{block.label}")
+        if block.covariance.kind != "us":  # a structured block's one correlation (ar1's, cs's rho)
+            names.append(f"rho_{block.label}")
         names.append(f"re_{block.label}")
     return names
 

@@ -8,7 +8,9 @@ identity and 1 otherwise (the link scale of logit/log models):
   implied prior of the intercept when the centred intercept and the slopes have the priors above;
 - random-effect SDs ``sd_<block>``: HalfNormal(2.5 s / sd(z_j)) per term (sd(z_j) = 1 for the
   intercept);
-- correlations ``corr_<block>``: LKJ(eta=2), mildly favouring smaller correlations;
+- correlations ``corr_<block>``: LKJ(eta=2), mildly favouring smaller correlations; a structured
+  block's one correlation ``rho_<block>`` (ar1, cs): uniform where the matrix is positive definite,
+  and an ar1 block's one SD the HalfNormal of its first term;
 - ``sigma`` (gaussian, t): Exponential(1 / sd(y)); ``nu`` (t): Gamma(2, 0.1); for the lognormal
   families (mu and sigma on the log scale) ``s``, the intercept's centre and sigma's scale read log y;
 - ``alpha`` (negative binomial), ``shape`` (gamma), ``phi`` (beta): LogNormal(log 10, 2), a median
@@ -176,11 +178,27 @@ def default_priors(design: Design, family: Family, moments: DesignMoments | None
         else:
             priors[param] = Prior("LogNormal", mu=float(np.log(10.0)), sigma=2.0)
     for block, Z in zip(design.blocks, moments.Z):
-        scales = [SCALE_MULTIPLIER * s / _scale(Z, j) for j in range(block.n_terms)]
-        priors[f"sd_{block.label}"] = Prior("HalfNormal", sigma=np.asarray(scales))
-        if block.n_terms > 1:
-            priors[f"corr_{block.label}"] = Prior("LKJ", eta=LKJ_ETA)
+        priors |= block_priors(block, [SCALE_MULTIPLIER * s / _scale(Z, j) for j in range(block.n_terms)])
     return priors
+
+
+def block_priors(block, scales: list[float]) -> dict[str, Prior]:
+    """A block's SD priors (HalfNormal with the terms' ``scales``) and its correlations': LKJ for an
+    unstructured block; a structured one's single correlation ``rho_<block>`` uniform over where
+    the matrix stays positive definite (ar1: (-1, 1); cs: (-1 / (k - 1), 1)), and ar1's one SD
+    the first term's scale (its terms are the levels of one factor)."""
+    label, kind, k = block.label, block.covariance.kind, block.n_terms
+    if kind == "ar1":
+        return {
+            f"sd_{label}": Prior("HalfNormal", sigma=float(scales[0])),
+            f"rho_{label}": Prior("Uniform", lower=-1.0, upper=1.0),
+        }
+    out = {f"sd_{label}": Prior("HalfNormal", sigma=np.asarray(scales))}
+    if kind == "cs":
+        out[f"rho_{label}"] = Prior("Uniform", lower=-1.0 / (k - 1), upper=1.0)
+    elif k > 1:
+        out[f"corr_{label}"] = Prior("LKJ", eta=LKJ_ETA)
+    return out
 
 
 def submodel_priors(design: Design, family: Family, moments: DesignMoments) -> dict[str, Prior]:
@@ -207,9 +225,7 @@ def submodel_priors(design: Design, family: Family, moments: DesignMoments) -> d
                 priors[f"{param}_{name}"] = Prior("Normal", mu=0.0, sigma=SCALE_MULTIPLIER / sd)
         for block in predictor.blocks:  # on the link scale, as the mean's blocks of a logit/log model
             scales = [SCALE_MULTIPLIER / (float(np.std(block.Zt[:, j])) or 1.0) for j in range(block.n_terms)]
-            priors[f"sd_{block.label}"] = Prior("HalfNormal", sigma=np.asarray(scales))
-            if block.n_terms > 1:
-                priors[f"corr_{block.label}"] = Prior("LKJ", eta=LKJ_ETA)
+            priors |= block_priors(block, scales)
     return priors
 
 

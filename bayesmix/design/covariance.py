@@ -6,9 +6,12 @@ for the Bayesian one (S the Cholesky factor of the covariance built from standar
 correlations). A structure says how many parameters it has, how theta maps to T and back, where
 theta starts and how it is bounded, and how T moves with each theta entry (the exact gradient).
 
-Today's structure is lme4's unstructured one (every variance and correlation free). Structured
-covariances (diagonal, compound symmetry, AR(1), ...) add classes with the same methods; the exact
-engine takes any of them through these methods alone, and the Bayesian one dispatches on ``kind``.
+lme4's unstructured structure (every variance and correlation free, ``us``) is the default;
+glmmTMB's compound symmetry (``cs``: a variance per term, one common correlation) and first-order
+autoregression (``ar1``: one variance, correlation rho^|i - j| between terms i and j, the indicator
+columns of a factor of equally spaced times) are classes with the same methods. The exact engine
+takes any of them through these methods alone, and the Bayesian one dispatches on ``kind``.
+(``diag``, glmmTMB's independent terms, is lme4's ``||``: one block per term.)
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Covariance(Protocol):
     def start(self) -> np.ndarray: ...
 
     def is_diagonal(self) -> np.ndarray: ...
+
+    def parameter_names(self, terms) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,161 @@ class Unstructured:
     def start(self) -> np.ndarray:
         """lme4's starting point: T = identity."""
         return self.is_diagonal().astype(float)
+
+    def parameter_names(self, terms) -> list[str]:
+        """lme4's theta names after the group: ``term`` on the diagonal, ``row.column`` below it."""
+        return [terms[i] if i == j else f"{terms[i]}.{terms[j]}" for i, j in self.positions()]
+
+
+def _cholesky_derivative(L: np.ndarray, dC: np.ndarray) -> np.ndarray:
+    """dL for C = L L' moved by dC: L Phi(L^-1 dC L^-T), Phi the lower triangle with its diagonal
+    halved (the Cholesky factor's first-order change, Murray 2016)."""
+    inner = np.linalg.solve(L, np.linalg.solve(L, dC.T).T)
+    return L @ (np.tril(inner, -1) + 0.5 * np.diag(np.diag(inner)))
+
+
+def _rho(phi: float) -> float:
+    """A correlation in (-1, 1) from an unbounded parameter (glmmTMB's: phi / sqrt(1 + phi^2))."""
+    return float(phi / np.sqrt(1.0 + phi * phi))
+
+
+def _rho_slope(phi: float) -> float:
+    return float((1.0 + phi * phi) ** -1.5)
+
+
+@dataclass(frozen=True)
+class AutoRegressive:
+    """glmmTMB's ``ar1(0 + times | g)``: Var(b_i) = s^2 and Corr(b_i, b_j) = rho^|i - j| over the k
+    terms (the levels of a factor of equally spaced times, in order). theta = (s relative to the
+    residual SD (>= 0), phi) with rho = phi / sqrt(1 + phi^2). The factor is s times the closed-form
+    Cholesky factor of the AR(1) correlation: L[i, 0] = rho^i, L[i, j] = rho^(i - j) sqrt(1 - rho^2)."""
+
+    k: int
+    kind: str = "ar1"
+
+    @property
+    def n_theta(self) -> int:
+        return 2
+
+    def _lags(self) -> np.ndarray:
+        i, j = np.indices((self.k, self.k))
+        return np.where(i >= j, i - j, 0)
+
+    def correlation_factor(self, rho: float) -> np.ndarray:
+        lags, lower = self._lags(), np.tri(self.k, dtype=bool)
+        L = np.where(lower, rho**lags, 0.0)
+        L[:, 1:] *= np.sqrt(max(1.0 - rho * rho, 0.0))
+        return L
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        return float(theta[0]) * self.correlation_factor(_rho(float(theta[1])))
+
+    def theta(self, factor: np.ndarray) -> np.ndarray:
+        factor = np.asarray(factor, dtype=float)
+        s = float(factor[0, 0])
+        rho = float(factor[1, 0] / s) if s > 0 else 0.0
+        rho = float(np.clip(rho, -1.0 + 1e-12, 1.0 - 1e-12))
+        return np.array([s, rho / np.sqrt(1.0 - rho * rho)])
+
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        s, phi = float(theta[0]), float(theta[1])
+        rho = _rho(phi)
+        lags, lower = self._lags(), np.tri(self.k, dtype=bool)
+        root = np.sqrt(max(1.0 - rho * rho, 1e-300))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            power_slope = np.where(lower & (lags > 0), lags * rho ** np.maximum(lags - 1, 0), 0.0)
+        dL = power_slope.copy()
+        dL[:, 1:] = power_slope[:, 1:] * root - np.where(lower, rho**lags, 0.0)[:, 1:] * rho / root
+        return np.stack([self.correlation_factor(rho), s * dL * _rho_slope(phi)])
+
+    def is_diagonal(self) -> np.ndarray:
+        return np.array([True, False])
+
+    def lower(self) -> np.ndarray:
+        return np.array([0.0, -np.inf])
+
+    def start(self) -> np.ndarray:
+        return np.array([1.0, 0.0])
+
+    def parameter_names(self, terms) -> list[str]:
+        return ["sd", "rho"]
+
+    def rho(self, theta: np.ndarray) -> float:
+        return _rho(float(theta[1]))
+
+
+@dataclass(frozen=True)
+class CompoundSymmetry:
+    """glmmTMB's ``cs(x | g)``: a variance per term and one correlation rho between every pair
+    (heterogeneous compound symmetry), rho in (-1 / (k - 1), 1) where the matrix stays positive
+    definite. theta = (each term's SD relative to the residual's (>= 0), phi) with rho = lo + (1 -
+    lo) / (1 + exp(-phi)), lo = -1 / (k - 1). The factor is diag(s) times the correlation's
+    Cholesky factor."""
+
+    k: int
+    kind: str = "cs"
+
+    @property
+    def n_theta(self) -> int:
+        return self.k + 1
+
+    @property
+    def _floor(self) -> float:
+        return -1.0 / (self.k - 1)
+
+    def rho(self, theta: np.ndarray) -> float:
+        lo = self._floor
+        return float(lo + (1.0 - lo) / (1.0 + np.exp(-float(theta[-1]))))
+
+    def _correlation(self, rho: float) -> np.ndarray:
+        return (1.0 - rho) * np.eye(self.k) + rho
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        L = np.linalg.cholesky(self._correlation(self.rho(theta)))
+        return np.asarray(theta[: self.k], dtype=float)[:, None] * L
+
+    def theta(self, factor: np.ndarray) -> np.ndarray:
+        cov = np.asarray(factor, dtype=float) @ np.asarray(factor, dtype=float).T
+        s = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = cov / np.outer(s, s)
+        pairs = corr[np.tril_indices(self.k, -1)]
+        rho = float(np.nanmean(pairs)) if np.any(np.isfinite(pairs)) else 0.0
+        lo = self._floor
+        share = np.clip((rho - lo) / (1.0 - lo), 1e-12, 1.0 - 1e-12)
+        return np.append(s, np.log(share / (1.0 - share)))
+
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        rho, lo = self.rho(theta), self._floor
+        L = np.linalg.cholesky(self._correlation(rho))
+        out = np.zeros((self.n_theta, self.k, self.k))
+        for i in range(self.k):
+            out[i, i] = L[i]  # row i of diag(s) L moves with s_i
+        share = (rho - lo) / (1.0 - lo)
+        d_rho = (1.0 - lo) * share * (1.0 - share)
+        dR = (np.ones((self.k, self.k)) - np.eye(self.k)) * d_rho
+        out[-1] = np.asarray(theta[: self.k], dtype=float)[:, None] * _cholesky_derivative(L, dR)
+        return out
+
+    def is_diagonal(self) -> np.ndarray:
+        return np.append(np.ones(self.k, dtype=bool), False)
+
+    def lower(self) -> np.ndarray:
+        return np.append(np.zeros(self.k), -np.inf)
+
+    def start(self) -> np.ndarray:
+        return np.append(np.ones(self.k), np.log(-self._floor))  # rho = 0
+
+    def parameter_names(self, terms) -> list[str]:
+        return [*terms, "rho"]
+
+
+STRUCTURES = {"us": Unstructured, "cs": CompoundSymmetry, "ar1": AutoRegressive}
+
+
+def structure(kind: str, k: int) -> Covariance:
+    """The covariance structure ``kind`` of a block with k terms."""
+    return STRUCTURES[kind](k)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix import memory
-from bayesmix.design.covariance import Covariance, Unstructured
+from bayesmix.design.covariance import Covariance, Unstructured, structure
 from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.design.expressions import (
     column_names,
@@ -582,11 +582,32 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
                 f"The grouping factor '{term.group}' has {len(levels)} level in the data used; "
                 "random effects need at least two. Remove the term, or use the factor as a fixed effect."
             )
+        _check_structure(term, Zt)
         if term.correlated:
-            raw.append((term.group, names, levels, codes, Zt, True, index))
+            raw.append((term.group, names, levels, codes, Zt, True, index, term.structure))
         else:
-            raw.extend((term.group, (n,), levels, codes, Zt[:, [j]], False, index) for j, n in enumerate(names))
+            raw.extend((term.group, (n,), levels, codes, Zt[:, [j]], False, index, "us") for j, n in enumerate(names))
     return raw, matrices
+
+
+def _check_structure(term, Zt: np.ndarray) -> None:
+    """A structured covariance fits the term's columns: cs and ar1 relate two or more terms, and
+    ar1's are the indicators of one factor of times (glmmTMB's ``ar1(0 + times | g)``)."""
+    if term.structure == "us":
+        return
+    call = f"{term.structure}({term.expr} | {term.group})"
+    if Zt.shape[1] < 2:
+        raise BayesmixError(
+            f"{call} has one column; a {term.structure} covariance relates two or more. Use (1 | {term.group}) "
+            "for a single variance."
+        )
+    indicators = np.all((Zt == 0.0) | (Zt == 1.0)) and np.all(Zt.sum(axis=1) == 1.0)
+    if term.structure == "ar1" and not indicators:
+        raise BayesmixError(
+            f"{call}: ar1 correlates the levels of a factor of equally spaced times, one column each. Write "
+            f"ar1(0 + times | {term.group}) with times a factor (categorical=['times']) whose levels are in time "
+            "order, and no intercept."
+        )
 
 
 def name_part(name: str) -> str:
@@ -860,10 +881,10 @@ def _make_blocks(raw: list[tuple], predictor: str) -> tuple[Block, ...]:
             Zt=Zt,
             correlated=corr,
             term=index,
-            covariance=Unstructured(len(names)),
+            covariance=structure(kind, len(names)),
             predictor=predictor,
         )
-        for label, (group, names, lv, codes, Zt, corr, index) in zip(_labels(raw), raw)
+        for label, (group, names, lv, codes, Zt, corr, index, kind) in zip(_labels(raw), raw)
     )
 
 

@@ -47,6 +47,8 @@ class RandomTerm:
     correlated: False for ``||`` (one independent block per column of ``expr``).
     shared: brms's ID of ``(expr | ID | group)``: the effects of every linear predictor written with
         this ID are correlated with one another (a categorical response's categories), else None.
+    structure: the block's covariance (``us``, ``cs``, ``ar1``: glmmTMB's ``cs(x | g)`` syntax;
+        ``diag(x | g)`` is lme4's ``(x || g)``).
     """
 
     expr: str
@@ -54,6 +56,7 @@ class RandomTerm:
     factors: tuple[str, ...]
     correlated: bool
     shared: str | None = None
+    structure: str = "us"  # glmmTMB's covariance structure: us(...), cs(...), ar1(...)
 
 
 @dataclass(frozen=True)
@@ -533,7 +536,19 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
                 "a '|' outside parentheses.",
                 "Random-effect terms are written in parentheses: (x | g).",
             )
-        if closing == len(stripped) - 1 and any(ch == "|" for _, ch in _top_level(stripped[1:-1])):
+        structured = _structure_call(stripped)
+        if structured is not None:
+            name, inner = structured
+            if sign == "-":
+                raise _syntax_error(text, position, "a random-effect term cannot be subtracted.", "Use '+'.")
+            terms, names = _parse_random(text, inner, position)
+            if name == "diag":  # glmmTMB's diag is lme4's ||: independent terms, a block each
+                terms = [replace(term, correlated=False) for term in terms]
+            elif name != "us":
+                terms = [replace(term, structure=name) for term in terms]
+            random.extend(terms)
+            variables |= names | {factor for term in terms for factor in term.factors}
+        elif closing == len(stripped) - 1 and any(ch == "|" for _, ch in _top_level(stripped[1:-1])):
             if sign == "-":
                 raise _syntax_error(text, position, "a random-effect term cannot be subtracted.", "Use '+'.")
             terms, names = _parse_random(text, piece, position - (len(piece) - len(piece.lstrip())))
@@ -554,6 +569,28 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
             stripped = expand_nesting(r_syntax(stripped))
             fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
     return fixed_parts, offsets, random, variables
+
+
+STRUCTURE_CALLS = ("us", "diag", "cs", "ar1")  # glmmTMB's covariance structures written around (x | g)
+
+
+def _structure_call(term: str) -> tuple[str, str] | None:
+    """(the structure, ``(expr | group)``) of a term ``ar1(expr | group)``, else None."""
+    match = re.match(r"(us|diag|cs|ar1|toep|ou|exp|gau|mat|rr)\s*\(", term)
+    if not match:
+        return None
+    opening = match.end() - 1
+    if _matching_paren(term[opening:]) != len(term) - 1 - opening:
+        return None
+    inner = term[opening:]
+    if not any(ch == "|" for _, ch in _top_level(inner[1:-1])):
+        return None
+    if match.group(1) not in STRUCTURE_CALLS:
+        raise BayesmixError(
+            f"The covariance structure {match.group(1)}() is not available yet; this version has "
+            f"{', '.join(STRUCTURE_CALLS)} (glmmTMB's syntax, e.g. ar1(0 + times | subject))."
+        )
+    return match.group(1), " " * opening + inner  # padded: positions in the formula stay right
 
 
 def _offset_argument(term: str) -> str | None:

@@ -503,6 +503,8 @@ def check_identifiable(design: Design, allow_n: bool) -> None:
     Each grouping factor needs fewer levels than observations, and each term fewer random effects
     (levels x terms) than observations (``allow_n``: at most as many, as glmer allows for
     observation-level effects); otherwise the random effects and the residual variance cannot be told apart.
+    A structured block (ar1, cs) is exempt from the second, as in glmmTMB: its few parameters are
+    identified through its correlations, an effect per observation included.
     """
     n = design.nobs
     for block in design.blocks:
@@ -514,7 +516,8 @@ def check_identifiable(design: Design, allow_n: bool) -> None:
                 "the residual variance cannot be told apart. Remove the term, group more coarsely, or use "
                 "sample(), whose priors make the model estimable."
             )
-        if q > n or (not allow_n and q >= n):
+        structured = block.covariance.kind != "us"  # a few parameters: told apart from sigma by their structure
+        if not structured and (q > n or (not allow_n and q >= n)):
             raise BayesmixError(
                 f"The term ({' + '.join(block.terms)} | {block.group}) has {q} random effects "
                 f"({block.n_levels} levels x {block.n_terms} terms) for {n} observations; an exact fit needs fewer "
@@ -669,6 +672,8 @@ def column_scales(cp: CrossProducts) -> ColumnScales:
     for m, k in cp.rest_blocks:
         terms.append(power_of_two(diagonal[start : start + m * k].reshape(m, k).sum(axis=0)))
         start += m * k
+    # a structured block's factor keeps its form only under one scale for all its terms: left as it is
+    terms = [t if c.kind == "us" else np.ones_like(t) for t, c in zip(terms, cp.layout.covariances)]
     return ColumnScales(tuple(terms), power_of_two(diagonal[cp.q2 : cp.q2 + cp.p]))
 
 

@@ -155,6 +155,74 @@ meaning <- function(grp, var1, var2) {
 }
 key <- function(d) paste(d$grp, d$var1, d$var2, sep = "\r")
 
+## ---------------------------------------------------------------- exact profile roots (cross-check, no spline)
+
+## dev(p): the deviance as a function of the full parameter vector p (named, on the scale of confint's rows);
+## for each row j, zeta_j(v) = sign(v - p_hat_j) sqrt(min_{p: p_j = v} dev(p) - dev_min), and the bounds are the
+## roots of zeta_j(v) = -/+ qnorm(0.975), found by uniroot (tol 1e-10) with an inner optimisation per evaluation,
+## started from the polished optimum p_hat. approx: lme4's / glmmTMB's spline bounds, used to bracket the roots.
+exact_profile <- function(dev, start, lower, upper, approx, inner, cut = qnorm(0.975)) {
+  o <- inner(dev, start, lower, upper)
+  for (k in 1:3) { o2 <- inner(dev, o$par, lower, upper); if (o2$value >= o$value) break; o <- o2 }
+  best <- o$par; devmin <- o$value; names(best) <- names(start)
+  n_eval <- 0L
+  prof <- function(j, v) {
+    g <- function(p) { q <- best; q[j] <- v; q[-j] <- p; n_eval <<- n_eval + 1L; dev(q) }
+    oo <- inner(g, best[-j], lower[-j], upper[-j])
+    if (oo$value < devmin - 1e-9) warning(sprintf("profile of %s at %g below the minimum by %g", names(start)[j], v, devmin - oo$value))
+    oo$value
+  }
+  zeta <- function(j, v) sign(v - best[j]) * sqrt(max(prof(j, v) - devmin, 0))
+  res <- lapply(seq_along(start), function(j) {
+    side <- function(s) {   # s = -1 lower, +1 upper
+      a <- approx[j, if (s < 0) 1 else 2]
+      far <- best[j] + s * 1.25 * abs(a - best[j])
+      far <- if (s < 0) max(lower[j], far) else min(upper[j], far)
+      zf <- zeta(j, far)
+      if (s * zf < cut) return(list(bound = NA_real_, zeta_at_limit = zf, limit = far, iter = 0L, zeta_at_root = NA_real_))
+      r <- if (s < 0) uniroot(function(v) zeta(j, v) + cut, c(far, best[j]), f.lower = zf + cut, f.upper = cut, tol = 1e-10)
+           else uniroot(function(v) zeta(j, v) - cut, c(best[j], far), f.lower = -cut, f.upper = zf - cut, tol = 1e-10)
+      list(bound = r$root, zeta_at_limit = zf, limit = far, iter = r$iter, zeta_at_root = zeta(j, r$root))
+    }
+    list(lower = side(-1), upper = side(1))
+  })
+  lowb <- vapply(res, function(r) r$lower$bound, 0); upb <- vapply(res, function(r) r$upper$bound, 0)
+  list(rows = arr(names(start)), lower = arr(lowb), upper = arr(upb), optimum = arr(best), dev_min = devmin,
+       zeta_at_root_lower = arr(vapply(res, function(r) r$lower$zeta_at_root, 0)),
+       zeta_at_root_upper = arr(vapply(res, function(r) r$upper$zeta_at_root, 0)),
+       uniroot_iter = arr(as.integer(c(vapply(res, function(r) r$lower$iter, 0L), vapply(res, function(r) r$upper$iter, 0L)))),
+       spline_minus_exact_lower = arr(approx[, 1] - lowb), spline_minus_exact_upper = arr(approx[, 2] - upb),
+       n_inner_evaluations = n_eval)
+}
+bobyqa_inner <- function(fn, par, lower, upper) {
+  o <- minqa::bobyqa(par, fn, lower = lower, upper = upper, control = list(rhobeg = 0.02, rhoend = 1e-11, maxfun = 1e5))
+  list(par = o$par, value = o$fval)
+}
+## lme4: deviance on the (sd, cor, fixef) scale = lme4:::devfun2 (what profile.merMod uses), but with PIRLS run to
+## tolPwrss = 1e-12 instead of the 1e-7 that getME(fm, "devfun") builds in whatever the fit's control
+lme4_exact <- function(fm, approx) {
+  f <- lme4:::devfun2(fm, useSc = FALSE, signames = TRUE)
+  d0env <- environment(environment(f)$d0)
+  tol_used_by_profile <- d0env$tolPwrss
+  d0env$tolPwrss <- 1e-12
+  st <- sig_table(fm)
+  start <- attr(f, "optimum")
+  nsig <- nrow(st); nf <- length(start) - nsig
+  lower <- c(ifelse(is.na(st$var2), 0, -1), rep(-Inf, nf)); upper <- c(ifelse(is.na(st$var2), Inf, 1), rep(Inf, nf))
+  tm <- system.time(ex <- exact_profile(function(p) f(p), start, lower, upper, approx, bobyqa_inner))
+  c(ex, list(fit_deviance = attr(f, "basedev"), fit_deviance_minus_dev_min = attr(f, "basedev") - ex$dev_min,
+             tolPwrss_of_profile_devfun = tol_used_by_profile, wall_time_s = round(tm[["elapsed"]], 3),
+             note = paste("Cross-check of the spline bounds: deviance = lme4:::devfun2(fm, useSc = FALSE) (the function",
+                          "profile.merMod profiles: glmer's (theta, beta) deviance, reparametrised to sd / cor) with its",
+                          "PIRLS tolerance set to 1e-12 (lme4's profile uses getME(fm, \"devfun\"), rebuilt by",
+                          "mkGlmerDevfun with the default tolPwrss = 1e-7 whatever the fit's control:",
+                          "tolPwrss_of_profile_devfun); dev_min: minimised with minqa::bobyqa (rhoend 1e-11) from the",
+                          "fit; each zeta evaluation re-minimises the other parameters with bobyqa from that optimum",
+                          "(bounds sd >= 0, -1 <= cor <= 1); roots of zeta = -/+ qnorm(0.975) by uniroot (tol 1e-10).",
+                          "These are the profile-likelihood bounds without lme4's spline / linear interpolation",
+                          "(spline_minus_exact_*: lme4's confint minus these).")))
+}
+
 ## ---------------------------------------------------------------- data
 
 ## cbpp from the repository's CSV, checked against lme4::cbpp
@@ -390,6 +458,9 @@ un <- capture(confint(m, method = "uniroot", full = TRUE))
 wa <- capture(confint(m, full = TRUE))
 print(un$value); print(wa$value)
 
+est_tmb <- c(`(Intercept)` = fe[["(Intercept)"]], minedno = fe[["minedno"]], `d~(Intercept)` = log(phi),
+             `theta_1|site.1` = log(re_sd))
+stopifnot(all(est_tmb == unname(par)[c(1, 2, 3, 4)]))
 rows_meaning <- c(`(Intercept)` = "fixed intercept (log mean count, mined = yes)",
                   minedno = "fixed effect minedno (log rate ratio no vs yes)",
                   `d~(Intercept)` = "log phi (nbinom2 dispersion, phi = sigma(fit), Var = mu + mu^2 / phi)",
@@ -398,15 +469,16 @@ nat <- function(ci, row) as.numeric(exp(ci[row, 1:2]))
 sal_profile_default <- c(ci_block(ci_def, 'confint(m, method = "profile")'),
   list(meaning = arr(rows_meaning[rownames(ci_def)]),
        scale = arr(c("log link", "log link", "log sd")),
-       estimate_on_row_scale = arr(ci_def[, 3]),
+       estimate_on_row_scale = arr(est_tmb[rownames(ci_def)]),
        warnings = warn_table(pr_def$warnings), messages = arr(unique(pr_def$messages)),
        n_na = sum(is.na(ci_def[, 1:2])), wall_time_s = pr_def$wall_time_s,
-       note = paste("glmmTMB 1.1.5's default parm for profiles leaves out the dispersion parameter (full = FALSE);",
-                    "the third column of confint's matrix is the estimate (estimate = TRUE) on the row's scale.")))
+       note = paste("glmmTMB 1.1.5's default parm for profiles leaves out the dispersion parameter (full = FALSE).",
+                    "confint's profile method returns only the two bound columns (no Estimate column, unlike its",
+                    "Wald and uniroot methods); estimate_on_row_scale = the fit's value on the row's scale (m$fit$par).")))
 sal_profile_full <- c(ci_block(ci_full, 'confint(m, method = "profile", full = TRUE)'),
   list(meaning = arr(rows_meaning[rownames(ci_full)]),
        scale = arr(c("log link", "log link", "log phi", "log sd")),
-       estimate_on_row_scale = arr(ci_full[, 3]),
+       estimate_on_row_scale = arr(est_tmb[rownames(ci_full)]),
        warnings = warn_table(pr_full$warnings), messages = arr(unique(pr_full$messages)),
        n_na = sum(is.na(ci_full[, 1:2])), wall_time_s = pr_full$wall_time_s,
        profile_check = c(list(call = "pp <- profile(m, parm = glmmTMB:::getParms(NULL, m, full = TRUE), level_max = 0.95); confint(pp) (identical to the above)",
@@ -490,8 +562,8 @@ cat(sprintf("\ncbpp_agq: logLik %.10f", cases$cbpp_agq$fit$logLik))
 show("cbpp_agq", cases$cbpp_agq$profile, cases$cbpp_agq$parameters$rows, cases$cbpp_agq$parameters$meaning,
      unclass(cases$cbpp_agq$parameters$estimate))
 cat(sprintf("\nsalamanders_nb2: logLik %.10f, site sd %.7f, phi %.7f\n", sal_fit$logLik, re_sd, phi))
-show("salamanders_nb2 profile (default rows)", sal_profile_default, rownames(ci_def), rows_meaning[rownames(ci_def)], ci_def[, 3])
-show("salamanders_nb2 profile full = TRUE", sal_profile_full, rownames(ci_full), rows_meaning[rownames(ci_full)], ci_full[, 3])
+show("salamanders_nb2 profile (default rows)", sal_profile_default, rownames(ci_def), rows_meaning[rownames(ci_def)], est_tmb[rownames(ci_def)])
+show("salamanders_nb2 profile full = TRUE", sal_profile_full, rownames(ci_full), rows_meaning[rownames(ci_full)], est_tmb[rownames(ci_full)])
 cat("\nnatural scale:\n")
 for (k in c("sd_site", "phi", "rate_ratio_minedno"))
   cat(sprintf("  %-20s %.7f  [%.7f, %.7f]\n", k, natural[[k]]$estimate, natural[[k]]$lower, natural[[k]]$upper))

@@ -8,7 +8,7 @@
 ## tests/data/salamanders_mined.csv. tests/data/grouseticks.csv is already in the repository (written by
 ## tests/data/r/issue18_references.R, used by other tests); it is NOT rewritten here, only checked row by row
 ## against lme4::grouseticks for the columns used (TICKS, YEAR, HEIGHT, BROOD, LOCATION).
-## About 30 seconds. Tested with R 4.2.2, lme4 1.1-31, glmmTMB 1.1.5, performance 0.10.2, insight 0.19.0,
+## About 2 minutes on 2 cores. Tested with R 4.2.2, lme4 1.1-31, glmmTMB 1.1.5, performance 0.10.2, insight 0.19.0,
 ## jsonlite 1.8.4 (Debian bookworm packages).
 ##
 ## All model calls are evaluated from the text in r_call in the global environment, with the data sets as global
@@ -182,6 +182,7 @@ run_fit <- function(call_text, null_needed = TRUE) {
     null_block <- list(formula = paste(deparse(formula(n0)), collapse = " "),
                        call = paste(deparse(getCall(n0), width.cutoff = 500L), collapse = " "),
                        fixef_intercept = unname(null_fe[1]), mu = null_mu,
+                       used_for_var_distribution = isTRUE(insight::model_info(m, verbose = FALSE)$is_count),
                        logLik = as.numeric(logLik(n0)),
                        varcorr = varcorr_list(vc_cond(n0)), sigma = sigma(n0),
                        convergence = conv_info(n0),
@@ -224,8 +225,8 @@ top_from <- function(b) {   # r2_references.json-style flat fields from a fit bl
        icc_adjusted = b$icc$ICC_adjusted, icc_unadjusted = b$icc$ICC_unadjusted,
        var_fixed = v$var.fixed, var_random = v$var.random, var_residual = v$var.residual,
        var_distribution = v$var.distribution, var_dispersion = v$var.dispersion,
-       null_mu = if (is.null(b$null_model)) NULL else b$null_model$mu,
-       null_intercept = if (is.null(b$null_model)) NULL else b$null_model$fixef_intercept)
+       null_mu = if (is.null(b$null_model) || !b$null_model$used_for_var_distribution) NULL else b$null_model$mu,
+       null_intercept = if (is.null(b$null_model) || !b$null_model$used_for_var_distribution) NULL else b$null_model$fixef_intercept)
 }
 show <- function(id, lab, b) {
   cat(sprintf("%-20s %-8s logLik %.10f  R2m %.10f R2c %.10f  ICCadj %.10f ICCunadj %.10f  var.dist %.10f  null mu %s  hand-insight %.1e  warnings: %s\n",
@@ -308,6 +309,21 @@ csv_fit_same <- isTRUE(all.equal(as.numeric(logLik(m_csv)), gt_tight$logLik, tol
   isTRUE(all(fixef(m_csv) == gt_tight$fixef$estimate))
 cat("grouseticks tight fit on the CSV data identical to the fit on lme4::grouseticks:", csv_fit_same, "\n")
 
+## the null model by glmmTMB (same Laplace objective for the poisson log link), a check on glmer's null fits
+n_tmb <- glmmTMB(TICKS ~ (1 | BROOD) + (1 | LOCATION), family = poisson, data = grouseticks)
+null_check <- list(r_call = "glmmTMB(TICKS ~ (1 | BROOD) + (1 | LOCATION), family = poisson, data = grouseticks)",
+                   logLik = as.numeric(logLik(n_tmb)), intercept = unname(fixef(n_tmb)$cond[1]),
+                   mu = exp(unname(fixef(n_tmb)$cond[1])), max_abs_gradient = max(abs(n_tmb$sdr$gradient.fixed)),
+                   sd = arr(sapply(VarCorr(n_tmb)$cond, function(S) attr(S, "stddev"))),
+                   var_distribution = log1p(1 / exp(unname(fixef(n_tmb)$cond[1]))),
+                   tight_minus_glmmTMB = list(logLik = gt_tight$null_model$logLik - as.numeric(logLik(n_tmb)),
+                                              intercept = gt_tight$null_model$fixef_intercept - unname(fixef(n_tmb)$cond[1])),
+                   default_minus_glmmTMB = list(logLik = gt_default$null_model$logLik - as.numeric(logLik(n_tmb)),
+                                                intercept = gt_default$null_model$fixef_intercept - unname(fixef(n_tmb)$cond[1])))
+cat(sprintf("grouseticks null model: glmmTMB intercept %.10f mu %.10f logLik %.8f; glmer tight - glmmTMB: intercept %.1e logLik %.1e; default - glmmTMB: intercept %.1e logLik %.1e\n",
+            null_check$intercept, null_check$mu, null_check$logLik, null_check$tight_minus_glmmTMB$intercept,
+            null_check$tight_minus_glmmTMB$logLik, null_check$default_minus_glmmTMB$intercept, null_check$default_minus_glmmTMB$logLik))
+
 ref <- gt_tight
 out$grouseticks_poisson <- c(
   list(description = "lme4::grouseticks, poisson log, crossed random intercepts BROOD and LOCATION, raw HEIGHT",
@@ -336,13 +352,18 @@ out$grouseticks_poisson <- c(
                                           fixef_max_abs = maxdiff(gt_default$fixef$estimate, fe_back),
                                           marginal = gt_default$r2_nakagawa$R2_marginal - gt_scaled$r2_nakagawa$R2_marginal,
                                           conditional = gt_default$r2_nakagawa$R2_conditional - gt_scaled$r2_nakagawa$R2_conditional,
-                                          icc_adjusted = gt_default$icc$ICC_adjusted - gt_scaled$icc$ICC_adjusted))),
+                                          icc_adjusted = gt_default$icc$ICC_adjusted - gt_scaled$icc$ICC_adjusted,
+                                          var_distribution = gt_default$get_variance$var.distribution - gt_scaled$get_variance$var.distribution))),
+       null_model_check = null_check,
        notes = paste("References (top-level fields) are the tight raw-HEIGHT fit (", TIGHT, "). Every raw-HEIGHT glmer fit, default",
                      "and tight, warns (failed to converge max|grad| ~ 3e-3 .. 4e-2, nearly unidentifiable / rescale",
                      "variables): HEIGHT is on a 400-530 scale. optimum_check refits with HEIGHT standardised (clean",
                      "convergence, same model); tight_minus_scaled gives how far the reference is from it.",
                      "var.distribution = log1p(1 / mu), mu = exp(intercept of glmer(TICKS ~ (1 | BROOD) + (1 | LOCATION),",
-                     "poisson, same control)); insight warns 'mu of 1.7 is too close to zero'.")))
+                     "poisson, same control)); insight warns 'mu of 1.7 is too close to zero'. The null model inherits the",
+                     "control: with the default control its Nelder-Mead stops 0.0038 short in logLik (intercept 0.5261 instead",
+                     "of 0.5233, mu 1.6923 instead of 1.6876), which is most of the default-vs-tight difference in var.distribution",
+                     "and R² (null_model_check: the same null model by glmmTMB).")))
 
 ## ------------------------------------------------ 2. Salamanders, nbinom2 (glmmTMB)
 data(Salamanders, package = "glmmTMB")
@@ -440,6 +461,30 @@ sigma_hand <- function(m) sqrt((sum(residuals(m, type = "pearson")^2) + sum(getM
 gam_sigma_check <- list(formula = "sigma(fit) = sqrt((sum(residuals(fit, 'pearson')^2) + sum(getME(fit, 'u')^2)) / n) (lme4 devcomp sigmaML = sqrt(pwrss / n))",
                         default = sigma_hand(gam_default$.model) - gam_default$sigma,
                         tight = sigma_hand(gam_tight$.model) - gam_tight$sigma)
+## glmer's Gamma Laplace deviance depends on the PIRLS tolerance (at the same parameters it moves by 6e-4 between
+## tolPwrss 1e-7 and 1e-10) and every tight optimiser ends with a max|grad| warning, so the optimum is only
+## determined to ~1e-5 in the estimates and ~1e-4 in R²: the spread over optimisers is recorded.
+spread_ctrl <- c(
+  default = "",
+  tolPwrss = "control = glmerControl(tolPwrss = 1e-10)",
+  bobyqa = TIGHT,
+  Nelder_Mead = "control = glmerControl(tolPwrss = 1e-10, optimizer = 'Nelder_Mead', optCtrl = list(maxfun = 1e5, FtolAbs = 1e-12, FtolRel = 1e-15, XtolRel = 1e-12))",
+  nloptwrap = "control = glmerControl(tolPwrss = 1e-10, optimizer = 'nloptwrap', optCtrl = list(maxeval = 1e5, xtol_abs = 1e-12, ftol_abs = 1e-14, xtol_rel = 1e-12, ftol_rel = 1e-15))")
+gam_spread <- lapply(spread_ctrl, function(ct) {
+  cl <- if (ct == "") call_gam else sub(")$", paste0(", ", ct, ")"), call_gam)
+  f <- fit_call(cl); m <- f$value
+  r <- suppressWarnings(performance::r2_nakagawa(m)); i <- suppressWarnings(performance::icc(m))
+  list(r_call = cl, logLik = as.numeric(logLik(m)), theta = unname(getME(m, "theta")), fixef = arr(unname(fixef(m))),
+       sigma = sigma(m), marginal = unname(r$R2_marginal), conditional = unname(r$R2_conditional),
+       icc_adjusted = unname(i$ICC_adjusted), icc_unadjusted = unname(i$ICC_unadjusted), fit_warnings = arr(f$warnings))
+})
+for (nm in names(gam_spread)) with(gam_spread[[nm]], cat(sprintf("gamma_log spread %-12s logLik %.9f theta %.8f fixef %.8f %.8f sigma %.8f R2m %.8f R2c %.8f ICCadj %.8f\n",
+  nm, logLik, theta, fixef[1], fixef[2], sigma, marginal, conditional, icc_adjusted)))
+spread_range <- function(key) diff(range(vapply(gam_spread[names(gam_spread) != "default"], function(z) z[[key]], 0)))
+gam_spread_summary <- list(note = "range (max - min) over the four tolPwrss = 1e-10 fits (default control excluded)",
+                           logLik = spread_range("logLik"), theta = spread_range("theta"), sigma = spread_range("sigma"),
+                           marginal = spread_range("marginal"), conditional = spread_range("conditional"),
+                           icc_adjusted = spread_range("icc_adjusted"))
 call_gam_tmb <- "glmmTMB(y ~ x + (1 | g), family = Gamma(link = 'log'), data = d)"
 gam_tmb <- run_fit(call_gam_tmb, null_needed = FALSE); show("gamma_log", "glmmTMB", gam_tmb)
 ref <- gam_tight
@@ -457,10 +502,12 @@ out$gamma_log <- c(
                    true_values = list(intercept = 1, slope = 0.3, sd_g = 0.4, shape = 5, cv2 = 0.2)),
        fits = list(default = strip(gam_default), tight = strip(gam_tight)),
        sigma_check = gam_sigma_check,
+       optimizer_spread = c(gam_spread, list(range_over_tight = gam_spread_summary)),
        glmmTMB_check = strip(gam_tmb),
        notes = paste("References (top-level fields) are the tight glmer fit (", TIGHT, "); the default fit warns max|grad|",
-                     "2.2e-3. var.distribution = sigma(fit)^2, no null model: insight 0.19.0 routes Gamma to",
-                     "family(x)$variance(sig) = sig^2; null_mu is therefore null here. glmer's Gamma sigma is lme4's",
+                     "2.2e-3, and so does every tolPwrss = 1e-10 fit: optimizer_spread shows the estimates agree only to",
+                     "~1e-4 (glmer's Gamma Laplace deviance is sensitive to the PIRLS tolerance), so compare at ~1e-3. var.distribution = sigma(fit)^2, no null model: insight 0.19.0 routes Gamma to",
+                     "family(x)$variance(sig) = sig^2; null_mu is therefore null here (null_model is recorded but unused). glmer's Gamma sigma is lme4's",
                      "sqrt(pwrss / n) (Pearson residuals plus |u|^2, sigma_check), not an ML estimate of the Gamma scale,",
                      "and glmer's Gamma Laplace logLik uses it; glmmTMB_check is the ML fit of the same model (different",
                      "logLik, sd(g), sigma = 1/sqrt(shape)), whose var.distribution = sigma^2 = 1/shape.")))
@@ -474,23 +521,58 @@ sl <- lapply(c(default = call_sl, tight = call_sl_tight), function(cl) {
        varcorr = varcorr_list(VarCorr(m)), theta = arr(unname(getME(m, "theta"))), is_singular = isSingular(m),
        convergence = conv_info(m), fit_warnings = arr(f$warnings), fit_messages = arr(f$messages))
 })
-slope_singular <- any(vapply(sl, function(s) s$is_singular, TRUE))
-for (nm in names(sl)) cat(sprintf("poisson_slope        %-8s logLik %.10f  singular %s  sd %s  corr %.6f\n", nm, sl[[nm]]$logLik,
-                                  sl[[nm]]$is_singular, paste(signif(sl[[nm]]$varcorr[[1]]$sd, 6), collapse = ", "),
-                                  sl[[nm]]$varcorr[[1]]$corr[1, 2]))
-if (slope_singular) {
+converged_ok <- function(z) !z$is_singular && length(z$convergence$lme4_messages) == 0 &&
+  identical(as.numeric(z$convergence$opt_code), 0)
+slope_ok <- vapply(sl, converged_ok, TRUE)
+for (nm in names(sl)) cat(sprintf("poisson_slope        %-8s logLik %.10f  singular %s  clean convergence %s  sd %s  corr %.6f\n", nm,
+                                  sl[[nm]]$logLik, sl[[nm]]$is_singular, slope_ok[[nm]],
+                                  paste(signif(sl[[nm]]$varcorr[[1]]$sd, 6), collapse = ", "), sl[[nm]]$varcorr[[1]]$corr[1, 2]))
+## The same model with HEIGHT standardised: a reparametrisation of the full model (unstructured 2x2 covariance: same
+## linear predictor, logLik, var.fixed and var.random), which glmer fits cleanly. NOT of insight's null model, though:
+## null_model() keeps the random slope and drops the fixed HEIGHT, so its intercept is the log mean at covariate = 0
+## (HEIGHT 0 versus mean HEIGHT), and mu / var.distribution / R² differ between the two parametrisations.
+call_sl_cs <- paste0("glmer(TICKS ~ YEAR + HEIGHT_cs + (1 + HEIGHT_cs | LOCATION), family = poisson, data = gt_cs, ", TIGHT, ")")
+sl_cs <- run_fit(call_sl_cs); show("poisson_slope", "scaled", sl_cs)
+sl_tmb <- glmmTMB(TICKS ~ YEAR + HEIGHT_cs + (1 + HEIGHT_cs | LOCATION), family = poisson, data = gt_cs)
+sl_tmb_check <- list(r_call = "glmmTMB(TICKS ~ YEAR + HEIGHT_cs + (1 + HEIGHT_cs | LOCATION), family = poisson, data = gt_cs)",
+                     logLik = as.numeric(logLik(sl_tmb)), fixef = arr(unname(fixef(sl_tmb)$cond)),
+                     varcorr = varcorr_list(VarCorr(sl_tmb)$cond), pdHess = sl_tmb$sdr$pdHess,
+                     max_abs_gradient = max(abs(sl_tmb$sdr$gradient.fixed)))
+## insight's null model for the raw call (what r2_nakagawa would refit): TICKS ~ (1 + HEIGHT | LOCATION)
+raw_null <- fit_call(paste0("glmer(TICKS ~ (1 + HEIGHT | LOCATION), family = poisson, data = grouseticks, ", TIGHT, ")"))
+rn <- raw_null$value
+raw_null_block <- list(r_call = paste0("glmer(TICKS ~ (1 + HEIGHT | LOCATION), family = poisson, data = grouseticks, ", TIGHT, ")"),
+                       logLik = as.numeric(logLik(rn)), intercept = unname(fixef(rn)[1]), mu = exp(unname(fixef(rn)[1])),
+                       varcorr = varcorr_list(VarCorr(rn)), convergence = conv_info(rn), fit_warnings = arr(raw_null$warnings))
+cat(sprintf("poisson_slope        raw null model: intercept %.6f mu %.6f logLik %.6f warnings: %s\n", raw_null_block$intercept,
+            raw_null_block$mu, raw_null_block$logLik, paste(raw_null$warnings, collapse = " | ")))
+cat(sprintf("poisson_slope        glmmTMB  logLik %.10f  sd %s  corr %.6f\n", sl_tmb_check$logLik,
+            paste(signif(sl_tmb_check$varcorr[[1]]$sd, 6), collapse = ", "), sl_tmb_check$varcorr[[1]]$corr[1, 2]))
+if (!all(slope_ok)) {
   out$poisson_slope <- list(
     skipped = TRUE, r_call = call_sl,
-    reason = "singular fit (random intercept-slope correlation -1, slope sd ~4e-4 on the raw HEIGHT scale) with default and tight control: no R² / ICC recorded",
-    fits = sl)
+    reason = paste("the requested call does not converge without singularity: the default fit is singular (intercept-slope",
+                   "correlation -1, slope sd 3.8e-4), the tight fit (", TIGHT, ") is not singular but fails (bobyqa maximum",
+                   "function evaluations, trust region step failure, degenerate Hessian) at a logLik 3e-4 below the optimum.",
+                   "No top-level R² / ICC. The same model with HEIGHT standardised converges cleanly and non-singularly",
+                   "(scaled_height_alternative, with its own r2_nakagawa / icc / get_variance; the glmmTMB fit agrees):",
+                   "use it only for a test that fits the standardised covariate, since insight's null model keeps the random",
+                   "slope and its intercept (hence mu and var.distribution) depends on where the covariate is 0. The null",
+                   "model of the raw call, TICKS ~ (1 + HEIGHT | LOCATION), itself fails to converge (raw_null_model)."),
+    fits = sl,
+    scaled_height_alternative = c(list(data_prep = "gt_cs <- grouseticks; gt_cs$HEIGHT_cs <- as.numeric(scale(gt_cs$HEIGHT))"),
+                                  top_from(sl_cs), strip(sl_cs)),
+    glmmTMB_check = sl_tmb_check, raw_null_model = raw_null_block)
 } else {
   sl_fit <- run_fit(call_sl_tight); show("poisson_slope", "tight", sl_fit)
   out$poisson_slope <- c(list(skipped = FALSE, r_call = call_sl_tight, reference_fit = "tight"), top_from(sl_fit),
-                         list(fits = list(tight = strip(sl_fit)), attempts = sl))
+                         list(fits = list(tight = strip(sl_fit)), attempts = sl, scaled_height_alternative = strip(sl_cs),
+                              glmmTMB_check = sl_tmb_check))
 }
 
 ## ------------------------------------------------ write
 path <- file.path(OUT, "r2_count_references.json")
 writeLines(toJSON(prep_json(out), auto_unbox = TRUE, null = "null", na = "null", json_verbatim = TRUE, pretty = TRUE), path)
-writeLines(NUMCHECK$pairs, file.path(tempdir(), "r2_count_numcheck.txt"))
-cat("wrote", path, "with", length(NUMCHECK$pairs), "numbers; (chosen, %.17g) pairs in", file.path(tempdir(), "r2_count_numcheck.txt"), "\n")
+## R2_NUMCHECK=file: also write every (chosen, %.17g) pair there, for an independent check in Python
+nc <- Sys.getenv("R2_NUMCHECK"); if (nzchar(nc)) writeLines(NUMCHECK$pairs, nc)
+cat("wrote", path, "with", length(NUMCHECK$pairs), "numbers\n")
