@@ -56,8 +56,52 @@ def test_refuses_what_it_does_not_cover():
     counts = pd.DataFrame({"y": np.arange(20) % 4, "g": np.repeat(list("abcde"), 4)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a singular fit: beside the point here
-        fit = bayesmix.Model("y ~ 1 + (1 | g)", counts, family="poisson").fit()
-    with pytest.raises(BayesmixError, match="not yet for family='poisson'"):
+        fit = bayesmix.Model("y ~ 1 + (1 | g)", counts, family="negativebinomial1").fit()
+    with pytest.raises(BayesmixError, match="not for family='negativebinomial1'"):
         bayesmix.r2(fit)
     with pytest.raises(BayesmixError, match="not been sampled"):
         bayesmix.r2(bayesmix.Model("y ~ 1 + (1 | g)", counts.assign(y=counts.y * 1.5)))
+
+
+COUNTS = json.loads((Path(__file__).parent / "data" / "r2_count_references.json").read_text())
+
+
+def _count_fit(case: str):
+    data_dir = Path(__file__).parent / "data"
+    if case == "grouseticks_poisson":
+        data = pd.read_csv(data_dir / "grouseticks.csv", dtype={"BROOD": str, "YEAR": str, "LOCATION": str})
+        model = bayesmix.Model("TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION)", data, family="poisson")
+    elif case == "salamanders_nbinom2":
+        data = pd.read_csv(data_dir / "salamanders_mined.csv", dtype={"site": str})
+        model = bayesmix.Model("count ~ mined + (1 | site)", data, family="negativebinomial")
+    else:
+        data = pd.read_csv(data_dir / "gamma_log.csv", dtype={"g": str})
+        model = bayesmix.Model("y ~ x + (1 | g)", data, family="gamma")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit()
+
+
+@pytest.mark.parametrize("case", ["grouseticks_poisson", "salamanders_nbinom2", "gamma_log"])
+def test_count_and_gamma_r2_are_performances(case):
+    """performance 0.10.2 / insight 0.19.0 (tests/data/r/r2_count_references.R): poisson (crossed,
+    glmer at tight tolerances), nbinom2 (glmmTMB, polished to its optimum by Newton steps) and gamma
+    (glmmTMB, whose ML shape our Laplace fit shares; glmer's gamma is a quasi fit with another sigma)."""
+    ref = COUNTS[case]
+    if case == "salamanders_nbinom2":
+        ref = ref["newton_polish"]
+    elif case == "gamma_log":
+        check = ref["glmmTMB_check"]
+        ref = {
+            "marginal": check["r2_nakagawa"]["R2_marginal"],
+            "conditional": check["r2_nakagawa"]["R2_conditional"],
+            "icc_adjusted": check["icc"]["ICC_adjusted"],
+            "icc_unadjusted": check["icc"]["ICC_unadjusted"],
+        }
+    fit = _count_fit(case)
+    r2, icc = bayesmix.r2(fit), bayesmix.icc(fit)
+    expected = [float(ref[k]) for k in ("marginal", "conditional", "icc_adjusted", "icc_unadjusted")]
+    rtol = 1e-6 if case == "salamanders_nbinom2" else 1e-5  # glmer's and glmmTMB's stopping points
+    np.testing.assert_allclose(
+        [r2["marginal"], r2["conditional"], icc["adjusted"], icc["unadjusted"]], expected, rtol=rtol
+    )

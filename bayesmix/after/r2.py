@@ -5,8 +5,12 @@ Three variances on the linear predictor's scale:
 - fixed: the variance over the rows of X beta (R's ``var``, n - 1);
 - random: per block, the mean over the rows of z_i' Sigma z_i (Johnson 2014's extension to random
   slopes: for an intercept alone it is the block's variance), summed over the blocks;
-- residual: sigma² (gaussian), or the link's distribution-specific variance (logit pi²/3,
-  probit 1) for bernoulli and binomial responses.
+- residual: sigma² (gaussian), or the distribution-specific variance on the link scale as
+  insight 0.19 computes it: the link's (logit pi²/3, probit 1, cloglog pi²/6) for bernoulli and
+  binomial responses; log1p(1 / mu0) for poisson and log1p(1 / mu0 + 1 / alpha) for the negative
+  binomial (log link; the lognormal approximation), mu0 = exp(intercept) of the null model
+  ``y ~ 1 + <the random terms>`` fitted by Laplace, alpha the model's own dispersion; 1 / shape
+  (the squared coefficient of variation, glmmTMB's sigma²) for gamma.
 
 R² marginal = fixed / total, conditional = (fixed + random) / total; ICC adjusted = random /
 (random + residual), unadjusted = random / total. An exact fit gives numbers; a sampled model the
@@ -16,6 +20,7 @@ draw by draw) and their summary.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +31,8 @@ from bayesmix.bayes.names import block_correlations, flat_draws
 from bayesmix.errors import BayesmixError
 from bayesmix.report import INTERVAL
 
-DISTRIBUTION_VARIANCE = {"logit": np.pi**2 / 3.0, "probit": 1.0}  # of the latent residual
+DISTRIBUTION_VARIANCE = {"logit": np.pi**2 / 3.0, "probit": 1.0, "cloglog": np.pi**2 / 6.0}  # latent residual's
+LOG_LINK_COUNTS = ("poisson", "negativebinomial")
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,12 @@ def _check(source) -> None:
     family, design = source.family, source.design
     supported = family.name == "gaussian" and family.link.name == "identity"
     supported |= family.name in ("bernoulli", "binomial") and family.link.name in DISTRIBUTION_VARIANCE
+    supported |= family.name in (*LOG_LINK_COUNTS, "gamma") and family.link.name == "log"
     if not supported:
         raise BayesmixError(
-            f"Nakagawa's R² and the ICC are implemented for gaussian (identity link) and bernoulli/binomial "
-            f"(logit, probit) models; not yet for family='{family.name}' with link='{family.link.name}'."
+            f"Nakagawa's R² and the ICC are implemented for gaussian (identity link), bernoulli/binomial "
+            f"(logit, probit, cloglog), poisson, negativebinomial and gamma (log link) models; not for "
+            f"family='{family.name}' with link='{family.link.name}'."
         )
     if design.submodels:
         raise BayesmixError(
@@ -81,18 +89,52 @@ def variances(fit, idata=None) -> Variances:
         for block in design.blocks:
             sd = flat_draws(post, f"sd_{block.label}")
             covariances.append(sd[:, :, None] * block_correlations(post, block) * sd[:, None, :])
-        sigma = flat_draws(post, "sigma").reshape(-1) if family.name == "gaussian" else None
+        params = {name: flat_draws(post, name).reshape(-1) for name in family.params if name in post}
         X = design.X
     else:
         names = list(fit.fixef.index)
         X = design.X[:, [design.fixed_names.index(name) for name in names]]
         beta = fit.fixef["estimate"].to_numpy()[None, :]
         covariances = [np.asarray(block["cov"], dtype=float)[None] for block in fit.varcorr[: len(design.blocks)]]
-        sigma = np.array([fit.sigma]) if family.name == "gaussian" else None
+        params = {"sigma": np.array([fit.sigma])} if fit.sigma is not None else {}
+        params |= {name: np.array([value]) for name, value in fit.family_params.items()}
     fixed = np.var(beta @ X.T, axis=1, ddof=1)
     random = _random_variance(design, covariances)
-    residual = sigma**2 if sigma is not None else np.full(fixed.shape, DISTRIBUTION_VARIANCE[family.link.name])
-    return Variances(fixed, random, residual)
+    return Variances(fixed, random, _distribution_variance(source, params, fixed.shape))
+
+
+def _distribution_variance(source, params: dict, shape) -> np.ndarray:
+    """The residual's variance on the link scale (see the module's docstring), per draw or once."""
+    family = source.family
+    if family.name == "gaussian":
+        return params["sigma"] ** 2
+    if family.name == "gamma":
+        return 1.0 / params["shape"]
+    if family.name in LOG_LINK_COUNTS:
+        mu0 = np.exp(_null_intercept(source))
+        extra = 1.0 / params["alpha"] if family.name == "negativebinomial" else 0.0
+        return np.log1p(1.0 / mu0 + extra) * np.ones(shape)
+    return np.full(shape, DISTRIBUTION_VARIANCE[family.link.name])
+
+
+def _null_intercept(source) -> float:
+    """The intercept of the null model ``y ~ 1 + <the random terms>`` (Laplace, the same family and
+    data): insight's mu0 for the count families' distribution-specific variance."""
+    model = source.obj.source if not source.bayes else source.obj
+    if model is None:
+        raise BayesmixError(
+            "R² of a count model refits its null model (y ~ 1 + random terms); this fit does not know the Model it "
+            "came from (a fit read from a file). Fit the Model again and pass that fit."
+        )
+    terms = []
+    for term in model.design.spec.random:
+        bar = "|" if term.correlated else "||"
+        text = f"({term.expr} {bar} {term.group})"
+        terms.append(text if term.structure == "us" else f"{term.structure}{text}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        null = model.update(". ~ 1 + " + " + ".join(terms)).fit("laplace")
+    return float(null.fixef["estimate"].iloc[0])
 
 
 def _result(values: dict[str, np.ndarray], bayes: bool):

@@ -166,7 +166,8 @@ class AutoRegressive:
         return np.array([1.0, 0.0])
 
     def parameter_names(self, terms) -> list[str]:
-        return ["sd", "rho"]
+        """theta's names: the relative SD, and ``phi``, rho's unbounded parameter (varcorr has rho)."""
+        return ["sd", "phi"]
 
     def rho(self, theta: np.ndarray) -> float:
         return _rho(float(theta[1]))
@@ -235,7 +236,8 @@ class CompoundSymmetry:
         return np.append(np.ones(self.k), np.log(-self._floor))  # rho = 0
 
     def parameter_names(self, terms) -> list[str]:
-        return [*terms, "rho"]
+        """theta's names: each term's relative SD, and ``phi``, rho's unbounded parameter."""
+        return [*terms, "phi"]
 
 
 STRUCTURES = {"us": Unstructured, "cs": CompoundSymmetry, "ar1": AutoRegressive}

@@ -348,7 +348,9 @@ lme4_fit <- function(call, env) {
   profile$wall_time_s <- pr$wall_time_s
   print(cip)
   if (length(pr$warnings)) { cat("  profile warnings:\n"); print(table(pr$warnings)) }
-  list(fit = fit, parameters = parameters, profile = profile)
+  res <- list(fit = fit, parameters = parameters, profile = profile)
+  attr(res, "fm") <- fm; attr(res, "ci") <- cip
+  res
 }
 
 env <- new.env()
@@ -364,6 +366,29 @@ calls_ps <- c(
 cat("\n==== poisson_slope\n")
 fits_ps <- lapply(calls_ps, lme4_fit, env = env)
 for (v in names(fits_ps)) stopifnot(identical(fits_ps[[v]]$parameters$rows, fits_ps$default$parameters$rows))
+cat("\n  exact profile roots (from the tight fit's devfun2) ...\n")
+ps_exact <- lme4_exact(attr(fits_ps$tight, "fm"), attr(fits_ps$tight, "ci"))
+print(rbind(lower = ps_exact$lower, upper = ps_exact$upper, spl_lo = ps_exact$spline_minus_exact_lower,
+            spl_up = ps_exact$spline_minus_exact_upper), digits = 8)
+for (v in names(fits_ps)) {
+  ci <- attr(fits_ps[[v]], "ci")
+  fits_ps[[v]]$profile$minus_exact <- list(lower = arr(ci[, 1] - ps_exact$lower), upper = arr(ci[, 2] - ps_exact$upper))
+}
+## the .sig02 (correlation) profile of the default fit, as lme4 traces it (distinct points)
+sig02 <- local({
+  pp <- capture(profile(attr(fits_ps$default, "fm"), which = ".sig02"))
+  p <- as.data.frame(pp$value); p <- p[p$.par == ".sig02", ]
+  p <- p[!duplicated(p$.zeta), ]
+  p <- p[order(p$.sig02), ]
+  list(call = 'profile(fm, which = ".sig02") (default fit); rows with a repeated .zeta dropped',
+       sig02 = arr(p$.sig02), zeta = arr(p$.zeta), sig01 = arr(p$.sig01), sig03 = arr(p$.sig03),
+       intercept = arr(p[["(Intercept)"]]), x = arr(p$x), warnings = warn_table(pp$warnings),
+       note = paste("lme4's trace of the correlation profile. Below cor ~ -0.5 its optimiser drops onto sd(x) = 0",
+                    "(.sig03 = 0, where the deviance does not depend on the correlation; zeta = -3.549, repeated",
+                    "~90 times with minstep steps), which makes the profile non-monotonic; interpSpline then fails",
+                    "(\"bad spline fit for .sig02: falling back to linear interpolation\"), so BOTH .sig02 bounds are",
+                    "linear interpolations between neighbouring points here (compare profile_exact)."))
+})
 diffs <- function(a, b) list(
   logLik = b$fit$logLik - a$fit$logLik,
   max_abs_fixef = max(abs(b$fit$fixef - a$fit$fixef)),
@@ -378,6 +403,8 @@ cases$poisson_slope <- list(
   default = fits_ps$default, tight = fits_ps$tight, tight_nlopt = fits_ps$tight_nlopt,
   tight_minus_default = diffs(fits_ps$default, fits_ps$tight),
   tight_nlopt_minus_default = diffs(fits_ps$default, fits_ps$tight_nlopt),
+  profile_exact = ps_exact,
+  sig02_profile_trace = sig02,
   note = paste("default / tight / tight_nlopt: the same model fitted with different controls, each with its",
                "own confint(fm, method = \"profile\"). lme4's profile re-optimises with the fit's own optimizer and",
                "control (fm@optinfo), so tight's profile inherits the ignored optCtrl (its warnings). tight:",
@@ -390,10 +417,17 @@ cases$poisson_slope <- list(
 ## cbpp_agq
 cat("\n==== cbpp_agq\n")
 agq <- lme4_fit("glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), family = binomial, data = cbpp, nAGQ = 9)", env)
+cat("\n  exact profile roots ...\n")
+agq_exact <- lme4_exact(attr(agq, "fm"), attr(agq, "ci"))
+print(rbind(lower = agq_exact$lower, upper = agq_exact$upper, spl_lo = agq_exact$spline_minus_exact_lower,
+            spl_up = agq_exact$spline_minus_exact_upper), digits = 8)
+agq$profile$minus_exact <- list(lower = arr(attr(agq, "ci")[, 1] - agq_exact$lower),
+                                upper = arr(attr(agq, "ci")[, 2] - agq_exact$upper))
 cases$cbpp_agq <- c(list(
   data = "bayesmix/datasets/cbpp.csv (= lme4::cbpp, 56 rows; checked value by value)",
   factor_levels = list(herd = arr(levels(cbpp$herd)), period = arr(levels(cbpp$period)))),
   agq,
+  list(profile_exact = agq_exact),
   list(note = paste("nAGQ = 9 adaptive Gauss-Hermite quadrature, default glmerControl(). lme4's logLik for nAGQ > 1",
                     "leaves out the binomial coefficients (sum log choose(size, incidence)), so it is not comparable",
                     "with the Laplace (nAGQ = 1) logLik; the profile is of this nAGQ = 9 deviance",
@@ -458,6 +492,25 @@ un <- capture(confint(m, method = "uniroot", full = TRUE))
 wa <- capture(confint(m, full = TRUE))
 print(un$value); print(wa$value)
 
+## exact roots on the glmmTMB objective (after all confint calls: obj$fn moves obj's internal state)
+tmb_exact <- local({
+  obj <- m$obj
+  start <- m$fit$par; names(start) <- rownames(ci_full)
+  tm <- system.time(ex <- exact_profile(function(p) 2 * obj$fn(unname(p)), start, rep(-Inf, 4), rep(Inf, 4),
+                                        ci_full[, 1:2], bobyqa_inner))
+  c(ex, list(fit_deviance = 2 * m$fit$objective, fit_deviance_minus_dev_min = 2 * m$fit$objective - ex$dev_min,
+             wall_time_s = round(tm[["elapsed"]], 3),
+             note = paste("Cross-check: deviance = 2 * m$obj$fn(par) (glmmTMB's Laplace objective, TMB's inner",
+                          "Newton for the random effects) on the outer parameters (beta, beta, log phi, log sd);",
+                          "dev_min re-minimised with minqa::bobyqa (rhoend 1e-11) from m$fit$par; each zeta evaluation",
+                          "re-minimises the other three with bobyqa; roots of zeta = -/+ qnorm(0.975) by uniroot",
+                          "(tol 1e-10). spline_minus_exact_*: confint(m, method = \"profile\", full = TRUE) minus these",
+                          "(includes the effect of nlminb's early stop: the profile is measured from the fit's",
+                          "objective, fit_deviance_minus_dev_min above the true minimum).")))
+})
+print(rbind(lower = tmb_exact$lower, upper = tmb_exact$upper, spl_lo = tmb_exact$spline_minus_exact_lower,
+            spl_up = tmb_exact$spline_minus_exact_upper), digits = 8)
+
 est_tmb <- c(`(Intercept)` = fe[["(Intercept)"]], minedno = fe[["minedno"]], `d~(Intercept)` = log(phi),
              `theta_1|site.1` = log(re_sd))
 stopifnot(all(est_tmb == unname(par)[c(1, 2, 3, 4)]))
@@ -511,6 +564,10 @@ cases$salamanders_nb2 <- list(
   profile = sal_profile_default,
   profile_full = sal_profile_full,
   natural_scale = natural,
+  profile_exact = tmb_exact,
+  natural_scale_exact = list(sd_site = arr(exp(c(tmb_exact$lower[4], tmb_exact$upper[4]))),
+                             phi = arr(exp(c(tmb_exact$lower[3], tmb_exact$upper[3]))),
+                             note = "exp() of profile_exact's log sd / log phi bounds"),
   uniroot_full = c(ci_block(un$value, 'confint(m, method = "uniroot", full = TRUE)'),
                    list(warnings = warn_table(un$warnings),
                         note = "TMB::tmbroot: root of the profile (re-optimised) at the same target, no spline; a cross-check of the spline interpolation")),
