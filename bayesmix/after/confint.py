@@ -219,7 +219,7 @@ def bootstrap(fit, nsim: int = 1000, seed=None, n_jobs=None) -> pd.DataFrame:
             results = [_refits(chunks[0])]
         else:
             with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                results = pool.map(_refits, chunks)
+                results = pool.map(_refits_one_thread, chunks)
     finally:
         _BOOT.clear()
     draws = np.vstack([values for values, _ in results])
@@ -234,6 +234,15 @@ def bootstrap(fit, nsim: int = 1000, seed=None, n_jobs=None) -> pd.DataFrame:
     table = pd.DataFrame(draws, columns=parameter_names(fit))
     table.attrs.update(nsim=int(nsim), failed=failed, unconverged=unconverged)
     return table
+
+
+def _refits_one_thread(indices: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`_refits` in a worker process with one BLAS thread: the workers already use the cores,
+    and each one's BLAS threads on top of them thrash (slower than one process)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _refits(indices)
 
 
 def _refits(indices: np.ndarray) -> tuple[np.ndarray, int]:
