@@ -30,7 +30,10 @@ LAYERS = [
         "exact.lmm",
         "exact.glmm",
         "exact.satterthwaite",
+        "exact.kenward_roger",
         "exact.profile",
+        "exact.glmm_profile",
+        "exact.refit",
     }
     | {"bayes", "bayes.names", "bayes.priors", "bayes.build", "bayes.built", "bayes.collapsed"}
     | {"bayes.collapsed.statistics", "bayes.collapsed.start", "bayes.collapsed.draws", "bayes.collapsed.model"},
@@ -43,7 +46,8 @@ LAYERS = [
     {"after.checks", "after.tidy", "after.r2"},
     {"after.verbs", "after.confint", "after.emmeans"},
     {"after.hypothesis"},
-    {"plots", "plots._common", "plots.random_effects", "plots.pooling", "plots.diagnostics", "plots.conditional"},
+    {"plots", "plots._common", "plots.random_effects", "plots.pooling", "plots.diagnostics", "plots.conditional"}
+    | {"plots.correlation"},
     # the façades: the exact fit, the model, lme4's modular steps, the comparison of fits
     {"mixedfit", "sampled"},
     {"model", "modular", "compare"},

@@ -14,6 +14,7 @@ Figure when the plot has several panels::
     plots.qq_ranef(fit)                          # Figure: normal Q-Q per (group, term)
     plots.residuals(fit)                         # Axes; by_group=True: Figure, a panel per level
     plots.conditional_effects(fit, "Days")       # Axes: population-level prediction over Days
+    plots.correlation(fit, "subject")            # Axes: a block's correlation matrix (ar1, cs, us)
 
 Nothing here calls ``pyplot.show`` or picks a backend, so the functions work under Agg. Bad
 arguments raise :class:`~bayesmix.errors.BayesmixError` (checked before any estimate is read, so
@@ -21,6 +22,7 @@ a typo is reported even for a model that has not been sampled yet). See docs/plo
 """
 
 from bayesmix.plots.conditional import conditional_effects
+from bayesmix.plots.correlation import correlation
 from bayesmix.plots.diagnostics import residuals, scaled_residuals
 from bayesmix.plots.pooling import shrinkage
 from bayesmix.plots.random_effects import caterpillar, qq_ranef
@@ -30,6 +32,7 @@ __all__ = [
     "INTERVAL",
     "caterpillar",
     "conditional_effects",
+    "correlation",
     "qq_ranef",
     "residuals",
     "scaled_residuals",

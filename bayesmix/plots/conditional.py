@@ -134,10 +134,7 @@ def conditional_effects(
     effects = _effects(design, effect)
     reference = _reference_values(design, _fixed_predictors(design), effects, at)
     interval = _check_interval(interval)
-    if not isinstance(resolution, int | np.integer) or resolution < 2:
-        raise BayesmixError(f"resolution must be a whole number of grid points of at least 2, not {resolution!r}.")
-    if scale not in ("response", "link"):
-        raise BayesmixError(f"scale='{scale}': choose 'response' (means) or 'link' (the linear predictor).")
+    _check_grid(resolution, scale)
     source.require()
     if len(effects) > 1 or scale == "link":
         if source.family.category_response:
@@ -173,6 +170,13 @@ def conditional_effects(
     ax.set_title(_effects_title(effect, source.label, reference), fontsize=10)
     ax.legend(loc="best", fontsize=8, frameon=False)
     return ax
+
+
+def _check_grid(resolution, scale: str) -> None:
+    if not isinstance(resolution, int | np.integer) or resolution < 2:
+        raise BayesmixError(f"resolution must be a whole number of grid points of at least 2, not {resolution!r}.")
+    if scale not in ("response", "link"):
+        raise BayesmixError(f"scale='{scale}': choose 'response' (means) or 'link' (the linear predictor).")
 
 
 def _effects(design, effect) -> list[str]:

@@ -1,0 +1,60 @@
+"""correlation(): a block's fitted correlation matrix as a heatmap, each cell labelled, and its
+structure (ar1's and cs's rho) in the title."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bayesmix.after.fit_view import view
+from bayesmix.bayes.names import term_pairs
+from bayesmix.errors import BayesmixError
+from bayesmix.plots._common import _one_group, _single_axes
+
+
+def correlation(model, group=None, *, idata=None, ax=None):
+    """The correlation matrix of ``group``'s random effects: the exact fit's, or the posterior mean
+    of each correlation for a sampled model. Cells are labelled with their values; the title names
+    the structure (unstructured, or ar1/cs with rho). Returns the Axes."""
+    source = view(model, idata)
+    design = source.design
+    group = _one_group(design, group)
+    blocks = [b for b in design.blocks if b.group == group and b.n_terms > 1]
+    if not blocks:
+        raise BayesmixError(
+            f"The random effects of '{group}' have one term per block, so there is no correlation to draw."
+        )
+    block = blocks[0]
+    source.require()
+    corr, rho = _correlation(source, block)
+    ax = _single_axes(ax, (1.2 + 0.55 * block.n_terms, 0.9 + 0.5 * block.n_terms))
+    image = ax.imshow(corr, vmin=-1.0, vmax=1.0, cmap="RdBu_r", gid="correlation")
+    for i in range(block.n_terms):
+        for j in range(block.n_terms):
+            colour = "white" if abs(corr[i, j]) > 0.6 else "black"
+            ax.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=8, color=colour)
+    ticks = np.arange(block.n_terms)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xticklabels(block.terms, rotation=45, ha="right", fontsize=8)
+    ax.set_yticklabels(block.terms, fontsize=8)
+    kind = block.covariance.kind
+    structure = "unstructured" if kind == "us" else f"{kind}, rho = {rho:.3f}"
+    fit = "posterior means" if source.bayes else f"{source.label} fit"
+    ax.set_title(f"Correlation of the {group} effects\n({structure}; {fit})", fontsize=9)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return ax
+
+
+def _correlation(source, block) -> tuple[np.ndarray, float | None]:
+    """(k, k) correlations and the structure's rho (None for an unstructured block)."""
+    k = block.n_terms
+    if source.bayes:
+        post = source.idata.posterior
+        pairs = post[f"cor_{block.label}"].mean(("chain", "draw")).to_numpy()
+        corr = np.eye(k)
+        for value, (row, column) in zip(np.atleast_1d(pairs), term_pairs(block)):
+            corr[row, column] = corr[column, row] = value
+        rho = float(post[f"rho_{block.label}"].mean()) if f"rho_{block.label}" in post else None
+        return corr, rho
+    entry = next(v for v in source.obj.varcorr if v["group"] == block.group and list(v["terms"]) == list(block.terms))
+    return np.asarray(entry["corr"], dtype=float), entry.get("rho")
