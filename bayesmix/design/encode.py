@@ -596,17 +596,17 @@ def _check_structure(term, Zt: np.ndarray) -> None:
     if term.structure == "us":
         return
     call = f"{term.structure}({term.expr} | {term.group})"
-    if Zt.shape[1] < 2:
-        raise BayesmixError(
-            f"{call} has one column; a {term.structure} covariance relates two or more. Use (1 | {term.group}) "
-            "for a single variance."
-        )
     indicators = np.all((Zt == 0.0) | (Zt == 1.0)) and np.all(Zt.sum(axis=1) == 1.0)
-    if term.structure == "ar1" and not indicators:
+    if term.structure == "ar1" and not (indicators and Zt.shape[1] > 1):
         raise BayesmixError(
             f"{call}: ar1 correlates the levels of a factor of equally spaced times, one column each. Write "
             f"ar1(0 + times | {term.group}) with times a factor (categorical=['times']) whose levels are in time "
             "order, and no intercept."
+        )
+    if Zt.shape[1] < 2:
+        raise BayesmixError(
+            f"{call} has one column; a {term.structure} covariance relates two or more. Use (1 | {term.group}) "
+            "for a single variance."
         )
 
 

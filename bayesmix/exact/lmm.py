@@ -39,7 +39,7 @@ from bayesmix import memory
 from bayesmix.design.covariance import ThetaLayout
 from bayesmix.design.crossprod import RawCrossProducts, lme4_order
 from bayesmix.design.encode import Design
-from bayesmix.errors import BayesmixError
+from bayesmix.errors import BayesmixError, SingularFitWarning, warn
 from bayesmix.exact.optimize import (
     GRADIENT_TOLERANCE,
     RELATIVE_GRADIENT_TOLERANCE,
@@ -561,7 +561,42 @@ def fit_lmm(design: Design, reml: bool, start: np.ndarray | None = None) -> LmmR
     covariances = [b.covariance for b in blocks]
     raw = design.cross_products(columns)
     cp = assemble_cross_products(raw, order, covariances, [b.n_levels for b in blocks[1:]], len(columns))
-    return optimise(cp, reml, kept, dropped, start)
+    result = optimise(cp, reml, kept, dropped, start)
+    return _residual_boundary(result)
+
+
+RESIDUAL_PROBE = 100.0  # theta's scale entries times this: a start with the residual SD a hundredth of the fit's
+
+
+def _residual_boundary(result: LmmResult) -> LmmResult:
+    """A structured block with a variance per term (cs) over one effect per observation can absorb
+    the residual variance: the criterion may keep falling as sigma -> 0, which profiled theta (T
+    relative to sigma) reaches only at infinity, so the optimiser can stop at a worse interior point
+    (glmmTMB's fit ends at sigma ~ 0 there). For a model with a structured block the fit is
+    restarted with sigma a hundredth of its estimate; a better end point there is kept, with a warning."""
+    layout = result.cross.layout
+    if all(c.kind == "us" for c in layout.covariances):
+        return result
+    # T's scale entries grow (every entry of an unstructured factor; a structure's SDs, not its rho)
+    scaled = np.concatenate(
+        [np.ones(c.n_theta, dtype=bool) if c.kind == "us" else c.is_diagonal() for c in layout.covariances]
+    )
+    probe = np.where(scaled, result.optimizer.x * RESIDUAL_PROBE, result.optimizer.x)
+    try:
+        again = optimise(result.cross, result.reml, result.fixed_names, result.dropped, start=probe)
+    except (BayesmixError, np.linalg.LinAlgError):
+        return result
+    if again.criterion >= result.criterion - 1e-6 * max(1.0, abs(result.criterion)):
+        return result
+    warn(
+        "The residual SD and the structured block's variances are not told apart here: the "
+        f"{'REML criterion' if result.reml else 'deviance'} keeps falling as sigma goes to 0 (the block absorbs "
+        f"the residual variance; glmmTMB's fit ends at sigma ~ 0); reported: the better end point, sigma = "
+        f"{again.solution.sigma:.3g}. Use a structure with one variance (ar1), fewer terms per block, or "
+        "sample() with its priors.",
+        SingularFitWarning,
+    )
+    return again
 
 
 def _secant_update(H: np.ndarray, chol: np.ndarray, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
