@@ -138,3 +138,43 @@ def test_bootstrap_refits_swap_only_the_response():
         np.testing.assert_allclose(fast.optimizer.x, slow.optimizer.x, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(fast.solution.beta, slow.solution.beta, rtol=1e-10)
         assert fast.criterion == pytest.approx(slow.criterion, rel=1e-12)
+
+
+GLMM_PROFILES = json.loads((ROOT / "tests" / "data" / "glmm_profile_references.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", ["poisson_slope", "cbpp_agq", "salamanders_nb2"])
+def test_glmm_profile_intervals_are_the_profiles_roots(case):
+    """lme4's (glmmTMB's for the negative binomial) profile deviance with its roots found exactly
+    (uniroot at tight tolerances, ``profile_exact``: lme4's own confint interpolates a spline, within
+    ~1e-4 of these): a random slope with its correlation, nAGQ = 9 quadrature, and a family's own
+    dispersion (glmmTMB's phi, our alpha), every bound within 1e-5."""
+    ref = GLMM_PROFILES[case]["profile_exact"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if case == "poisson_slope":
+            data = pd.read_csv(ROOT / "tests" / "data" / "poisson_slope.csv", dtype={"g": str})
+            fit = bayesmix.Model("y ~ x + (x | g)", data, family="poisson").fit()
+            lower, upper = ref["lower"], ref["upper"]
+        elif case == "cbpp_agq":
+            model = bayesmix.Model(
+                "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                bayesmix.load_dataset("cbpp"),
+                family="binomial",
+                categorical=["period"],
+            )
+            fit = model.fit("agq", nAGQ=9)
+            lower, upper = ref["lower"], ref["upper"]
+        else:  # glmmTMB's rows: (Intercept), minedno, log phi, log sd; ours: sd, alpha, Intercept, mined[no]
+            data = pd.read_csv(ROOT / "tests" / "data" / "salamanders_mined.csv", dtype={"site": str})
+            model = bayesmix.Model(
+                "count ~ mined + (1 | site)", data, family="negativebinomial", categorical={"mined": ["yes", "no"]}
+            )
+            fit = model.fit()
+            natural = GLMM_PROFILES[case]["natural_scale_exact"]
+            order = [0, 1]  # (Intercept), minedno
+            lower = [natural["sd_site"][0], natural["phi"][0], *[ref["lower"][i] for i in order]]
+            upper = [natural["sd_site"][1], natural["phi"][1], *[ref["upper"][i] for i in order]]
+        table = fit.confint("profile")
+    np.testing.assert_allclose(table["lower"], lower, rtol=1e-5)
+    np.testing.assert_allclose(table["upper"], upper, rtol=1e-5)
