@@ -123,3 +123,18 @@ def test_posterior_of_an_ar1_block_near_the_exact_fit():
     for name, (draws, exact) in checks.items():
         assert abs(draws.mean() - exact) < 2 * draws.std(), name
     assert "rho_subject" in post and "chol_subject" not in post  # the scale is technical
+
+
+def test_the_correlation_plot_draws_the_fitted_matrix():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayesmix import plots
+
+    fit = _fit("ar1_reml")
+    ax = plots.correlation(fit, "subject")
+    image = next(a for a in ax.get_children() if a.get_gid() == "correlation")
+    np.testing.assert_allclose(image.get_array(), fit.varcorr[0]["corr"])
+    assert "ar1, rho = " in ax.get_title()
+    with pytest.raises(bayesmix.BayesmixError, match="one term per block"):
+        plots.correlation(_fit("diag_reml"), "subject")
