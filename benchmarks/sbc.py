@@ -26,9 +26,10 @@ one compilation with the data swapped: a sampler users do not get by default.)
 CASES): a random intercept, ``y ~ x + (1 | g)``, with a dispersion formula with random effects
 (``dispersion_re``), a censored gaussian response (``censored_gaussian``), and the weibull and
 lognormal families (``weibull``, ``lognormal``), an ordinal response with four categories
-(``cumulative``, logit link), the tweedie (``tweedie``) and an unordered response with three
+(``cumulative``, logit link), the tweedie (``tweedie``), an unordered response with three
 categories (``categorical``: each non-reference category with its own coefficients and group
-SD). Given ``--cases``, ``--families`` is ignored.
+SD) and an AR(1) block over each group's times (``ar1``: ``y ~ x + ar1(0 + times | g)``).
+Given ``--cases``, ``--families`` is ignored.
 
 """
 
@@ -116,6 +117,19 @@ CASES = {
             "power": Prior("Uniform", lower=1.1, upper=1.8),
         },
         "own": {"phi": ("phi", None), "power": ("power", None)},
+    },
+    # an AR(1) block over 4 times of each group (glmmTMB's ar1(0 + times | g)), two rows per time:
+    # one SD and rho beside sigma
+    "ar1": {
+        "family": "gaussian",
+        "formula": "y ~ x + ar1(0 + times | g)",
+        "kwargs": {"categorical": ["times"]},
+        "priors": {
+            "sigma": Prior("Exponential", lam=2.0),
+            "sd_g": Prior("HalfNormal", sigma=0.8),
+            "rho_g": Prior("Uniform", lower=-1.0, upper=1.0),
+        },
+        "own": {"sigma": ("sigma", None), "rho": ("rho_g", None)},
     },
     # four ordered categories: no intercept (the thresholds take its place), so beta holds the slope
     # alone; threshold priors centred apart so that every category is observed in a replication
@@ -261,6 +275,8 @@ def case_placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
             "y": y if family == "gaussian" else np.exp(y),
             "x": rng.normal(size=n),
             "g": np.repeat(np.arange(N_GROUPS), per_group),
+            # ar1's time factor: each time twice per group, so that sigma is told apart from the block's SD
+            "times": np.tile([f"t{k // 2 + 1:02d}" for k in range(per_group)], N_GROUPS),
             "cens": "none",
         }
     )
@@ -308,7 +324,7 @@ def run_case(
         priors = {key: value for key, value in priors.items() if key not in spec["drop"]}
     elif "Intercept" not in spec.get("fixed", {"Intercept": 0}):  # an ordinal model has none
         del priors["Intercept"]
-    formula = "y ~ x + (1 | g)"
+    formula = spec.get("formula", "y ~ x + (1 | g)")
     # the truth from the non-centred model's prior; a censored case draws y uncensored (the same
     # joint prior: the model without censored=) and censors it afterwards
     drawn = {key: value for key, value in kwargs.items() if key != "censored"}
