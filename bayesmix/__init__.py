@@ -53,6 +53,7 @@ _LAZY = {
     "contrast": "bayesmix.after.emmeans",
     "pairs": "bayesmix.after.emmeans",
     "hypothesis": "bayesmix.after.hypothesis",
+    "num_factor": "bayesmix.design.covariance",
 }
 _LAZY_MODULES = {"plots", "modular"}
 
@@ -73,6 +74,7 @@ def __dir__():
 
 
 __all__ = [
+    "num_factor",
     "configure_jax",
     "Model",
     "Prior",

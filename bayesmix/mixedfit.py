@@ -393,7 +393,9 @@ def _structure_entry(covariance, layout: ThetaLayout, x: np.ndarray, index: int)
     if covariance.kind == "us":
         return {}
     theta = layout.split(np.asarray(x[: layout.n_theta], dtype=float))[index]
-    return {"structure": covariance.kind, "rho": covariance.rho(theta)}
+    if hasattr(covariance, "rho"):
+        return {"structure": covariance.kind, "rho": covariance.rho(theta)}
+    return {"structure": covariance.kind, "range": covariance.range(theta)}
 
 
 def coefficient_table(beta, vcov, names, df=None) -> pd.DataFrame:

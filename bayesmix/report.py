@@ -82,7 +82,7 @@ def varcorr_to_dict(varcorr: list[dict], predictor: str = "mu") -> list[dict]:
             "sd": np.asarray(v["sd"], dtype=float).tolist(),
             "corr": np.asarray(v["corr"], dtype=float).tolist(),
         }
-        | ({"structure": v["structure"], "rho": float(v["rho"])} if "structure" in v else {})
+        | ({key: v[key] if key == "structure" else float(v[key]) for key in ("structure", "rho", "range") if key in v})
         for v in varcorr
         if v.get("predictor", "mu") == predictor
     ]
@@ -118,6 +118,9 @@ def submodels_to_dict(tables: dict[str, pd.DataFrame], varcorr: list[dict] = (),
     return out
 
 
+STRUCTURED_ROWS = 8  # a structured block of more terms prints its first seven and a count
+
+
 def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | None = None) -> list[str]:
     """The random-effects table (SDs and correlations) of one linear predictor's blocks."""
     rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
@@ -125,11 +128,16 @@ def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | No
         if v.get("predictor", "mu") != predictor:
             continue
         sd, corr = np.asarray(v["sd"]), np.asarray(v["corr"])
-        for j, term in enumerate(v["terms"]):
+        terms = list(v["terms"])
+        shown = len(terms) if "structure" not in v or len(terms) <= STRUCTURED_ROWS else STRUCTURED_ROWS - 1
+        for j, term in enumerate(terms[:shown]):
             correlations = " ".join(f"{corr[j][i]:5.2f}" for i in range(j))
-            if "structure" in v:  # glmmTMB's way: the structure's one correlation, on the first row
-                correlations = f"{v['rho']:5.2f} ({v['structure']})" if j == 0 else ""
+            if "structure" in v:  # glmmTMB's way: the structure's one parameter, on the first row
+                value = f"{v['rho']:5.2f}" if "rho" in v else f"range {v['range']:.3g}"
+                correlations = f"{value} ({v['structure']})" if j == 0 else ""
             rows.append([v["group"] if j == 0 else "", term, f"{sd[j] ** 2:.4g}", f"{sd[j]:.4g}", correlations])
+        if shown < len(terms):  # a structure's many positions: the rest in fit.varcorr
+            rows.append(["", f"... {len(terms) - shown} more", "", "", ""])
     if sigma is not None:
         rows.append(["Residual", "", f"{sigma**2:.4g}", f"{sigma:.4g}", ""])
     return format_table(rows)

@@ -203,11 +203,31 @@ def _compound_symmetry_covariance(block: Block, priors: dict[str, Prior]):
     return sd[:, None] * L
 
 
+def _distance_covariance(block: Block, priors: dict[str, Prior]):
+    """s chol(R(r)) with R the structure's correlation at the positions' distances (exp(-d / r),
+    or exp(-(d / r)^2) for gau): adds the sampled s (``chol_<label>``) and ``range_<label>``, and
+    ``sd_<label>`` and ``cor_<label>``. A jitter of 1e-9 on R's diagonal keeps the factor finite
+    where a long range makes R nearly singular."""
+    label, k = block.label, block.n_terms
+    s = priors[f"sd_{label}"].variable(f"chol_{label}")
+    r = priors[f"range_{label}"].variable(f"range_{label}")
+    d = pt.as_tensor(block.covariance.distances)
+    R = pt.exp(-((d / r) ** 2)) if block.covariance.kind == "gau" else pt.exp(-d / r)
+    L = pt.linalg.cholesky(R + 1e-9 * pt.eye(k))
+    pm.Deterministic(f"sd_{label}", s * pt.ones(k), dims=term_dim(block))
+    rows, columns = zip(*term_pairs(block))
+    pm.Deterministic(f"cor_{label}", R[list(rows), list(columns)], dims=pair_dim(block))
+    return s * L
+
+
 # covariance structure (its ``kind``) -> the PyMC variables that make the block's Cholesky factor
 COVARIANCE_BUILDERS = {
     "us": _unstructured_covariance,
     "ar1": _autoregressive_covariance,
     "cs": _compound_symmetry_covariance,
+    "exp": _distance_covariance,
+    "gau": _distance_covariance,
+    "ou": _distance_covariance,
 }
 
 

@@ -31,6 +31,7 @@ OUR_PREFIXES = (
     "cor_",
     "corr_",
     "rho_",
+    "range_",
     "re_",
     "z_",
     "u_",
@@ -179,8 +180,10 @@ def public_names(design: Design, family: Family) -> list[str]:
         names.append(f"sd_{block.label}")
         if block.n_terms > 1:
             names.append(f"cor_{block.label}")
-        if block.covariance.kind != "us":  # a structured block's one correlation (ar1's, cs's rho)
+        if block.covariance.kind in ("ar1", "cs"):  # a structured block's one correlation
             names.append(f"rho_{block.label}")
+        elif block.covariance.kind != "us":  # a distance structure's range
+            names.append(f"range_{block.label}")
         names.append(f"re_{block.label}")
     return names
 

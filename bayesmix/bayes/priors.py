@@ -10,7 +10,8 @@ identity and 1 otherwise (the link scale of logit/log models):
   intercept);
 - correlations ``corr_<block>``: LKJ(eta=2), mildly favouring smaller correlations; a structured
   block's one correlation ``rho_<block>`` (ar1, cs): uniform where the matrix is positive definite,
-  and an ar1 block's one SD the HalfNormal of its first term;
+  and an ar1 block's one SD the HalfNormal of its first term; a distance structure's (exp, gau,
+  ou) range ``range_<block>`` LogNormal(log of the median distance between its positions, 1);
 - ``sigma`` (gaussian, t): Exponential(1 / sd(y)); ``nu`` (t): Gamma(2, 0.1); for the lognormal
   families (mu and sigma on the log scale) ``s``, the intercept's centre and sigma's scale read log y;
 - ``alpha`` (negative binomial), ``shape`` (gamma), ``phi`` (beta): LogNormal(log 10, 2), a median
@@ -192,6 +193,12 @@ def block_priors(block, scales: list[float]) -> dict[str, Prior]:
         return {
             f"sd_{label}": Prior("HalfNormal", sigma=float(scales[0])),
             f"rho_{label}": Prior("Uniform", lower=-1.0, upper=1.0),
+        }
+    if kind in ("exp", "gau", "ou"):  # the range: log-normal around the positions' median distance
+        distances = block.covariance.distances[~np.eye(k, dtype=bool)]
+        return {
+            f"sd_{label}": Prior("HalfNormal", sigma=float(scales[0])),
+            f"range_{label}": Prior("LogNormal", mu=float(np.log(np.median(distances[distances > 0]))), sigma=1.0),
         }
     out = {f"sd_{label}": Prior("HalfNormal", sigma=np.asarray(scales))}
     if kind == "cs":

@@ -16,7 +16,7 @@ takes any of them through these methods alone, and the Bayesian one dispatches o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -240,11 +240,117 @@ class CompoundSymmetry:
         return [*terms, "phi"]
 
 
+KERNELS = {
+    # correlation at distance d for range r, and its derivative in log r
+    "exp": (lambda d, r: np.exp(-d / r), lambda d, r: np.exp(-d / r) * d / r),
+    "gau": (lambda d, r: np.exp(-((d / r) ** 2)), lambda d, r: np.exp(-((d / r) ** 2)) * 2.0 * (d / r) ** 2),
+}
+KERNELS["ou"] = KERNELS["exp"]  # glmmTMB's Ornstein-Uhlenbeck: the exponential correlation over times
+
+
+@dataclass(frozen=True)
+class DistanceCorrelation:
+    """glmmTMB's ``exp(pos + 0 | g)``, ``gau(...)``, ``ou(times + 0 | g)``: one SD s and a
+    correlation that decays with the distance between the terms' positions (the levels of a factor
+    of coordinates, as glmmTMB's ``numFactor``): exp(-d / r) (exp and ou), exp(-(d / r)^2) (gau).
+    theta = (s relative to the residual SD (>= 0), log r); the factor is s chol(R(r))."""
+
+    k: int
+    kind: str
+    distances: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def n_theta(self) -> int:
+        return 2
+
+    def range(self, theta: np.ndarray) -> float:
+        return float(np.exp(theta[1]))
+
+    def correlation(self, r: float) -> np.ndarray:
+        return KERNELS[self.kind][0](self.distances, r)
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        return float(theta[0]) * np.linalg.cholesky(self.correlation(self.range(theta)))
+
+    def theta(self, factor: np.ndarray) -> np.ndarray:
+        """From a factor of this structure (its first row's scale; the range from the correlation of
+        the two closest positions)."""
+        cov = np.asarray(factor, dtype=float) @ np.asarray(factor, dtype=float).T
+        s = float(np.sqrt(cov[0, 0]))
+        apart = np.where(np.eye(self.k, dtype=bool), np.inf, self.distances)
+        i, j = np.unravel_index(np.argmin(apart), apart.shape)
+        rho = float(np.clip(cov[i, j] / max(cov[0, 0], 1e-300), 1e-12, 1.0 - 1e-12))
+        d = float(self.distances[i, j])
+        r = d / -np.log(rho) if self.kind != "gau" else d / np.sqrt(-np.log(rho))
+        return np.array([s, np.log(r)])
+
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        s, r = float(theta[0]), self.range(theta)
+        L = np.linalg.cholesky(self.correlation(r))
+        return np.stack([L, s * _cholesky_derivative(L, KERNELS[self.kind][1](self.distances, r))])
+
+    def is_diagonal(self) -> np.ndarray:
+        return np.array([True, False])
+
+    def lower(self) -> np.ndarray:
+        return np.array([0.0, -np.inf])
+
+    def start(self) -> np.ndarray:
+        """s = 1 and the range the median distance between positions."""
+        off = self.distances[~np.eye(self.k, dtype=bool)]
+        return np.array([1.0, float(np.log(np.median(off[off > 0])))])
+
+    def parameter_names(self, terms) -> list[str]:
+        """theta's names: the relative SD and the log of the range."""
+        return ["sd", "log_range"]
+
+
+def positions(names, kind: str) -> np.ndarray:
+    """(k, dimensions) coordinates of a distance structure's terms, read from their factor levels'
+    labels as glmmTMB's ``numFactor`` writes them: ``(1.5)``, ``(3,7.25)`` (the brackets of a
+    display name such as ``pos[(3,7.25)]`` removed first)."""
+    rows = []
+    for name in names:
+        label = str(name)
+        if label.endswith("]") and "[" in label:
+            label = label[label.rindex("[") + 1 : -1]
+        try:
+            rows.append([float(part) for part in label.strip().strip("()").split(",")])
+        except ValueError:
+            raise ValueError(f"{kind}() reads positions from a factor's level labels; '{name}' is not one") from None
+    if len({len(row) for row in rows}) != 1:
+        raise ValueError(f"{kind}() positions must all have the same number of coordinates")
+    return np.asarray(rows, dtype=float)
+
+
+def num_factor(*coordinates):
+    """glmmTMB's ``numFactor``: a factor whose levels are positions, labelled ``(x)`` or ``(x,y)``,
+    ordered by their coordinates: what ``exp(0 + pos | g)``, ``gau(...)`` and ``ou(...)`` read."""
+    import pandas as pd
+
+    columns = [np.asarray(c, dtype=float) for c in coordinates]
+    if not columns or len({len(c) for c in columns}) != 1:
+        raise ValueError("num_factor takes one or more coordinate columns of the same length")
+
+    def text(v: float) -> str:
+        return np.format_float_positional(v, trim="-")
+
+    labels = ["(" + ",".join(text(c[i]) for c in columns) + ")" for i in range(len(columns[0]))]
+    order = sorted(set(zip(*[c.tolist() for c in columns], labels)))
+    return pd.Categorical(labels, categories=list(dict.fromkeys(label for *_, label in order)))
+
+
 STRUCTURES = {"us": Unstructured, "cs": CompoundSymmetry, "ar1": AutoRegressive}
+DISTANCE_STRUCTURES = ("exp", "gau", "ou")
 
 
-def structure(kind: str, k: int) -> Covariance:
-    """The covariance structure ``kind`` of a block with k terms."""
+def structure(kind: str, k: int, names=()) -> Covariance:
+    """The covariance structure ``kind`` of a block with k terms (``names``: the terms, whose labels
+    hold a distance structure's positions)."""
+    if kind in DISTANCE_STRUCTURES:
+        xy = positions(names, kind)
+        distances = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=-1))
+        return DistanceCorrelation(k, kind, distances)
     return STRUCTURES[kind](k)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix import memory
-from bayesmix.design.covariance import Covariance, Unstructured, structure
+from bayesmix.design.covariance import DISTANCE_STRUCTURES, Covariance, Unstructured, positions, structure
 from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.design.expressions import (
     column_names,
@@ -577,12 +577,12 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
         Zt = np.asarray(matrix.design_matrix, dtype=float)
         names = display_names(matrix.as_dataframe().columns, contrasts)
         codes, levels = _group_codes(frame, term, group_columns)
-        if len(levels) < 2:
+        if len(levels) < 2 and term.structure not in DISTANCE_STRUCTURES:  # one group of many positions is spatial
             raise BayesmixError(
                 f"The grouping factor '{term.group}' has {len(levels)} level in the data used; "
                 "random effects need at least two. Remove the term, or use the factor as a fixed effect."
             )
-        _check_structure(term, Zt)
+        _check_structure(term, Zt, names)
         if term.correlated:
             raw.append((term.group, names, levels, codes, Zt, True, index, term.structure))
         else:
@@ -590,13 +590,37 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
     return raw, matrices
 
 
-def _check_structure(term, Zt: np.ndarray) -> None:
+def _check_positions(term, names, indicators: bool, call: str) -> None:
+    """A distance structure's terms are the indicators of a factor of positions whose labels are
+    coordinates (glmmTMB's ``numFactor``: ``bayesmix.num_factor(x, y)``), each position once."""
+    fix = (
+        f"Write {term.structure}(0 + pos | {term.group}) with pos = bayesmix.num_factor(x[, y]) (glmmTMB's numFactor): "
+        "a factor whose levels are the coordinates, such as '(1.5,2)'."
+    )
+    if not indicators:
+        raise BayesmixError(
+            f"{call}: {term.structure} correlates the levels of a factor of positions, one column each. {fix}"
+        )
+    try:
+        xy = positions(names, term.structure)
+    except ValueError as error:
+        raise BayesmixError(f"{call}: {error}. {fix}") from None
+    if len(np.unique(xy, axis=0)) < len(xy):
+        raise BayesmixError(
+            f"{call}: two levels sit at the same position, so their effects cannot be told apart. {fix}"
+        )
+
+
+def _check_structure(term, Zt: np.ndarray, names=()) -> None:
     """A structured covariance fits the term's columns: cs and ar1 relate two or more terms, and
     ar1's are the indicators of one factor of times (glmmTMB's ``ar1(0 + times | g)``)."""
     if term.structure == "us":
         return
     call = f"{term.structure}({term.expr} | {term.group})"
     indicators = np.all((Zt == 0.0) | (Zt == 1.0)) and np.all(Zt.sum(axis=1) == 1.0)
+    if term.structure in DISTANCE_STRUCTURES:
+        _check_positions(term, names, indicators and Zt.shape[1] > 1, call)
+        return
     if term.structure == "ar1" and not (indicators and Zt.shape[1] > 1):
         raise BayesmixError(
             f"{call}: ar1 correlates the levels of a factor of equally spaced times, one column each. Write "
@@ -881,7 +905,7 @@ def _make_blocks(raw: list[tuple], predictor: str) -> tuple[Block, ...]:
             Zt=Zt,
             correlated=corr,
             term=index,
-            covariance=structure(kind, len(names)),
+            covariance=structure(kind, len(names), names),
             predictor=predictor,
         )
         for label, (group, names, lv, codes, Zt, corr, index, kind) in zip(_labels(raw), raw)

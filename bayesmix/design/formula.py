@@ -47,8 +47,8 @@ class RandomTerm:
     correlated: False for ``||`` (one independent block per column of ``expr``).
     shared: brms's ID of ``(expr | ID | group)``: the effects of every linear predictor written with
         this ID are correlated with one another (a categorical response's categories), else None.
-    structure: the block's covariance (``us``, ``cs``, ``ar1``: glmmTMB's ``cs(x | g)`` syntax;
-        ``diag(x | g)`` is lme4's ``(x || g)``).
+    structure: the block's covariance (``us``, ``cs``, ``ar1``, ``exp``, ``gau``, ``ou``: glmmTMB's
+        ``cs(x | g)`` syntax; ``diag(x | g)`` is lme4's ``(x || g)``).
     """
 
     expr: str
@@ -56,7 +56,7 @@ class RandomTerm:
     factors: tuple[str, ...]
     correlated: bool
     shared: str | None = None
-    structure: str = "us"  # glmmTMB's covariance structure: us(...), cs(...), ar1(...)
+    structure: str = "us"  # glmmTMB's covariance structure: us(...), cs(...), ar1(...), exp(...), ...
 
 
 @dataclass(frozen=True)
@@ -571,7 +571,7 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
     return fixed_parts, offsets, random, variables
 
 
-STRUCTURE_CALLS = ("us", "diag", "cs", "ar1")  # glmmTMB's covariance structures written around (x | g)
+STRUCTURE_CALLS = ("us", "diag", "cs", "ar1", "exp", "gau", "ou")  # glmmTMB's structures written around (x | g)
 
 
 def _structure_call(term: str) -> tuple[str, str] | None:

@@ -25,7 +25,7 @@ def correlation(model, group=None, *, idata=None, ax=None):
         )
     block = blocks[0]
     source.require()
-    corr, rho = _correlation(source, block)
+    corr, parameter = _correlation(source, block)
     ax = _single_axes(ax, (1.2 + 0.55 * block.n_terms, 0.9 + 0.5 * block.n_terms))
     image = ax.imshow(corr, vmin=-1.0, vmax=1.0, cmap="RdBu_r", gid="correlation")
     for i in range(block.n_terms):
@@ -38,15 +38,16 @@ def correlation(model, group=None, *, idata=None, ax=None):
     ax.set_xticklabels(block.terms, rotation=45, ha="right", fontsize=8)
     ax.set_yticklabels(block.terms, fontsize=8)
     kind = block.covariance.kind
-    structure = "unstructured" if kind == "us" else f"{kind}, rho = {rho:.3f}"
+    structure = "unstructured" if kind == "us" else f"{kind}, {parameter}"
     fit = "posterior means" if source.bayes else f"{source.label} fit"
     ax.set_title(f"Correlation of the {group} effects\n({structure}; {fit})", fontsize=9)
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return ax
 
 
-def _correlation(source, block) -> tuple[np.ndarray, float | None]:
-    """(k, k) correlations and the structure's rho (None for an unstructured block)."""
+def _correlation(source, block) -> tuple[np.ndarray, str | None]:
+    """(k, k) correlations, and the structure's parameter as text (rho = ..., or range = ...;
+    None for an unstructured block)."""
     k = block.n_terms
     if source.bayes:
         post = source.idata.posterior
@@ -54,7 +55,15 @@ def _correlation(source, block) -> tuple[np.ndarray, float | None]:
         corr = np.eye(k)
         for value, (row, column) in zip(np.atleast_1d(pairs), term_pairs(block)):
             corr[row, column] = corr[column, row] = value
-        rho = float(post[f"rho_{block.label}"].mean()) if f"rho_{block.label}" in post else None
-        return corr, rho
-    entry = next(v for v in source.obj.varcorr if v["group"] == block.group and list(v["terms"]) == list(block.terms))
-    return np.asarray(entry["corr"], dtype=float), entry.get("rho")
+        entry = {
+            key: float(post[f"{key}_{block.label}"].mean())
+            for key in ("rho", "range")
+            if f"{key}_{block.label}" in post
+        }
+    else:
+        entry = next(
+            v for v in source.obj.varcorr if v["group"] == block.group and list(v["terms"]) == list(block.terms)
+        )
+        corr = np.asarray(entry["corr"], dtype=float)
+    text = [f"{key} = {entry[key]:.3g}" for key in ("rho", "range") if key in entry]
+    return corr, (text[0] if text else None)
