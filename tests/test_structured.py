@@ -189,3 +189,41 @@ def test_positions_come_from_num_factor_labels():
         bayesmix.Model("y ~ z + exp(0 + site | group)", data.assign(site=site))
     with pytest.raises(bayesmix.BayesmixError, match="correlates the levels of a factor of positions"):
         bayesmix.Model("y ~ z + gau(0 + x1 | group)", data)
+
+
+DISTANCE = json.loads((DATA / "distance_references.json").read_text())["cases"]
+TIMES = pd.read_csv(DATA / "distance_times.csv", dtype={"subject": str})
+SPACE = pd.read_csv(DATA / "distance_space.csv", dtype={"site": str, "group": str})
+DISTANCE_CASES = {
+    "ou_reml": ("y ~ x + ou(0 + times | subject)", "times", "gaussian", "reml"),
+    "ou_poisson": ("yc ~ x + ou(0 + times | subject)", "times", "poisson", "laplace"),
+    "exp_reml": ("y ~ z + exp(0 + pos | group)", "space", "gaussian", "reml"),
+    "exp_ml": ("y ~ z + exp(0 + pos | group)", "space", "gaussian", "ml"),
+    "gau_reml": ("y ~ z + gau(0 + pos | group)", "space", "gaussian", "reml"),
+}
+
+
+@pytest.mark.parametrize("case", list(DISTANCE_CASES))
+def test_distance_structures_match_glmmtmb(case):
+    """glmmTMB 1.1.5 (tests/data/r/distance_references.R): ou over six irregular times per subject
+    (REML, Laplace), exp and gau over 80 positions of one group (REML, ML). glmmTMB's theta[2] is
+    log(scale) for exp and gau (corr exp(-d / s), exp(-(d / s)^2)) and log(rate) for ou (corr
+    exp(-rate |t - t'|)); our ``range`` is the scale, 1 / rate for ou."""
+    formula, frame, family, method = DISTANCE_CASES[case]
+    if frame == "times":
+        data = TIMES.assign(times=bayesmix.num_factor(TIMES["time"]))
+    else:
+        data = SPACE.assign(pos=bayesmix.num_factor(SPACE["x1"], SPACE["x2"]))
+    fit = bayesmix.Model(formula, data, family=family).fit(method)
+    case_ref = DISTANCE[case]
+    polished = case_ref.get("newton_polish") or {}
+    ref = polished if polished.get("status") == "converged" else case_ref["results"]
+    theta = ref["varcorr"][0]["theta"] if "varcorr" in ref else ref["theta"]
+    scale = np.exp(theta[1])
+    assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-8)
+    assert fit.varcorr[0]["sd"][0] == pytest.approx(np.exp(theta[0]), rel=1e-6)
+    assert fit.varcorr[0]["range"] == pytest.approx(1 / scale if case.startswith("ou") else scale, rel=1e-6)
+    fixef = ref["fixef"]["estimate"] if isinstance(ref["fixef"], dict) else ref["fixef"]
+    np.testing.assert_allclose(fit.fixef["estimate"], fixef, rtol=1e-6)
+    if fit.sigma is not None:
+        assert fit.sigma == pytest.approx(float(ref["sigma"]), rel=1e-6)
