@@ -17,14 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from confint_vs_lme4 import timed  # noqa: E402 - a whole process, timed from start to exit
 
 SUBJECTS, TIMES = 500, 10
 
@@ -62,12 +63,6 @@ def simulate(path: Path) -> None:
         }
     )
     frame.to_csv(path, index=False)
-
-
-def timed(command: list[str]) -> tuple[float, dict]:
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return time.perf_counter() - start, json.loads(done.stdout)
 
 
 def main() -> None:
