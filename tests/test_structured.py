@@ -123,6 +123,8 @@ def test_posterior_of_an_ar1_block_near_the_exact_fit():
     for name, (draws, exact) in checks.items():
         assert abs(draws.mean() - exact) < 2 * draws.std(), name
     assert "rho_subject" in post and "chol_subject" not in post  # the scale is technical
+    contract = model.to_dict()["varcorr"][0]
+    assert contract["structure"] == "ar1" and contract["rho"] == pytest.approx(float(post["rho_subject"].mean()))
 
 
 def test_the_correlation_plot_draws_the_fitted_matrix():

@@ -120,6 +120,7 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
                 "cov": cov.mean(0),
             }
             | ({} if block.predictor == "mu" else {"predictor": block.predictor})
+            | _structure_means(post, block)
         )
         effects = flat_draws(post, f"re_{block.label}")  # (S, M, k)
         modes.append(effects.mean(0))
@@ -197,6 +198,15 @@ def to_dict(design: Design, family: Family, summary: NutsSummary, time_s: float 
         "messages": [text for _, text in d.messages()] + summary.notes,
         "time_s": time_s,
     }
+
+
+def _structure_means(post, block) -> dict:
+    """A structured block's structure and the posterior mean of its parameter (rho or range)."""
+    kind = block.covariance.kind
+    if kind == "us":
+        return {}
+    key = "rho" if kind in ("ar1", "cs") else "range"
+    return {"structure": kind, key: float(post[f"{key}_{block.label}"].mean())}
 
 
 def _mean_varcorr_lines(summary: NutsSummary) -> list[str]:
