@@ -30,6 +30,7 @@ from bayesmix.nuts.run import Diagnostics
 from bayesmix.ordinal import threshold_names
 from bayesmix.report import (
     INTERVAL,
+    STRUCTURED_ROWS,
     categories_to_dict,
     category_lines,
     censoring_lines,
@@ -214,9 +215,16 @@ def _mean_varcorr_lines(summary: NutsSummary) -> list[str]:
     for v in summary.varcorr:
         if v.get("predictor", "mu") != "mu":
             continue
-        for j, term in enumerate(v["terms"]):
+        terms = list(v["terms"])
+        shown = len(terms) if "structure" not in v or len(terms) <= STRUCTURED_ROWS else STRUCTURED_ROWS - 1
+        for j, term in enumerate(terms[:shown]):
             corr = " ".join(f"{v['corr'][j, i]:5.2f}" for i in range(j))
+            if "structure" in v:  # the structure's one parameter, as the exact fit's table
+                value = f"{v['rho']:5.2f}" if "rho" in v else f"range {v['range']:.3g}"
+                corr = f"{value} ({v['structure']})" if j == 0 else ""
             rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j]:.4g}", corr])
+        if shown < len(terms):
+            rows.append(["", f"... {len(terms) - shown} more", "", ""])
     if summary.sigma is not None:
         rows.append(["Residual", "", f"{summary.sigma:.4g}", ""])
     return format_table(rows)
