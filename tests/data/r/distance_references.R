@@ -12,8 +12,8 @@
 ## (`control_used`, `default_fit`). `newton_polish` (not a glmmTMB call): Newton steps on the fit's own objective
 ## from its optimum, to show how far the nlminb stop is from the optimum.
 ##
-## Number formatting, CSV writer, JSON conventions and the Newton polish are those of
-## tests/data/r/structured_references.R (helpers copied, so that this script is self-contained).
+## Number formatting, CSV writer, JSON conventions and the Newton polish are in tests/data/r/reference_helpers.R
+## (shared with tests/data/r/structured_references.R).
 ##
 ## Tested with R 4.2.2, glmmTMB 1.1.5, TMB 1.9.2, Matrix 1.5-3, jsonlite 1.8.4 (Debian bookworm packages).
 
@@ -37,78 +37,10 @@ versions <- list(
 
 REFIT_CONTROL <- "glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4))"
 
-## ---------------------------------------------------------------- helpers (from zero_references.R)
+## ---------------------------------------------------------------- helpers
 
-arr <- function(x) { if (is.null(x)) x <- character(0); I(unname(as.vector(x))) }  # always a JSON array, even of length 1
-mat <- function(x) { x <- as.matrix(x); dimnames(x) <- NULL; x }
-
-capture <- function(expr) {
-  w <- character(); msg <- character()
-  val <- withCallingHandlers(expr,
-    warning = function(c) { w <<- c(w, conditionMessage(c)); invokeRestart("muffleWarning") },
-    message = function(c) { msg <<- c(msg, conditionMessage(c)); invokeRestart("muffleMessage") })
-  list(value = val, warnings = w, messages = msg)
-}
-
-## Round trip checked with jsonlite's parser (yajl -> C strtod, correctly rounded, as Python's float()),
-## NOT with as.numeric(), which is not always correctly rounded.
-parse_exact <- function(s) {
-  if (length(s) == 0) return(numeric(0))
-  as.numeric(jsonlite::fromJSON(paste0("[", paste(s, collapse = ","), "]")))
-}
-fmt_num <- function(x) {   # shortest of %.15g / %.16g / %.17g that round-trips
-  s <- sprintf("%.15g", x)
-  fin <- is.finite(x)
-  for (dg in c(16, 17)) {
-    bad <- rep(FALSE, length(x))
-    bad[fin] <- parse_exact(s[fin]) != x[fin]
-    s[bad] <- sprintf(paste0("%.", dg, "g"), x[bad])
-  }
-  stopifnot(all(parse_exact(s[fin]) == x[fin]))
-  s[is.na(x)] <- "NA"
-  s
-}
-
-## jsonlite 1.8.4 writes at most 15 significant digits even with digits = NA, which does not round-trip.
-## So every double is pre-formatted here (shortest exact decimal, NA/NaN/Inf -> null) and passed
-## verbatim (json_verbatim = TRUE).
-json_num <- function(x) { s <- fmt_num(x); s[!is.finite(x)] <- "null"; s }
-prep_json <- function(x) {
-  if (is.list(x) && !is.data.frame(x)) {
-    if (length(x) == 0) return(x)
-    nm <- names(x); y <- lapply(x, prep_json); names(y) <- nm; return(y)
-  }
-  if (is.double(x)) {
-    if (is.matrix(x)) {
-      rows <- vapply(seq_len(nrow(x)), function(i) paste0("[", paste(json_num(x[i, ]), collapse = ","), "]"), "")
-      return(structure(paste0("[", paste(rows, collapse = ","), "]"), class = "json"))
-    }
-    s <- json_num(as.vector(x))
-    if (inherits(x, "AsIs") || length(x) != 1) return(structure(paste0("[", paste(s, collapse = ","), "]"), class = "json"))
-    return(structure(s, class = "json"))
-  }
-  x
-}
-
-write_csv_exact <- function(df, path) {
-  out <- df
-  for (nm in names(out)) {
-    if (is.factor(out[[nm]])) out[[nm]] <- as.character(out[[nm]])
-    else if (is.double(out[[nm]])) out[[nm]] <- fmt_num(out[[nm]])
-  }
-  ## character / factor columns quoted, numbers not (same style as the shared CSVs)
-  q <- which(vapply(df, function(v) is.factor(v) || is.character(v), TRUE))
-  write.csv(out, path, row.names = FALSE, quote = q)
-  ## check the round trip: every column as text, numbers parsed with the correctly rounded parser
-  back <- read.csv(path, colClasses = "character")
-  stopifnot(identical(names(back), names(df)), nrow(back) == nrow(df))
-  for (nm in names(df)) {
-    a <- df[[nm]]; b <- back[[nm]]
-    if (is.factor(a) || is.character(a)) stopifnot(identical(as.character(a), b))
-    else stopifnot(all(parse_exact(b) == a))
-  }
-  invisible(path)
-}
+source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
+                                                                 # write_json_file, newton_polish
 
 ## ---------------------------------------------------------------- data
 
@@ -329,30 +261,9 @@ tmb_varcorr <- function(m, th) {
   list(terms = out, theta_check_max_abs_diff = maxdiff)
 }
 
-## Newton polish of the outer objective from the fit's optimum (exact TMB gradient, optimHess, step halving).
+## Newton polish (reference_helpers.R) with sd / natural parameters / corr of each term from the polished theta.
 ## Run AFTER everything else has been extracted from m (it moves m$obj's internal state).
-newton_polish <- function(m, maxit = 50, gtol = 1e-8) {
-  obj <- m$obj; p0 <- m$fit$par; p <- p0; f <- obj$fn(p); steps <- 0; note <- "converged"
-  for (i in seq_len(maxit)) {
-    g <- as.vector(obj$gr(p))
-    if (!all(is.finite(g))) { note <- "non-finite gradient"; break }
-    if (max(abs(g)) < gtol) break
-    H <- optimHess(p, obj$fn, obj$gr)
-    dlt <- tryCatch(solve(H, g), error = function(e) NULL)
-    if (is.null(dlt)) { note <- "singular Hessian"; break }
-    lam <- 1; ok <- FALSE
-    for (k in 1:30) {
-      pn <- p - lam * dlt; fn <- obj$fn(pn)
-      if (is.finite(fn) && fn <= f + 1e-12) { ok <- TRUE; break }
-      lam <- lam / 2
-    }
-    if (!ok) { note <- "no descent step found"; break }
-    p <- pn; f <- fn; steps <- i
-    if (i == maxit) note <- "iteration limit"
-  }
-  f <- obj$fn(p); g <- as.vector(obj$gr(p))
-  th <- unname(p[names(p) == "theta"])
-  reS <- m$modelInfo$reStruc$condReStruc
+polish_terms <- function(th, reS) {
   terms <- list(); pos <- 0
   for (i in seq_along(reS)) {
     nt <- reS[[i]]$blockNumTheta; name <- BLOCK_NAMES[[as.character(reS[[i]]$blockCode)]]
@@ -361,21 +272,9 @@ newton_polish <- function(m, maxit = 50, gtol = 1e-8) {
     terms[[i]] <- list(term = names(reS)[i], structure = name, theta = arr(thi), sd = exp(thi[1]),
                        natural = natural_params(name, thi), corr_shown = mat(dist_corr(name, thi, reS[[i]])[k, k]))
   }
-  ## fixed effects at the polished point: ML -> par; REML -> the random-effect mode (last.par) of beta
-  lp <- obj$env$last.par
-  beta <- if (any(names(p) == "beta")) unname(p[names(p) == "beta"]) else unname(lp[names(lp) == "beta"])
-  bd <- p[names(p) == "betad"]
-  list(
-    note = paste("Newton polish (not a glmmTMB call): Newton steps on the fit's own objective m$obj from",
-                 "m$fit$par until max |gradient| <", gtol, "; sd / natural / corr from theta by the",
-                 "parameterisation maps; fixef = beta at the polished point (REML: the conditional mode of beta)."),
-    status = note, steps = steps,
-    par = list(names = arr(names(p)), values = arr(p)),
-    logLik = -f, max_abs_gradient = max(abs(g)),
-    max_abs_diff_par_vs_fit = max(abs(p - p0)), logLik_gain_vs_fit = -f - (-m$fit$objective),
-    fixef = arr(beta), sigma = if (family(m)$family == "gaussian" && length(bd) == 1) exp(unname(bd) / 2) else NULL,
-    varcorr = terms)
+  terms
 }
+polish <- function(m) newton_polish(m, polish_terms, "sd / natural / corr from theta by the parameterisation maps;")
 
 ## Gaussian only: GLS fixed effects, lme4-style se, and the log-likelihood computed directly from the marginal
 ## MVN at the fitted covariance: V = Z Cov(b) Z' + sigma^2 I, Cov(b) = blockdiag over terms of
@@ -465,7 +364,7 @@ run_case <- function(case_id, call_text, data_id, notes = NULL, boundary = FALSE
     }
     blk <- tmb_block(m, cap, used_call)
     usable <- length(cap$warnings) == 0 && isTRUE(blk$pdHess) && !boundary
-    pol <- tryCatch(newton_polish(m), error = function(e) list(status = paste("failed:", conditionMessage(e))))
+    pol <- tryCatch(polish(m), error = function(e) list(status = paste("failed:", conditionMessage(e))))
     cases[[case_id]] <<- list(
       case_id = case_id, data = data_id, data_file = DATA_FILE[[data_id]],
       r_call = used_call, control_used = control_used, default_fit = default_warn,
@@ -598,10 +497,8 @@ top <- list(
   cases = cases,
   mat_checks = mat_checks,
   failures = if (length(failures)) failures else NULL)
-js <- toJSON(prep_json(top), digits = NA, auto_unbox = TRUE, null = "null", na = "null", pretty = TRUE,
-             json_verbatim = TRUE)
 jpath <- file.path(OUT, "distance_references.json")
-writeLines(js, jpath)
+write_json_file(top, jpath)
 ## read back: valid JSON, numbers exact
 back <- fromJSON(jpath, simplifyVector = FALSE)
 for (cid in names(cases)) {

@@ -39,7 +39,7 @@
 ## dispersion: Var = mu + mu^2 / phi, phi = sigma(fit)), "theta_1|site.1" (= log sd of the site intercepts).
 ##
 ## Numbers are written as the shortest decimal that round-trips (15-17 significant digits; jsonlite 1.8.4 alone
-## stops at 15 even with digits = NA); helpers copied from confint_references.R.
+## stops at 15 even with digits = NA); helpers in tests/data/r/reference_helpers.R.
 ##
 ## Tested with R 4.2.2, lme4 1.1-31, glmmTMB 1.1.5, TMB 1.9.2, Matrix 1.5-3, jsonlite 1.8.4 (Debian bookworm packages).
 
@@ -67,51 +67,10 @@ versions <- list(
 N_PROFILE_RUNS <- 3L
 QVAL <- 0.5 * qchisq(0.95, df = 1)   # glmmTMB's profile target (half the LR statistic)
 
-## ---------------------------------------------------------------- helpers (from confint_references.R)
+## ---------------------------------------------------------------- helpers
 
-capture <- function(expr) {
-  w <- character(); msg <- character()
-  val <- withCallingHandlers(expr,
-    warning = function(c) { w <<- c(w, conditionMessage(c)); invokeRestart("muffleWarning") },
-    message = function(c) { msg <<- c(msg, conditionMessage(c)); invokeRestart("muffleMessage") })
-  list(value = val, warnings = w, messages = msg)
-}
-arr <- function(x) { if (is.null(x)) x <- character(0); I(unname(as.vector(x))) }  # always a JSON array
+source(file.path("tests", "data", "r", "reference_helpers.R"))   # capture, arr, fmt_num, parse_exact, write_json_file
 
-## Round trip checked with jsonlite's parser (yajl -> C strtod, correctly rounded, as Python's float()).
-parse_exact <- function(s) {
-  if (length(s) == 0) return(numeric(0))
-  as.numeric(jsonlite::fromJSON(paste0("[", paste(s, collapse = ","), "]")))
-}
-fmt_num <- function(x) {   # shortest of %.15g / %.16g / %.17g that round-trips
-  s <- sprintf("%.15g", x)
-  fin <- is.finite(x)
-  for (dg in c(16, 17)) {
-    bad <- rep(FALSE, length(x))
-    bad[fin] <- parse_exact(s[fin]) != x[fin]
-    s[bad] <- sprintf(paste0("%.", dg, "g"), x[bad])
-  }
-  stopifnot(all(parse_exact(s[fin]) == x[fin]))
-  s[!fin] <- "null"
-  s
-}
-prep_json <- function(x) {
-  if (is.list(x) && !is.data.frame(x)) {
-    if (length(x) == 0) return(x)
-    nm <- names(x); y <- lapply(x, prep_json); names(y) <- nm; return(y)
-  }
-  if (is.double(x)) {
-    s <- fmt_num(as.vector(x))
-    if (inherits(x, "AsIs") || length(x) != 1) return(structure(paste0("[", paste(s, collapse = ","), "]"), class = "json"))
-    return(structure(s, class = "json"))
-  }
-  x
-}
-write_json_file <- function(out, file) {
-  js <- toJSON(prep_json(out), digits = NA, auto_unbox = TRUE, null = "null", na = "null", pretty = TRUE,
-               json_verbatim = TRUE)
-  writeLines(js, file)
-}
 warn_table <- function(w) {   # unique warnings with their counts
   if (!length(w)) return(list(message = arr(NULL), count = arr(integer(0))))
   tb <- table(w)

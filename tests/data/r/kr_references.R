@@ -30,7 +30,7 @@
 ##   parameters (pbkrtest's get_SigmaG: per random-effect term of VarCorr(fit), the lower triangle of its covariance
 ##   matrix column by column, then sigma^2).
 ##
-## Numbers are written as the shortest decimal that round-trips (helpers copied from satterthwaite_references.R).
+## Numbers are written as the shortest decimal that round-trips (helpers in tests/data/r/reference_helpers.R).
 ## Tested with R 4.2.2, lme4 1.1-31, lmerTest 3.1-3, pbkrtest 0.5.2, Matrix 1.5-3, jsonlite 1.8.4
 ## (Debian bookworm packages).
 
@@ -55,69 +55,9 @@ versions <- list(
   jsonlite = as.character(packageVersion("jsonlite"))
 )
 
-## ---------------------------------------------------------------- helpers (from satterthwaite_references.R)
+## ---------------------------------------------------------------- helpers
 
-capture <- function(expr) {
-  w <- character(); msg <- character()
-  val <- withCallingHandlers(expr,
-    warning = function(c) { w <<- c(w, conditionMessage(c)); invokeRestart("muffleWarning") },
-    message = function(c) { msg <<- c(msg, conditionMessage(c)); invokeRestart("muffleMessage") })
-  list(value = val, warnings = w, messages = msg)
-}
-arr <- function(x) { if (is.null(x)) x <- character(0); I(unname(as.vector(x))) }  # always a JSON array
-rows <- function(M) { M <- as.matrix(M); lapply(seq_len(nrow(M)), function(i) arr(M[i, ])) }  # matrix by rows
-
-## Round trip checked with jsonlite's parser (yajl -> C strtod, correctly rounded, as Python's float()).
-parse_exact <- function(s) {
-  if (length(s) == 0) return(numeric(0))
-  as.numeric(jsonlite::fromJSON(paste0("[", paste(s, collapse = ","), "]")))
-}
-fmt_num <- function(x) {   # shortest of %.15g / %.16g / %.17g that round-trips
-  s <- sprintf("%.15g", x)
-  fin <- is.finite(x)
-  for (dg in c(16, 17)) {
-    bad <- rep(FALSE, length(x))
-    bad[fin] <- parse_exact(s[fin]) != x[fin]
-    s[bad] <- sprintf(paste0("%.", dg, "g"), x[bad])
-  }
-  stopifnot(all(parse_exact(s[fin]) == x[fin]))
-  s[!fin] <- "null"
-  s
-}
-prep_json <- function(x) {
-  if (is.list(x) && !is.data.frame(x)) {
-    if (length(x) == 0) return(x)
-    nm <- names(x); y <- lapply(x, prep_json); names(y) <- nm; return(y)
-  }
-  if (is.double(x)) {
-    s <- fmt_num(as.vector(x))
-    if (inherits(x, "AsIs") || length(x) != 1) return(structure(paste0("[", paste(s, collapse = ","), "]"), class = "json"))
-    return(structure(s, class = "json"))
-  }
-  x
-}
-
-write_csv_exact <- function(df, path) {   # as issue18_references.R
-  out <- df
-  for (nm in names(out)) {
-    if (is.factor(out[[nm]])) out[[nm]] <- as.character(out[[nm]])
-    else if (is.double(out[[nm]])) out[[nm]] <- fmt_num(out[[nm]])
-  }
-  q <- which(vapply(df, function(v) is.factor(v) || is.character(v), TRUE))
-  write.csv(out, path, row.names = FALSE, quote = q)
-  check_csv(df, path)
-}
-## the CSV holds exactly R's data (factors as their labels, numbers equal)
-check_csv <- function(df, path) {
-  back <- read.csv(path, colClasses = "character")
-  stopifnot(nrow(back) == nrow(df), all(names(df) %in% names(back)))
-  for (nm in names(df)) {
-    a <- df[[nm]]; b <- back[[nm]]
-    ok <- if (is.factor(a) || is.character(a)) identical(as.character(a), b) else identical(as.numeric(a), as.numeric(b))
-    if (!ok) stop(path, ": column ", nm, " differs from R's data")
-  }
-  invisible(TRUE)
-}
+source(file.path("tests", "data", "r", "reference_helpers.R"))   # capture, arr, by_rows, write_json_file, write_csv_exact
 
 ## ---------------------------------------------------------------- data
 
@@ -184,7 +124,7 @@ run_case <- function(id, formula, data_name, data, data_file, data_prep, data_no
     REMLcrit = as.numeric(REMLcrit(fit)),
     logLik = as.numeric(logLik(fit)),
     fixef = list(names = arr(names(fixef(fit))), estimate = arr(fixef(fit)), se = arr(se0)),
-    vcov = rows(V),
+    vcov = by_rows(V),
     theta = list(names = arr(names(th)), values = arr(th)),
     sigma = sigma(fit),
     nobs = nobs(fit),
@@ -224,7 +164,7 @@ run_case <- function(id, formula, data_name, data, data_file, data_prep, data_no
               tt["Ftest", "ndf"] == aNDF)
     Fsc <- c(Fsc, tt["Ftest", "F.scaling"])
     krm[[term]] <- list(
-      L = list(rows = arr(rownames(L)), columns = arr(colnames(L)), matrix = rows(L)),
+      L = list(rows = arr(rownames(L)), columns = arr(colnames(L)), matrix = by_rows(L)),
       Ftest = kr_row(tt, "Ftest"), FtestU = kr_row(tt, "FtestU"),
       aux = list(names = arr(names(km$aux)), values = arr(as.double(km$aux))),
       warnings = arr(c(capM$warnings, capM$messages)))
@@ -252,7 +192,7 @@ run_case <- function(id, formula, data_name, data, data_file, data_prep, data_no
       max_abs_rel_diff_se = max(abs(rel_se)),
       anova_type3 = at,
       krmodcomp = krm,
-      vcov_adjusted = rows(Vadj),
+      vcov_adjusted = by_rows(Vadj),
       warnings = arr(c(capK$warnings, capKA$warnings, capV$warnings))),
     satterthwaite = list(coefficients = coef_table(capS$value), warnings = arr(capS$warnings)))
 
@@ -282,8 +222,8 @@ run_case <- function(id, formula, data_name, data, data_file, data_prep, data_no
       varpar_names = arr(vp$names),
       varpar_groups = arr(vp$groups),
       varpar_values = arr(vp$values),
-      W = rows(W),
-      P = lapply(P, rows),
+      W = by_rows(W),
+      P = lapply(P, by_rows),
       condi = as.double(attr(VA, "condi")))
   }
   out
@@ -329,10 +269,8 @@ res <- list(versions = versions,
                          "(vcovAdj's W and P attributes with the variance-parameter order). KR is analytic in pbkrtest",
                          "(no numerical derivatives), so only the optimiser's stopping point limits agreement."),
             cases = cases)
-js <- toJSON(prep_json(res), digits = NA, auto_unbox = TRUE, null = "null", na = "null", pretty = TRUE,
-             json_verbatim = TRUE)
 path <- file.path(OUT, "kr_references.json")
-writeLines(js, path)
+write_json_file(res, path)
 back <- fromJSON(path, simplifyVector = FALSE)
 for (id in names(cases)) stopifnot(
   identical(unlist(back$cases[[id]]$kenward_roger$coefficients$df), as.vector(cases[[id]]$kenward_roger$coefficients$df)),

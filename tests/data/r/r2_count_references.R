@@ -26,95 +26,18 @@ versions <- list(R = R.version.string, lme4 = as.character(packageVersion("lme4"
                  performance = as.character(packageVersion("performance")),
                  insight = as.character(packageVersion("insight")), jsonlite = as.character(packageVersion("jsonlite")))
 
-## ------------------------------------------------ exact number formatting (as weights_references.R)
-## Round trip checked with jsonlite's parser (yajl -> C strtod, correctly rounded, as Python's float()).
-parse_exact <- function(s) {
-  if (length(s) == 0) return(numeric(0))
-  as.numeric(jsonlite::fromJSON(paste0("[", paste(s, collapse = ","), "]")))
-}
-fmt_num <- function(x, also_r_parser = FALSE) {   # shortest of %.15g / %.16g / %.17g that round-trips
-  s <- sprintf("%.15g", x)
-  fin <- is.finite(x)
-  for (dg in c(16, 17)) {
-    bad <- rep(FALSE, length(x))
-    bad[fin] <- parse_exact(s[fin]) != x[fin]
-    if (also_r_parser) bad[fin] <- bad[fin] | (as.numeric(s[fin]) != x[fin])
-    s[bad] <- sprintf(paste0("%.", dg, "g"), x[bad])
-  }
-  stopifnot(all(parse_exact(s[fin]) == x[fin]))
-  s[is.na(x)] <- "NA"
-  s
-}
-## jsonlite 1.8.4 writes at most 15 significant digits even with digits = NA, which does not always round-trip,
-## so every double is pre-formatted (shortest exact decimal, NA/NaN/Inf -> null) and passed verbatim.
-NUMCHECK <- new.env(); NUMCHECK$pairs <- character()
-json_num <- function(x) {
-  s <- fmt_num(x); s[!is.finite(x)] <- "null"
-  ok <- is.finite(x)
-  NUMCHECK$pairs <- c(NUMCHECK$pairs, paste(s[ok], sprintf("%.17g", x[ok])))
-  s
-}
-prep_json <- function(x) {
-  if (is.list(x) && !is.data.frame(x)) {
-    if (length(x) == 0) return(x)
-    nm <- names(x); y <- lapply(x, prep_json); names(y) <- nm; return(y)
-  }
-  if (is.double(x)) {
-    if (is.matrix(x)) {
-      rows <- vapply(seq_len(nrow(x)), function(i) paste0("[", paste(json_num(x[i, ]), collapse = ","), "]"), "")
-      return(structure(paste0("[", paste(rows, collapse = ","), "]"), class = "json"))
-    }
-    s <- json_num(as.vector(x))
-    if (inherits(x, "AsIs") || length(x) != 1) return(structure(paste0("[", paste(s, collapse = ","), "]"), class = "json"))
-    return(structure(s, class = "json"))
-  }
-  x
-}
-arr <- function(x) I(unname(x))           # always a JSON array
-mat <- function(m) { m <- as.matrix(m); dimnames(m) <- NULL; m }
-
-## CSV: doubles as the shortest decimal that both strtod and R's own parser (read.csv) read back exactly.
-csv_text <- function(df) {
-  out <- df
-  for (nm in names(out)) {
-    if (is.factor(out[[nm]])) out[[nm]] <- as.character(out[[nm]])
-    else if (is.double(out[[nm]])) out[[nm]] <- fmt_num(out[[nm]], also_r_parser = TRUE)
-  }
-  q <- which(vapply(df, function(v) is.factor(v) || is.character(v), TRUE))
-  tc <- textConnection("csv_lines", "w", local = TRUE)
-  write.csv(out, tc, row.names = FALSE, quote = q)
-  close(tc)
-  list(lines = csv_lines, quote = q)
-}
-csv_matches <- function(df, path) {   # value-by-value (==) comparison of a CSV with a data frame
-  back <- read.csv(path, colClasses = "character")
-  if (!identical(names(back), names(df)) || nrow(back) != nrow(df)) return(FALSE)
-  all(vapply(names(df), function(nm) {
-    a <- df[[nm]]; b <- back[[nm]]
-    if (is.factor(a) || is.character(a)) identical(as.character(a), b)
-    else isTRUE(all(parse_exact(b) == a)) && isTRUE(all(as.numeric(b) == a))
-  }, TRUE))
-}
-write_csv_exact <- function(df, path) {
-  ct <- csv_text(df)
-  writeLines(ct$lines, path)
-  stopifnot(csv_matches(df, path))
-  invisible(path)
-}
+## ------------------------------------------------ helpers
+## arr, mat, parse_exact, csv_text, csv_matches, write_csv_exact (CSV doubles: the shortest decimal that both strtod and
+## R's own parser read back exactly), capture, write_json_file, NUMCHECK
+source(file.path("tests", "data", "r", "reference_helpers.R"))
 
 ## ------------------------------------------------ capture helpers
-capture <- function(expr) {   # value plus all warnings and messages (nothing muffled from the record)
-  w <- character(); msg <- character()
-  val <- withCallingHandlers(tryCatch(expr, error = function(e) structure(list(error = conditionMessage(e)), class = "captured_error")),
-    warning = function(c) { w <<- c(w, conditionMessage(c)); invokeRestart("muffleWarning") },
-    message = function(c) { msg <<- c(msg, sub("\n$", "", conditionMessage(c))); invokeRestart("muffleMessage") })
-  ## performance/insight print some problems with print_color (cat), not as conditions
-  list(value = val, warnings = w, messages = msg)
-}
 capture_out <- function(expr) {   # also what is printed to stdout (insight::print_color)
   printed <- NULL
   res <- NULL
-  printed <- utils::capture.output(res <- capture(expr))
+  ## value plus all warnings and messages (trailing newline dropped); an error becomes a "captured_error" value.
+  ## performance/insight print some problems with print_color (cat), not as conditions
+  printed <- utils::capture.output(res <- capture(expr, catch_errors = TRUE, trim_messages = TRUE))
   res$printed <- printed
   res
 }
@@ -572,7 +495,7 @@ if (!all(slope_ok)) {
 
 ## ------------------------------------------------ write
 path <- file.path(OUT, "r2_count_references.json")
-writeLines(toJSON(prep_json(out), auto_unbox = TRUE, null = "null", na = "null", json_verbatim = TRUE, pretty = TRUE), path)
+write_json_file(out, path)
 ## R2_NUMCHECK=file: also write every (chosen, %.17g) pair there, for an independent check in Python
 nc <- Sys.getenv("R2_NUMCHECK"); if (nzchar(nc)) writeLines(NUMCHECK$pairs, nc)
 cat("wrote", path, "with", length(NUMCHECK$pairs), "numbers\n")
