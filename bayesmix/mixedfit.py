@@ -388,14 +388,13 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
 
 
 def _structure_entry(covariance, layout: ThetaLayout, x: np.ndarray, index: int) -> dict:
-    """A structured block's varcorr entries: its structure and, where it has one, its correlation
-    parameter (ar1's and cs's rho); nothing for an unstructured block."""
+    """A structured block's varcorr entries: its structure and its parameters as the reports name
+    them (ar1's and cs's ``rho``, a distance structure's ``range``, toep's ``lags``); nothing for
+    an unstructured block."""
     if covariance.kind == "us":
         return {}
     theta = layout.split(np.asarray(x[: layout.n_theta], dtype=float))[index]
-    if hasattr(covariance, "rho"):
-        return {"structure": covariance.kind, "rho": covariance.rho(theta)}
-    return {"structure": covariance.kind, "range": covariance.range(theta)}
+    return {"structure": covariance.kind, **covariance.describe(theta)}
 
 
 def coefficient_table(beta, vcov, names, df=None) -> pd.DataFrame:

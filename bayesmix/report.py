@@ -82,7 +82,7 @@ def varcorr_to_dict(varcorr: list[dict], predictor: str = "mu") -> list[dict]:
             "sd": np.asarray(v["sd"], dtype=float).tolist(),
             "corr": np.asarray(v["corr"], dtype=float).tolist(),
         }
-        | ({key: v[key] if key == "structure" else float(v[key]) for key in ("structure", "rho", "range") if key in v})
+        | {key: v[key] for key in STRUCTURE_KEYS if key in v}
         for v in varcorr
         if v.get("predictor", "mu") == predictor
     ]
@@ -119,6 +119,16 @@ def submodels_to_dict(tables: dict[str, pd.DataFrame], varcorr: list[dict] = (),
 
 
 STRUCTURED_ROWS = 8  # a structured block of more terms prints its first seven and a count
+STRUCTURE_KEYS = ("structure", "rho", "range", "lags")  # a structured block's entries in the contract
+
+
+def structure_text(v: dict) -> str:
+    """A structured block's parameter as the tables print it: ``0.62``, ``range 3.1``, ``lags 0.5 0.2``."""
+    if "rho" in v:
+        return f"{v['rho']:5.2f}"
+    if "range" in v:
+        return f"range {v['range']:.3g}"
+    return "lags " + " ".join(f"{value:.2f}" for value in v["lags"])
 
 
 def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | None = None) -> list[str]:
@@ -133,8 +143,7 @@ def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | No
         for j, term in enumerate(terms[:shown]):
             correlations = " ".join(f"{corr[j][i]:5.2f}" for i in range(j))
             if "structure" in v:  # glmmTMB's way: the structure's one parameter, on the first row
-                value = f"{v['rho']:5.2f}" if "rho" in v else f"range {v['range']:.3g}"
-                correlations = f"{value} ({v['structure']})" if j == 0 else ""
+                correlations = f"{structure_text(v)} ({v['structure']})" if j == 0 else ""
             rows.append([v["group"] if j == 0 else "", term, f"{sd[j] ** 2:.4g}", f"{sd[j]:.4g}", correlations])
         if shown < len(terms):  # a structure's many positions: the rest in fit.varcorr
             rows.append(["", f"... {len(terms) - shown} more", "", "", ""])

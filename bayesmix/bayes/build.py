@@ -220,11 +220,27 @@ def _distance_covariance(block: Block, priors: dict[str, Prior]):
     return s * L
 
 
+def _toeplitz_covariance(block: Block, priors: dict[str, Prior]):
+    """diag(sd) chol(R) with R[i, j] = lags[|i - j|]: adds ``sd_<label>``, the sampled ``lags_<label>``
+    (one correlation per lag; where they make no positive-definite R the density is -inf and NUTS
+    steps back) and ``cor_<label>``."""
+    label, k = block.label, block.n_terms
+    sd = priors[f"sd_{label}"].variable(f"sd_{label}", dims=term_dim(block), shape=(k,))
+    lags = priors[f"lags_{label}"].variable(f"lags_{label}", shape=(k - 1,))
+    index = np.abs(np.subtract.outer(np.arange(k), np.arange(k)))
+    R = pt.concatenate([pt.ones(1), lags])[index]
+    L = pt.linalg.cholesky(R)
+    rows, columns = zip(*term_pairs(block))
+    pm.Deterministic(f"cor_{label}", R[list(rows), list(columns)], dims=pair_dim(block))
+    return sd[:, None] * L
+
+
 # covariance structure (its ``kind``) -> the PyMC variables that make the block's Cholesky factor
 COVARIANCE_BUILDERS = {
     "us": _unstructured_covariance,
     "ar1": _autoregressive_covariance,
     "cs": _compound_symmetry_covariance,
+    "toep": _toeplitz_covariance,
     "exp": _distance_covariance,
     "gau": _distance_covariance,
     "ou": _distance_covariance,

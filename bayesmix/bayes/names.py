@@ -32,6 +32,7 @@ OUR_PREFIXES = (
     "corr_",
     "rho_",
     "range_",
+    "lags_",
     "re_",
     "z_",
     "u_",
@@ -180,9 +181,12 @@ def public_names(design: Design, family: Family) -> list[str]:
         names.append(f"sd_{block.label}")
         if block.n_terms > 1:
             names.append(f"cor_{block.label}")
-        if block.covariance.kind in ("ar1", "cs"):  # a structured block's one correlation
+        kind = block.covariance.kind
+        if kind in ("ar1", "cs"):  # a structured block's one correlation
             names.append(f"rho_{block.label}")
-        elif block.covariance.kind != "us":  # a distance structure's range
+        elif kind == "toep":  # a correlation per lag
+            names.append(f"lags_{block.label}")
+        elif kind != "us":  # a distance structure's range
             names.append(f"range_{block.label}")
         names.append(f"re_{block.label}")
     return names

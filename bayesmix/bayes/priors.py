@@ -201,7 +201,9 @@ def block_priors(block, scales: list[float]) -> dict[str, Prior]:
             f"range_{label}": Prior("LogNormal", mu=float(np.log(np.median(distances[distances > 0]))), sigma=1.0),
         }
     out = {f"sd_{label}": Prior("HalfNormal", sigma=np.asarray(scales))}
-    if kind == "cs":
+    if kind == "toep":  # one correlation per lag
+        out[f"lags_{label}"] = Prior("Uniform", lower=-1.0, upper=1.0)
+    elif kind == "cs":
         out[f"rho_{label}"] = Prior("Uniform", lower=-1.0 / (k - 1), upper=1.0)
     elif k > 1:
         out[f"corr_{label}"] = Prior("LKJ", eta=LKJ_ETA)

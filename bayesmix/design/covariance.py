@@ -172,6 +172,10 @@ class AutoRegressive:
     def rho(self, theta: np.ndarray) -> float:
         return _rho(float(theta[1]))
 
+    def describe(self, theta: np.ndarray) -> dict:
+        """What the reports call the structure's parameter: ``rho``."""
+        return {"rho": self.rho(theta)}
+
 
 @dataclass(frozen=True)
 class CompoundSymmetry:
@@ -195,6 +199,9 @@ class CompoundSymmetry:
     def rho(self, theta: np.ndarray) -> float:
         lo = self._floor
         return float(lo + (1.0 - lo) / (1.0 + np.exp(-float(theta[-1]))))
+
+    def describe(self, theta: np.ndarray) -> dict:
+        return {"rho": self.rho(theta)}
 
     def _correlation(self, rho: float) -> np.ndarray:
         return (1.0 - rho) * np.eye(self.k) + rho
@@ -240,6 +247,72 @@ class CompoundSymmetry:
         return [*terms, "phi"]
 
 
+@dataclass(frozen=True)
+class Toeplitz:
+    """glmmTMB's ``toep(0 + times | g)``: a variance per term and a correlation per lag,
+    Corr(b_i, b_j) = r_|i - j| (the terms in time order). theta = (each term's SD relative to the
+    residual's (>= 0), phi_1 .. phi_(k-1)) with r_lag = phi / sqrt(1 + phi^2). Not every set of lag
+    correlations is positive definite: there the factor does not exist and the criterion is
+    infinite (the optimiser steps back)."""
+
+    k: int
+    kind: str = "toep"
+
+    @property
+    def n_theta(self) -> int:
+        return 2 * self.k - 1
+
+    def lags(self, theta: np.ndarray) -> np.ndarray:
+        phi = np.asarray(theta[self.k :], dtype=float)
+        return phi / np.sqrt(1.0 + phi * phi)
+
+    def describe(self, theta: np.ndarray) -> dict:
+        """``lags``: the correlation at lags 1, 2, ..."""
+        return {"lags": [float(v) for v in self.lags(theta)]}
+
+    def _correlation(self, lags: np.ndarray) -> np.ndarray:
+        index = np.abs(np.subtract.outer(np.arange(self.k), np.arange(self.k)))
+        return np.concatenate([[1.0], lags])[index]
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        L = np.linalg.cholesky(self._correlation(self.lags(theta)))
+        return np.asarray(theta[: self.k], dtype=float)[:, None] * L
+
+    def theta(self, factor: np.ndarray) -> np.ndarray:
+        cov = np.asarray(factor, dtype=float) @ np.asarray(factor, dtype=float).T
+        s = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.nan_to_num(cov / np.outer(s, s))
+        lags = np.array([np.mean(np.diagonal(corr, offset)) for offset in range(1, self.k)])
+        lags = np.clip(lags, -1.0 + 1e-12, 1.0 - 1e-12)
+        return np.concatenate([s, lags / np.sqrt(1.0 - lags * lags)])
+
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        L = np.linalg.cholesky(self._correlation(self.lags(theta)))
+        s = np.asarray(theta[: self.k], dtype=float)
+        out = np.zeros((self.n_theta, self.k, self.k))
+        for i in range(self.k):
+            out[i, i] = L[i]
+        index = np.abs(np.subtract.outer(np.arange(self.k), np.arange(self.k)))
+        for lag in range(1, self.k):
+            dR = (index == lag) * _rho_slope(float(theta[self.k + lag - 1]))
+            out[self.k + lag - 1] = s[:, None] * _cholesky_derivative(L, dR)
+        return out
+
+    def is_diagonal(self) -> np.ndarray:
+        return np.arange(self.n_theta) < self.k
+
+    def lower(self) -> np.ndarray:
+        return np.where(self.is_diagonal(), 0.0, -np.inf)
+
+    def start(self) -> np.ndarray:
+        return self.is_diagonal().astype(float)  # unit SDs, no correlation
+
+    def parameter_names(self, terms) -> list[str]:
+        """theta's names: each term's relative SD and ``phi<lag>``, lag lag's unbounded parameter."""
+        return [*terms, *(f"phi{lag}" for lag in range(1, self.k))]
+
+
 KERNELS = {
     # correlation at distance d for range r, and its derivative in log r
     "exp": (lambda d, r: np.exp(-d / r), lambda d, r: np.exp(-d / r) * d / r),
@@ -265,6 +338,9 @@ class DistanceCorrelation:
 
     def range(self, theta: np.ndarray) -> float:
         return float(np.exp(theta[1]))
+
+    def describe(self, theta: np.ndarray) -> dict:
+        return {"range": self.range(theta)}
 
     def correlation(self, r: float) -> np.ndarray:
         return KERNELS[self.kind][0](self.distances, r)
@@ -340,7 +416,7 @@ def num_factor(*coordinates):
     return pd.Categorical(labels, categories=list(dict.fromkeys(label for *_, label in order)))
 
 
-STRUCTURES = {"us": Unstructured, "cs": CompoundSymmetry, "ar1": AutoRegressive}
+STRUCTURES = {"us": Unstructured, "cs": CompoundSymmetry, "ar1": AutoRegressive, "toep": Toeplitz}
 DISTANCE_STRUCTURES = ("exp", "gau", "ou")
 
 

@@ -621,11 +621,11 @@ def _check_structure(term, Zt: np.ndarray, names=()) -> None:
     if term.structure in DISTANCE_STRUCTURES:
         _check_positions(term, names, indicators and Zt.shape[1] > 1, call)
         return
-    if term.structure == "ar1" and not (indicators and Zt.shape[1] > 1):
+    if term.structure in ("ar1", "toep") and not (indicators and Zt.shape[1] > 1):
         raise BayesmixError(
-            f"{call}: ar1 correlates the levels of a factor of equally spaced times, one column each. Write "
-            f"ar1(0 + times | {term.group}) with times a factor (categorical=['times']) whose levels are in time "
-            "order, and no intercept."
+            f"{call}: {term.structure} correlates the levels of a factor of equally spaced times, one column "
+            f"each. Write {term.structure}(0 + times | {term.group}) with times a factor (categorical=['times']) "
+            "whose levels are in time order, and no intercept."
         )
     if Zt.shape[1] < 2:
         raise BayesmixError(

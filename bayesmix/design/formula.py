@@ -571,7 +571,7 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
     return fixed_parts, offsets, random, variables
 
 
-STRUCTURE_CALLS = ("us", "diag", "cs", "ar1", "exp", "gau", "ou")  # glmmTMB's structures written around (x | g)
+STRUCTURE_CALLS = ("us", "diag", "cs", "ar1", "toep", "exp", "gau", "ou")  # glmmTMB's structures written around (x | g)
 
 
 def _structure_call(term: str) -> tuple[str, str] | None:

@@ -40,6 +40,7 @@ from bayesmix.report import (
     format_table,
     ranef_dict,
     ranef_frames,
+    structure_text,
     submodel_formula_lines,
     submodel_headings,
     submodels_to_dict,
@@ -206,6 +207,8 @@ def _structure_means(post, block) -> dict:
     kind = block.covariance.kind
     if kind == "us":
         return {}
+    if kind == "toep":
+        return {"structure": kind, "lags": post[f"lags_{block.label}"].mean(("chain", "draw")).values.tolist()}
     key = "rho" if kind in ("ar1", "cs") else "range"
     return {"structure": kind, key: float(post[f"{key}_{block.label}"].mean())}
 
@@ -220,8 +223,7 @@ def _mean_varcorr_lines(summary: NutsSummary) -> list[str]:
         for j, term in enumerate(terms[:shown]):
             corr = " ".join(f"{v['corr'][j, i]:5.2f}" for i in range(j))
             if "structure" in v:  # the structure's one parameter, as the exact fit's table
-                value = f"{v['rho']:5.2f}" if "rho" in v else f"range {v['range']:.3g}"
-                corr = f"{value} ({v['structure']})" if j == 0 else ""
+                corr = f"{structure_text(v)} ({v['structure']})" if j == 0 else ""
             rows.append([v["group"] if j == 0 else "", term, f"{v['sd'][j]:.4g}", corr])
         if shown < len(terms):
             rows.append(["", f"... {len(terms) - shown} more", "", ""])

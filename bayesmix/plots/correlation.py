@@ -60,10 +60,14 @@ def _correlation(source, block) -> tuple[np.ndarray, str | None]:
             for key in ("rho", "range")
             if f"{key}_{block.label}" in post
         }
+        if f"lags_{block.label}" in post:
+            entry["lags"] = post[f"lags_{block.label}"].mean(("chain", "draw")).values
     else:
         entry = next(
             v for v in source.obj.varcorr if v["group"] == block.group and list(v["terms"]) == list(block.terms)
         )
         corr = np.asarray(entry["corr"], dtype=float)
     text = [f"{key} = {entry[key]:.3g}" for key in ("rho", "range") if key in entry]
+    if "lags" in entry:
+        text.append("lags " + " ".join(f"{value:.2f}" for value in entry["lags"]))
     return corr, (text[0] if text else None)
