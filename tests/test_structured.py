@@ -101,8 +101,10 @@ def test_structures_refuse_what_they_cannot_take():
         bayesmix.Model("y ~ x + ar1(0 + t | subject)", numeric)
     with pytest.raises(bayesmix.BayesmixError, match="relates two or more"):
         bayesmix.Model("y ~ x + cs(1 | subject)", GAUSS)
-    with pytest.raises(bayesmix.BayesmixError, match="toep\\(\\) is not available yet"):
-        bayesmix.Model("y ~ x + toep(0 + times | subject)", GAUSS, categorical=["times"])
+    with pytest.raises(bayesmix.BayesmixError, match="mat\\(\\) is not available yet"):
+        bayesmix.Model("y ~ x + mat(0 + times | subject)", GAUSS, categorical=["times"])
+    with pytest.raises(bayesmix.BayesmixError, match="toep correlates the levels of a factor"):
+        bayesmix.Model("y ~ x + toep(0 + x | subject)", GAUSS)
 
 
 def test_posterior_of_an_ar1_block_near_the_exact_fit():
