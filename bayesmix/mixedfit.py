@@ -333,7 +333,7 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
         varcorr.append(
             {"group": block.group, "terms": list(block.terms), "sd": sd, "corr": corr, "cov": cov}
             | ({} if block.predictor == "mu" else {"predictor": block.predictor})
-            | _structure_entry(block.covariance, e.layout, e.optimizer.x, position[i])
+            | _structure_entry(block.covariance, e.layout, e.optimizer.x, position[i], e.scale)
         )
     theta_values = e.optimizer.x[: e.layout.n_theta]
     judged = theta_values if e.singular_theta is None else e.singular_theta[: e.layout.n_theta]
@@ -387,14 +387,17 @@ def _assemble(design: Design, family: Family, e: _Estimates, time_s: float | Non
     )
 
 
-def _structure_entry(covariance, layout: ThetaLayout, x: np.ndarray, index: int) -> dict:
+def _structure_entry(covariance, layout: ThetaLayout, x: np.ndarray, index: int, scale: float = 1.0) -> dict:
     """A structured block's varcorr entries: its structure and its parameters as the reports name
     them (ar1's and cs's ``rho``, a distance structure's ``range``, toep's ``lags``); nothing for
     an unstructured block."""
     if covariance.kind == "us":
         return {}
     theta = layout.split(np.asarray(x[: layout.n_theta], dtype=float))[index]
-    return {"structure": covariance.kind, **covariance.describe(theta)}
+    described = covariance.describe(theta)
+    if "loadings" in described:  # rr's loadings on the data's scale, as the SDs (theta's are relative to sigma)
+        described["loadings"] = (scale * np.asarray(described["loadings"])).tolist()
+    return {"structure": covariance.kind, **described}
 
 
 def coefficient_table(beta, vcov, names, df=None) -> pd.DataFrame:

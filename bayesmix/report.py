@@ -119,7 +119,7 @@ def submodels_to_dict(tables: dict[str, pd.DataFrame], varcorr: list[dict] = (),
 
 
 STRUCTURED_ROWS = 8  # a structured block of more terms prints its first seven and a count
-STRUCTURE_KEYS = ("structure", "rho", "range", "lags")  # a structured block's entries in the contract
+STRUCTURE_KEYS = ("structure", "rho", "range", "lags", "rank", "loadings")  # a structured block's in the contract
 
 
 def structure_text(v: dict) -> str:
@@ -128,6 +128,8 @@ def structure_text(v: dict) -> str:
         return f"{v['rho']:5.2f}"
     if "range" in v:
         return f"range {v['range']:.3g}"
+    if "rank" in v:
+        return f"rank {v['rank']}"
     return "lags " + " ".join(f"{value:.2f}" for value in v["lags"])
 
 

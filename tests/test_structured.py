@@ -292,3 +292,61 @@ def test_toeplitz_maximises_the_dense_likelihood():
     assert "lags" in fit.to_dict()["varcorr"][0] and "(toep)" in fit.summary()
     point = model.pymc_model("noncentered").initial_point()
     assert np.isfinite(model.pymc_model("noncentered").compile_logp()(point))  # the Bayesian form builds
+
+
+def test_reduced_rank_maximises_the_dense_likelihood():
+    """rr(0 + sp | site, 2): five species' effects on two latent dimensions (glmmTMB's rr). The ML
+    log-likelihood, written out per site on the dense covariance Lambda Lambda' + sigma^2 I, equals
+    fit.loglik at our loadings, and no move of (loadings, log sigma) raises it."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(7)
+    sites, species = 60, 5
+    loadings = np.array([[1.0, 0], [0.8, 0.5], [-0.5, 0.7], [0.3, -0.6], [0.6, 0.4]])
+    b = rng.standard_normal((sites, 2)) @ loadings.T
+    frames = [
+        pd.DataFrame(
+            {
+                "y": (1 + b + rng.normal(0, 0.5, (sites, species))).ravel(),
+                "sp": np.tile([f"sp{k}" for k in range(species)], sites),
+                "site": np.repeat([f"s{i:02d}" for i in range(sites)], species),
+            }
+        )
+        for _ in range(2)
+    ]
+    data = pd.concat(frames, ignore_index=True)
+    model = bayesmix.Model("y ~ 0 + sp + rr(0 + sp | site, 2)", data)
+    fit = model.fit("ml")
+    X = pd.get_dummies(data["sp"]).to_numpy(dtype=float)
+    sp = data["sp"].str[2:].astype(int).to_numpy()
+    groups = [np.flatnonzero(data["site"].to_numpy() == s) for s in data["site"].unique()]
+    y = data["y"].to_numpy()
+    free = np.tril(np.ones((species, 2), dtype=bool))
+
+    def loglik(params):
+        lam = np.zeros((species, 2))
+        lam[free] = params[:-1]
+        sigma = np.exp(params[-1])
+        cov = lam @ lam.T
+        blocks = [cov[np.ix_(sp[g], sp[g])] + sigma**2 * np.eye(len(g)) for g in groups]
+        inverses = [np.linalg.inv(V) for V in blocks]
+        beta = np.linalg.solve(
+            sum(X[g].T @ Vi @ X[g] for g, Vi in zip(groups, inverses)),
+            sum(X[g].T @ Vi @ y[g] for g, Vi in zip(groups, inverses)),
+        )
+        return -0.5 * sum(
+            np.linalg.slogdet(2 * np.pi * V)[1] + (y[g] - X[g] @ beta) @ Vi @ (y[g] - X[g] @ beta)
+            for g, V, Vi in zip(groups, blocks, inverses)
+        )
+
+    lam = np.asarray(fit.varcorr[0]["loadings"])  # on the data's scale
+    at = np.append(lam[free], np.log(fit.sigma))
+    assert loglik(at) == pytest.approx(fit.loglik, rel=1e-10)
+    better = minimize(lambda p: -loglik(p), at, method="BFGS", options={"gtol": 1e-8})
+    assert -better.fun - fit.loglik < 1e-7
+    assert fit.varcorr[0]["rank"] == 2 and "rank 2 (rr)" in fit.summary()
+    assert list(fit.theta.index)[:2] == ["site.loading1.sp[sp0]", "site.loading1.sp[sp1]"]
+    point = model.pymc_model("noncentered").initial_point()
+    assert np.isfinite(model.pymc_model("noncentered").compile_logp()(point))
+    with pytest.raises(bayesmix.BayesmixError, match="rank d must be at least 1 and below"):
+        bayesmix.Model("y ~ 0 + sp + rr(0 + sp | site, 5)", data)

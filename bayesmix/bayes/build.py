@@ -235,12 +235,32 @@ def _toeplitz_covariance(block: Block, priors: dict[str, Prior]):
     return sd[:, None] * L
 
 
+def _reduced_rank_covariance(block: Block, priors: dict[str, Prior]):
+    """[Lambda | 0] with Lambda (k x d) lower trapezoidal: ``loadings_<label>`` (k, d), the sampled
+    ``chol_<label>`` masked above the diagonal with its diagonal made positive by its absolute
+    value (a column's sign is not identified; folding it keeps the posterior in one of the mirror
+    images), ``sd_<label>`` and ``cor_<label>`` from Lambda Lambda'."""
+    label, k, d = block.label, block.n_terms, block.covariance.rank
+    raw = priors[f"loadings_{label}"].variable(f"chol_{label}", shape=(k, d))  # technical: before folding
+    mask = np.tril(np.ones((k, d)))
+    diagonal = np.eye(k, d)
+    loadings = pm.Deterministic(f"loadings_{label}", raw * mask * (1.0 - diagonal) + pt.abs(raw) * diagonal)
+    cov = loadings @ loadings.T
+    sd = pt.sqrt(pt.diagonal(cov))
+    pm.Deterministic(f"sd_{label}", sd, dims=term_dim(block))
+    rows, columns = zip(*term_pairs(block))
+    corr = cov / (sd[:, None] * sd[None, :])
+    pm.Deterministic(f"cor_{label}", corr[list(rows), list(columns)], dims=pair_dim(block))
+    return pt.concatenate([loadings, pt.zeros((k, k - d))], axis=1)
+
+
 # covariance structure (its ``kind``) -> the PyMC variables that make the block's Cholesky factor
 COVARIANCE_BUILDERS = {
     "us": _unstructured_covariance,
     "ar1": _autoregressive_covariance,
     "cs": _compound_symmetry_covariance,
     "toep": _toeplitz_covariance,
+    "rr": _reduced_rank_covariance,
     "exp": _distance_covariance,
     "gau": _distance_covariance,
     "ou": _distance_covariance,

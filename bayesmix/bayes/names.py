@@ -33,6 +33,7 @@ OUR_PREFIXES = (
     "rho_",
     "range_",
     "lags_",
+    "loadings_",
     "re_",
     "z_",
     "u_",
@@ -186,6 +187,8 @@ def public_names(design: Design, family: Family) -> list[str]:
             names.append(f"rho_{block.label}")
         elif kind == "toep":  # a correlation per lag
             names.append(f"lags_{block.label}")
+        elif kind == "rr":  # the loadings
+            names.append(f"loadings_{block.label}")
         elif kind != "us":  # a distance structure's range
             names.append(f"range_{block.label}")
         names.append(f"re_{block.label}")

@@ -313,6 +313,59 @@ class Toeplitz:
         return [*terms, *(f"phi{lag}" for lag in range(1, self.k))]
 
 
+@dataclass(frozen=True)
+class ReducedRank:
+    """glmmTMB's ``rr(x | g, d)``: a covariance of rank d, Lambda Lambda' with Lambda (k x d) lower
+    trapezoidal (zero above its diagonal), its diagonal >= 0 (a column's sign is otherwise free).
+    theta = Lambda's free entries column by column; the factor is [Lambda | 0] (k x k): the effects
+    of the k terms move along d latent dimensions (a factor-analytic model, as for species)."""
+
+    k: int
+    rank: int
+    kind: str = "rr"
+
+    def positions(self) -> list[tuple[int, int]]:
+        return [(i, j) for j in range(self.rank) for i in range(j, self.k)]
+
+    @property
+    def n_theta(self) -> int:
+        return len(self.positions())
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        T = np.zeros((self.k, self.k))
+        rows, columns = zip(*self.positions())
+        T[rows, columns] = theta[: self.n_theta]
+        return T
+
+    def theta(self, factor: np.ndarray) -> np.ndarray:
+        rows, columns = zip(*self.positions())
+        return np.asarray(factor)[rows, columns]
+
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.n_theta, self.k, self.k))
+        for index, (i, j) in enumerate(self.positions()):
+            out[index, i, j] = 1.0
+        return out
+
+    def is_diagonal(self) -> np.ndarray:
+        return np.array([i == j for i, j in self.positions()], dtype=bool)
+
+    def lower(self) -> np.ndarray:
+        return np.where(self.is_diagonal(), 0.0, -np.inf)
+
+    def start(self) -> np.ndarray:
+        return self.is_diagonal().astype(float)
+
+    def parameter_names(self, terms) -> list[str]:
+        """theta's names: ``loading<j>.<term>``, term's loading on latent dimension j."""
+        return [f"loading{j + 1}.{terms[i]}" for i, j in self.positions()]
+
+    def describe(self, theta: np.ndarray) -> dict:
+        """``rank`` and ``loadings`` (k x d; relative to the residual SD in a gaussian model's theta,
+        the reports scale them back)."""
+        return {"rank": self.rank, "loadings": self.factor(theta)[:, : self.rank].tolist()}
+
+
 KERNELS = {
     # correlation at distance d for range r, and its derivative in log r
     "exp": (lambda d, r: np.exp(-d / r), lambda d, r: np.exp(-d / r) * d / r),
@@ -420,9 +473,11 @@ STRUCTURES = {"us": Unstructured, "cs": CompoundSymmetry, "ar1": AutoRegressive,
 DISTANCE_STRUCTURES = ("exp", "gau", "ou")
 
 
-def structure(kind: str, k: int, names=()) -> Covariance:
+def structure(kind: str, k: int, names=(), rank: int | None = None) -> Covariance:
     """The covariance structure ``kind`` of a block with k terms (``names``: the terms, whose labels
-    hold a distance structure's positions)."""
+    hold a distance structure's positions; ``rank``: rr's d)."""
+    if kind == "rr":
+        return ReducedRank(k, 2 if rank is None else int(rank))
     if kind in DISTANCE_STRUCTURES:
         xy = positions(names, kind)
         distances = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=-1))

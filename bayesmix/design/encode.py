@@ -584,9 +584,11 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
             )
         _check_structure(term, Zt, names)
         if term.correlated:
-            raw.append((term.group, names, levels, codes, Zt, True, index, term.structure))
+            raw.append((term.group, names, levels, codes, Zt, True, index, (term.structure, term.rank)))
         else:
-            raw.extend((term.group, (n,), levels, codes, Zt[:, [j]], False, index, "us") for j, n in enumerate(names))
+            raw.extend(
+                (term.group, (n,), levels, codes, Zt[:, [j]], False, index, ("us", None)) for j, n in enumerate(names)
+            )
     return raw, matrices
 
 
@@ -626,6 +628,11 @@ def _check_structure(term, Zt: np.ndarray, names=()) -> None:
             f"{call}: {term.structure} correlates the levels of a factor of equally spaced times, one column "
             f"each. Write {term.structure}(0 + times | {term.group}) with times a factor (categorical=['times']) "
             "whose levels are in time order, and no intercept."
+        )
+    if term.structure == "rr" and not 1 <= (term.rank or 2) < Zt.shape[1]:
+        raise BayesmixError(
+            f"{call.replace('rr(', 'rr(', 1)}: rr's rank d must be at least 1 and below the term's {Zt.shape[1]} "
+            f"columns (d = {Zt.shape[1]} is the unstructured covariance: write ({term.expr} | {term.group}))."
         )
     if Zt.shape[1] < 2:
         raise BayesmixError(
@@ -905,7 +912,7 @@ def _make_blocks(raw: list[tuple], predictor: str) -> tuple[Block, ...]:
             Zt=Zt,
             correlated=corr,
             term=index,
-            covariance=structure(kind, len(names), names),
+            covariance=structure(kind[0], len(names), names, kind[1]),
             predictor=predictor,
         )
         for label, (group, names, lv, codes, Zt, corr, index, kind) in zip(_labels(raw), raw)

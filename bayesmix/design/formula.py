@@ -57,6 +57,7 @@ class RandomTerm:
     correlated: bool
     shared: str | None = None
     structure: str = "us"  # glmmTMB's covariance structure: us(...), cs(...), ar1(...), exp(...), ...
+    rank: int | None = None  # rr(x | g, d)'s d (glmmTMB's default 2 where not given)
 
 
 @dataclass(frozen=True)
@@ -544,6 +545,8 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
             terms, names = _parse_random(text, inner, position)
             if name == "diag":  # glmmTMB's diag is lme4's ||: independent terms, a block each
                 terms = [replace(term, correlated=False) for term in terms]
+            elif name.startswith("rr"):
+                terms = [replace(term, structure="rr", rank=int(name[2:])) for term in terms]
             elif name != "us":
                 terms = [replace(term, structure=name) for term in terms]
             random.extend(terms)
@@ -571,7 +574,8 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
     return fixed_parts, offsets, random, variables
 
 
-STRUCTURE_CALLS = ("us", "diag", "cs", "ar1", "toep", "exp", "gau", "ou")  # glmmTMB's structures written around (x | g)
+# glmmTMB's covariance structures, written around (x | g)
+STRUCTURE_CALLS = ("us", "diag", "cs", "ar1", "toep", "exp", "gau", "ou", "rr")
 
 
 def _structure_call(term: str) -> tuple[str, str] | None:
@@ -585,12 +589,26 @@ def _structure_call(term: str) -> tuple[str, str] | None:
     inner = term[opening:]
     if not any(ch == "|" for _, ch in _top_level(inner[1:-1])):
         return None
+    if match.group(1) == "rr":  # rr(x | g, d): the rank after the group
+        return _reduced_rank(term, opening, inner)
     if match.group(1) not in STRUCTURE_CALLS:
         raise BayesmixError(
             f"The covariance structure {match.group(1)}() is not available yet; this version has "
             f"{', '.join(STRUCTURE_CALLS)} (glmmTMB's syntax, e.g. ar1(0 + times | subject))."
         )
     return match.group(1), " " * opening + inner  # padded: positions in the formula stay right
+
+
+def _reduced_rank(term: str, opening: int, inner: str) -> tuple[str, str]:
+    """("rr<d>", ``(expr | group)``) of ``rr(expr | group, d)`` (d 2 where not given, glmmTMB's default)."""
+    commas = [i for i, ch in _top_level(inner[1:-1], 1) if ch == ","]
+    rank = "2"
+    if commas:
+        rank = inner[commas[-1] + 1 : -1].strip()
+        if not rank.isdigit() or int(rank) < 1:
+            raise BayesmixError(f"rr(x | g, d) takes a whole number d >= 1 of latent dimensions, not '{rank}'.")
+        inner = inner[: commas[-1]] + " " * (len(inner) - 1 - commas[-1]) + ")"
+    return f"rr{rank}", " " * opening + inner
 
 
 def _offset_argument(term: str) -> str | None:

@@ -209,6 +209,9 @@ def _structure_means(post, block) -> dict:
         return {}
     if kind == "toep":
         return {"structure": kind, "lags": post[f"lags_{block.label}"].mean(("chain", "draw")).values.tolist()}
+    if kind == "rr":
+        loadings = post[f"loadings_{block.label}"].mean(("chain", "draw")).values.tolist()
+        return {"structure": kind, "rank": block.covariance.rank, "loadings": loadings}
     key = "rho" if kind in ("ar1", "cs") else "range"
     return {"structure": kind, key: float(post[f"{key}_{block.label}"].mean())}
 
