@@ -350,3 +350,32 @@ def test_reduced_rank_maximises_the_dense_likelihood():
     assert np.isfinite(model.pymc_model("noncentered").compile_logp()(point))
     with pytest.raises(bayesmix.BayesmixError, match="rank d must be at least 1 and below"):
         bayesmix.Model("y ~ 0 + sp + rr(0 + sp | site, 5)", data)
+
+
+RR_TOEP = json.loads((DATA / "rr_toep_references.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", ["rr_ml", "toep_ml", "toep_reml"])
+def test_rr_and_toep_match_glmmtmb(case):
+    """glmmTMB 1.1.5 at its Newton-polished optimum (tests/data/r/rr_toep_references.R): rr over five
+    species on two latent dimensions (compared through Lambda Lambda', which a rotation of the
+    loadings leaves alone: SDs and correlations) and toep over four times, ML and REML."""
+    if case == "rr_ml":
+        data = pd.read_csv(DATA / "rr_species.csv", dtype={"site": str, "sp": str})
+        fit = bayesmix.Model("y ~ 0 + sp + rr(0 + sp | site, 2)", data).fit("ml")
+    else:
+        data = pd.read_csv(DATA / "toep_times.csv", dtype={"subject": str, "times": str})
+        model = bayesmix.Model("y ~ x + toep(0 + times | subject)", data, categorical=["times"])
+        fit = model.fit("ml" if case == "toep_ml" else "reml")
+    ref = RR_TOEP[case]["newton_polish"]
+    assert ref["status"] == "converged"
+    vc = ref["varcorr"][0]
+    assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-10)
+    np.testing.assert_allclose(fit.varcorr[0]["sd"], vc["sd"], rtol=1e-8)
+    np.testing.assert_allclose(fit.varcorr[0]["corr"], vc["corr"], atol=1e-8)
+    assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-8)
+    fixef = ref["fixef"] if isinstance(ref["fixef"], list) else ref["fixef"]["estimate"]
+    np.testing.assert_allclose(fit.fixef["estimate"], fixef, rtol=1e-8)
+    if case != "rr_ml":  # the lags: the correlation matrix's diagonals
+        corr = np.asarray(vc["corr"])
+        np.testing.assert_allclose(fit.varcorr[0]["lags"], [corr[0, lag] for lag in (1, 2, 3)], rtol=1e-8)
