@@ -95,6 +95,18 @@ def test_a_structured_fit_survives_saving(tmp_path):
     assert back.varcorr[0]["rho"] == pytest.approx(fit.varcorr[0]["rho"])
 
 
+def test_times_out_of_their_order_are_flagged():
+    """ar1 reads time order from the factor's levels; t1..t12 sorted as text (t10 before t2) would
+    silently correlate the wrong neighbours."""
+    data = GAUSS.assign(times=GAUSS["time"].map(lambda t: f"t{t * 2}"))  # t2, t4, ..., t12
+    with pytest.warns(bayesmix.BayesmixWarning, match="not in the order of their numbers"):
+        bayesmix.Model("y ~ x + ar1(0 + times | subject)", data, categorical=["times"])
+    order = [f"t{2 * k}" for k in range(1, 7)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bayesmix.BayesmixWarning)
+        bayesmix.Model("y ~ x + ar1(0 + times | subject)", data, categorical={"times": order})
+
+
 def test_structures_refuse_what_they_cannot_take():
     numeric = GAUSS.assign(t=GAUSS["time"].astype(float))
     with pytest.raises(bayesmix.BayesmixError, match="ar1 correlates the levels of a factor"):

@@ -9,6 +9,7 @@ exactly as the training data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import formulae
@@ -29,7 +30,7 @@ from bayesmix.design.expressions import (
 from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_message
 from bayesmix.design.formula import FormulaSpec, RandomTerm
 from bayesmix.design.linpred import Predictor
-from bayesmix.errors import BayesmixError, MissingDataWarning, did_you_mean, warn
+from bayesmix.errors import BayesmixError, BayesmixWarning, MissingDataWarning, did_you_mean, warn
 from bayesmix.families import Family
 
 LARGE_FACTOR = 100  # a fixed factor with more levels than this is named in the memory guard's advice
@@ -613,6 +614,24 @@ def _check_positions(term, names, indicators: bool, call: str) -> None:
         )
 
 
+def _check_time_order(term, names, call: str) -> None:
+    """ar1 and toep take the factor's level order for time order. Labels that all carry a number
+    (t1, t2, ..., t10) but are not in its order (text sorts t10 before t2) are almost surely times
+    out of order: warn, naming the fix."""
+    numbers = [re.findall(r"-?\d+(?:\.\d+)?", str(name).rsplit("[", 1)[-1]) for name in names]
+    if not all(numbers):
+        return
+    values = [float(found[-1]) for found in numbers]
+    if any(later <= earlier for earlier, later in zip(values, values[1:])):
+        shown = ", ".join(str(name) for name in list(names)[:6])
+        warn(
+            f"{call}: {term.structure} takes the factor's level order for time order, and its levels ({shown}, ...) "
+            "are not in the order of their numbers. Give the levels in time order: "
+            "categorical={'times': [...]} with the levels listed as they follow in time.",
+            BayesmixWarning,
+        )
+
+
 def _check_structure(term, Zt: np.ndarray, names=()) -> None:
     """A structured covariance fits the term's columns: cs and ar1 relate two or more terms, and
     ar1's are the indicators of one factor of times (glmmTMB's ``ar1(0 + times | g)``)."""
@@ -629,6 +648,8 @@ def _check_structure(term, Zt: np.ndarray, names=()) -> None:
             f"each. Write {term.structure}(0 + times | {term.group}) with times a factor (categorical=['times']) "
             "whose levels are in time order, and no intercept."
         )
+    if term.structure in ("ar1", "toep"):
+        _check_time_order(term, names, call)
     if term.structure == "rr" and not 1 <= (term.rank or 2) < Zt.shape[1]:
         raise BayesmixError(
             f"{call.replace('rr(', 'rr(', 1)}: rr's rank d must be at least 1 and below the term's {Zt.shape[1]} "
