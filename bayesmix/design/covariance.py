@@ -46,21 +46,14 @@ class Covariance(Protocol):
     def parameter_names(self, terms) -> list[str]: ...
 
 
-@dataclass(frozen=True)
-class Unstructured:
-    """lme4's ``(x | g)``: any k x k covariance; theta is T's lower triangle, column-major (for
-    ``(1 + x | g)``: T11, T21, T22), each diagonal entry bounded below at 0."""
-
-    k: int
-    kind: str = "us"
+class _FreeEntries:
+    """A factor T whose free entries are theta itself (``positions()``: their (row, column) in T):
+    linear in theta, so its derivative is one unit matrix per entry; the diagonal's entries are
+    bounded below at 0 (each a column's sign, not identified), and T starts as the identity there."""
 
     @property
     def n_theta(self) -> int:
-        return self.k * (self.k + 1) // 2
-
-    def positions(self) -> list[tuple[int, int]]:
-        """(row, column) in T of each theta entry."""
-        return [(i, j) for j in range(self.k) for i in range(j, self.k)]
+        return len(self.positions())
 
     def factor(self, theta: np.ndarray) -> np.ndarray:
         T = np.zeros((self.k, self.k))
@@ -87,8 +80,21 @@ class Unstructured:
         return np.where(self.is_diagonal(), 0.0, -np.inf)
 
     def start(self) -> np.ndarray:
-        """lme4's starting point: T = identity."""
+        """lme4's starting point: T = identity (on the free entries)."""
         return self.is_diagonal().astype(float)
+
+
+@dataclass(frozen=True)
+class Unstructured(_FreeEntries):
+    """lme4's ``(x | g)``: any k x k covariance; theta is T's lower triangle, column-major (for
+    ``(1 + x | g)``: T11, T21, T22), each diagonal entry bounded below at 0."""
+
+    k: int
+    kind: str = "us"
+
+    def positions(self) -> list[tuple[int, int]]:
+        """(row, column) in T of each theta entry."""
+        return [(i, j) for j in range(self.k) for i in range(j, self.k)]
 
     def parameter_names(self, terms) -> list[str]:
         """lme4's theta names after the group: ``term`` on the diagonal, ``row.column`` below it."""
@@ -314,7 +320,7 @@ class Toeplitz:
 
 
 @dataclass(frozen=True)
-class ReducedRank:
+class ReducedRank(_FreeEntries):
     """glmmTMB's ``rr(x | g, d)``: a covariance of rank d, Lambda Lambda' with Lambda (k x d) lower
     trapezoidal (zero above its diagonal), its diagonal >= 0 (a column's sign is otherwise free).
     theta = Lambda's free entries column by column; the factor is [Lambda | 0] (k x k): the effects
@@ -326,35 +332,6 @@ class ReducedRank:
 
     def positions(self) -> list[tuple[int, int]]:
         return [(i, j) for j in range(self.rank) for i in range(j, self.k)]
-
-    @property
-    def n_theta(self) -> int:
-        return len(self.positions())
-
-    def factor(self, theta: np.ndarray) -> np.ndarray:
-        T = np.zeros((self.k, self.k))
-        rows, columns = zip(*self.positions())
-        T[rows, columns] = theta[: self.n_theta]
-        return T
-
-    def theta(self, factor: np.ndarray) -> np.ndarray:
-        rows, columns = zip(*self.positions())
-        return np.asarray(factor)[rows, columns]
-
-    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
-        out = np.zeros((self.n_theta, self.k, self.k))
-        for index, (i, j) in enumerate(self.positions()):
-            out[index, i, j] = 1.0
-        return out
-
-    def is_diagonal(self) -> np.ndarray:
-        return np.array([i == j for i, j in self.positions()], dtype=bool)
-
-    def lower(self) -> np.ndarray:
-        return np.where(self.is_diagonal(), 0.0, -np.inf)
-
-    def start(self) -> np.ndarray:
-        return self.is_diagonal().astype(float)
 
     def parameter_names(self, terms) -> list[str]:
         """theta's names: ``loading<j>.<term>``, term's loading on latent dimension j."""
