@@ -50,6 +50,7 @@ from bayesmix import Prior
 from bayesmix.bayes.build import information_ratio
 
 N_GROUPS, PER_GROUP = 30, 8
+SLOW_FIT_S = 120.0  # a replication slower than this is reported with its truth and tree depth
 PRIORS = {
     "Intercept": Prior("Normal", mu=0.0, sigma=1.0),
     "b": Prior("Normal", mu=0.0, sigma=0.5),
@@ -342,6 +343,7 @@ def run_case(
             data = data.assign(y=y_c, cens=codes)
             censored.append(np.mean(codes != "none"))
         try:
+            fit_start = time.perf_counter()
             idata = bayesmix.Model(formula, data, family=family, priors=priors, **kwargs).sample(
                 draws=draws,
                 tune=500,
@@ -356,6 +358,11 @@ def run_case(
             print(f"{case}: replication {r} failed: {exc!r}", flush=True)
             failures += 1
             continue
+        fit_s = time.perf_counter() - fit_start
+        if fit_s > SLOW_FIT_S:  # where a run's time goes: the truth and the tree depth of a slow fit
+            depth = int(idata.sample_stats["tree_depth"].values.max()) if "tree_depth" in idata.sample_stats else -1
+            drawn = ", ".join(f"{name} {values[r]:.3g}" for name, values in truth.items())
+            print(f"{case}: replication {r} took {fit_s:.0f} s (max tree depth {depth}; truth {drawn})", flush=True)
         n_div = int(idata.sample_stats["diverging"].values.sum())
         divergences += n_div
         divergent_fits += n_div > 0
