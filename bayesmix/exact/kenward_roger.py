@@ -30,7 +30,7 @@ from bayesmix.errors import BayesmixError
 from bayesmix.exact.lmm import CrossProducts, LmmResult
 from bayesmix.exact.satterthwaite import FTest
 
-MAX_LEVELS_COLUMNS = 6000  # q x q dense pieces (about 0.3 GB each at this size)
+MAX_LEVELS_COLUMNS = 6000  # the random-effect columns up to which its several dense q x q pieces stay affordable
 
 
 @dataclass(frozen=True)
