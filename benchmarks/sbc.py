@@ -28,7 +28,8 @@ CASES): a random intercept, ``y ~ x + (1 | g)``, with a dispersion formula with 
 lognormal families (``weibull``, ``lognormal``), an ordinal response with four categories
 (``cumulative``, logit link), the tweedie (``tweedie``), an unordered response with three
 categories (``categorical``: each non-reference category with its own coefficients and group
-SD) and an AR(1) block over each group's times (``ar1``: ``y ~ x + ar1(0 + times | g)``).
+SD), an AR(1) block over each group's times (``ar1``: ``y ~ x + ar1(0 + times | g)``) and an
+exponential-correlation block over irregular positions (``exp``: ``y ~ x + exp(0 + pos | g)``).
 Given ``--cases``, ``--families`` is ignored.
 
 """
@@ -50,6 +51,7 @@ from bayesmix import Prior
 from bayesmix.bayes.build import information_ratio
 
 N_GROUPS, PER_GROUP = 30, 8
+POSITIONS = ("0", "1", "2.5", "4")  # the exp case's positions within a group
 SLOW_FIT_S = 120.0  # a replication slower than this is reported with its truth and tree depth
 PRIORS = {
     "Intercept": Prior("Normal", mu=0.0, sigma=1.0),
@@ -131,6 +133,19 @@ CASES = {
             "rho_g": Prior("Uniform", lower=-1.0, upper=1.0),
         },
         "own": {"sigma": ("sigma", None), "rho": ("rho_g", None)},
+    },
+    # an exponential-correlation block over 4 irregular positions of each group (glmmTMB's
+    # exp(0 + pos | g), positions 0, 1, 2.5, 4 as num_factor labels), two rows per position
+    "exp": {
+        "family": "gaussian",
+        "formula": "y ~ x + exp(0 + pos | g)",
+        "kwargs": {},
+        "priors": {
+            "sigma": Prior("Exponential", lam=2.0),
+            "sd_g": Prior("HalfNormal", sigma=0.8),
+            "range_g": Prior("LogNormal", mu=float(np.log(1.5)), sigma=0.5),
+        },
+        "own": {"sigma": ("sigma", None), "range": ("range_g", None)},
     },
     # four ordered categories: no intercept (the thresholds take its place), so beta holds the slope
     # alone; threshold priors centred apart so that every category is observed in a replication
@@ -278,6 +293,8 @@ def case_placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
             "g": np.repeat(np.arange(N_GROUPS), per_group),
             # ar1's time factor: each time twice per group, so that sigma is told apart from the block's SD
             "times": np.tile([f"t{k // 2 + 1:02d}" for k in range(per_group)], N_GROUPS),
+            # exp's positions, glmmTMB's numFactor labels (used with per_group 8: 4 positions, twice each)
+            "pos": np.tile([f"({POSITIONS[(k // 2) % len(POSITIONS)]})" for k in range(per_group)], N_GROUPS),
             "cens": "none",
         }
     )
