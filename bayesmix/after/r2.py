@@ -21,6 +21,7 @@ draw by draw) and their summary.
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,10 +132,19 @@ def _null_intercept(source) -> float:
         bar = "|" if term.correlated else "||"
         text = f"({term.expr} {bar} {term.group})"
         terms.append(text if term.structure == "us" else f"{term.structure}{text}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        null = model.update(". ~ 1 + " + " + ".join(terms)).fit("laplace")
-    return float(null.fixef["estimate"].iloc[0])
+    key = ". ~ 1 + " + " + ".join(terms)
+    if key not in _NULL_INTERCEPTS.setdefault(id(model), {}):  # r2 and icc of one fit: one null refit
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            null = model.update(key).fit("laplace")
+        _NULL_INTERCEPTS[id(model)][key] = float(null.fixef["estimate"].iloc[0])
+        weakref.finalize(model, _NULL_INTERCEPTS.pop, id(model), None)
+    return _NULL_INTERCEPTS[id(model)][key]
+
+
+# per Model (by id, dropped when the Model is collected): its null models' intercepts. A Model's
+# data and formula do not change after it is built, so a null refit holds for its lifetime.
+_NULL_INTERCEPTS: dict[int, dict[str, float]] = {}
 
 
 def _result(values: dict[str, np.ndarray], bayes: bool):
