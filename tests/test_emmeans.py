@@ -155,3 +155,12 @@ def test_marginal_means_of_posterior_draws():
     exact = bayesmix.emmeans(model.fit(), "period").table["emmean"].to_numpy()
     link = bayesmix.emmeans(model, "period").table["emmean"].to_numpy()
     assert np.all(np.abs(link - exact) < 2 * eta.std(axis=0))
+
+
+def test_formula_specs_as_emmeans_writes_them(fits):
+    """emmeans(fit, ~ Product | Information) is emmeans(fit, "Product", by="Information");
+    "pairwise ~ Product" names the two calls that give means and contrasts."""
+    formula = bayesmix.emmeans(fits["ham"], "~ Product | Information").table
+    pd.testing.assert_frame_equal(formula, bayesmix.emmeans(fits["ham"], "Product", by="Information").table)
+    with pytest.raises(bayesmix.BayesmixError, match="contrast\\(emm, 'pairwise'\\)"):
+        bayesmix.emmeans(fits["ham"], "pairwise ~ Product")

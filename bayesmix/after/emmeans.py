@@ -71,7 +71,7 @@ def emmeans(
     source = view(fit, user="emmeans")
     source.require()
     _check_fit(source)
-    specs, by = _names(specs), _names(by) if by is not None else ()
+    specs, by = _formula_specs(specs, by)
     factors, covariates = _grid_variables(fit.design)
     if not factors:
         raise BayesmixError(
@@ -197,6 +197,26 @@ def _check_fit(source) -> None:
         raise BayesmixError(
             "emmeans() reads a model with one linear predictor (no category response, zi= or dispersion=)."
         )
+
+
+def _formula_specs(specs, by) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """emmeans' formula specs, ``"~ Product"`` or ``"~ Product | Information"`` (factors joined by
+    ``+`` or ``*``), or names and lists as they are. A left-hand side (``"pairwise ~ Product"``,
+    which R's emmeans answers with means and contrasts at once) is refused, naming the two calls."""
+    if not (isinstance(specs, str) and "~" in specs):
+        return _names(specs), _names(by) if by is not None else ()
+    left, right = specs.split("~", 1)
+    if left.strip():
+        raise BayesmixError(
+            f"'{specs}': bayesmix computes the means and their contrasts in two calls: "
+            f"emm = bayesmix.emmeans(fit, '~{right}'); bayesmix.contrast(emm, '{left.strip()}')."
+        )
+    means, _, groups = right.partition("|")
+    split = [name.strip() for name in means.replace("*", "+").split("+") if name.strip()]
+    grouped = [name.strip() for name in groups.replace("*", "+").split("+") if name.strip()]
+    if by is not None and grouped:
+        raise BayesmixError("Give the by factors once: in the formula after '|', or as by=, not both.")
+    return tuple(split), tuple(grouped) if grouped else (_names(by) if by is not None else ())
 
 
 def _names(value) -> tuple[str, ...]:
