@@ -25,22 +25,14 @@ suppressPackageStartupMessages({
 OUT <- file.path("tests", "data")
 stopifnot(dir.exists(OUT))
 
-versions <- list(
-  R = R.version.string,
-  glmmTMB = as.character(packageVersion("glmmTMB")),
-  TMB = as.character(packageVersion("TMB")),
-  glmmTMB_built_with_TMB = trimws(readLines(system.file("TMB-version", package = "glmmTMB"))[1]),
-  Matrix = as.character(packageVersion("Matrix")),
-  jsonlite = as.character(packageVersion("jsonlite")),
-  source = "Debian bookworm packages (r-base-core, r-cran-*)"
-)
-
-REFIT_CONTROL <- "glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4))"
 
 ## ---------------------------------------------------------------- helpers
 
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file, newton_polish
+                                                                 # write_json_file, newton_polish, glmmTMB helpers
+
+versions <- glmmtmb_versions(list(
+  glmmTMB_built_with_TMB = trimws(readLines(system.file("TMB-version", package = "glmmTMB"))[1])))
 
 ## ---------------------------------------------------------------- data
 
@@ -280,67 +272,12 @@ polish <- function(m) newton_polish(m, polish_terms, "sd / natural / corr from t
 ## MVN at the fitted covariance: V = Z Cov(b) Z' + sigma^2 I, Cov(b) = blockdiag over terms of
 ## kronecker(I_reps, VarCorr term matrix) (glmmTMB orders b term by term, group by group, levels within a group).
 ## ML: log N(y; X beta_hat, V); REML: that - 1/2 log|X'V^-1X| + (p/2) log(2 pi) (flat prior on beta integrated out).
-gls_check <- function(m) {
-  vc <- VarCorr(m)$cond; reS <- m$modelInfo$reStruc$condReStruc
-  Z <- as.matrix(getME(m, "Z")); X <- as.matrix(getME(m, "X")); y <- model.response(model.frame(m))
-  blocks <- lapply(seq_along(vc), function(i) kronecker(diag(reS[[i]]$blockReps), as.matrix(vc[[i]])))
-  S <- as.matrix(Matrix::bdiag(blocks))
-  stopifnot(ncol(Z) == ncol(S))
-  V <- Z %*% S %*% t(Z) + sigma(m)^2 * diag(nrow(Z))
-  cV <- chol(V)
-  ViX <- solve(V, X); XtViX <- crossprod(X, ViX)
-  bh <- solve(XtViX, crossprod(ViX, y)); Vb <- solve(XtViX)
-  r <- y - X %*% bh
-  ll_ml <- -0.5 * (nrow(X) * log(2 * pi) + 2 * sum(log(diag(cV))) + sum(backsolve(cV, r, transpose = TRUE)^2))
-  ll_reml <- ll_ml - 0.5 * as.numeric(determinant(XtViX)$modulus) + 0.5 * ncol(X) * log(2 * pi)
-  ll_direct <- if (isTRUE(m$modelInfo$REML)) ll_reml else ll_ml
-  fe <- fixef(m)$cond
-  list(estimate = arr(bh), se = arr(sqrt(diag(Vb))), vcov = mat(Vb),
-       max_abs_diff_estimate_vs_fixef = max(abs(bh - fe)),
-       max_abs_diff_se_vs_vcov = max(abs(sqrt(diag(Vb)) - sqrt(diag(as.matrix(vcov(m)$cond))))),
-       logLik_direct = ll_direct, logLik_direct_minus_glmmTMB = ll_direct - as.numeric(logLik(m)),
-       note = paste("GLS at the fitted covariance parameters: se = sqrt(diag((X' V^-1 X)^-1)), the lme4-style",
-                    "fixed-effect se (fixef.se is glmmTMB's sdreport vcov). logLik_direct: the",
-                    if (isTRUE(m$modelInfo$REML)) "restricted" else "ML",
-                    "log-likelihood computed directly from the marginal MVN (see the script)."))
-}
+gls_check <- function(m) tmb_gls(m, tmb_cov_b(m))
 
-tmb_block <- function(m, cap, call_text) {
-  ll <- logLik(m)
-  capV <- capture(vcov(m)); V <- as.matrix(capV$value$cond)
-  fe <- fixef(m)$cond
-  stopifnot(identical(colnames(V), names(fe)))
-  th <- getME(m, "theta")
-  th_par <- unname(m$fit$par[names(m$fit$par) == "theta"])
-  stopifnot(isTRUE(all.equal(unname(th), th_par, tolerance = 0)))
-  vcl <- tmb_varcorr(m, unname(th))
-  s <- sigma(m)
-  gauss <- family(m)$family == "gaussian"
-  bd <- m$fit$par[names(m$fit$par) == "betad"]
-  ## print(VarCorr) only for small blocks (data D's 80 x 80 block prints 80 columns)
-  vc_print <- if (max(sapply(m$modelInfo$reStruc$condReStruc, `[[`, "blockSize")) <= 6)
-    arr(capture.output(print(VarCorr(m)))) else NULL
-  list(
-    r_call = call_text,
-    family = family(m)$family, link = family(m)$link, REML = isTRUE(m$modelInfo$REML),
-    logLik = as.numeric(ll), df = attr(ll, "df"), AIC = AIC(m), BIC = BIC(m), nobs = nobs(m),
-    n_par = length(m$fit$par),
-    fixef = list(names = arr(names(fe)), estimate = arr(fe), se = arr(sqrt(diag(V))), vcov = mat(V)),
-    vcov_warnings = arr(capV$warnings),
-    sigma = if (gauss) s else NULL,
-    gls = if (gauss) gls_check(m) else NULL,
-    sigma_check = if (gauss) list(betad = unname(bd), exp_half_betad = exp(unname(bd) / 2),
-                                  abs_diff_sigma_vs_exp_half_betad = abs(s - exp(unname(bd) / 2))) else NULL,
-    varcorr = vcl$terms, theta_check_max_abs_diff = vcl$theta_check_max_abs_diff,
-    VarCorr_print = vc_print,
-    theta = arr(th),
-    par = list(names = arr(names(m$fit$par)), values = arr(m$fit$par)),
-    objective = m$fit$objective,
-    convergence = m$fit$convergence, optimizer_message = m$fit$message,
-    iterations = m$fit$iterations, evaluations = as.list(m$fit$evaluations),
-    pdHess = m$sdr$pdHess, max_abs_gradient = max(abs(m$sdr$gradient.fixed)),
-    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages))
-}
+## print(VarCorr) only for small blocks (data D's 80 x 80 block prints 80 columns)
+vc_print_small <- function(m) if (max(sapply(m$modelInfo$reStruc$condReStruc, `[[`, "blockSize")) <= 6)
+  arr(capture.output(print(VarCorr(m)))) else NULL
+tmb_block_d <- function(m, cap, call_text) tmb_block(m, cap, call_text, vc_print = vc_print_small)
 
 ## ---------------------------------------------------------------- cases
 
@@ -350,19 +287,9 @@ DATA_FILE <- c(C = "distance_times.csv", D = "distance_space.csv")
 ## usable = FALSE when the reference fit still warns, is not pdHess, or `boundary` is set (judged from the output).
 run_case <- function(case_id, call_text, data_id, notes = NULL, boundary = FALSE) {
   res <- tryCatch({
-    cap <- capture(eval(parse(text = call_text), envir = globalenv()))
-    m <- cap$value
-    control_used <- "default"; default_warn <- NULL; used_call <- call_text
-    if (length(cap$warnings)) {
-      default_warn <- list(r_call = call_text, warnings = arr(cap$warnings),
-                           logLik = as.numeric(logLik(m)), convergence = m$fit$convergence,
-                           optimizer_message = m$fit$message, pdHess = m$sdr$pdHess,
-                           max_abs_gradient = max(abs(m$sdr$gradient.fixed)))
-      used_call <- sub(")$", sprintf(", control = %s)", REFIT_CONTROL), call_text)
-      cap <- capture(eval(parse(text = used_call), envir = globalenv()))
-      m <- cap$value; control_used <- REFIT_CONTROL
-    }
-    blk <- tmb_block(m, cap, used_call)
+    f <- fit_with_refit(call_text)
+    m <- f$m; cap <- f$cap; used_call <- f$used_call; control_used <- f$control_used; default_warn <- f$default_warn
+    blk <- tmb_block_d(m, cap, used_call)
     usable <- length(cap$warnings) == 0 && isTRUE(blk$pdHess) && !boundary
     pol <- tryCatch(polish(m), error = function(e) list(status = paste("failed:", conditionMessage(e))))
     cases[[case_id]] <<- list(

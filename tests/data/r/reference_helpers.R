@@ -5,7 +5,7 @@
 ##     source(file.path("tests", "data", "r", "reference_helpers.R"))
 ## It defines functions only (no packages attached, no random numbers drawn); parse_exact / write_json_file call
 ## jsonlite by its namespace. Used by kr_references.R, glmm_profile_references.R, structured_references.R,
-## distance_references.R and r2_count_references.R (the older scripts still carry their own copies).
+## distance_references.R, rr_toep_references.R and r2_count_references.R (the older scripts still carry their own copies).
 ##
 ## Conventions:
 ##  - every double is written as the shortest of %.15g / %.16g / %.17g that reads back to the same double with a
@@ -175,4 +175,119 @@ newton_polish <- function(m, term_summary, maps, maxit = 50, gtol = 1e-8) {
     max_abs_diff_par_vs_fit = max(abs(p - p0)), logLik_gain_vs_fit = -f - (-m$fit$objective),
     fixef = arr(beta), sigma = if (family(m)$family == "gaussian" && length(bd) == 1) exp(unname(bd) / 2) else NULL,
     varcorr = terms)
+}
+
+## ---------------------------------------------------------------- glmmTMB: versions, refit, fit summaries
+## Shared by structured_references.R, distance_references.R and rr_toep_references.R. tmb_block calls the
+## script's own tmb_varcorr(m, th) and gls_check(m) (looked up when called), which write the structure-specific parts.
+
+## Package versions recorded in the JSON; extra: named entries placed after TMB.
+glmmtmb_versions <- function(extra = list()) c(
+  list(R = R.version.string,
+       glmmTMB = as.character(packageVersion("glmmTMB")),
+       TMB = as.character(packageVersion("TMB"))),
+  extra,
+  list(Matrix = as.character(packageVersion("Matrix")),
+       jsonlite = as.character(packageVersion("jsonlite")),
+       source = "Debian bookworm packages (r-base-core, r-cran-*)"))
+
+REFIT_CONTROL <- "glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4))"
+
+## A warned fit, kept for the record (with_par: also its parameter vector).
+warned_fit <- function(m, cap, call_text, with_par = FALSE) {
+  out <- list(r_call = call_text, warnings = arr(cap$warnings),
+              logLik = as.numeric(logLik(m)), convergence = m$fit$convergence,
+              optimizer_message = m$fit$message, pdHess = m$sdr$pdHess,
+              max_abs_gradient = max(abs(m$sdr$gradient.fixed)))
+  if (with_par) out$par <- list(names = arr(names(m$fit$par)), values = arr(m$fit$par))
+  out
+}
+
+## Fit call_text with glmmTMB's default control; if that warns, refit with control = REFIT_CONTROL.
+## Returns the reference fit m, its capture cap, used_call, control_used and default_warn (NULL when clean).
+fit_with_refit <- function(call_text, with_par = FALSE) {
+  cap <- capture(eval(parse(text = call_text), envir = globalenv()))
+  m <- cap$value
+  control_used <- "default"; default_warn <- NULL; used_call <- call_text
+  if (length(cap$warnings)) {
+    default_warn <- warned_fit(m, cap, call_text, with_par)
+    used_call <- sub(")$", sprintf(", control = %s)", REFIT_CONTROL), call_text)
+    cap <- capture(eval(parse(text = used_call), envir = globalenv()))
+    m <- cap$value; control_used <- REFIT_CONTROL
+  }
+  list(m = m, cap = cap, used_call = used_call, control_used = control_used, default_warn = default_warn)
+}
+
+## Cov(b) of the conditional model: blockdiag over terms of kronecker(I_reps, VarCorr term matrix).
+tmb_cov_b <- function(m) {
+  vc <- VarCorr(m)$cond; reS <- m$modelInfo$reStruc$condReStruc
+  blocks <- lapply(seq_along(vc), function(i) kronecker(diag(reS[[i]]$blockReps), as.matrix(vc[[i]])))
+  as.matrix(Matrix::bdiag(blocks))
+}
+
+## Gaussian: GLS fixed effects and (X' V^-1 X)^-1 at the fitted covariance, V = Z S Z' + sigma^2 I (S = Cov(b));
+## loglik: also the ML / restricted log-likelihood computed directly from the marginal MVN (ML: log N(y; X
+## beta_hat, V); REML: that - 1/2 log|X'V^-1X| + (p/2) log(2 pi)). note: NULL for the default note.
+tmb_gls <- function(m, S, loglik = TRUE, note = NULL) {
+  Z <- as.matrix(getME(m, "Z")); X <- as.matrix(getME(m, "X")); y <- model.response(model.frame(m))
+  stopifnot(ncol(Z) == ncol(S))
+  V <- Z %*% S %*% t(Z) + sigma(m)^2 * diag(nrow(Z))
+  if (loglik) cV <- chol(V)
+  ViX <- solve(V, X); XtViX <- crossprod(X, ViX)
+  bh <- solve(XtViX, crossprod(ViX, y)); Vb <- solve(XtViX)
+  fe <- fixef(m)$cond
+  out <- list(estimate = arr(bh), se = arr(sqrt(diag(Vb))), vcov = mat(Vb),
+              max_abs_diff_estimate_vs_fixef = max(abs(bh - fe)),
+              max_abs_diff_se_vs_vcov = max(abs(sqrt(diag(Vb)) - sqrt(diag(as.matrix(vcov(m)$cond))))))
+  if (loglik) {
+    r <- y - X %*% bh
+    ll_ml <- -0.5 * (nrow(X) * log(2 * pi) + 2 * sum(log(diag(cV))) + sum(backsolve(cV, r, transpose = TRUE)^2))
+    ll_reml <- ll_ml - 0.5 * as.numeric(determinant(XtViX)$modulus) + 0.5 * ncol(X) * log(2 * pi)
+    ll_direct <- if (isTRUE(m$modelInfo$REML)) ll_reml else ll_ml
+    out$logLik_direct <- ll_direct
+    out$logLik_direct_minus_glmmTMB <- ll_direct - as.numeric(logLik(m))
+  }
+  out$note <- if (!is.null(note)) note else
+    paste("GLS at the fitted covariance parameters: se = sqrt(diag((X' V^-1 X)^-1)), the lme4-style",
+          "fixed-effect se (fixef.se is glmmTMB's sdreport vcov). logLik_direct: the",
+          if (isTRUE(m$modelInfo$REML)) "restricted" else "ML",
+          "log-likelihood computed directly from the marginal MVN (see the script).")
+  out
+}
+
+## The summary of a glmmTMB fit (the JSON `results`). vc_print: NULL (no VarCorr_print entry) or a function of m
+## giving VarCorr_print.
+tmb_block <- function(m, cap, call_text, vc_print = NULL) {
+  ll <- logLik(m)
+  capV <- capture(vcov(m)); V <- as.matrix(capV$value$cond)
+  fe <- fixef(m)$cond
+  stopifnot(identical(colnames(V), names(fe)))
+  th <- getME(m, "theta")
+  th_par <- unname(m$fit$par[names(m$fit$par) == "theta"])
+  stopifnot(isTRUE(all.equal(unname(th), th_par, tolerance = 0)))
+  vcl <- tmb_varcorr(m, unname(th))
+  s <- sigma(m)
+  gauss <- family(m)$family == "gaussian"
+  bd <- m$fit$par[names(m$fit$par) == "betad"]
+  top <- list(
+    r_call = call_text,
+    family = family(m)$family, link = family(m)$link, REML = isTRUE(m$modelInfo$REML),
+    logLik = as.numeric(ll), df = attr(ll, "df"), AIC = AIC(m), BIC = BIC(m), nobs = nobs(m),
+    n_par = length(m$fit$par),
+    fixef = list(names = arr(names(fe)), estimate = arr(fe), se = arr(sqrt(diag(V))), vcov = mat(V)),
+    vcov_warnings = arr(capV$warnings),
+    sigma = if (gauss) s else NULL,
+    gls = if (gauss) gls_check(m) else NULL,
+    sigma_check = if (gauss) list(betad = unname(bd), exp_half_betad = exp(unname(bd) / 2),
+                                  abs_diff_sigma_vs_exp_half_betad = abs(s - exp(unname(bd) / 2))) else NULL,
+    varcorr = vcl$terms, theta_check_max_abs_diff = vcl$theta_check_max_abs_diff)
+  if (!is.null(vc_print)) top <- c(top, list(VarCorr_print = vc_print(m)))
+  c(top, list(
+    theta = arr(th),
+    par = list(names = arr(names(m$fit$par)), values = arr(m$fit$par)),
+    objective = m$fit$objective,
+    convergence = m$fit$convergence, optimizer_message = m$fit$message,
+    iterations = m$fit$iterations, evaluations = as.list(m$fit$evaluations),
+    pdHess = m$sdr$pdHess, max_abs_gradient = max(abs(m$sdr$gradient.fixed)),
+    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages)))
 }

@@ -26,19 +26,11 @@ suppressPackageStartupMessages({
 OUT <- file.path("tests", "data")
 stopifnot(dir.exists(OUT))
 
-versions <- list(
-  R = R.version.string,
-  glmmTMB = as.character(packageVersion("glmmTMB")),
-  TMB = as.character(packageVersion("TMB")),
-  Matrix = as.character(packageVersion("Matrix")),
-  jsonlite = as.character(packageVersion("jsonlite")),
-  source = "Debian bookworm packages (r-base-core, r-cran-*)"
-)
-
-REFIT_CONTROL <- "glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4))"
 
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file, newton_polish
+                                                                 # write_json_file, newton_polish, glmmTMB helpers
+
+versions <- glmmtmb_versions()
 
 ## ---------------------------------------------------------------- data
 
@@ -222,60 +214,11 @@ polish <- function(m) newton_polish(m, polish_terms,
 ## Lambda'). ML: log N(y; X beta_hat, V); REML: that - 1/2 log|X'V^-1X| + (p/2) log(2 pi).
 gls_check <- function(m) {
   vc <- VarCorr(m)$cond; reS <- m$modelInfo$reStruc$condReStruc
-  Z <- as.matrix(getME(m, "Z")); X <- as.matrix(getME(m, "X")); y <- model.response(model.frame(m))
-  S <- kronecker(diag(reS[[1]]$blockReps), matrix(as.numeric(vc[[1]]), reS[[1]]$blockSize))
-  stopifnot(ncol(Z) == ncol(S))
-  V <- Z %*% S %*% t(Z) + sigma(m)^2 * diag(nrow(Z))
-  cV <- chol(V)
-  ViX <- solve(V, X); XtViX <- crossprod(X, ViX)
-  bh <- solve(XtViX, crossprod(ViX, y)); Vb <- solve(XtViX)
-  r <- y - X %*% bh
-  ll_ml <- -0.5 * (nrow(X) * log(2 * pi) + 2 * sum(log(diag(cV))) + sum(backsolve(cV, r, transpose = TRUE)^2))
-  ll_reml <- ll_ml - 0.5 * as.numeric(determinant(XtViX)$modulus) + 0.5 * ncol(X) * log(2 * pi)
-  ll_direct <- if (isTRUE(m$modelInfo$REML)) ll_reml else ll_ml
-  fe <- fixef(m)$cond
-  list(estimate = arr(bh), se = arr(sqrt(diag(Vb))), vcov = mat(Vb),
-       max_abs_diff_estimate_vs_fixef = max(abs(bh - fe)),
-       max_abs_diff_se_vs_vcov = max(abs(sqrt(diag(Vb)) - sqrt(diag(as.matrix(vcov(m)$cond))))),
-       logLik_direct = ll_direct, logLik_direct_minus_glmmTMB = ll_direct - as.numeric(logLik(m)),
-       note = paste("GLS at the fitted covariance parameters: se = sqrt(diag((X' V^-1 X)^-1)), the lme4-style",
-                    "fixed-effect se (fixef.se is glmmTMB's sdreport vcov). logLik_direct: the",
-                    if (isTRUE(m$modelInfo$REML)) "restricted" else "ML",
-                    "log-likelihood computed directly from the marginal MVN (see the script)."))
+  tmb_gls(m, kronecker(diag(reS[[1]]$blockReps), matrix(as.numeric(vc[[1]]), reS[[1]]$blockSize)))
 }
 
-tmb_block <- function(m, cap, call_text) {
-  ll <- logLik(m)
-  capV <- capture(vcov(m)); V <- as.matrix(capV$value$cond)
-  fe <- fixef(m)$cond
-  stopifnot(identical(colnames(V), names(fe)))
-  th <- getME(m, "theta")
-  th_par <- unname(m$fit$par[names(m$fit$par) == "theta"])
-  stopifnot(isTRUE(all.equal(unname(th), th_par, tolerance = 0)))
-  vcl <- tmb_varcorr(m, unname(th))
-  s <- sigma(m)
-  bd <- m$fit$par[names(m$fit$par) == "betad"]
-  list(
-    r_call = call_text,
-    family = family(m)$family, link = family(m)$link, REML = isTRUE(m$modelInfo$REML),
-    logLik = as.numeric(ll), df = attr(ll, "df"), AIC = AIC(m), BIC = BIC(m), nobs = nobs(m),
-    n_par = length(m$fit$par),
-    fixef = list(names = arr(names(fe)), estimate = arr(fe), se = arr(sqrt(diag(V))), vcov = mat(V)),
-    vcov_warnings = arr(capV$warnings),
-    sigma = s,
-    gls = gls_check(m),
-    sigma_check = list(betad = unname(bd), exp_half_betad = exp(unname(bd) / 2),
-                       abs_diff_sigma_vs_exp_half_betad = abs(s - exp(unname(bd) / 2))),
-    varcorr = vcl$terms, theta_check_max_abs_diff = vcl$theta_check_max_abs_diff,
-    VarCorr_print = arr(capture.output(print(VarCorr(m)))),
-    theta = arr(th),
-    par = list(names = arr(names(m$fit$par)), values = arr(m$fit$par)),
-    objective = m$fit$objective,
-    convergence = m$fit$convergence, optimizer_message = m$fit$message,
-    iterations = m$fit$iterations, evaluations = as.list(m$fit$evaluations),
-    pdHess = m$sdr$pdHess, max_abs_gradient = max(abs(m$sdr$gradient.fixed)),
-    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages))
-}
+tmb_block_e <- function(m, cap, call_text)   # all fits here are gaussian
+  tmb_block(m, cap, call_text, vc_print = function(m) arr(capture.output(print(VarCorr(m)))))
 
 ## Boundary, judged from the fit: sigma or an SD below 1e-3; rr: smallest singular value of Lambda below 1e-3
 ## (a factor collapsing); toep: a lag correlation beyond +-0.999 or a corr eigenvalue below 1e-6.
@@ -298,28 +241,17 @@ boundary_of <- function(blk) {
 cases <- list(); failures <- list(); rows <- list()
 DATA_FILE <- c(E = "rr_species.csv", F = "toep_times.csv")
 
-## A warned fit, kept for the record (default_fit, refit_fit).
-warned_fit <- function(m, cap, call_text) list(
-  r_call = call_text, warnings = arr(cap$warnings),
-  logLik = as.numeric(logLik(m)), convergence = m$fit$convergence,
-  optimizer_message = m$fit$message, pdHess = m$sdr$pdHess,
-  max_abs_gradient = max(abs(m$sdr$gradient.fixed)),
-  par = list(names = arr(names(m$fit$par)), values = arr(m$fit$par)))
 
 ## fallback: NULL, or a function returning list(call = <call text>, label = <words>), tried when the refit still
 ## warns (it is built when needed, so it may use earlier cases' fits).
 run_case <- function(case_id, call_text, data_id, notes = NULL, fallback = NULL) {
   res <- tryCatch({
-    cap <- capture(eval(parse(text = call_text), envir = globalenv()))
-    m <- cap$value
-    control_used <- "default"; default_warn <- NULL; refit_warn <- NULL; used_call <- call_text
-    if (length(cap$warnings)) {
-      default_warn <- warned_fit(m, cap, call_text)
-      used_call <- sub(")$", sprintf(", control = %s)", REFIT_CONTROL), call_text)
-      cap <- capture(eval(parse(text = used_call), envir = globalenv()))
-      m <- cap$value; control_used <- REFIT_CONTROL
+    f <- fit_with_refit(call_text, with_par = TRUE)
+    m <- f$m; cap <- f$cap; used_call <- f$used_call; control_used <- f$control_used; default_warn <- f$default_warn
+    refit_warn <- NULL
+    if (!is.null(default_warn)) {
       if (length(cap$warnings) && !is.null(fallback)) {
-        refit_warn <- warned_fit(m, cap, used_call)
+        refit_warn <- warned_fit(m, cap, used_call, with_par = TRUE)
         fb <- fallback()
         used_call <- fb$call
         cap <- capture(eval(parse(text = used_call), envir = globalenv()))
@@ -334,7 +266,7 @@ run_case <- function(case_id, call_text, data_id, notes = NULL, fallback = NULL)
         assign(w, x)
       }
     }
-    blk <- tmb_block(m, cap, used_call)
+    blk <- tmb_block_e(m, cap, used_call)
     bnd <- boundary_of(blk)
     usable <- length(cap$warnings) == 0 && isTRUE(blk$pdHess) && length(bnd) == 0
     fits[[case_id]] <<- m

@@ -27,22 +27,13 @@ suppressPackageStartupMessages({
 OUT <- file.path("tests", "data")
 stopifnot(dir.exists(OUT))
 
-versions <- list(
-  R = R.version.string,
-  glmmTMB = as.character(packageVersion("glmmTMB")),
-  TMB = as.character(packageVersion("TMB")),
-  lme4 = as.character(packageVersion("lme4")),
-  Matrix = as.character(packageVersion("Matrix")),
-  jsonlite = as.character(packageVersion("jsonlite")),
-  source = "Debian bookworm packages (r-base-core, r-cran-*)"
-)
-
-REFIT_CONTROL <- "glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4))"
 
 ## ---------------------------------------------------------------- helpers
 
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file, newton_polish
+                                                                 # write_json_file, newton_polish, glmmTMB helpers
+
+versions <- glmmtmb_versions(list(lme4 = as.character(packageVersion("lme4"))))
 
 ## ---------------------------------------------------------------- data
 
@@ -198,57 +189,13 @@ polish <- function(m) newton_polish(m, polish_terms, "sd / rho / corr from theta
 ## parameters, V = Z Cov(b) Z' + sigma^2 I, Cov(b) = blockdiag over terms of kronecker(I_reps, Sigma_term)
 ## (glmmTMB orders b term by term, group by group, the term's columns within a group). This is what lme4's
 ## vcov gives; glmmTMB's vcov differs (see gls.note).
-gls_check <- function(m) {
-  vc <- VarCorr(m)$cond; reS <- m$modelInfo$reStruc$condReStruc
-  Z <- as.matrix(getME(m, "Z")); X <- as.matrix(getME(m, "X")); y <- model.response(model.frame(m))
-  blocks <- lapply(seq_along(vc), function(i) kronecker(diag(reS[[i]]$blockReps), as.matrix(vc[[i]])))
-  S <- as.matrix(Matrix::bdiag(blocks))
-  stopifnot(ncol(Z) == ncol(S))
-  V <- Z %*% S %*% t(Z) + sigma(m)^2 * diag(nrow(Z))
-  ViX <- solve(V, X); XtViX <- crossprod(X, ViX)
-  bh <- solve(XtViX, crossprod(ViX, y)); Vb <- solve(XtViX)
-  fe <- fixef(m)$cond
-  list(estimate = arr(bh), se = arr(sqrt(diag(Vb))), vcov = mat(Vb),
-       max_abs_diff_estimate_vs_fixef = max(abs(bh - fe)),
-       max_abs_diff_se_vs_vcov = max(abs(sqrt(diag(Vb)) - sqrt(diag(as.matrix(vcov(m)$cond))))),
-       note = paste("GLS at the fitted covariance parameters: se = sqrt(diag((X' V^-1 X)^-1)), the lme4-style",
-                    "fixed-effect se. fixef.se = glmmTMB's vcov(fit): from TMB's sdreport, for REML with the fixed",
-                    "effects as random effects (includes the covariance parameters' uncertainty), for ML from the",
-                    "joint Hessian; the two differ by 5e-5 .. 1.4e-3 here."))
-}
+gls_check <- function(m) tmb_gls(m, tmb_cov_b(m), loglik = FALSE,
+  note = paste("GLS at the fitted covariance parameters: se = sqrt(diag((X' V^-1 X)^-1)), the lme4-style",
+               "fixed-effect se. fixef.se = glmmTMB's vcov(fit): from TMB's sdreport, for REML with the fixed",
+               "effects as random effects (includes the covariance parameters' uncertainty), for ML from the",
+               "joint Hessian; the two differ by 5e-5 .. 1.4e-3 here."))
 
-tmb_block <- function(m, cap, call_text) {
-  ll <- logLik(m)
-  capV <- capture(vcov(m)); V <- as.matrix(capV$value$cond)
-  fe <- fixef(m)$cond
-  stopifnot(identical(colnames(V), names(fe)))
-  th <- getME(m, "theta")
-  th_par <- unname(m$fit$par[names(m$fit$par) == "theta"])
-  stopifnot(isTRUE(all.equal(unname(th), th_par, tolerance = 0)))
-  vcl <- tmb_varcorr(m, unname(th))
-  s <- sigma(m)
-  gauss <- family(m)$family == "gaussian"
-  bd <- m$fit$par[names(m$fit$par) == "betad"]
-  list(
-    r_call = call_text,
-    family = family(m)$family, link = family(m)$link, REML = isTRUE(m$modelInfo$REML),
-    logLik = as.numeric(ll), df = attr(ll, "df"), AIC = AIC(m), BIC = BIC(m), nobs = nobs(m),
-    n_par = length(m$fit$par),
-    fixef = list(names = arr(names(fe)), estimate = arr(fe), se = arr(sqrt(diag(V))), vcov = mat(V)),
-    vcov_warnings = arr(capV$warnings),
-    sigma = if (gauss) s else NULL,
-    gls = if (gauss) gls_check(m) else NULL,
-    sigma_check = if (gauss) list(betad = unname(bd), exp_half_betad = exp(unname(bd) / 2),
-                                  abs_diff_sigma_vs_exp_half_betad = abs(s - exp(unname(bd) / 2))) else NULL,
-    varcorr = vcl$terms, theta_check_max_abs_diff = vcl$theta_check_max_abs_diff,
-    theta = arr(th),
-    par = list(names = arr(names(m$fit$par)), values = arr(m$fit$par)),
-    objective = m$fit$objective,
-    convergence = m$fit$convergence, optimizer_message = m$fit$message,
-    iterations = m$fit$iterations, evaluations = as.list(m$fit$evaluations),
-    pdHess = m$sdr$pdHess, max_abs_gradient = max(abs(m$sdr$gradient.fixed)),
-    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages))
-}
+## tmb_block: reference_helpers.R
 
 lmer_block <- function(call_text) {
   cap <- capture(eval(parse(text = call_text), envir = globalenv()))
@@ -278,18 +225,8 @@ cases <- list(); failures <- list(); rows <- list()
 
 run_case <- function(case_id, call_text, data_id, notes = NULL, lmer_call = NULL, only_if_clean = FALSE) {
   res <- tryCatch({
-    cap <- capture(eval(parse(text = call_text), envir = globalenv()))
-    m <- cap$value
-    control_used <- "default"; default_warn <- NULL; used_call <- call_text
-    if (length(cap$warnings)) {
-      default_warn <- list(r_call = call_text, warnings = arr(cap$warnings),
-                           logLik = as.numeric(logLik(m)), convergence = m$fit$convergence,
-                           optimizer_message = m$fit$message, pdHess = m$sdr$pdHess,
-                           max_abs_gradient = max(abs(m$sdr$gradient.fixed)))
-      used_call <- sub(")$", sprintf(", control = %s)", REFIT_CONTROL), call_text)
-      cap <- capture(eval(parse(text = used_call), envir = globalenv()))
-      m <- cap$value; control_used <- REFIT_CONTROL
-    }
+    f <- fit_with_refit(call_text)
+    m <- f$m; cap <- f$cap; used_call <- f$used_call; control_used <- f$control_used; default_warn <- f$default_warn
     blk <- tmb_block(m, cap, used_call)
     usable <- !(only_if_clean && length(cap$warnings) > 0)
     lm <- if (!is.null(lmer_call)) lmer_block(lmer_call) else NULL
