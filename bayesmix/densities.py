@@ -331,8 +331,9 @@ class Tweedie(Density):
     log(2-p) (Dunn and Smyth 2005). W does not involve mu, so the eta-derivatives are written out;
     its terms peak near j* = y^(2-p) / (phi (2-p)) and the sum runs over a window around j* until
     both ends are below e^-40 of the peak. The sampler's graph needs a fixed number of terms: it
-    sums j = 1 .. J, J from the data (:func:`tweedie_window`), and refuses (log density -inf) a
-    (phi, power) whose series J would cut, never computing a truncated sum."""
+    sums a window of them centred on each row's j*, its width from the data
+    (:class:`TweedieSeries`), and refuses (log density -inf) a (phi, power) whose series the
+    window would cut, never computing a truncated sum."""
 
     params = ("phi", "power")
 
@@ -354,16 +355,17 @@ class Tweedie(Density):
         phi, p = params["phi"], params["power"]
         base = -value * mu ** (1.0 - p) / (phi * (p - 1.0)) - mu ** (2.0 - p) / (phi * (2.0 - p))
         safe = pt.switch(pt.gt(value, 0), value, 1.0)
-        log_w, covered = _tweedie_log_w_graph(safe, phi, p, params["window"])
+        log_w, covered = params["series"].log_w(safe, phi, p)
         positive = base + log_w - pt.log(safe)
         density = pt.switch(pt.gt(value, 0), positive, base)
-        return pt.switch(covered, density, -np.inf)
+        # a zero response sums no series (its window ran on a placeholder y of 1)
+        return pt.switch(pt.or_(covered, pt.le(value, 0)), density, -np.inf)
 
     def moments(self, mu, params, trials):
         return mu, np.asarray(params["phi"]) * mu ** np.asarray(params["power"])
 
     def static_arguments(self, y: np.ndarray, groups: np.ndarray | None = None) -> dict:
-        """The window of the series: it covers phi down to a fifth of the moment estimate
+        """The windows of the series: they cover phi down to a fifth of the moment estimate
         Var(y) / mean(y)^1.5 and powers up to 1.9. Between-level spread inflates that estimate
         (a group SD of 2.5 on the log scale, by orders of magnitude: the window then refused the
         true phi and the sampler stalled against it), so within the levels of ``groups`` it is taken
@@ -379,7 +381,7 @@ class Tweedie(Density):
             if usable.any():
                 within = np.maximum(variances[usable], 0.0) / means[usable] ** 1.5
                 moment = min(moment, float(np.median(within)))
-        return {"window": tweedie_window(y, max(moment, 1e-6) / TWEEDIE_PHI_FLOOR)}
+        return {"series": TweedieSeries.for_data(y, max(moment, 1e-6) / TWEEDIE_PHI_FLOOR)}
 
     def draw(self, mu, params, trials, rng):
         phi = np.broadcast_to(params["phi"], np.shape(mu))
@@ -391,7 +393,6 @@ class Tweedie(Density):
 
 TWEEDIE_PHI_FLOOR = 5.0  # the sampler's series covers phi down to the moment estimate / this
 TWEEDIE_POWER_CEILING = 1.9  # and powers up to this
-TWEEDIE_WINDOW_STEP = 32  # the window's granularity (more terms than needed cost little)
 TWEEDIE_TAIL = 40.0  # log of the ratio of the series' peak term to the last terms it sums (e^-40 ~ 4e-18)
 
 
@@ -428,34 +429,130 @@ def _half_width(peak, p):
     return np.ceil(9.5 * np.sqrt(peak * (p - 1.0)) + 6.0)
 
 
-def _tweedie_log_w_graph(y, phi, p, window: int):
-    """log W in PyTensor over the terms j = 1 .. ``window``; and whether they cover the series (the
-    last term below e^-40 of the peak). With one phi and power for all rows the gamma functions of
-    j are one vector, and each row costs a product and an exp per term."""
+def _tweedie_log_w_graph(y, phi, p, half: int):
+    """log W in PyTensor over 2 ``half`` + 1 terms centred on each row's peak j*; and whether they
+    cover the series. The window moves with (phi, power), so a row costs a fixed number of terms
+    however large y is; but each term is two log-gamma functions of its own (and a digamma in the
+    gradient). The window's start is a step function of the parameters and carries no gradient;
+    the sum it selects is smooth to e^-40."""
     pt = _pt()
+    a, z, peak = _tweedie_graph_parts(y, phi, p)
+    start = pt.maximum(1.0, pt.round(peak) - half)
+    j = start[..., None] + pt.arange(0, 2 * half + 1, dtype="float64")
+    terms = z[..., None] * j - pt.gammaln(j + 1.0) - pt.gammaln(pt.shape_padright(a) * j)
+    return _tweedie_sum(terms, start)
+
+
+def _tweedie_shared_graph(y, phi, p, span: int):
+    """log W over one window of ``span`` terms for all the rows given (rows of similar y: their
+    peaks lie close together), starting where the earliest row's series needs it to: the
+    log-gamma functions of j are then one vector, and each row costs a product and an exp a term."""
+    pt = _pt()
+    a, z, peak = _tweedie_graph_parts(y, phi, p)
+    needed = pt.round(peak) - pt.ceil(9.5 * pt.sqrt(peak * (p - 1.0)) + 6.0)  # as _half_width
+    start = pt.maximum(1.0, pt.min(needed))
+    j = start + pt.arange(0, span, dtype="float64")
+    terms = z[..., None] * j - pt.gammaln(j + 1.0) - pt.gammaln(pt.shape_padright(a) * j)
+    return _tweedie_sum(terms, pt.shape_padright(start))
+
+
+def _tweedie_graph_parts(y, phi, p):
+    """a, z of :func:`_tweedie_z` and the peak j* (no gradient: it only places the window)."""
+    pt = _pt()
+    from pytensor.gradient import disconnected_grad
+
     a = (2.0 - p) / (p - 1.0)
     z = a * pt.log(y / (p - 1.0)) - (1.0 + a) * pt.log(phi) - pt.log(2.0 - p)
-    j = pt.arange(1, window + 1, dtype="float64")
-    terms = z[..., None] * j - pt.gammaln(j + 1.0) - pt.gammaln(pt.shape_padright(a) * j)
+    return a, z, disconnected_grad(y ** (2.0 - p) / (phi * (2.0 - p)))
+
+
+def _tweedie_sum(terms, start):
+    """log-sum-exp of each row's terms, and whether they cover its series: the last term below
+    e^-40 of the peak, and the first too unless the window starts at j = 1."""
+    pt = _pt()
     top = pt.max(terms, axis=-1)
     log_w = top + pt.log(pt.sum(pt.exp(terms - top[..., None]), axis=-1))
-    return log_w, pt.lt(terms[..., -1], top - TWEEDIE_TAIL)
+    low = pt.or_(pt.le(start, 1.0), pt.lt(terms[..., 0], top - TWEEDIE_TAIL))
+    return log_w, pt.and_(low, pt.lt(terms[..., -1], top - TWEEDIE_TAIL))
 
 
-def tweedie_window(y: np.ndarray, phi_floor: float) -> int:
-    """The sampler's number of terms (j = 1 .. it): it covers every row's series for phi down to
-    ``phi_floor`` and a power up to :data:`TWEEDIE_POWER_CEILING` (towards 2 the series grows
-    without bound; where the window falls short the log density is -inf, never a truncated sum).
-    Rounded up to a multiple of :data:`TWEEDIE_WINDOW_STEP`: the window is a constant of the compiled
-    program, so datasets with nearby windows share one compilation."""
-    positive = np.asarray(y, dtype=float)[np.asarray(y) > 0]
-    if positive.size == 0:
-        return 8
-    ends = []
-    for p in np.linspace(1.01, TWEEDIE_POWER_CEILING, 40):
-        peak = float(np.max(positive ** (2 - p) / (phi_floor * (2 - p))))
-        ends.append(peak + float(_half_width(peak, p)))
-    return TWEEDIE_WINDOW_STEP * int(np.ceil(max(ends) / TWEEDIE_WINDOW_STEP))
+def _rounded_width(width: float) -> int:
+    """Up to the next of 4, 6, 8, 12, 16, 24 ... (a window is a constant of the compiled program:
+    datasets whose windows round alike share one compilation, at most a third of the terms wasted)."""
+    size = 4
+    while size < width:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
+TWEEDIE_CHUNKS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # row shares cut from the top of the sorted y
+TWEEDIE_GAMMA_COST = 8.0  # a term's two log-gammas and digamma, in terms of its product and exp
+TWEEDIE_POWERS = np.linspace(1.01, TWEEDIE_POWER_CEILING, 40)  # the powers a window is sized for
+
+
+def tweedie_window_plan(y_low: float, y_high: float, rows: int, phi_floor: float) -> tuple[str, int]:
+    """The cheaper window for ``rows`` rows whose responses (zeros as 1) run from ``y_low`` to
+    ``y_high``, wide enough for phi down to ``phi_floor`` and powers up to
+    :data:`TWEEDIE_POWER_CEILING` (towards 2 the series grows without bound; where a window falls
+    short the log density is -inf, never a truncated sum): ``("shared", span)``, one window from
+    the earliest row's start to the latest row's end, or ``("rows", half)``, each row's own."""
+    spans, halves = [], []
+    for p in TWEEDIE_POWERS:
+        low, high = (y ** (2 - p) / (phi_floor * (2 - p)) for y in (y_low, y_high))
+        start = max(1.0, np.round(low) - _half_width(low, p))
+        spans.append(np.round(high) + _half_width(high, p) - start + 3.0)  # + rounding's margin
+        halves.append(_half_width(high, p))
+    span, half = _rounded_width(max(spans)), _rounded_width(max(halves))
+    shared_cost = rows * span + TWEEDIE_GAMMA_COST * span
+    if shared_cost <= rows * (2 * half + 1) * (1.0 + TWEEDIE_GAMMA_COST):
+        return "shared", span
+    return "rows", half
+
+
+@dataclass(frozen=True)
+class TweedieSeries:
+    """The sampler's windows over the series W. The rows sorted by response, cut at fixed shares of
+    n from the top (:data:`TWEEDIE_CHUNKS`); each chunk's window the cheaper of one shared by its
+    rows (its log-gammas computed once) or one per row centred on the row's peak (a fixed number
+    of terms however large y is: the largest responses, whose peaks spread far apart), sized by
+    :func:`tweedie_window_plan`. The order is a shared variable, so the JAX program takes it as an
+    argument and the chunks' sizes depend on n alone: a new dataset of that size whose windows
+    round alike reuses the compiled program. Should the response change under it, a window too
+    narrow for a row's series gives -inf, never a truncated sum."""
+
+    order: object  # shared int64 (n,): rows by response, smallest first
+    inverse: object  # shared int64 (n,): where each row went
+    bounds: tuple[int, ...]
+    plans: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def for_data(cls, y: np.ndarray, phi_floor: float) -> TweedieSeries:
+        import pytensor
+
+        safe = np.where(np.asarray(y, dtype=float) > 0, np.asarray(y, dtype=float), 1.0)  # as logp's
+        order = np.argsort(safe, kind="stable")
+        ordered, n = safe[order], len(order)
+        bounds = tuple(sorted({0, n, *(n - int(np.ceil(share * n)) for share in TWEEDIE_CHUNKS)}))
+        plans = tuple(
+            tweedie_window_plan(ordered[lo], ordered[hi - 1], hi - lo, phi_floor)
+            for lo, hi in zip(bounds[:-1], bounds[1:])
+        )
+        order_data = pytensor.shared(order.astype(np.int64), name="tweedie_order")
+        inverse_data = pytensor.shared(np.argsort(order).astype(np.int64), name="tweedie_inverse")
+        return cls(order_data, inverse_data, bounds, plans)
+
+    def log_w(self, y, phi, p):
+        """log W of every row and whether its window covers its series (PyTensor)."""
+        pt = _pt()
+        # a dispersion formula's phi has a value per row; PyMC hands a single phi as shape (1,)
+        per_row = getattr(phi, "ndim", 0) > 0 and not all(phi.type.broadcastable)
+        y_sorted, phi_sorted = y[self.order], phi[self.order] if per_row else phi
+        pieces = []
+        for lo, hi, (kind, size) in zip(self.bounds[:-1], self.bounds[1:], self.plans):
+            graph = _tweedie_shared_graph if kind == "shared" else _tweedie_log_w_graph
+            pieces.append(graph(y_sorted[lo:hi], phi_sorted[lo:hi] if per_row else phi, p, size))
+        log_w = pt.concatenate([piece[0] for piece in pieces])[self.inverse]
+        return log_w, pt.concatenate([piece[1] for piece in pieces])[self.inverse]
 
 
 GAMMA = Gamma()  # the gamma family's Laplace terms too (bayesmix.families)

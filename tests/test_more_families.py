@@ -184,19 +184,78 @@ def test_spellings_and_support():
     bayesmix.Model("y ~ 1 + (1 | g)", data, family="hurdle_lognormal")  # zeros go to the hurdle
 
 
-def test_tweedie_window_reads_the_spread_within_levels():
-    """The sampler's series window covers phi down to a fifth of a moment estimate; between-level
-    spread (a group SD of 2.5 on the log scale) inflates the overall estimate past the true phi,
-    whose series the window then refused (the sampler stalled against it: R-hat 2.3 in a
-    simulation-based calibration replication). Within the levels the estimate stays near phi."""
-    from bayesmix.densities import DENSITIES, _half_width
+def _series_at(series, y):
+    """log W, coverage and the (phi, power)-gradient of the sampler's series, as a function."""
+    import pytensor
+    import pytensor.tensor as pt
 
+    phi, power = pt.dscalar("phi"), pt.dscalar("power")
+    log_w, covered = series.log_w(pt.as_tensor(np.where(y > 0, y, 1.0)), phi, power)
+    total = pt.sum(log_w * (y > 0))
+    return pytensor.function([phi, power], [log_w, covered, *pytensor.grad(total, [phi, power])])
+
+
+def test_tweedie_window_reads_the_spread_within_levels():
+    """The sampler's series windows cover phi down to a fifth of a moment estimate; between-level
+    spread (a group SD of 2.5 on the log scale) inflates the overall estimate past the true phi,
+    whose series the windows then refused (the sampler stalled against it: R-hat 2.3 in a
+    simulation-based calibration replication). Within the levels the estimate stays near phi."""
     rng = np.random.default_rng(8)
     g = np.repeat(np.arange(30), 8)
     mu = np.exp(0.3 + rng.normal(0, 2.5, 30))[g]
     tweedie = DENSITIES["tweedie"]
     y = tweedie.draw(mu, {"phi": 0.5, "power": 1.2}, None, rng)
-    overall = tweedie.static_arguments(y)["window"]
-    within = tweedie.static_arguments(y, groups=g)["window"]
-    needed = max(float(np.max(y**0.8 / (0.5 * 0.8))) + float(_half_width(np.max(y**0.8 / 0.4), 1.2)), 1.0)
-    assert overall < needed <= within
+    overall = _series_at(tweedie.static_arguments(y)["series"], y)(0.5, 1.2)[1]
+    within = _series_at(tweedie.static_arguments(y, groups=g)["series"], y)(0.5, 1.2)[1]
+    assert not overall[y > 0].all() and within[y > 0].all()
+
+
+def test_tweedie_sampler_series_is_the_full_series_at_large_y():
+    """The sampler's series: rows sorted by response, the small ones sharing one window (their
+    log-gammas computed once), the largest each a window centred on its own peak; so responses in
+    the thousands with a power near 1 (peaks near j = 5000) cost a few thousand terms in all, not
+    thousands a row. Its value and its phi- and power-derivatives are the full series' (summed over
+    the number of gamma terms, apart from bayesmix's code), and a phi below the windows' floor is
+    refused, never summed short."""
+    from bayesmix.densities import TweedieSeries, tweedie_log_w
+
+    rng = np.random.default_rng(3)
+    mu = np.exp(rng.normal(3.0, 1.5, 200))
+    y = DENSITIES["tweedie"].draw(mu, {"phi": 0.5, "power": 1.2}, None, rng)
+    assert y.max() > 1000 and (y == 0).any()
+    series = TweedieSeries.for_data(y, 0.1)  # phi down to 0.1, powers up to 1.9
+    assert {kind for kind, _ in series.plans} == {"shared", "rows"}
+    plans = zip(np.diff(series.bounds), series.plans)
+    terms = sum(rows * (size if kind == "shared" else 2 * size + 1) for rows, (kind, size) in plans)
+    assert terms < 200 * y.max() ** 0.99 / (0.1 * 0.99) / 50  # j = 1 .. the largest peak, every row
+    f = _series_at(series, y)
+    value, covered, d_phi, d_power = f(0.5, 1.2)
+    positive = y > 0
+    assert covered[positive].all()
+    np.testing.assert_allclose(value[positive], tweedie_log_w(y[positive], 0.5, 1.2), rtol=1e-12)
+    lam, a, scale = 30.0**0.8 / (0.5 * 0.8), 0.8 / 0.2, 0.5 * 0.2 * 30.0**0.2  # at mu = 30
+    n, yp = np.arange(1, 20000)[:, None], y[positive]
+    full = np.logaddexp.reduce(stats.poisson.logpmf(n, lam) + stats.gamma.logpdf(yp, n * a, scale=scale), axis=0)
+    base = -yp * 30.0**-0.2 / (0.5 * 0.2) - lam - np.log(yp)
+    np.testing.assert_allclose(value[positive], full - base, rtol=1e-9)
+    h = 1e-6
+    total = lambda phi, power: np.sum(f(phi, power)[0][positive])  # noqa: E731
+    np.testing.assert_allclose(d_phi, (total(0.5 + h, 1.2) - total(0.5 - h, 1.2)) / (2 * h), rtol=1e-5)
+    np.testing.assert_allclose(d_power, (total(0.5, 1.2 + h) - total(0.5, 1.2 - h)) / (2 * h), rtol=1e-5)
+    assert not f(0.1 / 40, 1.2)[1][positive].all()  # far below the floor the windows cannot hold the series
+
+
+def test_tweedie_sampler_density_with_a_dispersion_formula():
+    """With a dispersion formula each row has its own phi, which follows the row through the
+    sampler's sort of the rows by window width: the pointwise log likelihood is the Laplace
+    engine's at that row's phi."""
+    rng = np.random.default_rng(2)
+    x, z = rng.normal(size=60), rng.normal(size=60)
+    y = DENSITIES["tweedie"].draw(np.exp(1 + 0.5 * x), {"phi": np.exp(0.3 * z), "power": 1.4}, None, rng)
+    data = pd.DataFrame({"y": y, "x": x, "z": z, "g": np.repeat(list("abcdef"), 10)})
+    pm_model = bayesmix.Model("y ~ x + (1 | g)", data, family="tweedie", dispersion="~ z").pymc_model("noncentered")
+    point = pm_model.initial_point()
+    point.update(beta=np.array([1.0, 0.5]), phi_beta=np.array([0.2, 0.3]), power_interval__=np.array(0.0))
+    pointwise = pm_model.compile_logp(vars=[pm_model.observed_RVs[0]], sum=False)(point)[0]
+    expected = DENSITIES["tweedie"].terms(1 + 0.5 * x, y, None, {"phi": np.exp(0.2 + 0.3 * z), "power": 1.5})[0]
+    np.testing.assert_allclose(pointwise, expected, rtol=1e-12)
