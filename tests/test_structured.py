@@ -391,3 +391,28 @@ def test_rr_and_toep_match_glmmtmb(case):
     if case != "rr_ml":  # the lags: the correlation matrix's diagonals
         corr = np.asarray(vc["corr"])
         np.testing.assert_allclose(fit.varcorr[0]["lags"], [corr[0, lag] for lag in (1, 2, 3)], rtol=1e-8)
+
+
+def test_homdiag_is_one_variance_for_independent_terms():
+    """glmmTMB's homdiag(0 + f | g): the levels of f within each g independent with one common
+    variance, which is lme4's (1 | g:f): the same REML fit; the sampler gives one SD and no
+    correlations (the structure has none)."""
+    rng = np.random.default_rng(1)
+    g, f = np.repeat(np.arange(30), 9), np.tile(["a", "b", "c"], 90)
+    b = rng.normal(0, 0.7, (30, 3))
+    x = rng.normal(size=270)
+    y = 1 + 0.5 * x + b[g, pd.Categorical(f).codes] + rng.normal(0, 0.5, 270)
+    data = pd.DataFrame({"y": y, "x": x, "g": [f"s{i}" for i in g], "f": f})
+    homdiag = bayesmix.Model("y ~ x + homdiag(0 + f | g)", data, categorical=["f"])
+    fit = homdiag.fit("reml").to_dict()
+    nested = bayesmix.Model("y ~ x + (1 | g:f)", data).fit("reml").to_dict()
+    assert fit["REMLcrit"] == pytest.approx(nested["REMLcrit"], rel=1e-9)
+    assert fit["varcorr"][0]["structure"] == "homdiag"
+    np.testing.assert_allclose(fit["varcorr"][0]["sd"], nested["varcorr"][0]["sd"][0], rtol=1e-6)
+    np.testing.assert_allclose(fit["fixef"]["estimate"], nested["fixef"]["estimate"], rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = homdiag.sample(draws=200, tune=200, chains=2, random_seed=1, progressbar=False)
+    assert "cor_g" not in idata.posterior
+    sd = idata.posterior["sd_g"].values
+    assert np.ptp(sd, axis=-1).max() == 0.0  # one SD for every term

@@ -331,11 +331,12 @@ def group_parameters(post, design, family) -> pd.DataFrame:
     for block in design.all_blocks:
         group = block.group if block.predictor == "mu" else f"{block.predictor}|{block.group}"
         sd = flat(f"sd_{block.label}")
-        corr = flat(f"cor_{block.label}") if block.n_terms > 1 else None
+        correlated = block.n_terms > 1 and block.covariance.kind != "homdiag"
+        corr = flat(f"cor_{block.label}") if correlated else None
         pairs = term_pairs(block)
         for j, term in enumerate(block.terms):
             columns[f"sd[{group}:{term}]"] = sd[:, j]
-            for k in range(j + 1, block.n_terms):
+            for k in range(j + 1, block.n_terms if correlated else 0):
                 columns[f"corr[{group}:{term},{block.terms[k]}]"] = corr[:, pairs.index((j, k))]
     for name in family.params:
         if name in post and post[name].ndim == 2:

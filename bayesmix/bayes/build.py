@@ -254,9 +254,19 @@ def _reduced_rank_covariance(block: Block, priors: dict[str, Prior]):
     return pt.concatenate([loadings, pt.zeros((k, k - d))], axis=1)
 
 
+def _homogeneous_diagonal_covariance(block: Block, priors: dict[str, Prior]):
+    """s I: adds the sampled s (``chol_<label>``) and ``sd_<label>`` (s for every term); the terms
+    are independent, so no correlations."""
+    label, k = block.label, block.n_terms
+    s = priors[f"sd_{label}"].variable(f"chol_{label}")
+    pm.Deterministic(f"sd_{label}", s * pt.ones(k), dims=term_dim(block))
+    return s * pt.eye(k)
+
+
 # covariance structure (its ``kind``) -> the PyMC variables that make the block's Cholesky factor
 COVARIANCE_BUILDERS = {
     "us": _unstructured_covariance,
+    "homdiag": _homogeneous_diagonal_covariance,
     "ar1": _autoregressive_covariance,
     "cs": _compound_symmetry_covariance,
     "toep": _toeplitz_covariance,

@@ -99,6 +99,8 @@ def block_correlations(posterior, block: Block) -> np.ndarray:
     draws = int(np.prod(sd.shape[:2]))
     if block.n_terms == 1:
         return np.ones((draws, 1, 1))
+    if block.covariance.kind == "homdiag":  # independent terms
+        return np.broadcast_to(np.eye(block.n_terms), (draws, block.n_terms, block.n_terms)).copy()
     pairs = posterior[f"cor_{block.label}"].values  # (chain, draw, pair)
     return correlation_matrices(pairs.reshape(draws, -1), block.n_terms)
 
@@ -165,7 +167,7 @@ def model_coords(design: Design, family: Family | None = None) -> dict:
     for block in design.all_blocks:
         coords[level_dim(block)] = list(block.levels)
         coords[term_dim(block)] = list(block.terms)
-        if block.n_terms > 1:
+        if block.n_terms > 1 and block.covariance.kind != "homdiag":
             coords[pair_dim(block)] = pair_names(block)
     return coords
 
@@ -180,16 +182,16 @@ def public_names(design: Design, family: Family) -> list[str]:
         names.append("spacing")
     for block in design.all_blocks:
         names.append(f"sd_{block.label}")
-        if block.n_terms > 1:
-            names.append(f"cor_{block.label}")
         kind = block.covariance.kind
+        if block.n_terms > 1 and kind != "homdiag":  # homdiag's terms are independent
+            names.append(f"cor_{block.label}")
         if kind in ("ar1", "cs"):  # a structured block's one correlation
             names.append(f"rho_{block.label}")
         elif kind == "toep":  # a correlation per lag
             names.append(f"lags_{block.label}")
         elif kind == "rr":  # the loadings
             names.append(f"loadings_{block.label}")
-        elif kind != "us":  # a distance structure's range
+        elif kind not in ("us", "homdiag"):  # a distance structure's range
             names.append(f"range_{block.label}")
         names.append(f"re_{block.label}")
     return names

@@ -343,6 +343,46 @@ class ReducedRank(_FreeEntries):
         return {"rank": self.rank, "loadings": self.factor(theta)[:, : self.rank].tolist()}
 
 
+@dataclass(frozen=True)
+class HomogeneousDiagonal:
+    """glmmTMB's ``homdiag(x | g)``: k independent effects with one common SD (the random part of a
+    penalised smooth, gamm4's and brms's mixed-model form of ``s(x)``). theta = (s relative to the
+    residual SD, >= 0); the factor is s I."""
+
+    k: int
+    kind: str = "homdiag"
+
+    @property
+    def n_theta(self) -> int:
+        return 1
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        return float(theta[0]) * np.eye(self.k)
+
+    def theta(self, factor: np.ndarray) -> np.ndarray:
+        """The root mean variance of a factor (this structure's own: s on every term)."""
+        factor = np.asarray(factor, dtype=float)
+        return np.array([float(np.sqrt(np.mean(np.sum(factor * factor, axis=1))))])
+
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        return np.eye(self.k)[None]
+
+    def is_diagonal(self) -> np.ndarray:
+        return np.array([True])
+
+    def lower(self) -> np.ndarray:
+        return np.array([0.0])
+
+    def start(self) -> np.ndarray:
+        return np.array([1.0])
+
+    def parameter_names(self, terms) -> list[str]:
+        return ["sd"]
+
+    def describe(self, theta: np.ndarray) -> dict:
+        return {}
+
+
 KERNELS = {
     # correlation at distance d for range r, and its derivative in log r
     "exp": (lambda d, r: np.exp(-d / r), lambda d, r: np.exp(-d / r) * d / r),
@@ -446,7 +486,13 @@ def num_factor(*coordinates):
     return pd.Categorical(labels, categories=list(dict.fromkeys(label for *_, label in order)))
 
 
-STRUCTURES = {"us": Unstructured, "cs": CompoundSymmetry, "ar1": AutoRegressive, "toep": Toeplitz}
+STRUCTURES = {
+    "us": Unstructured,
+    "cs": CompoundSymmetry,
+    "ar1": AutoRegressive,
+    "toep": Toeplitz,
+    "homdiag": HomogeneousDiagonal,
+}
 DISTANCE_STRUCTURES = ("exp", "gau", "ou")
 
 

@@ -575,12 +575,12 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
 
 
 # glmmTMB's covariance structures, written around (x | g)
-STRUCTURE_CALLS = ("us", "diag", "cs", "ar1", "toep", "exp", "gau", "ou", "rr")
+STRUCTURE_CALLS = ("us", "diag", "homdiag", "cs", "ar1", "toep", "exp", "gau", "ou", "rr")
 
 
 def _structure_call(term: str) -> tuple[str, str] | None:
     """(the structure, ``(expr | group)``) of a term ``ar1(expr | group)``, else None."""
-    match = re.match(r"(us|diag|cs|ar1|toep|ou|exp|gau|mat|rr)\s*\(", term)
+    match = re.match(r"(us|diag|homdiag|cs|ar1|toep|ou|exp|gau|mat|rr)\s*\(", term)
     if not match:
         return None
     opening = match.end() - 1

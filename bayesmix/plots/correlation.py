@@ -18,7 +18,7 @@ def correlation(model, group=None, *, idata=None, ax=None):
     source = view(model, idata)
     design = source.design
     group = _one_group(design, group)
-    blocks = [b for b in design.blocks if b.group == group and b.n_terms > 1]
+    blocks = [b for b in design.blocks if b.group == group and b.n_terms > 1 and b.covariance.kind != "homdiag"]
     if not blocks:
         raise BayesmixError(
             f"The random effects of '{group}' have one term per block, so there is no correlation to draw."
