@@ -130,6 +130,8 @@ def structure_text(v: dict) -> str:
         return f"range {v['range']:.3g}"
     if "rank" in v:
         return f"rank {v['rank']}"
+    if v["structure"] == "homdiag":
+        return ""
     return "lags " + " ".join(f"{value:.2f}" for value in v["lags"])
 
 
@@ -142,10 +144,12 @@ def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | No
         sd, corr = np.asarray(v["sd"]), np.asarray(v["corr"])
         terms = list(v["terms"])
         shown = len(terms) if "structure" not in v or len(terms) <= STRUCTURED_ROWS else STRUCTURED_ROWS - 1
+        if v.get("structure") == "homdiag":  # one SD for all its terms (a smooth's): one row, as gamm4's
+            terms, shown = [f"{terms[0]}..{terms[-1]}" if len(terms) > 1 else terms[0]], 1
         for j, term in enumerate(terms[:shown]):
             correlations = " ".join(f"{corr[j][i]:5.2f}" for i in range(j))
             if "structure" in v:  # glmmTMB's way: the structure's one parameter, on the first row
-                correlations = f"{structure_text(v)} ({v['structure']})" if j == 0 else ""
+                correlations = f"{structure_text(v)} ({v['structure']})".strip() if j == 0 else ""
             rows.append([v["group"] if j == 0 else "", term, f"{sd[j] ** 2:.4g}", f"{sd[j]:.4g}", correlations])
         if shown < len(terms):  # a structure's many positions: the rest in fit.varcorr
             rows.append(["", f"... {len(terms) - shown} more", "", "", ""])

@@ -50,6 +50,9 @@ def parameter_values(fit) -> pd.Series:
     for v in fit.varcorr:
         group = v["group"] if v.get("predictor", "mu") == "mu" else f"{v['predictor']}|{v['group']}"
         terms, sd, corr = list(v["terms"]), np.asarray(v["sd"]), np.asarray(v["corr"])
+        if v.get("structure") == "homdiag":  # one SD for all its terms (a smooth's)
+            values[f"sd[{group}]"] = float(sd[0])
+            continue
         for j, term in enumerate(terms):
             values[f"sd[{group}:{term}]"] = float(sd[j])
             for k in range(j + 1, len(terms)):
@@ -331,12 +334,14 @@ def group_parameters(post, design, family) -> pd.DataFrame:
     for block in design.all_blocks:
         group = block.group if block.predictor == "mu" else f"{block.predictor}|{block.group}"
         sd = flat(f"sd_{block.label}")
-        correlated = block.n_terms > 1 and block.covariance.kind != "homdiag"
-        corr = flat(f"cor_{block.label}") if correlated else None
+        if block.covariance.kind == "homdiag":  # one SD for all its terms (a smooth's)
+            columns[f"sd[{group}]"] = sd[:, 0]
+            continue
+        corr = flat(f"cor_{block.label}") if block.n_terms > 1 else None
         pairs = term_pairs(block)
         for j, term in enumerate(block.terms):
             columns[f"sd[{group}:{term}]"] = sd[:, j]
-            for k in range(j + 1, block.n_terms if correlated else 0):
+            for k in range(j + 1, block.n_terms):
                 columns[f"corr[{group}:{term},{block.terms[k]}]"] = corr[:, pairs.index((j, k))]
     for name in family.params:
         if name in post and post[name].ndim == 2:

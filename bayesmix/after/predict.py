@@ -43,10 +43,14 @@ def encode(design: Design, data, allow_new_levels: bool, random_effects: bool = 
     """The training rows (``data=None``) or new rows, in the model's encoding; with
     ``random_effects=False`` the fixed part only (no grouping columns needed)."""
     if data is None:
-        blocks = design.all_blocks if random_effects else ()
+        smooths = design.codings.smooths  # a smooth's block stays at the population level
+        blocks = design.all_blocks if random_effects or smooths else ()
         return NewData(
             X=design.X,
-            blocks=tuple((b.codes, b.Zt) for b in blocks),
+            blocks=tuple(
+                (b.codes, b.Zt) if random_effects or b.group in smooths else (b.codes, np.zeros_like(b.Zt))
+                for b in blocks
+            ),
             new_levels=tuple(() for _ in blocks),
             trials=design.trials,
             offset=design.offset,
@@ -173,7 +177,7 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, k
     new = encode(design, data, allow_new_levels, random_effects=re_form == "conditional")
     beta = fixed_estimates(fit)
     blocks = []
-    if re_form == "conditional":
+    if new.blocks:  # at the population level only a smooth's (the other blocks' columns are zero)
         for block, (codes, Zt) in zip(design.all_blocks, new.blocks):
             effects = np.vstack([conditional_modes(fit, block), np.zeros((1, block.n_terms))])  # row M: new levels
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))

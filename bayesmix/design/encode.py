@@ -30,6 +30,7 @@ from bayesmix.design.expressions import (
 from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_message
 from bayesmix.design.formula import FormulaSpec, RandomTerm
 from bayesmix.design.linpred import Predictor
+from bayesmix.design.smooth import learn_smooths, with_smooth_columns
 from bayesmix.errors import BayesmixError, BayesmixWarning, MissingDataWarning, did_you_mean, warn
 from bayesmix.families import Family
 
@@ -116,6 +117,7 @@ class Codings:
     submodel_matrices: dict[str, object] = field(default_factory=dict)  # role -> formulae's fitted X
     # formulae's columns of X that the model keeps (an ordinal model's thresholds replace the intercept)
     fixed_columns: tuple[int, ...] | None = None
+    smooths: dict = field(default_factory=dict)  # label -> the s() term's SmoothBasis, learned from the data
 
 
 @dataclass(frozen=True)
@@ -578,7 +580,9 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
         Zt = np.asarray(matrix.design_matrix, dtype=float)
         names = display_names(matrix.as_dataframe().columns, contrasts)
         codes, levels = _group_codes(frame, term, group_columns)
-        if len(levels) < 2 and term.structure not in DISTANCE_STRUCTURES:  # one group of many positions is spatial
+        # one group of many positions is spatial, one of many penalised columns a smooth (homdiag)
+        spread = term.structure in DISTANCE_STRUCTURES or (term.structure == "homdiag" and Zt.shape[1] > 1)
+        if len(levels) < 2 and not spread:
             raise BayesmixError(
                 f"The grouping factor '{term.group}' has {len(levels)} level in the data used; "
                 "random effects need at least two. Remove the term, or use the factor as a fixed effect."
@@ -870,6 +874,8 @@ def build_design(
     optional = [spec.censoring[1]] if spec.censoring is not None and spec.censoring[1] is not None else []
     frame, rows, n_dropped = _drop_missing(frame, missing, optional)
     _check_finite(frame)
+    smooths = learn_smooths(spec.smooths, frame)
+    frame = with_smooth_columns(frame, smooths)
     levels, group_columns = _encode_categoricals(frame, spec, categorical)
 
     response = spec.response
@@ -901,6 +907,7 @@ def build_design(
     submodels, submodel_matrices = _submodels(frame, spec, contrasts, (levels, group_columns, block_matrices))
     _check_labels(blocks, submodels)
     codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels, submodel_matrices)
+    codings = replace(codings, smooths=smooths)
     return Design(
         spec,
         y,
@@ -1224,6 +1231,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     frame = data.loc[:, needed].copy(deep=True).reset_index(drop=True)
     if frame.isna().any().any():
         raise BayesmixError("New data has missing values in used columns; drop or fill those rows before predicting.")
+    frame = with_smooth_columns(frame, codings.smooths)
     raw_groups = {f: frame[f].copy() for f in grouping if f in frame.columns}
     for name, levels in codings.levels.items():
         if name not in frame.columns:
@@ -1247,7 +1255,11 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     if codings.fixed_columns is not None:
         X = X[:, list(codings.fixed_columns)]
     blocks, new_levels = [], []
-    for block in design.all_blocks if random_effects else ():
+    for block in design.all_blocks if random_effects or codings.smooths else ():
+        if not random_effects and block.group not in codings.smooths:  # a smooth stays at the population level
+            blocks.append((np.zeros(len(frame), dtype=np.int64), np.zeros((len(frame), block.n_terms))))
+            new_levels.append(())
+            continue
         term = spec.random_terms(block.predictor)[block.term]
         matrix = codings.block_matrices[(term.expr, term.group)]
         names = list(matrix.as_dataframe().columns)
@@ -1291,7 +1303,8 @@ def _new_data_columns(spec: FormulaSpec, random_effects: bool) -> list[str]:
     if random_effects:
         return sorted(spec.variables - response_vars - weight_only | (spec.variables & grouping) | offset_vars)
     submodel_vars = set().union(*(_variables(sub.fixed) for sub in spec.submodels))
-    return sorted((_variables(spec.fixed) | offset_vars | submodel_vars) & spec.variables)
+    smooth_vars = {smooth.variable for smooth in spec.smooths}
+    return sorted((_variables(spec.fixed) | offset_vars | submodel_vars | smooth_vars) & spec.variables)
 
 
 def _new_submodels(codings: Codings, frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import formulae
 
 from bayesmix.design.expressions import column_names, r_syntax
+from bayesmix.design.smooth import SmoothSpec
 from bayesmix.errors import BayesmixError, caret
 
 _NAME = r"(?:[^\W\d][\w.]*|`[^`]+`)"  # a name (R-style dots allowed), or any text in backticks
@@ -110,6 +111,7 @@ class FormulaSpec:
     weights: str | None = None  # lme4's weights= argument: an expression of columns, one weight per row
     submodels: tuple[SubmodelSpec, ...] = ()  # zi= and dispersion= formulas
     censoring: tuple[str, str | None] | None = None  # (codes column, interval upper bound column): brms's cens()
+    smooths: tuple[SmoothSpec, ...] = ()  # s(x) terms: fixed columns and a homdiag block each (gamm4's form)
 
     @property
     def all_random(self) -> tuple[RandomTerm, ...]:
@@ -405,7 +407,14 @@ def parse_submodel(text, role: str) -> SubmodelSpec:
         raise _syntax_error(text, len(text), "nothing right of '~'.", "Write '~ 1' for a constant.")
     if any(ch == "|" for _, ch in _top_level(rhs)):
         rhs, position = f"({rhs})", position - 1  # a bare bar, as in the mean's formula
-    fixed_parts, offsets, random, variables = _parse_terms(text, rhs, position)
+    fixed_parts, offsets, random, variables, smooths = _parse_terms(text, rhs, position)
+    if smooths:
+        raise _syntax_error(
+            text,
+            position,
+            f"a smooth in {argument}: not available there yet.",
+            f"Give {argument} fixed and random effects; s() belongs to the mean's formula.",
+        )
     if offsets:
         raise _syntax_error(
             text,
@@ -440,7 +449,7 @@ def parse_formula(text: str) -> FormulaSpec:
         # lme4 reads a bare bar as the loosest operator: 'y ~ 1 | g' is 'y ~ (1 | g)'
         rhs, rhs_position = f"({rhs})", rhs_position - 1
 
-    fixed_parts, offsets, random, variables = _parse_terms(text, rhs, rhs_position)
+    fixed_parts, offsets, random, variables, smooths = _parse_terms(text, rhs, rhs_position)
     fixed = " ".join(fixed_parts) if fixed_parts else "1"
     has_dot = bool(_DOT.search(re.sub(r"`[^`]*`", "", fixed)))
     if not has_dot:
@@ -451,14 +460,16 @@ def parse_formula(text: str) -> FormulaSpec:
     for expr in offsets:
         variables |= _validate_expression(text, f"I({expr})", rhs_position, "offset")
     _check_duplicate_terms(text, random)
+    synthetic = {name for smooth in smooths for name in smooth.column_names()}
     spec = FormulaSpec(
         text=text,
         response=response,
         fixed=fixed,
         random=tuple(random),
-        variables=frozenset(variables),
+        variables=frozenset(variables - synthetic),
         offsets=tuple(offsets),
         has_dot=has_dot,
+        smooths=tuple(smooths),
     )
     return _with_additions(spec, additions)
 
@@ -520,6 +531,7 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
     offsets: list[str] = []
     random: list[RandomTerm] = []
     variables: set[str] = set()
+    smooths: list[SmoothSpec] = []
     pieces = _split_terms(rhs, rhs_position)
     if not pieces[0][1].strip() and len(pieces) > 1 and pieces[1][0] == "-":
         pieces = pieces[1:]  # a leading '-1'
@@ -568,10 +580,56 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
             if sign == "-":
                 raise _syntax_error(text, position, "an offset cannot be subtracted.", "Write offset(-x) instead.")
             offsets.append(_offset_argument(stripped))
+        elif (
+            re.match(r"s\s*\(", stripped)
+            and _matching_paren(stripped[stripped.index("(") :]) == len(stripped[stripped.index("(") :]) - 1
+        ):
+            if sign == "-":
+                raise _syntax_error(text, position, "a smooth cannot be subtracted.", "Use '+'.")
+            smooth = smooth_call(text, stripped, position)
+            smooths.append(smooth)
+            fixed_parts.append(f"+ {smooth.fixed_terms()}" if fixed_parts else smooth.fixed_terms())
+            random.append(smooth.random_term())
+            variables.add(smooth.variable)
         else:
             stripped = expand_nesting(r_syntax(stripped))
             fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
-    return fixed_parts, offsets, random, variables
+    return fixed_parts, offsets, random, variables, smooths
+
+
+SMOOTH_ARGUMENTS = ("k", "bs")
+
+
+def smooth_call(text: str, term: str, position: int) -> SmoothSpec:
+    """mgcv's ``s(x)``, ``s(x, k = 8)``, ``s(x, bs = "cr")``: one covariate, a basis dimension and
+    type; what mgcv's other arguments (``by``, ``m``, several covariates) would do is refused."""
+    inner = term[term.index("(") + 1 : -1]
+    parts = [part.strip() for part in _split_top_level(inner, ",")]
+    if not parts or not parts[0] or "=" in parts[0]:
+        raise _syntax_error(text, position, "s() without a covariate.", "Write s(x), the covariate first.")
+    variable = parts[0].strip("`")
+    if not re.fullmatch(r"[^\W\d][\w.]*", variable) and parts[0] == variable:
+        raise _syntax_error(
+            text, position, f"s({parts[0]}): a smooth of an expression.", "Give s() one column (a new column for x^2)."
+        )
+    options = {}
+    for part in parts[1:]:
+        name, _, value = (piece.strip() for piece in part.partition("="))
+        if name not in SMOOTH_ARGUMENTS or not value:
+            raise _syntax_error(
+                text,
+                position,
+                f"s(): '{part}' is not an argument this version takes.",
+                "This version takes s(x), s(x, k = 10), s(x, bs = 'tp' or 'cr'): one covariate (not yet by=).",
+            )
+        options[name] = value.strip("'\"")
+    k = options.get("k", "10")
+    if not k.isdigit() or int(k) < 3:
+        raise _syntax_error(text, position, f"s(k = {k}).", "k is a whole number of basis functions, 3 or more.")
+    bs = options.get("bs", "tp")
+    if bs not in ("tp", "cr"):
+        raise _syntax_error(text, position, f"s(bs = '{bs}').", "bs = 'tp' (mgcv's default) or 'cr' are available.")
+    return SmoothSpec(variable, int(k), bs)
 
 
 # glmmTMB's covariance structures, written around (x | g)

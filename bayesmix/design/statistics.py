@@ -148,6 +148,11 @@ class StatsDesign:
 
 
 def _refuse_stateful(spec: FormulaSpec) -> None:
+    if spec.smooths:
+        raise BayesmixError(
+            f"{spec.smooths[0].label} learns its basis from every row, which a Dask DataFrame's statistics pass does "
+            "not keep. Fit the smooth on a pandas DataFrame (a sample of the rows, if they are many)."
+        )
     for part in (spec.fixed, *(term.expr for term in spec.random)):
         for name in STATEFUL_TRANSFORMS:
             if name in part:
