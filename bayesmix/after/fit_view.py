@@ -85,8 +85,13 @@ class FitView:
         names = list(self.obj.fixef.index)  # without aliased columns
         X = X[:, [self.design.fixed_names.index(name) for name in names]]
         V = self.obj.vcov.loc[names, names].to_numpy()
-        eta = X @ self.obj.fixef["estimate"].to_numpy()
-        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))
+        eta = np.asarray(self.obj.predict(grid, re_form="population", kind="link"), dtype=float)
+        if self.design.codings.smooths:  # a smooth's penalised effects are uncertain too (mgcv's se.fit)
+            from bayesmix.after.smooth_band import smooth_prediction_se
+
+            se = smooth_prediction_se(self.obj, new)
+        else:
+            se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))
         z = ndtri(0.5 + interval / 2)
         if scale == "link":
             return mean, eta - z * se, eta + z * se

@@ -27,6 +27,8 @@ def _fixed_predictors(design) -> list[str]:
     if not design.fixed_names and not (categories and next(iter(design.submodels.values())).fixed_names):
         return []
     names = set(formulae.model_description(design.spec.fixed).var_names) | offset_columns(design.spec)
+    smooths = design.spec.smooths  # a smooth's covariate, not the columns that stand for it
+    names = (names - {n for smooth in smooths for n in smooth.column_names()}) | {s.variable for s in smooths}
     return [c for c in design.data.columns if c in names]
 
 
@@ -74,13 +76,14 @@ def _format_value(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _effects_title(effect, label, reference, width: int = 80, scale: str = "response") -> str:
+def _effects_title(effect, label, reference, width: int = 80, scale: str = "response", smooths=()) -> str:
     """Says what is plotted and where every other predictor is held; lines break between values."""
     what = "linear predictor" if scale == "link" else "prediction"
     lines = [f"Population-level {what} over {effect} ({label} fit)"]
+    excluded = "group-level effects excluded (smooths included)" if smooths else "random effects excluded"
     if not reference:
-        return "\n".join(lines + ["random effects excluded; no other predictors"])
-    line = "random effects excluded; other predictors at"
+        return "\n".join(lines + [f"{excluded}; no other predictors"])
+    line = f"{excluded}; other predictors at"
     items = [f"{name} = {_format_value(v)} ({how})" for name, (v, how) in reference.items()]
     for i, item in enumerate(items):
         item += "," if i < len(items) - 1 else ""
@@ -155,7 +158,7 @@ def conditional_effects(
         prediction = source.population_probabilities(grid, interval)
         _category_effects(ax, values, factor, prediction, design.codings.response_levels, interval, source)
         ax.set_xlabel(effect)
-        ax.set_title(_effects_title(effect, source.label, reference), fontsize=10)
+        ax.set_title(_effects_title(effect, source.label, reference, smooths=design.spec.smooths), fontsize=10)
         return ax
     mean, lower, upper = source.population(grid, interval)
 
@@ -167,7 +170,7 @@ def conditional_effects(
     draw(ax, values, column, observed if data_points else None, (mean, lower, upper), band)
     ax.set_xlabel(effect)
     ax.set_ylabel(_response_label(design))
-    ax.set_title(_effects_title(effect, source.label, reference), fontsize=10)
+    ax.set_title(_effects_title(effect, source.label, reference, smooths=design.spec.smooths), fontsize=10)
     ax.legend(loc="best", fontsize=8, frameon=False)
     return ax
 
@@ -255,7 +258,7 @@ def _several_effects(source, effects, reference, interval, data_points, ax, reso
         _draw_lines(axes[panel], source, main, values, lines, line_labels, frame if shown else None, interval)
         if scale == "link":
             axes[panel].set_ylabel(f"linear predictor ({source.family.link.name} link)")
-        title = _effects_title(main, source.label, reference, scale=scale)
+        title = _effects_title(main, source.label, reference, scale=scale, smooths=source.design.spec.smooths)
         axes[panel].set_title(f"{panel_label}\n{title}" if panel_label else title, fontsize=9)
     return axes if len(effects) == 3 else axes[0]
 
