@@ -37,6 +37,7 @@ Given ``--cases``, ``--families`` is ignored.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
@@ -332,6 +333,7 @@ def run_case(
     parameterization: str,
     per_group: int,
     target_accept: float | None = None,
+    progress: str | None = None,
 ) -> pd.DataFrame:
     spec = CASES[case]
     family, kwargs = spec["family"], spec["kwargs"]
@@ -353,7 +355,16 @@ def run_case(
     ranks = {name: [] for name in truth}
     failures, divergent_fits, divergences, high_rhat, max_rhat, censored = 0, 0, 0, 0, 1.0, []
     start = time.perf_counter()
+    done = _load_progress(progress, case)
     for r in range(reps):
+        if r in done:  # a replication an earlier run of the same seed finished: its ranks and diagnostics
+            rank_r, n_div, rhat = done[r]
+            for name, value in rank_r.items():
+                ranks[name].append(value)
+            divergences, divergent_fits = divergences + n_div, divergent_fits + (n_div > 0)
+            high_rhat += rhat > 1.01
+            max_rhat = max(max_rhat, rhat)
+            continue
         data = frame.assign(y=y_sim[r])
         if "censored" in kwargs:
             y_c, codes = censor(y_sim[r])
@@ -396,9 +407,10 @@ def run_case(
                 f"{case} {parameterization}: {r + 1}/{reps} replications, {time.perf_counter() - start:.0f} s",
                 flush=True,
             )
-        for name, draws_ in estimated.items():
-            thinned = draws_[:, ::thin].ravel()
-            ranks[name].append(int(np.sum(thinned < truth[name][r])))
+        rank_r = {name: int(np.sum(d[:, ::thin].ravel() < truth[name][r])) for name, d in estimated.items()}
+        for name, value in rank_r.items():
+            ranks[name].append(value)
+        _save_progress(progress, case, r, rank_r, n_div, rhat)
     elapsed = time.perf_counter() - start
     if censored:
         print(f"{case}: {100 * np.mean(censored):.1f} % of rows censored", flush=True)
@@ -427,6 +439,29 @@ def run_case(
     return pd.DataFrame(rows)
 
 
+def _load_progress(path: str | None, case: str) -> dict[int, tuple[dict[str, int], int, float]]:
+    """{replication: (ranks, divergences, worst R-hat)} that an earlier run wrote to ``path`` (a run
+    of hours can then go on in a later process: the truths come from the seed, so they are the same)."""
+    if path is None or not os.path.exists(path):
+        return {}
+    rows = pd.read_csv(path)
+    rows = rows[rows.case == case]
+    out = {}
+    for r, group in rows.groupby("rep"):
+        ranks = dict(zip(group.parameter, group["rank"].astype(int)))
+        out[int(r)] = (ranks, int(group.n_div.iloc[0]), float(group.rhat.iloc[0]))
+    return out
+
+
+def _save_progress(path: str | None, case: str, r: int, ranks: dict[str, int], n_div: int, rhat: float) -> None:
+    if path is None:
+        return
+    rows = pd.DataFrame(
+        {"case": case, "rep": r, "parameter": list(ranks), "rank": list(ranks.values()), "n_div": n_div, "rhat": rhat}
+    )
+    rows.to_csv(path, mode="a", header=not os.path.exists(path), index=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=200)
@@ -444,24 +479,15 @@ def main() -> None:
     parser.add_argument(
         "--target-accept", type=float, default=None, help="Model.sample's target_accept (default: its own choice)"
     )
+    parser.add_argument(
+        "--progress", default=None, help="CSV each finished replication is appended to; a rerun goes on from it (cases)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     run, names = (run_case, args.cases) if args.cases else (run_family, args.families)
-    table = pd.concat(
-        [
-            run(
-                f,
-                args.reps,
-                args.draws,
-                args.thin,
-                args.seed,
-                args.parameterization,
-                args.rows_per_group,
-                args.target_accept,
-            )
-            for f in names
-        ]
-    )
+    options = (args.reps, args.draws, args.thin, args.seed, args.parameterization, args.rows_per_group)
+    extra = {"progress": args.progress} if args.cases else {}
+    table = pd.concat([run(f, *options, args.target_accept, **extra) for f in names])
     pd.set_option("display.width", 120)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     p_values = table.chi2_p.to_numpy()
