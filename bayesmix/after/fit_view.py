@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri  # the normal quantile, without scipy.stats' import
 
+from bayesmix.after.smooth_band import smooth_prediction_se
 from bayesmix.design.encode import encode_new_data
 from bayesmix.errors import BayesmixError
 
@@ -87,8 +88,6 @@ class FitView:
         V = self.obj.vcov.loc[names, names].to_numpy()
         eta = np.asarray(self.obj.predict(grid, re_form="population", kind="link"), dtype=float)
         if self.design.codings.smooths:  # a smooth's penalised effects are uncertain too (mgcv's se.fit)
-            from bayesmix.after.smooth_band import smooth_prediction_se
-
             se = smooth_prediction_se(self.obj, new)
         else:
             se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, V, X), 0.0))

@@ -1254,6 +1254,19 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
         raise BayesmixError(f"formulae could not encode the new data's fixed part: {exc}") from None
     if codings.fixed_columns is not None:
         X = X[:, list(codings.fixed_columns)]
+    blocks, new_levels = _new_blocks(design, frame, raw_groups, allow_new_levels, random_effects)
+    trials = _new_trials(data.reset_index(drop=True), spec.response)
+    offset = _offset(data.reset_index(drop=True), spec) if spec.offsets else None
+    submodels = _new_submodels(codings, frame)
+    return NewData(
+        X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials, offset=offset, submodels=submodels
+    )
+
+
+def _new_blocks(design: Design, frame: pd.DataFrame, raw_groups: dict, allow_new_levels: bool, random_effects: bool):
+    """Each block's (codes, Zt) on new rows, and its unseen levels; without ``random_effects`` only
+    the smooths' blocks have columns (the others' are zero: the population level keeps a smooth)."""
+    spec, codings = design.spec, design.codings
     blocks, new_levels = [], []
     for block in design.all_blocks if random_effects or codings.smooths else ():
         if not random_effects and block.group not in codings.smooths:  # a smooth stays at the population level
@@ -1283,12 +1296,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
             )
         blocks.append((codes, Zt))
         new_levels.append(unseen)
-    trials = _new_trials(data.reset_index(drop=True), spec.response)
-    offset = _offset(data.reset_index(drop=True), spec) if spec.offsets else None
-    submodels = _new_submodels(codings, frame)
-    return NewData(
-        X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials, offset=offset, submodels=submodels
-    )
+    return blocks, new_levels
 
 
 def _new_data_columns(spec: FormulaSpec, random_effects: bool) -> list[str]:

@@ -589,7 +589,7 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
             smooth = smooth_call(text, stripped, position)
             smooths.append(smooth)
             fixed_parts.append(f"+ {smooth.fixed_terms()}" if fixed_parts else smooth.fixed_terms())
-            random.append(smooth.random_term())
+            random.append(RandomTerm(smooth.random_expr(), smooth.label, (smooth.label,), True, structure="homdiag"))
             variables.add(smooth.variable)
         else:
             stripped = expand_nesting(r_syntax(stripped))

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bayesmix.errors import BayesmixError
+
 TPRS_MAX_KNOTS = 2000  # mgcv's max.knots: above it mgcv draws knots at random; here the quantiles
 
 
@@ -52,12 +54,9 @@ class SmoothSpec:
     def fixed_terms(self) -> str:
         return " + ".join(f"`{name}`" for name in self.fixed_names())
 
-    def random_term(self):
-        """The smooth's penalised part: ``homdiag(0 + s(x)1 + ... | s(x))``, a block of one level."""
-        from bayesmix.design.formula import RandomTerm
-
-        expr = "0 + " + " + ".join(f"`{name}`" for name in self.random_names())
-        return RandomTerm(expr, self.label, (self.label,), True, structure="homdiag")
+    def random_expr(self) -> str:
+        """The penalised part's left-hand side: ``0 + s(x)1 + ... + s(x)8`` (a homdiag block of one level)."""
+        return "0 + " + " + ".join(f"`{name}`" for name in self.random_names())
 
 
 @dataclass(frozen=True)
@@ -260,8 +259,6 @@ def _end_slope(knots: np.ndarray, F: np.ndarray, end: int) -> np.ndarray:
 
 def learn_smooths(smooths, frame) -> dict[str, SmoothBasis]:
     """Each smooth's basis from the model frame's covariate (the complete rows, as mgcv's)."""
-    from bayesmix.errors import BayesmixError
-
     bases = {}
     for spec in smooths:
         column = frame[spec.variable]
