@@ -165,6 +165,8 @@ def conditional_effects(
     ax = _single_axes(ax, (6.4, 4.6))
     observed = _observed(design)
     kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
+    if design.spec.smooths and not source.bayes:  # beta and the smooths' effects: mgcv's se.fit
+        kind = "interval (mgcv's se.fit)"
     band = None if interval is None else f"{100 * interval:g} % {kind}"
     draw = _factor_effect if factor else _numeric_effect
     draw(ax, values, column, observed if data_points else None, (mean, lower, upper), band)
@@ -340,6 +342,8 @@ def _category_effects(ax, values, factor, prediction, levels, interval, source) 
     else:
         colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, mean.shape[1]))
     kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
+    if design.spec.smooths and not source.bayes:  # beta and the smooths' effects: mgcv's se.fit
+        kind = "interval (mgcv's se.fit)"
     offsets = np.linspace(-0.25, 0.25, mean.shape[1]) if factor else None
     for k, (level, colour) in enumerate(zip(levels, colours)):
         if factor:
