@@ -342,7 +342,7 @@ def _category_effects(ax, values, factor, prediction, levels, interval, source) 
     else:
         colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, mean.shape[1]))
     kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
-    if design.spec.smooths and not source.bayes:  # beta and the smooths' effects: mgcv's se.fit
+    if source.design.spec.smooths and not source.bayes:  # beta and the smooths' effects: mgcv's se.fit
         kind = "interval (mgcv's se.fit)"
     offsets = np.linspace(-0.25, 0.25, mean.shape[1]) if factor else None
     for k, (level, colour) in enumerate(zip(levels, colours)):
