@@ -147,6 +147,7 @@ def test_bad_smooths_are_refused(data, formula, kwargs, message):
 def test_too_few_distinct_values_and_dask_are_refused(data):
     with pytest.raises(bayesmix.BayesmixError, match="smaller k"):
         bayesmix.Model("y ~ s(x) + z", data.assign(x=np.round(data["x"] * 4)))
-    dd = pytest.importorskip("dask.dataframe")
+    import dask.dataframe as dd  # a test dependency
+
     with pytest.raises(bayesmix.BayesmixError, match="pandas DataFrame"):
         bayesmix.Model("y ~ s(x) + z + (1 | g)", dd.from_pandas(data, npartitions=2))
