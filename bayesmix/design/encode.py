@@ -906,8 +906,9 @@ def build_design(
     blocks = _make_blocks(raw, "mu")
     submodels, submodel_matrices = _submodels(frame, spec, contrasts, (levels, group_columns, block_matrices))
     _check_labels(blocks, submodels)
-    codings = Codings(levels, fixed_matrix, block_matrices, contrasts, response_levels, submodel_matrices)
-    codings = replace(codings, smooths=smooths)
+    codings = Codings(
+        levels, fixed_matrix, block_matrices, contrasts, response_levels, submodel_matrices, smooths=smooths
+    )
     return Design(
         spec,
         y,
