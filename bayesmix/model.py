@@ -17,6 +17,7 @@ from bayesmix.after.predict import add_predictions, posterior_predict
 from bayesmix.bayes.priors import Prior, resolve_priors
 from bayesmix.design.encode import Design, as_pandas, build_design, family_design, formula_for_data
 from bayesmix.design.formula import parse_formula, parse_submodel, update_formula
+from bayesmix.design.known import with_known_covariances
 from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.exact.glmm import fit_glmm
@@ -71,6 +72,10 @@ class Model:
     censored: a column of censoring codes, brms's ``cens()``: ``"none"``, ``"left"`` (the value is
         at most y), ``"right"`` (more than y), ``"interval"`` (between y and the ``upper=`` column);
         or brms's 0, -1, 1, 2. Gaussian, poisson and gamma; sample() (NUTS).
+    cov: known covariances between a grouping factor's levels, ``{"species": A}`` with A a
+        DataFrame whose index and columns are the levels (a phylogeny's or pedigree's correlation
+        matrix): the term ``(1 | species)`` then has effects N(0, s^2 A), brms's ``gr(species,
+        cov = A)``, lme4qtl's relmat; both engines.
     thresholds: an ordinal family's cut points: ``"flexible"`` (one free cut point each, the
         default) or ``"equidistant"`` (c_k = c_1 + (k - 1) spacing), clmm's and brms's
         ``threshold=``.
@@ -95,6 +100,7 @@ class Model:
         censored=None,
         upper=None,
         thresholds=None,
+        cov=None,
     ):
         # what update() starts from: the call's arguments, the data as given (only read, never changed)
         self._arguments = dict(
@@ -113,6 +119,7 @@ class Model:
             censored=censored,
             upper=upper,
             thresholds=thresholds,
+            cov=cov,
         )
         self.family: Family = get_family(family, link)
         if thresholds is not None:  # an ordinal family's cut points: "flexible" or "equidistant" (clmm's)
@@ -121,6 +128,7 @@ class Model:
             self.family = self.family.with_zero_process()
         data = as_pandas(data)
         self.spec, data = formula_for_data(parse_formula(formula), data, offset, weights)
+        self.spec = with_known_covariances(self.spec, cov)
         for role, text in (("zi", zi), ("dispersion", dispersion)):
             if text is not None:
                 self.family.submodel_parameter(role)  # refuses a family without that parameter

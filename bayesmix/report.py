@@ -130,7 +130,7 @@ def structure_text(v: dict) -> str:
         return f"range {v['range']:.3g}"
     if "rank" in v:
         return f"rank {v['rank']}"
-    if v["structure"] == "homdiag":
+    if v["structure"] in ("homdiag", "known"):
         return ""
     return "lags " + " ".join(f"{value:.2f}" for value in v["lags"])
 
@@ -144,7 +144,7 @@ def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | No
         sd, corr = np.asarray(v["sd"]), np.asarray(v["corr"])
         terms = list(v["terms"])
         shown = len(terms) if "structure" not in v or len(terms) <= STRUCTURED_ROWS else STRUCTURED_ROWS - 1
-        if v.get("structure") == "homdiag":  # one SD for all its terms (a smooth's): one row, as gamm4's
+        if v.get("structure") in ("homdiag", "known"):  # one SD for all its terms: one row, as gamm4's
             terms, shown = [f"{terms[0]}..{terms[-1]}" if len(terms) > 1 else terms[0]], 1
         for j, term in enumerate(terms[:shown]):
             correlations = " ".join(f"{corr[j][i]:5.2f}" for i in range(j))

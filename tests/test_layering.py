@@ -18,7 +18,7 @@ LAYERS = [
     {"design.expressions", "design.smooth", "design.formula", "design.covariance", "design.fixed", "families"},
     {"design.crossprod"},
     # data -> arrays: the design, its cross-products, the Dask statistics, the moments
-    {"design.linpred", "design.moments", "design.encode", "design.statistics", "design"},
+    {"design.known", "design.linpred", "design.moments", "design.encode", "design.statistics", "design"},
     {"design.hypotheses"},
     {"report"},
     # the engines, side by side: exact (lme4's pipeline) and Bayesian (PyMC model -> NUTS -> posterior)

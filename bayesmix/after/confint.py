@@ -50,7 +50,7 @@ def parameter_values(fit) -> pd.Series:
     for v in fit.varcorr:
         group = v["group"] if v.get("predictor", "mu") == "mu" else f"{v['predictor']}|{v['group']}"
         terms, sd, corr = list(v["terms"]), np.asarray(v["sd"]), np.asarray(v["corr"])
-        if v.get("structure") == "homdiag":  # one SD for all its terms (a smooth's)
+        if v.get("structure") in ("homdiag", "known"):  # one SD for the block (a smooth's, a known covariance's)
             values[f"sd[{group}]"] = float(sd[0])
             continue
         for j, term in enumerate(terms):
@@ -334,7 +334,7 @@ def group_parameters(post, design, family) -> pd.DataFrame:
     for block in design.all_blocks:
         group = block.group if block.predictor == "mu" else f"{block.predictor}|{block.group}"
         sd = flat(f"sd_{block.label}")
-        if block.covariance.kind == "homdiag":  # one SD for all its terms (a smooth's)
+        if block.covariance.kind in ("homdiag", "known"):  # one SD for the block
             columns[f"sd[{group}]"] = sd[:, 0]
             continue
         corr = flat(f"cor_{block.label}") if block.n_terms > 1 else None

@@ -263,10 +263,20 @@ def _homogeneous_diagonal_covariance(block: Block, priors: dict[str, Prior]):
     return s * pt.eye(k)
 
 
+def _known_covariance(block: Block, priors: dict[str, Prior]):
+    """s L with L L' = A the levels' known covariance: adds the sampled s (``chol_<label>``) and
+    ``sd_<label>`` (s sqrt(A_jj) for every level); the correlations are A's, not sampled."""
+    label, root = block.label, block.covariance.root
+    s = priors[f"sd_{label}"].variable(f"chol_{label}")
+    pm.Deterministic(f"sd_{label}", s * np.sqrt(np.sum(root * root, axis=1)), dims=term_dim(block))
+    return s * pt.as_tensor(root)
+
+
 # covariance structure (its ``kind``) -> the PyMC variables that make the block's Cholesky factor
 COVARIANCE_BUILDERS = {
     "us": _unstructured_covariance,
     "homdiag": _homogeneous_diagonal_covariance,
+    "known": _known_covariance,
     "ar1": _autoregressive_covariance,
     "cs": _compound_symmetry_covariance,
     "toep": _toeplitz_covariance,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.families import Family
@@ -101,6 +102,11 @@ def block_correlations(posterior, block: Block) -> np.ndarray:
         return np.ones((draws, 1, 1))
     if block.covariance.kind == "homdiag":  # independent terms
         return np.broadcast_to(np.eye(block.n_terms), (draws, block.n_terms, block.n_terms)).copy()
+    if block.covariance.kind == "known":  # the given matrix's correlations
+        root = block.covariance.root
+        scale = np.sqrt(np.sum(root * root, axis=1))
+        correlation = (root @ root.T) / np.outer(scale, scale)
+        return np.broadcast_to(correlation, (draws, block.n_terms, block.n_terms)).copy()
     pairs = posterior[f"cor_{block.label}"].values  # (chain, draw, pair)
     return correlation_matrices(pairs.reshape(draws, -1), block.n_terms)
 
@@ -167,7 +173,7 @@ def model_coords(design: Design, family: Family | None = None) -> dict:
     for block in design.all_blocks:
         coords[level_dim(block)] = list(block.levels)
         coords[term_dim(block)] = list(block.terms)
-        if block.n_terms > 1 and block.covariance.kind != "homdiag":
+        if block.n_terms > 1 and block.covariance.kind not in ONE_SD_STRUCTURES:
             coords[pair_dim(block)] = pair_names(block)
     return coords
 
@@ -183,7 +189,7 @@ def public_names(design: Design, family: Family) -> list[str]:
     for block in design.all_blocks:
         names.append(f"sd_{block.label}")
         kind = block.covariance.kind
-        if block.n_terms > 1 and kind != "homdiag":  # homdiag's terms are independent
+        if block.n_terms > 1 and kind not in ONE_SD_STRUCTURES:  # no correlations sampled
             names.append(f"cor_{block.label}")
         if kind in ("ar1", "cs"):  # a structured block's one correlation
             names.append(f"rho_{block.label}")
@@ -191,7 +197,7 @@ def public_names(design: Design, family: Family) -> list[str]:
             names.append(f"lags_{block.label}")
         elif kind == "rr":  # the loadings
             names.append(f"loadings_{block.label}")
-        elif kind not in ("us", "homdiag"):  # a distance structure's range
+        elif kind not in ("us", *ONE_SD_STRUCTURES):  # a distance structure's range
             names.append(f"range_{block.label}")
         names.append(f"re_{block.label}")
     return names

@@ -200,7 +200,7 @@ def block_priors(block, scales: list[float]) -> dict[str, Prior]:
             f"sd_{label}": Prior("HalfNormal", sigma=float(scales[0])),
             f"range_{label}": Prior("LogNormal", mu=float(np.log(np.median(distances[distances > 0]))), sigma=1.0),
         }
-    if kind == "homdiag":  # one SD for terms on one scale (a smooth's penalised columns)
+    if kind in ("homdiag", "known"):  # one SD for terms on one scale (a smooth's, a known covariance's levels)
         return {f"sd_{label}": Prior("HalfNormal", sigma=float(np.median(scales)))}
     if kind == "rr":  # the loadings: each term's, on the scale of its SD prior
         return {f"loadings_{label}": Prior("Normal", mu=0.0, sigma=np.asarray(scales)[:, None])}

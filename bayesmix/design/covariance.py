@@ -383,6 +383,50 @@ class HomogeneousDiagonal:
         return {}
 
 
+@dataclass(frozen=True)
+class KnownCovariance:
+    """brms's ``(1 | gr(g, cov = A))``, lme4qtl's relmat: the levels' effects N(0, s^2 A) with A a
+    known matrix over the levels (a phylogeny's or pedigree's), one block of one level whose k
+    terms are the levels' indicators (glmmTMB's ``propto``). theta = (s relative to the residual
+    SD, >= 0); the factor is s L, L L' = A (``root``)."""
+
+    k: int
+    root: np.ndarray = field(repr=False, compare=False)
+    kind: str = "known"
+
+    @property
+    def n_theta(self) -> int:
+        return 1
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        return float(theta[0]) * self.root
+
+    def theta(self, factor: np.ndarray) -> np.ndarray:
+        factor = np.asarray(factor, dtype=float)
+        ratio = np.sum(factor * factor) / np.sum(self.root * self.root)
+        return np.array([float(np.sqrt(ratio))])
+
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        return self.root[None]
+
+    def is_diagonal(self) -> np.ndarray:
+        return np.array([True])
+
+    def lower(self) -> np.ndarray:
+        return np.array([0.0])
+
+    def start(self) -> np.ndarray:
+        return np.array([1.0])
+
+    def parameter_names(self, terms) -> list[str]:
+        return ["sd"]
+
+    def describe(self, theta: np.ndarray) -> dict:
+        return {}
+
+
+ONE_SD_STRUCTURES = ("homdiag", "known")  # one SD for the block; its correlations none or given
+
 KERNELS = {
     # correlation at distance d for range r, and its derivative in log r
     "exp": (lambda d, r: np.exp(-d / r), lambda d, r: np.exp(-d / r) * d / r),
@@ -496,9 +540,11 @@ STRUCTURES = {
 DISTANCE_STRUCTURES = ("exp", "gau", "ou")
 
 
-def structure(kind: str, k: int, names=(), rank: int | None = None) -> Covariance:
+def structure(kind: str, k: int, names=(), rank=None) -> Covariance:
     """The covariance structure ``kind`` of a block with k terms (``names``: the terms, whose labels
-    hold a distance structure's positions; ``rank``: rr's d)."""
+    hold a distance structure's positions; ``rank``: rr's d, or a known covariance's root)."""
+    if kind == "known":
+        return KnownCovariance(k, np.asarray(rank, dtype=float))
     if kind == "rr":
         return ReducedRank(k, 2 if rank is None else int(rank))
     if kind in DISTANCE_STRUCTURES:

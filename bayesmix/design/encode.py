@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from bayesmix import memory
-from bayesmix.design.covariance import DISTANCE_STRUCTURES, Covariance, Unstructured, positions, structure
+from bayesmix.design.covariance import (
+    DISTANCE_STRUCTURES,
+    ONE_SD_STRUCTURES,
+    Covariance,
+    Unstructured,
+    positions,
+    structure,
+)
 from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.design.expressions import (
     column_names,
@@ -29,6 +36,7 @@ from bayesmix.design.expressions import (
 )
 from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_message
 from bayesmix.design.formula import FormulaSpec, RandomTerm
+from bayesmix.design.known import known_root, with_known_columns
 from bayesmix.design.linpred import Predictor
 from bayesmix.design.smooth import learn_smooths, with_smooth_columns
 from bayesmix.errors import BayesmixError, BayesmixWarning, MissingDataWarning, did_you_mean, warn
@@ -162,7 +170,8 @@ class Design:
 
     @property
     def ngrps(self) -> dict[str, int]:
-        return {block.group: block.n_levels for block in self.all_blocks}
+        """Levels per grouping factor (a known covariance's block holds its levels as terms)."""
+        return {b.group: b.n_terms if b.covariance.kind == "known" else b.n_levels for b in self.all_blocks}
 
     @property
     def all_blocks(self) -> tuple[Block, ...]:
@@ -581,14 +590,19 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
         names = display_names(matrix.as_dataframe().columns, contrasts)
         codes, levels = _group_codes(frame, term, group_columns)
         # one group of many positions is spatial, one of many penalised columns a smooth (homdiag)
-        spread = term.structure in DISTANCE_STRUCTURES or (term.structure == "homdiag" and Zt.shape[1] > 1)
+        spread = term.structure in DISTANCE_STRUCTURES or (term.structure in ONE_SD_STRUCTURES and Zt.shape[1] > 1)
         if len(levels) < 2 and not spread:
             raise BayesmixError(
                 f"The grouping factor '{term.group}' has {len(levels)} level in the data used; "
                 "random effects need at least two. Remove the term, or use the factor as a fixed effect."
             )
         _check_structure(term, Zt, names)
-        if term.correlated:
+        if term.structure == "known":  # the root of A over the indicators' levels, in their order
+            column = frame[term.expr.split("`")[1]]
+            raw.append(
+                (term.group, names, levels, codes, Zt, True, index, ("known", known_root(term, column.cat.categories)))
+            )
+        elif term.correlated:
             raw.append((term.group, names, levels, codes, Zt, True, index, (term.structure, term.rank)))
         else:
             raw.extend(
@@ -639,7 +653,7 @@ def _check_time_order(term, names, call: str) -> None:
 def _check_structure(term, Zt: np.ndarray, names=()) -> None:
     """A structured covariance fits the term's columns: cs and ar1 relate two or more terms, and
     ar1's are the indicators of one factor of times (glmmTMB's ``ar1(0 + times | g)``)."""
-    if term.structure == "us":
+    if term.structure in ("us", "known"):
         return
     call = f"{term.structure}({term.expr} | {term.group})"
     indicators = np.all((Zt == 0.0) | (Zt == 1.0)) and np.all(Zt.sum(axis=1) == 1.0)
@@ -866,6 +880,9 @@ def build_design(
     data = _as_frame(data)
     used = check_columns(spec, data)
     categorical = normalise_categorical(categorical, data)
+    for term in spec.random:  # a known covariance's indicators: its grouping column's levels
+        if term.structure == "known":
+            categorical.setdefault(term.expr.split("`")[1], None)
     contrasts = resolve_contrasts(spec, data, contrasts)
     spec = _with_contrasts(spec, contrasts)
     frame = data.loc[:, used].copy(deep=True)
@@ -875,7 +892,7 @@ def build_design(
     frame, rows, n_dropped = _drop_missing(frame, missing, optional)
     _check_finite(frame)
     smooths = learn_smooths(spec.smooths, frame)
-    frame = with_smooth_columns(frame, smooths)
+    frame = with_known_columns(with_smooth_columns(frame, smooths), spec)
     levels, group_columns = _encode_categoricals(frame, spec, categorical)
 
     response = spec.response
@@ -1232,7 +1249,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     frame = data.loc[:, needed].copy(deep=True).reset_index(drop=True)
     if frame.isna().any().any():
         raise BayesmixError("New data has missing values in used columns; drop or fill those rows before predicting.")
-    frame = with_smooth_columns(frame, codings.smooths)
+    frame = with_known_columns(with_smooth_columns(frame, codings.smooths), spec)
     raw_groups = {f: frame[f].copy() for f in grouping if f in frame.columns}
     for name, levels in codings.levels.items():
         if name not in frame.columns:

@@ -20,7 +20,7 @@ splits ``(1 + x | g)`` into independent terms.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import formulae
 
@@ -59,6 +59,7 @@ class RandomTerm:
     shared: str | None = None
     structure: str = "us"  # glmmTMB's covariance structure: us(...), cs(...), ar1(...), exp(...), ...
     rank: int | None = None  # rr(x | g, d)'s d (glmmTMB's default 2 where not given)
+    known: object = field(default=None, compare=False, repr=False)  # cov=: the levels' known covariance
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,7 @@ def _structure_means(post, block) -> dict:
     kind = block.covariance.kind
     if kind == "us":
         return {}
-    if kind == "homdiag":
+    if kind in ("homdiag", "known"):
         return {"structure": kind}
     if kind == "toep":
         return {"structure": kind, "lags": post[f"lags_{block.label}"].mean(("chain", "draw")).values.tolist()}

@@ -7,6 +7,7 @@ import numpy as np
 
 from bayesmix.after.fit_view import view
 from bayesmix.bayes.names import term_pairs
+from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.errors import BayesmixError
 from bayesmix.plots._common import _one_group, _single_axes
 
@@ -18,7 +19,8 @@ def correlation(model, group=None, *, idata=None, ax=None):
     source = view(model, idata)
     design = source.design
     group = _one_group(design, group)
-    blocks = [b for b in design.blocks if b.group == group and b.n_terms > 1 and b.covariance.kind != "homdiag"]
+    sampled = [b for b in design.blocks if b.covariance.kind not in ONE_SD_STRUCTURES]  # correlations to show
+    blocks = [b for b in sampled if b.group == group and b.n_terms > 1]
     if not blocks:
         raise BayesmixError(
             f"The random effects of '{group}' have one term per block, so there is no correlation to draw."
