@@ -1,0 +1,104 @@
+"""Known covariances between a grouping factor's levels (``cov={"species": A}``, brms's
+``gr(species, cov = A)``, lme4qtl's relmat) against lme4 fits with the term's Zt replaced by
+(Z L)', L L' = A (tests/data/known_cov_references.json, tests/data/r/known_cov_references.R):
+REML, ML and Laplace; NUTS agrees with the exact fit; bad matrices are refused with the fix."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix
+
+DATA = Path(__file__).parent / "data"
+REFERENCES = json.loads((DATA / "known_cov_references.json").read_text())
+CASES = {
+    "gaussian_reml": ("y ~ x + (1 | species)", "gaussian", "reml"),
+    "gaussian_ml": ("y ~ x + (1 | species)", "gaussian", "ml"),
+    "poisson_laplace": ("count ~ x + (1 | species)", "poisson", "laplace"),
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return pd.read_csv(DATA / "known_cov_sim.csv")
+
+
+@pytest.fixture(scope="module")
+def relatedness():
+    return pd.read_csv(DATA / "known_cov_A.csv").set_index("species")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_exact_fits_are_lme4s_with_the_relatedness_matrix(data, relatedness, case):
+    formula, family, method = CASES[case]
+    reference = REFERENCES["cases"][case]["results"]
+    fit = bayesmix.Model(formula, data, family=family, cov={"species": relatedness}).fit(method)
+    result = fit.to_dict()
+    assert result["logLik"] == pytest.approx(reference["logLik"], rel=1e-9)
+    assert result["varcorr"][0]["sd"][0] == pytest.approx(reference["sigma_b"], rel=1e-6)
+    assert result["varcorr"][0]["structure"] == "known"
+    assert result["ngrps"] == {"species": 30}
+    np.testing.assert_allclose(result["fixef"]["estimate"], reference["fixef"]["values"], atol=1e-6)
+    if family == "gaussian":
+        assert result["sigma"] == pytest.approx(reference["sigma"], rel=1e-6)
+        np.testing.assert_allclose(result["fixef"]["se"], reference["fixef_se"], rtol=1e-5)
+    blups = fit.ranef["species"]["condval"].to_numpy()  # the levels' effects b = L u, level order
+    np.testing.assert_allclose(blups, reference["blups"]["b"], atol=1e-5)
+    np.testing.assert_allclose(fit.predict(), reference["fitted"], rtol=1e-6)
+
+
+def test_identity_matrix_is_the_ordinary_random_intercept(data):
+    """With A = I the levels are independent: the fit is lme4's (1 | species)."""
+    levels = sorted(data["species"].unique())
+    identity = pd.DataFrame(np.eye(len(levels)), index=levels, columns=levels)
+    known = bayesmix.Model("y ~ x + (1 | species)", data, cov={"species": identity}).fit("reml").to_dict()
+    plain = bayesmix.Model("y ~ x + (1 | species)", data).fit("reml").to_dict()
+    assert known["logLik"] == pytest.approx(plain["logLik"], rel=1e-9)
+    check = REFERENCES["cases"]["gaussian_identity_check"]
+    assert known["logLik"] == pytest.approx(check["lmer"]["logLik"], rel=1e-9)
+
+
+def test_nuts_agrees_with_the_exact_fit(data, relatedness):
+    """Posterior means of sigma and the fixed effects within two posterior SDs of the REML fit's
+    estimates, and the species' SD of its (the sampler draws s, the effects through L)."""
+    model = bayesmix.Model("y ~ x + (1 | species)", data, cov={"species": relatedness})
+    fit = model.fit("reml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = model.sample(draws=400, tune=400, chains=2, random_seed=1, progressbar=False)
+    post = idata.posterior
+    assert "cor_species" not in post
+    for draws, estimate in [
+        (post["sigma"], fit.sigma),
+        (post["beta"].sel(coef="x"), fit.fixef.loc["x", "estimate"]),
+        (post["beta"].sel(coef="Intercept"), fit.fixef.loc["Intercept", "estimate"]),
+        (post["sd_species"].isel(species__term=0), fit.varcorr[0]["sd"][0]),
+    ]:
+        assert abs(float(draws.mean()) - estimate) < 2 * float(draws.std())
+
+
+def test_bad_matrices_are_refused(data, relatedness):
+    def model(cov, formula="y ~ x + (1 | species)"):
+        return bayesmix.Model(formula, data, cov=cov)
+
+    with pytest.raises(bayesmix.BayesmixError, match="DataFrame whose index and columns"):
+        model({"species": relatedness.to_numpy()})
+    with pytest.raises(bayesmix.BayesmixError, match="lacks the data's level"):
+        model({"species": relatedness.iloc[1:, 1:]})
+    with pytest.raises(bayesmix.BayesmixError, match="not positive definite"):
+        model({"species": relatedness * 0 + 1})
+    asymmetric = relatedness.copy()
+    asymmetric.iloc[0, 1] += 0.1
+    with pytest.raises(bayesmix.BayesmixError, match="symmetric"):
+        model({"species": asymmetric})
+    with pytest.raises(bayesmix.BayesmixError, match="groups no"):
+        model({"genus": relatedness})
+    with pytest.raises(bayesmix.BayesmixError, match=r"write \(1 \| species\)"):
+        model({"species": relatedness}, "y ~ x + (x | species)")
+    subset = data[data["species"] != "sp30"]  # extra levels in A: their marginal is the submatrix
+    fit = bayesmix.Model("y ~ x + (1 | species)", subset, cov={"species": relatedness}).fit()
+    assert fit.to_dict()["ngrps"] == {"species": 29}
