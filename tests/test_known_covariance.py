@@ -99,6 +99,10 @@ def test_bad_matrices_are_refused(data, relatedness):
         model({"genus": relatedness})
     with pytest.raises(bayesmix.BayesmixError, match=r"write \(1 \| species\)"):
         model({"species": relatedness}, "y ~ x + (x | species)")
+    import dask.dataframe as dd  # a test dependency
+
+    with pytest.raises(bayesmix.BayesmixError, match="pandas DataFrame"):
+        bayesmix.Model("y ~ x + (1 | species)", dd.from_pandas(data, npartitions=2), cov={"species": relatedness})
     subset = data[data["species"] != "sp30"]  # extra levels in A: their marginal is the submatrix
     fit = bayesmix.Model("y ~ x + (1 | species)", subset, cov={"species": relatedness}).fit()
     assert fit.to_dict()["ngrps"] == {"species": 29}

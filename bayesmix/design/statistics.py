@@ -148,6 +148,12 @@ class StatsDesign:
 
 
 def _refuse_stateful(spec: FormulaSpec) -> None:
+    known = [term.group for term in spec.random if term.structure == "known"]
+    if known:
+        raise BayesmixError(
+            f"cov= couples the levels of '{known[0]}' across every row, which a Dask DataFrame's statistics pass "
+            "does not keep. Fit it on a pandas DataFrame."
+        )
     if spec.smooths:
         raise BayesmixError(
             f"{spec.smooths[0].label} learns its basis from every row, which a Dask DataFrame's statistics pass does "
