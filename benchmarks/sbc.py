@@ -80,6 +80,12 @@ CASE_PRIORS = {
     "b": Prior("Normal", mu=0.0, sigma=0.5),
     "sd_g": Prior("HalfNormal", sigma=np.array([0.8])),
 }
+_SPOTS = np.linspace(0.0, 2.0, N_GROUPS)
+KNOWN_A = pd.DataFrame(
+    np.exp(-np.abs(_SPOTS[:, None] - _SPOTS[None, :]) / 0.5),
+    index=[str(g) for g in range(N_GROUPS)],
+    columns=[str(g) for g in range(N_GROUPS)],
+)
 CASES = {
     # sigma by group: log sigma_g = sigma_Intercept + b_g, b_g ~ N(0, sd_dispersion_g)
     "dispersion_re": {
@@ -121,6 +127,16 @@ CASES = {
             "power": Prior("Uniform", lower=1.1, upper=1.8),
         },
         "own": {"phi": ("phi", None), "power": ("power", None)},
+    },
+    # a known covariance between the 30 groups (cov=, brms's gr(g, cov = A)): A an exponential
+    # correlation over 30 evenly spaced positions on [0, 2] (range 0.5), so neighbouring groups are
+    # strongly related; the block's one SD is sd_intercept
+    "known": {
+        "family": "gaussian",
+        "formula": "y ~ x + (1 | g)",
+        "kwargs": {"cov": {"g": KNOWN_A}},
+        "priors": {"sigma": Prior("Exponential", lam=2.0)},
+        "own": {"sigma": ("sigma", None)},
     },
     # an AR(1) block over 4 times of each group (glmmTMB's ar1(0 + times | g)), two rows per time:
     # one SD and rho beside sigma
