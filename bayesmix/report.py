@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.design.encode import Design
 
 INTERVAL = 0.95  # the central interval every table and plot reports, for both kinds of fit
@@ -130,7 +131,7 @@ def structure_text(v: dict) -> str:
         return f"range {v['range']:.3g}"
     if "rank" in v:
         return f"rank {v['rank']}"
-    if v["structure"] in ("homdiag", "known"):
+    if v["structure"] in ONE_SD_STRUCTURES:
         return ""
     return "lags " + " ".join(f"{value:.2f}" for value in v["lags"])
 
@@ -144,7 +145,7 @@ def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | No
         sd, corr = np.asarray(v["sd"]), np.asarray(v["corr"])
         terms = list(v["terms"])
         shown = len(terms) if "structure" not in v or len(terms) <= STRUCTURED_ROWS else STRUCTURED_ROWS - 1
-        if v.get("structure") in ("homdiag", "known"):  # one SD for all its terms: one row, as gamm4's
+        if v.get("structure") in ONE_SD_STRUCTURES:  # one SD for all its terms: one row, as gamm4's
             terms, shown = [f"{terms[0]}..{terms[-1]}" if len(terms) > 1 else terms[0]], 1
         for j, term in enumerate(terms[:shown]):
             correlations = " ".join(f"{corr[j][i]:5.2f}" for i in range(j))

@@ -31,6 +31,7 @@ from scipy.special import ndtri
 from bayesmix.after.fit_view import view
 from bayesmix.after.predict import simulate_exact
 from bayesmix.bayes.names import term_pairs
+from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
 from bayesmix.exact import glmm_profile, profile, refit
 from bayesmix.exact.glmm import fit_glmm
@@ -50,7 +51,7 @@ def parameter_values(fit) -> pd.Series:
     for v in fit.varcorr:
         group = v["group"] if v.get("predictor", "mu") == "mu" else f"{v['predictor']}|{v['group']}"
         terms, sd, corr = list(v["terms"]), np.asarray(v["sd"]), np.asarray(v["corr"])
-        if v.get("structure") in ("homdiag", "known"):  # one SD for the block (a smooth's, a known covariance's)
+        if v.get("structure") in ONE_SD_STRUCTURES:  # one SD for the block (a smooth's, a known covariance's)
             values[f"sd[{group}]"] = float(sd[0])
             continue
         for j, term in enumerate(terms):
@@ -334,7 +335,7 @@ def group_parameters(post, design, family) -> pd.DataFrame:
     for block in design.all_blocks:
         group = block.group if block.predictor == "mu" else f"{block.predictor}|{block.group}"
         sd = flat(f"sd_{block.label}")
-        if block.covariance.kind in ("homdiag", "known"):  # one SD for the block
+        if block.covariance.kind in ONE_SD_STRUCTURES:  # one SD for the block
             columns[f"sd[{group}]"] = sd[:, 0]
             continue
         corr = flat(f"cor_{block.label}") if block.n_terms > 1 else None

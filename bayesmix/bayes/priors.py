@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from bayesmix.densities import LOG_SCALE
+from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.design.encode import Design
 from bayesmix.design.moments import ColumnMoments, DesignMoments, design_moments
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -200,7 +201,7 @@ def block_priors(block, scales: list[float]) -> dict[str, Prior]:
             f"sd_{label}": Prior("HalfNormal", sigma=float(scales[0])),
             f"range_{label}": Prior("LogNormal", mu=float(np.log(np.median(distances[distances > 0]))), sigma=1.0),
         }
-    if kind in ("homdiag", "known"):  # one SD for terms on one scale (a smooth's, a known covariance's levels)
+    if kind in ONE_SD_STRUCTURES:  # one SD for terms on one scale (a smooth's, a known covariance's levels)
         return {f"sd_{label}": Prior("HalfNormal", sigma=float(np.median(scales)))}
     if kind == "rr":  # the loadings: each term's, on the scale of its SD prior
         return {f"loadings_{label}": Prior("Normal", mu=0.0, sigma=np.asarray(scales)[:, None])}

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.bayes.names import block_correlations, flat_draws, submodel_parameters
+from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.design.encode import Design, coding_notes
 from bayesmix.families import Family
 from bayesmix.nuts.run import Diagnostics
@@ -207,7 +208,7 @@ def _structure_means(post, block) -> dict:
     kind = block.covariance.kind
     if kind == "us":
         return {}
-    if kind in ("homdiag", "known"):
+    if kind in ONE_SD_STRUCTURES:
         return {"structure": kind}
     if kind == "toep":
         return {"structure": kind, "lags": post[f"lags_{block.label}"].mean(("chain", "draw")).values.tolist()}
