@@ -343,56 +343,9 @@ class ReducedRank(_FreeEntries):
         return {"rank": self.rank, "loadings": self.factor(theta)[:, : self.rank].tolist()}
 
 
-@dataclass(frozen=True)
-class HomogeneousDiagonal:
-    """glmmTMB's ``homdiag(x | g)``: k independent effects with one common SD (the random part of a
-    penalised smooth, gamm4's and brms's mixed-model form of ``s(x)``). theta = (s relative to the
-    residual SD, >= 0); the factor is s I."""
-
-    k: int
-    kind: str = "homdiag"
-
-    @property
-    def n_theta(self) -> int:
-        return 1
-
-    def factor(self, theta: np.ndarray) -> np.ndarray:
-        return float(theta[0]) * np.eye(self.k)
-
-    def theta(self, factor: np.ndarray) -> np.ndarray:
-        """The root mean variance of a factor (this structure's own: s on every term)."""
-        factor = np.asarray(factor, dtype=float)
-        return np.array([float(np.sqrt(np.mean(np.sum(factor * factor, axis=1))))])
-
-    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
-        return np.eye(self.k)[None]
-
-    def is_diagonal(self) -> np.ndarray:
-        return np.array([True])
-
-    def lower(self) -> np.ndarray:
-        return np.array([0.0])
-
-    def start(self) -> np.ndarray:
-        return np.array([1.0])
-
-    def parameter_names(self, terms) -> list[str]:
-        return ["sd"]
-
-    def describe(self, theta: np.ndarray) -> dict:
-        return {}
-
-
-@dataclass(frozen=True)
-class KnownCovariance:
-    """brms's ``(1 | gr(g, cov = A))``, lme4qtl's relmat: the levels' effects N(0, s^2 A) with A a
-    known matrix over the levels (a phylogeny's or pedigree's), one block of one level whose k
-    terms are the levels' indicators (glmmTMB's ``propto``). theta = (s relative to the residual
-    SD, >= 0); the factor is s L, L L' = A (``root``)."""
-
-    k: int
-    root: np.ndarray = field(repr=False, compare=False)
-    kind: str = "known"
+class _ScaledRoot:
+    """A factor s R with R fixed (``root``): one parameter, the SD s relative to the residual SD
+    (>= 0), starting at 1; the correlations are R's, none estimated."""
 
     @property
     def n_theta(self) -> int:
@@ -402,9 +355,9 @@ class KnownCovariance:
         return float(theta[0]) * self.root
 
     def theta(self, factor: np.ndarray) -> np.ndarray:
+        """s from a factor of this structure (its size against the root's)."""
         factor = np.asarray(factor, dtype=float)
-        ratio = np.sum(factor * factor) / np.sum(self.root * self.root)
-        return np.array([float(np.sqrt(ratio))])
+        return np.array([float(np.sqrt(np.sum(factor * factor) / np.sum(self.root * self.root)))])
 
     def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
         return self.root[None]
@@ -423,6 +376,30 @@ class KnownCovariance:
 
     def describe(self, theta: np.ndarray) -> dict:
         return {}
+
+
+@dataclass(frozen=True)
+class HomogeneousDiagonal(_ScaledRoot):
+    """glmmTMB's ``homdiag(x | g)``: k independent effects with one common SD (the random part of a
+    penalised smooth, gamm4's and brms's mixed-model form of ``s(x)``); the factor is s I."""
+
+    k: int
+    kind: str = "homdiag"
+
+    @property
+    def root(self) -> np.ndarray:
+        return np.eye(self.k)
+
+
+@dataclass(frozen=True)
+class KnownCovariance(_ScaledRoot):
+    """brms's ``(1 | gr(g, cov = A))``, lme4qtl's relmat: the levels' effects N(0, s^2 A) with A a
+    known matrix over the levels (a phylogeny's or pedigree's), one block of one level whose k
+    terms are the levels' indicators (glmmTMB's ``propto``); the factor is s L, L L' = A (``root``)."""
+
+    k: int
+    root: np.ndarray = field(repr=False, compare=False)
+    kind: str = "known"
 
 
 ONE_SD_STRUCTURES = ("homdiag", "known")  # one SD for the block; its correlations none or given
