@@ -56,13 +56,7 @@ stopifnot(dir.exists(OUT))
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, fmt_num,
                                                                  # write_csv_exact, write_json_file
 
-versions <- list(R = R.version.string,
-                 lme4 = as.character(packageVersion("lme4")),
-                 Matrix = as.character(packageVersion("Matrix")),
-                 minqa = as.character(packageVersion("minqa")),
-                 nloptr = as.character(packageVersion("nloptr")),
-                 jsonlite = as.character(packageVersion("jsonlite")),
-                 source = "Debian bookworm packages (r-base-core, r-cran-*)")
+versions <- lme4_versions()
 
 ## ---------------------------------------------------------------- data
 
@@ -404,6 +398,33 @@ run_case("poisson_laplace", {
                      "fixef (0.2, 0.3)."))
 })
 
+## One identity-check fit as recorded (calls: its r_calls or r_call entry); gaussian fits carry REMLcrit,
+## sigma and sigma_b, poisson ones the deviance.
+identity_record <- function(calls, fit, cap, u, gaussian) {
+  c(calls,
+    list(logLik = as.numeric(logLik(fit))),
+    if (gaussian) list(REMLcrit = REMLcrit(fit)) else list(deviance = deviance(fit)),
+    list(theta = arr(getME(fit, "theta"))),
+    if (gaussian) list(sigma = sigma(fit), sigma_b = unname(getME(fit, "theta")) * sigma(fit)),
+    list(fixef = named(fixef(fit)), fixef_se = arr(sqrt(diag(as.matrix(vcov(fit))))), blups = arr(u),
+         fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages)))
+}
+
+## The modular fit with A = I against lme4's own (1 | species) fit: both must agree.
+identity_comparison <- function(fit, ref, u, ur, reference_name, gaussian) {
+  out <- list(as.numeric(logLik(fit)) - as.numeric(logLik(ref)))
+  names(out) <- paste0("logLik_modular_minus_", reference_name)
+  c(out,
+    list(theta_abs_diff = abs(getME(fit, "theta") - getME(ref, "theta"))[[1]]),
+    if (gaussian) list(sigma_abs_diff = abs(sigma(fit) - sigma(ref))),
+    list(fixef_max_abs_diff = max(abs(fixef(fit) - fixef(ref))),
+         blups_max_abs_diff = max(abs(u - ur)),
+         fitted_max_abs_diff = max(abs(fitted(fit) - fitted(ref))),
+         all_identical = identical(as.numeric(logLik(fit)), as.numeric(logLik(ref))) &&
+           identical(getME(fit, "theta"), getME(ref, "theta")) &&
+           identical(fixef(fit), fixef(ref)) && identical(u, ur)))
+}
+
 run_case("gaussian_identity_check", {
   cap <- capture(fit_known_lmer(Iq, REML = TRUE))
   fit <- cap$value
@@ -414,25 +435,9 @@ run_case("gaussian_identity_check", {
   list(data_file = "known_cov_sim.csv", data_prep = DATA_PREP, control = TIGHT_LMER_TEXT,
        note = paste("gaussian_reml's machinery (Zt replaced by t(Z %*% L)) with A = I (L = diag(30)), against",
                     "plain lmer with the same control: the two must agree (the replaced Zt equals lme4's own)."),
-       modular = list(r_calls = arr(LMER_CALLS("TRUE", "diag(30)")), logLik = as.numeric(logLik(fit)),
-                      REMLcrit = REMLcrit(fit), theta = arr(getME(fit, "theta")), sigma = sigma(fit),
-                      sigma_b = unname(getME(fit, "theta")) * sigma(fit), fixef = named(fixef(fit)),
-                      fixef_se = arr(sqrt(diag(as.matrix(vcov(fit))))), blups = arr(u),
-                      fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages)),
-       lmer = list(r_call = ref_call, logLik = as.numeric(logLik(ref)), REMLcrit = REMLcrit(ref),
-                   theta = arr(getME(ref, "theta")), sigma = sigma(ref),
-                   sigma_b = unname(getME(ref, "theta")) * sigma(ref), fixef = named(fixef(ref)),
-                   fixef_se = arr(sqrt(diag(as.matrix(vcov(ref))))), blups = arr(ur),
-                   fit_warnings = arr(capr$warnings), fit_messages = arr(capr$messages)),
-       comparison = list(logLik_modular_minus_lmer = as.numeric(logLik(fit)) - as.numeric(logLik(ref)),
-                         theta_abs_diff = abs(getME(fit, "theta") - getME(ref, "theta"))[[1]],
-                         sigma_abs_diff = abs(sigma(fit) - sigma(ref)),
-                         fixef_max_abs_diff = max(abs(fixef(fit) - fixef(ref))),
-                         blups_max_abs_diff = max(abs(u - ur)),
-                         fitted_max_abs_diff = max(abs(fitted(fit) - fitted(ref))),
-                         all_identical = identical(as.numeric(logLik(fit)), as.numeric(logLik(ref))) &&
-                           identical(getME(fit, "theta"), getME(ref, "theta")) &&
-                           identical(fixef(fit), fixef(ref)) && identical(u, ur)),
+       modular = identity_record(list(r_calls = arr(LMER_CALLS("TRUE", "diag(30)"))), fit, cap, u, TRUE),
+       lmer = identity_record(list(r_call = ref_call), ref, capr, ur, TRUE),
+       comparison = identity_comparison(fit, ref, u, ur, "lmer", TRUE),
        direct = direct_gaussian(fit, Iq))
 })
 
@@ -446,22 +451,9 @@ run_case("poisson_identity_check", {
   list(data_file = "known_cov_sim.csv", data_prep = DATA_PREP, control = TIGHT_GLMER_TEXT,
        note = paste("poisson_laplace's machinery with A = I (L = diag(30)), against plain glmer with the same",
                     "control (both warn 'unused control arguments ignored' in stage 1)."),
-       modular = list(r_calls = arr(GLMER_CALLS("diag(30)")), logLik = as.numeric(logLik(fit)),
-                      deviance = deviance(fit), theta = arr(getME(fit, "theta")), fixef = named(fixef(fit)),
-                      fixef_se = arr(sqrt(diag(as.matrix(vcov(fit))))), blups = arr(u),
-                      fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages)),
-       glmer = list(r_call = ref_call, logLik = as.numeric(logLik(ref)), deviance = deviance(ref),
-                    theta = arr(getME(ref, "theta")), fixef = named(fixef(ref)),
-                    fixef_se = arr(sqrt(diag(as.matrix(vcov(ref))))), blups = arr(ur),
-                    fit_warnings = arr(capr$warnings), fit_messages = arr(capr$messages)),
-       comparison = list(logLik_modular_minus_glmer = as.numeric(logLik(fit)) - as.numeric(logLik(ref)),
-                         theta_abs_diff = abs(getME(fit, "theta") - getME(ref, "theta"))[[1]],
-                         fixef_max_abs_diff = max(abs(fixef(fit) - fixef(ref))),
-                         blups_max_abs_diff = max(abs(u - ur)),
-                         fitted_max_abs_diff = max(abs(fitted(fit) - fitted(ref))),
-                         all_identical = identical(as.numeric(logLik(fit)), as.numeric(logLik(ref))) &&
-                           identical(getME(fit, "theta"), getME(ref, "theta")) &&
-                           identical(fixef(fit), fixef(ref)) && identical(u, ur)),
+       modular = identity_record(list(r_calls = arr(GLMER_CALLS("diag(30)"))), fit, cap, u, FALSE),
+       glmer = identity_record(list(r_call = ref_call), ref, capr, ur, FALSE),
+       comparison = identity_comparison(fit, ref, u, ur, "glmer", FALSE),
        direct = direct_poisson(fit, Iq))
 })
 

@@ -5,7 +5,7 @@
 ##     source(file.path("tests", "data", "r", "reference_helpers.R"))
 ## It defines functions only (no packages attached, no random numbers drawn); parse_exact / write_json_file call
 ## jsonlite by its namespace. Used by kr_references.R, glmm_profile_references.R, structured_references.R,
-## distance_references.R, rr_toep_references.R and r2_count_references.R (the older scripts still carry their own copies).
+## distance_references.R, rr_toep_references.R, r2_count_references.R, smooth_references.R and known_cov_references.R (the older scripts still carry their own copies).
 ##
 ## Conventions:
 ##  - every double is written as the shortest of %.15g / %.16g / %.17g that reads back to the same double with a
@@ -188,6 +188,17 @@ glmmtmb_versions <- function(extra = list()) c(
        TMB = as.character(packageVersion("TMB"))),
   extra,
   list(Matrix = as.character(packageVersion("Matrix")),
+       jsonlite = as.character(packageVersion("jsonlite")),
+       source = "Debian bookworm packages (r-base-core, r-cran-*)"))
+
+## The same for the scripts whose fits are lme4's (gamm4's too); extra: named entries placed after R.
+lme4_versions <- function(extra = list()) c(
+  list(R = R.version.string),
+  extra,
+  list(lme4 = as.character(packageVersion("lme4")),
+       Matrix = as.character(packageVersion("Matrix")),
+       minqa = as.character(packageVersion("minqa")),
+       nloptr = as.character(packageVersion("nloptr")),
        jsonlite = as.character(packageVersion("jsonlite")),
        source = "Debian bookworm packages (r-base-core, r-cran-*)"))
 

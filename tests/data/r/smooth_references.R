@@ -63,15 +63,8 @@ stopifnot(dir.exists(OUT))
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
                                                                  # write_json_file
 
-versions <- list(R = R.version.string,
-                 mgcv = as.character(packageVersion("mgcv")),
-                 gamm4 = as.character(packageVersion("gamm4")),
-                 lme4 = as.character(packageVersion("lme4")),
-                 Matrix = as.character(packageVersion("Matrix")),
-                 minqa = as.character(packageVersion("minqa")),
-                 nloptr = as.character(packageVersion("nloptr")),
-                 jsonlite = as.character(packageVersion("jsonlite")),
-                 source = "Debian bookworm packages (r-base-core, r-cran-*)")
+versions <- lme4_versions(list(mgcv = as.character(packageVersion("mgcv")),
+                                gamm4 = as.character(packageVersion("gamm4"))))
 
 ## ---------------------------------------------------------------- data
 
