@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bayesmix.design.covariance import ONE_SD_STRUCTURES
+from bayesmix.design.covariance import LEVEL_TERM, LEVEL_TERM_STRUCTURES, ONE_SD_STRUCTURES
 from bayesmix.design.encode import Design
 
 INTERVAL = 0.95  # the central interval every table and plot reports, for both kinds of fit
@@ -57,7 +57,9 @@ def ranef_frames(design: Design, modes, sds, lower=None, upper=None) -> dict[str
     """
     parts: dict[str, list[pd.DataFrame]] = {}
     for i, (block, mode, sd) in enumerate(zip(design.all_blocks, modes, sds)):
-        index = pd.MultiIndex.from_product([block.levels, block.terms], names=["level", "term"])
+        # a block whose terms are levels (mm(), cov=): one intercept per level, as brms's ranef
+        levels, terms = (block.members, block.report_terms) if block.members else (block.levels, block.terms)
+        index = pd.MultiIndex.from_product([levels, terms], names=["level", "term"])
         columns = {"condval": mode.ravel(), "condsd": sd.ravel()}
         if lower is not None:
             columns.update(lower=lower[i].ravel(), upper=upper[i].ravel())
@@ -136,6 +138,18 @@ def structure_text(v: dict) -> str:
     return "lags " + " ".join(f"{value:.2f}" for value in v["lags"])
 
 
+def shown_terms(v: dict) -> tuple[list[str], int]:
+    """A block's Name column and how many of its rows print: a one-SD block one row (its terms'
+    range, as gamm4's; ``Intercept`` where the terms are the levels, as brms's mm() and gr()),
+    a structured block of many terms its first seven and a count."""
+    terms = list(v["terms"])
+    if v.get("structure") in LEVEL_TERM_STRUCTURES:
+        return [LEVEL_TERM], 1
+    if v.get("structure") in ONE_SD_STRUCTURES:
+        return [f"{terms[0]}..{terms[-1]}" if len(terms) > 1 else terms[0]], 1
+    return terms, len(terms) if "structure" not in v or len(terms) <= STRUCTURED_ROWS else STRUCTURED_ROWS - 1
+
+
 def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | None = None) -> list[str]:
     """The random-effects table (SDs and correlations) of one linear predictor's blocks."""
     rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
@@ -143,10 +157,7 @@ def format_varcorr(varcorr: list[dict], predictor: str = "mu", sigma: float | No
         if v.get("predictor", "mu") != predictor:
             continue
         sd, corr = np.asarray(v["sd"]), np.asarray(v["corr"])
-        terms = list(v["terms"])
-        shown = len(terms) if "structure" not in v or len(terms) <= STRUCTURED_ROWS else STRUCTURED_ROWS - 1
-        if v.get("structure") in ONE_SD_STRUCTURES:  # one SD for all its terms: one row, as gamm4's
-            terms, shown = [f"{terms[0]}..{terms[-1]}" if len(terms) > 1 else terms[0]], 1
+        terms, shown = shown_terms(v)
         for j, term in enumerate(terms[:shown]):
             correlations = " ".join(f"{corr[j][i]:5.2f}" for i in range(j))
             if "structure" in v:  # glmmTMB's way: the structure's one parameter, on the first row

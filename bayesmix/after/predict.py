@@ -15,6 +15,7 @@ import numpy as np
 
 from bayesmix import memory
 from bayesmix.bayes.names import OBS_DIM, covariance_roots, flat_draws, parameter_draws, response_name
+from bayesmix.design.covariance import LEVEL_TERM
 from bayesmix.design.encode import Design, NewData, encode_new_data
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError
@@ -211,8 +212,10 @@ def fixed_estimates(fit) -> np.ndarray:
 
 def conditional_modes(fit, block) -> np.ndarray:
     """(M, k) conditional modes of one block of an exact fit, in the block's level and term order."""
-    modes = fit.ranef[block_key(block)]["condval"].unstack("term").reindex(list(block.levels))[list(block.terms)]
-    return modes.to_numpy()
+    table = fit.ranef[block_key(block)]["condval"].unstack("term")
+    if block.members:  # a block whose terms are levels, filed as one intercept per level
+        return table.reindex(list(block.members))[LEVEL_TERM].to_numpy()[None, :]
+    return table.reindex(list(block.levels))[list(block.terms)].to_numpy()
 
 
 def covariance_root(cov) -> np.ndarray:

@@ -22,7 +22,8 @@ import pandas as pd
 from scipy.special import ndtri  # the normal quantile, without scipy.stats' import
 
 from bayesmix.after.fit_view import view
-from bayesmix.report import INTERVAL
+from bayesmix.design.covariance import ONE_SD_STRUCTURES
+from bayesmix.report import INTERVAL, shown_terms
 
 
 def _source(obj, idata=None):
@@ -67,6 +68,8 @@ def varcorr(fit, idata=None) -> pd.DataFrame:
     for v in source.varcorr:
         terms, sd, corr, cov = v["terms"], np.asarray(v["sd"]), np.asarray(v["corr"]), np.asarray(v["cov"])
         k = len(terms)
+        if v.get("structure") in ONE_SD_STRUCTURES:  # one SD and no estimated correlations: one row
+            terms, k = shown_terms(v)[0], 1
         group = v["group"] if v.get("predictor", "mu") == "mu" else f"{v['predictor']}|{v['group']}"  # ranef's key
         for j in range(k):
             row = {"group": group, "var1": terms[j], "var2": None, "vcov": cov[j, j], "sdcor": sd[j]}

@@ -276,6 +276,7 @@ def _known_covariance(block: Block, priors: dict[str, Prior]):
 COVARIANCE_BUILDERS = {
     "us": _unstructured_covariance,
     "homdiag": _homogeneous_diagonal_covariance,
+    "mm": _homogeneous_diagonal_covariance,
     "known": _known_covariance,
     "ar1": _autoregressive_covariance,
     "cs": _compound_symmetry_covariance,

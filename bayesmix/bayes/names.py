@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesmix.design.covariance import ONE_SD_STRUCTURES
+from bayesmix.design.covariance import INDEPENDENT_STRUCTURES, ONE_SD_STRUCTURES
 from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.families import Family
@@ -100,7 +100,7 @@ def block_correlations(posterior, block: Block) -> np.ndarray:
     draws = int(np.prod(sd.shape[:2]))
     if block.n_terms == 1:
         return np.ones((draws, 1, 1))
-    if block.covariance.kind == "homdiag":  # independent terms
+    if block.covariance.kind in INDEPENDENT_STRUCTURES:  # independent terms
         return np.broadcast_to(np.eye(block.n_terms), (draws, block.n_terms, block.n_terms)).copy()
     if block.covariance.kind == "known":  # the given matrix's correlations
         root = block.covariance.root

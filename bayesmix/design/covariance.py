@@ -399,10 +399,24 @@ class KnownCovariance(_ScaledRoot):
 
     k: int
     root: np.ndarray = field(repr=False, compare=False)
+    members: tuple[str, ...] = ()  # the levels the terms stand for, in the terms' order
     kind: str = "known"
 
 
-ONE_SD_STRUCTURES = ("homdiag", "known")  # one SD for the block; its correlations none or given
+@dataclass(frozen=True)
+class MultiMembership(HomogeneousDiagonal):
+    """brms's ``(1 | mm(a, b))`` (:mod:`bayesmix.design.membership`): one block of one level whose
+    terms are the levels (``members``), each row's Z its membership weights; the levels' effects
+    independent with one SD, the factor s I."""
+
+    members: tuple[str, ...] = ()
+    kind: str = "mm"
+
+
+ONE_SD_STRUCTURES = ("homdiag", "known", "mm")  # one SD for the block; its correlations none or given
+LEVEL_TERM_STRUCTURES = ("known", "mm")  # one block of one level whose terms are the group's levels
+LEVEL_TERM = "Intercept"  # such a block's effects as ranef files them: one intercept per level
+INDEPENDENT_STRUCTURES = ("homdiag", "mm")  # one SD and no correlations: the factor s I
 
 KERNELS = {
     # correlation at distance d for range r, and its derivative in log r
@@ -520,8 +534,10 @@ DISTANCE_STRUCTURES = ("exp", "gau", "ou")
 def structure(kind: str, k: int, names=(), rank=None) -> Covariance:
     """The covariance structure ``kind`` of a block with k terms (``names``: the terms, whose labels
     hold a distance structure's positions; ``rank``: rr's d, or a known covariance's root)."""
-    if kind == "known":
-        return KnownCovariance(k, np.asarray(rank, dtype=float))
+    if kind == "known":  # rank: (the root of A over the levels, the levels)
+        return KnownCovariance(k, np.asarray(rank[0], dtype=float), members=tuple(rank[1]))
+    if kind == "mm":
+        return MultiMembership(k, members=tuple(names))
     if kind == "rr":
         return ReducedRank(k, 2 if rank is None else int(rank))
     if kind in DISTANCE_STRUCTURES:

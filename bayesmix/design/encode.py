@@ -19,6 +19,7 @@ import pandas as pd
 from bayesmix import memory
 from bayesmix.design.covariance import (
     DISTANCE_STRUCTURES,
+    LEVEL_TERM,
     ONE_SD_STRUCTURES,
     Covariance,
     Unstructured,
@@ -36,8 +37,9 @@ from bayesmix.design.expressions import (
 )
 from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_message
 from bayesmix.design.formula import FormulaSpec, RandomTerm
-from bayesmix.design.known import known_root, with_known_columns
+from bayesmix.design.known import known_root, with_one_level_columns
 from bayesmix.design.linpred import Predictor
+from bayesmix.design.membership import membership_levels, membership_matrix
 from bayesmix.design.smooth import learn_smooths, with_smooth_columns
 from bayesmix.errors import BayesmixError, BayesmixWarning, MissingDataWarning, did_you_mean, warn
 from bayesmix.families import Family
@@ -103,6 +105,17 @@ class Block:
     @property
     def n_levels(self) -> int:
         return len(self.levels)
+
+    @property
+    def members(self) -> tuple[str, ...] | None:
+        """The levels a one-level block's terms stand for (a known covariance's, a multi-membership
+        group's: what ranef and ngrps report as the group's levels), else None."""
+        return getattr(self.covariance, "members", None) or None
+
+    @property
+    def report_terms(self) -> tuple[str, ...]:
+        """The terms as ranef and the plots name them: one ``Intercept`` for a block whose terms are levels."""
+        return (LEVEL_TERM,) if self.members else self.terms
 
 
 @dataclass(frozen=True)
@@ -171,7 +184,7 @@ class Design:
     @property
     def ngrps(self) -> dict[str, int]:
         """Levels per grouping factor (a known covariance's block holds its levels as terms)."""
-        return {b.group: b.n_terms if b.covariance.kind == "known" else b.n_levels for b in self.all_blocks}
+        return {b.group: len(b.members) if b.members else b.n_levels for b in self.all_blocks}
 
     @property
     def all_blocks(self) -> tuple[Block, ...]:
@@ -578,6 +591,14 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
     fitted matrix of each term's left-hand side."""
     raw, matrices = [], {}
     for index, term in enumerate(terms):
+        if term.membership is not None:  # read with pandas: formulae's indicators are dense n x levels
+            members = membership_levels(frame, term.membership)
+            fix = "Use (1 | school1) per membership column, or fit on fewer rows."
+            memory.check(f"The membership matrix of (1 | {term.group})", (len(frame), len(members)), fix)
+            Zt = membership_matrix(frame, term.membership, members)
+            codes = np.zeros(len(frame), np.int64)
+            raw.append((term.group, members, (term.group,), codes, Zt, True, index, ("mm", None)))
+            continue
         _check_term_matrix(term, frame, levels)
         matrix = _formulae_matrix(term.expr, frame, "random-effect expression")
         if matrix is None:
@@ -599,9 +620,9 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
         _check_structure(term, Zt, names)
         if term.structure == "known":  # the root of A over the indicators' levels, in their order
             column = frame[term.expr.split("`")[1]]
-            raw.append(
-                (term.group, names, levels, codes, Zt, True, index, ("known", known_root(term, column.cat.categories)))
-            )
+            root = known_root(term, column.cat.categories)
+            members = tuple(str(level) for level in column.cat.categories)
+            raw.append((term.group, names, levels, codes, Zt, True, index, ("known", (root, members))))
         elif term.correlated:
             raw.append((term.group, names, levels, codes, Zt, True, index, (term.structure, term.rank)))
         else:
@@ -892,7 +913,7 @@ def build_design(
     frame, rows, n_dropped = _drop_missing(frame, missing, optional)
     _check_finite(frame)
     smooths = learn_smooths(spec.smooths, frame)
-    frame = with_known_columns(with_smooth_columns(frame, smooths), spec)
+    frame = with_one_level_columns(with_smooth_columns(frame, smooths), spec)
     levels, group_columns = _encode_categoricals(frame, spec, categorical)
 
     response = spec.response
@@ -1235,7 +1256,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     """
     spec, codings = design.spec, design.codings
     data = _as_frame(as_pandas(data))
-    grouping = {f for term in spec.all_random for f in term.factors}
+    grouping = {f for term in spec.all_random for f in (*term.factors, *term.columns)}
     needed = _new_data_columns(spec, random_effects)
     missing = [c for c in needed if c not in data.columns]
     if OFFSET_COLUMN in missing:
@@ -1249,7 +1270,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     frame = data.loc[:, needed].copy(deep=True).reset_index(drop=True)
     if frame.isna().any().any():
         raise BayesmixError("New data has missing values in used columns; drop or fill those rows before predicting.")
-    frame = with_known_columns(with_smooth_columns(frame, codings.smooths), spec)
+    frame = with_one_level_columns(with_smooth_columns(frame, codings.smooths), spec)
     raw_groups = {f: frame[f].copy() for f in grouping if f in frame.columns}
     for name, levels in codings.levels.items():
         if name not in frame.columns:
@@ -1292,6 +1313,11 @@ def _new_blocks(design: Design, frame: pd.DataFrame, raw_groups: dict, allow_new
             new_levels.append(())
             continue
         term = spec.random_terms(block.predictor)[block.term]
+        if term.membership is not None:  # the membership weights over the training levels
+            Zt = membership_matrix(pd.DataFrame(raw_groups), term.membership, block.members, allow_new_levels)
+            blocks.append((np.zeros(len(frame), dtype=np.int64), Zt))
+            new_levels.append(())
+            continue
         matrix = codings.block_matrices[(term.expr, term.group)]
         names = list(matrix.as_dataframe().columns)
         try:

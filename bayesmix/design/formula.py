@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import formulae
 
 from bayesmix.design.expressions import column_names, r_syntax
+from bayesmix.design.membership import MM_SUFFIX, Membership, check_term, membership_call
 from bayesmix.design.smooth import SmoothSpec
 from bayesmix.errors import BayesmixError, caret
 
@@ -60,6 +61,12 @@ class RandomTerm:
     structure: str = "us"  # glmmTMB's covariance structure: us(...), cs(...), ar1(...), exp(...), ...
     rank: int | None = None  # rr(x | g, d)'s d (glmmTMB's default 2 where not given)
     known: object = field(default=None, compare=False, repr=False)  # cov=: the levels' known covariance
+    membership: Membership | None = None  # brms's mm(a, b): the membership columns and their weights
+
+    @property
+    def columns(self) -> frozenset[str]:
+        """The data columns the grouping side reads (a multi-membership group's, not its one-level label)."""
+        return self.membership.variables if self.membership is not None else frozenset(self.factors)
 
 
 @dataclass(frozen=True)
@@ -335,6 +342,12 @@ def _parse_random(formula: str, piece: str, position: int) -> tuple[list[RandomT
         )
     left = _r_terms(left)
     names = _validate_expression(formula, left, inner_pos, "random-effect expression")
+    membership = membership_call(right)
+    if membership is not None:  # one block of one level, its terms the levels (bayesmix.design.membership)
+        check_term(left, membership)
+        label = membership.label
+        term = RandomTerm(left.strip(), label, (label + MM_SUFFIX,), correlated, shared, "mm", membership=membership)
+        return [term], names
     terms = [
         RandomTerm(expr=left.strip(), group=name, factors=factors, correlated=correlated, shared=shared)
         for name, factors in _expand_group(formula, right, right_pos)
@@ -556,6 +569,10 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
             if sign == "-":
                 raise _syntax_error(text, position, "a random-effect term cannot be subtracted.", "Use '+'.")
             terms, names = _parse_random(text, inner, position)
+            if name != "us" and any(term.membership is not None for term in terms):
+                raise _syntax_error(
+                    text, position, f"{name}() around a multi-membership group.", "Write (1 | mm(a, b)) alone."
+                )
             if name == "diag":  # glmmTMB's diag is lme4's ||: independent terms, a block each
                 terms = [replace(term, correlated=False) for term in terms]
             elif name.startswith("rr"):
@@ -563,13 +580,13 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
             elif name != "us":
                 terms = [replace(term, structure=name) for term in terms]
             random.extend(terms)
-            variables |= names | {factor for term in terms for factor in term.factors}
+            variables |= names.union(*(term.columns for term in terms))
         elif closing == len(stripped) - 1 and any(ch == "|" for _, ch in _top_level(stripped[1:-1])):
             if sign == "-":
                 raise _syntax_error(text, position, "a random-effect term cannot be subtracted.", "Use '+'.")
             terms, names = _parse_random(text, piece, position - (len(piece) - len(piece.lstrip())))
             random.extend(terms)
-            variables |= names | {factor for term in terms for factor in term.factors}
+            variables |= names.union(*(term.columns for term in terms))
         elif "|" in stripped:
             raise _syntax_error(
                 text,

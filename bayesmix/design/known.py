@@ -97,9 +97,10 @@ def known_root(term, levels) -> np.ndarray:
     return np.linalg.cholesky(A.loc[order, order].to_numpy())
 
 
-def with_known_columns(frame: pd.DataFrame, spec: FormulaSpec) -> pd.DataFrame:
-    """``frame`` with the one-level grouping column of every known-covariance block."""
-    terms = [term for term in spec.random if term.structure == "known"]
+def with_one_level_columns(frame: pd.DataFrame, spec: FormulaSpec) -> pd.DataFrame:
+    """``frame`` with the one-level grouping column of every block whose terms are levels (a known
+    covariance's, a multi-membership group's)."""
+    terms = [term for term in spec.random if term.structure in ("known", "mm")]
     if not terms:
         return frame
     frame = frame.copy()

@@ -154,6 +154,12 @@ def _refuse_stateful(spec: FormulaSpec) -> None:
             f"cov= couples the levels of '{known[0]}' across every row, which a Dask DataFrame's statistics pass "
             "does not keep. Fit it on a pandas DataFrame."
         )
+    members = [term.group for term in spec.random if term.membership is not None]
+    if members:
+        raise BayesmixError(
+            f"{members[0]} gives a row several levels, which a Dask DataFrame's statistics pass (one level per row "
+            "and block) does not keep. Fit it on a pandas DataFrame."
+        )
     if spec.smooths:
         raise BayesmixError(
             f"{spec.smooths[0].label} learns its basis from every row, which a Dask DataFrame's statistics pass does "

@@ -31,7 +31,6 @@ from bayesmix.nuts.run import Diagnostics
 from bayesmix.ordinal import threshold_names
 from bayesmix.report import (
     INTERVAL,
-    STRUCTURED_ROWS,
     categories_to_dict,
     category_lines,
     censoring_lines,
@@ -41,6 +40,7 @@ from bayesmix.report import (
     format_table,
     ranef_dict,
     ranef_frames,
+    shown_terms,
     structure_text,
     submodel_formula_lines,
     submodel_headings,
@@ -224,8 +224,7 @@ def _mean_varcorr_lines(summary: NutsSummary) -> list[str]:
     for v in summary.varcorr:
         if v.get("predictor", "mu") != "mu":
             continue
-        terms = list(v["terms"])
-        shown = len(terms) if "structure" not in v or len(terms) <= STRUCTURED_ROWS else STRUCTURED_ROWS - 1
+        terms, shown = shown_terms(v)
         for j, term in enumerate(terms[:shown]):
             corr = " ".join(f"{v['corr'][j, i]:5.2f}" for i in range(j))
             if "structure" in v:  # the structure's one parameter, as the exact fit's table

@@ -67,7 +67,7 @@ def _one_group(design, group) -> str:
 
 
 def _group_terms(design, group) -> list[str]:
-    return [t for block in design.blocks if block.group == group for t in block.terms]
+    return [t for block in design.blocks if block.group == group for t in block.report_terms]
 
 
 def _panels(design, group, term) -> list[tuple[str, str]]:

@@ -115,6 +115,11 @@ def _shrinkage_terms(source: FitView, group, x):
     design, family = source.design, source.family
     group = _one_group(design, group)
     blocks = [block for block in design.blocks if block.group == group]
+    if any(block.members for block in blocks):
+        raise BayesmixError(
+            f"shrinkage() fits each level of '{group}' on its own rows, which a group whose rows carry several "
+            f"levels (mm()) or whose levels are related (cov=) does not have. Use caterpillar(fit, group='{group}')."
+        )
     terms = [t for block in blocks for t in block.terms]
     if len(terms) > 2:
         raise BayesmixError(
