@@ -66,6 +66,18 @@ def censoring_images() -> None:
     save(figure, "censored_gaussian_fits.png")
 
 
+def grouping_images() -> None:
+    """docs/structured_covariance.md: a known covariance's and a multi-membership group's effects."""
+    data = Path(__file__).parents[2] / "tests" / "data"
+    relatedness = pd.read_csv(data / "known_cov_A.csv").set_index("species")
+    known = bayesmix.Model(
+        "y ~ x + (1 | species)", pd.read_csv(data / "known_cov_sim.csv"), cov={"species": relatedness}
+    )
+    save(plots.caterpillar(known.fit("reml")), "known_cov_caterpillar.png")
+    formula = "y ~ x + (1 | mm(s1, s2, weights = cbind(w1, w2))) + (1 | region)"
+    save(plots.caterpillar(bayesmix.Model(formula, pd.read_csv(data / "mm_sim.csv")).fit("reml")), "mm_caterpillar.png")
+
+
 def main() -> None:
     sleep = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
     reml = sleep.fit("reml")
@@ -94,6 +106,7 @@ def main() -> None:
 
     penicillin = bayesmix.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bayesmix.load_dataset("Penicillin"))
     save(plots.caterpillar(penicillin.fit("reml")), "penicillin_caterpillar.png")
+    grouping_images()
 
 
 if __name__ == "__main__":
