@@ -145,6 +145,7 @@ class Model:
             design = build_design(
                 self.spec, data, categorical, missing, contrasts, self.family.ordinal, self.family.categorical
             )
+            self.spec = design.spec  # with a factor-by smooth's per-level smooths, once the data gave the levels
             if self.family.categorical:  # one linear predictor per category but the first
                 self.family = self.family.with_categories(design.codings.response_levels)
             self.design: Design = family_design(design, self.family)

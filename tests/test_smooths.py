@@ -133,7 +133,8 @@ def test_nuts_agrees_with_the_exact_fit(fits, data):
     [
         ("y ~ s(g) + z", {}, "numeric covariate"),
         ("y ~ s(log(x)) + z", {}, "smooth of an expression"),
-        ("y ~ s(x, by = f) + z", {}, "not an argument"),
+        ("y ~ s(x, m = 2) + z", {}, "not an argument"),
+        ("y ~ s(x, by = log(z)) + z", {}, "one factor column"),
         ("y ~ s(x, k = 2) + z", {}, "3 or more"),
         ("y ~ s(x, bs = 'ps') + z", {}, "bs = 'tp'"),
         ("count ~ s(x)", {"family": "zero_inflated_poisson", "zi": "~ s(z)"}, "smooth in zi="),
@@ -151,3 +152,62 @@ def test_too_few_distinct_values_and_dask_are_refused(data):
 
     with pytest.raises(bayesmix.BayesmixError, match="pandas DataFrame"):
         bayesmix.Model("y ~ s(x) + z + (1 | g)", dd.from_pandas(data, npartitions=2))
+
+
+BY = json.loads((DATA / "smooth_by_references.json").read_text())
+BY_CASES = {
+    "by_tp_gaussian": ("y ~ f + s(x, by = f) + (1 | g)", "gaussian"),
+    "by_cr_gaussian": ("y ~ f + s(x, by = f, bs = 'cr', k = 6) + (1 | g)", "gaussian"),
+    "by_tp_poisson": ("count ~ f + s(x, by = f) + (1 | g)", "poisson"),
+}
+
+
+@pytest.fixture(scope="module")
+def by_data():
+    return pd.read_csv(DATA / "smooth_by_sim.csv")
+
+
+@pytest.mark.parametrize("case", list(BY_CASES))
+def test_factor_by_smooths_are_gamm4s(by_data, case):
+    """s(x, by = f) (tests/data/smooth_by_references.json): one smooth per level of f, each with its
+    own SD, their basis and constraint learned from every row (mgcv's): criterion, SDs, fixed
+    effects and the curve of each level on a grid with its standard error as gamm4's (the Poisson
+    case against the references' polished optimum: gamm4's stops short where two SDs go to 0)."""
+    formula, family = BY_CASES[case]
+    with pytest.warns(bayesmix.SingularFitWarning):  # level c's smooth is a line (gaussian), b's and c's flat
+        fit = bayesmix.Model(formula, by_data, family=family).fit()
+    entry = BY["cases"][case]
+    reference = entry["polish"] if family == "poisson" else entry["tight"]["results"]
+    result = fit.to_dict()
+    assert result["logLik"] == pytest.approx(reference["logLik"], rel=1e-9)
+    sds = {v["group"]: v["sd"][0] for v in result["varcorr"]}
+    for level, sd in reference["smooth_sd_by_level"].items():
+        assert sds[f"s(x):f{level}"] == pytest.approx(sd, rel=1e-4, abs=1e-4)
+    names = {"X(Intercept)": "Intercept", "Xfb": "f[b]", "Xfc": "f[c]"}
+    fixef = fit.fixef["estimate"]
+    for name, value in zip(reference["fixef"]["names"], reference["fixef"]["values"]):
+        ours = fixef[names.get(name, name[1:])]
+        assert abs(ours) == pytest.approx(abs(value), rel=1e-5, abs=1e-5)  # a null-space column's sign is free
+    if family == "gaussian":
+        assert result["sigma"] == pytest.approx(reference["sigma"], rel=1e-6)
+        grid = BY["grid"]
+        new = pd.DataFrame({"x": grid["newdata_x"], "f": grid["newdata_f"]})
+        link = fit.predict(new, re_form="population", kind="link")
+        np.testing.assert_allclose(link, reference["grid_link"]["fit"], atol=1e-6)
+        se = smooth_prediction_se(fit, encode_new_data(fit.design, new, random_effects=False))
+        np.testing.assert_allclose(se, reference["grid_link"]["se_fit"], atol=1e-6)
+
+
+def test_factor_by_smooth_reports_and_new_data(by_data):
+    model = bayesmix.Model("y ~ f + s(x, by = f) + (1 | g)", by_data)
+    assert model.formula == "y ~ f + s(x, by = f) + (1 | g)"
+    with pytest.warns(bayesmix.SingularFitWarning):
+        fit = model.fit()
+    groups = [v["group"] for v in fit.to_dict()["varcorr"]]
+    assert groups == ["g", "s(x):fa", "s(x):fb", "s(x):fc"]
+    np.testing.assert_allclose(fit.predict(), fit.predict(by_data), atol=1e-12)
+    with pytest.raises(bayesmix.BayesmixError, match="'d'"):
+        fit.predict(by_data.head(3).assign(f="d"), re_form="population")
+    only_ab = by_data[by_data["f"] != "c"]
+    groups = [v["group"] for v in bayesmix.Model("y ~ f + s(x, by = f)", only_ab).fit().to_dict()["varcorr"]]
+    assert groups == ["s(x):fa", "s(x):fb"]  # the levels of the rows used

@@ -912,6 +912,8 @@ def build_design(
     optional = [spec.censoring[1]] if spec.censoring is not None and spec.censoring[1] is not None else []
     frame, rows, n_dropped = _drop_missing(frame, missing, optional)
     _check_finite(frame)
+    by = {s.by for s in spec.smooths if s.unexpanded}  # a factor-by smooth: one smooth per level of the rows used
+    spec = spec.with_smooth_levels({f: level_order(f, frame[f], categorical.get(f)) for f in by})
     smooths = learn_smooths(spec.smooths, frame)
     frame = with_one_level_columns(with_smooth_columns(frame, smooths), spec)
     levels, group_columns = _encode_categoricals(frame, spec, categorical)
@@ -1355,7 +1357,7 @@ def _new_data_columns(spec: FormulaSpec, random_effects: bool) -> list[str]:
     if random_effects:
         return sorted(spec.variables - response_vars - weight_only | (spec.variables & grouping) | offset_vars)
     submodel_vars = set().union(*(_variables(sub.fixed) for sub in spec.submodels))
-    smooth_vars = {smooth.variable for smooth in spec.smooths}
+    smooth_vars = {v for smooth in spec.smooths for v in (smooth.variable, smooth.by) if v is not None}
     return sorted((_variables(spec.fixed) | offset_vars | submodel_vars | smooth_vars) & spec.variables)
 
 

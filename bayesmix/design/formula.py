@@ -26,7 +26,7 @@ import formulae
 
 from bayesmix.design.expressions import column_names, r_syntax
 from bayesmix.design.membership import MM_SUFFIX, Membership, check_term, membership_call
-from bayesmix.design.smooth import SmoothSpec
+from bayesmix.design.smooth import SmoothSpec, expand_by_smooths
 from bayesmix.errors import BayesmixError, caret
 
 _NAME = r"(?:[^\W\d][\w.]*|`[^`]+`)"  # a name (R-style dots allowed), or any text in backticks
@@ -159,6 +159,16 @@ class FormulaSpec:
         fixed = _DOT.sub(lambda match: f"({dot})" if dot else "1", self.fixed)
         names = _validate_expression(self.text, fixed, 0, "fixed-effects part")
         return replace(self, fixed=fixed, variables=self.variables | names, has_dot=False)
+
+    def with_smooth_levels(self, levels: dict[str, tuple]) -> FormulaSpec:
+        """The spec with each factor-by smooth ``s(x, by = f)`` expanded into one smooth per level of
+        f (``levels``: f's level names), each with its fixed column and its block, as gamm4's."""
+        smooths, added = expand_by_smooths(self.smooths, levels)
+        if not added:
+            return self
+        fixed = self.fixed + "".join(f" + {smooth.fixed_terms()}" for smooth in added)
+        random = (*self.random, *(smooth_term(smooth) for smooth in added))
+        return replace(self, smooths=tuple(smooths), fixed=fixed, random=random)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -606,21 +616,29 @@ def _parse_terms(text: str, rhs: str, rhs_position: int):
                 raise _syntax_error(text, position, "a smooth cannot be subtracted.", "Use '+'.")
             smooth = smooth_call(text, stripped, position)
             smooths.append(smooth)
+            variables |= {smooth.variable} | ({smooth.by} if smooth.by else set())
+            if smooth.unexpanded:  # its columns and blocks once the data give the factor's levels
+                continue
             fixed_parts.append(f"+ {smooth.fixed_terms()}" if fixed_parts else smooth.fixed_terms())
-            random.append(RandomTerm(smooth.random_expr(), smooth.label, (smooth.label,), True, structure="homdiag"))
-            variables.add(smooth.variable)
+            random.append(smooth_term(smooth))
         else:
             stripped = expand_nesting(r_syntax(stripped))
             fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
     return fixed_parts, offsets, random, variables, smooths
 
 
-SMOOTH_ARGUMENTS = ("k", "bs")
+SMOOTH_ARGUMENTS = ("k", "bs", "by")
+
+
+def smooth_term(smooth: SmoothSpec) -> RandomTerm:
+    """A smooth's penalised part: a homdiag block of one level (gamm4's form)."""
+    return RandomTerm(smooth.random_expr(), smooth.label, (smooth.label,), True, structure="homdiag")
 
 
 def smooth_call(text: str, term: str, position: int) -> SmoothSpec:
-    """mgcv's ``s(x)``, ``s(x, k = 8)``, ``s(x, bs = "cr")``: one covariate, a basis dimension and
-    type; what mgcv's other arguments (``by``, ``m``, several covariates) would do is refused."""
+    """mgcv's ``s(x)``, ``s(x, k = 8)``, ``s(x, bs = "cr")``, ``s(x, by = f)``: one covariate, a basis
+    dimension and type, a factor to smooth by; what mgcv's other arguments (``m``, ``id``, several
+    covariates) would do is refused."""
     inner = term[term.index("(") + 1 : -1]
     parts = [part.strip() for part in _split_top_level(inner, ",")]
     if not parts or not parts[0] or "=" in parts[0]:
@@ -638,7 +656,7 @@ def smooth_call(text: str, term: str, position: int) -> SmoothSpec:
                 text,
                 position,
                 f"s(): '{part}' is not an argument this version takes.",
-                "This version takes s(x), s(x, k = 10), s(x, bs = 'tp' or 'cr'): one covariate (not yet by=).",
+                "This version takes s(x), s(x, k = 10), s(x, bs = 'tp' or 'cr'), s(x, by = f): one covariate.",
             )
         options[name] = value.strip("'\"")
     k = options.get("k", "10")
@@ -647,7 +665,12 @@ def smooth_call(text: str, term: str, position: int) -> SmoothSpec:
     bs = options.get("bs", "tp")
     if bs not in ("tp", "cr"):
         raise _syntax_error(text, position, f"s(bs = '{bs}').", "bs = 'tp' (mgcv's default) or 'cr' are available.")
-    return SmoothSpec(variable, int(k), bs)
+    by = options.get("by")
+    if by is not None:
+        by = by.strip("`")
+        if not re.fullmatch(r"[^\W\d][\w.]*", by) and f"`{by}`" != options["by"]:
+            raise _syntax_error(text, position, f"s(by = {by}).", "by = names one factor column: s(x, by = f).")
+    return SmoothSpec(variable, int(k), bs, by)
 
 
 # glmmTMB's covariance structures, written around (x | g)

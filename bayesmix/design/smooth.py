@@ -15,7 +15,7 @@ evaluates new x the same way (mgcv's ``PredictMat``), so fitting and predicting 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,15 +26,25 @@ TPRS_MAX_KNOTS = 2000  # mgcv's max.knots: above it mgcv draws knots at random; 
 
 @dataclass(frozen=True)
 class SmoothSpec:
-    """``s(x, k = 10, bs = "tp")`` as written: the covariate, the basis dimension, the basis type."""
+    """``s(x, k = 10, bs = "tp", by = f)`` as written: the covariate, the basis dimension, the basis
+    type and a factor ``by`` (one smooth per level, mgcv's factor-by smooth). A factor-by smooth is
+    expanded once the data's levels are known (:func:`expand_by_smooths`) into one smooth per
+    ``level``, labelled as gamm4 labels them (``s(x):fa``)."""
 
     variable: str
     k: int = 10
     bs: str = "tp"
+    by: str | None = None
+    level: str | None = None
 
     @property
     def label(self) -> str:
-        return f"s({self.variable})"
+        return f"s({self.variable})" + ("" if self.level is None else f":{self.by}{self.level}")
+
+    @property
+    def unexpanded(self) -> bool:
+        """A factor-by smooth whose levels the data have not yet given."""
+        return self.by is not None and self.level is None
 
     @property
     def n_random(self) -> int:
@@ -258,25 +268,62 @@ def _end_slope(knots: np.ndarray, F: np.ndarray, end: int) -> np.ndarray:
 
 
 def learn_smooths(smooths, frame) -> dict[str, SmoothBasis]:
-    """Each smooth's basis from the model frame's covariate (the complete rows, as mgcv's)."""
-    bases = {}
+    """Each smooth's basis from the model frame's covariate (the complete rows, as mgcv's). The
+    levels of a factor-by smooth share one basis, learned (its constraint too) from every row
+    whatever its level, as mgcv's ``smoothCon`` learns it before multiplying by each level's
+    indicator."""
+    bases, learned = {}, {}
     for spec in smooths:
         column = frame[spec.variable]
         if not np.issubdtype(np.asarray(column).dtype, np.number) or np.asarray(column).dtype == bool:
             raise BayesmixError(f"{spec.label} smooths a numeric covariate; '{spec.variable}' is {column.dtype}.")
+        key = (spec.variable, spec.k, spec.bs, spec.by)
         try:
-            bases[spec.label] = smooth_basis(spec, np.asarray(column, dtype=float))
+            if key not in learned:
+                learned[key] = smooth_basis(spec, np.asarray(column, dtype=float))
         except ValueError as exc:
             raise BayesmixError(f"{spec.label}: {exc}. Give a smaller k, e.g. s({spec.variable}, k = 4).") from None
+        bases[spec.label] = replace(learned[key], spec=spec)
     return bases
 
 
 def with_smooth_columns(frame, bases: dict[str, SmoothBasis]):
-    """A copy of ``frame`` with each smooth's columns (fixed, random, and its one-level group)."""
+    """A copy of ``frame`` with each smooth's columns (fixed, random, and its one-level group); a
+    factor-by smooth's columns are zero on the rows of the other levels."""
     frame = frame.copy()
     for label, basis in bases.items():
-        fixed, random = basis.columns(np.asarray(frame[basis.spec.variable], dtype=float))
-        for name, values in zip(basis.spec.fixed_names() + basis.spec.random_names(), [*fixed.T, *random.T]):
+        spec = basis.spec
+        fixed, random = basis.columns(np.asarray(frame[spec.variable], dtype=float))
+        if spec.by is not None:
+            _check_by_levels(frame[spec.by], spec, bases)
+            indicator = (frame[spec.by].astype(object).astype(str) == spec.level).to_numpy(dtype=float)
+            fixed, random = fixed * indicator[:, None], random * indicator[:, None]
+        for name, values in zip(spec.fixed_names() + spec.random_names(), [*fixed.T, *random.T]):
             frame[name] = values
         frame[label] = label
     return frame
+
+
+def _check_by_levels(column, spec: SmoothSpec, bases) -> None:
+    """New data whose ``by`` factor has a level the smooths were not learned for: refused (no smooth of it)."""
+    known = {b.spec.level for b in bases.values() if b.spec.by == spec.by and b.spec.variable == spec.variable}
+    unseen = sorted(set(column.astype(object).astype(str)) - known)
+    if unseen:
+        raise BayesmixError(
+            f"s({spec.variable}, by = {spec.by}) has a smooth for the levels {sorted(known)} of '{spec.by}'; the "
+            f"data have {unseen[:5]}, which it has no smooth for."
+        )
+
+
+def expand_by_smooths(smooths, levels: dict[str, tuple]) -> tuple[list[SmoothSpec], list[SmoothSpec]]:
+    """(every smooth with each factor-by smooth replaced by one per level of its factor, the new
+    per-level smooths); ``levels``: each by factor's level names in order."""
+    out, added = [], []
+    for spec in smooths:
+        if not spec.unexpanded:
+            out.append(spec)
+            continue
+        per_level = [replace(spec, level=str(level)) for level in levels[spec.by]]
+        out.extend(per_level)
+        added.extend(per_level)
+    return out, added

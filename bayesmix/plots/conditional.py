@@ -29,6 +29,7 @@ def _fixed_predictors(design) -> list[str]:
     names = set(formulae.model_description(design.spec.fixed).var_names) | offset_columns(design.spec)
     smooths = design.spec.smooths  # a smooth's covariate, not the columns that stand for it
     names = (names - {n for smooth in smooths for n in smooth.column_names()}) | {s.variable for s in smooths}
+    names |= {s.by for s in smooths if s.by is not None}
     return [c for c in design.data.columns if c in names]
 
 
@@ -164,9 +165,7 @@ def conditional_effects(
 
     ax = _single_axes(ax, (6.4, 4.6))
     observed = _observed(design)
-    kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
-    if design.spec.smooths and not source.bayes:  # beta and the smooths' effects: mgcv's se.fit
-        kind = "interval (mgcv's se.fit)"
+    kind = _interval_kind(source)
     band = None if interval is None else f"{100 * interval:g} % {kind}"
     draw = _factor_effect if factor else _numeric_effect
     draw(ax, values, column, observed if data_points else None, (mean, lower, upper), band)
@@ -265,6 +264,14 @@ def _several_effects(source, effects, reference, interval, data_points, ax, reso
     return axes if len(effects) == 3 else axes[0]
 
 
+def _interval_kind(source) -> str:
+    """What a band is: a posterior interval, or an exact fit's Wald interval (with a smooth, over
+    beta and the smooths' effects: mgcv's se.fit)."""
+    if source.bayes:
+        return "posterior interval"
+    return "interval (mgcv's se.fit)" if source.design.spec.smooths else "Wald interval (delta method)"
+
+
 def _draw_lines(ax, source, main, values, lines, labels, frame, interval) -> None:
     """One colour per line value: a line and band over a numeric ``main``, dodged points with
     error bars over a factor's levels; the observed data in grey (of this panel's rows)."""
@@ -297,8 +304,7 @@ def _draw_lines(ax, source, main, values, lines, labels, frame, interval) -> Non
         ax.set_xticklabels([str(v) for v in values])
     ax.set_xlabel(main)
     ax.set_ylabel(_response_label(design))
-    kind = "posterior" if source.bayes else "Wald (delta method)"
-    title = None if interval is None else f"{100 * interval:g} % {kind} intervals"
+    title = None if interval is None else f"{100 * interval:g} % {_interval_kind(source)}"
     ax.legend(loc="best", fontsize=8, frameon=False, title=title, title_fontsize=8)
 
 
@@ -341,9 +347,7 @@ def _category_effects(ax, values, factor, prediction, levels, interval, source) 
         colours = plt.get_cmap("tab10")(np.arange(mean.shape[1]) % 10)
     else:
         colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, mean.shape[1]))
-    kind = "posterior interval" if source.bayes else "Wald interval (delta method)"
-    if source.design.spec.smooths and not source.bayes:  # beta and the smooths' effects: mgcv's se.fit
-        kind = "interval (mgcv's se.fit)"
+    kind = _interval_kind(source)
     offsets = np.linspace(-0.25, 0.25, mean.shape[1]) if factor else None
     for k, (level, colour) in enumerate(zip(levels, colours)):
         if factor:

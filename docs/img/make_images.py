@@ -78,6 +78,23 @@ def grouping_images() -> None:
     save(plots.caterpillar(bayesmix.Model(formula, pd.read_csv(data / "mm_sim.csv")).fit("reml")), "mm_caterpillar.png")
 
 
+def smooth_by_image() -> None:
+    """docs/smooths.md: s(x, by = f), a curve per level, by REML and by NUTS side by side."""
+    data = pd.read_csv(Path(__file__).parents[2] / "tests" / "data" / "smooth_by_sim.csv")
+    model = bayesmix.Model("y ~ f + s(x, by = f) + (1 | g)", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit()
+        model.sample(draws=400, tune=400, chains=2, random_seed=1, progressbar=False)
+    figure, axes = matplotlib.pyplot.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, source, name in ((axes[0], fit, "REML (gamm4's fit)"), (axes[1], model, "NUTS")):
+        plots.conditional_effects(source, ["x", "f"], ax=ax)
+        ax.set_title(f"{name}\n{ax.get_title().splitlines()[-1]}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(OUT / "smooth_by_conditional_effects.png", dpi=90)
+    matplotlib.pyplot.close(figure)
+
+
 def main() -> None:
     sleep = bayesmix.Model("Reaction ~ Days + (Days | Subject)", bayesmix.load_dataset("sleepstudy"))
     reml = sleep.fit("reml")
@@ -107,6 +124,7 @@ def main() -> None:
     penicillin = bayesmix.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bayesmix.load_dataset("Penicillin"))
     save(plots.caterpillar(penicillin.fit("reml")), "penicillin_caterpillar.png")
     grouping_images()
+    smooth_by_image()
 
 
 if __name__ == "__main__":
