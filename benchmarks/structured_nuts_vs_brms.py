@@ -20,6 +20,9 @@ of its sampling; brms's per second of sampling (and of its whole process).
 
     . .venv/bin/activate
     python benchmarks/structured_nuts_vs_brms.py --out /tmp/structured_nuts_vs_brms.json
+
+rstan compiles against the headers of R's ``BH`` package, which Debian's r-cran-bh does not ship:
+``ln -s /usr/include/boost /usr/lib/R/site-library/BH/include/boost`` (results: docs/performance.md).
 """
 
 from __future__ import annotations
