@@ -122,13 +122,23 @@ def submodels_to_dict(tables: dict[str, pd.DataFrame], varcorr: list[dict] = (),
 
 
 STRUCTURED_ROWS = 8  # a structured block of more terms prints its first seven and a count
-STRUCTURE_KEYS = ("structure", "rho", "range", "lags", "rank", "loadings")  # a structured block's in the contract
+STRUCTURE_KEYS = (
+    "structure",
+    "rho",
+    "range",
+    "smoothness",
+    "lags",
+    "rank",
+    "loadings",
+)  # a structured block's in the contract
 
 
 def structure_text(v: dict) -> str:
     """A structured block's parameter as the tables print it: ``0.62``, ``range 3.1``, ``lags 0.5 0.2``."""
     if "rho" in v:
         return f"{v['rho']:5.2f}"
+    if "smoothness" in v:
+        return f"range {v['range']:.3g}, smoothness {v['smoothness']:.3g}"
     if "range" in v:
         return f"range {v['range']:.3g}"
     if "rank" in v:

@@ -113,8 +113,8 @@ def test_structures_refuse_what_they_cannot_take():
         bayesmix.Model("y ~ x + ar1(0 + t | subject)", numeric)
     with pytest.raises(bayesmix.BayesmixError, match="relates two or more"):
         bayesmix.Model("y ~ x + cs(1 | subject)", GAUSS)
-    with pytest.raises(bayesmix.BayesmixError, match="mat\\(\\) is not available yet"):
-        bayesmix.Model("y ~ x + mat(0 + times | subject)", GAUSS, categorical=["times"])
+    with pytest.raises(bayesmix.BayesmixError, match="position"):  # labels that are no coordinates
+        bayesmix.Model("y ~ x + mat(0 + subject | times)", GAUSS)
     with pytest.raises(bayesmix.BayesmixError, match="toep correlates the levels of a factor"):
         bayesmix.Model("y ~ x + toep(0 + x | subject)", GAUSS)
 

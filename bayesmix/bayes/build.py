@@ -49,6 +49,7 @@ from bayesmix.bayes.priors import Prior
 from bayesmix.design.crossprod import raw_cross_products
 from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.linpred import Predictor, linear_predictor
+from bayesmix.design.matern import log_matern
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
 from bayesmix.ordinal import ORDERED_THRESHOLDS, start_thresholds
@@ -220,6 +221,27 @@ def _distance_covariance(block: Block, priors: dict[str, Prior]):
     return s * L
 
 
+def _matern_covariance(block: Block, priors: dict[str, Prior]):
+    """s chol(C(r, kappa)) with C the Matérn correlation at the positions' distances, written with
+    the exact engine's integral for the Bessel function (:mod:`bayesmix.design.matern`, the same
+    nodes, in PyTensor): adds the sampled s (``chol_<label>``), ``range_<label>`` and
+    ``smoothness_<label>``, and ``sd_<label>`` and ``cor_<label>``; 1e-9 on the diagonal as
+    :func:`_distance_covariance`."""
+    label, k = block.label, block.n_terms
+    s = priors[f"sd_{label}"].variable(f"chol_{label}")
+    r = priors[f"range_{label}"].variable(f"range_{label}")
+    kappa = priors[f"smoothness_{label}"].variable(f"smoothness_{label}")
+    rows, columns = np.triu_indices(k, 1)
+    x = pt.as_tensor(block.covariance.distances[rows, columns]) / r
+    upper = pt.exp(log_matern(x, kappa, pt.gammaln, xp=pt)[0])
+    R = pt.eye(k) + pt.zeros((k, k))[rows, columns].set(upper) + pt.zeros((k, k))[columns, rows].set(upper)
+    L = pt.linalg.cholesky(R + 1e-9 * pt.eye(k))
+    pm.Deterministic(f"sd_{label}", s * pt.ones(k), dims=term_dim(block))
+    pairs_rows, pairs_columns = zip(*term_pairs(block))
+    pm.Deterministic(f"cor_{label}", R[list(pairs_rows), list(pairs_columns)], dims=pair_dim(block))
+    return s * L
+
+
 def _toeplitz_covariance(block: Block, priors: dict[str, Prior]):
     """diag(sd) chol(R) with R[i, j] = lags[|i - j|]: adds ``sd_<label>``, the sampled ``lags_<label>``
     (one correlation per lag; where they make no positive-definite R the density is -inf and NUTS
@@ -285,6 +307,7 @@ COVARIANCE_BUILDERS = {
     "exp": _distance_covariance,
     "gau": _distance_covariance,
     "ou": _distance_covariance,
+    "mat": _matern_covariance,
 }
 
 

@@ -197,8 +197,10 @@ def public_names(design: Design, family: Family) -> list[str]:
             names.append(f"lags_{block.label}")
         elif kind == "rr":  # the loadings
             names.append(f"loadings_{block.label}")
-        elif kind not in ("us", *ONE_SD_STRUCTURES):  # a distance structure's range
+        elif kind not in ("us", *ONE_SD_STRUCTURES):  # a distance structure's range (and mat's smoothness)
             names.append(f"range_{block.label}")
+            if kind == "mat":
+                names.append(f"smoothness_{block.label}")
         names.append(f"re_{block.label}")
     return names
 

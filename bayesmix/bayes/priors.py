@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from bayesmix.densities import LOG_SCALE
-from bayesmix.design.covariance import ONE_SD_STRUCTURES
+from bayesmix.design.covariance import DISTANCE_STRUCTURES, ONE_SD_STRUCTURES
 from bayesmix.design.encode import Design
 from bayesmix.design.moments import ColumnMoments, DesignMoments, design_moments
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -195,12 +195,15 @@ def block_priors(block, scales: list[float]) -> dict[str, Prior]:
             f"sd_{label}": Prior("HalfNormal", sigma=float(scales[0])),
             f"rho_{label}": Prior("Uniform", lower=-1.0, upper=1.0),
         }
-    if kind in ("exp", "gau", "ou"):  # the range: log-normal around the positions' median distance
+    if kind in DISTANCE_STRUCTURES:  # the range: log-normal around the positions' median distance
         distances = block.covariance.distances[~np.eye(k, dtype=bool)]
-        return {
+        out = {
             f"sd_{label}": Prior("HalfNormal", sigma=float(scales[0])),
             f"range_{label}": Prior("LogNormal", mu=float(np.log(np.median(distances[distances > 0]))), sigma=1.0),
         }
+        if kind == "mat":  # the smoothness: 95 % between 0.14 and 7, centred on 1 (glmmTMB's start)
+            out[f"smoothness_{label}"] = Prior("LogNormal", mu=0.0, sigma=1.0)
+        return out
     if kind in ONE_SD_STRUCTURES:  # one SD for terms on one scale (a smooth's, a known covariance's levels)
         return {f"sd_{label}": Prior("HalfNormal", sigma=float(np.median(scales)))}
     if kind == "rr":  # the loadings: each term's, on the scale of its SD prior

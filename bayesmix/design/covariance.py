@@ -21,6 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
+from bayesmix.design.matern import matern_correlation, matern_derivatives
+
 
 class Covariance(Protocol):
     """What the engines need of a block's covariance structure."""
@@ -486,6 +488,62 @@ class DistanceCorrelation:
         return ["sd", "log_range"]
 
 
+@dataclass(frozen=True)
+class MaternCorrelation:
+    """glmmTMB's ``mat(pos + 0 | g)``: one SD s and the Matérn correlation at the distances between
+    the terms' positions, range r and smoothness kappa both estimated (:mod:`bayesmix.design.matern`;
+    kappa = 1/2 is ``exp``). theta = (s relative to the residual SD (>= 0), log r, log kappa); the
+    factor is s chol(C(r, kappa))."""
+
+    k: int
+    distances: np.ndarray = field(repr=False, compare=False)
+    kind: str = "mat"
+
+    @property
+    def n_theta(self) -> int:
+        return 3
+
+    def describe(self, theta: np.ndarray) -> dict:
+        return {"range": float(np.exp(theta[1])), "smoothness": float(np.exp(theta[2]))}
+
+    def factor(self, theta: np.ndarray) -> np.ndarray:
+        C = matern_correlation(self.distances, float(np.exp(theta[1])), float(np.exp(theta[2])))
+        return float(theta[0]) * np.linalg.cholesky(C)
+
+    def theta(self, factor: np.ndarray) -> np.ndarray:
+        """From a factor of this structure: its first row's scale, kappa 1 and the range that gives
+        the two closest positions the factor's correlation (found on a grid of ranges)."""
+        cov = np.asarray(factor, dtype=float) @ np.asarray(factor, dtype=float).T
+        s = float(np.sqrt(cov[0, 0]))
+        apart = np.where(np.eye(self.k, dtype=bool), np.inf, self.distances)
+        i, j = np.unravel_index(np.argmin(apart), apart.shape)
+        rho = float(np.clip(cov[i, j] / max(cov[0, 0], 1e-300), 1e-12, 1.0 - 1e-12))
+        pair = self.distances[np.ix_([i, j], [i, j])]
+        ranges = float(pair[0, 1]) * np.exp(np.linspace(-7.0, 7.0, 281))
+        found = [matern_correlation(pair, r, 1.0)[0, 1] for r in ranges]
+        return np.array([s, float(np.log(ranges[int(np.argmin(np.abs(np.subtract(found, rho))))])), 0.0])
+
+    def factor_derivatives(self, theta: np.ndarray) -> np.ndarray:
+        s, r, kappa = float(theta[0]), float(np.exp(theta[1])), float(np.exp(theta[2]))
+        L = np.linalg.cholesky(matern_correlation(self.distances, r, kappa))
+        by_range, by_smoothness = matern_derivatives(self.distances, r, kappa)
+        return np.stack([L, s * _cholesky_derivative(L, by_range), s * _cholesky_derivative(L, by_smoothness)])
+
+    def is_diagonal(self) -> np.ndarray:
+        return np.array([True, False, False])
+
+    def lower(self) -> np.ndarray:
+        return np.array([0.0, -np.inf, -np.inf])
+
+    def start(self) -> np.ndarray:
+        """s = 1, the range the median distance between positions, kappa = 1 (glmmTMB's start)."""
+        off = self.distances[~np.eye(self.k, dtype=bool)]
+        return np.array([1.0, float(np.log(np.median(off[off > 0]))), 0.0])
+
+    def parameter_names(self, terms) -> list[str]:
+        return ["sd", "log_range", "log_smoothness"]
+
+
 def positions(names, kind: str) -> np.ndarray:
     """(k, dimensions) coordinates of a distance structure's terms, read from their factor levels'
     labels as glmmTMB's ``numFactor`` writes them: ``(1.5)``, ``(3,7.25)`` (the brackets of a
@@ -528,7 +586,7 @@ STRUCTURES = {
     "toep": Toeplitz,
     "homdiag": HomogeneousDiagonal,
 }
-DISTANCE_STRUCTURES = ("exp", "gau", "ou")
+DISTANCE_STRUCTURES = ("exp", "gau", "ou", "mat")
 
 
 def structure(kind: str, k: int, names=(), rank=None) -> Covariance:
@@ -543,7 +601,7 @@ def structure(kind: str, k: int, names=(), rank=None) -> Covariance:
     if kind in DISTANCE_STRUCTURES:
         xy = positions(names, kind)
         distances = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=-1))
-        return DistanceCorrelation(k, kind, distances)
+        return MaternCorrelation(k, distances) if kind == "mat" else DistanceCorrelation(k, kind, distances)
     return STRUCTURES[kind](k)
 
 

@@ -674,7 +674,7 @@ def smooth_call(text: str, term: str, position: int) -> SmoothSpec:
 
 
 # glmmTMB's covariance structures, written around (x | g)
-STRUCTURE_CALLS = ("us", "diag", "homdiag", "cs", "ar1", "toep", "exp", "gau", "ou", "rr")
+STRUCTURE_CALLS = ("us", "diag", "homdiag", "cs", "ar1", "toep", "exp", "gau", "ou", "mat", "rr")
 
 
 def _structure_call(term: str) -> tuple[str, str] | None:

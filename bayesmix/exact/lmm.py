@@ -735,8 +735,14 @@ def _unscaled(result: LmmResult, cp: CrossProducts, scales: ColumnScales) -> Lmm
     f, sol, opt = result.factorization, result.solution, result.optimizer
     factors = [T / s[:, None] for T, s in zip(f.factors, scales.terms)]
     shift = 2.0 * float(np.sum(np.log(scales.fixed)))
-    # each theta entry of T's row i scales with s_i: read the scales off a factor holding s_i in row i
-    theta_scales = cp.layout.theta([np.repeat(s[:, None], len(s), axis=1) for s in scales.terms])
+    # each theta entry of an unstructured T's row i scales with s_i: read the scales off a factor
+    # holding s_i in row i; a structured block is left unscaled (column_scales), its entries by 1
+    theta_scales = np.concatenate(
+        [
+            c.theta(np.repeat(s[:, None], len(s), axis=1)) if c.kind == "us" else np.ones(c.n_theta)
+            for c, s in zip(cp.layout.covariances, scales.terms)
+        ]
+    )
     factorization = replace(f, factors=factors, ldRX2=f.ldRX2 + shift)
     solution = replace(
         sol,

@@ -215,8 +215,8 @@ def _structure_means(post, block) -> dict:
     if kind == "rr":
         loadings = post[f"loadings_{block.label}"].mean(("chain", "draw")).values.tolist()
         return {"structure": kind, "rank": block.covariance.rank, "loadings": loadings}
-    key = "rho" if kind in ("ar1", "cs") else "range"
-    return {"structure": kind, key: float(post[f"{key}_{block.label}"].mean())}
+    keys = ("rho",) if kind in ("ar1", "cs") else ("range", "smoothness") if kind == "mat" else ("range",)
+    return {"structure": kind, **{key: float(post[f"{key}_{block.label}"].mean()) for key in keys}}
 
 
 def _mean_varcorr_lines(summary: NutsSummary) -> list[str]:
