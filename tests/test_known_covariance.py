@@ -106,3 +106,39 @@ def test_bad_matrices_are_refused(data, relatedness):
     subset = data[data["species"] != "sp30"]  # extra levels in A: their marginal is the submatrix
     fit = bayesmix.Model("y ~ x + (1 | species)", subset, cov={"species": relatedness}).fit()
     assert fit.to_dict()["ngrps"] == {"species": 29}
+
+
+def test_a_species_of_A_without_data_is_predicted_through_A(data, relatedness):
+    """An exact fit predicts a species A covers but the data lack with its BLUP, the covariance of
+    its effect with the data times V^-1 (y - X beta) (the joint normal's conditional mean); a
+    sampled model draws it from the conditional given the seen species' effects; a species A
+    lacks is refused."""
+    seen = data[data["species"] != "sp30"]
+    fit = bayesmix.Model("y ~ x + (1 | species)", seen, cov={"species": relatedness}).fit("reml")
+    new = data[data["species"] == "sp30"].head(3)
+    with pytest.raises(bayesmix.BayesmixError, match="allow_new_levels"):
+        fit.predict(new)
+    s, sigma = fit.varcorr[0]["sd"][0], fit.sigma
+    levels = sorted(seen["species"].unique())
+    Z = (seen["species"].to_numpy()[:, None] == np.array(levels)[None, :]).astype(float)
+    V = s**2 * Z @ relatedness.loc[levels, levels].to_numpy() @ Z.T + sigma**2 * np.eye(len(seen))
+    beta = fit.fixef["estimate"]
+    residual = seen["y"].to_numpy() - beta["Intercept"] - beta["x"] * seen["x"].to_numpy()
+    blup = s**2 * relatedness.loc[["sp30"], levels].to_numpy() @ Z.T @ np.linalg.solve(V, residual)
+    expected = beta["Intercept"] + beta["x"] * new["x"].to_numpy() + blup[0]
+    np.testing.assert_allclose(fit.predict(new, allow_new_levels=True), expected, rtol=1e-6)
+    other = relatedness.rename(index={"sp30": "spX"}, columns={"sp30": "spX"})
+    fit_other = bayesmix.Model("y ~ x + (1 | species)", seen, cov={"species": other}).fit("reml")
+    with pytest.raises(bayesmix.BayesmixError, match="does not cover"):
+        fit_other.predict(new, allow_new_levels=True)
+
+    model = bayesmix.Model("y ~ x + (1 | species)", seen, cov={"species": relatedness})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = model.sample(draws=300, tune=300, chains=2, random_seed=2, progressbar=False)
+    rows = pd.concat([new.head(1), data[data["species"] == "sp29"].head(1)])
+    draws = model.predict(idata, data=rows, kind="link", allow_new_levels=True, random_seed=1, inplace=False)
+    draws = draws.to_numpy().reshape(-1, 2)
+    exact = fit.predict(rows, kind="link", allow_new_levels=True)
+    assert np.all(np.abs(draws.mean(axis=0) - exact) < 2 * draws.std(axis=0))
+    assert draws[:, 0].std() > draws[:, 1].std()  # a species without data is less certain than one with

@@ -150,3 +150,26 @@ def test_bad_input_is_refused(data):
 
     with pytest.raises(bayesmix.BayesmixError, match="pandas DataFrame"):
         model("y ~ x + (1 | mm(s1, s2))", dd.from_pandas(data, npartitions=2))
+
+
+def test_new_levels_of_a_sampled_model_are_drawn(data):
+    """With allow_new_levels=True a sampled model draws an unseen school's effect from each draw's
+    SD (brms's rule; new_levels="population": zero), so a pupil of an unseen school is less
+    certain than one of two seen schools."""
+    model = bayesmix.Model("y ~ x + (1 | mm(s1, s2))", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = model.sample(draws=300, tune=300, chains=2, random_seed=1, progressbar=False)
+    rows = data.head(2).assign(s1=["S99", "S01"], s2=["S99", "S02"], x=0.0)
+    with pytest.raises(bayesmix.BayesmixError, match="S99"):
+        model.predict(idata, data=rows, inplace=False)
+    drawn = model.predict(idata, data=rows, kind="link", allow_new_levels=True, random_seed=1, inplace=False)
+    drawn = drawn.to_numpy().reshape(-1, 2)
+    population = model.predict(
+        idata, data=rows, kind="link", allow_new_levels=True, new_levels="population", inplace=False
+    ).to_numpy()
+    population = population.reshape(-1, 2)
+    assert drawn[:, 0].std() > 2 * population[:, 0].std()
+    sd = idata.posterior[f"sd_{MM}"].isel({f"{MM}__term": 0}).to_numpy().ravel()
+    spread = np.sqrt(population[:, 0].var() + np.mean(sd**2))  # the intercept's and a new school's
+    assert drawn[:, 0].std() == pytest.approx(spread, rel=0.15)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bayesmix import memory
+from bayesmix.after.members import unseen_member_effects
 from bayesmix.bayes.names import OBS_DIM, covariance_roots, flat_draws, parameter_draws, response_name
 from bayesmix.design.covariance import LEVEL_TERM
 from bayesmix.design.encode import Design, NewData, encode_new_data
@@ -78,7 +79,13 @@ def _effects_with_new_levels(design, post, new: NewData, new_levels: str, rng):
     for block, (codes, Zt), unseen in zip(design.all_blocks, new.blocks, new.new_levels):
         effects = flat_draws(post, f"re_{block.label}")
         codes = codes.copy()
-        if unseen:
+        if unseen and block.members:  # new levels as new terms of the block's one level
+            term = design.spec.random_terms(block.predictor)[block.term]
+            root = block.covariance.root  # sd_<label> is s times each level's root norm
+            s = flat_draws(post, f"sd_{block.label}")[:, 0] / np.sqrt(np.sum(root[0] ** 2))
+            extra = unseen_member_effects(term, block, unseen, effects[:, 0, :], new_levels, s, rng)
+            effects = np.concatenate([effects, extra[:, None, :]], axis=2)
+        elif unseen:
             S, _, k = effects.shape
             if new_levels == "sample":
                 chol = covariance_roots(post, block)
@@ -179,8 +186,12 @@ def fit_predict(fit, data=None, re_form="conditional", allow_new_levels=False, k
     beta = fixed_estimates(fit)
     blocks = []
     if new.blocks:  # at the population level only a smooth's (the other blocks' columns are zero)
-        for block, (codes, Zt) in zip(design.all_blocks, new.blocks):
-            effects = np.vstack([conditional_modes(fit, block), np.zeros((1, block.n_terms))])  # row M: new levels
+        for block, (codes, Zt), unseen in zip(design.all_blocks, new.blocks, new.new_levels):
+            modes = conditional_modes(fit, block)
+            if unseen and block.members:  # new levels as new terms: their conditional means
+                term = design.spec.random_terms(block.predictor)[block.term]
+                modes = np.hstack([modes, unseen_member_effects(term, block, unseen, modes, "mean")])
+            effects = np.vstack([modes, np.zeros((1, modes.shape[1]))])  # row M: new levels
             blocks.append((Zt, np.where(codes < 0, block.n_levels, codes), effects))
     mu, submodels = by_predictor(design, blocks)
     params = fit.parameters(new.submodels, submodels)

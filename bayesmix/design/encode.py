@@ -37,9 +37,9 @@ from bayesmix.design.expressions import (
 )
 from bayesmix.design.fixed import NO_RESIDUAL, identified_columns, no_residual_message
 from bayesmix.design.formula import FormulaSpec, RandomTerm
-from bayesmix.design.known import known_root, with_one_level_columns
+from bayesmix.design.known import known_column, known_root, with_one_level_columns
 from bayesmix.design.linpred import Predictor
-from bayesmix.design.membership import membership_levels, membership_matrix
+from bayesmix.design.membership import membership_levels, membership_matrix, unseen_members
 from bayesmix.design.smooth import learn_smooths, with_smooth_columns
 from bayesmix.errors import BayesmixError, BayesmixWarning, MissingDataWarning, did_you_mean, warn
 from bayesmix.families import Family
@@ -619,7 +619,7 @@ def _blocks(frame: pd.DataFrame, terms, levels: dict, group_columns: dict, contr
             )
         _check_structure(term, Zt, names)
         if term.structure == "known":  # the root of A over the indicators' levels, in their order
-            column = frame[term.expr.split("`")[1]]
+            column = frame[known_column(term)]
             root = known_root(term, column.cat.categories)
             members = tuple(str(level) for level in column.cat.categories)
             raw.append((term.group, names, levels, codes, Zt, True, index, ("known", (root, members))))
@@ -903,7 +903,7 @@ def build_design(
     categorical = normalise_categorical(categorical, data)
     for term in spec.random:  # a known covariance's indicators: its grouping column's levels
         if term.structure == "known":
-            categorical.setdefault(term.expr.split("`")[1], None)
+            categorical.setdefault(known_column(term), None)
     contrasts = resolve_contrasts(spec, data, contrasts)
     spec = _with_contrasts(spec, contrasts)
     frame = data.loc[:, used].copy(deep=True)
@@ -1259,6 +1259,7 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     spec, codings = design.spec, design.codings
     data = _as_frame(as_pandas(data))
     grouping = {f for term in spec.all_random for f in (*term.factors, *term.columns)}
+    grouping |= {known_column(term) for term in spec.all_random if term.structure == "known"}
     needed = _new_data_columns(spec, random_effects)
     missing = [c for c in needed if c not in data.columns]
     if OFFSET_COLUMN in missing:
@@ -1315,10 +1316,10 @@ def _new_blocks(design: Design, frame: pd.DataFrame, raw_groups: dict, allow_new
             new_levels.append(())
             continue
         term = spec.random_terms(block.predictor)[block.term]
-        if term.membership is not None:  # the membership weights over the training levels
-            Zt = membership_matrix(pd.DataFrame(raw_groups), term.membership, block.members, allow_new_levels)
+        if block.members:  # terms that are levels (mm(), cov=): a column per level, unseen ones after
+            Zt, unseen = _member_columns(term, block, pd.DataFrame(raw_groups), allow_new_levels)
             blocks.append((np.zeros(len(frame), dtype=np.int64), Zt))
-            new_levels.append(())
+            new_levels.append(unseen)
             continue
         matrix = codings.block_matrices[(term.expr, term.group)]
         names = list(matrix.as_dataframe().columns)
@@ -1343,6 +1344,31 @@ def _new_blocks(design: Design, frame: pd.DataFrame, raw_groups: dict, allow_new
         blocks.append((codes, Zt))
         new_levels.append(unseen)
     return blocks, new_levels
+
+
+def _member_columns(term, block: Block, raw: pd.DataFrame, allow_new_levels: bool):
+    """(Zt over the block's levels and then the unseen ones, the unseen levels) of a block whose
+    terms are levels, on new rows: a multi-membership group's weights, a known covariance's
+    indicators (an unseen level must be one of A's: its effect is predicted through A)."""
+    if term.membership is not None:
+        unseen = unseen_members(raw, term.membership, block.members)
+        columns = (*block.members, *unseen) if allow_new_levels else block.members
+        return membership_matrix(raw, term.membership, columns), unseen if allow_new_levels else ()
+    names = _as_text(raw[known_column(term)])
+    unseen = tuple(sorted(set(names) - set(block.members)))
+    outside = [level for level in unseen if level not in term.known.index]
+    if outside:
+        raise BayesmixError(
+            f"New data has level(s) {outside[:5]} of '{term.group}' that cov['{term.group}'] does not cover; a level's "
+            "effect is predicted through A, so A must have it."
+        )
+    if unseen and not allow_new_levels:
+        raise BayesmixError(
+            f"New data has level(s) of '{term.group}' the model has not seen: {list(unseen[:5])}. Pass "
+            "allow_new_levels=True to predict them through A (their effect given the others')."
+        )
+    columns = pd.Index([*block.members, *unseen])
+    return (columns.get_indexer(names)[:, None] == np.arange(len(columns))[None, :]).astype(float), unseen
 
 
 def _new_data_columns(spec: FormulaSpec, random_effects: bool) -> list[str]:

@@ -84,6 +84,11 @@ def _as_matrix(group: str, value) -> pd.DataFrame:
     return pd.DataFrame(A, index=index, columns=index)
 
 
+def known_column(term) -> str:
+    """The grouping column whose levels a known-covariance block's indicators are (``0 + `species```)."""
+    return term.expr.split("`")[1]
+
+
 def known_root(term, levels) -> np.ndarray:
     """The lower Cholesky factor of the term's matrix over the data's ``levels``, in their order
     (levels of the matrix that the data lack are left out: their marginal is the submatrix)."""

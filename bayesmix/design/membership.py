@@ -154,12 +154,18 @@ def membership_weights(frame: pd.DataFrame, membership: Membership) -> np.ndarra
     return weights
 
 
+def unseen_members(frame: pd.DataFrame, membership: Membership, levels: tuple[str, ...]) -> tuple[str, ...]:
+    """The levels the membership columns of ``frame`` name that ``levels`` lack, sorted."""
+    named = set().union(*(set(_text(frame[column])) for column in membership.columns))
+    return tuple(sorted(named - set(levels)))
+
+
 def membership_matrix(
     frame: pd.DataFrame, membership: Membership, levels: tuple[str, ...], allow_new_levels: bool = False
 ) -> np.ndarray:
     """(n, L) Z of the block: row i holds its weight at each of its levels' columns (two
-    memberships of one level add up). A level outside ``levels`` (new data) contributes nothing
-    when ``allow_new_levels``: its effect is the population's, zero; else BayesmixError."""
+    memberships of one level add up). A level outside ``levels`` (new data) is refused unless
+    ``allow_new_levels``, when it contributes nothing."""
     weights = membership_weights(frame, membership)
     index = pd.Index(levels)
     Z = np.zeros((len(frame), len(levels)))
@@ -170,7 +176,8 @@ def membership_matrix(
         if unseen and not allow_new_levels:
             raise BayesmixError(
                 f"New data has level(s) of '{column}' in {membership.label} the model has not seen: {unseen[:5]}. "
-                "Pass allow_new_levels=True to predict with their part of the effect at the population level (0)."
+                "Pass allow_new_levels=True to predict them (a sampled model draws their effects from the block's SD; "
+                "an exact fit gives them the population level, as lme4)."
             )
         known = codes >= 0
         np.add.at(Z, (rows[known], codes[known]), weights[known, k])
