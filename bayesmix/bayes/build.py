@@ -227,13 +227,15 @@ def _matern_covariance(block: Block, priors: dict[str, Prior]):
     nodes, in PyTensor): adds the sampled s (``chol_<label>``), ``range_<label>`` and
     ``smoothness_<label>``, and ``sd_<label>`` and ``cor_<label>``; 1e-9 on the diagonal as
     :func:`_distance_covariance`."""
+    from pytensor.gradient import disconnected_grad
+
     label, k = block.label, block.n_terms
     s = priors[f"sd_{label}"].variable(f"chol_{label}")
     r = priors[f"range_{label}"].variable(f"range_{label}")
     kappa = priors[f"smoothness_{label}"].variable(f"smoothness_{label}")
     rows, columns = np.triu_indices(k, 1)
     x = pt.as_tensor(block.covariance.distances[rows, columns]) / r
-    upper = pt.exp(log_matern(x, kappa, pt.gammaln, xp=pt)[0])
+    upper = pt.exp(log_matern(x, kappa, pt.gammaln, xp=pt, constant=disconnected_grad)[0])
     R = pt.eye(k) + pt.zeros((k, k))[rows, columns].set(upper) + pt.zeros((k, k))[columns, rows].set(upper)
     L = pt.linalg.cholesky(R + 1e-9 * pt.eye(k))
     pm.Deterministic(f"sd_{label}", s * pt.ones(k), dims=term_dim(block))

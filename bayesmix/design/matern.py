@@ -32,10 +32,12 @@ def log_bessel_terms(x, kappa, xp=np):
     return _LOG_WEIGHTS - x[..., None] * np.cosh(t) + _log_cosh(kappa * t, xp)
 
 
-def log_matern(x, kappa, gammaln, xp=np):
-    """log C at x = d / r > 0 (and the log terms of K, for the derivatives)."""
+def log_matern(x, kappa, gammaln, xp=np, constant=lambda value: value):
+    """log C at x = d / r > 0 (and the log terms of K, for the derivatives). ``constant`` marks the
+    log-sum-exp's shift as carrying no gradient (PyTensor's ``disconnected_grad``): the sum does
+    not depend on it, and differentiating the maximum costs a mask over every term."""
     terms = log_bessel_terms(x, kappa, xp)
-    top = xp.max(terms, axis=-1)
+    top = constant(xp.max(terms, axis=-1))
     log_k = top + xp.log(xp.sum(xp.exp(terms - top[..., None]), axis=-1))
     return (1.0 - kappa) * np.log(2.0) - gammaln(kappa) + kappa * xp.log(x) + log_k, terms, log_k
 
