@@ -67,7 +67,7 @@ def censoring_images() -> None:
 
 
 def grouping_images() -> None:
-    """docs/structured_covariance.md: a known covariance's and a multi-membership group's effects."""
+    """docs/known_covariance.md and docs/multi_membership.md: the groups' effects."""
     data = Path(__file__).parents[2] / "tests" / "data"
     relatedness = pd.read_csv(data / "known_cov_A.csv").set_index("species")
     known = bayesmix.Model(
@@ -92,6 +92,36 @@ def smooth_by_image() -> None:
         ax.set_title(f"{name}\n{ax.get_title().splitlines()[-1]}", fontsize=9)
     figure.tight_layout()
     figure.savefig(OUT / "smooth_by_conditional_effects.png", dpi=90)
+    matplotlib.pyplot.close(figure)
+
+
+def spatial_image() -> None:
+    """docs/spatial_covariance.md: the fitted correlation over distance of exp, gau and mat on one field."""
+    from bayesmix.design.matern import matern_correlation
+
+    data = pd.read_csv(Path(__file__).parents[2] / "tests" / "data" / "matern_sim.csv").assign(group="field")
+    data["pos"] = bayesmix.num_factor(data["x1"], data["x2"])
+    distance = np.linspace(1e-6, 8.0, 200)
+    curves = {
+        "exp": lambda v: np.exp(-distance / v["range"]),
+        "gau": lambda v: np.exp(-((distance / v["range"]) ** 2)),
+        "mat": lambda v: np.array(
+            [matern_correlation(np.array([[0.0, d], [d, 0.0]]), v["range"], v["smoothness"])[0, 1] for d in distance]
+        ),
+    }
+    figure, ax = matplotlib.pyplot.subplots(figsize=(6.4, 4.2))
+    for kind, curve in curves.items():
+        fit = bayesmix.Model(f"y ~ x + {kind}(0 + pos | group)", data).fit()
+        entry = fit.varcorr[0]
+        label = f"{kind}: range {entry['range']:.2f}"
+        label += f", smoothness {entry['smoothness']:.2f}" if kind == "mat" else ""
+        ax.plot(distance, curve(entry), lw=2, label=f"{label} (logLik {fit.loglik:.2f})")
+    ax.set_xlabel("distance between sites")
+    ax.set_ylabel("fitted correlation of the field")
+    ax.set_title("One field, three structures (REML fits)", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    figure.tight_layout()
+    figure.savefig(OUT / "spatial_correlation.png", dpi=100)
     matplotlib.pyplot.close(figure)
 
 
@@ -125,6 +155,7 @@ def main() -> None:
     save(plots.caterpillar(penicillin.fit("reml")), "penicillin_caterpillar.png")
     grouping_images()
     smooth_by_image()
+    spatial_image()
 
 
 if __name__ == "__main__":
