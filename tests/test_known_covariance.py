@@ -142,3 +142,18 @@ def test_a_species_of_A_without_data_is_predicted_through_A(data, relatedness):
     exact = fit.predict(rows, kind="link", allow_new_levels=True)
     assert np.all(np.abs(draws.mean(axis=0) - exact) < 2 * draws.std(axis=0))
     assert draws[:, 0].std() > draws[:, 1].std()  # a species without data is less certain than one with
+
+
+def test_brms_spelling_gr_with_cov(data, relatedness):
+    """brms's (1 | gr(species, cov = A)) with the matrix passed under its name, cov={"A": A}, is
+    the same model; gr(species) alone is (1 | species); a named matrix not given is refused."""
+    written = bayesmix.Model("y ~ x + (1 | gr(species, cov = A))", data, cov={"A": relatedness}).fit()
+    keyed = bayesmix.Model("y ~ x + (1 | species)", data, cov={"species": relatedness}).fit()
+    assert written.loglik == keyed.loglik
+    plain = bayesmix.Model("y ~ x + (1 | gr(species))", data).fit()
+    assert plain.loglik == bayesmix.Model("y ~ x + (1 | species)", data).fit().loglik
+    for cov in (None, {"B": relatedness}):
+        with pytest.raises(bayesmix.BayesmixError, match=r"cov=\{'A': A\}"):
+            bayesmix.Model("y ~ x + (1 | gr(species, cov = A))", data, cov=cov)
+    with pytest.raises(bayesmix.BayesmixError, match="gr\\(g, cov = A\\)"):
+        bayesmix.Model("y ~ x + (1 | gr(species, by = f))", data)

@@ -62,6 +62,7 @@ class RandomTerm:
     rank: int | None = None  # rr(x | g, d)'s d (glmmTMB's default 2 where not given)
     known: object = field(default=None, compare=False, repr=False)  # cov=: the levels' known covariance
     membership: Membership | None = None  # brms's mm(a, b): the membership columns and their weights
+    cov_key: str | None = None  # brms's gr(g, cov = A): the name cov= gives A under (else the group's)
 
     @property
     def columns(self) -> frozenset[str]:
@@ -352,6 +353,7 @@ def _parse_random(formula: str, piece: str, position: int) -> tuple[list[RandomT
         )
     left = _r_terms(left)
     names = _validate_expression(formula, left, inner_pos, "random-effect expression")
+    right, cov_key = _grouping_call(formula, right, right_pos)
     membership = membership_call(right)
     if membership is not None:  # one block of one level, its terms the levels (bayesmix.design.membership)
         check_term(left, membership)
@@ -359,10 +361,34 @@ def _parse_random(formula: str, piece: str, position: int) -> tuple[list[RandomT
         term = RandomTerm(left.strip(), label, (label + MM_SUFFIX,), correlated, shared, "mm", membership=membership)
         return [term], names
     terms = [
-        RandomTerm(expr=left.strip(), group=name, factors=factors, correlated=correlated, shared=shared)
+        RandomTerm(
+            expr=left.strip(), group=name, factors=factors, correlated=correlated, shared=shared, cov_key=cov_key
+        )
         for name, factors in _expand_group(formula, right, right_pos)
     ]
     return terms, names
+
+
+_GR = re.compile(r"^\s*gr\s*\((.*)\)\s*$", flags=re.S)
+
+
+def _grouping_call(formula: str, right: str, position: int) -> tuple[str, str | None]:
+    """brms's ``gr(g)`` and ``gr(g, cov = A)``: (the grouping side ``g``, the name of A or None); any
+    other grouping side as it is."""
+    match = _GR.match(right)
+    if match is None:
+        return right, None
+    parts = [part.strip() for part in _split_top_level(match.group(1), ",")]
+    options = dict(part.partition("=")[::2] for part in parts[1:])
+    options = {key.strip(): value.strip() for key, value in options.items()}
+    if not parts[0] or "=" in parts[0] or set(options) - {"cov"} or not all(options.values()):
+        raise _syntax_error(
+            formula,
+            position,
+            f"'{right.strip()}': this version takes gr(g) and gr(g, cov = A).",
+            "Write (1 | gr(species, cov = A)) and pass the matrix as cov={'A': A}.",
+        )
+    return parts[0], options.get("cov", "").strip("`") or None
 
 
 def _shared_id(formula: str, text: str, position: int) -> str:

@@ -21,16 +21,28 @@ KNOWN_SUFFIX = " (known)"  # the one-level grouping column of a known-covariance
 
 
 def with_known_covariances(spec: FormulaSpec, cov) -> FormulaSpec:
-    """``spec`` with each ``(1 | g)`` whose g ``cov`` names turned into a known-covariance block."""
+    """``spec`` with each ``(1 | g)`` whose g ``cov`` names, and each brms ``(1 | gr(g, cov = A))``
+    whose A it names, turned into a known-covariance block."""
+    named = [term for term in spec.random if term.cov_key is not None]
+    if cov is None and named:
+        term = named[0]
+        raise BayesmixError(
+            f"gr({term.group}, cov = {term.cov_key}) names a matrix; pass it as cov={{'{term.cov_key}': A}}."
+        )
     if cov is None:
         return spec
     if not isinstance(cov, dict):
         raise BayesmixError("cov= takes a dict {grouping column: matrix}, e.g. cov={'species': A}.")
     random, used = [], set()
     for term in spec.random:
-        if term.group in cov:
+        key = term.cov_key or term.group
+        if term.cov_key is not None and key not in cov:
+            raise BayesmixError(
+                f"gr({term.group}, cov = {key}) names the matrix '{key}'; pass it as cov={{'{key}': A}}."
+            )
+        if key in cov:
             _check_term(term)
-            matrix = _as_matrix(term.group, cov[term.group])
+            matrix = _as_matrix(term.group, cov[key])
             column = term.factors[0]
             random.append(
                 replace(
@@ -41,7 +53,7 @@ def with_known_covariances(spec: FormulaSpec, cov) -> FormulaSpec:
                     known=matrix,
                 )
             )
-            used.add(term.group)
+            used.add(key)
         else:
             random.append(term)
     unused = sorted(set(cov) - used)
