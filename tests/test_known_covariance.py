@@ -62,10 +62,23 @@ def test_identity_matrix_is_the_ordinary_random_intercept(data):
     assert known["logLik"] == pytest.approx(check["lmer"]["logLik"], rel=1e-9)
 
 
-def test_nuts_agrees_with_the_exact_fit(data, relatedness):
+@pytest.fixture(scope="module")
+def extended(relatedness):
+    """A over the 30 species and spNew, a species without data at position 1.1 of the
+    simulation's exponential kernel (range 0.5): the fit is the same, A's extra level left out."""
+    positions = np.array(REFERENCES["data"]["species_positions"])
+    row = np.exp(-np.abs(positions - 1.1) / 0.5)
+    levels = [*relatedness.index, "spNew"]
+    A = np.block([[relatedness.to_numpy(), row[:, None]], [row[None, :], np.ones((1, 1))]])
+    return pd.DataFrame(A, index=levels, columns=levels)
+
+
+def test_nuts_agrees_with_the_exact_fit(data, extended):
     """Posterior means of sigma and the fixed effects within two posterior SDs of the REML fit's
-    estimates, and the species' SD of its (the sampler draws s, the effects through L)."""
-    model = bayesmix.Model("y ~ x + (1 | species)", data, cov={"species": relatedness})
+    estimates, and the species' SD of its (the sampler draws s, the effects through L). A species
+    of A without data is drawn from its conditional given the others' effects: near the exact
+    fit's BLUP, and less certain than a species with data."""
+    model = bayesmix.Model("y ~ x + (1 | species)", data, cov={"species": extended})
     fit = model.fit("reml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -79,6 +92,12 @@ def test_nuts_agrees_with_the_exact_fit(data, relatedness):
         (post["sd_species"].isel(species__term=0), fit.varcorr[0]["sd"][0]),
     ]:
         assert abs(float(draws.mean()) - estimate) < 2 * float(draws.std())
+    rows = data.head(2).assign(species=["spNew", "sp15"], x=0.0)
+    draws = model.predict(idata, data=rows, kind="link", allow_new_levels=True, random_seed=1, inplace=False)
+    draws = draws.to_numpy().reshape(-1, 2)
+    exact = fit.predict(rows, kind="link", allow_new_levels=True)
+    assert np.all(np.abs(draws.mean(axis=0) - exact) < 2 * draws.std(axis=0))
+    assert draws[:, 0].std() > draws[:, 1].std()
 
 
 def test_bad_matrices_are_refused(data, relatedness):
@@ -111,8 +130,7 @@ def test_bad_matrices_are_refused(data, relatedness):
 def test_a_species_of_A_without_data_is_predicted_through_A(data, relatedness):
     """An exact fit predicts a species A covers but the data lack with its BLUP, the covariance of
     its effect with the data times V^-1 (y - X beta) (the joint normal's conditional mean); a
-    sampled model draws it from the conditional given the seen species' effects; a species A
-    lacks is refused."""
+    species A lacks is refused (a sampled model's draws: test_nuts_agrees_with_the_exact_fit)."""
     seen = data[data["species"] != "sp30"]
     fit = bayesmix.Model("y ~ x + (1 | species)", seen, cov={"species": relatedness}).fit("reml")
     new = data[data["species"] == "sp30"].head(3)
@@ -131,17 +149,6 @@ def test_a_species_of_A_without_data_is_predicted_through_A(data, relatedness):
     fit_other = bayesmix.Model("y ~ x + (1 | species)", seen, cov={"species": other}).fit("reml")
     with pytest.raises(bayesmix.BayesmixError, match="does not cover"):
         fit_other.predict(new, allow_new_levels=True)
-
-    model = bayesmix.Model("y ~ x + (1 | species)", seen, cov={"species": relatedness})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = model.sample(draws=300, tune=300, chains=2, random_seed=2, progressbar=False)
-    rows = pd.concat([new.head(1), data[data["species"] == "sp29"].head(1)])
-    draws = model.predict(idata, data=rows, kind="link", allow_new_levels=True, random_seed=1, inplace=False)
-    draws = draws.to_numpy().reshape(-1, 2)
-    exact = fit.predict(rows, kind="link", allow_new_levels=True)
-    assert np.all(np.abs(draws.mean(axis=0) - exact) < 2 * draws.std(axis=0))
-    assert draws[:, 0].std() > draws[:, 1].std()  # a species without data is less certain than one with
 
 
 def test_brms_spelling_gr_with_cov(data, relatedness):

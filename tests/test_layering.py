@@ -15,7 +15,16 @@ LAYERS = [
     {"errors", "memory", "datasets"},
     # formula text and distributions
     {"counts", "densities", "censored", "ordinal", "categorical"},
-    {"design.expressions", "design.smooth", "design.formula", "design.covariance", "design.fixed", "families"},
+    {
+        "design.expressions",
+        "design.smooth",
+        "design.matern",
+        "design.membership",
+        "design.formula",
+        "design.covariance",
+        "design.fixed",
+        "families",
+    },
     {"design.crossprod"},
     # data -> arrays: the design, its cross-products, the Dask statistics, the moments
     {"design.known", "design.linpred", "design.moments", "design.encode", "design.statistics", "design"},
@@ -42,7 +51,7 @@ LAYERS = [
     {"nuts.run"},
     {"nuts.summary"},
     # what reads either kind of result
-    {"after", "after.fit_view", "after.predict", "after.smooth_band", "after.io"},
+    {"after", "after.members", "after.fit_view", "after.predict", "after.smooth_band", "after.io"},
     {"after.checks", "after.tidy", "after.r2"},
     {"after.verbs", "after.confint", "after.emmeans"},
     {"after.hypothesis"},

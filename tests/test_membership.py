@@ -109,12 +109,19 @@ def test_reports_new_data_and_missing_values(data):
     assert refit.to_dict()["nobs"] == len(data) - 2
 
 
-def test_nuts_agrees_with_the_exact_fit(data):
+@pytest.fixture(scope="module")
+def sampled(data):
+    """The months-weighted model and its NUTS draws (one compilation for the sampling tests)."""
     model = bayesmix.Model("y ~ x + (1 | mm(s1, s2, weights = cbind(w1, w2)))", data)
-    fit = model.fit("reml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = model.sample(draws=400, tune=400, chains=2, random_seed=1, progressbar=False)
+    return model, idata
+
+
+def test_nuts_agrees_with_the_exact_fit(data, sampled):
+    model, idata = sampled
+    fit = model.fit("reml")
     post = idata.posterior
     sd = post[f"sd_{MM}"].isel({f"{MM}__term": 0})
     for draws, estimate in [
@@ -152,14 +159,11 @@ def test_bad_input_is_refused(data):
         model("y ~ x + (1 | mm(s1, s2))", dd.from_pandas(data, npartitions=2))
 
 
-def test_new_levels_of_a_sampled_model_are_drawn(data):
+def test_new_levels_of_a_sampled_model_are_drawn(data, sampled):
     """With allow_new_levels=True a sampled model draws an unseen school's effect from each draw's
     SD (brms's rule; new_levels="population": zero), so a pupil of an unseen school is less
     certain than one of two seen schools."""
-    model = bayesmix.Model("y ~ x + (1 | mm(s1, s2))", data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = model.sample(draws=300, tune=300, chains=2, random_seed=1, progressbar=False)
+    model, idata = sampled
     rows = data.head(2).assign(s1=["S99", "S01"], s2=["S99", "S02"], x=0.0)
     with pytest.raises(bayesmix.BayesmixError, match="S99"):
         model.predict(idata, data=rows, inplace=False)
