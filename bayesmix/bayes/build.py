@@ -27,7 +27,7 @@ names, ``/`` and a final ``:`` (which PyMC and netCDF refuse) are percent-encode
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pymc as pm
@@ -381,6 +381,12 @@ def _centring_means(design: Design, per_block: dict[str, str], beta) -> dict[str
         return anova.between / anova.levels
 
     for block in sorted(centred, key=lambda b: -pinned(b)):
+        if block.members:  # terms that are levels: every term centred on the intercept they add up to
+            intercept = _members_intercept(design, block)
+            if intercept is not None and intercept not in taken:
+                taken.add(intercept)
+                out[block.label] = pt.ones((1, block.n_terms)) * beta[intercept]
+            continue
         shared = {t: j for t, j in shared_columns(design, block).items() if j not in taken}
         intercept = block.terms.index("Intercept") if "Intercept" in block.terms else None
         columns, values = level_columns(design, block) if intercept is not None else ([], None)
@@ -397,6 +403,14 @@ def _centring_means(design: Design, per_block: dict[str, str], beta) -> dict[str
         taken.update(columns[c] for c in free)
         out[block.label] = pt.stack([pt.zeros(block.n_levels) if m is None else m for m in means], axis=1)
     return out
+
+
+def _members_intercept(design: Design, block: Block) -> int | None:
+    """The fixed intercept's column when a block whose terms are levels adds up to it (every row's
+    Z summing to 1: a known covariance's indicators, mm()'s scaled weights), else None."""
+    if "Intercept" not in design.fixed_names or not np.allclose(block.Zt.sum(axis=1), 1.0):
+        return None
+    return design.fixed_names.index("Intercept")
 
 
 CENTRE_RATIO = 1.0  # centre a block when its levels' data outweigh the spread between levels
@@ -442,6 +456,9 @@ def information_ratio(design: Design, block: Block) -> float:
     fixed effects, a rough linear measure: a level-wide covariate (a site's treatment) explains
     between-level spread that the block's SD then does not have to.
     """
+    if block.members:  # terms that are levels: as a random intercept over them (each row's main level)
+        codes = np.argmax(block.Zt, axis=1)
+        block = replace(block, codes=codes, Zt=np.ones((len(codes), 1)), levels=block.members, terms=("Intercept",))
     y = design.y if design.trials is None else design.y / design.trials
     if design.X.shape[1]:
         y = y - design.X @ np.linalg.lstsq(design.X, y, rcond=None)[0]

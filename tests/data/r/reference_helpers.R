@@ -18,11 +18,49 @@
 ##
 ## Tested with R 4.2.2, jsonlite 1.8.4 (Debian bookworm packages).
 
+## ---------------------------------------------------------------- script start
+
+## Attach `packages` (in that order, without their startup messages) and return the folder the outputs go to,
+## tests/data (relative: the scripts run from the repository root; stops elsewhere).
+start_script <- function(packages) {
+  suppressPackageStartupMessages(for (p in packages) library(p, character.only = TRUE))
+  out <- file.path("tests", "data")
+  stopifnot(dir.exists(out))
+  out
+}
+
+## ASLR off: unless the environment variable env_var is set, re-run this Rscript under `setarch -R` (address-space
+## layout randomisation off for that process only) with env_var = "off", and quit with its exit status; where
+## `setarch -R` is not permitted, say so and go on with env_var = "unavailable". env_var = "keep" (set by the user)
+## runs the script as it is. Returns list(env_var, state = env_var's value). Call it first: what comes before it
+## runs twice.
+aslr_off <- function(env_var) {
+  set_state <- function(v) do.call(Sys.setenv, stats::setNames(list(v), env_var))
+  if (Sys.getenv(env_var) == "") {
+    script_arg <- sub("^--file=", "", grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE))
+    can_setarch <- length(script_arg) == 1 && nzchar(Sys.which("setarch")) &&
+      identical(suppressWarnings(system2("setarch", c("-R", "true"), stdout = FALSE, stderr = FALSE)), 0L)
+    if (can_setarch) {
+      set_state("off")
+      status <- system2("setarch", c("-R", shQuote(file.path(R.home("bin"), "Rscript")), shQuote(script_arg)))
+      quit(save = "no", status = status)
+    }
+    message("setarch -R not available: running with ASLR on (results may differ slightly between runs)")
+    set_state("unavailable")
+  }
+  list(env_var = env_var, state = Sys.getenv(env_var))
+}
+## The JSON's words for aslr_off's result.
+aslr_words <- function(aslr) switch(aslr$state, off = "disabled (the script re-ran itself under setarch -R)",
+                                    keep = sprintf("enabled (%s=keep)", aslr$env_var),
+                                    unavailable = "enabled (setarch -R not available)", aslr$state)
+
 ## ---------------------------------------------------------------- JSON arrays
 
 arr <- function(x) { if (is.null(x)) x <- character(0); I(unname(as.vector(x))) }  # always a JSON array
 mat <- function(x) { x <- as.matrix(x); dimnames(x) <- NULL; x }                    # a matrix, as an array of rows
 by_rows <- function(M) { M <- as.matrix(M); lapply(seq_len(nrow(M)), function(i) arr(M[i, ])) }  # list of row arrays
+named <- function(v) list(names = arr(names(v)), values = arr(unname(v)))             # a named vector's names and values
 
 ## ---------------------------------------------------------------- exact number formatting
 
@@ -201,6 +239,9 @@ lme4_versions <- function(extra = list()) c(
        nloptr = as.character(packageVersion("nloptr")),
        jsonlite = as.character(packageVersion("jsonlite")),
        source = "Debian bookworm packages (r-base-core, r-cran-*)"))
+## gamm4's: mgcv and gamm4 after R.
+gamm4_versions <- function() lme4_versions(list(mgcv = as.character(packageVersion("mgcv")),
+                                                gamm4 = as.character(packageVersion("gamm4"))))
 
 REFIT_CONTROL <- "glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4))"
 
@@ -301,4 +342,138 @@ tmb_block <- function(m, cap, call_text, vc_print = NULL) {
     iterations = m$fit$iterations, evaluations = as.list(m$fit$evaluations),
     pdHess = m$sdr$pdHess, max_abs_gradient = max(abs(m$sdr$gradient.fixed)),
     fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages)))
+}
+
+## ---------------------------------------------------------------- lme4 fit summaries
+
+## Used by smooth_references.R and smooth_by_references.R (a gamm4 fit's $mer), known_cov_references.R and
+## mm_references.R.
+
+## The head of an lme4 fit's summary: the call, its warnings and messages, family, the REML / ML criteria, logLik,
+## sigma (gaussian); for a REML fit the REML criterion and (gaussian) the ML deviance at the REML estimates, else the
+## deviance.
+lme4_fit_head <- function(mer, cap, call_text) {
+  gauss <- family(mer)$family == "gaussian"
+  reml <- isREML(mer)
+  ll <- logLik(mer)
+  dev_ml <- if (gauss && reml) capture(deviance(mer, REML = FALSE)) else NULL
+  list(
+    r_call = call_text,
+    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages),
+    family = family(mer)$family, link = family(mer)$link, REML = reml, nobs = nobs(mer),
+    REMLcrit = if (reml) REMLcrit(mer) else NULL,
+    deviance = if (reml) NULL else deviance(mer),
+    deviance_ML_at_REML_estimates = if (reml) dev_ml$value else NULL,
+    minus_two_logLik = -2 * as.numeric(ll),
+    logLik = as.numeric(ll), logLik_df = attr(ll, "df"), logLik_REML = reml,
+    sigma = if (gauss) sigma(mer) else NULL)
+}
+
+## VarCorr of an lme4 fit as variances by group (1 x 1 terms), plus Residual = sigma^2 (gaussian).
+lme4_variances <- function(mer) {
+  vars <- lapply(VarCorr(mer), function(v) as.numeric(v))
+  if (family(mer)$family == "gaussian") vars$Residual <- sigma(mer)^2
+  vars
+}
+## Those variances with their SDs; note: what the groups are.
+lme4_varcorr <- function(vars, note) list(groups = arr(names(vars)), variance = vars, sd = lapply(vars, sqrt),
+                                          note = note)
+
+## fit@optinfo: the optimizer, evaluations, messages and lme4's finite-difference gradient at the optimum.
+## lme4_messages: also lme4's convergence messages; extra: entries placed before the note; note: NULL for the
+## standard note, which names where it comes from (src) and the objective.
+lme4_optinfo <- function(mer, src = "fit@optinfo", objective = "final objective", lme4_messages = FALSE,
+                         extra = NULL, note = NULL) {
+  oi <- mer@optinfo
+  if (is.null(note))
+    note <- paste(paste0(src, "; gradient: lme4's finite-difference gradient (deriv12) of the"), objective,
+                  "at the optimum", if (family(mer)$family == "gaussian") "(theta)" else "(stage 2: theta, then beta)")
+  c(list(optimizer = oi$optimizer, feval = oi$feval, message = oi$message, conv_opt = oi$conv$opt),
+    if (lme4_messages) list(lme4_messages = arr(unlist(oi$conv$lme4$messages))),
+    list(optimizer_warnings = arr(unlist(oi$warnings)),
+         gradient = arr(oi$derivs$gradient), max_abs_gradient = max(abs(oi$derivs$gradient))),
+    extra, list(note = note))
+}
+
+## ---------------------------------------------------------------- gamm4: default and tight fits
+
+## Shared by smooth_references.R and smooth_by_references.R.
+
+## call_text with `control = ctl` appended as its last argument.
+with_control <- function(call_text, ctl) sub(")$", sprintf(", control = %s)", ctl), call_text)
+
+## call_text evaluated in the global environment (warnings and messages captured); block(fit, cap, call_text) is
+## the script's summary of the fit.
+fit_and_block <- function(call_text, block) {
+  cap <- capture(eval(parse(text = call_text), envir = globalenv()))
+  list(fit = cap$value, cap = cap, block = block(cap$value, cap, call_text))
+}
+
+## theta and fixef differences between two fit summaries (each a named()).
+fit_diffs <- function(b1, b0) list(
+  theta_max_abs_diff = max(abs(unlist(b1$theta$values) - unlist(b0$theta$values))),
+  fixef_max_abs_diff = max(abs(unlist(b1$fixef$values) - unlist(b0$fixef$values))))
+
+## A case fitted with gamm4's default control (`results`) and with control = tight_ctl (`tight`), each summarised
+## by block; compare(b1, b0) gives the script's own tight - default differences, after logLik, theta and fixef.
+## Returns the case's record (the script adds its own parts) and the two fits.
+tight_case <- function(case_id, call_text, tight_ctl, data_file, data_prep, block, compare, notes) {
+  f0 <- fit_and_block(call_text, block)
+  tight_call <- with_control(call_text, tight_ctl)
+  f1 <- fit_and_block(tight_call, block)
+  b0 <- f0$block; b1 <- f1$block
+  stopifnot(identical(b0$theta$names, b1$theta$names), identical(b0$fixef$names, b1$fixef$names))
+  cmp <- c(list(logLik_tight_minus_default = b1$logLik - b0$logLik), fit_diffs(b1, b0), compare(b1, b0))
+  list(fits = list(default = f0$fit, tight = f1$fit),
+       record = list(case_id = case_id, data_file = data_file, data_prep = data_prep,
+                     estimation = if (b0$REML) "REML" else "ML (Laplace)",
+                     r_call = call_text, control = "gamm4's default (control = NULL: lmerControl() / glmerControl())",
+                     results = b0,
+                     tight = list(control = tight_ctl, r_call = tight_call, results = b1),
+                     tight_vs_default = cmp, notes = notes))
+}
+
+## A case's `results` (blk = "results") or `tight` results (blk = "tight").
+case_results <- function(case, blk) if (blk == "results") case$results else case$tight$results
+
+## A second tight setting: the case's r_call refitted with control = ctl, against its `tight` results (logLik,
+## theta, fixef, then compare(b, tight results)); an error is recorded instead.
+tight_stability <- function(case, ctl, block, compare) {
+  alt_call <- with_control(case$r_call, ctl)
+  tryCatch({
+    fa <- fit_and_block(alt_call, block)
+    b1 <- case$tight$results
+    c(list(r_call = alt_call, fit_warnings = fa$block$fit_warnings, logLik = fa$block$logLik,
+           logLik_minus_tight = fa$block$logLik - b1$logLik),
+      fit_diffs(fa$block, b1), compare(fa$block, b1))
+  }, error = function(e) list(error = conditionMessage(e)))
+}
+
+## The JSON read back (`back`): every case's `results` and `tight` results have the same logLik, theta and fixef,
+## and same(r1, r0) (the script's own fields, read back r1 against written r0) is TRUE.
+check_tight_read_back <- function(back, cases, same) {
+  for (cid in names(cases)) for (blk in c("results", "tight")) {
+    r0 <- case_results(cases[[cid]], blk); r1 <- case_results(back$cases[[cid]], blk)
+    stopifnot(identical(r1$logLik, r0$logLik),
+              identical(as.numeric(unlist(r1$theta$values)), as.numeric(r0$theta$values)),
+              identical(as.numeric(unlist(r1$fixef$values)), as.numeric(r0$fixef$values)),
+              same(r1, r0))
+  }
+}
+
+## ---------------------------------------------------------------- the end of a script
+
+## Write the JSON and read it back (jsonlite, simplifyVector = FALSE), for the script's checks that it is valid and
+## its numbers exact.
+write_json_read_back <- function(out, file) {
+  write_json_file(out, file)
+  jsonlite::fromJSON(file, simplifyVector = FALSE)
+}
+
+## The failed cases (name: message), or "no failures".
+report_failures <- function(failures) {
+  if (length(failures)) {
+    cat("\nFAILED cases:\n")
+    for (n in names(failures)) cat(" ", n, ":", failures[[n]], "\n")
+  } else cat("\nno failures\n")
 }

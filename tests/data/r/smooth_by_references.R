@@ -74,36 +74,14 @@
 ## Tested with R 4.2.2, mgcv 1.8-41, gamm4 0.2-6, lme4 1.1-31, Matrix 1.5-3, minqa 1.2.5, nloptr 2.0.3,
 ## jsonlite 1.8.4 (Debian bookworm packages).
 
+source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, named, capture, parse_exact,
+                                                                 # write_csv_exact, aslr_off, lme4 / gamm4 helpers
+
 ## ---------------------------------------------------------------- ASLR off (see the header)
 
-ASLR_ENV <- "SMOOTH_BY_REFERENCES_ASLR"
-if (Sys.getenv(ASLR_ENV) == "") {
-  script_arg <- sub("^--file=", "", grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE))
-  can_setarch <- length(script_arg) == 1 && nzchar(Sys.which("setarch")) &&
-    identical(suppressWarnings(system2("setarch", c("-R", "true"), stdout = FALSE, stderr = FALSE)), 0L)
-  if (can_setarch) {
-    Sys.setenv(SMOOTH_BY_REFERENCES_ASLR = "off")
-    status <- system2("setarch", c("-R", shQuote(file.path(R.home("bin"), "Rscript")), shQuote(script_arg)))
-    quit(save = "no", status = status)
-  }
-  message("setarch -R not available: running with ASLR on (results may differ slightly between runs)")
-  Sys.setenv(SMOOTH_BY_REFERENCES_ASLR = "unavailable")
-}
-ASLR_STATE <- Sys.getenv(ASLR_ENV)   # "off" (re-run under setarch -R), "keep" (asked for), "unavailable"
+ASLR <- aslr_off("SMOOTH_BY_REFERENCES_ASLR")   # $state: "off" (re-ran under setarch -R), "keep" or "unavailable"
 
-suppressPackageStartupMessages({
-  library(gamm4)      # attaches Matrix, lme4, mgcv (and nlme)
-  library(jsonlite)
-})
-
-OUT <- file.path("tests", "data")
-stopifnot(dir.exists(OUT))
-
-source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file
-
-versions <- lme4_versions(list(mgcv = as.character(packageVersion("mgcv")),
-                                gamm4 = as.character(packageVersion("gamm4"))))
+OUT <- start_script(c("gamm4", "jsonlite"))   # gamm4 attaches Matrix, lme4, mgcv (and nlme); OUT = tests/data
 
 ## ---------------------------------------------------------------- data
 
@@ -159,11 +137,8 @@ TIGHT_GLMER <- "glmerControl(tolPwrss = 1e-13, optCtrl = list(xt = rep(1e-10, 10
 ## stability check of the tight Poisson fit: a second tight setting
 TIGHT_GLMER_ALT <- "glmerControl(tolPwrss = 1e-12, optCtrl = list(xt = rep(1e-12, 10), FtolAbs = 1e-15, maxfun = 1e5))"
 
-with_control <- function(call_text, ctl) sub(")$", sprintf(", control = %s)", ctl), call_text)
-
 ## ---------------------------------------------------------------- fit summaries
 
-named <- function(v) list(names = arr(names(v)), values = arr(unname(v)))
 lev_label <- function(l) sprintf("s(x):f%s", l)   # mgcv's label of level l's smooth
 
 ## The level smooths of a fit, in levels(f) order: label, by level, lme4 term name (gamm4's sm$lmer.name).
@@ -225,21 +200,17 @@ coef_map_check <- function(fit) {
        max_abs_diff = named(setNames(d_max, lev_label(LEV))))
 }
 
+## The fit's summary: lme4_fit_head (the call, criteria, logLik, sigma), then the variances (by term and by level),
+## the terms, theta, fixef, ranef, optinfo, the gam object's parts, fitted values and the grids.
 fit_block <- function(fit, cap, call_text) {
   mer <- fit$mer; gm <- fit$gam
   gauss <- family(mer)$family == "gaussian"
-  reml <- isREML(mer)
-  ll <- logLik(mer)
-  vc <- VarCorr(mer)
-  vars <- lapply(vc, function(v) as.numeric(v))              # 1 x 1 each: g, Xr.1, Xr.0, Xr (lme4's order)
-  if (gauss) vars$Residual <- sigma(mer)^2
+  vars <- lme4_variances(mer)                                # 1 x 1 each: g, Xr.1, Xr.0, Xr (lme4's order)
   re <- ranef(mer)
   st <- summary(gm)$s.table; pt <- summary(gm)$p.table
-  oi <- mer@optinfo
-  dev_ml <- if (gauss && reml) capture(deviance(mer, REML = FALSE)) else NULL
   ls <- level_smooths(gm)
   cn <- getME(mer, "cnms"); th <- getME(mer, "theta")
-  stopifnot(identical(names(cn), names(vc)), length(th) == length(cn))
+  stopifnot(identical(names(cn), names(VarCorr(mer))), length(th) == length(cn))
   ## the lme4 terms, in lme4's order, with the level each smooth term belongs to
   re_terms <- lapply(seq_along(cn), function(i) {
     nm <- names(cn)[i]; k <- match(nm, ls$lmer_name)
@@ -253,35 +224,19 @@ fit_block <- function(fit, cap, call_text) {
   sd_lev <- lapply(ls$lmer_name, function(nm) sqrt(vars[[nm]])); names(sd_lev) <- ls$level
   ranef_out <- lapply(names(re), function(nm) list(levels = arr(rownames(re[[nm]])), values = arr(re[[nm]][[1]])))
   names(ranef_out) <- names(re)
-  list(
-    r_call = call_text,
-    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages),
-    family = family(mer)$family, link = family(mer)$link, REML = reml, nobs = nobs(mer),
-    REMLcrit = if (reml) REMLcrit(mer) else NULL,
-    deviance = if (reml) NULL else deviance(mer),
-    deviance_ML_at_REML_estimates = if (reml) dev_ml$value else NULL,
-    minus_two_logLik = -2 * as.numeric(ll),
-    logLik = as.numeric(ll), logLik_df = attr(ll, "df"), logLik_REML = reml,
-    sigma = if (gauss) sigma(mer) else NULL,
-    varcorr = list(groups = arr(names(vars)), variance = vars,
-                   sd = lapply(vars, sqrt),
-                   note = paste("VarCorr(fit$mer) as variances by group, in lme4's order: g = the (1|g) intercept,",
-                                "Xr / Xr.0 / Xr.1 = gamm4's random effects for the penalised parts of s(x):fa /",
-                                "s(x):fb / s(x):fc (i.i.d. N(0, var) coefficients of each level's smooth2random Xr",
-                                "columns; see smooth_term_level and re_terms)",
-                                if (gauss) "; Residual = sigma(fit$mer)^2" else "")),
+  c(lme4_fit_head(mer, cap, call_text), list(
+    varcorr = lme4_varcorr(vars, paste(
+      "VarCorr(fit$mer) as variances by group, in lme4's order: g = the (1|g) intercept, Xr / Xr.0 / Xr.1 =",
+      "gamm4's random effects for the penalised parts of s(x):fa / s(x):fb / s(x):fc (i.i.d. N(0, var)",
+      "coefficients of each level's smooth2random Xr columns; see smooth_term_level and re_terms)",
+      if (gauss) "; Residual = sigma(fit$mer)^2" else "")),
     smooth_term_level = setNames(as.list(ls$level), ls$lmer_name),
     smooth_sd_by_level = sd_lev,
     re_terms = re_terms,
     theta = named(th),
     fixef = named(fixef(mer)),
     ranef = ranef_out,
-    optinfo = list(optimizer = oi$optimizer, feval = oi$feval, message = oi$message, conv_opt = oi$conv$opt,
-                   optimizer_warnings = arr(unlist(oi$warnings)),
-                   gradient = arr(oi$derivs$gradient), max_abs_gradient = max(abs(oi$derivs$gradient)),
-                   note = paste("fit$mer@optinfo; gradient: lme4's finite-difference gradient (deriv12) of the",
-                                "final stage's objective at the optimum",
-                                if (gauss) "(theta)" else "(stage 2: theta, then beta)")),
+    optinfo = lme4_optinfo(mer, src = "fit$mer@optinfo", objective = "final stage's objective"),
     gam = list(
       edf = named(setNames(unname(summary(gm)$edf), rownames(st))),
       edf_per_coef = named(gm$edf),
@@ -300,7 +255,7 @@ fit_block <- function(fit, cap, call_text) {
                    "effects (the g intercept and the smooths' penalised parts); gam = fit$gam$fitted.values =",
                    "linkinv(predict(fit$gam, type = 'link')): the smooths in full, WITHOUT the g intercept.")),
     grid_link = grid_link(gm),
-    smooth_grid = smooth_grid(gm))
+    smooth_grid = smooth_grid(gm)))
 }
 
 ## ---------------------------------------------------------------- basis (mgcv) per level and gamm4's columns
@@ -651,36 +606,25 @@ gam_check <- function(by_spec, fit_tight) {
 
 cases <- list(); failures <- list(); fits <- list()
 
-run_fit <- function(call_text) {
-  cap <- capture(eval(parse(text = call_text), envir = globalenv()))
-  list(fit = cap$value, cap = cap, block = fit_block(cap$value, cap, call_text))
-}
+## the link on the grid, b1 against b0 (tight_vs_default, tight_stability)
+link_diff <- function(b1, b0)
+  list(link_fit_max_abs_diff = max(abs(unlist(b1$grid_link$fit) - unlist(b0$grid_link$fit))))
+## tight - default: edf, the link, each level's own smooth on the grid
+tight_vs_default <- function(b1, b0) c(
+  list(edf_max_abs_diff = max(abs(unlist(b1$gam$edf$values) - unlist(b0$gam$edf$values)))),
+  link_diff(b1, b0),
+  list(smooth_fit_max_abs_diff = max(vapply(LEV, function(l) max(abs(unlist(b1$smooth_grid$levels[[l]]$fit) -
+                                                                       unlist(b0$smooth_grid$levels[[l]]$fit))), 0))))
 
 run_case <- function(case_id, call_text, tight_ctl, by_spec, plain_spec, polish, basis = TRUE, notes = NULL) {
   res <- tryCatch({
-    f0 <- run_fit(call_text)
-    tight_call <- with_control(call_text, tight_ctl)
-    f1 <- run_fit(tight_call)
-    fits[[case_id]] <<- list(default = f0$fit, tight = f1$fit)
-    b0 <- f0$block; b1 <- f1$block
-    stopifnot(identical(b0$theta$names, b1$theta$names), identical(b0$fixef$names, b1$fixef$names))
-    cmp <- list(
-      logLik_tight_minus_default = b1$logLik - b0$logLik,
-      theta_max_abs_diff = max(abs(unlist(b1$theta$values) - unlist(b0$theta$values))),
-      fixef_max_abs_diff = max(abs(unlist(b1$fixef$values) - unlist(b0$fixef$values))),
-      edf_max_abs_diff = max(abs(unlist(b1$gam$edf$values) - unlist(b0$gam$edf$values))),
-      link_fit_max_abs_diff = max(abs(unlist(b1$grid_link$fit) - unlist(b0$grid_link$fit))),
-      smooth_fit_max_abs_diff = max(vapply(LEV, function(l) max(abs(unlist(b1$smooth_grid$levels[[l]]$fit) -
-                                                                      unlist(b0$smooth_grid$levels[[l]]$fit))), 0)))
-    out <- list(case_id = case_id, data_file = "smooth_by_sim.csv", data_prep = DATA_PREP,
-                estimation = if (b0$REML) "REML" else "ML (Laplace)",
-                r_call = call_text, control = "gamm4's default (control = NULL: lmerControl() / glmerControl())",
-                results = b0,
-                tight = list(control = tight_ctl, r_call = tight_call, results = b1),
-                tight_vs_default = cmp, notes = notes)
-    out$polish <- tryCatch(polish_block(polish$formula, polish$family, polish$REML, tight_ctl, f1$fit),
+    tc <- tight_case(case_id, call_text, tight_ctl, "smooth_by_sim.csv", DATA_PREP, fit_block, tight_vs_default,
+                     notes)
+    fits[[case_id]] <<- tc$fits
+    out <- tc$record
+    out$polish <- tryCatch(polish_block(polish$formula, polish$family, polish$REML, tight_ctl, tc$fits$tight),
                            error = function(e) list(error = conditionMessage(e)))
-    if (basis) out$basis <- basis_block(by_spec, plain_spec, f0$fit)
+    if (basis) out$basis <- basis_block(by_spec, plain_spec, tc$fits$default)
     cases[[case_id]] <<- out
     "ok"
   }, error = function(e) { failures[[case_id]] <<- conditionMessage(e); paste("FAILED:", conditionMessage(e)) })
@@ -726,16 +670,8 @@ if (!is.null(cases$by_tp_poisson)) {
     "stop in stage 2 (its default xt = 5e-4 x initial step binds; FtolAbs / XtolRel alone change nothing);",
     "maxfun raised for safety. stage-1 minqa::bobyqa warns 'unused control arguments ignored' (xt, FtolAbs are",
     "not bobyqa controls); kept in fit_warnings. tight_stability: a second tight setting.")
-  alt_call <- with_control(cases$by_tp_poisson$r_call, TIGHT_GLMER_ALT)
-  cases$by_tp_poisson$tight_stability <- tryCatch({
-    fa <- run_fit(alt_call)
-    b1 <- cases$by_tp_poisson$tight$results
-    list(r_call = alt_call, fit_warnings = fa$block$fit_warnings, logLik = fa$block$logLik,
-         logLik_minus_tight = fa$block$logLik - b1$logLik,
-         theta_max_abs_diff = max(abs(unlist(fa$block$theta$values) - unlist(b1$theta$values))),
-         fixef_max_abs_diff = max(abs(unlist(fa$block$fixef$values) - unlist(b1$fixef$values))),
-         link_fit_max_abs_diff = max(abs(unlist(fa$block$grid_link$fit) - unlist(b1$grid_link$fit))))
-  }, error = function(e) list(error = conditionMessage(e)))
+  cases$by_tp_poisson$tight_stability <- tight_stability(cases$by_tp_poisson, TIGHT_GLMER_ALT, fit_block,
+                                                          link_diff)
   if (!is.null(fits$by_tp_gaussian))
     cases$by_tp_poisson$basis_same_as_by_tp_gaussian_max_abs_diff <-
       max(vapply(seq_along(LEV), function(j)
@@ -782,7 +718,7 @@ top <- list(
                       "smooth a random effect with its own variance in lme4) on simulated data: thin plate and",
                       "cubic regression smooths (gaussian, REML) and a thin plate factor-by smooth with a poisson",
                       "response (Laplace)."),
-  script = "tests/data/r/smooth_by_references.R", versions = versions,
+  script = "tests/data/r/smooth_by_references.R", versions = gamm4_versions(),
   simulation = SIM_CODE,
   data = list(file = "smooth_by_sim.csv", nrow = nrow(d), columns = arr(names(d)),
               factor_levels = list(f = arr(levels(d$f)), g = arr(levels(d$g))),
@@ -804,9 +740,7 @@ top <- list(
     "(tight ~1e-5 in sd, polish ~1e-8). mgcv's own REML stops at a large finite sp for level c (gaussian),",
     "hence mgcv_gam_check.vs_tight.logLik_diff ~ -5e-5; at gamm4's sp (at_gamm4_sp) the objectives agree."),
   reproducibility = list(
-    aslr = switch(ASLR_STATE, off = "disabled (the script re-ran itself under setarch -R)",
-                  keep = "enabled (SMOOTH_BY_REFERENCES_ASLR=keep)",
-                  unavailable = "enabled (setarch -R not available)", ASLR_STATE),
+    aslr = aslr_words(ASLR),
     note = paste("as smooth_references.R: lme4's objective depends in its last bit on memory addresses (ASLR), so",
                  "with ASLR on the optimisers' paths and the reported optima differ slightly between runs; with",
                  "ASLR off reruns on one machine are byte-identical. Compare at the optimiser's accuracy (tight",
@@ -814,19 +748,11 @@ top <- list(
   cases = cases,
   failures = if (length(failures)) failures else NULL)
 jpath <- file.path(OUT, "smooth_by_references.json")
-write_json_file(top, jpath)
-## read back: valid JSON, numbers exact
-back <- fromJSON(jpath, simplifyVector = FALSE)
-for (cid in names(cases)) for (blk in c("results", "tight")) {
-  r0 <- if (blk == "results") cases[[cid]]$results else cases[[cid]]$tight$results
-  r1 <- if (blk == "results") back$cases[[cid]]$results else back$cases[[cid]]$tight$results
-  stopifnot(identical(r1$logLik, r0$logLik),
-            identical(as.numeric(unlist(r1$theta$values)), as.numeric(r0$theta$values)),
-            identical(as.numeric(unlist(r1$fixef$values)), as.numeric(r0$fixef$values)),
-            identical(as.numeric(unlist(r1$grid_link$se_fit)), as.numeric(r0$grid_link$se_fit)),
-            identical(as.numeric(unlist(r1$fitted$mer)), as.numeric(r0$fitted$mer)),
-            identical(as.numeric(unlist(r1$gam$Vp)), as.numeric(t(r0$gam$Vp))))
-}
+back <- write_json_read_back(top, jpath)   # valid JSON, numbers exact:
+check_tight_read_back(back, cases, function(r1, r0)
+  identical(as.numeric(unlist(r1$grid_link$se_fit)), as.numeric(r0$grid_link$se_fit)) &&
+    identical(as.numeric(unlist(r1$fitted$mer)), as.numeric(r0$fitted$mer)) &&
+    identical(as.numeric(unlist(r1$gam$Vp)), as.numeric(t(r0$gam$Vp))))
 for (cid in intersect(c("by_tp_gaussian", "by_cr_gaussian"), names(cases))) for (l in LEV)
   stopifnot(identical(as.numeric(unlist(back$cases[[cid]][["basis"]]$levels[[l]]$X)),
                       as.numeric(t(cases[[cid]][["basis"]]$levels[[l]]$X))))
@@ -837,7 +763,7 @@ cat("wrote", jpath, "(", file.size(jpath), "bytes )\n")
 options(width = 200)
 cat("\n==== summary ====\n")
 for (cid in names(cases)) for (blk in c("results", "tight")) {
-  r <- if (blk == "results") cases[[cid]]$results else cases[[cid]]$tight$results
+  r <- case_results(cases[[cid]], blk)
   cat(sprintf("%-15s %-7s %s %.10f  logLik %.10f  sd g %.8f  sd a %.8f  sd b %.8f  sd c %.8f%s  feval %d  |grad| %.1e\n",
               cid, blk, if (r$REML) "REMLcrit" else "deviance", if (r$REML) r$REMLcrit else r$deviance,
               r$logLik, r$varcorr$sd$g, r$smooth_sd_by_level$a, r$smooth_sd_by_level$b, r$smooth_sd_by_level$c,
@@ -907,4 +833,4 @@ for (cid in names(cases)) {
   if (!is.null(cases[[cid]][["basis_same_as_by_tp_gaussian_max_abs_diff"]]))
     cat("   basis same as by_tp_gaussian:", cases[[cid]][["basis_same_as_by_tp_gaussian_max_abs_diff"]], "\n")
 }
-if (length(failures)) { cat("\nFAILED cases:\n"); for (nm in names(failures)) cat(" ", nm, ":", failures[[nm]], "\n") } else cat("\nno failures\n")
+report_failures(failures)

@@ -35,36 +35,14 @@
 ## Tested with R 4.2.2, mgcv 1.8-41, gamm4 0.2-6, lme4 1.1-31, Matrix 1.5-3, minqa 1.2.5, nloptr 2.0.3,
 ## jsonlite 1.8.4 (Debian bookworm packages).
 
+source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, named, capture, parse_exact,
+                                                                 # write_csv_exact, aslr_off, lme4 / gamm4 helpers
+
 ## ---------------------------------------------------------------- ASLR off (see the header)
 
-ASLR_ENV <- "SMOOTH_REFERENCES_ASLR"
-if (Sys.getenv(ASLR_ENV) == "") {
-  script_arg <- sub("^--file=", "", grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE))
-  can_setarch <- length(script_arg) == 1 && nzchar(Sys.which("setarch")) &&
-    identical(suppressWarnings(system2("setarch", c("-R", "true"), stdout = FALSE, stderr = FALSE)), 0L)
-  if (can_setarch) {
-    Sys.setenv(SMOOTH_REFERENCES_ASLR = "off")
-    status <- system2("setarch", c("-R", shQuote(file.path(R.home("bin"), "Rscript")), shQuote(script_arg)))
-    quit(save = "no", status = status)
-  }
-  message("setarch -R not available: running with ASLR on (results may differ slightly between runs)")
-  Sys.setenv(SMOOTH_REFERENCES_ASLR = "unavailable")
-}
-ASLR_STATE <- Sys.getenv(ASLR_ENV)   # "off" (re-run under setarch -R), "keep" (asked for), "unavailable"
+ASLR <- aslr_off("SMOOTH_REFERENCES_ASLR")   # $state: "off" (re-ran under setarch -R), "keep" or "unavailable"
 
-suppressPackageStartupMessages({
-  library(gamm4)      # attaches Matrix, lme4, mgcv (and nlme)
-  library(jsonlite)
-})
-
-OUT <- file.path("tests", "data")
-stopifnot(dir.exists(OUT))
-
-source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file
-
-versions <- lme4_versions(list(mgcv = as.character(packageVersion("mgcv")),
-                                gamm4 = as.character(packageVersion("gamm4"))))
+OUT <- start_script(c("gamm4", "jsonlite"))   # gamm4 attaches Matrix, lme4, mgcv (and nlme); OUT = tests/data
 
 ## ---------------------------------------------------------------- data
 
@@ -112,11 +90,7 @@ TIGHT_GLMER <- "glmerControl(tolPwrss = 1e-13, optCtrl = list(xt = rep(1e-10, 4)
 ## stability check of the tight Poisson fit: a second tight setting
 TIGHT_GLMER_ALT <- "glmerControl(tolPwrss = 1e-12, optCtrl = list(xt = rep(1e-12, 4), FtolAbs = 1e-15, maxfun = 1e5))"
 
-with_control <- function(call_text, ctl) sub(")$", sprintf(", control = %s)", ctl), call_text)
-
 ## ---------------------------------------------------------------- fit summaries
-
-named <- function(v) list(names = arr(names(v)), values = arr(unname(v)))
 
 ## The s(x) column of predict(type = "terms", se.fit = TRUE) on the grid.
 smooth_grid <- function(gm) {
@@ -141,43 +115,24 @@ coef_map_check <- function(fit) {
        max_abs_diff = max(abs(b - cg)))
 }
 
+## The fit's summary: lme4_fit_head (the call, criteria, logLik, sigma), then the variances, theta, fixef, ranef,
+## optinfo, the gam object's parts and the smooth on the grid.
 fit_block <- function(fit, cap, call_text) {
   mer <- fit$mer; gm <- fit$gam
   gauss <- family(mer)$family == "gaussian"
-  reml <- isREML(mer)
-  ll <- logLik(mer)
-  vc <- VarCorr(mer)
-  vars <- lapply(vc, function(v) as.numeric(v))              # 1 x 1 each: g, Xr
-  if (gauss) vars$Residual <- sigma(mer)^2
+  vars <- lme4_variances(mer)                                # 1 x 1 each: g, Xr (and Residual)
   re <- ranef(mer)
   st <- summary(gm)$s.table
-  oi <- mer@optinfo
-  dev_ml <- if (gauss && reml) capture(deviance(mer, REML = FALSE)) else NULL
-  list(
-    r_call = call_text,
-    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages),
-    family = family(mer)$family, link = family(mer)$link, REML = reml, nobs = nobs(mer),
-    REMLcrit = if (reml) REMLcrit(mer) else NULL,
-    deviance = if (reml) NULL else deviance(mer),
-    deviance_ML_at_REML_estimates = if (reml) dev_ml$value else NULL,
-    minus_two_logLik = -2 * as.numeric(ll),
-    logLik = as.numeric(ll), logLik_df = attr(ll, "df"), logLik_REML = reml,
-    sigma = if (gauss) sigma(mer) else NULL,
-    varcorr = list(groups = arr(names(vars)), variance = vars,
-                   sd = lapply(vars, sqrt),
-                   note = paste("VarCorr(fit$mer) as variances by group: g = the (1|g) intercept, Xr = gamm4's",
-                                "random effect for the penalised part of s(x) (i.i.d. N(0, var) coefficients of",
-                                "smooth2random's Xr columns)", if (gauss) "; Residual = sigma(fit$mer)^2" else "")),
+  c(lme4_fit_head(mer, cap, call_text), list(
+    varcorr = lme4_varcorr(vars, paste(
+      "VarCorr(fit$mer) as variances by group: g = the (1|g) intercept, Xr = gamm4's random effect for the",
+      "penalised part of s(x) (i.i.d. N(0, var) coefficients of smooth2random's Xr columns)",
+      if (gauss) "; Residual = sigma(fit$mer)^2" else "")),
     theta = named(getME(mer, "theta")),
     fixef = named(fixef(mer)),
     ranef = list(g = list(levels = arr(rownames(re$g)), values = arr(re$g[[1]])),
                  Xr = list(levels = arr(rownames(re$Xr)), values = arr(re$Xr[[1]]))),
-    optinfo = list(optimizer = oi$optimizer, feval = oi$feval, message = oi$message, conv_opt = oi$conv$opt,
-                   optimizer_warnings = arr(unlist(oi$warnings)),
-                   gradient = arr(oi$derivs$gradient), max_abs_gradient = max(abs(oi$derivs$gradient)),
-                   note = paste("fit$mer@optinfo; gradient: lme4's finite-difference gradient (deriv12) of the",
-                                "final stage's objective at the optimum",
-                                if (gauss) "(theta)" else "(stage 2: theta, then beta)")),
+    optinfo = lme4_optinfo(mer, src = "fit$mer@optinfo", objective = "final stage's objective"),
     gam = list(
       edf = unname(summary(gm)$edf),
       edf_per_coef = named(gm$edf),
@@ -189,7 +144,7 @@ fit_block <- function(fit, cap, call_text) {
       coef = named(coef(gm)),
       Vp = mat(gm$Vp),
       coef_map_check = coef_map_check(fit)),
-    smooth_grid = smooth_grid(gm))
+    smooth_grid = smooth_grid(gm)))
 }
 
 ## ---------------------------------------------------------------- basis (mgcv) and gamm4's reparameterisation
@@ -296,31 +251,17 @@ gam_check <- function(spec_text, fit_tight) {
 
 cases <- list(); failures <- list(); fits <- list()
 
-run_fit <- function(call_text) {
-  cap <- capture(eval(parse(text = call_text), envir = globalenv()))
-  list(fit = cap$value, cap = cap, block = fit_block(cap$value, cap, call_text))
-}
+## the smooth on the grid, b1 against b0 (tight_vs_default, tight_stability)
+grid_diff <- function(b1, b0)
+  list(smooth_fit_max_abs_diff = max(abs(unlist(b1$smooth_grid$fit) - unlist(b0$smooth_grid$fit))))
 
 run_case <- function(case_id, call_text, tight_ctl, spec_text, basis = TRUE, notes = NULL) {
   res <- tryCatch({
-    f0 <- run_fit(call_text)
-    tight_call <- with_control(call_text, tight_ctl)
-    f1 <- run_fit(tight_call)
-    fits[[case_id]] <<- list(default = f0$fit, tight = f1$fit)
-    b0 <- f0$block; b1 <- f1$block
-    cmp <- list(
-      logLik_tight_minus_default = b1$logLik - b0$logLik,
-      theta_max_abs_diff = max(abs(unlist(b1$theta$values) - unlist(b0$theta$values))),
-      fixef_max_abs_diff = max(abs(unlist(b1$fixef$values) - unlist(b0$fixef$values))),
-      edf_diff = b1$gam$edf - b0$gam$edf,
-      smooth_fit_max_abs_diff = max(abs(unlist(b1$smooth_grid$fit) - unlist(b0$smooth_grid$fit))))
-    out <- list(case_id = case_id, data_file = "smooth_sim.csv", data_prep = DATA_PREP,
-                estimation = if (b0$REML) "REML" else "ML (Laplace)",
-                r_call = call_text, control = "gamm4's default (control = NULL: lmerControl() / glmerControl())",
-                results = b0,
-                tight = list(control = tight_ctl, r_call = tight_call, results = b1),
-                tight_vs_default = cmp, notes = notes)
-    if (basis) out$basis <- basis_block(spec_text, f0$fit)
+    tc <- tight_case(case_id, call_text, tight_ctl, "smooth_sim.csv", DATA_PREP, fit_block,
+                     function(b1, b0) c(list(edf_diff = b1$gam$edf - b0$gam$edf), grid_diff(b1, b0)), notes)
+    fits[[case_id]] <<- tc$fits
+    out <- tc$record
+    if (basis) out$basis <- basis_block(spec_text, tc$fits$default)
     cases[[case_id]] <<- out
     "ok"
   }, error = function(e) { failures[[case_id]] <<- conditionMessage(e); paste("FAILED:", conditionMessage(e)) })
@@ -357,16 +298,7 @@ if (!is.null(cases$tp_poisson)) {
     "Nelder_Mead stop in stage 2 (its default xt = 5e-4 x initial step binds; FtolAbs / XtolRel alone change",
     "nothing); maxfun raised for safety. stage-1 minqa::bobyqa warns 'unused control arguments ignored'",
     "(xt, FtolAbs are not bobyqa controls); kept in fit_warnings. tight_stability: a second tight setting.")
-  alt_call <- with_control(cases$tp_poisson$r_call, TIGHT_GLMER_ALT)
-  cases$tp_poisson$tight_stability <- tryCatch({
-    fa <- run_fit(alt_call)
-    b1 <- cases$tp_poisson$tight$results
-    list(r_call = alt_call, fit_warnings = fa$block$fit_warnings, logLik = fa$block$logLik,
-         logLik_minus_tight = fa$block$logLik - b1$logLik,
-         theta_max_abs_diff = max(abs(unlist(fa$block$theta$values) - unlist(b1$theta$values))),
-         fixef_max_abs_diff = max(abs(unlist(fa$block$fixef$values) - unlist(b1$fixef$values))),
-         smooth_fit_max_abs_diff = max(abs(unlist(fa$block$smooth_grid$fit) - unlist(b1$smooth_grid$fit))))
-  }, error = function(e) list(error = conditionMessage(e)))
+  cases$tp_poisson$tight_stability <- tight_stability(cases$tp_poisson, TIGHT_GLMER_ALT, fit_block, grid_diff)
   if (!is.null(fits$tp_gaussian))
     cases$tp_poisson$basis_same_as_tp_gaussian_max_abs_diff <-
       max(abs(PredictMat(fits$tp_poisson$default$gam$smooth[[1]], d) -
@@ -379,7 +311,7 @@ top <- list(
   description = paste("gamm4 reference fits of penalised smooths (mgcv basis, smooth as a random effect in lme4)",
                       "on simulated data: thin plate and cubic regression smooths (gaussian, REML) and a thin",
                       "plate smooth with a poisson response (Laplace)."),
-  script = "tests/data/r/smooth_references.R", versions = versions,
+  script = "tests/data/r/smooth_references.R", versions = gamm4_versions(),
   simulation = SIM_CODE,
   data = list(file = "smooth_sim.csv", nrow = nrow(d), columns = arr(names(d)),
               factor_levels = list(g = arr(levels(d$g)), f = arr(levels(d$f))),
@@ -400,9 +332,7 @@ top <- list(
     "bobyqa, stage 2 Nelder_Mead). tight: gaussian", TIGHT_LMER, "(the repository's lme4 tight setting);",
     "poisson", TIGHT_GLMER, "(see cases.tp_poisson.tight.control_note). Compare with `tight`."),
   reproducibility = list(
-    aslr = switch(ASLR_STATE, off = "disabled (the script re-ran itself under setarch -R)",
-                  keep = "enabled (SMOOTH_REFERENCES_ASLR=keep)",
-                  unavailable = "enabled (setarch -R not available)", ASLR_STATE),
+    aslr = aslr_words(ASLR),
     note = paste("lme4's objective here depends in its last bit on memory addresses (ASLR), so with ASLR on the",
                  "optimisers' paths and the reported optima differ slightly between runs (8 runs with ASLR on:",
                  "theta up to 3e-7 relative, variances 6e-7, edf 6e-7, the smooth on the grid 5e-8, fixef 2e-7,",
@@ -411,18 +341,10 @@ top <- list(
   cases = cases,
   failures = if (length(failures)) failures else NULL)
 jpath <- file.path(OUT, "smooth_references.json")
-write_json_file(top, jpath)
-## read back: valid JSON, numbers exact
-back <- fromJSON(jpath, simplifyVector = FALSE)
-for (cid in names(cases)) for (blk in c("results", "tight")) {
-  r0 <- if (blk == "results") cases[[cid]]$results else cases[[cid]]$tight$results
-  r1 <- if (blk == "results") back$cases[[cid]]$results else back$cases[[cid]]$tight$results
-  stopifnot(identical(r1$logLik, r0$logLik),
-            identical(as.numeric(unlist(r1$theta$values)), as.numeric(r0$theta$values)),
-            identical(as.numeric(unlist(r1$fixef$values)), as.numeric(r0$fixef$values)),
-            identical(as.numeric(unlist(r1$smooth_grid$se_fit)), as.numeric(r0$smooth_grid$se_fit)),
-            identical(as.numeric(unlist(r1$gam$Vp)), as.numeric(t(r0$gam$Vp))))
-}
+back <- write_json_read_back(top, jpath)   # valid JSON, numbers exact:
+check_tight_read_back(back, cases, function(r1, r0)
+  identical(as.numeric(unlist(r1$smooth_grid$se_fit)), as.numeric(r0$smooth_grid$se_fit)) &&
+    identical(as.numeric(unlist(r1$gam$Vp)), as.numeric(t(r0$gam$Vp))))
 for (cid in intersect(c("tp_gaussian", "cr_gaussian"), names(cases)))
   stopifnot(identical(as.numeric(unlist(back$cases[[cid]][["basis"]]$X)), as.numeric(t(cases[[cid]][["basis"]]$X))))
 cat("wrote", jpath, "(", file.size(jpath), "bytes )\n")
@@ -432,7 +354,7 @@ cat("wrote", jpath, "(", file.size(jpath), "bytes )\n")
 options(width = 200)
 cat("\n==== summary ====\n")
 for (cid in names(cases)) for (blk in c("results", "tight")) {
-  r <- if (blk == "results") cases[[cid]]$results else cases[[cid]]$tight$results
+  r <- case_results(cases[[cid]], blk)
   v <- r$varcorr$variance
   cat(sprintf("%-12s %-7s %s %.10f  logLik %.10f  var g %.8f  var Xr %.8f%s  edf %.6f  sp %.8g  feval %d  |grad| %.1e\n",
               cid, blk, if (r$REML) "REMLcrit" else "deviance", if (r$REML) r$REMLcrit else r$deviance,
@@ -471,4 +393,4 @@ for (cid in names(cases)) {
   if (!is.null(cases[[cid]][["basis_same_as_tp_gaussian_max_abs_diff"]]))
     cat("   basis same as tp_gaussian:", cases[[cid]][["basis_same_as_tp_gaussian_max_abs_diff"]], "\n")
 }
-if (length(failures)) { cat("\nFAILED cases:\n"); for (nm in names(failures)) cat(" ", nm, ":", failures[[nm]], "\n") } else cat("\nno failures\n")
+report_failures(failures)
