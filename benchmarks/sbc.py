@@ -138,6 +138,15 @@ CASES = {
         "priors": {"sigma": Prior("Exponential", lam=2.0)},
         "own": {"sigma": ("sigma", None)},
     },
+    # the same known covariance in a Poisson model, where Model.sample() centres the block on the
+    # intercept where its groups carry information (run it with --parameterization auto)
+    "known_poisson": {
+        "family": "poisson",
+        "formula": "y ~ x + (1 | g)",
+        "kwargs": {"cov": {"g": KNOWN_A}},
+        "priors": {},
+        "own": {},
+    },
     # an AR(1) block over 4 times of each group (glmmTMB's ar1(0 + times | g)), two rows per time:
     # one SD and rho beside sigma
     "ar1": {
