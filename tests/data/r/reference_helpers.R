@@ -55,6 +55,15 @@ aslr_words <- function(aslr) switch(aslr$state, off = "disabled (the script re-r
                                     keep = sprintf("enabled (%s=keep)", aslr$env_var),
                                     unavailable = "enabled (setarch -R not available)", aslr$state)
 
+## The value of expr, or list(error = <its message>) if it fails.
+or_error <- function(expr) tryCatch(expr, error = function(e) list(error = conditionMessage(e)))
+
+## cases with part = fun(case_id) added to each of those named in ids that is there (or_error: an error recorded).
+add_to_cases <- function(cases, ids, part, fun) {
+  for (cid in intersect(ids, names(cases))) cases[[cid]][[part]] <- or_error(fun(cid))
+  cases
+}
+
 ## ---------------------------------------------------------------- JSON arrays
 
 arr <- function(x) { if (is.null(x)) x <- character(0); I(unname(as.vector(x))) }  # always a JSON array
@@ -433,6 +442,19 @@ tight_case <- function(case_id, call_text, tight_ctl, data_file, data_prep, bloc
                      tight_vs_default = cmp, notes = notes))
 }
 
+## How mgcv built sm, a thin plate (tprs.smooth, m = 2, d = 1) or cubic regression (cr.smooth) smooth of x, as the
+## JSON part list(tp = ...) or list(cr = ...) (list() for other classes): tp: the shift, the unique (shifted) x values
+## Xu and UZ; cr: the knots and F; then extra and the note, note$tp or note$cr. x: the data's x.
+smooth_construction <- function(sm, x, note, extra = list()) {
+  if (inherits(sm, "tprs.smooth"))
+    list(tp = c(list(shift = unname(as.numeric(sm$shift)), Xu_dim = arr(dim(sm$Xu)), UZ_dim = arr(dim(sm$UZ)),
+                     Xu = arr(sm$Xu[, 1]), UZ = mat(sm$UZ), n_unique_x = length(unique(x))),
+                extra, list(note = note$tp)))
+  else if (inherits(sm, "cr.smooth")) list(cr = c(list(knots = arr(unname(sm$xp)), F = mat(sm$F)), extra,
+                                                  list(note = note$cr)))
+  else list()
+}
+
 ## A case's `results` (blk = "results") or `tight` results (blk = "tight").
 case_results <- function(case, blk) if (blk == "results") case$results else case$tight$results
 
@@ -440,35 +462,42 @@ case_results <- function(case, blk) if (blk == "results") case$results else case
 ## theta, fixef, then compare(b, tight results)); an error is recorded instead.
 tight_stability <- function(case, ctl, block, compare) {
   alt_call <- with_control(case$r_call, ctl)
-  tryCatch({
+  or_error({
     fa <- fit_and_block(alt_call, block)
     b1 <- case$tight$results
     c(list(r_call = alt_call, fit_warnings = fa$block$fit_warnings, logLik = fa$block$logLik,
            logLik_minus_tight = fa$block$logLik - b1$logLik),
       fit_diffs(fa$block, b1), compare(fa$block, b1))
-  }, error = function(e) list(error = conditionMessage(e)))
+  })
 }
 
-## The JSON read back (`back`): every case's `results` and `tight` results have the same logLik, theta and fixef,
-## and same(r1, r0) (the script's own fields, read back r1 against written r0) is TRUE.
-check_tight_read_back <- function(back, cases, same) {
+## The JSON read back (`back`): in every case's `results` and `tight` results, logLik, theta, fixef and the script's
+## own fields (each a path, e.g. c("gam", "Vp")) are identical to those written.
+check_tight_read_back <- function(back, cases, fields) {
   for (cid in names(cases)) for (blk in c("results", "tight")) {
     r0 <- case_results(cases[[cid]], blk); r1 <- case_results(back$cases[[cid]], blk)
     stopifnot(identical(r1$logLik, r0$logLik),
-              identical(as.numeric(unlist(r1$theta$values)), as.numeric(r0$theta$values)),
-              identical(as.numeric(unlist(r1$fixef$values)), as.numeric(r0$fixef$values)),
-              same(r1, r0))
+              read_back_identical(r1$theta$values, r0$theta$values),
+              read_back_identical(r1$fixef$values, r0$fixef$values),
+              all(vapply(fields, function(p) read_back_identical(r1[[p]], r0[[p]]), TRUE)))
   }
 }
 
 ## ---------------------------------------------------------------- the end of a script
 
-## Write the JSON and read it back (jsonlite, simplifyVector = FALSE), for the script's checks that it is valid and
-## its numbers exact.
-write_json_read_back <- function(out, file) {
-  write_json_file(out, file)
-  jsonlite::fromJSON(file, simplifyVector = FALSE)
+## Write `top` with a last entry `failures` (null when there are none) as JSON to file, say so ("wrote <file>", with
+## its size if show_size), and return it read back (jsonlite, simplifyVector = FALSE), for the script's checks that
+## it is valid and its numbers exact.
+write_json_read_back <- function(top, failures, file, show_size = TRUE) {
+  write_json_file(c(top, list(failures = if (length(failures)) failures else NULL)), file)
+  back <- jsonlite::fromJSON(file, simplifyVector = FALSE)
+  if (show_size) cat("wrote", file, "(", file.size(file), "bytes )\n") else cat("wrote", file, "\n")
+  back
 }
+
+## Numbers read back from the JSON (b, as fromJSON(simplifyVector = FALSE) gives them) identical to those written
+## (a; a matrix is written as an array of rows).
+read_back_identical <- function(b, a) identical(as.numeric(unlist(b)), as.numeric(if (is.matrix(a)) t(a) else a))
 
 ## The failed cases (name: message), or "no failures".
 report_failures <- function(failures) {

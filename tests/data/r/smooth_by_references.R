@@ -69,7 +69,9 @@
 ## byte-identical. Set SMOOTH_BY_REFERENCES_ASLR=keep to run it as it is (ASLR on); where `setarch -R` is not
 ## permitted it runs with ASLR on and says so.
 ##
-## Number formatting, CSV writer and JSON conventions are in tests/data/r/reference_helpers.R.
+## Number formatting, CSV writer and JSON conventions are in tests/data/r/reference_helpers.R, and so are the parts
+## shared with smooth_references.R: the setarch re-run (aslr_off), the lme4 half of a fit's summary (lme4_fit_head,
+## lme4_optinfo), the default / tight pair of fits of a case (tight_case, tight_stability) and the read-back checks.
 ##
 ## Tested with R 4.2.2, mgcv 1.8-41, gamm4 0.2-6, lme4 1.1-31, Matrix 1.5-3, minqa 1.2.5, nloptr 2.0.3,
 ## jsonlite 1.8.4 (Debian bookworm packages).
@@ -402,27 +404,18 @@ basis_block <- function(by_spec, plain_spec, fit) {
       "identity), Xf the rest (unpenalised -> fixed effects Xs(x):f<l>Fx1). The penalty is the same for every",
       "level, so trans.U / trans.D are too. Original coefficients: beta_l = trans.U %*% (trans.D * c(b_Xr_l[rind],",
       "beta_Xf_l))."))
-  if (inherits(raw, "tprs.smooth")) {
-    out$tp <- list(shift = unname(as.numeric(raw$shift)), Xu_dim = arr(dim(raw$Xu)), UZ_dim = arr(dim(raw$UZ)),
-                   Xu = arr(raw$Xu[, 1]), UZ = mat(raw$UZ), n_unique_x = length(unique(d$x)),
-                   same_as_by_smooths = all(vapply(sms, function(s) identical(s$UZ, raw$UZ) &&
-                                                     identical(s$Xu, raw$Xu) && identical(s$shift, raw$shift), TRUE)),
-                   note = paste("thin plate (m = 2, d = 1), built on all rows: mgcv centres x by shift (the mean of",
-                                "all x), takes the unique values Xu (here all", length(unique(d$x)), "x values, n <=",
-                                "max.knots = 2000; unique() order, shifted), and UZ ((nu + M) x k, M = 2) maps the",
-                                "radial and polynomial parts to the truncated eigen-basis (identical in every level",
-                                "smooth: same_as_by_smooths). Eigenvectors are defined up to sign: compare column",
-                                "spaces, not columns. Level X = k - 1 = 9 columns."))
-  }
-  if (inherits(raw, "cr.smooth")) {
-    out$cr <- list(knots = arr(unname(raw$xp)), F = mat(raw$F),
-                   same_as_by_smooths = all(vapply(sms, function(s) identical(s$xp, raw$xp) &&
-                                                     identical(s$F, raw$F), TRUE)),
-                   note = paste("cubic regression spline, built on all rows: knots at quantiles of the unique x of",
-                                "ALL rows (sm$xp, k = 6; identical in every level smooth), F maps the values at the",
-                                "knots to the second derivatives (natural spline). Level X = k - 1 = 5 columns."))
-  }
-  out
+  ## the construction on all rows, the same in every level smooth (tp: UZ, Xu, shift; cr: the knots xp and F)
+  built <- if (inherits(raw, "tprs.smooth")) c("UZ", "Xu", "shift") else c("xp", "F")
+  same <- all(vapply(sms, function(s) identical(unclass(s)[built], unclass(raw)[built]), TRUE))
+  c(out, smooth_construction(raw, d$x, extra = list(same_as_by_smooths = same), note = list(
+    cr = paste("cubic regression spline, built on all rows: knots at quantiles of the unique x of ALL rows (sm$xp,",
+               "k = 6; identical in every level smooth), F maps the values at the knots to the second derivatives",
+               "(natural spline). Level X = k - 1 = 5 columns."),
+    tp = paste("thin plate (m = 2, d = 1), built on all rows: mgcv centres x by shift (the mean of all x), takes",
+               "the unique values Xu (here all", length(unique(d$x)), "x values, n <= max.knots = 2000; unique()",
+               "order, shifted), and UZ ((nu + M) x k, M = 2) maps the radial and polynomial parts to the truncated",
+               "eigen-basis (identical in every level smooth: same_as_by_smooths). Eigenvectors are defined up to",
+               "sign: compare column spaces, not columns. Level X = k - 1 = 9 columns."))))
 }
 
 ## ---------------------------------------------------------------- polish: gamm4's lme4 objective, optimised further
@@ -604,7 +597,8 @@ gam_check <- function(by_spec, fit_tight) {
 
 ## ---------------------------------------------------------------- cases
 
-cases <- list(); failures <- list(); fits <- list()
+cases <- list(); failures <- list(); fits <- list()   # fits: each case's two fits and its by_spec
+GAUSSIAN <- c("by_tp_gaussian", "by_cr_gaussian")
 
 ## the link on the grid, b1 against b0 (tight_vs_default, tight_stability)
 link_diff <- function(b1, b0)
@@ -620,10 +614,9 @@ run_case <- function(case_id, call_text, tight_ctl, by_spec, plain_spec, polish,
   res <- tryCatch({
     tc <- tight_case(case_id, call_text, tight_ctl, "smooth_by_sim.csv", DATA_PREP, fit_block, tight_vs_default,
                      notes)
-    fits[[case_id]] <<- tc$fits
+    fits[[case_id]] <<- c(tc$fits, list(spec = by_spec))
     out <- tc$record
-    out$polish <- tryCatch(polish_block(polish$formula, polish$family, polish$REML, tight_ctl, tc$fits$tight),
-                           error = function(e) list(error = conditionMessage(e)))
+    out$polish <- or_error(polish_block(polish$formula, polish$family, polish$REML, tight_ctl, tc$fits$tight))
     if (basis) out$basis <- basis_block(by_spec, plain_spec, tc$fits$default)
     cases[[case_id]] <<- out
     "ok"
@@ -655,12 +648,7 @@ run_case("by_tp_poisson", "gamm4(count ~ f + s(x, by = f), random = ~(1 | g), fa
                        "the default tolPwrss (1e-7) biases glmer's Laplace objective and Nelder_Mead's default xt",
                        "stops early (see tight.control_note)."))
 
-## gaussian second opinion, the Poisson tight-fit stability and the shared tp basis
-for (cid in c("by_tp_gaussian", "by_cr_gaussian")) if (!is.null(cases[[cid]])) {
-  spec <- if (cid == "by_tp_gaussian") "s(x, by = f)" else 's(x, by = f, bs = "cr", k = 6)'
-  cases[[cid]]$mgcv_gam_check <- tryCatch(gam_check(spec, fits[[cid]]$tight),
-                                          error = function(e) list(error = conditionMessage(e)))
-}
+## the Poisson tight-fit stability and the shared tp basis, the gaussian second opinion
 if (!is.null(cases$by_tp_poisson)) {
   r0 <- cases$by_tp_poisson$results
   stopifnot(length(r0$theta$values) + length(r0$fixef$values) == N_GLMER_PAR)
@@ -678,6 +666,8 @@ if (!is.null(cases$by_tp_poisson)) {
         max(abs(PredictMat(fits$by_tp_poisson$default$gam$smooth[[j]], d) -
                 PredictMat(fits$by_tp_gaussian$default$gam$smooth[[j]], d))), 0))
 }
+
+cases <- add_to_cases(cases, GAUSSIAN, "mgcv_gam_check", function(cid) gam_check(fits[[cid]]$spec, fits[[cid]]$tight))
 
 ## ---------------------------------------------------------------- JSON
 
@@ -718,8 +708,7 @@ top <- list(
                       "smooth a random effect with its own variance in lme4) on simulated data: thin plate and",
                       "cubic regression smooths (gaussian, REML) and a thin plate factor-by smooth with a poisson",
                       "response (Laplace)."),
-  script = "tests/data/r/smooth_by_references.R", versions = gamm4_versions(),
-  simulation = SIM_CODE,
+  script = "tests/data/r/smooth_by_references.R", versions = gamm4_versions(), simulation = SIM_CODE,
   data = list(file = "smooth_by_sim.csv", nrow = nrow(d), columns = arr(names(d)),
               factor_levels = list(f = arr(levels(d$f)), g = arr(levels(d$g))),
               truth = list(b_g = arr(b_g), sigma = 0.3, sd_g = 0.4, level_intercepts = as.list(ALPHA),
@@ -745,18 +734,12 @@ top <- list(
                  "with ASLR on the optimisers' paths and the reported optima differ slightly between runs; with",
                  "ASLR off reruns on one machine are byte-identical. Compare at the optimiser's accuracy (tight",
                  "fits), not bit for bit.")),
-  cases = cases,
-  failures = if (length(failures)) failures else NULL)
-jpath <- file.path(OUT, "smooth_by_references.json")
-back <- write_json_read_back(top, jpath)   # valid JSON, numbers exact:
-check_tight_read_back(back, cases, function(r1, r0)
-  identical(as.numeric(unlist(r1$grid_link$se_fit)), as.numeric(r0$grid_link$se_fit)) &&
-    identical(as.numeric(unlist(r1$fitted$mer)), as.numeric(r0$fitted$mer)) &&
-    identical(as.numeric(unlist(r1$gam$Vp)), as.numeric(t(r0$gam$Vp))))
-for (cid in intersect(c("by_tp_gaussian", "by_cr_gaussian"), names(cases))) for (l in LEV)
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]][["basis"]]$levels[[l]]$X)),
-                      as.numeric(t(cases[[cid]][["basis"]]$levels[[l]]$X))))
-cat("wrote", jpath, "(", file.size(jpath), "bytes )\n")
+  cases = cases)
+## written, then read back: valid JSON, numbers exact
+back <- write_json_read_back(top, failures, file.path(OUT, "smooth_by_references.json"))
+check_tight_read_back(back, cases, list(c("grid_link", "se_fit"), c("fitted", "mer"), c("gam", "Vp")))
+for (cid in intersect(GAUSSIAN, names(cases))) for (l in LEV)
+  stopifnot(read_back_identical(back$cases[[cid]][["basis"]]$levels[[l]]$X, cases[[cid]][["basis"]]$levels[[l]]$X))
 
 ## ---------------------------------------------------------------- summary
 

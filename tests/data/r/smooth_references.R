@@ -30,7 +30,10 @@
 ## only), which makes reruns on one machine byte-identical. Set SMOOTH_REFERENCES_ASLR=keep to run it as it is
 ## (ASLR on); where `setarch -R` is not permitted it runs with ASLR on and says so.
 ##
-## Number formatting, CSV writer and JSON conventions are in tests/data/r/reference_helpers.R.
+## Number formatting, CSV writer and JSON conventions are in tests/data/r/reference_helpers.R, and so are the parts
+## shared with smooth_by_references.R: the setarch re-run (aslr_off), the lme4 half of a fit's summary
+## (lme4_fit_head, lme4_optinfo), the default / tight pair of fits of a case (tight_case, tight_stability) and the
+## read-back checks.
 ##
 ## Tested with R 4.2.2, mgcv 1.8-41, gamm4 0.2-6, lme4 1.1-31, Matrix 1.5-3, minqa 1.2.5, nloptr 2.0.3,
 ## jsonlite 1.8.4 (Debian bookworm packages).
@@ -198,24 +201,15 @@ basis_block <- function(spec_text, fit) {
   stopifnot(identical(as.numeric(ra$rind), as.numeric(seq_len(ncol(ra$rand$Xr)))))
   out$smooth2random$reconstruction_max_abs_diff <- max(abs(XU - cbind(ra$rand$Xr, ra$Xf)))
   out$smooth2random$reconstruction_note <- "max |X %*% trans.U %*% diag(trans.D) - cbind(Xr, Xf)|"
-  if (inherits(sm, "tprs.smooth")) {
-    out$tp <- list(shift = unname(as.numeric(sm$shift)), Xu_dim = arr(dim(sm$Xu)), UZ_dim = arr(dim(sm$UZ)),
-                   Xu = arr(sm$Xu[, 1]), UZ = mat(sm$UZ),
-                   n_unique_x = length(unique(d$x)),
-                   note = paste("thin plate (m = 2, d = 1): mgcv centres x by shift (the mean of x), takes the",
-                                "unique values Xu (here all", length(unique(d$x)), "x values, since n <= max.knots",
-                                "= 2000; unique() order, shifted), and UZ ((nu + M) x k, M = 2) maps the radial",
-                                "and polynomial parts to the truncated eigen-basis. Eigenvectors are defined up to",
-                                "sign (and rotation within ties): compare column spaces (e.g. projections), not",
-                                "columns. X = the constrained basis (k - 1 = 9 columns)."))
-  }
-  if (inherits(sm, "cr.smooth")) {
-    out$cr <- list(knots = arr(unname(sm$xp)), F = mat(sm$F),
-                   note = paste("cubic regression spline: knots at quantiles of the unique x (sm$xp, k = 8),",
-                                "F maps the values at the knots to the second derivatives (natural spline).",
-                                "X = the constrained basis (k - 1 = 7 columns)."))
-  }
-  out
+  c(out, smooth_construction(sm, d$x, note = list(
+    tp = paste("thin plate (m = 2, d = 1): mgcv centres x by shift (the mean of x), takes the unique values Xu",
+               "(here all", length(unique(d$x)), "x values, since n <= max.knots = 2000; unique() order, shifted),",
+               "and UZ ((nu + M) x k, M = 2) maps the radial and polynomial parts to the truncated eigen-basis.",
+               "Eigenvectors are defined up to sign (and rotation within ties): compare column spaces (e.g.",
+               "projections), not columns. X = the constrained basis (k - 1 = 9 columns)."),
+    cr = paste("cubic regression spline: knots at quantiles of the unique x (sm$xp, k = 8), F maps the values at",
+               "the knots to the second derivatives (natural spline). X = the constrained basis (k - 1 = 7",
+               "columns)."))))
 }
 
 ## ---------------------------------------------------------------- second opinion: mgcv::gam REML (gaussian)
@@ -249,7 +243,8 @@ gam_check <- function(spec_text, fit_tight) {
 
 ## ---------------------------------------------------------------- cases
 
-cases <- list(); failures <- list(); fits <- list()
+cases <- list(); failures <- list(); fits <- list()   # fits: each case's two fits and its spec_text
+GAUSSIAN <- c("tp_gaussian", "cr_gaussian")
 
 ## the smooth on the grid, b1 against b0 (tight_vs_default, tight_stability)
 grid_diff <- function(b1, b0)
@@ -259,7 +254,7 @@ run_case <- function(case_id, call_text, tight_ctl, spec_text, basis = TRUE, not
   res <- tryCatch({
     tc <- tight_case(case_id, call_text, tight_ctl, "smooth_sim.csv", DATA_PREP, fit_block,
                      function(b1, b0) c(list(edf_diff = b1$gam$edf - b0$gam$edf), grid_diff(b1, b0)), notes)
-    fits[[case_id]] <<- tc$fits
+    fits[[case_id]] <<- c(tc$fits, list(spec = spec_text))
     out <- tc$record
     if (basis) out$basis <- basis_block(spec_text, tc$fits$default)
     cases[[case_id]] <<- out
@@ -285,12 +280,7 @@ run_case("tp_poisson", "gamm4(count ~ s(x), random = ~(1|g), family = poisson, d
                        "`tight`: the default tolPwrss (1e-7) biases glmer's Laplace objective and Nelder_Mead's",
                        "default xt stops early (see tight.control_note)."))
 
-## gaussian second opinion, the Poisson tight-fit stability and the shared tp basis
-for (cid in c("tp_gaussian", "cr_gaussian")) if (!is.null(cases[[cid]])) {
-  spec <- if (cid == "tp_gaussian") "s(x)" else 's(x, bs = "cr", k = 8)'
-  cases[[cid]]$mgcv_gam_check <- tryCatch(gam_check(spec, fits[[cid]]$tight),
-                                          error = function(e) list(error = conditionMessage(e)))
-}
+## the Poisson tight-fit stability and the shared tp basis, the gaussian second opinion
 if (!is.null(cases$tp_poisson)) {
   cases$tp_poisson$tight$control_note <- paste(
     "tolPwrss = 1e-13 removes the PIRLS bias of glmer's Laplace objective (the default 1e-7 and 1e-10 give a",
@@ -305,14 +295,15 @@ if (!is.null(cases$tp_poisson)) {
               PredictMat(fits$tp_gaussian$default$gam$smooth[[1]], d)))
 }
 
+cases <- add_to_cases(cases, GAUSSIAN, "mgcv_gam_check", function(cid) gam_check(fits[[cid]]$spec, fits[[cid]]$tight))
+
 ## ---------------------------------------------------------------- JSON
 
 top <- list(
   description = paste("gamm4 reference fits of penalised smooths (mgcv basis, smooth as a random effect in lme4)",
                       "on simulated data: thin plate and cubic regression smooths (gaussian, REML) and a thin",
                       "plate smooth with a poisson response (Laplace)."),
-  script = "tests/data/r/smooth_references.R", versions = gamm4_versions(),
-  simulation = SIM_CODE,
+  script = "tests/data/r/smooth_references.R", versions = gamm4_versions(), simulation = SIM_CODE,
   data = list(file = "smooth_sim.csv", nrow = nrow(d), columns = arr(names(d)),
               factor_levels = list(g = arr(levels(d$g)), f = arr(levels(d$f))),
               truth = list(b_g = arr(b_g), sigma = 0.4, sd_g = 0.5, z_coef = 0.5,
@@ -338,16 +329,12 @@ top <- list(
                  "theta up to 3e-7 relative, variances 6e-7, edf 6e-7, the smooth on the grid 5e-8, fixef 2e-7,",
                  "logLik 2e-12; mgcv's bases identical); with ASLR off reruns on one machine are byte-identical.",
                  "Compare at the optimiser's accuracy (tight fits: theta ~1e-6 relative), not bit for bit.")),
-  cases = cases,
-  failures = if (length(failures)) failures else NULL)
-jpath <- file.path(OUT, "smooth_references.json")
-back <- write_json_read_back(top, jpath)   # valid JSON, numbers exact:
-check_tight_read_back(back, cases, function(r1, r0)
-  identical(as.numeric(unlist(r1$smooth_grid$se_fit)), as.numeric(r0$smooth_grid$se_fit)) &&
-    identical(as.numeric(unlist(r1$gam$Vp)), as.numeric(t(r0$gam$Vp))))
-for (cid in intersect(c("tp_gaussian", "cr_gaussian"), names(cases)))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]][["basis"]]$X)), as.numeric(t(cases[[cid]][["basis"]]$X))))
-cat("wrote", jpath, "(", file.size(jpath), "bytes )\n")
+  cases = cases)
+## written, then read back: valid JSON, numbers exact
+back <- write_json_read_back(top, failures, file.path(OUT, "smooth_references.json"))
+check_tight_read_back(back, cases, list(c("smooth_grid", "se_fit"), c("gam", "Vp")))
+for (cid in intersect(GAUSSIAN, names(cases)))
+  stopifnot(read_back_identical(back$cases[[cid]][["basis"]]$X, cases[[cid]][["basis"]]$X))
 
 ## ---------------------------------------------------------------- summary
 
