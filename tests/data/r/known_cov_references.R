@@ -12,9 +12,10 @@
 ## A = L L' (L = t(chol(A)), lower triangular), b = L u, u ~ N(0, sigma_b^2 I), so the model is an ordinary random
 ## intercept u per species with the design Z L in place of Z: the term's Zt (and Ztlist) from lFormula / glFormula
 ## is replaced by t(Z %*% L) (Z the n x q indicator matrix of species in level order), then the rest is lmer's /
-## glmer's own code, step by step (see fit_known_lmer / fit_known_glmer below: the same calls and controls as
-## lme4 1.1-31's lmer() / glmer() bodies). theta is then sigma_b / sigma (gaussian) or sigma_b (poisson); ranef()
-## returns u; the BLUPs on the b scale are b = L %*% u.
+## glmer's own code, step by step (see fit_known_lmer / fit_known_glmer below, and modular_lmer / modular_glmer in
+## tests/data/r/reference_helpers.R: the same calls and controls as lme4 1.1-31's lmer() / glmer() bodies). theta
+## is then sigma_b / sigma (gaussian) or sigma_b (poisson); ranef() returns u; the BLUPs on the b scale are
+## b = L %*% u.
 ##
 ## Cases:
 ##   gaussian_reml            y ~ x + (1 | species), REML, A known
@@ -25,7 +26,8 @@
 ## Gaussian cases also carry `direct`: the log-likelihood, GLS fixed effects and se, and the BLUPs recomputed from the
 ## marginal MVN, V = sigma_b^2 Z A Z' + sigma^2 I, at the fitted (sigma_b, sigma), plus a re-maximisation of that
 ## direct likelihood by optim (an independent check of the optimum). The poisson case carries `direct`: the Laplace
-## log-likelihood recomputed at the fitted (sigma_b, beta) by this script's own Newton iteration for the mode of b.
+## log-likelihood recomputed at the fitted (sigma_b, beta) by a Newton iteration independent of lme4 for the mode of b
+## (poisson_laplace_direct in reference_helpers.R).
 ##
 ## Tolerances: gaussian lmerControl(optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14, xtol_rel = 1e-12, ftol_rel =
 ## 1e-14)) (nloptwrap, the repository's tight lme4 setting); poisson glmerControl(tolPwrss = 1e-13, optCtrl =
@@ -40,21 +42,16 @@
 ## tests/data/r/smooth_references.R (whose lme4 objective moved in its last bit with ASLR), this script does not
 ## re-run itself under `setarch -R`.
 ##
-## Number formatting, CSV writer and JSON conventions are in tests/data/r/reference_helpers.R.
+## Number formatting, CSV writer and JSON conventions are in tests/data/r/reference_helpers.R, and so are the parts
+## shared with mm_references.R: the modular lmer / glmer bodies and their R calls, the lme4 parts of a fit's summary
+## and the direct Laplace log-likelihood.
 ##
 ## Tested with R 4.2.2, lme4 1.1-31, Matrix 1.5-3, minqa 1.2.5, nloptr 2.0.3, jsonlite 1.8.4 (Debian bookworm
 ## packages).
 
-suppressPackageStartupMessages({
-  library(lme4)       # attaches Matrix
-  library(jsonlite)
-})
-
-OUT <- file.path("tests", "data")
-stopifnot(dir.exists(OUT))
-
-source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, fmt_num,
-                                                                 # write_csv_exact, write_json_file
+source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, named, capture, parse_exact, fmt_num,
+                                                                 # write_csv_exact, lme4 helpers
+OUT <- start_script(c("lme4", "jsonlite"))   # lme4 attaches Matrix; OUT = tests/data
 
 versions <- lme4_versions()
 
@@ -139,137 +136,59 @@ replace_zt <- function(mod, Lk) {
   mod
 }
 
-## The exact R calls (lmer()'s body in lme4 1.1-31 with the Zt replacement inserted); Lk = L or diag(q).
+## The exact R calls (lmer()'s / glmer()'s body in lme4 1.1-31, MODULAR_*_CALLS in reference_helpers.R, with the Zt
+## replacement inserted); lname: "L" or "diag(30)".
+ZT_CALLS <- function(obj, lname) c(
+  "Z <- Matrix::t(Matrix::fac2sparse(d$species))   # n x q indicator, columns in level order",
+  sprintf("Zt <- as(Matrix::t(Z %%*%% %s), \"CsparseMatrix\"); %s$reTrms$Zt <- Zt; %s$reTrms$Ztlist[[1]] <- Zt",
+          lname, obj, obj))
+B_CALL <- function(lname) sprintf("b <- as.vector(%s %%*%% ranef(fit)$species[[1]])   # BLUPs on the b scale", lname)
 LMER_CALLS <- function(reml, lname) c(
   sprintf("ctrl <- %s", TIGHT_LMER_TEXT),
   sprintf("lmod <- lFormula(y ~ x + (1 | species), data = d, REML = %s, control = ctrl)", reml),
-  "Z <- Matrix::t(Matrix::fac2sparse(d$species))   # n x q indicator, columns in level order",
-  sprintf("Zt <- as(Matrix::t(Z %%*%% %s), \"CsparseMatrix\"); lmod$reTrms$Zt <- Zt; lmod$reTrms$Ztlist[[1]] <- Zt",
-          lname),
-  "lmod$formula <- NULL",
-  "devfun <- do.call(mkLmerDevfun, c(lmod, list(control = ctrl)))",
-  paste("opt <- optimizeLmer(devfun, optimizer = ctrl$optimizer, restart_edge = ctrl$restart_edge, boundary.tol =",
-        "ctrl$boundary.tol, control = ctrl$optCtrl, calc.derivs = ctrl$calc.derivs, use.last.params =",
-        "ctrl$use.last.params)"),
-  "cc <- checkConv(attr(opt, \"derivs\"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)",
-  "fit <- mkMerMod(environment(devfun), opt, lmod$reTrms, fr = lmod$fr, lme4conv = cc)",
-  sprintf("b <- as.vector(%s %%*%% ranef(fit)$species[[1]])   # BLUPs on the b scale", lname))
-
-fit_known_lmer <- function(Lk, REML) {
-  ctrl <- TIGHT_LMER
-  lmod <- lFormula(y ~ x + (1 | species), data = d, REML = REML, control = ctrl)
-  lmod <- replace_zt(lmod, Lk)
-  lmod$formula <- NULL
-  devfun <- do.call(mkLmerDevfun, c(lmod, list(control = ctrl)))
-  opt <- optimizeLmer(devfun, optimizer = ctrl$optimizer, restart_edge = ctrl$restart_edge,
-                      boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, calc.derivs = ctrl$calc.derivs,
-                      use.last.params = ctrl$use.last.params)
-  cc <- checkConv(attr(opt, "derivs"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)
-  mkMerMod(environment(devfun), opt, lmod$reTrms, fr = lmod$fr, lme4conv = cc)
-}
-
+  ZT_CALLS("lmod", lname), MODULAR_LMER_CALLS, B_CALL(lname))
 GLMER_CALLS <- function(lname) c(
   sprintf("ctrl <- %s", TIGHT_GLMER_TEXT),
   "glmod <- glFormula(count ~ x + (1 | species), data = d, family = poisson, control = ctrl)",
-  "Z <- Matrix::t(Matrix::fac2sparse(d$species))   # n x q indicator, columns in level order",
-  sprintf("Zt <- as(Matrix::t(Z %%*%% %s), \"CsparseMatrix\"); glmod$reTrms$Zt <- Zt; glmod$reTrms$Ztlist[[1]] <- Zt",
-          lname),
-  "glmod$formula <- NULL",
-  "devfun <- do.call(mkGlmerDevfun, c(glmod, list(control = ctrl, nAGQ = 0)))",
-  paste("opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[1]], restart_edge = FALSE, boundary.tol = 0,",
-        "control = ctrl$optCtrl, nAGQ = 0, calc.derivs = FALSE)   # stage 1: bobyqa, theta, nAGQ = 0"),
-  "devfun <- updateGlmerDevfun(devfun, glmod$reTrms, nAGQ = 1)",
-  "start <- lme4:::updateStart(NULL, theta = opt$par)",
-  paste("opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[2]], restart_edge = ctrl$restart_edge,",
-        "boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, start = start, nAGQ = 1, stage = 2,",
-        "calc.derivs = ctrl$calc.derivs, use.last.params = ctrl$use.last.params)   # stage 2: Nelder_Mead, theta + beta"),
-  "cc <- checkConv(attr(opt, \"derivs\"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)",
-  "fit <- mkMerMod(environment(devfun), opt, glmod$reTrms, fr = glmod$fr, lme4conv = cc)",
-  sprintf("b <- as.vector(%s %%*%% ranef(fit)$species[[1]])   # BLUPs on the b scale", lname))
+  ZT_CALLS("glmod", lname), MODULAR_GLMER_CALLS, B_CALL(lname))
 
+## Lk = L or diag(q)
+fit_known_lmer <- function(Lk, REML) {
+  lmod <- lFormula(y ~ x + (1 | species), data = d, REML = REML, control = TIGHT_LMER)
+  modular_lmer(replace_zt(lmod, Lk), TIGHT_LMER)
+}
 fit_known_glmer <- function(Lk) {
-  ctrl <- TIGHT_GLMER
-  glmod <- glFormula(count ~ x + (1 | species), data = d, family = poisson, control = ctrl)
-  glmod <- replace_zt(glmod, Lk)
-  glmod$formula <- NULL
-  devfun <- do.call(mkGlmerDevfun, c(glmod, list(control = ctrl, nAGQ = 0)))
-  opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[1]], restart_edge = FALSE, boundary.tol = 0,
-                       control = ctrl$optCtrl, nAGQ = 0, calc.derivs = FALSE)
-  devfun <- updateGlmerDevfun(devfun, glmod$reTrms, nAGQ = 1)
-  start <- lme4:::updateStart(NULL, theta = opt$par)
-  opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[2]], restart_edge = ctrl$restart_edge,
-                       boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, start = start, nAGQ = 1, stage = 2,
-                       calc.derivs = ctrl$calc.derivs, use.last.params = ctrl$use.last.params)
-  cc <- checkConv(attr(opt, "derivs"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)
-  mkMerMod(environment(devfun), opt, glmod$reTrms, fr = glmod$fr, lme4conv = cc)
+  glmod <- glFormula(count ~ x + (1 | species), data = d, family = poisson, control = TIGHT_GLMER)
+  modular_glmer(replace_zt(glmod, Lk), TIGHT_GLMER)
 }
 
 ## ---------------------------------------------------------------- fit summaries
 
-named <- function(v) list(names = arr(names(v)), values = arr(unname(v)))
-
+## The fit's summary (the lme4 parts from reference_helpers.R): calls, criteria, sigma_b, theta, fixef, the BLUPs on
+## both scales, fitted values, optinfo.
 fit_block <- function(fit, cap, Lk, calls) {
   gauss <- family(fit)$family == "gaussian"
-  reml <- isREML(fit)
-  ll <- logLik(fit)
   th <- getME(fit, "theta")
   s <- if (gauss) sigma(fit) else NULL
   sb <- if (gauss) unname(th) * s else unname(th)
-  fe <- fixef(fit)
-  capV <- capture(vcov(fit)); V <- as.matrix(capV$value)
-  stopifnot(identical(colnames(V), names(fe)))
   u <- ranef(fit)$species
   stopifnot(identical(rownames(u), SPECIES))
   u <- u[[1]]
   b <- as.vector(Lk %*% u)
-  fv <- unname(fitted(fit))
-  eta <- as.vector(getME(fit, "X") %*% fe + Z_ind %*% b)
-  oi <- fit@optinfo
-  out <- list(
-    r_calls = arr(calls),
-    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages),
-    family = family(fit)$family, link = family(fit)$link,
-    estimation = if (gauss) (if (reml) "REML" else "ML") else "ML (Laplace, nAGQ = 1)",
-    nobs = nobs(fit), ngrps = as.numeric(ngrps(fit)),
-    REMLcrit = if (reml) REMLcrit(fit) else NULL,
-    deviance = if (reml) NULL else deviance(fit),
-    minus_two_logLik = -2 * as.numeric(ll),
-    logLik = as.numeric(ll), logLik_df = attr(ll, "df"), logLik_REML = reml,
-    sigma = s, sigma_b = sb, sigma_b_sq = sb^2,
-    theta = named(th),
-    fixef = named(fe),
-    fixef_se = arr(sqrt(diag(V))),
-    vcov = mat(V),
-    vcov_warnings = arr(capV$warnings),
-    blups = list(levels = arr(SPECIES), b = arr(b), u = arr(u),
-                 note = paste("u = ranef(fit)$species (the modes of the transformed intercepts, u ~ N(0, sigma_b^2",
-                              "I)); b = L %*% u, the BLUPs / conditional modes of the species effects (b ~ N(0,",
-                              "sigma_b^2 A)), in level order sp01..sp30")),
-    fitted = arr(fv),
-    linear_predictor = if (gauss) NULL else arr(eta),
-    fitted_check_max_abs_diff = max(abs(fv - (if (gauss) eta else exp(eta)))),
-    fitted_note = paste("fitted(fit) on the training rows (response scale", if (gauss) ")" else
-                          "= exp(linear_predictor))", "= X fixef + Z b; fitted_check_max_abs_diff: against that",
-                        "recomputed from fixef and b here"),
-    optinfo = list(optimizer = oi$optimizer, feval = oi$feval, message = oi$message, conv_opt = oi$conv$opt,
-                   lme4_messages = arr(unlist(oi$conv$lme4$messages)),
-                   optimizer_warnings = arr(unlist(oi$warnings)),
-                   gradient = arr(oi$derivs$gradient), max_abs_gradient = max(abs(oi$derivs$gradient)),
-                   note = paste("fit@optinfo; gradient: lme4's finite-difference gradient (deriv12) of the",
-                                "final objective at the optimum", if (gauss) "(theta)" else
-                                  "(stage 2: theta, then beta)")))
-  if (!gauss) {
-    capR <- capture(vcov(fit, use.hessian = FALSE)); VR <- as.matrix(capR$value)
-    out$fixef_se_note <- paste("fixef_se = sqrt(diag(vcov(fit))): lme4 1.1-31's default for a glmerMod uses the",
-                               "finite-difference Hessian of the stage-2 objective (theta, beta) when available;",
-                               "fixef_se_RX = sqrt(diag(vcov(fit, use.hessian = FALSE))), the RX-based one (beta",
-                               "at fixed theta)")
-    out$fixef_se_RX <- arr(sqrt(diag(VR)))
-    out$vcov_RX <- mat(VR)
-  } else {
-    out$fixef_se_note <- "fixef_se = sqrt(diag(vcov(fit))) = sqrt(diag(sigma^2 (RX'RX)^-1)) = GLS se at the fit"
-  }
-  out
+  eta <- as.vector(getME(fit, "X") %*% fixef(fit) + Z_ind %*% b)
+  c(lme4_calls_part(fit, cap, calls),
+    list(nobs = nobs(fit), ngrps = as.numeric(ngrps(fit))),
+    lme4_criteria(fit),
+    list(sigma = s, sigma_b = sb, sigma_b_sq = sb^2),
+    lme4_coef_part(fit),
+    list(blups = list(levels = arr(SPECIES), b = arr(b), u = arr(u),
+                      note = paste("u = ranef(fit)$species (the modes of the transformed intercepts, u ~ N(0,",
+                                   "sigma_b^2 I)); b = L %*% u, the BLUPs / conditional modes of the species effects",
+                                   "(b ~ N(0, sigma_b^2 A)), in level order sp01..sp30"))),
+    lme4_fitted_part(fit, eta, paste("= X fixef + Z b; fitted_check_max_abs_diff: against that recomputed from",
+                                     "fixef and b here")),
+    list(optinfo = lme4_optinfo(fit, lme4_messages = TRUE)),
+    lme4_fixef_se_notes(fit))
 }
 
 ## Gaussian: the marginal MVN at the fitted (sigma_b, sigma): V = sigma_b^2 Z A_k Z' + sigma^2 I. GLS beta and se,
@@ -319,43 +238,23 @@ direct_gaussian <- function(fit, Ak) {
 ## sum(dpois(y, exp(X beta + Z theta L u), log = TRUE)) - u'u / 2 by Newton, then
 ## logLik = sum(dpois(y, mu_hat, log = TRUE)) - u_hat'u_hat / 2 - 1/2 log|I + theta^2 L'Z' W Z L|, W = diag(mu_hat).
 direct_poisson <- function(fit, Lk) {
-  X <- getME(fit, "X"); Z <- as.matrix(Z_ind); yy <- d$count
-  th <- unname(getME(fit, "theta")); be <- unname(fixef(fit))
-  M <- th * Z %*% Lk
-  off <- as.vector(X %*% be)
-  u <- rep(0, q); it <- 0
-  for (it in 1:100) {
-    mu <- exp(off + as.vector(M %*% u))
-    g <- as.vector(crossprod(M, yy - mu)) - u
-    H <- crossprod(M, mu * M) + diag(q)
-    step <- solve(H, g)
-    u <- u + step
-    if (max(abs(step)) < 1e-14) break
-  }
-  mu <- exp(off + as.vector(M %*% u))
-  H <- crossprod(M, mu * M) + diag(q)
-  ll <- sum(dpois(yy, mu, log = TRUE)) - 0.5 * sum(u^2) - 0.5 * as.numeric(determinant(H)$modulus)
+  th <- unname(getME(fit, "theta"))
+  lap <- poisson_laplace_direct(d$count, as.vector(getME(fit, "X") %*% unname(fixef(fit))), th * as.matrix(Z_ind) %*% Lk)
+  ll <- lap$logLik
   u_fit <- ranef(fit)$species[[1]]
-  cmp <- getME(fit, "devcomp")$cmp
   list(
     note = paste("The Laplace log-likelihood at the fit's theta (= sigma_b) and beta, recomputed here: u_hat =",
                  "the mode of sum(dpois(y, exp(X beta + theta Z L u), log = TRUE)) - u'u/2 (Newton, steps to",
                  "< 1e-14), logLik = sum(dpois(y, mu_hat, log = TRUE)) - u_hat'u_hat/2 - 1/2 log|I + theta^2 L'Z'",
                  "diag(mu_hat) Z L|. b_hat = theta L u_hat is the same as the BLUPs (lme4's u is theta u_hat)."),
-    newton_iterations = it,
+    newton_iterations = lap$iterations,
     logLik = ll, logLik_minus_lme4 = ll - as.numeric(logLik(fit)),
-    blups_max_abs_diff = max(abs(th * as.vector(Lk %*% u) - as.vector(Lk %*% u_fit))),
-    mu_max_abs_diff = max(abs(mu - fit@resp$mu)),
-    components = list(ldL2_lme4 = unname(cmp[["ldL2"]]), ldL2_direct = as.numeric(determinant(H)$modulus),
-                      ussq_lme4 = unname(cmp[["ussq"]]), ussq_direct = sum(u^2),
-                      minus_two_loglik_y_lme4 = fit@resp$aic(),
-                      minus_two_loglik_y_direct = -2 * sum(dpois(yy, mu, log = TRUE)),
-                      note = paste("lme4's -2 logLik = aic (-2 sum log dpois(y, mu)) + ussq + ldL2 (getME(fit,",
-                                   "'devcomp')$cmp, fit@resp$aic()); _direct: the same pieces here at the exact",
-                                   "mode. Where logLik_minus_lme4 is not ~1e-13 the difference is in ldL2: mu and",
-                                   "u agree to ~1e-15, so lme4's Cholesky factor is taken at the working weights of",
-                                   "an earlier PIRLS iterate than the final mu (most likely the one before the last",
-                                   "step); the exact Laplace value is logLik here.")))
+    blups_max_abs_diff = max(abs(th * as.vector(Lk %*% lap$u) - as.vector(Lk %*% u_fit))),
+    mu_max_abs_diff = max(abs(lap$mu - fit@resp$mu)),
+    components = laplace_components(fit, lap, d$count, paste(
+      "Where logLik_minus_lme4 is not ~1e-13 the difference is in ldL2: mu and u agree to ~1e-15, so lme4's",
+      "Cholesky factor is taken at the working weights of an earlier PIRLS iterate than the final mu (most likely",
+      "the one before the last step); the exact Laplace value is logLik here.")))
 }
 
 ## ---------------------------------------------------------------- cases
@@ -384,18 +283,12 @@ run_case("gaussian_reml", gauss_case(TRUE, paste(
 run_case("gaussian_ml", gauss_case(FALSE, paste(
   "ML (REML = FALSE); deviance = -2 logLik. True values: sigma_b 0.8, sigma 0.6, fixef (1, 0.5).")))
 run_case("poisson_laplace", {
-  cap <- capture(fit_known_glmer(L))
-  fit <- cap$value
-  fits$poisson_laplace <- fit
+  cap <- capture(fit_known_glmer(L)); fits$poisson_laplace <- cap$value
   list(data_file = "known_cov_sim.csv", A_file = "known_cov_A.csv", data_prep = DATA_PREP,
        control = TIGHT_GLMER_TEXT,
-       results = fit_block(fit, cap, L, GLMER_CALLS("L")),
-       direct = direct_poisson(fit, L),
-       notes = paste("poisson log link, Laplace (glmer's two stages: stage 1 bobyqa over theta with nAGQ = 0, stage",
-                     "2 Nelder_Mead over theta and beta with nAGQ = 1). theta = sigma_b. deviance is lme4's",
-                     "deviance() of a glmerMod (not -2 logLik; minus_two_logLik is). fit_warnings: stage 1's",
-                     "'unused control arguments ignored' (see the header). True values: sigma_b 0.8 * 0.7 = 0.56,",
-                     "fixef (0.2, 0.3)."))
+       results = fit_block(cap$value, cap, L, GLMER_CALLS("L")),
+       direct = direct_poisson(cap$value, L),
+       notes = paste(MODULAR_GLMER_NOTE, "True values: sigma_b 0.8 * 0.7 = 0.56, fixef (0.2, 0.3)."))
 })
 
 ## One identity-check fit as recorded (calls: its r_calls or r_call entry); gaussian fits carry REMLcrit,
@@ -485,11 +378,8 @@ top <- list(
                            gaussian = list(sigma_b = 0.8, sigma = 0.6, fixef = arr(c(1, 0.5))),
                            poisson = list(sigma_b = 0.56, fixef = arr(c(0.2, 0.3)), b = arr(0.7 * b_true)),
                            note = "b (level order) = 0.8 * L %*% u; the poisson linear predictor uses 0.7 * b")),
-  tolerances = list(gaussian = TIGHT_LMER_TEXT, poisson = TIGHT_GLMER_TEXT,
-                    note = paste("the repository's tight lme4 settings (see the script's header and",
-                                 "tests/data/r/smooth_references.R): nloptwrap tolerances for lmer; tolPwrss 1e-13",
-                                 "and Nelder_Mead's xt (1 theta + 2 beta) for glmer stage 2; stage 1 bobyqa warns",
-                                 "'unused control arguments ignored' (kept in fit_warnings).")),
+  tolerances = modular_tolerances(TIGHT_LMER_TEXT, TIGHT_GLMER_TEXT,
+                                  "see the script's header and tests/data/r/smooth_references.R"),
   reproducibility = paste(
     "reruns are byte-identical (CSVs and JSON); checked with 12 runs with ASLR on and one with ASLR off (setarch",
     "-R), all identical, so the script runs as it is (no setarch re-run as in smooth_references.R). Compare on",

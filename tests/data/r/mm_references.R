@@ -15,7 +15,7 @@
 ## construction does it with lme4's modular functions: lFormula / glFormula with (1 | s1), s1 a factor whose levels
 ## are the union S01..S40 (so the indicator has all 40 rows), then the term's Zt (and its Ztlist block) replaced by
 ## t(W) (a dgCMatrix), then the rest of lme4 1.1-31's lmer() / glmer() bodies step by step (see fit_mm_lmer /
-## fit_mm_glmer below). With a second term (1 | region): lme4 orders the terms by decreasing number of levels, so
+## fit_mm_glmer below, and modular_lmer / modular_glmer in tests/data/r/reference_helpers.R). With a second term (1 | region): lme4 orders the terms by decreasing number of levels, so
 ## the school term (40 levels) comes first and region (8) second; Zt is the rbind of the Ztlist blocks, so only the
 ## first block is replaced and Zt rebuilt as rbind(t(W), Ztlist[[2]]). theta = sigma_b / sigma (gaussian) or
 ## sigma_b (poisson); ranef(fit)$s1 are the 40 school effects b (BLUPs / conditional modes) in level order.
@@ -32,7 +32,7 @@
 ## and the BLUPs recomputed from the marginal MVN, V = sigma_b^2 W W' (+ sigma_region^2 Zr Zr') + sigma^2 I, at the
 ## fitted parameters, plus a re-maximisation of that direct likelihood by optim (an independent check of the
 ## optimum). The poisson case carries `direct`: the Laplace log-likelihood recomputed at the fitted (sigma_b, beta)
-## by this script's own Newton iteration for the mode of b.
+## by a Newton iteration independent of lme4 for the mode of b (poisson_laplace_direct in reference_helpers.R).
 ##
 ## Tolerances: gaussian lmerControl(optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14, xtol_rel = 1e-12, ftol_rel =
 ## 1e-14)) (nloptwrap, the repository's tight lme4 setting); poisson glmerControl(tolPwrss = 1e-13, optCtrl =
@@ -49,21 +49,16 @@
 ## The JSON's provenance.date is a constant (the date the references were generated), not Sys.Date(), so that
 ## reruns stay byte-identical.
 ##
-## Number formatting, CSV writer and JSON conventions are in tests/data/r/reference_helpers.R.
+## Number formatting, CSV writer and JSON conventions are in tests/data/r/reference_helpers.R, and so are the parts
+## shared with known_cov_references.R: the modular lmer / glmer bodies and their R calls, the lme4 parts of a fit's
+## summary and the direct Laplace log-likelihood.
 ##
 ## Tested with R 4.2.2, lme4 1.1-31, Matrix 1.5-3, minqa 1.2.5, nloptr 2.0.3, jsonlite 1.8.4 (Debian bookworm
 ## packages).
 
-suppressPackageStartupMessages({
-  library(lme4)       # attaches Matrix
-  library(jsonlite)
-})
-
-OUT <- file.path("tests", "data")
-stopifnot(dir.exists(OUT))
-
-source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, fmt_num,
-                                                                 # write_csv_exact, write_json_file
+source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, named, capture, parse_exact, fmt_num,
+                                                                 # write_csv_exact, lme4 helpers
+OUT <- start_script(c("lme4", "jsonlite"))   # lme4 attaches Matrix; OUT = tests/data
 
 versions <- lme4_versions()
 GENERATED_DATE <- "2026-12-04"   # a constant (reruns byte-identical): the date these references were generated
@@ -195,152 +190,80 @@ ZT_CALLS <- function(obj) c(
   "%s$reTrms$Ztlist[[1]] <- Zt1; %s$reTrms$Zt <- as(do.call(rbind, %s$reTrms$Ztlist), \"CsparseMatrix\")") |>
   gsub(pattern = "%s", replacement = obj, fixed = TRUE)
 
-## The exact R calls (lmer()'s body in lme4 1.1-31 with the Zt replacement inserted).
+## The exact R calls (lmer()'s / glmer()'s body in lme4 1.1-31, MODULAR_*_CALLS in reference_helpers.R, with the Zt
+## replacement inserted).
+B_CALL <- "b <- ranef(fit)$s1[[1]]   # the 40 school effects (BLUPs), level order"
 LMER_CALLS <- function(formula_text, reml, wkey) c(
   W_CALLS[[wkey]],
   sprintf("ctrl <- %s", TIGHT_LMER_TEXT),
   sprintf("lmod <- lFormula(%s, data = d, REML = %s, control = ctrl)", formula_text, reml),
-  ZT_CALLS("lmod"),
-  "lmod$formula <- NULL",
-  "devfun <- do.call(mkLmerDevfun, c(lmod, list(control = ctrl)))",
-  paste("opt <- optimizeLmer(devfun, optimizer = ctrl$optimizer, restart_edge = ctrl$restart_edge, boundary.tol =",
-        "ctrl$boundary.tol, control = ctrl$optCtrl, calc.derivs = ctrl$calc.derivs, use.last.params =",
-        "ctrl$use.last.params)"),
-  "cc <- checkConv(attr(opt, \"derivs\"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)",
-  "fit <- mkMerMod(environment(devfun), opt, lmod$reTrms, fr = lmod$fr, lme4conv = cc)",
-  "b <- ranef(fit)$s1[[1]]   # the 40 school effects (BLUPs), level order")
-
-fit_mm_lmer <- function(formula, W, REML) {
-  ctrl <- TIGHT_LMER
-  lmod <- lFormula(formula, data = d, REML = REML, control = ctrl)
-  lmod <- replace_mm_zt(lmod, W)
-  lmod$formula <- NULL
-  devfun <- do.call(mkLmerDevfun, c(lmod, list(control = ctrl)))
-  opt <- optimizeLmer(devfun, optimizer = ctrl$optimizer, restart_edge = ctrl$restart_edge,
-                      boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, calc.derivs = ctrl$calc.derivs,
-                      use.last.params = ctrl$use.last.params)
-  cc <- checkConv(attr(opt, "derivs"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)
-  mkMerMod(environment(devfun), opt, lmod$reTrms, fr = lmod$fr, lme4conv = cc)
-}
-
+  ZT_CALLS("lmod"), MODULAR_LMER_CALLS, B_CALL)
 GLMER_CALLS <- function(wkey) c(
   W_CALLS[[wkey]],
   sprintf("ctrl <- %s", TIGHT_GLMER_TEXT),
   "glmod <- glFormula(count ~ x + (1 | s1), data = d, family = poisson, control = ctrl)",
-  ZT_CALLS("glmod"),
-  "glmod$formula <- NULL",
-  "devfun <- do.call(mkGlmerDevfun, c(glmod, list(control = ctrl, nAGQ = 0)))",
-  paste("opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[1]], restart_edge = FALSE, boundary.tol = 0,",
-        "control = ctrl$optCtrl, nAGQ = 0, calc.derivs = FALSE)   # stage 1: bobyqa, theta, nAGQ = 0"),
-  "devfun <- updateGlmerDevfun(devfun, glmod$reTrms, nAGQ = 1)",
-  "start <- lme4:::updateStart(NULL, theta = opt$par)",
-  paste("opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[2]], restart_edge = ctrl$restart_edge,",
-        "boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, start = start, nAGQ = 1, stage = 2,",
-        "calc.derivs = ctrl$calc.derivs, use.last.params = ctrl$use.last.params)   # stage 2: Nelder_Mead, theta + beta"),
-  "cc <- checkConv(attr(opt, \"derivs\"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)",
-  "fit <- mkMerMod(environment(devfun), opt, glmod$reTrms, fr = glmod$fr, lme4conv = cc)",
-  "b <- ranef(fit)$s1[[1]]   # the 40 school effects (BLUPs), level order")
+  ZT_CALLS("glmod"), MODULAR_GLMER_CALLS, B_CALL)
 
+fit_mm_lmer <- function(formula, W, REML) {
+  lmod <- lFormula(formula, data = d, REML = REML, control = TIGHT_LMER)
+  modular_lmer(replace_mm_zt(lmod, W), TIGHT_LMER)
+}
 fit_mm_glmer <- function(W) {
-  ctrl <- TIGHT_GLMER
-  glmod <- glFormula(count ~ x + (1 | s1), data = d, family = poisson, control = ctrl)
-  glmod <- replace_mm_zt(glmod, W)
-  glmod$formula <- NULL
-  devfun <- do.call(mkGlmerDevfun, c(glmod, list(control = ctrl, nAGQ = 0)))
-  opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[1]], restart_edge = FALSE, boundary.tol = 0,
-                       control = ctrl$optCtrl, nAGQ = 0, calc.derivs = FALSE)
-  devfun <- updateGlmerDevfun(devfun, glmod$reTrms, nAGQ = 1)
-  start <- lme4:::updateStart(NULL, theta = opt$par)
-  opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[2]], restart_edge = ctrl$restart_edge,
-                       boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, start = start, nAGQ = 1, stage = 2,
-                       calc.derivs = ctrl$calc.derivs, use.last.params = ctrl$use.last.params)
-  cc <- checkConv(attr(opt, "derivs"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)
-  mkMerMod(environment(devfun), opt, glmod$reTrms, fr = glmod$fr, lme4conv = cc)
+  glmod <- glFormula(count ~ x + (1 | s1), data = d, family = poisson, control = TIGHT_GLMER)
+  modular_glmer(replace_mm_zt(glmod, W), TIGHT_GLMER)
 }
 
 ## ---------------------------------------------------------------- fit summaries
 
-named <- function(v) list(names = arr(names(v)), values = arr(unname(v)))
 has_region <- function(fit) "region" %in% names(getME(fit, "flist"))
 
+## The fit's summary (the lme4 parts from reference_helpers.R): calls, the membership term, criteria, the SDs,
+## theta, fixef, the BLUPs, fitted values, optinfo (with the scaled gradient checkConv tests).
 ## mm: list(brms_term, weights, scale) describing the membership term; W its weight matrix.
 fit_block <- function(fit, cap, W, calls, mm) {
   gauss <- family(fit)$family == "gaussian"
-  reml <- isREML(fit)
-  ll <- logLik(fit)
   th <- getME(fit, "theta")
   reg <- has_region(fit)
   stopifnot(identical(names(th), c("s1.(Intercept)", if (reg) "region.(Intercept)")))
   s <- if (gauss) sigma(fit) else NULL
   sds <- if (gauss) unname(th) * s else unname(th)
   sb <- sds[1]
-  fe <- fixef(fit)
-  capV <- capture(vcov(fit)); V <- as.matrix(capV$value)
-  stopifnot(identical(colnames(V), names(fe)))
   re <- ranef(fit)
   stopifnot(identical(rownames(re$s1), LV))
   b <- re$s1[[1]]
   if (reg) { stopifnot(identical(rownames(re$region), REGIONS)); br <- re$region[[1]] }
-  fv <- unname(fitted(fit))
-  eta <- as.vector(getME(fit, "X") %*% fe + W %*% b + (if (reg) Z_REG %*% br else 0))
+  eta <- as.vector(getME(fit, "X") %*% fixef(fit) + W %*% b + (if (reg) Z_REG %*% br else 0))
   oi <- fit@optinfo
   sg <- as.vector(solve(oi$derivs$Hessian, oi$derivs$gradient))
-  out <- list(
-    r_calls = arr(calls),
-    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages),
-    family = family(fit)$family, link = family(fit)$link,
-    estimation = if (gauss) (if (reml) "REML" else "ML") else "ML (Laplace, nAGQ = 1)",
-    membership = list(brms_term = mm$brms_term, weights = mm$weights, scale = mm$scale,
-                      levels = arr(LV), W_nnz = length(W@x), W_row_sum_range = arr(range(Matrix::rowSums(W))),
-                      rows_s1_equals_s2 = n_same,
-                      note = paste("W: the n x 40 membership weight matrix (columns = levels, the sorted union of s1",
-                                   "and s2); the term's Zt block is t(W); rows with s1 == s2 have one nonzero (the",
-                                   "two weights summed)")),
-    nobs = nobs(fit), ngrps = as.list(ngrps(fit)),
-    REMLcrit = if (reml) REMLcrit(fit) else NULL,
-    deviance = if (reml) NULL else deviance(fit),
-    minus_two_logLik = -2 * as.numeric(ll),
-    logLik = as.numeric(ll), logLik_df = attr(ll, "df"), logLik_REML = reml,
-    sigma = s, sigma_b = sb, sigma_b_sq = sb^2,
-    sigma_region = if (reg) sds[2] else NULL,
-    theta = named(th),
-    fixef = named(fe),
-    fixef_se = arr(sqrt(diag(V))),
-    vcov = mat(V),
-    vcov_warnings = arr(capV$warnings),
-    blups = list(levels = arr(LV), values = arr(b),
-                 note = paste("ranef(fit)$s1: the conditional modes (BLUPs) of the 40 school effects b of the mm",
-                              "term, in level order S01..S40 (lme4's term is named s1 but is the membership term)")),
-    region_blups = if (reg) list(levels = arr(REGIONS), values = arr(br),
-                                 note = "ranef(fit)$region, level order R1..R8") else NULL,
-    fitted = arr(fv),
-    linear_predictor = if (gauss) NULL else arr(eta),
-    fitted_check_max_abs_diff = max(abs(fv - (if (gauss) eta else exp(eta)))),
-    fitted_note = paste("fitted(fit) on the training rows (response scale", if (gauss) ")" else
-                          "= exp(linear_predictor))", "= X fixef + W b", if (reg) "+ Z_region b_region" else "",
-                        "; fitted_check_max_abs_diff: against that recomputed from fixef and the BLUPs here"),
-    optinfo = list(optimizer = oi$optimizer, feval = oi$feval, message = oi$message, conv_opt = oi$conv$opt,
-                   lme4_messages = arr(unlist(oi$conv$lme4$messages)),
-                   optimizer_warnings = arr(unlist(oi$warnings)),
-                   gradient = arr(oi$derivs$gradient), max_abs_gradient = max(abs(oi$derivs$gradient)),
-                   scaled_gradient = arr(sg), max_abs_scaled_gradient = max(abs(sg)),
-                   note = paste("fit@optinfo; gradient: lme4's finite-difference gradient (deriv12, central",
-                                "differences with step 1e-4) of the final objective at the optimum",
-                                if (gauss) "(theta);" else "(stage 2: theta, then beta);",
-                                "scaled_gradient = solve(Hessian, gradient), what lme4's checkConv tests",
-                                "(tolerance 0.001); no lme4 convergence message (lme4_messages empty)")))
-  if (!gauss) {
-    capR <- capture(vcov(fit, use.hessian = FALSE)); VR <- as.matrix(capR$value)
-    out$fixef_se_note <- paste("fixef_se = sqrt(diag(vcov(fit))): lme4 1.1-31's default for a glmerMod uses the",
-                               "finite-difference Hessian of the stage-2 objective (theta, beta) when available;",
-                               "fixef_se_RX = sqrt(diag(vcov(fit, use.hessian = FALSE))), the RX-based one (beta",
-                               "at fixed theta)")
-    out$fixef_se_RX <- arr(sqrt(diag(VR)))
-    out$vcov_RX <- mat(VR)
-  } else {
-    out$fixef_se_note <- "fixef_se = sqrt(diag(vcov(fit))) = sqrt(diag(sigma^2 (RX'RX)^-1)) = GLS se at the fit"
-  }
-  out
+  c(lme4_calls_part(fit, cap, calls),
+    list(membership = list(brms_term = mm$brms_term, weights = mm$weights, scale = mm$scale,
+                           levels = arr(LV), W_nnz = length(W@x), W_row_sum_range = arr(range(Matrix::rowSums(W))),
+                           rows_s1_equals_s2 = n_same,
+                           note = paste("W: the n x 40 membership weight matrix (columns = levels, the sorted union",
+                                        "of s1 and s2); the term's Zt block is t(W); rows with s1 == s2 have one",
+                                        "nonzero (the two weights summed)")),
+         nobs = nobs(fit), ngrps = as.list(ngrps(fit))),
+    lme4_criteria(fit),
+    list(sigma = s, sigma_b = sb, sigma_b_sq = sb^2,
+         sigma_region = if (reg) sds[2] else NULL),
+    lme4_coef_part(fit),
+    list(blups = list(levels = arr(LV), values = arr(b),
+                      note = paste("ranef(fit)$s1: the conditional modes (BLUPs) of the 40 school effects b of the",
+                                   "mm term, in level order S01..S40 (lme4's term is named s1 but is the membership",
+                                   "term)")),
+         region_blups = if (reg) list(levels = arr(REGIONS), values = arr(br),
+                                      note = "ranef(fit)$region, level order R1..R8") else NULL),
+    lme4_fitted_part(fit, eta, paste("= X fixef + W b", if (reg) "+ Z_region b_region" else "",
+                                     "; fitted_check_max_abs_diff: against that recomputed from fixef and the",
+                                     "BLUPs here")),
+    list(optinfo = lme4_optinfo(
+      fit, lme4_messages = TRUE, extra = list(scaled_gradient = arr(sg), max_abs_scaled_gradient = max(abs(sg))),
+      note = paste("fit@optinfo; gradient: lme4's finite-difference gradient (deriv12, central differences with",
+                   "step 1e-4) of the final objective at the optimum",
+                   if (gauss) "(theta);" else "(stage 2: theta, then beta);",
+                   "scaled_gradient = solve(Hessian, gradient), what lme4's checkConv tests (tolerance 0.001); no",
+                   "lme4 convergence message (lme4_messages empty)"))),
+    lme4_fixef_se_notes(fit))
 }
 
 ## Gaussian: the marginal MVN at the fitted parameters: V = sigma_b^2 W W' (+ sigma_region^2 Zr Zr') + sigma^2 I.
@@ -408,41 +331,21 @@ direct_gaussian <- function(fit, W) {
 ## sum(dpois(y, exp(X beta + theta W u), log = TRUE)) - u'u / 2 by Newton, then
 ## logLik = sum(dpois(y, mu_hat, log = TRUE)) - u_hat'u_hat / 2 - 1/2 log|I + theta^2 W' diag(mu_hat) W|.
 direct_poisson <- function(fit, W) {
-  X <- getME(fit, "X"); yy <- d$count
-  th <- unname(getME(fit, "theta")); be <- unname(fixef(fit))
-  M <- th * as.matrix(W)
-  off <- as.vector(X %*% be)
-  u <- rep(0, q); it <- 0
-  for (it in 1:100) {
-    mu <- exp(off + as.vector(M %*% u))
-    g <- as.vector(crossprod(M, yy - mu)) - u
-    H <- crossprod(M, mu * M) + diag(q)
-    step <- solve(H, g)
-    u <- u + step
-    if (max(abs(step)) < 1e-14) break
-  }
-  mu <- exp(off + as.vector(M %*% u))
-  H <- crossprod(M, mu * M) + diag(q)
-  ll <- sum(dpois(yy, mu, log = TRUE)) - 0.5 * sum(u^2) - 0.5 * as.numeric(determinant(H)$modulus)
+  th <- unname(getME(fit, "theta"))
+  lap <- poisson_laplace_direct(d$count, as.vector(getME(fit, "X") %*% unname(fixef(fit))), th * as.matrix(W))
+  ll <- lap$logLik
   b_fit <- ranef(fit)$s1[[1]]
-  cmp <- getME(fit, "devcomp")$cmp
   ll_lme4 <- as.numeric(logLik(fit))
   list(
     note = paste("The Laplace log-likelihood at the fit's theta (= sigma_b) and beta, recomputed here: u_hat =",
                  "the mode of sum(dpois(y, exp(X beta + theta W u), log = TRUE)) - u'u/2 (Newton, steps to",
                  "< 1e-14), logLik = sum(dpois(y, mu_hat, log = TRUE)) - u_hat'u_hat/2 - 1/2 log|I + theta^2 W'",
                  "diag(mu_hat) W|. b_hat = theta u_hat is compared with the BLUPs ranef(fit)$s1."),
-    newton_iterations = it,
+    newton_iterations = lap$iterations,
     logLik = ll, logLik_minus_lme4 = ll - ll_lme4, logLik_rel_diff = (ll - ll_lme4) / abs(ll_lme4),
-    blups_max_abs_diff = max(abs(th * u - b_fit)),
-    mu_max_abs_diff = max(abs(mu - fit@resp$mu)),
-    components = list(ldL2_lme4 = unname(cmp[["ldL2"]]), ldL2_direct = as.numeric(determinant(H)$modulus),
-                      ussq_lme4 = unname(cmp[["ussq"]]), ussq_direct = sum(u^2),
-                      minus_two_loglik_y_lme4 = fit@resp$aic(),
-                      minus_two_loglik_y_direct = -2 * sum(dpois(yy, mu, log = TRUE)),
-                      note = paste("lme4's -2 logLik = aic (-2 sum log dpois(y, mu)) + ussq + ldL2 (getME(fit,",
-                                   "'devcomp')$cmp, fit@resp$aic()); _direct: the same pieces here at the exact",
-                                   "mode.")))
+    blups_max_abs_diff = max(abs(th * lap$u - b_fit)),
+    mu_max_abs_diff = max(abs(lap$mu - fit@resp$mu)),
+    components = laplace_components(fit, lap, d$count))
 }
 
 ## ---------------------------------------------------------------- cases
@@ -492,20 +395,14 @@ run_case("gaussian_reml_unscaled_region", gauss_case(
         "1e-6 the same difference gives about 2e-5 / 5e-6, the scaled gradient is about 8e-8, and the direct",
         "re-maximisation (direct$optim) moves sigma_b by under 1e-12 relative.")))
 run_case("poisson_laplace", {
-  cap <- capture(fit_mm_glmer(W_EQUAL))
-  fit <- cap$value
-  fits$poisson_laplace <- fit
+  cap <- capture(fit_mm_glmer(W_EQUAL)); fits$poisson_laplace <- cap$value
   mm <- list(brms_formula = "count ~ x + (1 | mm(s1, s2))", brms_term = "(1 | mm(s1, s2))",
              weights = "equal (1/2 each)", scale = TRUE)
   list(data_file = "mm_sim.csv", data_prep = DATA_PREP, control = TIGHT_GLMER_TEXT,
        brms_formula = mm$brms_formula, lme4_formula = "count ~ x + (1 | s1)",
-       results = fit_block(fit, cap, W_EQUAL, GLMER_CALLS("equal"), mm),
-       direct = direct_poisson(fit, W_EQUAL),
-       notes = paste("poisson log link, Laplace (glmer's two stages: stage 1 bobyqa over theta with nAGQ = 0, stage",
-                     "2 Nelder_Mead over theta and beta with nAGQ = 1). theta = sigma_b. deviance is lme4's",
-                     "deviance() of a glmerMod (not -2 logLik; minus_two_logLik is). fit_warnings: stage 1's",
-                     "'unused control arguments ignored' (see the header). Simulation values: sigma_b 0.8 * 0.7 =",
-                     "0.56, fixef (0.3, 0.3)."))
+       results = fit_block(cap$value, cap, W_EQUAL, GLMER_CALLS("equal"), mm),
+       direct = direct_poisson(cap$value, W_EQUAL),
+       notes = paste(MODULAR_GLMER_NOTE, "Simulation values: sigma_b 0.8 * 0.7 = 0.56, fixef (0.3, 0.3)."))
 })
 
 ## The machinery check: with W = the indicator of s1 (each row a single school, weight 1) the replaced block and the
@@ -573,11 +470,7 @@ top <- list(
                            note = paste("b (level order S01..S40) and region (R1..R8) as simulated; y used the",
                                         "scaled months weights and the region effects; the poisson linear predictor",
                                         "uses 0.7 * b with equal weights and no region effect"))),
-  tolerances = list(gaussian = TIGHT_LMER_TEXT, poisson = TIGHT_GLMER_TEXT,
-                    note = paste("the repository's tight lme4 settings (as known_cov_references.R): nloptwrap",
-                                 "tolerances for lmer; tolPwrss 1e-13 and Nelder_Mead's xt (1 theta + 2 beta) for",
-                                 "glmer stage 2; stage 1 bobyqa warns 'unused control arguments ignored' (kept in",
-                                 "fit_warnings).")),
+  tolerances = modular_tolerances(TIGHT_LMER_TEXT, TIGHT_GLMER_TEXT, "as known_cov_references.R"),
   reproducibility = paste(
     "reruns are byte-identical (CSV and JSON; md5 sums compared over 13 runs with ASLR on and one under setarch",
     "-R, all identical), so the script runs as it is (no setarch re-run as in smooth_references.R).",

@@ -358,24 +358,28 @@ tmb_block <- function(m, cap, call_text, vc_print = NULL) {
 ## Used by smooth_references.R and smooth_by_references.R (a gamm4 fit's $mer), known_cov_references.R and
 ## mm_references.R.
 
-## The head of an lme4 fit's summary: the call, its warnings and messages, family, the REML / ML criteria, logLik,
-## sigma (gaussian); for a REML fit the REML criterion and (gaussian) the ML deviance at the REML estimates, else the
-## deviance.
-lme4_fit_head <- function(mer, cap, call_text) {
-  gauss <- family(mer)$family == "gaussian"
+## An lme4 fit's criteria: REMLcrit (REML fits) or the deviance (ML), -2 logLik, logLik and its df; ml_at_reml: also
+## (after the deviance) the ML deviance at the REML estimates of a gaussian REML fit.
+lme4_criteria <- function(mer, ml_at_reml = FALSE) {
   reml <- isREML(mer)
   ll <- logLik(mer)
-  dev_ml <- if (gauss && reml) capture(deviance(mer, REML = FALSE)) else NULL
-  list(
-    r_call = call_text,
-    fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages),
-    family = family(mer)$family, link = family(mer)$link, REML = reml, nobs = nobs(mer),
-    REMLcrit = if (reml) REMLcrit(mer) else NULL,
-    deviance = if (reml) NULL else deviance(mer),
-    deviance_ML_at_REML_estimates = if (reml) dev_ml$value else NULL,
-    minus_two_logLik = -2 * as.numeric(ll),
-    logLik = as.numeric(ll), logLik_df = attr(ll, "df"), logLik_REML = reml,
-    sigma = if (gauss) sigma(mer) else NULL)
+  c(list(REMLcrit = if (reml) REMLcrit(mer) else NULL,
+         deviance = if (reml) NULL else deviance(mer)),
+    if (ml_at_reml) list(deviance_ML_at_REML_estimates = if (reml && family(mer)$family == "gaussian")
+                                                            capture(deviance(mer, REML = FALSE))$value else NULL),
+    list(minus_two_logLik = -2 * as.numeric(ll),
+         logLik = as.numeric(ll), logLik_df = attr(ll, "df"), logLik_REML = reml))
+}
+
+## The head of a gamm4 fit's summary (mer = fit$mer): the call, its warnings and messages, family, the criteria
+## (with the ML deviance at REML estimates), sigma (gaussian).
+lme4_fit_head <- function(mer, cap, call_text) {
+  gauss <- family(mer)$family == "gaussian"
+  c(list(r_call = call_text,
+         fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages),
+         family = family(mer)$family, link = family(mer)$link, REML = isREML(mer), nobs = nobs(mer)),
+    lme4_criteria(mer, ml_at_reml = TRUE),
+    list(sigma = if (gauss) sigma(mer) else NULL))
 }
 
 ## VarCorr of an lme4 fit as variances by group (1 x 1 terms), plus Residual = sigma^2 (gaussian).
@@ -403,6 +407,150 @@ lme4_optinfo <- function(mer, src = "fit@optinfo", objective = "final objective"
          gradient = arr(oi$derivs$gradient), max_abs_gradient = max(abs(oi$derivs$gradient))),
     extra, list(note = note))
 }
+
+## The start of a fit's summary in known_cov_references.R and mm_references.R: the R calls, the fit's warnings and
+## messages, family, link and the estimation method.
+lme4_calls_part <- function(fit, cap, calls) {
+  gauss <- family(fit)$family == "gaussian"
+  list(r_calls = arr(calls),
+       fit_warnings = arr(cap$warnings), fit_messages = arr(cap$messages),
+       family = family(fit)$family, link = family(fit)$link,
+       estimation = if (gauss) (if (isREML(fit)) "REML" else "ML") else "ML (Laplace, nAGQ = 1)")
+}
+
+## theta, fixef, their se and vcov (and vcov's warnings).
+lme4_coef_part <- function(fit) {
+  fe <- fixef(fit)
+  capV <- capture(vcov(fit)); V <- as.matrix(capV$value)
+  stopifnot(identical(colnames(V), names(fe)))
+  list(theta = named(getME(fit, "theta")), fixef = named(fe), fixef_se = arr(sqrt(diag(V))), vcov = mat(V),
+       vcov_warnings = arr(capV$warnings))
+}
+
+## fitted(fit) on the training rows, against eta (the linear predictor recomputed by the script from fixef and the
+## BLUPs; recorded for non-gaussian fits); design: the rest of the note (e.g. "= X fixef + Z b; ...").
+lme4_fitted_part <- function(fit, eta, design) {
+  gauss <- family(fit)$family == "gaussian"
+  fv <- unname(fitted(fit))
+  list(fitted = arr(fv),
+       linear_predictor = if (gauss) NULL else arr(eta),
+       fitted_check_max_abs_diff = max(abs(fv - (if (gauss) eta else exp(eta)))),
+       fitted_note = paste("fitted(fit) on the training rows (response scale", if (gauss) ")" else
+                             "= exp(linear_predictor))", design))
+}
+
+## The note on fixef_se; for a glmerMod also the RX-based se and vcov (use.hessian = FALSE).
+lme4_fixef_se_notes <- function(fit) {
+  if (family(fit)$family == "gaussian")
+    return(list(fixef_se_note = "fixef_se = sqrt(diag(vcov(fit))) = sqrt(diag(sigma^2 (RX'RX)^-1)) = GLS se at the fit"))
+  capR <- capture(vcov(fit, use.hessian = FALSE)); VR <- as.matrix(capR$value)
+  list(fixef_se_note = paste("fixef_se = sqrt(diag(vcov(fit))): lme4 1.1-31's default for a glmerMod uses the",
+                             "finite-difference Hessian of the stage-2 objective (theta, beta) when available;",
+                             "fixef_se_RX = sqrt(diag(vcov(fit, use.hessian = FALSE))), the RX-based one (beta",
+                             "at fixed theta)"),
+       fixef_se_RX = arr(sqrt(diag(VR))),
+       vcov_RX = mat(VR))
+}
+
+## A poisson GLMM's Laplace log-likelihood at fixed parameters, computed directly (as an independent check of lme4's):
+## the mode u_hat of sum(dpois(y, exp(off + M u), log = TRUE)) - u'u / 2 by Newton (at most 100 steps, until the
+## largest step is < 1e-14), then logLik = sum(dpois(y, mu_hat, log = TRUE)) - u_hat'u_hat / 2 - 1/2 log|I + M'
+## diag(mu_hat) M|. off = X beta; M = theta times the random-effect design (n x q). Returns u_hat, mu_hat, the
+## Newton iterations, logLik and the log-determinant.
+poisson_laplace_direct <- function(y, off, M) {
+  q <- ncol(M)
+  u <- rep(0, q); it <- 0
+  for (it in 1:100) {
+    mu <- exp(off + as.vector(M %*% u))
+    g <- as.vector(crossprod(M, y - mu)) - u
+    H <- crossprod(M, mu * M) + diag(q)
+    step <- solve(H, g)
+    u <- u + step
+    if (max(abs(step)) < 1e-14) break
+  }
+  mu <- exp(off + as.vector(M %*% u))
+  H <- crossprod(M, mu * M) + diag(q)
+  ld <- as.numeric(determinant(H)$modulus)
+  list(u = u, mu = mu, iterations = it, logLik = sum(dpois(y, mu, log = TRUE)) - 0.5 * sum(u^2) - 0.5 * ld,
+       logdet = ld)
+}
+## lme4's pieces of -2 logLik (getME(fit, "devcomp")$cmp, fit@resp$aic()) beside those of poisson_laplace_direct's
+## result lap (y: the response); more_note: words added to the note.
+laplace_components <- function(fit, lap, y, more_note = NULL) {
+  cmp <- getME(fit, "devcomp")$cmp
+  list(ldL2_lme4 = unname(cmp[["ldL2"]]), ldL2_direct = lap$logdet,
+       ussq_lme4 = unname(cmp[["ussq"]]), ussq_direct = sum(lap$u^2),
+       minus_two_loglik_y_lme4 = fit@resp$aic(),
+       minus_two_loglik_y_direct = -2 * sum(dpois(y, lap$mu, log = TRUE)),
+       note = paste(c("lme4's -2 logLik = aic (-2 sum log dpois(y, mu)) + ussq + ldL2 (getME(fit, 'devcomp')$cmp,",
+                      "fit@resp$aic()); _direct: the same pieces here at the exact mode.", more_note), collapse = " "))
+}
+
+## ---------------------------------------------------------------- lme4: modular fits with a replaced Zt
+
+## Shared by known_cov_references.R and mm_references.R: lme4 1.1-31's lmer() / glmer() bodies step by step after
+## lFormula / glFormula, so that the script can replace the random-effect design (mod$reTrms$Zt, Ztlist) in between.
+## The *_CALLS are the same steps as R calls, for the JSON's r_calls (after the script's `ctrl <- ...`, its
+## lFormula / glFormula call and its Zt replacement).
+
+## lmer()'s body from mkLmerDevfun on: lmod = lFormula(...)'s value, ctrl its lmerControl().
+modular_lmer <- function(lmod, ctrl) {
+  lmod$formula <- NULL
+  devfun <- do.call(mkLmerDevfun, c(lmod, list(control = ctrl)))
+  opt <- optimizeLmer(devfun, optimizer = ctrl$optimizer, restart_edge = ctrl$restart_edge,
+                      boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, calc.derivs = ctrl$calc.derivs,
+                      use.last.params = ctrl$use.last.params)
+  cc <- checkConv(attr(opt, "derivs"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)
+  mkMerMod(environment(devfun), opt, lmod$reTrms, fr = lmod$fr, lme4conv = cc)
+}
+MODULAR_LMER_CALLS <- c(
+  "lmod$formula <- NULL",
+  "devfun <- do.call(mkLmerDevfun, c(lmod, list(control = ctrl)))",
+  paste("opt <- optimizeLmer(devfun, optimizer = ctrl$optimizer, restart_edge = ctrl$restart_edge, boundary.tol =",
+        "ctrl$boundary.tol, control = ctrl$optCtrl, calc.derivs = ctrl$calc.derivs, use.last.params =",
+        "ctrl$use.last.params)"),
+  "cc <- checkConv(attr(opt, \"derivs\"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)",
+  "fit <- mkMerMod(environment(devfun), opt, lmod$reTrms, fr = lmod$fr, lme4conv = cc)")
+
+## glmer()'s body (nAGQ = 1) from mkGlmerDevfun on: stage 1 (bobyqa, theta, nAGQ = 0), then stage 2 (Nelder_Mead,
+## theta and beta); glmod = glFormula(...)'s value, ctrl its glmerControl().
+modular_glmer <- function(glmod, ctrl) {
+  glmod$formula <- NULL
+  devfun <- do.call(mkGlmerDevfun, c(glmod, list(control = ctrl, nAGQ = 0)))
+  opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[1]], restart_edge = FALSE, boundary.tol = 0,
+                       control = ctrl$optCtrl, nAGQ = 0, calc.derivs = FALSE)
+  devfun <- updateGlmerDevfun(devfun, glmod$reTrms, nAGQ = 1)
+  start <- lme4:::updateStart(NULL, theta = opt$par)
+  opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[2]], restart_edge = ctrl$restart_edge,
+                       boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, start = start, nAGQ = 1, stage = 2,
+                       calc.derivs = ctrl$calc.derivs, use.last.params = ctrl$use.last.params)
+  cc <- checkConv(attr(opt, "derivs"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)
+  mkMerMod(environment(devfun), opt, glmod$reTrms, fr = glmod$fr, lme4conv = cc)
+}
+## The words on those two stages for a case's notes (as known_cov_references.R and mm_references.R record them).
+MODULAR_GLMER_NOTE <- paste(
+  "poisson log link, Laplace (glmer's two stages: stage 1 bobyqa over theta with nAGQ = 0, stage 2 Nelder_Mead over",
+  "theta and beta with nAGQ = 1). theta = sigma_b. deviance is lme4's deviance() of a glmerMod (not -2 logLik;",
+  "minus_two_logLik is). fit_warnings: stage 1's 'unused control arguments ignored' (see the header).")
+## The JSON's `tolerances` for those fits: the gaussian (lmer) and poisson (glmer, 1 theta + 2 beta) controls as
+## text, and the words on them; see: where they are explained.
+modular_tolerances <- function(lmer_text, glmer_text, see) list(
+  gaussian = lmer_text, poisson = glmer_text,
+  note = paste0("the repository's tight lme4 settings (", see, "): nloptwrap tolerances for lmer; tolPwrss 1e-13 and ",
+                "Nelder_Mead's xt (1 theta + 2 beta) for glmer stage 2; stage 1 bobyqa warns 'unused control ",
+                "arguments ignored' (kept in fit_warnings)."))
+MODULAR_GLMER_CALLS <- c(
+  "glmod$formula <- NULL",
+  "devfun <- do.call(mkGlmerDevfun, c(glmod, list(control = ctrl, nAGQ = 0)))",
+  paste("opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[1]], restart_edge = FALSE, boundary.tol = 0,",
+        "control = ctrl$optCtrl, nAGQ = 0, calc.derivs = FALSE)   # stage 1: bobyqa, theta, nAGQ = 0"),
+  "devfun <- updateGlmerDevfun(devfun, glmod$reTrms, nAGQ = 1)",
+  "start <- lme4:::updateStart(NULL, theta = opt$par)",
+  paste("opt <- optimizeGlmer(devfun, optimizer = ctrl$optimizer[[2]], restart_edge = ctrl$restart_edge,",
+        "boundary.tol = ctrl$boundary.tol, control = ctrl$optCtrl, start = start, nAGQ = 1, stage = 2,",
+        "calc.derivs = ctrl$calc.derivs, use.last.params = ctrl$use.last.params)   # stage 2: Nelder_Mead, theta + beta"),
+  "cc <- checkConv(attr(opt, \"derivs\"), opt$par, ctrl = ctrl$checkConv, lbound = environment(devfun)$lower)",
+  "fit <- mkMerMod(environment(devfun), opt, glmod$reTrms, fr = glmod$fr, lme4conv = cc)")
 
 ## ---------------------------------------------------------------- gamm4: default and tight fits
 
