@@ -314,7 +314,7 @@ def case_placeholder(family: str, rng, per_group: int) -> pd.DataFrame:
         )
     return pd.DataFrame(
         {
-            "y": y if family == "gaussian" else np.exp(y),
+            "y": y if family == "gaussian" else np.round(np.exp(y)) if family == "poisson" else np.exp(y),
             "x": rng.normal(size=n),
             "g": np.repeat(np.arange(N_GROUPS), per_group),
             # ar1's time factor: each time twice per group, so that sigma is told apart from the block's SD
