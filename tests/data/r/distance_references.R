@@ -12,27 +12,17 @@
 ## (`control_used`, `default_fit`). `newton_polish` (not a glmmTMB call): Newton steps on the fit's own objective
 ## from its optimum, to show how far the nlminb stop is from the optimum.
 ##
-## Number formatting, CSV writer, JSON conventions and the Newton polish are in tests/data/r/reference_helpers.R
-## (shared with tests/data/r/structured_references.R).
+## Number formatting, CSV writer, JSON conventions, the Newton polish, the walk over the terms' theta (tmb_terms),
+## the summary table's common columns and the read-back checks are in tests/data/r/reference_helpers.R (shared with
+## tests/data/r/structured_references.R and the other glmmTMB scripts).
 ##
 ## Tested with R 4.2.2, glmmTMB 1.1.5, TMB 1.9.2, Matrix 1.5-3, jsonlite 1.8.4 (Debian bookworm packages).
 
-suppressPackageStartupMessages({
-  library(glmmTMB)
-  library(jsonlite)
-})
-
-OUT <- file.path("tests", "data")
-stopifnot(dir.exists(OUT))
-
-
-## ---------------------------------------------------------------- helpers
-
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file, newton_polish, glmmTMB helpers
+                                                                 # newton_polish, glmmTMB helpers
+OUT <- start_script(c("glmmTMB", "jsonlite"))   # OUT = tests/data
 
-versions <- glmmtmb_versions(list(
-  glmmTMB_built_with_TMB = trimws(readLines(system.file("TMB-version", package = "glmmTMB"))[1])))
+versions <- glmmtmb_versions(built_with = TRUE)
 
 ## ---------------------------------------------------------------- data
 
@@ -127,8 +117,6 @@ SIM_CODE <- paste(
 
 ## ---------------------------------------------------------------- structure helpers
 
-BLOCK_NAMES <- c("0" = "diag", "1" = "us", "2" = "cs", "3" = "ar1", "4" = "ou", "5" = "exp", "6" = "gau",
-                 "7" = "mat", "8" = "toep")
 
 PARAM_NOTES <- list(
   source = paste("glmmTMB 1.1.5: src/glmmTMB.cpp termwise_nll (read in the GitHub repository glmmTMB/glmmTMB at",
@@ -255,17 +243,9 @@ tmb_varcorr <- function(m, th) {
 
 ## Newton polish (reference_helpers.R) with sd / natural parameters / corr of each term from the polished theta.
 ## Run AFTER everything else has been extracted from m (it moves m$obj's internal state).
-polish_terms <- function(th, reS) {
-  terms <- list(); pos <- 0
-  for (i in seq_along(reS)) {
-    nt <- reS[[i]]$blockNumTheta; name <- BLOCK_NAMES[[as.character(reS[[i]]$blockCode)]]
-    thi <- th[pos + seq_len(nt)]; pos <- pos + nt
-    k <- seq_len(min(LEVELS_SHOWN, reS[[i]]$blockSize))
-    terms[[i]] <- list(term = names(reS)[i], structure = name, theta = arr(thi), sd = exp(thi[1]),
-                       natural = natural_params(name, thi), corr_shown = mat(dist_corr(name, thi, reS[[i]])[k, k]))
-  }
-  terms
-}
+polish_terms <- function(th, reS) tmb_terms(th, reS, function(label, term, name, thi, k) list(
+  term = label, structure = name, theta = arr(thi), sd = exp(thi[1]), natural = natural_params(name, thi),
+  corr_shown = mat(dist_corr(name, thi, term)[k, k])), shown = LEVELS_SHOWN)
 polish <- function(m) newton_polish(m, polish_terms, "sd / natural / corr from theta by the parameterisation maps;")
 
 ## Gaussian only: GLS fixed effects, lme4-style se, and the log-likelihood computed directly from the marginal
@@ -291,30 +271,20 @@ run_case <- function(case_id, call_text, data_id, notes = NULL, boundary = FALSE
     m <- f$m; cap <- f$cap; used_call <- f$used_call; control_used <- f$control_used; default_warn <- f$default_warn
     blk <- tmb_block_d(m, cap, used_call)
     usable <- length(cap$warnings) == 0 && isTRUE(blk$pdHess) && !boundary
-    pol <- tryCatch(polish(m), error = function(e) list(status = paste("failed:", conditionMessage(e))))
+    pol <- try_polish(polish, m)
     cases[[case_id]] <<- list(
       case_id = case_id, data = data_id, data_file = DATA_FILE[[data_id]],
       r_call = used_call, control_used = control_used, default_fit = default_warn,
       usable = usable, boundary = boundary, notes = notes,
       results = blk, newton_polish = pol)
     vc1 <- blk$varcorr[[1]]; nat <- vc1$natural
-    rows[[case_id]] <<- data.frame(
-      case_id = case_id, control = if (control_used == "default") "default" else "refit", usable = usable,
-      logLik = blk$logLik, df = blk$df, sigma = if (is.null(blk$sigma)) NA else blk$sigma,
+    rows[[case_id]] <<- tmb_summary_row(
+      case_id, control_used, usable, blk, pol, cap, list(default = default_warn),
       sd = vc1$sd,
       natural = paste(sprintf("%s=%.8g", names(nat)[names(nat) != "note"], unlist(nat[names(nat) != "note"])),
                       collapse = " "),
       theta = paste(sprintf("%.8g", unlist(vc1$theta)), collapse = " "),
-      corr12 = vc1$corr_shown[1, 2],
-      fixef = paste(sprintf("%.6f(%.6f)", unlist(blk$fixef$estimate), unlist(blk$fixef$se)), collapse = " "),
-      conv = blk$convergence, pdHess = blk$pdHess, grad = blk$max_abs_gradient,
-      theta_chk = blk$theta_check_max_abs_diff,
-      ll_direct = if (is.null(blk$gls)) NA else blk$gls$logLik_direct_minus_glmmTMB,
-      polish_dll = if (is.null(pol$logLik_gain_vs_fit)) NA else pol$logLik_gain_vs_fit,
-      polish_dpar = if (is.null(pol$max_abs_diff_par_vs_fit)) NA else pol$max_abs_diff_par_vs_fit,
-      warnings = paste(unique(c(if (!is.null(default_warn)) paste("default:", unlist(default_warn$warnings)),
-                                cap$warnings)), collapse = " | "),
-      stringsAsFactors = FALSE)
+      corr12 = vc1$corr_shown[1, 2])
     "ok"
   }, error = function(e) { failures[[case_id]] <<- conditionMessage(e); paste("FAILED:", conditionMessage(e)) })
   cat(sprintf("%-12s %s\n", case_id, res))
@@ -422,37 +392,24 @@ top <- list(
                        "warning in the reference fit, pdHess, and not at a boundary (boundary)."),
   parameterisation = PARAM_NOTES,
   cases = cases,
-  mat_checks = mat_checks,
-  failures = if (length(failures)) failures else NULL)
-jpath <- file.path(OUT, "distance_references.json")
-write_json_file(top, jpath)
-## read back: valid JSON, numbers exact
-back <- fromJSON(jpath, simplifyVector = FALSE)
-for (cid in names(cases)) {
-  stopifnot(identical(back$cases[[cid]]$results$logLik, cases[[cid]]$results$logLik))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$results$fixef$estimate)),
-                      as.numeric(cases[[cid]]$results$fixef$estimate)))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$results$theta)), as.numeric(cases[[cid]]$results$theta)))
-}
-stopifnot(identical(unlist(back$data$D$pos_levels), levD))
-cat("wrote", jpath, "\n")
+  mat_checks = mat_checks)
+## written, then read back: valid JSON, numbers exact
+back <- write_json_read_back(top, failures, file.path(OUT, "distance_references.json"), show_size = FALSE)
+stopifnot(tmb_read_back_ok(back, cases), identical(unlist(back$data$D$pos_levels), levD))
 
 ## ---------------------------------------------------------------- summary
 
-tab <- do.call(rbind, rows); rownames(tab) <- NULL
-options(width = 250, digits = 12)
-cat("\n==== summary ====\n")
+tab <- summary_table(rows)
 print(tab[, c("case_id", "control", "usable", "logLik", "df", "sigma", "sd", "corr12", "conv", "pdHess", "grad",
               "theta_chk", "ll_direct", "polish_dll", "polish_dpar")], row.names = FALSE)
 cat("\ntheta, natural-scale correlation parameters and fixef (se):\n")
 for (i in seq_len(nrow(tab))) cat(sprintf("  %-11s theta: %s\n  %-11s %s\n  %-11s fixef: %s\n", tab$case_id[i],
                                           tab$theta[i], "", tab$natural[i], "", tab$fixef[i]))
-cat("\nwarnings:\n")
-for (i in seq_len(nrow(tab))) cat(sprintf("  %-11s %s\n", tab$case_id[i], if (nzchar(tab$warnings[i])) tab$warnings[i] else "none"))
+print_warnings(tab, 11)
 cat("\nmat_checks: starts logLik range", sprintf("%.10f", unlist(mat_checks$starts_logLik_range)),
     "| kappa = 0.5 fit: logLik", sprintf("%.10f", mat_checks$kappa_half$logLik),
     "minus exp_reml", sprintf("%.2e", mat_checks$kappa_half$logLik_minus_exp_reml),
     "; range minus exp scale", sprintf("%.2e", mat_checks$kappa_half$range_minus_exp_reml_scale),
     "; matern(0.5) vs exp corr", sprintf("%.2e", mat_checks$kappa_half$max_abs_diff_matern_half_vs_exp_corr_at_exp_reml_scale), "\n")
 cat("\nnumFactor levels: times:", levC, "\n  pos (first 4):", head(levD, 4), "\n")
-if (length(failures)) { cat("\nFAILED cases:\n"); for (n in names(failures)) cat(" ", n, ":", failures[[n]], "\n") } else cat("\nno failures\n")
+report_failures(failures)

@@ -32,24 +32,17 @@
 ##
 ## Reproducibility: reruns are byte-identical (CSV and JSON; see `reproducibility` in the JSON).
 ##
-## Number formatting, CSV writer, JSON conventions, the refit rule, the fit summary and the Newton polish are in
-## tests/data/r/reference_helpers.R.
+## Number formatting, CSV writer, JSON conventions, the refit rule, the fit summary, the Newton polish, the walk over
+## the terms' theta (tmb_terms), the summary table's common columns and the read-back checks are in
+## tests/data/r/reference_helpers.R (shared with the other glmmTMB scripts).
 ##
 ## Tested with R 4.2.2, glmmTMB 1.1.5, TMB 1.9.2, Matrix 1.5-3, jsonlite 1.8.4 (Debian bookworm packages).
 
-suppressPackageStartupMessages({
-  library(glmmTMB)
-  library(jsonlite)
-})
-
-OUT <- file.path("tests", "data")
-stopifnot(dir.exists(OUT))
-
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file, newton_polish, glmmTMB helpers
+                                                                 # newton_polish, glmmTMB helpers
+OUT <- start_script(c("glmmTMB", "jsonlite"))   # OUT = tests/data
 
-versions <- glmmtmb_versions(list(
-  glmmTMB_built_with_TMB = trimws(readLines(system.file("TMB-version", package = "glmmTMB"))[1])))
+versions <- glmmtmb_versions(built_with = TRUE)
 
 ## ---------------------------------------------------------------- the Matern correlation (base R)
 
@@ -184,8 +177,6 @@ PARAM_NOTES <- list(
     "poisson: Laplace approximation over the 60 field values; fit$fit$par = (beta x 2, theta x 3); obj$fn(par)",
     "= minus the Laplace log-likelihood (inner Newton for the mode of b, started from obj$env$last.par.best)."))
 
-BLOCK_NAMES <- c("0" = "diag", "1" = "us", "2" = "cs", "3" = "ar1", "4" = "ou", "5" = "exp", "6" = "gau",
-                 "7" = "mat", "8" = "toep")
 THETA_NAMES <- c("log_sd", "log_range", "log_smoothness")
 LEVELS_SHOWN <- 4
 
@@ -237,18 +228,9 @@ tmb_varcorr <- function(m, th) {
 }
 
 ## Newton polish (reference_helpers.R) with sd / range / smoothness / corr from the polished theta.
-polish_terms <- function(th, reS) {
-  terms <- list(); pos <- 0
-  for (i in seq_along(reS)) {
-    nt <- reS[[i]]$blockNumTheta; name <- BLOCK_NAMES[[as.character(reS[[i]]$blockCode)]]
-    thi <- th[pos + seq_len(nt)]; pos <- pos + nt
-    k <- seq_len(min(LEVELS_SHOWN, reS[[i]]$blockSize))
-    terms[[i]] <- list(term = names(reS)[i], structure = name, theta = arr(thi), sd = exp(thi[1]),
-                       range = exp(thi[2]), smoothness = exp(thi[3]),
-                       corr_shown = mat(matern_corr(reS[[i]]$dist, exp(thi[2]), exp(thi[3]))[k, k]))
-  }
-  terms
-}
+polish_terms <- function(th, reS) tmb_terms(th, reS, function(label, term, name, thi, k) list(
+  term = label, structure = name, theta = arr(thi), sd = exp(thi[1]), range = exp(thi[2]), smoothness = exp(thi[3]),
+  corr_shown = mat(matern_corr(term$dist, exp(thi[2]), exp(thi[3]))[k, k])), shown = LEVELS_SHOWN)
 polish <- function(m) newton_polish(m, polish_terms, "sd / range / smoothness / corr from theta by the Matern map;")
 
 gls_check <- function(m) tmb_gls(m, tmb_cov_b(m))
@@ -371,7 +353,7 @@ run_case <- function(case_id, call_text, kind, notes = NULL) {
     ## objective at other points and the starts check, then the polish (they move m$obj's state)
     objp <- tryCatch(objective_points(m, DELTAS[[kind]], TRUTH_PAR[[kind]]),
                      error = function(e) list(failed = conditionMessage(e)))
-    pol <- tryCatch(polish(m), error = function(e) list(status = paste("failed:", conditionMessage(e))))
+    pol <- try_polish(polish, m)
     stc <- tryCatch(starts_check(call_text), error = function(e) list(failed = conditionMessage(e)))
     cases[[case_id]] <<- list(
       case_id = case_id, data_file = "matern_sim.csv",
@@ -391,50 +373,34 @@ run_case <- function(case_id, call_text, kind, notes = NULL) {
       newton_polish = pol,
       starts_check = stc)
     vc1 <- blk$varcorr[[1]]
-    rows[[case_id]] <<- data.frame(
-      case_id = case_id, control = if (control_used == "default") "default" else "refit", usable = usable,
-      logLik = blk$logLik, df = blk$df, sigma = if (is.null(blk$sigma)) NA else blk$sigma,
+    rows[[case_id]] <<- tmb_summary_row(
+      case_id, control_used, usable, blk, pol, cap, list(default = default_warn),
       sd = vc1$sd, range = vc1$range, kappa = vc1$smoothness,
       theta = paste(sprintf("%.8g", unlist(vc1$theta)), collapse = " "),
-      fixef = paste(sprintf("%.6f(%.6f)", unlist(blk$fixef$estimate), unlist(blk$fixef$se)), collapse = " "),
-      conv = blk$convergence, pdHess = blk$pdHess, grad = blk$max_abs_gradient,
-      theta_chk = blk$theta_check_max_abs_diff,
-      ll_direct = if (is.null(blk$gls)) NA else blk$gls$logLik_direct_minus_glmmTMB,
       obj_direct = if (is.null(objp$points[[1]]$direct_minus_glmmTMB)) NA else
         max(abs(sapply(objp$points, `[[`, "direct_minus_glmmTMB"))),
-      polish_status = if (is.null(pol$status)) NA else pol$status,
-      polish_dll = if (is.null(pol$logLik_gain_vs_fit)) NA else pol$logLik_gain_vs_fit,
-      polish_dpar = if (is.null(pol$max_abs_diff_par_vs_fit)) NA else pol$max_abs_diff_par_vs_fit,
-      polish_grad = if (is.null(pol$max_abs_gradient)) NA else pol$max_abs_gradient,
+      polish_status = or_na(pol$status), polish_grad = or_na(pol$max_abs_gradient),
       starts_dll = if (is.null(stc$logLik_range)) NA else diff(unlist(stc$logLik_range)),
-      starts_dth = if (is.null(stc$theta_max_spread)) NA else stc$theta_max_spread,
-      warnings = paste(unique(c(if (!is.null(default_warn)) paste("default:", unlist(default_warn$warnings)),
-                                cap$warnings)), collapse = " | "),
-      stringsAsFactors = FALSE)
+      starts_dth = or_na(stc$theta_max_spread))
     "ok"
   }, error = function(e) { failures[[case_id]] <<- conditionMessage(e); paste("FAILED:", conditionMessage(e)) })
   cat(sprintf("%-18s %s\n", case_id, res))
 }
 
-CASE_NOTES <- list(
-  mat_gaussian_reml = paste("true values: sd 0.8, range 2, smoothness 1, sigma 0.5, beta (1, 0.5). Clean",
-                            "(default control, no warning, pdHess). One realisation of the field (blockReps 1):",
-                            "range and smoothness trade off (estimate: sd 0.967, range 4.41, smoothness 0.679), but",
-                            "the optimum is unique (starts_check: seven starts). nlminb stops at max |gradient|",
-                            "2.1e-5; newton_polish moves the parameters by 5.9e-6 and logLik by 1.5e-11."),
-  mat_gaussian_ml = paste("ML version of mat_gaussian_reml; same truth. Clean; estimate sd 0.747, range 2.05,",
-                          "smoothness 0.882."),
-  mat_poisson = paste("Laplace ML; the same field scaled by 0.7 (true sd 0.56, range 2, smoothness 1), beta",
-                      "(0.3, 0.3). Clean; estimate sd 0.443, range 0.455, smoothness 2.354: smoother and shorter-",
-                      "ranged than the truth (correlation at d = 1: 0.51, truth 0.83; the field is seen only",
-                      "through 4 counts per site, mean count 1.475)."))
-
 run_case("mat_gaussian_reml", "glmmTMB(y ~ x + mat(pos + 0 | group), data = d, REML = TRUE)", "reml",
-         notes = CASE_NOTES$mat_gaussian_reml)
+         notes = paste("true values: sd 0.8, range 2, smoothness 1, sigma 0.5, beta (1, 0.5). Clean (default",
+                       "control, no warning, pdHess). One realisation of the field (blockReps 1): range and",
+                       "smoothness trade off (estimate: sd 0.967, range 4.41, smoothness 0.679), but the optimum is",
+                       "unique (starts_check: seven starts). nlminb stops at max |gradient| 2.1e-5; newton_polish",
+                       "moves the parameters by 5.9e-6 and logLik by 1.5e-11."))
 run_case("mat_gaussian_ml", "glmmTMB(y ~ x + mat(pos + 0 | group), data = d, REML = FALSE)", "ml",
-         notes = CASE_NOTES$mat_gaussian_ml)
+         notes = paste("ML version of mat_gaussian_reml; same truth. Clean; estimate sd 0.747, range 2.05,",
+                       "smoothness 0.882."))
 run_case("mat_poisson", "glmmTMB(count ~ x + mat(pos + 0 | group), family = poisson, data = d)", "poisson",
-         notes = CASE_NOTES$mat_poisson)
+         notes = paste("Laplace ML; the same field scaled by 0.7 (true sd 0.56, range 2, smoothness 1), beta (0.3,",
+                       "0.3). Clean; estimate sd 0.443, range 0.455, smoothness 2.354: smoother and shorter-",
+                       "ranged than the truth (correlation at d = 1: 0.51, truth 0.83; the field is seen only",
+                       "through 4 counts per site, mean count 1.475)."))
 
 ## ---------------------------------------------------------------- Matern formula checks (base R)
 
@@ -524,11 +490,11 @@ cat("seed_search done\n")
 ## ---------------------------------------------------------------- JSON
 
 top <- list(
-  description = paste("glmmTMB reference fits with the Matern spatial random-effect covariance mat(pos + 0 | group)",
-                      "(one field over 60 sites, 2-D coordinates via numFactor) on simulated data: gaussian REML,",
-                      "gaussian ML, poisson Laplace; parameterisation verified against glmmTMB's correlation."),
-  script = "tests/data/r/matern_references.R", versions = versions,
-  simulation = SIM_CODE,
+  description = paste("glmmTMB reference fits with the Matern spatial random-effect covariance",
+                      "mat(pos + 0 | group) (one field over 60 sites, 2-D coordinates via numFactor)",
+                      "on simulated data: gaussian REML, gaussian ML, poisson Laplace; parameterisation",
+                      "verified against glmmTMB's correlation."),
+  script = "tests/data/r/matern_references.R", versions = versions, simulation = SIM_CODE,
   data = list(
     file = "matern_sim.csv", nrow = nrow(d), columns = arr(c("y", "count", "x", "x1", "x2", "site")),
     seed = SEED, n_sites = N_SITE, rows_per_site = N_REP,
@@ -562,28 +528,18 @@ top <- list(
   reproducibility = paste(
     "reruns are byte-identical (CSV and JSON, md5 sums compared over repeated runs with ASLR on and one under",
     "setarch -R), so the script runs as it is (no setarch re-run as in smooth_references.R). Compare on other",
-    "machines at the optimiser's accuracy, not bit for bit."),
-  failures = if (length(failures)) failures else NULL)
-jpath <- file.path(OUT, "matern_references.json")
-write_json_file(top, jpath)
-## read back: valid JSON, numbers exact
-back <- fromJSON(jpath, simplifyVector = FALSE)
-for (cid in names(cases)) {
-  stopifnot(identical(back$cases[[cid]]$results$logLik, cases[[cid]]$results$logLik))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$results$fixef$estimate)),
-                      as.numeric(cases[[cid]]$results$fixef$estimate)))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$theta$values)), as.numeric(cases[[cid]]$theta$values)))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$field_modes$mode)),
-                      as.numeric(cases[[cid]]$field_modes$mode)))
-}
-stopifnot(identical(unlist(back$data$pos_levels), levD))
-cat("wrote", jpath, "\n")
+    "machines at the optimiser's accuracy, not bit for bit."))
+## written, then read back: valid JSON, numbers exact
+back <- write_json_read_back(top, failures, file.path(OUT, "matern_references.json"), show_size = FALSE)
+stopifnot(tmb_read_back_ok(back, cases, theta = FALSE),
+          all(vapply(names(cases), function(cid)
+            read_back_identical(back$cases[[cid]]$theta$values, cases[[cid]]$theta$values) &&
+              read_back_identical(back$cases[[cid]]$field_modes$mode, cases[[cid]]$field_modes$mode), TRUE)),
+          identical(unlist(back$data$pos_levels), levD))
 
 ## ---------------------------------------------------------------- summary
 
-tab <- do.call(rbind, rows); rownames(tab) <- NULL
-options(width = 250, digits = 12)
-cat("\n==== summary ====\n")
+tab <- summary_table(rows)
 print(tab[, c("case_id", "control", "usable", "logLik", "df", "sigma", "sd", "range", "kappa", "conv", "pdHess",
               "grad")], row.names = FALSE)
 print(tab[, c("case_id", "theta_chk", "ll_direct", "obj_direct", "polish_status", "polish_dll", "polish_dpar",
@@ -591,9 +547,7 @@ print(tab[, c("case_id", "theta_chk", "ll_direct", "obj_direct", "polish_status"
 cat("\ntheta and fixef (se):\n")
 for (i in seq_len(nrow(tab))) cat(sprintf("  %-18s theta: %s\n  %-18s fixef: %s\n", tab$case_id[i], tab$theta[i],
                                           "", tab$fixef[i]))
-cat("\nwarnings:\n")
-for (i in seq_len(nrow(tab))) cat(sprintf("  %-18s %s\n", tab$case_id[i],
-                                          if (nzchar(tab$warnings[i])) tab$warnings[i] else "none"))
+print_warnings(tab, 18)
 cat("\nseed search:\n")
 for (s in names(seed_search)) for (cid in names(seed_search[[s]]$fits)) {
   f <- seed_search[[s]]$fits[[cid]]
@@ -612,4 +566,4 @@ if (!is.null(seed_2026128_trace$gau_limit)) {
 }
 cat("\nmatern closed forms (max rel diff):", sapply(matern_check$closed_forms, function(z) sprintf("kappa %.1f: %.2e", z$kappa, z$max_rel_diff)), "\n")
 cat("\npos levels (first 4):", head(levD, 4), "\n")
-if (length(failures)) { cat("\nFAILED cases:\n"); for (n in names(failures)) cat(" ", n, ":", failures[[n]], "\n") } else cat("\nno failures\n")
+report_failures(failures)

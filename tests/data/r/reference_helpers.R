@@ -1,11 +1,16 @@
 ## Helpers shared by the R scripts that write the reference data under tests/data/ (exact number formatting,
-## JSON and CSV writers, capture of warnings and messages, the Newton polish of a glmmTMB fit).
+## JSON and CSV writers, capture of warnings and messages, the start and end of a script, the parts of lme4 /
+## gamm4 / glmmTMB fit summaries that several scripts write alike, lme4's modular lmer / glmer bodies, the Newton
+## polish of a glmmTMB fit).
 ##
 ## The scripts are run from the repository root and source this file relative to it:
 ##     source(file.path("tests", "data", "r", "reference_helpers.R"))
-## It defines functions only (no packages attached, no random numbers drawn); parse_exact / write_json_file call
-## jsonlite by its namespace. Used by kr_references.R, glmm_profile_references.R, structured_references.R,
-## distance_references.R, rr_toep_references.R, r2_count_references.R, smooth_references.R and known_cov_references.R (the older scripts still carry their own copies).
+## Sourcing it defines functions and constants only (no packages attached, no random numbers drawn; start_script
+## attaches the script's packages when called); parse_exact / write_json_file call jsonlite by its namespace. Used
+## by kr_references.R, glmm_profile_references.R, structured_references.R, distance_references.R,
+## rr_toep_references.R, matern_references.R, r2_count_references.R, smooth_references.R, smooth_by_references.R,
+## known_cov_references.R and mm_references.R (the older scripts still carry their own copies). A script that
+## defines a function of the same name after sourcing it (r2_count_references.R's `named`) uses its own.
 ##
 ## Conventions:
 ##  - every double is written as the shortest of %.15g / %.16g / %.17g that reads back to the same double with a
@@ -228,11 +233,13 @@ newton_polish <- function(m, term_summary, maps, maxit = 50, gtol = 1e-8) {
 ## Shared by structured_references.R, distance_references.R and rr_toep_references.R. tmb_block calls the
 ## script's own tmb_varcorr(m, th) and gls_check(m) (looked up when called), which write the structure-specific parts.
 
-## Package versions recorded in the JSON; extra: named entries placed after TMB.
-glmmtmb_versions <- function(extra = list()) c(
+## Package versions recorded in the JSON; extra: named entries placed after TMB (after the TMB version glmmTMB was
+## built with, glmmTMB_built_with_TMB, when built_with).
+glmmtmb_versions <- function(extra = list(), built_with = FALSE) c(
   list(R = R.version.string,
        glmmTMB = as.character(packageVersion("glmmTMB")),
        TMB = as.character(packageVersion("TMB"))),
+  if (built_with) list(glmmTMB_built_with_TMB = trimws(readLines(system.file("TMB-version", package = "glmmTMB"))[1])),
   extra,
   list(Matrix = as.character(packageVersion("Matrix")),
        jsonlite = as.character(packageVersion("jsonlite")),
@@ -251,6 +258,24 @@ lme4_versions <- function(extra = list()) c(
 ## gamm4's: mgcv and gamm4 after R.
 gamm4_versions <- function() lme4_versions(list(mgcv = as.character(packageVersion("mgcv")),
                                                 gamm4 = as.character(packageVersion("gamm4"))))
+
+## glmmTMB 1.1.5's blockCode -> the covariance structure's name.
+BLOCK_NAMES <- c("0" = "diag", "1" = "us", "2" = "cs", "3" = "ar1", "4" = "ou", "5" = "exp", "6" = "gau",
+                 "7" = "mat", "8" = "toep")
+
+## The conditional model's random-effect terms (reS = m$modelInfo$reStruc$condReStruc) with their slices of th (all
+## terms' theta in order): one(label, term, name, thi, k) for each term, label its name in reS, name its structure's
+## name, thi its theta and k the indices of its first levels shown (at most `shown`). Returns one()'s values.
+tmb_terms <- function(th, reS, one, shown = 4) {
+  out <- list(); pos <- 0
+  for (i in seq_along(reS)) {
+    term <- reS[[i]]; nt <- term$blockNumTheta
+    thi <- th[pos + seq_len(nt)]; pos <- pos + nt
+    out[[i]] <- one(names(reS)[i], term, BLOCK_NAMES[[as.character(term$blockCode)]], thi,
+                    seq_len(min(shown, term$blockSize)))
+  }
+  out
+}
 
 REFIT_CONTROL <- "glmmTMBControl(optCtrl = list(iter.max = 1e4, eval.max = 1e4))"
 
@@ -653,4 +678,57 @@ report_failures <- function(failures) {
     cat("\nFAILED cases:\n")
     for (n in names(failures)) cat(" ", n, ":", failures[[n]], "\n")
   } else cat("\nno failures\n")
+}
+
+## ---------------------------------------------------------------- glmmTMB scripts: cases and the summary table
+
+## Shared by structured_references.R, distance_references.R, rr_toep_references.R and matern_references.R.
+
+## newton_polish as the scripts record it (polish: the script's function of m); a failure becomes its status.
+try_polish <- function(polish, m)
+  tryCatch(polish(m), error = function(e) list(status = paste("failed:", conditionMessage(e))))
+
+## NA for NULL (a summary-table cell).
+or_na <- function(x) if (is.null(x)) NA else x
+
+## A case's row of the summary table printed at the end (not written out): the columns every glmmTMB script has
+## (the control used, usable, logLik, df, sigma, fixef (se), convergence, pdHess, gradient, theta check, the GLS
+## logLik check, the polish's gains, the warnings of the reference fit and of the warned fits before it), then the
+## script's own columns (...). warned: the warned fits, as list(default = default_warn, refit = refit_warn).
+tmb_summary_row <- function(case_id, control_used, usable, blk, pol, cap, warned, ...) {
+  data.frame(
+    case_id = case_id,
+    control = if (control_used == "default") "default" else if (control_used == REFIT_CONTROL) "refit" else "fallback",
+    usable = usable,
+    logLik = blk$logLik, df = blk$df, sigma = or_na(blk$sigma),
+    fixef = paste(sprintf("%.6f(%.6f)", unlist(blk$fixef$estimate), unlist(blk$fixef$se)), collapse = " "),
+    conv = blk$convergence, pdHess = blk$pdHess, grad = blk$max_abs_gradient,
+    theta_chk = blk$theta_check_max_abs_diff,
+    ll_direct = or_na(blk$gls$logLik_direct_minus_glmmTMB),
+    polish_dll = or_na(pol$logLik_gain_vs_fit), polish_dpar = or_na(pol$max_abs_diff_par_vs_fit),
+    warnings = paste(unique(c(unlist(lapply(names(warned), function(w)
+      if (!is.null(warned[[w]])) paste0(w, ": ", unlist(warned[[w]]$warnings)))), cap$warnings)), collapse = " | "),
+    ..., stringsAsFactors = FALSE)
+}
+
+## Every case's logLik and fixef estimates (and, with theta, its results$theta) read back from the JSON identical to
+## those written.
+tmb_read_back_ok <- function(back, cases, theta = TRUE) all(vapply(names(cases), function(cid) {
+  r0 <- cases[[cid]]$results; r1 <- back$cases[[cid]]$results
+  identical(r1$logLik, r0$logLik) && read_back_identical(r1$fixef$estimate, r0$fixef$estimate) &&
+    (!theta || read_back_identical(r1$theta, r0$theta))
+}, TRUE))
+
+## The summary table of the rows (printed with wide lines and 12 digits), after its heading.
+summary_table <- function(rows) {
+  tab <- do.call(rbind, rows); rownames(tab) <- NULL
+  options(width = 250, digits = 12)
+  cat("\n==== summary ====\n")
+  tab
+}
+## Each case's warnings (or "none"), the case id padded to width.
+print_warnings <- function(tab, width) {
+  cat("\nwarnings:\n")
+  for (i in seq_len(nrow(tab))) cat(sprintf(paste0("  %-", width, "s %s\n"), tab$case_id[i],
+                                            if (nzchar(tab$warnings[i])) tab$warnings[i] else "none"))
 }

@@ -14,21 +14,14 @@
 ## estimates (`refit_fit`, `r_call`). usable = no warning in the reference fit, pdHess, not at a boundary.
 ## `newton_polish` (not a glmmTMB call): Newton steps on the fit's own objective from its optimum.
 ##
-## Number formatting, CSV writer, JSON conventions and the Newton polish are in tests/data/r/reference_helpers.R.
+## Number formatting, CSV writer, JSON conventions, the Newton polish, the summary table's common columns and the
+## read-back checks are in tests/data/r/reference_helpers.R.
 ##
 ## Tested with R 4.2.2, glmmTMB 1.1.5, TMB 1.9.2, Matrix 1.5-3, jsonlite 1.8.4 (Debian bookworm packages).
 
-suppressPackageStartupMessages({
-  library(glmmTMB)
-  library(jsonlite)
-})
-
-OUT <- file.path("tests", "data")
-stopifnot(dir.exists(OUT))
-
-
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file, newton_polish, glmmTMB helpers
+                                                                 # newton_polish, glmmTMB helpers
+OUT <- start_script(c("glmmTMB", "jsonlite"))   # OUT = tests/data
 
 versions <- glmmtmb_versions()
 
@@ -270,7 +263,7 @@ run_case <- function(case_id, call_text, data_id, notes = NULL, fallback = NULL)
     bnd <- boundary_of(blk)
     usable <- length(cap$warnings) == 0 && isTRUE(blk$pdHess) && length(bnd) == 0
     fits[[case_id]] <<- m
-    pol <- tryCatch(polish(m), error = function(e) list(status = paste("failed:", conditionMessage(e))))
+    pol <- try_polish(polish, m)
     cases[[case_id]] <<- list(
       case_id = case_id, data = data_id, data_file = DATA_FILE[[data_id]],
       estimation = if (blk$REML) "REML" else "ML",
@@ -278,24 +271,12 @@ run_case <- function(case_id, call_text, data_id, notes = NULL, fallback = NULL)
       usable = usable, boundary = length(bnd) > 0, boundary_reasons = arr(bnd), notes = notes,
       results = blk, newton_polish = pol)
     vc1 <- blk$varcorr[[1]]
-    rows[[case_id]] <<- data.frame(
-      case_id = case_id, est = if (blk$REML) "REML" else "ML",
-      control = if (control_used == "default") "default" else if (control_used == REFIT_CONTROL) "refit" else "fallback",
-      usable = usable,
-      logLik = blk$logLik, df = blk$df, sigma = blk$sigma,
+    rows[[case_id]] <<- tmb_summary_row(
+      case_id, control_used, usable, blk, pol, cap, list(default = default_warn, refit = refit_warn),
+      est = if (blk$REML) "REML" else "ML",
       sd = paste(sprintf("%.6f", unlist(vc1$sd)), collapse = " "),
       lags = if (is.null(vc1$lag_corr)) "" else paste(sprintf("%.6f", unlist(vc1$lag_corr)), collapse = " "),
-      fixef = paste(sprintf("%.6f(%.6f)", unlist(blk$fixef$estimate), unlist(blk$fixef$se)), collapse = " "),
-      conv = blk$convergence, pdHess = blk$pdHess, grad = blk$max_abs_gradient,
-      theta_chk = blk$theta_check_max_abs_diff,
-      ll_direct = blk$gls$logLik_direct_minus_glmmTMB,
-      polish = if (is.null(pol$status)) NA else pol$status,
-      polish_dll = if (is.null(pol$logLik_gain_vs_fit)) NA else pol$logLik_gain_vs_fit,
-      polish_dpar = if (is.null(pol$max_abs_diff_par_vs_fit)) NA else pol$max_abs_diff_par_vs_fit,
-      warnings = paste(unique(c(if (!is.null(default_warn)) paste("default:", unlist(default_warn$warnings)),
-                                if (!is.null(refit_warn)) paste("refit:", unlist(refit_warn$warnings)),
-                                cap$warnings)), collapse = " | "),
-      stringsAsFactors = FALSE)
+      polish = or_na(pol$status))
     "ok"
   }, error = function(e) { failures[[case_id]] <<- conditionMessage(e); paste("FAILED:", conditionMessage(e)) })
   cat(sprintf("%-10s %s\n", case_id, res))
@@ -377,8 +358,7 @@ top <- list(
   description = paste("glmmTMB reference fits for the reduced-rank (rr) and Toeplitz (toep) random-effect",
                       "covariances on simulated gaussian data with two observations per random-effect cell",
                       "(residual SD identified)."),
-  script = "tests/data/r/rr_toep_references.R", versions = versions,
-  simulation = SIM_CODE,
+  script = "tests/data/r/rr_toep_references.R", versions = versions, simulation = SIM_CODE,
   data = list(
     E = list(file = "rr_species.csv", nrow = nrow(E), columns = arr(names(E)),
              n_sites = nlevels(E$site), n_species = nlevels(E$sp), replicates_per_cell = nE_rep,
@@ -402,27 +382,16 @@ top <- list(
                        "warning in the reference fit, pdHess, and not at a boundary (boundary_reasons)."),
   parameterisation = PARAM_NOTES,
   cases = cases,
-  rr_checks = rr_checks,
-  failures = if (length(failures)) failures else NULL)
-jpath <- file.path(OUT, "rr_toep_references.json")
-write_json_file(top, jpath)
-## read back: valid JSON, numbers exact
-back <- fromJSON(jpath, simplifyVector = FALSE)
-for (cid in names(cases)) {
-  stopifnot(identical(back$cases[[cid]]$results$logLik, cases[[cid]]$results$logLik))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$results$fixef$estimate)),
-                      as.numeric(cases[[cid]]$results$fixef$estimate)))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$results$theta)), as.numeric(cases[[cid]]$results$theta)))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$results$varcorr[[1]]$cov)),
-                      as.numeric(t(cases[[cid]]$results$varcorr[[1]]$cov))))
-}
-cat("wrote", jpath, "\n")
+  rr_checks = rr_checks)
+## written, then read back: valid JSON, numbers exact
+back <- write_json_read_back(top, failures, file.path(OUT, "rr_toep_references.json"), show_size = FALSE)
+stopifnot(tmb_read_back_ok(back, cases),
+          all(vapply(names(cases), function(cid) read_back_identical(back$cases[[cid]]$results$varcorr[[1]]$cov,
+                                                                     cases[[cid]]$results$varcorr[[1]]$cov), TRUE)))
 
 ## ---------------------------------------------------------------- summary
 
-tab <- do.call(rbind, rows); rownames(tab) <- NULL
-options(width = 250, digits = 12)
-cat("\n==== summary ====\n")
+tab <- summary_table(rows)
 print(tab[, c("case_id", "est", "control", "usable", "logLik", "df", "sigma", "conv", "pdHess", "grad",
               "theta_chk", "ll_direct", "polish", "polish_dll", "polish_dpar")], row.names = FALSE)
 for (i in seq_len(nrow(tab))) {
@@ -447,4 +416,4 @@ for (nm in setdiff(names(rr_checks), "note")) {
                    r$max_abs_diff_fixef_vs_rr_ml, r$convergence, r$pdHess,
                    if (length(r$fit_warnings)) paste(r$fit_warnings, collapse = " | ") else "none"))
 }
-if (length(failures)) { cat("\nFAILED cases:\n"); for (n in names(failures)) cat(" ", n, ":", failures[[n]], "\n") } else cat("\nno failures\n")
+report_failures(failures)

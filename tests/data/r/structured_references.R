@@ -13,25 +13,15 @@
 ## objective from its optimum, to show how far the nlminb stop is from the optimum.
 ##
 ## Number formatting, CSV writer, JSON conventions and the Newton polish are in tests/data/r/reference_helpers.R
-## (those of tests/data/r/zero_references.R).
+## (those of tests/data/r/zero_references.R), and so are the covariance structures' block codes (BLOCK_NAMES), the
+## summary table's common columns and the read-back checks.
 ##
 ## Tested with R 4.2.2, glmmTMB 1.1.5, TMB 1.9.2, lme4 1.1-31, Matrix 1.5-3, jsonlite 1.8.4
 ## (Debian bookworm packages).
 
-suppressPackageStartupMessages({
-  library(glmmTMB)
-  library(lme4)
-  library(jsonlite)
-})
-
-OUT <- file.path("tests", "data")
-stopifnot(dir.exists(OUT))
-
-
-## ---------------------------------------------------------------- helpers
-
 source(file.path("tests", "data", "r", "reference_helpers.R"))   # arr, mat, capture, parse_exact, write_csv_exact,
-                                                                 # write_json_file, newton_polish, glmmTMB helpers
+                                                                 # newton_polish, glmmTMB helpers
+OUT <- start_script(c("glmmTMB", "lme4", "jsonlite"))   # OUT = tests/data
 
 versions <- glmmtmb_versions(list(lme4 = as.character(packageVersion("lme4"))))
 
@@ -94,9 +84,6 @@ SIM_CODE <- paste(
   "subject = sprintf('s%02d', i); times = factor(time) with levels '1'..'n_time'.")
 
 ## ---------------------------------------------------------------- structure helpers
-
-BLOCK_NAMES <- c("0" = "diag", "1" = "us", "2" = "cs", "3" = "ar1", "4" = "ou", "5" = "exp", "6" = "gau",
-                 "7" = "mat", "8" = "toep")
 
 PARAM_NOTES <- list(
   source = paste("glmmTMB's src/glmmTMB.cpp (termwise_nll; read in the GitHub source) and TMB 1.9.2's",
@@ -241,27 +228,17 @@ run_case <- function(case_id, call_text, data_id, notes = NULL, lmer_call = NULL
                   max_abs_diff_sd = if (length(sd_t) == length(sd_l)) max(abs(sd_t - sd_l)) else NULL,
                   abs_diff_sigma = abs(blk$sigma - lm$sigma))
     }
-    pol <- tryCatch(polish(m), error = function(e) list(status = paste("failed:", conditionMessage(e))))
+    pol <- try_polish(polish, m)
     cases[[case_id]] <<- list(
       case_id = case_id, data = data_id, data_file = c(A = "structured_gauss.csv", B = "structured_counts.csv")[[data_id]],
       r_call = used_call, control_used = control_used, default_fit = default_warn,
       usable = usable, notes = notes,
       results = blk, lmer = lm, glmmTMB_vs_lmer = cmp, newton_polish = pol)
     vc1 <- blk$varcorr[[1]]
-    rows[[case_id]] <<- data.frame(
-      case_id = case_id, control = if (control_used == "default") "default" else "refit", usable = usable,
-      logLik = blk$logLik, df = blk$df, AIC = blk$AIC, sigma = if (is.null(blk$sigma)) NA else blk$sigma,
-      rho = if (is.null(vc1$rho)) NA else vc1$rho,
-      sd = paste(sprintf("%.6f", unlist(vc1$sd)), collapse = " "),
-      fixef = paste(sprintf("%.6f(%.6f)", unlist(blk$fixef$estimate), unlist(blk$fixef$se)), collapse = " "),
-      conv = blk$convergence, pdHess = blk$pdHess, grad = blk$max_abs_gradient,
-      theta_chk = blk$theta_check_max_abs_diff,
-      polish_dll = if (is.null(pol$logLik_gain_vs_fit)) NA else pol$logLik_gain_vs_fit,
-      polish_dpar = if (is.null(pol$max_abs_diff_par_vs_fit)) NA else pol$max_abs_diff_par_vs_fit,
-      lmer_logLik = if (is.null(lm)) NA else lm$logLik,
-      warnings = paste(unique(c(if (!is.null(default_warn)) paste("default:", unlist(default_warn$warnings)),
-                                cap$warnings)), collapse = " | "),
-      stringsAsFactors = FALSE)
+    rows[[case_id]] <<- tmb_summary_row(
+      case_id, control_used, usable, blk, pol, cap, list(default = default_warn),
+      AIC = blk$AIC, rho = or_na(vc1$rho), sd = paste(sprintf("%.6f", unlist(vc1$sd)), collapse = " "),
+      lmer_logLik = or_na(lm$logLik))
     "ok"
   }, error = function(e) { failures[[case_id]] <<- conditionMessage(e); paste("FAILED:", conditionMessage(e)) })
   cat(sprintf("%-14s %s\n", case_id, res))
@@ -324,32 +301,20 @@ top <- list(
   control_rule = paste("default glmmTMB control; a case whose default fit warns is refitted with control =",
                        REFIT_CONTROL, "(control_used; the default fit's warnings in default_fit)."),
   parameterisation = PARAM_NOTES,
-  cases = cases,
-  failures = if (length(failures)) failures else NULL)
-jpath <- file.path(OUT, "structured_references.json")
-write_json_file(top, jpath)
-## read back: valid JSON, numbers exact
-back <- fromJSON(jpath, simplifyVector = FALSE)
-for (cid in names(cases)) {
-  stopifnot(identical(back$cases[[cid]]$results$logLik, cases[[cid]]$results$logLik))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$results$fixef$estimate)),
-                      as.numeric(cases[[cid]]$results$fixef$estimate)))
-  stopifnot(identical(as.numeric(unlist(back$cases[[cid]]$results$theta)), as.numeric(cases[[cid]]$results$theta)))
-}
-cat("wrote", jpath, "\n")
+  cases = cases)
+## written, then read back: valid JSON, numbers exact
+back <- write_json_read_back(top, failures, file.path(OUT, "structured_references.json"), show_size = FALSE)
+stopifnot(tmb_read_back_ok(back, cases))
 
 ## ---------------------------------------------------------------- summary
 
-tab <- do.call(rbind, rows); rownames(tab) <- NULL
-options(width = 250, digits = 12)
-cat("\n==== summary ====\n")
+tab <- summary_table(rows)
 print(tab[, c("case_id", "control", "usable", "logLik", "df", "AIC", "sigma", "rho", "conv", "pdHess", "grad",
               "theta_chk", "polish_dll", "polish_dpar", "lmer_logLik")], row.names = FALSE)
 cat("\nSDs and fixef (se):\n")
 for (i in seq_len(nrow(tab))) cat(sprintf("  %-12s sd: %s\n  %-12s fixef: %s\n", tab$case_id[i], tab$sd[i], "", tab$fixef[i]))
-cat("\nwarnings:\n")
-for (i in seq_len(nrow(tab))) cat(sprintf("  %-12s %s\n", tab$case_id[i], if (nzchar(tab$warnings[i])) tab$warnings[i] else "none"))
+print_warnings(tab, 12)
 for (cid in c("diag_reml", "us_reml")) if (!is.null(cases[[cid]]$glmmTMB_vs_lmer)) {
   cat("\n", cid, "glmmTMB vs lmer:\n"); str(cases[[cid]]$glmmTMB_vs_lmer)
 }
-if (length(failures)) { cat("\nFAILED cases:\n"); for (n in names(failures)) cat(" ", n, ":", failures[[n]], "\n") } else cat("\nno failures\n")
+report_failures(failures)
