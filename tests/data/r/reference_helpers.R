@@ -230,8 +230,9 @@ newton_polish <- function(m, term_summary, maps, maxit = 50, gtol = 1e-8) {
 }
 
 ## ---------------------------------------------------------------- glmmTMB: versions, refit, fit summaries
-## Shared by structured_references.R, distance_references.R and rr_toep_references.R. tmb_block calls the
-## script's own tmb_varcorr(m, th) and gls_check(m) (looked up when called), which write the structure-specific parts.
+## Shared by structured_references.R, distance_references.R, rr_toep_references.R and matern_references.R. tmb_block
+## calls the script's own tmb_varcorr(m, th) and gls_check(m) (looked up when called), which write the
+## structure-specific parts.
 
 ## Package versions recorded in the JSON; extra: named entries placed after TMB (after the TMB version glmmTMB was
 ## built with, glmmTMB_built_with_TMB, when built_with).
