@@ -17,6 +17,7 @@ from bayesmix.after.predict import add_predictions, posterior_predict
 from bayesmix.bayes.priors import Prior, resolve_priors
 from bayesmix.design.encode import Design, as_pandas, build_design, family_design, formula_for_data
 from bayesmix.design.formula import parse_formula, parse_submodel, update_formula
+from bayesmix.design.hilbert import with_hilbert_bases
 from bayesmix.design.known import with_known_covariances
 from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -79,6 +80,11 @@ class Model:
     thresholds: an ordinal family's cut points: ``"flexible"`` (one free cut point each, the
         default) or ``"equidistant"`` (c_k = c_1 + (k - 1) spacing), clmm's and brms's
         ``threshold=``.
+    hsgp: how sample() represents a distance structure's Gaussian process (``exp``, ``gau``,
+        ``ou``, ``mat``): ``"auto"`` (the exact Cholesky factor up to 300 positions, PyMC's
+        Hilbert-space approximation above), True, False (always exact), or ``{"m": basis functions
+        per coordinate, "c": boundary factor}`` (brms's ``gp(..., k, c)``); see
+        docs/spatial_covariance.md. Exact fits (fit()) are never approximated.
     """
 
     fit_kind = SAMPLED  # what bayesmix.after.fit_view tells the kinds of fit apart by
@@ -101,6 +107,7 @@ class Model:
         upper=None,
         thresholds=None,
         cov=None,
+        hsgp="auto",
     ):
         # what update() starts from: the call's arguments, the data as given (only read, never changed)
         self._arguments = dict(
@@ -120,6 +127,7 @@ class Model:
             upper=upper,
             thresholds=thresholds,
             cov=cov,
+            hsgp=hsgp,
         )
         self.family: Family = get_family(family, link)
         if thresholds is not None:  # an ordinal family's cut points: "flexible" or "equidistant" (clmm's)
@@ -149,6 +157,7 @@ class Model:
             if self.family.categorical:  # one linear predictor per category but the first
                 self.family = self.family.with_categories(design.codings.response_levels)
             self.design: Design = family_design(design, self.family)
+        self.design = with_hilbert_bases(self.design, hsgp)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.family, priors)
         self._built: dict = {}  # parameterisation -> BuiltModel (bayesmix/sampled.py fills it)
         self.idata: az.InferenceData | None = None

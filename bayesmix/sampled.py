@@ -20,6 +20,8 @@ from bayesmix.bayes.build import build_model, choose_parameterization, weakly_in
 from bayesmix.bayes.built import BuiltModel
 from bayesmix.bayes.collapsed import build_marginal, collapsible
 from bayesmix.bayes.names import TECHNICAL_GROUP, split_technical
+from bayesmix.design.hilbert import TOLERANCE as HILBERT_TOLERANCE
+from bayesmix.design.hilbert import approximated, approximation_error
 from bayesmix.errors import BayesmixError, BayesmixWarning, warn
 from bayesmix.nuts.run import check_counts, collapsed_is_fast, diagnose, run_nuts, seed_from, warn_diagnostics
 from bayesmix.nuts.summary import NutsSummary, format_summary, summarize, to_dict
@@ -46,7 +48,8 @@ def built_model(model, parameterization) -> BuiltModel:
             if not collapsible(model.design, model.family):
                 raise BayesmixError(
                     "parameterization='marginal' needs a gaussian model (identity link) with at least one "
-                    "random-effect block; use 'noncentered' or 'centered' for this model."
+                    "random-effect block and no block sampled through a Hilbert-space basis (Model(..., "
+                    "hsgp=False) keeps the exact factor); use 'noncentered' or 'centered' for this model."
                 )
             model._built[key] = build_marginal(model.design, model.family, model.priors)
         else:
@@ -108,7 +111,31 @@ def sample(model, draws, tune, chains, random_seed, sampler, progressbar, target
     model.sampling_time = time.perf_counter() - start
     model.idata = idata
     warn_diagnostics(diagnose(idata))
+    _check_hilbert(model.design, idata.posterior)
     return idata
+
+
+def _check_hilbert(design, post) -> None:
+    """Warn where a block sampled through its Hilbert-space basis has its posterior median range
+    (and smoothness) where the approximation misses the exact correlation by more than
+    :data:`bayesmix.design.hilbert.TOLERANCE` (a range too short for the basis or too long for
+    its box): the posterior is then that of another model."""
+    for block in design.all_blocks:
+        if not approximated(block):
+            continue
+        r = float(post[f"range_{block.label}"].median())
+        kappa = float(post[f"smoothness_{block.label}"].median()) if block.covariance.kind == "mat" else None
+        error = approximation_error(block.covariance, r, kappa)
+        if error > HILBERT_TOLERANCE:
+            settings = block.covariance.hsgp
+            warn(
+                f"The Hilbert-space approximation of block '{block.label}' ({settings.rank} basis functions, "
+                f"m={list(settings.m)}, c={settings.c:g}) misses the exact correlation by up to {error:.2f} at the "
+                f"posterior median range {r:.3g}: raise m (shorter ranges) or c (longer ones), e.g. "
+                f"Model(..., hsgp={{'m': {2 * settings.m[0]}, 'c': {settings.c + 1:g}}}), or sample the exact "
+                "factor with Model(..., hsgp=False).",
+                BayesmixWarning,
+            )
 
 
 def add_log_prior(model, idata) -> az.InferenceData:

@@ -19,6 +19,7 @@ LAYERS = [
         "design.expressions",
         "design.smooth",
         "design.matern",
+        "design.hilbert",
         "design.membership",
         "design.formula",
         "design.covariance",
@@ -44,7 +45,7 @@ LAYERS = [
         "exact.glmm_profile",
         "exact.refit",
     }
-    | {"bayes", "bayes.names", "bayes.priors", "bayes.build", "bayes.built", "bayes.collapsed"}
+    | {"bayes", "bayes.names", "bayes.priors", "bayes.build", "bayes.built", "bayes.collapsed", "bayes.hsgp"}
     | {"bayes.collapsed.statistics", "bayes.collapsed.start", "bayes.collapsed.draws", "bayes.collapsed.model"},
     {"nuts", "nuts.jax_config", "nuts.low_rank", "nuts.program_cache", "nuts.convergence", "nuts.numpyro_driver"}
     | {"nuts.coordinates", "nuts.density", "nuts.start", "nuts.programs"},

@@ -32,6 +32,7 @@ from bayesmix.after.fit_view import view
 from bayesmix.after.predict import simulate_exact
 from bayesmix.bayes.names import term_pairs
 from bayesmix.design.covariance import ONE_SD_STRUCTURES
+from bayesmix.design.hilbert import approximated
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
 from bayesmix.exact import glmm_profile, profile, refit
 from bayesmix.exact.glmm import fit_glmm
@@ -337,6 +338,12 @@ def group_parameters(post, design, family) -> pd.DataFrame:
         sd = flat(f"sd_{block.label}")
         if block.covariance.kind in ONE_SD_STRUCTURES:  # one SD for the block
             columns[f"sd[{group}]"] = sd[:, 0]
+            continue
+        if approximated(block):  # many positions: the structure's parameters, not every pair
+            columns[f"sd[{group}]"] = sd[:, 0]
+            for key in ("range", "smoothness"):
+                if f"{key}_{block.label}" in post:
+                    columns[f"{key}[{group}]"] = flat(f"{key}_{block.label}")[:, 0]
             continue
         corr = flat(f"cor_{block.label}") if block.n_terms > 1 else None
         pairs = term_pairs(block)

@@ -18,6 +18,7 @@ from bayesmix.after.members import unseen_member_effects
 from bayesmix.bayes.names import OBS_DIM, covariance_roots, flat_draws, parameter_draws, response_name
 from bayesmix.design.covariance import LEVEL_TERM
 from bayesmix.design.encode import Design, NewData, encode_new_data
+from bayesmix.design.hilbert import approximated, draw_effects
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.errors import BayesmixError
 from bayesmix.report import block_key
@@ -87,7 +88,10 @@ def _effects_with_new_levels(design, post, new: NewData, new_levels: str, rng):
             effects = np.concatenate([effects, extra[:, None, :]], axis=2)
         elif unseen:
             S, _, k = effects.shape
-            if new_levels == "sample":
+            if new_levels == "sample" and approximated(block):  # from the approximate prior sampled
+                z = rng.standard_normal((S, len(unseen), block.covariance.hsgp.rank))
+                extra = _approximate_new_levels(post, block, z)
+            elif new_levels == "sample":
                 chol = covariance_roots(post, block)
                 extra = np.einsum("sij,snj->sni", chol, rng.standard_normal((S, len(unseen), k)))
             else:
@@ -96,6 +100,14 @@ def _effects_with_new_levels(design, post, new: NewData, new_levels: str, rng):
             codes[codes < 0] = block.n_levels - 1 - codes[codes < 0]  # -1 - i -> M + i
         out.append((Zt, codes, effects))
     return out
+
+
+def _approximate_new_levels(post, block, z: np.ndarray) -> np.ndarray:
+    """(S, n, k) effects of n new levels of a block sampled through its Hilbert-space basis."""
+    label = block.label
+    kappa = flat_draws(post, f"smoothness_{label}") if block.covariance.kind == "mat" else None
+    s = flat_draws(post, f"sd_{label}")[:, 0]
+    return draw_effects(block.covariance, s, flat_draws(post, f"range_{label}"), kappa, z)
 
 
 def posterior_predict(

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.after.fit_view import view
-from bayesmix.bayes.names import block_correlations, flat_draws
+from bayesmix.bayes.names import block_correlations, draw_chunks, flat_draws
 from bayesmix.errors import BayesmixError
 from bayesmix.report import INTERVAL
 
@@ -69,12 +69,29 @@ def _check(source) -> None:
 
 
 def _random_variance(design, covariances) -> np.ndarray:
-    """sum over blocks of mean_i z_i' Sigma z_i; ``covariances`` (S, k, k) per block."""
+    """sum over blocks of mean_i z_i' Sigma z_i = trace(Sigma Z'Z / n); ``covariances`` per
+    block: (S, k, k), or a function of a slice of the draws giving theirs (read chunk by chunk)."""
     total = 0.0
     for block, cov in zip(design.blocks, covariances):
         Z = np.asarray(block.Zt, dtype=float)  # (n, k)
-        total = total + np.einsum("ik,skl,il->s", Z, cov, Z) / Z.shape[0]
+        moment = Z.T @ Z / Z.shape[0]
+        if callable(cov):
+            total = total + np.concatenate([np.einsum("skl,kl->s", cov(chunk), moment) for chunk in cov.chunks])
+        else:
+            total = total + np.einsum("skl,kl->s", cov, moment)
     return total
+
+
+class _PosteriorCovariance:
+    """A block's posterior covariance per draw, computed for a slice of the draws at a time."""
+
+    def __init__(self, post, block):
+        self.post, self.block = post, block
+        self.chunks = draw_chunks(post, block)
+
+    def __call__(self, chunk: slice) -> np.ndarray:
+        sd = flat_draws(self.post, f"sd_{self.block.label}")[chunk]
+        return sd[:, :, None] * block_correlations(self.post, self.block, chunk) * sd[:, None, :]
 
 
 def variances(fit, idata=None) -> Variances:
@@ -86,10 +103,7 @@ def variances(fit, idata=None) -> Variances:
     if source.bayes:
         post = source.idata.posterior
         beta = flat_draws(post, "beta")  # (S, p)
-        covariances = []
-        for block in design.blocks:
-            sd = flat_draws(post, f"sd_{block.label}")
-            covariances.append(sd[:, :, None] * block_correlations(post, block) * sd[:, None, :])
+        covariances = [_PosteriorCovariance(post, block) for block in design.blocks]
         params = {name: flat_draws(post, name).reshape(-1) for name in family.params if name in post}
         X = design.X
     else:

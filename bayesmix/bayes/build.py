@@ -33,10 +33,12 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix.bayes.hsgp import hilbert_factor
 from bayesmix.bayes.names import (
     COEF_DIM,
     OBS_DIM,
     THRESHOLD_DIM,
+    basis_dim,
     level_dim,
     model_coords,
     pair_dim,
@@ -48,6 +50,7 @@ from bayesmix.bayes.names import (
 from bayesmix.bayes.priors import Prior
 from bayesmix.design.crossprod import raw_cross_products
 from bayesmix.design.encode import Block, Design, name_part
+from bayesmix.design.hilbert import approximated
 from bayesmix.design.linpred import Predictor, linear_predictor
 from bayesmix.design.matern import log_matern
 from bayesmix.errors import BayesmixError, did_you_mean
@@ -208,10 +211,15 @@ def _distance_covariance(block: Block, priors: dict[str, Prior]):
     """s chol(R(r)) with R the structure's correlation at the positions' distances (exp(-d / r),
     or exp(-(d / r)^2) for gau): adds the sampled s (``chol_<label>``) and ``range_<label>``, and
     ``sd_<label>`` and ``cor_<label>``. A jitter of 1e-9 on R's diagonal keeps the factor finite
-    where a long range makes R nearly singular."""
+    where a long range makes R nearly singular. A block the sampler approximates
+    (:mod:`bayesmix.design.hilbert`) gets the (k, m) factor of PyMC's HSGP instead, and no
+    ``cor_<label>`` (k (k - 1) / 2 values per draw; they follow from the range)."""
     label, k = block.label, block.n_terms
     s = priors[f"sd_{label}"].variable(f"chol_{label}")
     r = priors[f"range_{label}"].variable(f"range_{label}")
+    if approximated(block):  # many positions: PyMC's Hilbert-space basis, no k x k factor
+        pm.Deterministic(f"sd_{label}", s * pt.ones(k), dims=term_dim(block))
+        return hilbert_factor(block, s, r)
     d = pt.as_tensor(block.covariance.distances)
     R = pt.exp(-((d / r) ** 2)) if block.covariance.kind == "gau" else pt.exp(-d / r)
     L = pt.linalg.cholesky(R + 1e-9 * pt.eye(k))
@@ -233,6 +241,9 @@ def _matern_covariance(block: Block, priors: dict[str, Prior]):
     s = priors[f"sd_{label}"].variable(f"chol_{label}")
     r = priors[f"range_{label}"].variable(f"range_{label}")
     kappa = priors[f"smoothness_{label}"].variable(f"smoothness_{label}")
+    if approximated(block):
+        pm.Deterministic(f"sd_{label}", s * pt.ones(k), dims=term_dim(block))
+        return hilbert_factor(block, s, r, kappa)
     rows, columns = np.triu_indices(k, 1)
     x = pt.as_tensor(block.covariance.distances[rows, columns]) / r
     upper = pt.exp(log_matern(x, kappa, pt.gammaln, xp=pt, constant=disconnected_grad)[0])
@@ -333,7 +344,8 @@ def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str
         else:
             u = pm.MvNormal(f"u_{label}", mu=means, chol=chol, dims=dims)
         return pm.Deterministic(f"re_{label}", u - means, dims=dims)
-    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=dims)
+    z_dims = (level_dim(block), basis_dim(block)) if approximated(block) else dims  # one z per basis function
+    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=z_dims)
     return pm.Deterministic(f"re_{label}", z @ chol.T, dims=dims)
 
 
@@ -489,7 +501,8 @@ def choose_parameterization(design: Design) -> dict[str, str]:
     if not design.in_memory:
         return "noncentered"
     return {
-        b.label: "centered" if information_ratio(design, b) >= CENTRE_RATIO else "noncentered" for b in design.blocks
+        b.label: "centered" if not approximated(b) and information_ratio(design, b) >= CENTRE_RATIO else "noncentered"
+        for b in design.blocks
     }
 
 
@@ -575,7 +588,14 @@ def _per_block(design: Design, parameterization) -> dict[str, str]:
             f"parameterization names block '{name}', which is not in the model.{did_you_mean(name, labels)} "
             f"Blocks: {', '.join(labels)}."
         )
+    approximate = {b.label for b in design.all_blocks if approximated(b)}
     for label, choice in parameterization.items():
+        if choice == "centered" and label in approximate:
+            raise BayesmixError(
+                f"Block '{label}' is sampled through its Hilbert-space basis (Model(..., hsgp=...)), which is "
+                f"non-centred only. Pass parameterization={{'{label}': 'noncentered'}} (or 'auto'), or "
+                "Model(..., hsgp=False) for the exact factor."
+            )
         if choice not in PARAMETERIZATIONS:
             raise BayesmixError(
                 f"Unknown parameterization '{choice}' for block '{label}'.{did_you_mean(choice, PARAMETERIZATIONS)} "

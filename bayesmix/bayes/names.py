@@ -12,6 +12,7 @@ import numpy as np
 
 from bayesmix.design.covariance import INDEPENDENT_STRUCTURES, ONE_SD_STRUCTURES
 from bayesmix.design.encode import Block, Design, name_part
+from bayesmix.design.hilbert import approximated
 from bayesmix.design.linpred import linear_predictor
 from bayesmix.families import Family
 from bayesmix.ordinal import threshold_names
@@ -45,7 +46,7 @@ OUR_PREFIXES = (
     "beta",
     "prior_",
 )
-DIM_SUFFIXES = ("__level", "__term", "__pair")
+DIM_SUFFIXES = ("__level", "__term", "__pair", "__basis")
 
 
 def level_dim(block: Block) -> str:
@@ -59,6 +60,11 @@ def term_dim(block: Block) -> str:
 
 def pair_dim(block: Block) -> str:
     return f"{block.label}__pair"
+
+
+def basis_dim(block: Block) -> str:
+    """A block's Hilbert-space basis functions (:mod:`bayesmix.design.hilbert`): ``<label>__basis``."""
+    return f"{block.label}__basis"
 
 
 def term_pairs(block: Block) -> list[tuple[int, int]]:
@@ -93,22 +99,54 @@ def covariance_roots(posterior, block: Block) -> np.ndarray:
     return sd[:, :, None] * np.linalg.cholesky(block_correlations(posterior, block))
 
 
-def block_correlations(posterior, block: Block) -> np.ndarray:
+def block_correlations(posterior, block: Block, draws: slice = slice(None)) -> np.ndarray:
     """(S, k, k) correlation matrices of a block from a posterior's ``cor_<label>`` (chain and
-    draw stacked; the identity for one term)."""
-    sd = posterior[f"sd_{block.label}"].values
-    draws = int(np.prod(sd.shape[:2]))
-    if block.n_terms == 1:
-        return np.ones((draws, 1, 1))
-    if block.covariance.kind in INDEPENDENT_STRUCTURES:  # independent terms
-        return np.broadcast_to(np.eye(block.n_terms), (draws, block.n_terms, block.n_terms)).copy()
-    if block.covariance.kind == "known":  # the given matrix's correlations
+    draw stacked; the identity for one term), or, for a block sampled through its Hilbert-space
+    basis (which stores no ``cor_<label>``: k (k - 1) / 2 values per draw), the structure's exact
+    correlation at each draw's range. ``draws``: a slice of the stacked draws."""
+    n = flat_draws(posterior, f"sd_{block.label}")[draws].shape[0]
+    k, kind = block.n_terms, block.covariance.kind
+    if k == 1:
+        return np.ones((n, 1, 1))
+    if kind in INDEPENDENT_STRUCTURES:  # independent terms
+        return np.broadcast_to(np.eye(k), (n, k, k)).copy()
+    if kind == "known":  # the given matrix's correlations
         root = block.covariance.root
         scale = np.sqrt(np.sum(root * root, axis=1))
         correlation = (root @ root.T) / np.outer(scale, scale)
-        return np.broadcast_to(correlation, (draws, block.n_terms, block.n_terms)).copy()
-    pairs = posterior[f"cor_{block.label}"].values  # (chain, draw, pair)
-    return correlation_matrices(pairs.reshape(draws, -1), block.n_terms)
+        return np.broadcast_to(correlation, (n, k, k)).copy()
+    if approximated(block):
+        ranges = flat_draws(posterior, f"range_{block.label}")[draws]
+        if kind == "mat":
+            kappas = flat_draws(posterior, f"smoothness_{block.label}")[draws]
+            return np.stack([block.covariance.correlation_at(r, kappa) for r, kappa in zip(ranges, kappas)])
+        return np.stack([block.covariance.correlation(r) for r in ranges])
+    pairs = flat_draws(posterior, f"cor_{block.label}")[draws]  # (S, pair)
+    return correlation_matrices(pairs, k)
+
+
+def draw_chunks(posterior, block: Block, values: int = 4_000_000):
+    """Slices of the stacked draws such that a chunk's (draws, k, k) correlations hold at most
+    ``values`` numbers: what reads every draw's correlation matrix of a block with many terms."""
+    n = flat_draws(posterior, f"sd_{block.label}").shape[0]
+    size = max(1, values // max(block.n_terms**2, 1))
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def covariance_moments(posterior, block: Block) -> dict[str, np.ndarray]:
+    """The posterior mean and SD of a block's (k, k) correlation matrix and the mean of its
+    covariance, accumulated over chunks of draws (:func:`draw_chunks`)."""
+    sd = flat_draws(posterior, f"sd_{block.label}")  # (S, k)
+    total, squares, cov = 0.0, 0.0, 0.0
+    for chunk in draw_chunks(posterior, block):
+        corr = block_correlations(posterior, block, chunk)
+        total = total + corr.sum(axis=0)
+        squares = squares + (corr**2).sum(axis=0)
+        cov = cov + (sd[chunk][:, :, None] * corr * sd[chunk][:, None, :]).sum(axis=0)
+    n = sd.shape[0]
+    mean = total / n
+    spread = np.sqrt(np.maximum(squares - n * mean**2, 0.0) / max(n - 1, 1))
+    return {"corr": mean, "corr_se": spread, "cov": cov / n}
 
 
 def response_name(design: Design, reserved=()) -> str:
@@ -173,8 +211,10 @@ def model_coords(design: Design, family: Family | None = None) -> dict:
     for block in design.all_blocks:
         coords[level_dim(block)] = list(block.levels)
         coords[term_dim(block)] = list(block.terms)
-        if block.n_terms > 1 and block.covariance.kind not in ONE_SD_STRUCTURES:
+        if block.n_terms > 1 and block.covariance.kind not in ONE_SD_STRUCTURES and not approximated(block):
             coords[pair_dim(block)] = pair_names(block)
+        if approximated(block):
+            coords[basis_dim(block)] = list(range(block.covariance.hsgp.rank))
     return coords
 
 
@@ -189,7 +229,7 @@ def public_names(design: Design, family: Family) -> list[str]:
     for block in design.all_blocks:
         names.append(f"sd_{block.label}")
         kind = block.covariance.kind
-        if block.n_terms > 1 and kind not in ONE_SD_STRUCTURES:  # no correlations sampled
+        if block.n_terms > 1 and kind not in ONE_SD_STRUCTURES and not approximated(block):  # else none stored
             names.append(f"cor_{block.label}")
         if kind in ("ar1", "cs"):  # a structured block's one correlation
             names.append(f"rho_{block.label}")

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from bayesmix.design.hilbert import HilbertBasis, HilbertSettings, block_basis
 from bayesmix.design.matern import matern_correlation, matern_derivatives
 
 
@@ -438,10 +439,16 @@ class DistanceCorrelation:
     k: int
     kind: str
     distances: np.ndarray = field(repr=False, compare=False)
+    positions: np.ndarray | None = field(default=None, repr=False, compare=False)
+    hsgp: HilbertSettings | None = None  # the sampler's Hilbert-space approximation, if any
 
     @property
     def n_theta(self) -> int:
         return 2
+
+    @property
+    def basis(self) -> HilbertBasis | None:
+        return None if self.hsgp is None else block_basis(self.positions, self.hsgp)
 
     def range(self, theta: np.ndarray) -> float:
         return float(np.exp(theta[1]))
@@ -498,10 +505,19 @@ class MaternCorrelation:
     k: int
     distances: np.ndarray = field(repr=False, compare=False)
     kind: str = "mat"
+    positions: np.ndarray | None = field(default=None, repr=False, compare=False)
+    hsgp: HilbertSettings | None = None  # the sampler's Hilbert-space approximation, if any
 
     @property
     def n_theta(self) -> int:
         return 3
+
+    @property
+    def basis(self) -> HilbertBasis | None:
+        return None if self.hsgp is None else block_basis(self.positions, self.hsgp)
+
+    def correlation_at(self, r: float, kappa: float) -> np.ndarray:
+        return matern_correlation(self.distances, r, kappa)
 
     def describe(self, theta: np.ndarray) -> dict:
         return {"range": float(np.exp(theta[1])), "smoothness": float(np.exp(theta[2]))}
@@ -601,7 +617,9 @@ def structure(kind: str, k: int, names=(), rank=None) -> Covariance:
     if kind in DISTANCE_STRUCTURES:
         xy = positions(names, kind)
         distances = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=-1))
-        return MaternCorrelation(k, distances) if kind == "mat" else DistanceCorrelation(k, kind, distances)
+        if kind == "mat":
+            return MaternCorrelation(k, distances, positions=xy)
+        return DistanceCorrelation(k, kind, distances, positions=xy)
     return STRUCTURES[kind](k)
 
 

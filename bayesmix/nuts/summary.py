@@ -23,7 +23,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayesmix.bayes.names import block_correlations, flat_draws, submodel_parameters
+from bayesmix.bayes.names import covariance_moments, flat_draws, submodel_parameters
 from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.design.encode import Design, coding_notes
 from bayesmix.families import Family
@@ -110,17 +110,16 @@ def summarize(design: Design, family: Family, idata: az.InferenceData, diagnosti
     half = (1 - INTERVAL) / 2
     for block in design.all_blocks:
         sd = flat_draws(post, f"sd_{block.label}")  # (S, k)
-        corr = block_correlations(post, block)
-        cov = sd[:, :, None] * corr * sd[:, None, :]
+        moments = covariance_moments(post, block)  # chunk by chunk: a spatial block has many terms
         varcorr.append(
             {
                 "group": block.group,
                 "terms": list(block.terms),
                 "sd": sd.mean(0),
                 "sd_se": sd.std(0, ddof=1),
-                "corr": corr.mean(0),
-                "corr_se": corr.std(0, ddof=1),
-                "cov": cov.mean(0),
+                "corr": moments["corr"],
+                "corr_se": moments["corr_se"],
+                "cov": moments["cov"],
             }
             | ({} if block.predictor == "mu" else {"predictor": block.predictor})
             | _structure_means(post, block)

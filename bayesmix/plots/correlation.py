@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from bayesmix.after.fit_view import view
-from bayesmix.bayes.names import term_pairs
+from bayesmix.bayes.names import covariance_moments
 from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.errors import BayesmixError
 from bayesmix.plots._common import _one_group, _single_axes
@@ -53,10 +53,7 @@ def _correlation(source, block) -> tuple[np.ndarray, str | None]:
     k = block.n_terms
     if source.bayes:
         post = source.idata.posterior
-        pairs = post[f"cor_{block.label}"].mean(("chain", "draw")).to_numpy()
-        corr = np.eye(k)
-        for value, (row, column) in zip(np.atleast_1d(pairs), term_pairs(block)):
-            corr[row, column] = corr[column, row] = value
+        corr = covariance_moments(post, block)["corr"] if k > 1 else np.eye(k)
         entry = {
             key: float(post[f"{key}_{block.label}"].mean())
             for key in ("rho", "range")

@@ -77,16 +77,18 @@ from bayesmix.bayes.collapsed.statistics import (
 from bayesmix.bayes.names import OBS_DIM, level_dim, model_coords, term_dim
 from bayesmix.bayes.priors import Prior
 from bayesmix.design.encode import Design
+from bayesmix.design.hilbert import approximated
 from bayesmix.families import LOG_2PI, Family
 
 
 def collapsible(design: Design, family: Family) -> bool:
     """Whether the collapsed model applies: gaussian, identity link, constant sigma (no dispersion
-    formula), no censored rows, at least one random-effect block (:func:`build_marginal` chooses how much is
-    integrated out)."""
+    formula), no censored rows, no block sampled through a Hilbert-space basis, at least one
+    random-effect block (:func:`build_marginal` chooses how much is integrated out)."""
     gaussian = family.name == "gaussian" and family.link.name == "identity"
     constant = not getattr(design, "submodels", None) and getattr(design, "censoring", None) is None
-    return gaussian and constant and len(design.blocks) >= 1
+    exact = not any(approximated(block) for block in design.blocks)  # a Hilbert-space basis is sampled
+    return gaussian and constant and exact and len(design.blocks) >= 1
 
 
 def build_marginal(design, family: Family, priors: dict[str, Prior]) -> BuiltModel:
