@@ -16,6 +16,7 @@ from bayesmix.after.io import read
 from bayesmix.bayes.priors import Prior
 from bayesmix.design.encode import ordinal_response_column
 from bayesmix.design.formula import parse_formula
+from bayesmix.design.hilbert import from_record
 from bayesmix.exact.optimize import OptimizerSummary
 from bayesmix.mixedfit import MixedFit
 from bayesmix.model import Model
@@ -42,8 +43,10 @@ def load(path):
         upper=spec.get("upper"),
         thresholds=spec.get("thresholds"),
         contrasts=spec.get("contrasts"),
+        hsgp=False,  # then each block as it was sampled
     )
-    model.design = replace(model.design, rows=rows, n_dropped=spec["n_dropped"])
+    design = from_record(model.design, spec.get("hsgp", {}))
+    model.design = replace(design, rows=rows, n_dropped=spec["n_dropped"])
     if payload is not None:
         return replace(_fit_from_payload(payload, model.design, model.family), source=model)
     model.idata = idata

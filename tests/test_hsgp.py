@@ -176,3 +176,11 @@ def test_what_reads_the_posterior_works_without_correlation_draws(sampled):
         predicted = model.predict(idata, new, allow_new_levels=True, random_seed=1, inplace=False)
     assert np.isfinite(np.asarray(predicted)).all()
     assert np.isfinite(bayesmix.r2(model, idata)["draws"]["conditional"]).all()
+
+
+def test_a_saved_model_reads_its_posterior_as_sampled(sampled, tmp_path):
+    model, idata = sampled
+    path = model.save(tmp_path / "field.nc")
+    loaded = bayesmix.load(path)
+    assert loaded.design.blocks[0].covariance.hsgp == model.design.blocks[0].covariance.hsgp
+    assert loaded.summary() == model.summary(idata)

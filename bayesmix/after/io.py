@@ -23,6 +23,7 @@ import pandas as pd
 
 from bayesmix.after.fit_view import EXACT, view
 from bayesmix.design.formula import parse_formula
+from bayesmix.design.hilbert import settings_record
 from bayesmix.errors import BayesmixError
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ def _model_group(design, family, priors: dict | None, **extra) -> xr.Dataset:
             {"response_levels": [_plain(v) for v in design.codings.response_levels]} if family.category_response else {}
         ),
         **({"thresholds": family.threshold_structure} if family.ordinal else {}),
+        **({"hsgp": settings_record(design)} if settings_record(design) else {}),  # how the sampler read each block
         **extra,
     }
     variables = _column_variables(design.data)

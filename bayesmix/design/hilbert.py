@@ -217,16 +217,24 @@ DISTANCE_KINDS = ("exp", "gau", "ou", "mat")
 def with_hilbert_bases(design, hsgp):
     """``design`` with each distance block's sampler approximation set as ``hsgp`` says
     (:func:`resolve`); the exact engine reads none of it."""
-    from dataclasses import replace
-
     resolve(hsgp, None)  # refuses a malformed hsgp= even where no block is a distance structure
+    chosen = {
+        block.label: resolve(hsgp, block.covariance)
+        for block in design.all_blocks
+        if block.covariance.kind in DISTANCE_KINDS
+    }
+    return with_settings(design, chosen)
+
+
+def with_settings(design, chosen: dict):
+    """``design`` with the blocks named in ``chosen`` ({label: HilbertSettings or None}) set so."""
+    from dataclasses import replace
 
     def convert(block):
         covariance = block.covariance
-        if covariance.kind not in DISTANCE_KINDS:
+        if block.label not in chosen or chosen[block.label] == covariance.hsgp:
             return block
-        settings = resolve(hsgp, covariance)
-        return block if settings == covariance.hsgp else replace(block, covariance=replace(covariance, hsgp=settings))
+        return replace(block, covariance=replace(covariance, hsgp=chosen[block.label]))
 
     changed = {"blocks": tuple(convert(block) for block in design.blocks)}
     if design.submodels:
@@ -235,6 +243,20 @@ def with_hilbert_bases(design, hsgp):
             for role, predictor in design.submodels.items()
         }
     return replace(design, **changed)
+
+
+def settings_record(design) -> dict:
+    """{label: {"m": [...], "c": c}} of the approximated blocks (what a saved model records)."""
+    return {
+        block.label: {"m": list(block.covariance.hsgp.m), "c": block.covariance.hsgp.c}
+        for block in design.all_blocks
+        if approximated(block)
+    }
+
+
+def from_record(design, record: dict):
+    """:func:`settings_record`'s inverse: the design with those blocks approximated so."""
+    return with_settings(design, {label: HilbertSettings(tuple(v["m"]), float(v["c"])) for label, v in record.items()})
 
 
 def approximated(block) -> bool:
