@@ -71,10 +71,10 @@ def test_the_graph_uses_pymcs_basis_and_the_structures_kernel():
         covariance = _structure(kind, points, HilbertSettings((7, 6), 2.0))
         # float64 parameters, as the model's are (PyTensor reads the Python float 2.0 as float32)
         r, s = np.float64(2.0), np.float64(1.3)
-        graph = hilbert_factor(
+        parts = hilbert_factor(
             SimpleNamespace(covariance=covariance), s, r, None if kappa is None else np.float64(kappa)
         )
-        graph = graph.eval()
+        graph = parts.phi.eval() * parts.weights.eval()[None, :]
         expected = factor(kind, covariance.basis, 1.3, 2.0, kappa, gammaln=gammaln)
         np.testing.assert_allclose(graph, expected, rtol=1e-10, atol=1e-12)
         full = StructureKernel(kind, 2, r, kappa).full(covariance.positions).eval()

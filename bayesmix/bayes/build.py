@@ -33,7 +33,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix.bayes.hsgp import hilbert_factor
+from bayesmix.bayes.hsgp import BasisFactor, hilbert_factor
 from bayesmix.bayes.names import (
     COEF_DIM,
     OBS_DIM,
@@ -51,7 +51,7 @@ from bayesmix.bayes.priors import Prior
 from bayesmix.design.crossprod import raw_cross_products
 from bayesmix.design.encode import Block, Design, name_part
 from bayesmix.design.hilbert import approximated
-from bayesmix.design.linpred import Predictor, linear_predictor
+from bayesmix.design.linpred import OneTermRows, Predictor, linear_predictor, one_term_rows
 from bayesmix.design.matern import log_matern
 from bayesmix.errors import BayesmixError, did_you_mean
 from bayesmix.families import Family
@@ -212,8 +212,9 @@ def _distance_covariance(block: Block, priors: dict[str, Prior]):
     or exp(-(d / r)^2) for gau): adds the sampled s (``chol_<label>``) and ``range_<label>``, and
     ``sd_<label>`` and ``cor_<label>``. A jitter of 1e-9 on R's diagonal keeps the factor finite
     where a long range makes R nearly singular. A block the sampler approximates
-    (:mod:`bayesmix.design.hilbert`) gets the (k, m) factor of PyMC's HSGP instead, and no
-    ``cor_<label>`` (k (k - 1) / 2 values per draw; they follow from the range)."""
+    (:mod:`bayesmix.design.hilbert`) gets the factor of PyMC's HSGP instead (a
+    :class:`~bayesmix.bayes.hsgp.BasisFactor`), and no ``cor_<label>`` (k (k - 1) / 2 values per
+    draw; they follow from the range)."""
     label, k = block.label, block.n_terms
     s = priors[f"sd_{label}"].variable(f"chol_{label}")
     r = priors[f"range_{label}"].variable(f"range_{label}")
@@ -344,8 +345,10 @@ def _block_effects(block: Block, priors: dict[str, Prior], parameterization: str
         else:
             u = pm.MvNormal(f"u_{label}", mu=means, chol=chol, dims=dims)
         return pm.Deterministic(f"re_{label}", u - means, dims=dims)
-    z_dims = (level_dim(block), basis_dim(block)) if approximated(block) else dims  # one z per basis function
-    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=z_dims)
+    if isinstance(chol, BasisFactor):  # one z per basis function
+        z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=(level_dim(block), basis_dim(block)))
+        return pm.Deterministic(f"re_{label}", chol.effects(z), dims=dims)
+    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=dims)
     return pm.Deterministic(f"re_{label}", z @ chol.T, dims=dims)
 
 
@@ -568,11 +571,19 @@ def _predictor_eta(
     for block in predictor.blocks:
         if block.label not in built:
             codes = pm.Data(f"codes_{block.label}", block.codes, dims=OBS_DIM)
-            Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
+            rows = one_term_rows(block.Zt)
+            if rows is None:
+                Zt = pm.Data(f"Z_{block.label}", block.Zt, dims=(OBS_DIM, term_dim(block)))
+            else:  # many terms, one per row: each row's value and term, not the dense (n, k) Z
+                values = pm.Data(f"Z_{block.label}", rows.values, dims=OBS_DIM)
+                Zt = OneTermRows(values, pm.Data(f"Zterm_{block.label}", rows.terms, dims=OBS_DIM))
             effects = _block_effects(block, priors, per_block[block.label], means.get(block.label))
             built[block.label] = (Zt, codes, effects)
         Zt, codes, effects = built[block.label]
-        terms.append((Zt * block.mask(predictor.name) if block.outputs else Zt, codes, effects))
+        if block.outputs:
+            mask = block.mask(predictor.name)
+            Zt = Zt.masked(pt.as_tensor(mask)) if isinstance(Zt, OneTermRows) else Zt * mask
+        terms.append((Zt, codes, effects))
     offset = None if predictor.offset is None else pm.Data("offset", predictor.offset, dims=OBS_DIM)
     return linear_predictor(X, beta, terms, offset)
 

@@ -4,10 +4,12 @@
 stationary covariance function, with the power spectral density that PyMC's ``HSGP`` needs
 (:func:`bayesmix.design.hilbert.log_spectral_density`); :func:`hilbert_factor` asks
 ``HSGP.prior_linearized`` for the basis at the block's positions and its square-root spectral
-weights, and returns the (k, m) factor the block's effects are drawn through.
+weights, the two parts of the (k, m) factor the block's effects are drawn through.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pymc as pm
@@ -41,12 +43,29 @@ class StructureKernel(pm.gp.cov.Stationary):
         return pt.exp(log_spectral_density(self.kind, omega2, self.n_dims, self.ls, self.kappa, pt, pt.gammaln))
 
 
-def hilbert_factor(block, s, r, kappa=None):
-    """s Phi diag(sqrt(S(omega))), (k, m): PyMC's HSGP basis at the block's positions (the same
-    as :func:`bayesmix.design.hilbert.basis` gives the code that reads the posterior)."""
+class BasisFactor(NamedTuple):
+    """The approximate factor s Phi diag(sqrt(S(omega))) kept in its two parts: the constant basis
+    ``phi`` (k, m) and the weights s sqrt(S(omega)) (m,). A level's effects are Phi (w * z): one
+    matrix product, where forming the (k, m) factor itself would cost JAX's gradient several
+    (k, m) intermediates per evaluation."""
+
+    phi: pt.TensorVariable
+    weights: pt.TensorVariable
+
+    def effects(self, z):
+        """(M, k) effects from (M, m) standard normals."""
+        return (z * self.weights[None, :]) @ self.phi.T
+
+
+def hilbert_factor(block, s, r, kappa=None) -> BasisFactor:
+    """PyMC's HSGP basis at the block's positions (the same as
+    :func:`bayesmix.design.hilbert.basis` gives the code that reads the posterior) and the
+    kernel's square-root spectral weights, times s."""
     covariance = block.covariance
     settings, positions = covariance.hsgp, np.asarray(covariance.positions, dtype=float)
     kernel = StructureKernel(covariance.kind, positions.shape[1], r, kappa)
     gp = pm.gp.HSGP(m=list(settings.m), L=list(covariance.basis.L), cov_func=kernel)
     phi, sqrt_psd = gp.prior_linearized(pt.as_tensor(positions))
-    return s * phi * sqrt_psd[None, :]
+    # the basis does not depend on the parameters: evaluated once, a constant of the graph (traced,
+    # JAX would recompute its sines at every gradient)
+    return BasisFactor(pt.constant(phi.eval()), s * sqrt_psd)

@@ -42,6 +42,7 @@ OUR_PREFIXES = (
     "chol_",
     "codes_",
     "Z_",
+    "Zterm_",
     "A_",
     "beta",
     "prior_",
