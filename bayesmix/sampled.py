@@ -116,22 +116,26 @@ def sample(model, draws, tune, chains, random_seed, sampler, progressbar, target
 
 
 def _check_hilbert(design, post) -> None:
-    """Warn where a block sampled through its Hilbert-space basis has its posterior median range
-    (and smoothness) where the approximation misses the exact correlation by more than
+    """Warn where a block sampled through its Hilbert-space basis has its posterior median range or
+    the range's 10% quantile (at the median smoothness) where the approximation misses the exact
+    correlation by more than
     :data:`bayesmix.design.hilbert.TOLERANCE` (a range too short for the basis or too long for
     its box): the posterior is then that of another model."""
     for block in design.all_blocks:
         if not approximated(block):
             continue
-        r = float(post[f"range_{block.label}"].median())
+        ranges = post[f"range_{block.label}"].values.reshape(-1)
         kappa = float(post[f"smoothness_{block.label}"].median()) if block.covariance.kind == "mat" else None
-        error = approximation_error(block.covariance, r, kappa)
+        # the median, and the short ranges' tenth percentile, where a basis too coarse fails first
+        r_low, r = (float(v) for v in np.quantile(ranges, [0.1, 0.5]))
+        error = max(approximation_error(block.covariance, value, kappa) for value in (r_low, r))
         if error > HILBERT_TOLERANCE:
             settings = block.covariance.hsgp
             warn(
                 f"The Hilbert-space approximation of block '{block.label}' ({settings.rank} basis functions, "
                 f"m={list(settings.m)}, c={settings.c:g}) misses the exact correlation by up to {error:.2f} at the "
-                f"posterior median range {r:.3g}: raise m (shorter ranges) or c (longer ones), e.g. "
+                f"posterior's range (median {r:.3g}, 10% quantile {r_low:.3g}): raise m (shorter ranges) or c "
+                "(longer ones), e.g. "
                 f"Model(..., hsgp={{'m': {2 * settings.m[0]}, 'c': {settings.c + 1:g}}}), or sample the exact "
                 "factor with Model(..., hsgp=False).",
                 BayesmixWarning,

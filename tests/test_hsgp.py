@@ -184,3 +184,24 @@ def test_a_saved_model_reads_its_posterior_as_sampled(sampled, tmp_path):
     loaded = bayesmix.load(path)
     assert loaded.design.blocks[0].covariance.hsgp == model.design.blocks[0].covariance.hsgp
     assert loaded.summary() == model.summary(idata)
+
+
+def test_a_basis_too_coarse_for_the_posterior_range_is_warned_about():
+    """The check after sampling: a posterior range the basis resolves passes; one it cannot (short
+    against m, here 6 basis functions) warns, naming m, c and hsgp=False."""
+    import xarray as xr
+
+    from bayesmix.sampled import _check_hilbert
+
+    data = _field(60)
+    model = bayesmix.Model("y ~ x + gau(0 + pos | g)", data, hsgp={"m": 6, "c": 2.0})
+
+    def posterior(r):
+        values = np.random.default_rng(0).lognormal(np.log(r), 0.1, (2, 50))
+        return xr.Dataset({"range_g": (("chain", "draw"), values)})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_hilbert(model.design, posterior(7.0))
+    with pytest.warns(bayesmix.BayesmixWarning, match=r"Hilbert-space approximation.*raise m.*hsgp=False"):
+        _check_hilbert(model.design, posterior(0.8))
