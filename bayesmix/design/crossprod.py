@@ -30,10 +30,16 @@ def block_z(block: Block) -> sp.csc_matrix:
 
 def z_matrix(codes: np.ndarray, Zt: np.ndarray, levels: int) -> sp.csc_matrix:
     """The sparse n x (levels k) model matrix of term matrix ``Zt`` gathered by ``codes``."""
+    return z_rows(codes, Zt, levels).tocsc()
+
+
+def z_rows(codes: np.ndarray, Zt: np.ndarray, levels: int) -> sp.csr_matrix:
+    """:func:`z_matrix` by rows, built directly: row i holds its k entries in columns
+    codes[i] k + 0..k-1, already in order, so no sort of (row, column) pairs is needed."""
     n, k = Zt.shape
-    rows = np.repeat(np.arange(n), k)
-    cols = (codes[:, None] * k + np.arange(k)[None, :]).ravel()
-    return sp.csc_matrix((Zt.ravel(), (rows, cols)), shape=(n, levels * k))
+    columns = (np.asarray(codes, dtype=np.int64)[:, None] * k + np.arange(k)[None, :]).ravel()
+    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
+    return sp.csr_matrix((np.asarray(Zt, dtype=float).ravel(), columns, indptr), shape=(n, levels * k))
 
 
 def level_gram(codes: np.ndarray, Zt: np.ndarray, levels: int) -> np.ndarray:
@@ -85,8 +91,19 @@ def raw_cross_products(
         root = np.sqrt(weights)
         blocks = [(codes, Zt * root[:, None], m) for codes, Zt, m in blocks]
         X, y, log_weights = X * root[:, None], y * root, float(np.sum(np.log(weights)))
-    Z = [z_matrix(codes, Zt, m) for codes, Zt, m in blocks]
-    R = sp.hstack(Z[1:] + [sp.csc_matrix(X), sp.csc_matrix(y[:, None])]).tocsc()
-    RR = (R.T @ R).toarray() if dense else (R.T @ R).tocsr()
+    Z = [z_rows(codes, Zt, m) for codes, Zt, m in blocks]
+    # R = [Z_2 ... Z_B | X y]: its dense part's products by BLAS and sparse-times-dense products,
+    # never a sparse copy of the dense columns (that conversion cost more than the sums)
+    F = np.column_stack([X, y]) if X.shape[1] else y[:, None]
+    RZ1 = sp.csr_matrix((Z[0].T @ F).T)
+    RR = F.T @ F
+    if len(Z) > 1:
+        S = sp.hstack(Z[1:], format="csr")
+        SF = np.asarray(S.T @ F)  # (q, p + 1)
+        RZ1 = sp.vstack([(S.T @ Z[0]).tocsr(), RZ1], format="csr")
+        RR = sp.bmat([[S.T @ S, sp.csr_matrix(SF)], [sp.csr_matrix(SF.T), sp.csr_matrix(RR)]], format="csr")
+        RR = RR.toarray() if dense else RR
+    elif not dense:
+        RR = sp.csr_matrix(RR)
     D = level_gram(*blocks[0])
-    return RawCrossProducts(D=D, RZ1=(R.T @ Z[0]).tocsr(), RR=RR, n=len(y), log_weights=log_weights)
+    return RawCrossProducts(D=D, RZ1=RZ1, RR=RR, n=len(y), log_weights=log_weights)

@@ -40,6 +40,7 @@ from bayesmix.design.formula import FormulaSpec, RandomTerm
 from bayesmix.design.known import known_column, known_root, with_one_level_columns
 from bayesmix.design.linpred import Predictor
 from bayesmix.design.membership import membership_levels, membership_matrix, unseen_members
+from bayesmix.design.plain import level_codes, plain_matrix
 from bayesmix.design.smooth import learn_smooths, with_smooth_columns
 from bayesmix.errors import BayesmixError, BayesmixWarning, MissingDataWarning, did_you_mean, warn
 from bayesmix.families import Family
@@ -1284,14 +1285,10 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
                 f"Column '{name}' has level(s) {unseen[:5]} that the training data did not have; "
                 f"the model knows {list(levels)[:10]}."
             )
-        codes = pd.Index([str(level) for level in levels]).get_indexer(_as_text(frame[name]))  # -1: unseen
+        codes = level_codes(frame[name], levels)  # -1: unseen
         frame[name] = pd.Categorical.from_codes(codes, categories=list(levels), ordered=True)
     try:
-        X = (
-            np.asarray(codings.fixed_matrix.evaluate_new_data(frame)).astype(float)
-            if codings.fixed_matrix is not None
-            else np.zeros((len(frame), 0))
-        )
+        X = _evaluate(codings.fixed_matrix, frame) if codings.fixed_matrix is not None else np.zeros((len(frame), 0))
     except Exception as exc:
         raise BayesmixError(f"formulae could not encode the new data's fixed part: {exc}") from None
     if codings.fixed_columns is not None:
@@ -1322,19 +1319,15 @@ def _new_blocks(design: Design, frame: pd.DataFrame, raw_groups: dict, allow_new
             new_levels.append(unseen)
             continue
         matrix = codings.block_matrices[(term.expr, term.group)]
-        names = list(matrix.as_dataframe().columns)
+        names = [label for part in matrix.terms.values() for label in part.labels]  # the matrix's columns
         try:
-            full = np.asarray(matrix.evaluate_new_data(frame)).astype(float)
+            full = _evaluate(matrix, frame)
         except Exception as exc:
             raise BayesmixError(
                 f"formulae could not encode the new data for ({term.expr} | {term.group}): {exc}"
             ) from None
         Zt = full[:, [names.index(t) for t in block.source_terms]]
-        names_new = _level_names(pd.DataFrame(raw_groups), term.factors)
-        codes = _level_codes(block.levels, names_new, pd.DataFrame(raw_groups)[list(term.factors)])
-        unseen = tuple(sorted(pd.unique(names_new[codes < 0])))
-        if unseen:  # the i-th unseen level is coded -1 - i
-            codes[codes < 0] = -1 - pd.Index(unseen).get_indexer(names_new[codes < 0])
+        codes, unseen = _row_level_codes(block.levels, pd.DataFrame(raw_groups)[list(term.factors)])
         if unseen and not allow_new_levels:
             raise BayesmixError(
                 f"New data has level(s) of '{block.group}' the model has not seen: {list(unseen[:5])}. "
@@ -1395,7 +1388,7 @@ def _new_submodels(codings: Codings, frame: pd.DataFrame) -> dict[str, np.ndarra
             out[role] = np.zeros((len(frame), 0))
             continue
         try:
-            out[role] = np.asarray(matrix.evaluate_new_data(frame)).astype(float)
+            out[role] = _evaluate(matrix, frame)
         except Exception as exc:
             raise BayesmixError(f"formulae could not encode the new data for the {role} formula: {exc}") from None
     return out
@@ -1418,6 +1411,32 @@ def coding_notes(design) -> list[str]:
         as_trials = getattr(design, "weights", None) is None and getattr(design, "trials", None) is not None
         notes.append(f"Weights: {weights.strip('`')}" + (" (the binomial trials)" if as_trials else ""))
     return notes
+
+
+def _evaluate(matrix, frame: pd.DataFrame) -> np.ndarray:
+    """A formulae matrix on new rows: stacked by numpy where its terms allow (plain numeric
+    columns, :func:`bayesmix.design.plain.plain_matrix`), else formulae's ``evaluate_new_data``."""
+    plain = plain_matrix(matrix, frame)
+    return plain if plain is not None else np.asarray(matrix.evaluate_new_data(frame)).astype(float)
+
+
+def _row_level_codes(levels: tuple[str, ...], raw: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each row's level index for the grouping column(s) ``raw`` (the i-th unseen level, in sorted
+    order, coded -1 - i) and the unseen levels' names. The distinct values (or combinations) are
+    named and matched once (:func:`_level_names`, :func:`_level_codes`); the rows take theirs."""
+    if raw.shape[1] == 1:
+        rows, uniques = pd.factorize(raw.iloc[:, 0])
+        distinct = pd.DataFrame({raw.columns[0]: uniques})
+    else:
+        rows, uniques = pd.MultiIndex.from_frame(raw).factorize()
+        distinct = uniques.to_frame(index=False)
+        distinct.columns = list(raw.columns)  # factorize drops the levels' names
+    names = _level_names(distinct, tuple(raw.columns)).reset_index(drop=True)
+    matched = _level_codes(levels, names, distinct)
+    unseen = tuple(sorted(pd.unique(names[matched < 0])))
+    if unseen:
+        matched[matched < 0] = -1 - pd.Index(unseen).get_indexer(names[matched < 0])
+    return matched[rows], unseen
 
 
 def _level_codes(levels: tuple[str, ...], names: pd.Series, raw: pd.DataFrame) -> np.ndarray:
