@@ -20,6 +20,7 @@ LAYERS = [
         "design.smooth",
         "design.matern",
         "design.hilbert",
+        "design.plain",
         "design.membership",
         "design.formula",
         "design.covariance",
