@@ -8,7 +8,8 @@ f a Matérn field (range 3, smoothness 1.5, SD 1) and e of SD 0.5. The model is
 Per k and per representation, in a whole process of its own: the time of one gradient of the
 log density (JAX, jitted, the mean of 20 after a warm call, or of as many as 20 s allow, at least 3) and, where asked (``--sample``), a
 ``sample(draws, tune, chains=2)`` with its minimum bulk ESS over beta, sigma and the field's SD,
-range and smoothness per second of sampling, and the posterior means. The exact factor's gradient
+range and smoothness per second of sampling, the posterior means and medians, and the REML
+estimates (the exact engine, never approximated) beside them. The exact factor's gradient
 costs O(k^3) (a Cholesky and its reverse), the approximation's O(k m) for m basis functions.
 
     . .venv/bin/activate
@@ -71,6 +72,11 @@ if {draws}:
     out["min_ess"] = min(ess.values())
     out["ess_per_s"] = out["min_ess"] / out["sample_s"]
     out["means"] = {{name: float(v.mean()) for name, v in scalars.items()}}
+    out["medians"] = {{name: float(v.median()) for name, v in scalars.items()}}
+    fit = model.fit("reml")  # the exact engine: never approximated
+    out["reml"] = {{"x": float(fit.fixef.loc["x", "estimate"]), "sigma": float(fit.sigma),
+                   "sd": float(fit.varcorr[0]["sd"][0]), "range": fit.varcorr[0]["range"],
+                   "smoothness": fit.varcorr[0]["smoothness"]}}
     out["divergences"] = int(idata.sample_stats["diverging"].sum())
 json.dump(out, sys.stdout)
 """
