@@ -7,7 +7,8 @@ f a Matérn field (range 3, smoothness 1.5, SD 1) and e of SD 0.5. The model is
 
 Per k and per representation, in a whole process of its own: the time of one gradient of the
 log density (JAX, jitted, the mean of 20 after a warm call, or of as many as 20 s allow, at least
-3) and, where asked (``--sample``), a ``sample(draws, tune, chains=2)`` with its minimum bulk ESS over beta, sigma and the field's SD,
+3) and, where asked (``--sample``), a ``sample(draws, tune, chains=2)`` with its minimum bulk
+ESS over beta, sigma and the field's SD,
 range and smoothness per second of sampling, the posterior means and medians, and the REML
 estimates (the exact engine, never approximated) beside them. The exact factor's gradient
 costs O(k^3) (a Cholesky and its reverse), the approximation's O(k m) for m basis functions.
