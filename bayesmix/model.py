@@ -21,7 +21,7 @@ from bayesmix.design.hilbert import with_hilbert_bases
 from bayesmix.design.known import with_known_covariances
 from bayesmix.design.statistics import StatsDesign, build_stats_design, is_dask_frame
 from bayesmix.errors import BayesmixError, did_you_mean
-from bayesmix.exact.glmm import fit_glmm
+from bayesmix.exact.glmm_partitions import check_family, laplace_fit
 from bayesmix.exact.lmm import fit_lmm
 from bayesmix.families import Family, get_family
 from bayesmix.mixedfit import MixedFit, check_ddf, from_glmm, from_lmm
@@ -164,19 +164,24 @@ class Model:
         self.sampling_time: float | None = None
 
     def _statistics_design(self, data, categorical, missing, contrasts) -> StatsDesign:
-        """A Dask DataFrame: reduced to the sufficient statistics of a gaussian model."""
+        """A Dask DataFrame: reduced to the sufficient statistics of a gaussian model; a GLMM's
+        partitions are also encoded once and kept where they live, for its Laplace fit."""
         if self.spec.submodels:
             raise BayesmixError(
                 "A Dask DataFrame is reduced to the sums a gaussian model with constant sigma needs; zi= and "
                 "dispersion= formulas need every row. Load the data into memory (ddf.compute())."
             )
-        if self.family.name != "gaussian" or self.family.link.name != "identity":
+        if self.family.name == "gaussian" and self.family.link.name == "identity":
+            return build_stats_design(self.spec, data, categorical=categorical, missing=missing, contrasts=contrasts)
+        check_family(self.family)
+        if self.family.name == "binomial" and self.spec.weights is not None:
             raise BayesmixError(
-                f"A Dask DataFrame is supported for gaussian models (identity link), whose likelihood needs only "
-                f"sums over rows; family='{self.family.name}' needs every row for every evaluation. Load the data "
-                "into memory (ddf.compute()), or sample a subset."
+                "A binomial proportion with weights= (the trials) is read from rows in memory; from a Dask DataFrame "
+                "give the counts as cbind(successes, failures) instead."
             )
-        return build_stats_design(self.spec, data, categorical=categorical, missing=missing, contrasts=contrasts)
+        return build_stats_design(
+            self.spec, data, categorical=categorical, missing=missing, contrasts=contrasts, family=self.family
+        )
 
     @property
     def from_statistics(self) -> bool:
@@ -303,7 +308,7 @@ class Model:
         start = time.perf_counter()
         if method in ("laplace", "agq") or self.design.submodels or self.design.censoring is not None:
             nagq = nAGQ if nAGQ is not None else (DEFAULT_NAGQ if method == "agq" else 1)
-            result = fit_glmm(self.design, self.family, nagq)
+            result = laplace_fit(self.design, self.family, nagq)
             fit = from_glmm(self.design, self.family, result, time_s=time.perf_counter() - start)
             return replace(fit, source=self)
         if nAGQ not in (None, 1):

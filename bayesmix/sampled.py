@@ -36,6 +36,13 @@ FUNNEL_TARGET_ACCEPT = 0.99
 
 def built_model(model, parameterization) -> BuiltModel:
     """The :class:`~bayesmix.bayes.built.BuiltModel` of a parameterisation (built once, then reused)."""
+    if model.from_statistics and not (model.family.name == "gaussian" and model.family.link.name == "identity"):
+        raise BayesmixError(
+            f"NUTS for a {model.family.name} GLMM from a Dask DataFrame is not available: a non-gaussian "
+            "likelihood has no fixed-size sufficient statistics, so every gradient would read every partition. "
+            "Fit it by Laplace from the partitions (fit('laplace')), or load the rows into memory (ddf.compute(), "
+            "or a sample of them) and sample() there, on a GPU for large data (docs/scaling.md)."
+        )
     if model.from_statistics and parameterization != "marginal":
         raise BayesmixError(
             "This model was built from a Dask DataFrame (sufficient statistics only): NUTS works from those for "

@@ -1,7 +1,7 @@
 """Data larger than a worker's memory: REML and the collapsed sampler from a partitioned Parquet dataset.
 
     python benchmarks/out_of_core.py [--rows 25000000] [--partition-rows 1000000] [--memory-limit 2GB]
-                                     [--workers 2] [--dir /tmp/bayesmix-out-of-core]
+                                     [--workers 2] [--dir /tmp/bayesmix-out-of-core] [--glmm]
 
 Writes ``y ~ x1 + ... + x10 + (x1 | g)`` (1,000 groups, correlated slopes) as Parquet files of
 ``--partition-rows`` rows each, generated chunk by chunk (never all rows in one process; skipped
@@ -11,6 +11,11 @@ sums with numpy, no encoding), builds ``bayesmix.Model`` from ``dask.dataframe.r
 it by REML and samples it (collapsed NUTS, 2 chains x 500 draws). Prints the data's in-memory size,
 each stage's wall time (the statistics pass also as a multiple of the floor), and the peak resident
 memory of the client process and of every worker (getrusage).
+
+``--glmm``: instead, the logistic GLMM ``y ~ x1 + x2 + (1 | g)`` with 10,000 groups (default 10⁷
+rows in 10 files): the Laplace fit from the Dask DataFrame on the cluster, and the in-memory Laplace
+fit of the same rows (all files read into one pandas DataFrame), timed in the same run; prints both
+times, their ratio and the largest difference between the two fits' estimates.
 """
 
 from __future__ import annotations
@@ -45,6 +50,75 @@ def generate(directory: Path, rows: int, partition_rows: int) -> None:
         frame = pd.DataFrame({"y": y, **{f"x{j + 1}": x[:, j] for j in range(PREDICTORS)}})
         frame["g"] = pd.Series([f"g{v:04d}" for v in g], dtype="string")
         frame.to_parquet(path, index=False)
+
+
+GLMM_GROUPS = 10_000
+
+
+def generate_glmm(directory: Path, rows: int, partition_rows: int) -> None:
+    """The logistic GLMM's data, one Parquet file per partition (seeded per partition)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    effects = np.random.default_rng(0).normal(size=GLMM_GROUPS)
+    for i, start in enumerate(range(0, rows, partition_rows)):
+        path = directory / f"part-{i:05d}.parquet"
+        if path.exists():
+            continue
+        n = min(partition_rows, rows - start)
+        rng = np.random.default_rng(i + 1)
+        g = rng.integers(0, GLMM_GROUPS, n)
+        x = rng.normal(size=(n, 2))
+        eta = -0.5 + 0.5 * x[:, 0] - 0.3 * x[:, 1] + effects[g]
+        y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+        frame = pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1]})
+        frame["g"] = pd.Series([f"g{v:05d}" for v in g], dtype="string")
+        frame.to_parquet(path, index=False)
+
+
+def glmm_main(args) -> None:
+    """The GLMM acceptance run (see the module docstring)."""
+    rows = args.rows if args.rows != 25_000_000 else 10_000_000
+    directory = args.dir / f"glmm-{rows}-by-{args.partition_rows}"
+    generate_glmm(directory, rows, args.partition_rows)
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster
+
+    import bayesmix
+
+    formula = "y ~ x1 + x2 + (1 | g)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit) as cluster:
+            with Client(cluster) as client:
+                t0 = time.perf_counter()
+                model = bayesmix.Model(formula, dd.read_parquet(directory), family="bernoulli")
+                t1 = time.perf_counter()
+                distributed_fit = model.fit()
+                t2 = time.perf_counter()
+                workers = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
+        t3 = time.perf_counter()
+        frame = pd.concat([pd.read_parquet(path) for path in sorted(directory.glob("*.parquet"))], ignore_index=True)
+        memory_model = bayesmix.Model(formula, frame, family="bernoulli")
+        t4 = time.perf_counter()
+        memory_fit = memory_model.fit()
+        t5 = time.perf_counter()
+    difference = max(
+        np.max(np.abs(distributed_fit.fixef.estimate.to_numpy() - memory_fit.fixef.estimate.to_numpy())),
+        np.max(np.abs(distributed_fit.theta.to_numpy() - memory_fit.theta.to_numpy())),
+    )
+    files = len(list(directory.glob("*.parquet")))
+    print(f"{rows:,} rows in {files} files, {GLMM_GROUPS:,} groups; {args.workers} workers x {args.memory_limit}")
+    print(f"Dask: encode and keep the partitions {t1 - t0:.1f} s, Laplace fit {t2 - t1:.1f} s")
+    print(f"in memory: read the files {t4 - t3:.1f} s (with Model), Laplace fit {t5 - t4:.1f} s")
+    print(
+        f"fit time Dask / in memory: {(t2 - t1) / (t5 - t4):.2f}; "
+        f"whole Dask / whole in-memory: {(t2 - t0) / (t5 - t3):.2f}"
+    )
+    print(
+        f"largest difference in beta and theta: {difference:.1e}; "
+        f"loglik {distributed_fit.loglik:.6f} vs {memory_fit.loglik:.6f}"
+    )
+    peaks = ", ".join(f"{v:.2f} GB" for v in workers.values())
+    print(f"peak RSS: client {peak_gb():.2f} GB (holds the in-memory copy); workers {peaks}")
 
 
 def peak_gb() -> float:
@@ -84,7 +158,11 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="2GB")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/bayesmix-out-of-core"))
+    parser.add_argument("--glmm", action="store_true", help="the logistic GLMM's Laplace fit instead")
     args = parser.parse_args()
+    if args.glmm:
+        glmm_main(args)
+        return
     directory = args.dir / f"rows-{args.rows}-by-{args.partition_rows}"
 
     start = time.perf_counter()

@@ -35,7 +35,7 @@ from bayesmix.design.covariance import ONE_SD_STRUCTURES
 from bayesmix.design.hilbert import approximated
 from bayesmix.errors import BayesmixError, ConvergenceWarning, warn
 from bayesmix.exact import glmm_profile, profile, refit
-from bayesmix.exact.glmm import fit_glmm
+from bayesmix.exact.glmm_partitions import laplace_fit
 from bayesmix.exact.lmm import fit_lmm
 
 METHODS = ("wald", "profile", "boot")
@@ -124,7 +124,7 @@ def _glmm_profile(fit, level: float) -> pd.DataFrame:
             "Profile intervals of a GLMM cover one linear predictor and constant family parameters; this model's "
             "zi=/dispersion= formulas, categories or thresholds are not profiled. Use method='boot' or 'wald'."
         )
-    result = fit_glmm(design, fit.family, fit.nagq or 1)
+    result = laplace_fit(design, fit.family, fit.nagq or 1)
     problem, phi, minimum = result.problem, glmm_profile.to_phi(result), -2.0 * result.loglik
     positions = _variance_positions([design.all_blocks[i] for i in problem.order])
     m, p = glmm_profile.variance_size(problem.layout), len(result.fixed_names)

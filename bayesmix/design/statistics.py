@@ -19,7 +19,6 @@ the first rows only, so they are refused: standardise the columns in Dask first.
 
 from __future__ import annotations
 
-import operator
 import warnings
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -45,6 +44,7 @@ from bayesmix.design.encode import (
 from bayesmix.design.fixed import NO_RESIDUAL_GRAM, aliased_from_gram, no_residual_message
 from bayesmix.design.formula import FormulaSpec
 from bayesmix.design.moments import DesignMoments
+from bayesmix.design.partitions import EncodedRows, Partitions, tree_sum
 from bayesmix.errors import BayesmixError
 
 STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(", "poly(", "bs(", "ns(", "cr(", "cc(")
@@ -80,6 +80,8 @@ class StatsDesign:
     rows = None
     offset = None  # the partitions' offsets are taken out of the response's sums
     in_memory = False
+    # a GLMM's encoded rows, kept where the partitions live (bayesmix.design.partitions); None: sums only
+    partitions: Partitions | None = None
 
     @property
     def nobs(self) -> int:
@@ -230,19 +232,32 @@ class Statistics:
         return Statistics(self.raw + other.raw, self.moments + other.moments)
 
 
-def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[int]) -> Statistics:
+def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> EncodedRows:
+    """One partition encoded with the design's frozen codings; ``family``: checks the response's
+    support (a GLMM's rows are kept; a gaussian model's only summed)."""
     part = part.reset_index(drop=True)
     new = encode_new_data(design, part)
     y = evaluate_expression(part, design.spec.response.expr, "response")
-    if new.offset is not None:  # a gaussian model's sums need only the response less the offset
-        y = y - new.offset
     weights = None
     if design.spec.weights is not None:
         check_weights(part, design.spec, part.index)
         weights = evaluate_expression(part, design.spec.weights, "weights")
-    blocks = [(new.blocks[i][0], new.blocks[i][1], design.blocks[i].n_levels) for i in order]
-    moments = DesignMoments.of(new.X, y, None, [Zt for _, Zt in new.blocks])
-    return Statistics(raw_cross_products(blocks, new.X, y, weights=weights), moments)
+    if family is not None:
+        family.check_response(y, new.trials)
+    return EncodedRows(new.X, y, new.trials, new.offset, weights, tuple(new.blocks))
+
+
+def row_statistics(rows: EncodedRows, design: StatsDesign, order: list[int]) -> Statistics:
+    """A partition's cross-products (the response less the offset: a gaussian model's sums need
+    only that) and column moments (of the response as given, as an in-memory design's)."""
+    y = rows.y if rows.offset is None else rows.y - rows.offset
+    blocks = [(rows.blocks[i][0], rows.blocks[i][1], design.blocks[i].n_levels) for i in order]
+    moments = DesignMoments.of(rows.X, rows.y, rows.trials, [Zt for _, Zt in rows.blocks])
+    return Statistics(raw_cross_products(blocks, rows.X, y, weights=rows.weights), moments)
+
+
+def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[int]) -> Statistics:
+    return row_statistics(encode_rows(part, design), design, order)
 
 
 def _check_finite(moments: DesignMoments, fixed_names) -> None:
@@ -260,22 +275,16 @@ def _check_finite(moments: DesignMoments, fixed_names) -> None:
         )
 
 
-def _tree_sum(items):
-    """Pairwise sums of delayed items, level by level (depth log2 of the partitions)."""
-    import dask
-
-    add = dask.delayed(operator.add)
-    while len(items) > 1:
-        items = [add(*items[i : i + 2]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
-    return items[0]
-
-
-def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = "drop", contrasts=None) -> StatsDesign:
-    """Reduce a Dask DataFrame to a :class:`StatsDesign` (see the module docstring)."""
+def build_stats_design(
+    spec: FormulaSpec, ddf, categorical=None, missing: str = "drop", contrasts=None, family=None
+) -> StatsDesign:
+    """Reduce a Dask DataFrame to a :class:`StatsDesign` (see the module docstring). ``family``
+    (a GLMM's): the encoded partitions are also kept where they live (:attr:`StatsDesign.partitions`),
+    for a Laplace fit that reads them at every step; the statistics are then summed from them."""
     import dask
 
     _refuse_stateful(spec)
-    if spec.response.is_binomial:
+    if spec.response.is_binomial and family is None:
         raise BayesmixError("A Dask DataFrame is supported for gaussian models; cbind()/p() responses need the rows.")
     used = check_columns(spec, ddf)
     categorical = normalise_categorical(categorical, ddf)
@@ -330,7 +339,12 @@ def build_stats_design(spec: FormulaSpec, ddf, categorical=None, missing: str = 
     design = StatsDesign(
         proto.spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_rows - n_complete), None, None
     )
-    parts = [dask.delayed(_partition_statistics)(part, design, order) for part in ddf.to_delayed()]
-    (total,) = dask.compute(_tree_sum(parts))
+    partitions = None
+    if family is None:
+        parts = [dask.delayed(_partition_statistics)(part, design, order) for part in ddf.to_delayed()]
+        (total,) = dask.compute(tree_sum(parts))
+    else:
+        partitions = Partitions.persist([dask.delayed(encode_rows)(part, design, family) for part in ddf.to_delayed()])
+        total = partitions.sum(row_statistics, design, order)
     _check_finite(total.moments, design.fixed_names)
-    return replace(design, raw=total.raw, moments=total.moments)
+    return replace(design, raw=total.raw, moments=total.moments, partitions=partitions)

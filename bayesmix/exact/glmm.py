@@ -23,6 +23,7 @@ dense parts are the blocks after the first (q2 x q2) and H^{-1}'s coupling (q2 x
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -91,6 +92,17 @@ class GlmmProblem:
     # grouping factor (the mean's and a zi= formula's (1 | site)), then the rest; None for one such block
     first_order: np.ndarray | None = None
     first_terms: int = 0  # the effects per level in that first part
+    # False: the rows live in partitions (a Dask DataFrame's, :mod:`bayesmix.exact.glmm_partitions`)
+    # and this problem carries only what does not depend on them (X, y and Z have no rows)
+    in_memory: bool = True
+
+    def require_rows(self) -> None:
+        """Refuse a computation over rows on a problem whose rows live in partitions (it would see none)."""
+        if not self.in_memory:
+            raise BayesmixError(
+                "This Laplace fit's rows live in a Dask DataFrame's partitions; this step reads them in memory. "
+                "Use the fit's own methods (they evaluate from the partitions), or fit a pandas DataFrame."
+            )
 
     @property
     def auxiliary_predictors(self) -> tuple[str, ...]:
@@ -439,41 +451,56 @@ def _linear_parts(problem: GlmmProblem, theta, beta, aux_eta: dict | None):
     return Ms, offsets
 
 
-def conditional_mode(
-    problem: GlmmProblem, theta, beta, params, start: np.ndarray | None = None, aux_eta: dict | None = None
-) -> Conditional:
-    """Newton's method on log p(y | u) - |u|^2/2 with step halving; ``aux_eta``: the fixed part of
-    each random-effect parameter's predictor (:meth:`GlmmProblem.auxiliary_eta`)."""
-    Ms, offsets = _linear_parts(problem, theta, beta, aux_eta)
-    pattern = CrossPattern.of(Ms, problem.cross_cache) if len(Ms) > 1 else None
-    u = np.zeros(Ms[0].shape[1]) if start is None else start.copy()
-
-    def evaluate(u):
-        ll, gradient, hessian = _joint_terms(problem, [o + M @ u for o, M in zip(offsets, Ms)], params)
-        return float(ll.sum()) - 0.5 * float(u @ u), gradient, hessian
-
-    value, d1, d2 = evaluate(u)
+def newton_mode(evaluate, u: np.ndarray):
+    """Newton's method on a concave function of u with step halving, from ``u``. ``evaluate(u)`` gives
+    (value, gradient, factor, ...anything kept with the point) with ``factor(positive)`` the
+    factored negative Hessian (``positive``: its positive part, an ascent direction where the
+    Hessian is indefinite). The function's rows may
+    sit in memory or in partitions (:mod:`bayesmix.exact.glmm_partitions`): one search for both.
+    Returns u at the end and that point's (value, gradient, factor)."""
+    point = evaluate(u)
     stalls = 0
     for _ in range(200):
-        gradient = sum(M.T @ d1[:, j] for j, M in enumerate(Ms)) - u
+        value, gradient, factor = point[:3]
         if np.max(np.abs(gradient), initial=0.0) < INNER_TOLERANCE:
             break
         try:
-            step = _information_factor(problem, Ms, d2, False, pattern).solve(gradient)
+            step = factor(False).solve(gradient)
         except np.linalg.LinAlgError:
-            step = _information_factor(problem, Ms, d2, True, pattern).solve(gradient)
+            step = factor(True).solve(gradient)
         if np.max(np.abs(step), initial=0.0) <= STEP_TOLERANCE * max(1.0, np.max(np.abs(u), initial=0.0)):
             break  # large counts: the gradient's rounding noise exceeds INNER_TOLERANCE, u no longer moves
         for _ in range(HALVINGS):
             candidate = u + step
-            new_value, new_d1, new_d2 = evaluate(candidate)
-            if new_value >= value - 1e-12 * abs(value):
+            new = evaluate(candidate)
+            if new[0] >= value - 1e-12 * abs(value):
                 break
             step /= 2
-        stalls = stalls + 1 if new_value <= value else 0
-        u, value, d1, d2 = candidate, new_value, new_d1, new_d2
+        stalls = stalls + 1 if new[0] <= value else 0
+        u, point = candidate, new
         if stalls >= STALLS:  # steps within the values' rounding, no gain: as precise as they allow
             break
+    return u, point
+
+
+def conditional_mode(
+    problem: GlmmProblem, theta, beta, params, start: np.ndarray | None = None, aux_eta: dict | None = None
+) -> Conditional:
+    """The conditional mode of log p(y | u) - |u|^2/2 (:func:`newton_mode`) over rows in memory;
+    ``aux_eta``: the fixed part of each random-effect parameter's predictor
+    (:meth:`GlmmProblem.auxiliary_eta`)."""
+    problem.require_rows()
+    Ms, offsets = _linear_parts(problem, theta, beta, aux_eta)
+    pattern = CrossPattern.of(Ms, problem.cross_cache) if len(Ms) > 1 else None
+
+    def evaluate(u):
+        ll, d1, d2 = _joint_terms(problem, [o + M @ u for o, M in zip(offsets, Ms)], params)
+        gradient = sum(M.T @ d1[:, j] for j, M in enumerate(Ms)) - u
+        value = float(ll.sum()) - 0.5 * float(u @ u)
+        return value, gradient, functools.partial(_information_factor, problem, Ms, d2, pattern=pattern)
+
+    u = np.zeros(Ms[0].shape[1]) if start is None else start.copy()
+    u, _ = newton_mode(evaluate, u)
     ll, _, d2 = _joint_terms(problem, [o + M @ u for o, M in zip(offsets, Ms)], params)
     return Conditional(u=u, loglik=float(ll.sum()), H=_information_factor(problem, Ms, d2, False, pattern))
 
@@ -659,20 +686,24 @@ def _glm_start(problem: GlmmProblem, params) -> np.ndarray:
 
 
 def _check_response_varies(design: Design, family: Family) -> None:
-    """All 0s or all 1s (all successes), all zero counts: the intercept's estimate is infinite."""
-    y, trials = design.y, design.trials
+    y = design.y if design.trials is None else design.y / design.trials
+    check_response_varies(float(np.min(y)), float(np.max(y)), design.spec.response.expr, family)
+
+
+def check_response_varies(low: float, high: float, response: str, family: Family) -> None:
+    """All 0s or all 1s (all successes), all zero counts: the intercept's estimate is infinite.
+    ``low``, ``high``: the response's range on the mean's scale (successes / trials)."""
     if family.name in ("bernoulli", "binomial"):
-        top = np.ones_like(y) if trials is None else trials
-        if np.all(y == 0) or np.all(y == top):
-            outcome = "a failure" if np.all(y == 0) else "a success"
+        if high == 0 or low == 1:
+            outcome = "a failure" if high == 0 else "a success"
             raise BayesmixError(
-                f"Every row of the response '{design.spec.response.expr}' is {outcome}: the maximum-likelihood "
+                f"Every row of the response '{response}' is {outcome}: the maximum-likelihood "
                 "intercept is infinite and a Laplace fit has no optimum. Check the data, or use sample(), whose "
                 "priors keep the estimates finite."
             )
-    elif family.link.name == "log" and np.all(y == 0):
+    elif family.link.name == "log" and high == 0:
         raise BayesmixError(
-            f"Every count of the response '{design.spec.response.expr}' is 0: the maximum-likelihood intercept is "
+            f"Every count of the response '{response}' is 0: the maximum-likelihood intercept is "
             "minus infinity and a Laplace fit has no optimum. Check the data, or use sample()."
         )
 
@@ -720,6 +751,11 @@ class GlmmResult:
     dropped: tuple[str, ...]
     nagq: int = 1  # quadrature points per level: 1 is the Laplace approximation
     quadrature_loglik: float | None = None  # the adaptive Gauss-Hermite log-likelihood when nagq > 1
+    evaluator: Evaluator | None = None  # where its rows' sums come from (None: the problem's rows)
+
+    def evaluate(self) -> Evaluator:
+        """The :class:`Evaluator` of this fit's rows, in the user's columns (a profile's deviance reads it)."""
+        return self.evaluator or in_memory(self.problem)
 
     @property
     def loglik(self) -> float:
@@ -794,28 +830,69 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> GlmmResult:
     then adaptive Gauss-Hermite quadrature from that optimum (glmer's nAGQ)."""
     nagq = check_quadrature(design, nagq)
     problem, X, kept, dropped, transform = glmm_problem(design, family)
-    n_theta = problem.layout.n_theta
     start_params, auxiliary_start = problem.auxiliary_start()
     start = np.concatenate([problem.layout.start(), _glm_start(problem, start_params), auxiliary_start])
+    summary, conditional, vcov, quadrature = optimise_laplace(problem, in_memory(problem), start, nagq)
+    summary, vcov = in_user_columns(summary, vcov, transform, problem.layout.n_theta)
+    return GlmmResult(replace(problem, X=X), summary, conditional, vcov, kept, dropped, nagq, quadrature)
+
+
+def optimise_laplace(problem: GlmmProblem, evaluator: Evaluator, start: np.ndarray, nagq: int = 1):
+    """(optimiser summary, conditional mode, vcov, quadrature log-likelihood or None) from ``start``:
+    the Laplace deviance minimised on its exact gradient, then with ``nagq`` > 1 the quadrature's
+    (lme4's order too: the Laplace optimum is the quadrature's start); vcov from the Hessian of the
+    deviance at the end point."""
+    n_theta = problem.layout.n_theta
     lower = np.concatenate([problem.layout.lower(), np.full(len(start) - n_theta, -np.inf)])
-    deviance, objective = deviance_function(problem), laplace_objective(problem)
-    summary, conditional = _optimum(problem, deviance, start, lower, objective)
+    deviance, objective = deviance_function(problem, evaluator=evaluator), laplace_objective(problem, evaluator)
+    summary, conditional = _optimum(problem, deviance, start, lower, objective, evaluator)
     quadrature = None
-    if nagq > 1:  # lme4's order too: the Laplace optimum is the quadrature's start
+    if nagq > 1:
         deviance = deviance_function(problem, nagq)
         summary, conditional = _optimum(problem, deviance, summary.x, lower)
         quadrature = agq_loglik(problem, conditional, summary.x, nagq)
         hessian = _hessian(deviance, summary.x)
     else:
         hessian = _hessian_of_gradient(objective, summary.x)
-    vcov = _vcov(hessian)
-    # back to the user's columns: eta = X_s beta_s = X (T beta_s), so beta = T beta_s
-    p = X.shape[1]
-    outer = sp.block_diag([sp.identity(n_theta), transform, sp.identity(len(start) - n_theta - p)]).toarray()
+        summary, conditional = _newton_polish(summary, conditional, hessian, lower, objective, evaluator)
+    return summary, conditional, _vcov(hessian), quadrature
+
+
+def _newton_polish(summary: OptimizerSummary, conditional, hessian, lower, objective, evaluator):
+    """One Newton step on the exact gradient from the optimiser's end point, with the Hessian the
+    standard errors read anyway, over the entries off their bounds. L-BFGS stops where the
+    deviance's change falls below its tolerance, up to ~1e-7 from the optimum and at a point that
+    depends on the sums' rounding; one Newton step from there lands within rounding of the
+    optimum, so fits of the same rows summed in another order (a Dask DataFrame's partitions)
+    agree to ~1e-10. Kept only where the deviance does not rise."""
+    free = ~(np.isfinite(lower) & (summary.x <= lower))
+    if not free.any() or not np.all(np.isfinite(summary.gradient)):
+        return summary, conditional
+    try:
+        root = np.linalg.cholesky(hessian[np.ix_(free, free)])
+    except np.linalg.LinAlgError:
+        return summary, conditional
+    x = summary.x.copy()
+    value, gradient = objective(x)
+    step = np.linalg.solve(root.T, np.linalg.solve(root, gradient[free]))
+    x[free] -= step
+    if np.any(x < lower):
+        return summary, conditional
+    new_value, new_gradient = objective(x)
+    if not np.isfinite(new_value) or new_value > value + 1e-12 * abs(value):
+        return summary, conditional
+    new_gradient[~free] = summary.gradient[~free]  # the optimiser's projected gradient at the bounds
+    summary = replace(summary, x=x, objective=new_value, gradient=new_gradient)
+    return summary, evaluator.mode(x, conditional.u)
+
+
+def in_user_columns(summary: OptimizerSummary, vcov: np.ndarray, transform: np.ndarray, n_theta: int):
+    """The optimiser's summary and vcov back in the user's columns: eta = X_s beta_s = X (T beta_s),
+    so beta = T beta_s (T: :func:`column_transform`)."""
+    p, size = transform.shape[0], len(summary.x)
+    outer = sp.block_diag([sp.identity(n_theta), transform, sp.identity(size - n_theta - p)]).toarray()
     summary = replace(summary, x=outer @ summary.x, gradient=np.linalg.solve(outer.T, summary.gradient))
-    return GlmmResult(
-        replace(problem, X=X), summary, conditional, outer @ vcov @ outer.T, kept, dropped, nagq, quadrature
-    )
+    return summary, outer @ vcov @ outer.T
 
 
 def glmm_problem(design: Design, family: Family):
@@ -911,17 +988,45 @@ def _check_dense_parts(blocks, first_terms: int) -> None:
     memory.check(coupling, (q2, q1), fix)
 
 
-def deviance_function(problem: GlmmProblem, nagq: int = 1):
+@dataclass(frozen=True)
+class Evaluator:
+    """Where a Laplace fit's sums over rows come from. ``mode(x, start)``: the :class:`Conditional`
+    at the outer parameters x, Newton's method started from ``start`` (None: u = 0); ``gradient(x,
+    conditional)``: the exact gradient of -2 log L there (NaN where a family parameter's entry is
+    left to differences). :func:`in_memory` reads the rows of a :class:`GlmmProblem`;
+    :mod:`bayesmix.exact.glmm_partitions` sums a Dask DataFrame's partitions."""
+
+    mode: Callable
+    gradient: Callable
+
+
+def in_memory(problem: GlmmProblem) -> Evaluator:
+    """The :class:`Evaluator` of rows held by ``problem``."""
+    problem.require_rows()
+
+    def mode(x, start):
+        theta, beta, params = problem.split(x)
+        return conditional_mode(problem, theta, beta, params, start, problem.auxiliary_eta(x))
+
+    def gradient(x, conditional):
+        if problem.auxiliary_predictors:
+            return joint_laplace_gradient(problem, x, conditional, problem.auxiliary_eta(x))
+        return laplace_gradient(problem, x, conditional)
+
+    return Evaluator(mode, gradient)
+
+
+def deviance_function(problem: GlmmProblem, nagq: int = 1, evaluator: Evaluator | None = None):
     """-2 log L as a function of the outer parameters (theta, beta[, log dispersion]): Laplace, or
     adaptive Gauss-Hermite quadrature with ``nagq`` points. Each call starts Newton's method from the
     previous call's mode; an overflow at an extreme point gives inf, so the optimiser steps back."""
+    evaluator = evaluator or in_memory(problem)
     warm = {"u": None}
 
     def deviance(x):
-        theta, beta, params = problem.split(x)
         try:
             with np.errstate(all="ignore"):
-                conditional = conditional_mode(problem, theta, beta, params, warm["u"], problem.auxiliary_eta(x))
+                conditional = evaluator.mode(x, warm["u"])
                 value = conditional.laplace_loglik() if nagq == 1 else agq_loglik(problem, conditional, x, nagq)
         except (np.linalg.LinAlgError, ValueError):
             return np.inf
@@ -931,25 +1036,21 @@ def deviance_function(problem: GlmmProblem, nagq: int = 1):
     return deviance
 
 
-def laplace_objective(problem: GlmmProblem):
+def laplace_objective(problem: GlmmProblem, evaluator: Evaluator | None = None):
     """(-2 log L, its gradient) as a function of (theta, beta[, family parameters]): the gradient
     from :func:`laplace_gradient` (one linear predictor) or :func:`joint_laplace_gradient` (a zi= or
     dispersion= formula's too), each constant family parameter's entry by central differences (two
     warm-started modes each). Non-finite values (an overflow at an extreme point) give inf."""
+    evaluator = evaluator or in_memory(problem)
     warm = {"u": None}
-    deviance = deviance_function(problem)
-    joint = bool(problem.auxiliary_predictors)
+    deviance = deviance_function(problem, evaluator=evaluator)
 
     def objective(x):
-        theta, beta, params = problem.split(x)
         try:
             with np.errstate(all="ignore"):
-                conditional = conditional_mode(problem, theta, beta, params, warm["u"], problem.auxiliary_eta(x))
+                conditional = evaluator.mode(x, warm["u"])
                 value = -2.0 * conditional.laplace_loglik()
-                if joint:
-                    gradient = joint_laplace_gradient(problem, x, conditional, problem.auxiliary_eta(x))
-                else:
-                    gradient = laplace_gradient(problem, x, conditional)
+                gradient = evaluator.gradient(x, conditional)
         except (np.linalg.LinAlgError, ValueError):
             return np.inf, np.full(len(x), np.nan)
         if not np.isfinite(value):
@@ -969,25 +1070,25 @@ def laplace_objective(problem: GlmmProblem):
 DISPERSION_STEP = 1e-5  # relative step of the central difference in a family parameter (unbounded scale)
 
 
-def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarray, gradient=None):
+def _optimum(problem: GlmmProblem, deviance, start: np.ndarray, lower: np.ndarray, gradient=None, evaluator=None):
     """From ``start``: L-BFGS on the exact gradient where ``gradient`` (the objective with it) is
     given, BOBYQA otherwise or where L-BFGS stops short; the optimiser's summary and the conditional
     mode at its end point."""
+    evaluator = evaluator or in_memory(problem)
     summary = None
     if gradient is not None:
         summary = minimize_with_gradient(gradient, start, lower)
         if not summary.converged:  # a failed line search, often where warm-started modes jumped: once more, cold
-            again = minimize_with_gradient(laplace_objective(problem), summary.x, lower)
+            again = minimize_with_gradient(laplace_objective(problem, evaluator), summary.x, lower)
             summary = again if again.objective <= summary.objective else summary
     if summary is None or not summary.converged:
         summary = minimize_bounded(deviance, start if summary is None else summary.x, lower)
     summary = _off_the_boundary(deviance, summary, lower, gradient)
-    theta, beta, params = problem.split(summary.x)
     try:
         if not np.isfinite(summary.objective):
             raise ValueError("non-finite deviance")
         with np.errstate(all="ignore"):
-            conditional = conditional_mode(problem, theta, beta, params, None, problem.auxiliary_eta(summary.x))
+            conditional = evaluator.mode(summary.x, None)
     except (np.linalg.LinAlgError, ValueError):
         raise BayesmixError(
             "The Laplace fit failed numerically: the deviance is not finite at the optimiser's end point "
@@ -1022,15 +1123,18 @@ BADLY_SCALED = (0.1, 10.0)  # a column whose SD is outside this range is centred
 
 
 def _column_transform(X: np.ndarray) -> np.ndarray:
+    return column_transform(X.mean(axis=0), X.std(axis=0))
+
+
+def column_transform(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     """T (p, p) with X T centred and scaled to unit SD in the columns whose SD is far from 1 (as
     lme4's advice to rescale, done for the user): the outer optimiser's steps are then of one size
     in every direction, where a predictor on the 1e4 scale made it stop short. The intercept absorbs
-    the centring; a model without an intercept is only scaled."""
-    p = X.shape[1]
+    the centring; a model without an intercept is only scaled. ``mean``, ``sd``: X's columns' (ddof 0)."""
+    p = len(mean)
     transform = np.eye(p)
     if not p:
         return transform
-    sd, mean = X.std(axis=0), X.mean(axis=0)
     intercept = [j for j in range(p) if sd[j] == 0 and mean[j] == 1.0]
     for j in range(p):
         if sd[j] > 0 and not BADLY_SCALED[0] <= sd[j] <= BADLY_SCALED[1]:

@@ -88,8 +88,9 @@ def profile(result: GlmmResult, index: int):
     """D(value) of phi's entry ``index``, the others minimised (warm-started from the last point)."""
     outer, limits = _Outer(result), bounds(result)
     laplace = result.nagq == 1
-    objective = laplace_objective(result.problem) if laplace else None
-    deviance = deviance_function(result.problem, result.nagq)
+    evaluator = result.evaluate() if laplace else None
+    objective = laplace_objective(result.problem, evaluator) if laplace else None
+    deviance = deviance_function(result.problem, result.nagq, evaluator)
     warm = {"phi": to_phi(result)}
 
     def value_and_gradient(phi):
