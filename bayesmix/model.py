@@ -85,6 +85,8 @@ class Model:
         Hilbert-space approximation above), True, False (always exact), or ``{"m": basis functions
         per coordinate, "c": boundary factor}`` (brms's ``gp(..., k, c)``); see
         docs/spatial_covariance.md. Exact fits (fit()) are never approximated.
+    progress: with a Dask DataFrame, report the pass over its partitions: True (a line on stderr)
+        or a function ``progress(done, total)`` called as each partition finishes.
     """
 
     fit_kind = SAMPLED  # what bayesmix.after.fit_view tells the kinds of fit apart by
@@ -108,6 +110,7 @@ class Model:
         thresholds=None,
         cov=None,
         hsgp="auto",
+        progress=None,
     ):
         # what update() starts from: the call's arguments, the data as given (only read, never changed)
         self._arguments = dict(
@@ -128,6 +131,7 @@ class Model:
             thresholds=thresholds,
             cov=cov,
             hsgp=hsgp,
+            progress=progress,
         )
         self.family: Family = get_family(family, link)
         if thresholds is not None:  # an ordinal family's cut points: "flexible" or "equidistant" (clmm's)
@@ -148,7 +152,7 @@ class Model:
         elif upper is not None:
             raise BayesmixError("upper= gives interval censoring's upper bounds; pass censored='column' with it.")
         if is_dask_frame(data):
-            self.design = self._statistics_design(data, categorical, missing, contrasts)
+            self.design = self._statistics_design(data, categorical, missing, contrasts, progress)
         else:
             design = build_design(
                 self.spec, data, categorical, missing, contrasts, self.family.ordinal, self.family.categorical
@@ -163,7 +167,7 @@ class Model:
         self.idata: az.InferenceData | None = None
         self.sampling_time: float | None = None
 
-    def _statistics_design(self, data, categorical, missing, contrasts) -> StatsDesign:
+    def _statistics_design(self, data, categorical, missing, contrasts, progress) -> StatsDesign:
         """A Dask DataFrame: reduced to the sufficient statistics of a gaussian model; a GLMM's
         partitions are also encoded once and kept where they live, for its Laplace fit."""
         if self.spec.submodels:
@@ -172,7 +176,9 @@ class Model:
                 "dispersion= formulas need every row. Load the data into memory (ddf.compute())."
             )
         if self.family.name == "gaussian" and self.family.link.name == "identity":
-            return build_stats_design(self.spec, data, categorical=categorical, missing=missing, contrasts=contrasts)
+            return build_stats_design(
+                self.spec, data, categorical=categorical, missing=missing, contrasts=contrasts, progress=progress
+            )
         check_family(self.family)
         if self.family.name == "binomial" and self.spec.weights is not None:
             raise BayesmixError(
@@ -180,7 +186,7 @@ class Model:
                 "give the counts as cbind(successes, failures) instead."
             )
         return build_stats_design(
-            self.spec, data, categorical=categorical, missing=missing, contrasts=contrasts, family=self.family
+            self.spec, data, categorical, missing, contrasts, family=self.family, progress=progress
         )
 
     @property

@@ -59,3 +59,17 @@ def gaussian_nuts_problem(seed: int, variances):
     data = [jnp.array([1.0, -2.0]), jnp.array(variances)]
     energy, grad = jax.vmap(jax.value_and_grad(lambda u: potential([u], data)))(jnp.zeros((2, 2)))
     return potential, (keys, (jnp.zeros((2, 2)), energy, grad), jnp.ones(2), (data,))
+
+
+def on_local_cluster(tmp_path, frame, row_group_size: int, fit):
+    """``fit(ddf)`` with ``frame`` (a pandas DataFrame) read back from Parquet row groups on a
+    local cluster of two worker processes (1 GB each)."""
+    import dask.dataframe as dd
+    import distributed
+
+    frame.to_parquet(tmp_path / "data.parquet", row_group_size=row_group_size)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GB") as cluster:
+        with distributed.Client(cluster):
+            ddf = dd.read_parquet(tmp_path / "data.parquet", split_row_groups=True)
+            assert ddf.npartitions == -(-len(frame) // row_group_size)
+            return fit(ddf)

@@ -3,7 +3,6 @@
 import warnings
 
 import dask.dataframe as dd
-import distributed
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +10,7 @@ import pytest
 import bayesmix
 from bayesmix import BayesmixError
 from bayesmix.design.crossprod import lme4_order, raw_cross_products
+from tests.helpers import on_local_cluster
 
 CASES = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
@@ -142,13 +142,8 @@ def test_local_cluster_with_worker_processes(tmp_path):
     effects = rng.normal(0, [1.0, 0.3], size=(groups, 2))
     y = 2 + 0.5 * x + effects[g, 0] + effects[g, 1] * x + rng.normal(size=n)
     frame = pd.DataFrame({"y": y, "x": x, "g": [f"g{i:03d}" for i in g]})
-    frame.to_parquet(tmp_path / "data.parquet", row_group_size=2_500)
     formula = "y ~ x + (x | g)"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GB") as cluster:
-        with distributed.Client(cluster):
-            ddf = dd.read_parquet(tmp_path / "data.parquet", split_row_groups=True)
-            assert ddf.npartitions == 8
-            fit = bayesmix.Model(formula, ddf).fit("reml")
+    fit = on_local_cluster(tmp_path, frame, 2_500, lambda ddf: bayesmix.Model(formula, ddf).fit("reml"))
     reference = bayesmix.Model(formula, frame).fit("reml")
     assert fit.loglik == pytest.approx(reference.loglik, rel=1e-12)
     np.testing.assert_allclose(fit.fixef.estimate, reference.fixef.estimate, rtol=1e-5)
@@ -179,3 +174,16 @@ def test_collapsed_sampler_from_statistics():
     assert several.to_dict()["nobs"] == 180
     with pytest.raises(BayesmixError, match="parameterization='marginal'"):
         several.sample(parameterization="noncentered")
+
+
+def test_progress_of_the_statistics_pass(capsys):
+    data = as_dask(bayesmix.load_dataset("sleepstudy"), 3)
+    calls = []
+    quiet = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data)
+    model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", data, progress=lambda *c: calls.append(c))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert model.fit("reml").loglik == quiet.fit("reml").loglik
+    bayesmix.Model("Reaction ~ Days + (Days | Subject)", data, progress=True)
+    assert "3/3 partitions read" in capsys.readouterr().err
+    with pytest.raises(BayesmixError, match="progress must be True, False or a function"):
+        bayesmix.Model("Reaction ~ Days + (Days | Subject)", data, progress="yes")

@@ -266,6 +266,14 @@ def as_pandas(data):
     return data
 
 
+def with_default_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the index 0..n-1 (a copy only where its index is another: rows are matched by position)."""
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
+
+
 def _as_frame(data) -> pd.DataFrame:
     if not isinstance(data, pd.DataFrame):
         raise BayesmixError(
@@ -1271,7 +1279,9 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     if missing:
         hint = did_you_mean(missing[0], data.columns)
         raise BayesmixError(f"New data lacks the column(s) {', '.join(missing)} that the model uses.{hint}")
-    frame = data.loc[:, needed].copy(deep=True).reset_index(drop=True)
+    data = with_default_index(data)
+    # a column selection is a new frame (the user's is never changed: columns are replaced, not written into)
+    frame = data.loc[:, needed].copy(deep=False)
     if frame.isna().any().any():
         raise BayesmixError("New data has missing values in used columns; drop or fill those rows before predicting.")
     frame = with_one_level_columns(with_smooth_columns(frame, codings.smooths), spec)
@@ -1294,8 +1304,8 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
     if codings.fixed_columns is not None:
         X = X[:, list(codings.fixed_columns)]
     blocks, new_levels = _new_blocks(design, frame, raw_groups, allow_new_levels, random_effects)
-    trials = _new_trials(data.reset_index(drop=True), spec.response)
-    offset = _offset(data.reset_index(drop=True), spec) if spec.offsets else None
+    trials = _new_trials(data, spec.response)
+    offset = _offset(data, spec) if spec.offsets else None
     submodels = _new_submodels(codings, frame)
     return NewData(
         X=X, blocks=tuple(blocks), new_levels=tuple(new_levels), trials=trials, offset=offset, submodels=submodels

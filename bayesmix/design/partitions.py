@@ -11,9 +11,12 @@ once per step, and adds the results up pairwise (:meth:`Partitions.sum`).
 from __future__ import annotations
 
 import operator
+import sys
 from dataclasses import dataclass
 
 import numpy as np
+
+from bayesmix.errors import BayesmixError
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,8 @@ class Partitions:
         self.derived: dict = {}  # what an engine built from these parts once (bayesmix.exact.glmm_partitions)
 
     @classmethod
-    def persist(cls, delayed_parts: list) -> Partitions:
-        import dask
-
-        return cls(dask.persist(*delayed_parts))
+    def persist(cls, delayed_parts: list, progress=None) -> Partitions:
+        return cls(persist(delayed_parts, progress))
 
     def __len__(self) -> int:
         return len(self.parts)
@@ -81,3 +82,71 @@ class Partitions:
 
 def _call(function, part, arguments):
     return function(part, *arguments)
+
+
+def progress_reporter(progress):
+    """``progress`` as Model takes it: None or False (silent), True (a line on stderr, redrawn as
+    partitions finish) or a callable ``progress(done, total)``."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return _print_progress
+    if callable(progress):
+        return progress
+    raise BayesmixError(f"progress must be True, False or a function progress(done, total), not {progress!r}.")
+
+
+def _print_progress(done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    print(f"\rbayesmix: {done}/{total} partitions read", end=end, file=sys.stderr, flush=True)
+
+
+def persist(delayed_parts: list, progress=None) -> list:
+    """``dask.persist`` of one task per partition, calling ``progress(done, total)`` as each
+    finishes: on a distributed cluster as their futures complete, on Dask's local schedulers
+    from a scheduler callback."""
+    import dask
+
+    if progress is None:
+        return list(dask.persist(*delayed_parts))
+    total = len(delayed_parts)
+    client = _distributed_client()
+    if client is None:
+        with _partition_counter({part.key for part in delayed_parts}, progress):
+            return list(dask.persist(*delayed_parts))
+    import distributed
+
+    persisted = list(dask.persist(*delayed_parts))
+    for done, _ in enumerate(distributed.as_completed(distributed.futures_of(persisted)), 1):
+        progress(done, total)
+    return persisted
+
+
+def _distributed_client():
+    """The distributed client Dask's compute would use, or None (a local scheduler)."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _partition_counter(keys: set, progress):
+    """A Dask callback counting finished partition tasks on the local schedulers (made here:
+    Dask is an optional dependency, imported only when a Dask DataFrame is given)."""
+    from dask.callbacks import Callback
+
+    class PartitionCounter(Callback):
+        def __init__(self):
+            super().__init__()
+            self.done = 0
+
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if key in keys:
+                self.done += 1
+                progress(self.done, len(keys))
+
+    return PartitionCounter()

@@ -40,11 +40,12 @@ from bayesmix.design.encode import (
     report_missing,
     value_columns,
     weight_columns,
+    with_default_index,
 )
 from bayesmix.design.fixed import NO_RESIDUAL_GRAM, aliased_from_gram, no_residual_message
 from bayesmix.design.formula import FormulaSpec
 from bayesmix.design.moments import DesignMoments
-from bayesmix.design.partitions import EncodedRows, Partitions, tree_sum
+from bayesmix.design.partitions import EncodedRows, Partitions, persist, progress_reporter, tree_sum
 from bayesmix.errors import BayesmixError
 
 STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(", "poly(", "bs(", "ns(", "cr(", "cc(")
@@ -235,7 +236,7 @@ class Statistics:
 def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> EncodedRows:
     """One partition encoded with the design's frozen codings; ``family``: checks the response's
     support (a GLMM's rows are kept; a gaussian model's only summed)."""
-    part = part.reset_index(drop=True)
+    part = with_default_index(part)
     new = encode_new_data(design, part)
     y = evaluate_expression(part, design.spec.response.expr, "response")
     weights = None
@@ -276,14 +277,17 @@ def _check_finite(moments: DesignMoments, fixed_names) -> None:
 
 
 def build_stats_design(
-    spec: FormulaSpec, ddf, categorical=None, missing: str = "drop", contrasts=None, family=None
+    spec: FormulaSpec, ddf, categorical=None, missing: str = "drop", contrasts=None, family=None, progress=None
 ) -> StatsDesign:
     """Reduce a Dask DataFrame to a :class:`StatsDesign` (see the module docstring). ``family``
     (a GLMM's): the encoded partitions are also kept where they live (:attr:`StatsDesign.partitions`),
-    for a Laplace fit that reads them at every step; the statistics are then summed from them."""
+    for a Laplace fit that reads them at every step; the statistics are then summed from them.
+    ``progress``: :func:`bayesmix.design.partitions.progress_reporter`'s, told as each partition
+    of the statistics pass finishes."""
     import dask
 
     _refuse_stateful(spec)
+    report = progress_reporter(progress)
     if spec.response.is_binomial and family is None:
         raise BayesmixError("A Dask DataFrame is supported for gaussian models; cbind()/p() responses need the rows.")
     used = check_columns(spec, ddf)
@@ -342,9 +346,12 @@ def build_stats_design(
     partitions = None
     if family is None:
         parts = [dask.delayed(_partition_statistics)(part, design, order) for part in ddf.to_delayed()]
+        if report is not None:  # each partition's sums kept (small) until all are in, to count them
+            parts = persist(parts, report)
         (total,) = dask.compute(tree_sum(parts))
     else:
-        partitions = Partitions.persist([dask.delayed(encode_rows)(part, design, family) for part in ddf.to_delayed()])
+        encoded = [dask.delayed(encode_rows)(part, design, family) for part in ddf.to_delayed()]
+        partitions = Partitions.persist(encoded, report)
         total = partitions.sum(row_statistics, design, order)
     _check_finite(total.moments, design.fixed_names)
     return replace(design, raw=total.raw, moments=total.moments, partitions=partitions)
