@@ -102,6 +102,27 @@ def test_missing_rows_counted_and_predictions_on_new_rows():
         bayesmix.Model("Reaction ~ Days + (Days | Subject)", dd.from_pandas(holes, npartitions=2), missing="raise")
 
 
+def test_a_level_whose_rows_are_all_incomplete_is_dropped_as_in_memory():
+    """The factor-only survey sees every level; the statistics pass finds the incomplete rows and
+    the design is surveyed again over the complete rows, so the level with none is gone (lme4's
+    drop.unused.levels) as in memory."""
+    holes = bayesmix.load_dataset("sleepstudy").astype({"Subject": str})
+    holes.loc[holes.Subject == "308", "Reaction"] = np.nan
+    holes.loc[15, "Subject"] = None  # a missing grouping value too (subject 309)
+    formula = "Reaction ~ Days + (Days | Subject)"
+    with pytest.warns(bayesmix.MissingDataWarning, match="Dropped 11 of 180 rows"):
+        model = bayesmix.Model(formula, dd.from_pandas(holes, npartitions=3))
+    with pytest.warns(bayesmix.MissingDataWarning):
+        reference = bayesmix.Model(formula, holes)
+    assert [b.levels for b in model.design.blocks] == [b.levels for b in reference.design.blocks]
+    assert "308" not in model.design.blocks[0].levels and model.nobs == reference.nobs == 169
+    assert model.fit("reml").loglik == pytest.approx(reference.fit("reml").loglik, rel=1e-12)
+    only_values = holes.assign(Subject=holes.Subject.fillna("309"))  # missing values outside the factors only
+    with pytest.warns(bayesmix.MissingDataWarning, match="Dropped 10 of 180 rows .*Reaction: 10"):
+        model = bayesmix.Model(formula, dd.from_pandas(only_values, npartitions=3))
+    assert "308" not in model.design.blocks[0].levels
+
+
 def test_aliased_columns_are_dropped_from_the_gram_matrix():
     data = bayesmix.load_dataset("sleepstudy").astype({"Subject": str})
     data["Days2"] = 2 * data["Days"]

@@ -40,7 +40,7 @@ from bayesmix.design.formula import FormulaSpec, RandomTerm
 from bayesmix.design.known import known_column, known_root, with_one_level_columns
 from bayesmix.design.linpred import Predictor
 from bayesmix.design.membership import membership_levels, membership_matrix, unseen_members
-from bayesmix.design.plain import level_codes, plain_matrix
+from bayesmix.design.plain import level_match, plain_matrix
 from bayesmix.design.smooth import learn_smooths, with_smooth_columns
 from bayesmix.errors import BayesmixError, BayesmixWarning, MissingDataWarning, did_you_mean, warn
 from bayesmix.families import Family
@@ -1281,21 +1281,21 @@ def encode_new_data(design: Design, data, allow_new_levels: bool = False, random
         raise BayesmixError(f"New data lacks the column(s) {', '.join(missing)} that the model uses.{hint}")
     data = with_default_index(data)
     # a column selection is a new frame (the user's is never changed: columns are replaced, not written into)
-    frame = data.loc[:, needed].copy(deep=False)
+    frame = (data if set(data.columns) == set(needed) else data.loc[:, needed]).copy(deep=False)
     if frame.isna().any().any():
         raise BayesmixError("New data has missing values in used columns; drop or fill those rows before predicting.")
     frame = with_one_level_columns(with_smooth_columns(frame, codings.smooths), spec)
-    raw_groups = {f: frame[f].copy() for f in grouping if f in frame.columns}
+    raw_groups = {f: frame[f] for f in grouping if f in frame.columns}  # columns are replaced below, not changed
     for name, levels in codings.levels.items():
         if name not in frame.columns:
             continue
-        unseen = sorted({str(v) for v in pd.unique(frame[name])} - {str(v) for v in levels})
+        codes, unseen = level_match(frame[name], levels)  # -1: unseen
+        unseen = sorted({str(v) for v in unseen})
         if unseen and name not in grouping:
             raise BayesmixError(
                 f"Column '{name}' has level(s) {unseen[:5]} that the training data did not have; "
                 f"the model knows {list(levels)[:10]}."
             )
-        codes = level_codes(frame[name], levels)  # -1: unseen
         frame[name] = pd.Categorical.from_codes(codes, categories=list(levels), ordered=True)
     try:
         X = _evaluate(codings.fixed_matrix, frame) if codings.fixed_matrix is not None else np.zeros((len(frame), 0))

@@ -64,20 +64,24 @@ class Partitions:
 
     def map(self, function, *arguments) -> Partitions:
         """``function(part, *arguments)`` for every part, kept in memory in place of the parts."""
-        import dask
-
-        shared = dask.delayed(arguments, traverse=False)  # one copy per worker, not one per task
-        call = dask.delayed(_call, pure=True)
-        return Partitions.persist([call(function, part, shared) for part in self.parts])
+        return Partitions.persist(each(function, self.parts, *arguments))
 
     def sum(self, function, *arguments):
         """The sum over the parts of ``function(part, *arguments)`` (its results must add with +)."""
         import dask
 
-        shared = dask.delayed(arguments, traverse=False)
-        call = dask.delayed(_call, pure=False)
-        (total,) = dask.compute(tree_sum([call(function, part, shared) for part in self.parts]))
+        (total,) = dask.compute(tree_sum(each(function, self.parts, *arguments, pure=False)))
         return total
+
+
+def each(function, parts: list, *arguments, pure: bool = True) -> list:
+    """Delayed ``function(part, *arguments)`` per part (a Dask DataFrame's ``to_delayed()`` or
+    kept parts), the arguments in the graph once (one copy per worker, not one per task)."""
+    import dask
+
+    shared = dask.delayed(arguments, traverse=False)
+    call = dask.delayed(_call, pure=pure)
+    return [call(function, part, shared) for part in parts]
 
 
 def _call(function, part, arguments):

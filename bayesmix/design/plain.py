@@ -57,10 +57,15 @@ def _plain_numeric(frame: pd.DataFrame, name: str) -> bool:
 def level_codes(column: pd.Series, levels) -> np.ndarray:
     """Each row's position among ``levels`` by its text (``str(value)``), -1 where it is none of
     them: the distinct values matched once, the rows by hashing."""
+    return level_match(column, levels)[0]
+
+
+def level_match(column: pd.Series, levels) -> tuple[np.ndarray, list]:
+    """(:func:`level_codes`, the distinct values that are none of ``levels``), from one hashing pass."""
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
     index = pd.Index([str(level) for level in levels])
     matched = index.get_indexer([str(value) for value in uniques])
     out = np.full(len(codes), -1, dtype=np.int64)
     present = codes >= 0
     out[present] = matched[codes[present]]
-    return out
+    return out, [value for value, code in zip(uniques, matched) if code < 0]

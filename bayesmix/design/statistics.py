@@ -45,7 +45,7 @@ from bayesmix.design.encode import (
 from bayesmix.design.fixed import NO_RESIDUAL_GRAM, aliased_from_gram, no_residual_message
 from bayesmix.design.formula import FormulaSpec
 from bayesmix.design.moments import DesignMoments
-from bayesmix.design.partitions import EncodedRows, Partitions, persist, progress_reporter, tree_sum
+from bayesmix.design.partitions import EncodedRows, Partitions, each, persist, progress_reporter, tree_sum
 from bayesmix.errors import BayesmixError
 
 STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(", "poly(", "bs(", "ns(", "cr(", "cc(")
@@ -178,20 +178,49 @@ def _refuse_stateful(spec: FormulaSpec) -> None:
                 )
 
 
-def _survey(ddf, spec: FormulaSpec, factors: list[str]):
-    """One pass over the data: missing values per column, rows, complete rows, and the distinct values
-    of each factor and each ``a:b`` group's columns among the complete rows (tree reductions)."""
+@dataclass(frozen=True)
+class Survey:
+    """What the encoding needs to know of the rows, for one partition or several added up: missing
+    values per column, rows, complete rows, and among the complete rows the distinct values of
+    each factor and each ``a:b`` group's columns."""
+
+    na: pd.Series
+    rows: int
+    complete: int
+    uniques: dict[str, pd.Series]
+    combos: dict[str, pd.DataFrame]
+
+    def __add__(self, other: Survey) -> Survey:
+        return Survey(
+            self.na + other.na,
+            self.rows + other.rows,
+            self.complete + other.complete,
+            {k: pd.concat([v, other.uniques[k]], ignore_index=True).drop_duplicates() for k, v in self.uniques.items()},
+            {k: pd.concat([v, other.combos[k]], ignore_index=True).drop_duplicates() for k, v in self.combos.items()},
+        )
+
+
+def _survey_partition(part: pd.DataFrame, factors: list[str], combos: dict) -> Survey:
+    """One partition's :class:`Survey` (the complete rows selected only where some are not)."""
+    missing = part.isna()
+    na = missing.sum()
+    complete = part if not na.any() else part[~missing.any(axis=1)]
+    return Survey(
+        na,
+        len(part),
+        len(complete),
+        {name: pd.Series(complete[name].unique()) for name in factors},
+        {group: complete[list(parts)].drop_duplicates() for group, parts in combos.items()},
+    )
+
+
+def _survey(ddf, spec: FormulaSpec, factors: list[str]) -> Survey:
+    """One pass over the data (a :class:`Survey` per partition, added up in a tree)."""
     import dask
 
-    complete = ddf.dropna()
     combos = {term.group: term.factors for term in spec.random if len(term.factors) > 1}
-    return dask.compute(
-        ddf.isna().sum(),
-        ddf.shape[0],
-        complete.shape[0],
-        {name: complete[name].unique(split_out=1) for name in factors},
-        {group: complete[list(parts)].drop_duplicates(split_out=1) for group, parts in combos.items()},
-    )
+    (total,) = dask.compute(tree_sum(each(_survey_partition, ddf.to_delayed(), factors, combos)))
+    return total
 
 
 def _interaction_levels(pairs: dict, spec: FormulaSpec, orders: dict) -> dict[str, tuple[str, ...]]:
@@ -224,13 +253,14 @@ def _prototype(first: pd.DataFrame, orders: dict, predictors: list[str], groupin
 
 @dataclass(frozen=True)
 class Statistics:
-    """What one partition contributes; partitions add up."""
+    """What one partition contributes (``rows``: before incomplete rows were dropped); partitions add up."""
 
     raw: RawCrossProducts
     moments: DesignMoments
+    rows: int
 
     def __add__(self, other: Statistics) -> Statistics:
-        return Statistics(self.raw + other.raw, self.moments + other.moments)
+        return Statistics(self.raw + other.raw, self.moments + other.moments, self.rows + other.rows)
 
 
 def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> EncodedRows:
@@ -254,11 +284,13 @@ def row_statistics(rows: EncodedRows, design: StatsDesign, order: list[int]) -> 
     y = rows.y if rows.offset is None else rows.y - rows.offset
     blocks = [(rows.blocks[i][0], rows.blocks[i][1], design.blocks[i].n_levels) for i in order]
     moments = DesignMoments.of(rows.X, rows.y, rows.trials, [Zt for _, Zt in rows.blocks])
-    return Statistics(raw_cross_products(blocks, rows.X, y, weights=rows.weights), moments)
+    return Statistics(raw_cross_products(blocks, rows.X, y, weights=rows.weights), moments, rows.n)
 
 
 def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[int]) -> Statistics:
-    return row_statistics(encode_rows(part, design), design, order)
+    """A partition's statistics over its complete rows (``rows`` counts them all)."""
+    complete = part.dropna() if part.isna().to_numpy().any() else part
+    return replace(row_statistics(encode_rows(complete, design), design, order), rows=len(part))
 
 
 def _check_finite(moments: DesignMoments, fixed_names) -> None:
@@ -283,9 +315,13 @@ def build_stats_design(
     (a GLMM's): the encoded partitions are also kept where they live (:attr:`StatsDesign.partitions`),
     for a Laplace fit that reads them at every step; the statistics are then summed from them.
     ``progress``: :func:`bayesmix.design.partitions.progress_reporter`'s, told as each partition
-    of the statistics pass finishes."""
-    import dask
+    of the statistics pass finishes.
 
+    A gaussian model's survey first reads only the factor columns (the levels the encoding needs),
+    and the statistics pass drops incomplete rows itself: where no row has a missing value, the
+    files are read once in full. Where some row has one, the survey is taken again over all
+    columns (the levels of the complete rows, the missing values counted and reported) and the
+    statistics pass runs again on the complete rows."""
     _refuse_stateful(spec)
     report = progress_reporter(progress)
     if spec.response.is_binomial and family is None:
@@ -295,9 +331,39 @@ def build_stats_design(
     ddf = ddf[used]
     if missing not in ("drop", "raise"):
         raise BayesmixError(f"missing must be 'drop' or 'raise', not {missing!r}.")
+    factors = _factor_columns(spec, ddf, used, categorical)
+    if family is None:
+        surveyed = sorted({*factors, *(f for term in spec.random for f in term.factors)}, key=used.index)
+        survey = _survey(ddf[surveyed], spec, factors)
+        if survey.rows == 0:
+            raise BayesmixError("data has no rows. Pass the DataFrame that holds your observations.")
+        if survey.complete == survey.rows:
+            design, order = _encoding(spec, ddf, survey, categorical, factors, contrasts, 0)
+            total = _statistics_pass(ddf, design, order, report)
+            if total.rows == total.raw.n:  # no row had a missing value
+                _check_finite(total.moments, design.fixed_names)
+                return replace(design, raw=total.raw, moments=total.moments)
+    survey = _survey(ddf, spec, factors)
+    _check_survey(survey, spec, missing)
+    if survey.complete < survey.rows:  # a dropna that drops nothing still copies every partition
+        ddf = ddf.dropna()
+    design, order = _encoding(spec, ddf, survey, categorical, factors, contrasts, survey.rows - survey.complete)
+    partitions = None
+    if family is None:
+        total = _statistics_pass(ddf, design, order, report)
+    else:
+        partitions = Partitions.persist(each(encode_rows, ddf.to_delayed(), design, family), report)
+        total = partitions.sum(row_statistics, design, order)
+    _check_finite(total.moments, design.fixed_names)
+    return replace(design, raw=total.raw, moments=total.moments, partitions=partitions)
+
+
+def _factor_columns(spec: FormulaSpec, ddf, used: list[str], categorical: dict) -> list[str]:
+    """The used columns whose levels the encoding needs: grouping factors, columns named in
+    ``categorical=``, and every non-numeric or boolean column."""
     grouping = {f for term in spec.random for f in term.factors}
     dtypes = ddf.dtypes
-    factors = [
+    return [
         name
         for name in used
         if name in categorical
@@ -305,7 +371,11 @@ def build_stats_design(
         or not pd.api.types.is_numeric_dtype(dtypes[name])
         or pd.api.types.is_bool_dtype(dtypes[name])
     ]
-    na, n_rows, n_complete, uniques, pairs = _survey(ddf, spec, factors)
+
+
+def _check_survey(survey: Survey, spec: FormulaSpec, missing: str) -> None:
+    """No rows, missing weights, and the missing values' report (or refusal, ``missing="raise"``)."""
+    na, n_rows, n_complete = survey.na, survey.rows, survey.complete
     if n_rows == 0:
         raise BayesmixError("data has no rows. Pass the DataFrame that holds your observations.")
     unweighted = {c: int(na[c]) for c in weight_columns(spec) if int(na[c])}
@@ -316,14 +386,29 @@ def build_stats_design(
             "or give them a positive weight."
         )
     report_missing(int(n_rows - n_complete), int(n_rows), {c: int(v) for c, v in na.items()}, missing)
-    ddf = ddf.dropna()
-    orders = {name: level_order(name, pd.Series(values), categorical.get(name)) for name, values in uniques.items()}
-    interactions = _interaction_levels(pairs, spec, orders)
+
+
+def _statistics_pass(ddf, design: StatsDesign, order: list[int], report) -> Statistics:
+    import dask
+
+    parts = each(_partition_statistics, ddf.to_delayed(), design, order)
+    if report is not None:  # each partition's sums kept (small) until all are in, to count them
+        parts = persist(parts, report)
+    (total,) = dask.compute(tree_sum(parts))
+    return total
+
+
+def _encoding(spec: FormulaSpec, ddf, survey: Survey, categorical, factors, contrasts, n_dropped: int):
+    """The codings (formulae fitted on prototype rows) and the blocks with the surveyed levels:
+    a :class:`StatsDesign` without statistics, and its blocks' lme4 order."""
+    grouping = {f for term in spec.random for f in term.factors}
+    orders = {name: level_order(name, values, categorical.get(name)) for name, values in survey.uniques.items()}
+    interactions = _interaction_levels(survey.combos, spec, orders)
     with warnings.catch_warnings():  # a short first partition is fine: any rows teach formulae the columns
         warnings.filterwarnings("ignore", message="Insufficient elements for `head`")
-        first = ddf.head(PROTOTYPE_ROWS, npartitions=1)
+        first = ddf.head(PROTOTYPE_ROWS, npartitions=1).dropna()
         if len(first) == 0:  # the first partition has no complete row
-            first = ddf.head(PROTOTYPE_ROWS, npartitions=-1)
+            first = ddf.dropna().head(PROTOTYPE_ROWS, npartitions=-1)
     predictors = [name for name in factors if name in value_columns(spec)]
     proto = build_design(spec, _prototype(first, orders, predictors, grouping), orders, contrasts=contrasts)
     blocks = []
@@ -337,21 +422,7 @@ def build_stats_design(
             )
         empty = np.zeros(0, dtype=np.int64)
         blocks.append(replace(block, levels=levels, codes=empty, Zt=np.zeros((0, block.n_terms))))
-    order = lme4_order(tuple(blocks))
-    # the statistics are filled in below; the partitions need the codings, not the statistics
-    # proto.spec: the formula as encoded, with the factors' contrasts written in
-    design = StatsDesign(
-        proto.spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_rows - n_complete), None, None
-    )
-    partitions = None
-    if family is None:
-        parts = [dask.delayed(_partition_statistics)(part, design, order) for part in ddf.to_delayed()]
-        if report is not None:  # each partition's sums kept (small) until all are in, to count them
-            parts = persist(parts, report)
-        (total,) = dask.compute(tree_sum(parts))
-    else:
-        encoded = [dask.delayed(encode_rows)(part, design, family) for part in ddf.to_delayed()]
-        partitions = Partitions.persist(encoded, report)
-        total = partitions.sum(row_statistics, design, order)
-    _check_finite(total.moments, design.fixed_names)
-    return replace(design, raw=total.raw, moments=total.moments, partitions=partitions)
+    # proto.spec: the formula as encoded, with the factors' contrasts written in; the statistics
+    # are filled in by the caller (the partitions need the codings, not the statistics)
+    design = StatsDesign(proto.spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_dropped), None, None)
+    return design, lme4_order(tuple(blocks))
