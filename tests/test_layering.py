@@ -27,7 +27,7 @@ LAYERS = [
         "design.fixed",
         "families",
     },
-    {"design.crossprod"},
+    {"design.crossprod", "design.partitions"},
     # data -> arrays: the design, its cross-products, the Dask statistics, the moments
     {"design.known", "design.linpred", "design.moments", "design.encode", "design.statistics", "design"},
     {"design.hypotheses"},
@@ -40,6 +40,7 @@ LAYERS = [
         "exact.blocked",
         "exact.lmm",
         "exact.glmm",
+        "exact.glmm_partitions",
         "exact.satterthwaite",
         "exact.kenward_roger",
         "exact.profile",

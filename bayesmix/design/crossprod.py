@@ -79,21 +79,6 @@ class RawCrossProducts:
         )
 
 
-def _with_y(AX: np.ndarray, Ay: np.ndarray) -> np.ndarray:
-    """[A'X A'y] from its two parts (the columns of F = [X y] without stacking F: a copy of every row)."""
-    return np.column_stack([np.asarray(AX), np.asarray(Ay)])
-
-
-def _gram_with_y(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """F'F for F = [X y], from X'X, X'y and y'y."""
-    p = X.shape[1]
-    out = np.empty((p + 1, p + 1))
-    out[:p, :p] = X.T @ X
-    out[:p, p] = out[p, :p] = X.T @ y
-    out[p, p] = y @ y
-    return out
-
-
 def raw_cross_products(
     blocks, X: np.ndarray, y: np.ndarray, dense: bool = True, weights: np.ndarray | None = None
 ) -> RawCrossProducts:
@@ -108,12 +93,15 @@ def raw_cross_products(
         X, y, log_weights = X * root[:, None], y * root, float(np.sum(np.log(weights)))
     Z = [z_rows(codes, Zt, m) for codes, Zt, m in blocks]
     # R = [Z_2 ... Z_B | X y]: its dense part's products by BLAS and sparse-times-dense products,
-    # never a sparse copy of the dense columns (that conversion cost more than the sums)
-    RZ1 = sp.csr_matrix(_with_y(Z[0].T @ X, Z[0].T @ y).T)
-    RR = _gram_with_y(X, y)
+    # never a sparse copy of the dense columns (that conversion cost more than the sums). F'F in one
+    # product, not X'X, X'y and y'y apart: those round differently, and a fit whose criterion is flat
+    # to its last bits (a block absorbing the residual) then stops elsewhere
+    F = np.column_stack([X, y]) if X.shape[1] else y[:, None]
+    RZ1 = sp.csr_matrix((Z[0].T @ F).T)
+    RR = F.T @ F
     if len(Z) > 1:
         S = sp.hstack(Z[1:], format="csr")
-        SF = np.asarray(_with_y(S.T @ X, S.T @ y))  # (q, p + 1)
+        SF = np.asarray(S.T @ F)  # (q, p + 1)
         RZ1 = sp.vstack([(S.T @ Z[0]).tocsr(), RZ1], format="csr")
         RR = sp.bmat([[S.T @ S, sp.csr_matrix(SF)], [sp.csr_matrix(SF.T), sp.csr_matrix(RR)]], format="csr")
         RR = RR.toarray() if dense else RR

@@ -29,9 +29,9 @@ def fit_glm(family, X: np.ndarray, y: np.ndarray, trials, offset, params: dict, 
     :func:`newton_glm` on the rows in memory."""
 
     def sums(b):
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # a trial step far out: non-finite terms, and the step is halved
             ll, d1, d2 = family.laplace_terms(X @ b + offset, y, trials, params, weights)
-        return float(np.sum(ll)), X.T @ d1, (X.T * -d2) @ X
+            return float(np.sum(ll)), X.T @ d1, (X.T * -d2) @ X
 
     return newton_glm(sums, X.shape[1])
 

@@ -119,10 +119,10 @@ def gradient_sums(part: GlmmProblem, lam, beta, params: dict, u: np.ndarray, sel
 
 def glm_sums(part: GlmmProblem, beta: np.ndarray, params: dict) -> GlmSums:
     fixed = part.X @ beta
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # a trial step far out: non-finite terms, and the step is halved
         ll, d1, d2 = part.terms(fixed + part.offset, params)
-    eta_max = float(np.max(np.abs(fixed), initial=0.0))
-    return GlmSums(float(np.sum(ll)), part.X.T @ d1, (part.X.T * -d2) @ part.X, eta_max)
+        sums = GlmSums(float(np.sum(ll)), part.X.T @ d1, (part.X.T * -d2) @ part.X, 0.0)
+    return replace(sums, eta_max=float(np.max(np.abs(fixed), initial=0.0)))
 
 
 @dataclass(frozen=True)
