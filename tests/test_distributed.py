@@ -123,6 +123,23 @@ def test_a_level_whose_rows_are_all_incomplete_is_dropped_as_in_memory():
     assert "308" not in model.design.blocks[0].levels
 
 
+def test_a_partition_without_complete_rows_adds_nothing():
+    """The first of three partitions has no complete row (it used to stop the pass: 'data has no rows')."""
+    holes = bayesmix.load_dataset("sleepstudy").astype({"Subject": str})
+    holes.loc[:59, "Reaction"] = np.nan
+    holes["high"] = (holes.Reaction > 300).astype(float).where(holes.Reaction.notna())
+    for formula, family, method in (
+        ("Reaction ~ Days + (Days | Subject)", "gaussian", "reml"),
+        ("high ~ Days + (1 | Subject)", "bernoulli", "laplace"),
+    ):
+        with pytest.warns(bayesmix.MissingDataWarning, match="Dropped 60 of 180 rows"):
+            model = bayesmix.Model(formula, dd.from_pandas(holes, npartitions=3, sort=False), family=family)
+        with pytest.warns(bayesmix.MissingDataWarning):
+            reference = bayesmix.Model(formula, holes, family=family)
+        assert [b.levels for b in model.design.blocks] == [b.levels for b in reference.design.blocks]
+        assert model.fit(method).loglik == pytest.approx(reference.fit(method).loglik, rel=1e-12)
+
+
 def test_aliased_columns_are_dropped_from_the_gram_matrix():
     data = bayesmix.load_dataset("sleepstudy").astype({"Subject": str})
     data["Days2"] = 2 * data["Days"]

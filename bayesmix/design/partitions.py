@@ -38,10 +38,11 @@ class EncodedRows:
 
 
 def tree_sum(items):
-    """Pairwise sums of delayed items, level by level (depth log2 of the partitions)."""
+    """Pairwise sums of delayed items, level by level (depth log2 of the partitions); None (a
+    partition with no rows) adds nothing."""
     import dask
 
-    add = dask.delayed(operator.add, pure=True)
+    add = dask.delayed(_add, pure=True)
     while len(items) > 1:
         items = [add(*items[i : i + 2]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
     return items[0]
@@ -85,7 +86,11 @@ def each(function, parts: list, *arguments, pure: bool = True) -> list:
 
 
 def _call(function, part, arguments):
-    return function(part, *arguments)
+    return None if part is None else function(part, *arguments)
+
+
+def _add(a, b):
+    return b if a is None else a if b is None else operator.add(a, b)
 
 
 def progress_reporter(progress):

@@ -260,12 +260,20 @@ class Statistics:
     rows: int
 
     def __add__(self, other: Statistics) -> Statistics:
-        return Statistics(self.raw + other.raw, self.moments + other.moments, self.rows + other.rows)
+        raw, moments = (_either(a, b) for a, b in ((self.raw, other.raw), (self.moments, other.moments)))
+        return Statistics(raw, moments, self.rows + other.rows)
 
 
-def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> EncodedRows:
+def _either(a, b):
+    """a + b, where None (a partition without complete rows) adds nothing."""
+    return b if a is None else a if b is None else a + b
+
+
+def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> EncodedRows | None:
     """One partition encoded with the design's frozen codings; ``family``: checks the response's
     support (a GLMM's rows are kept; a gaussian model's only summed)."""
+    if len(part) == 0:  # a partition whose rows all had missing values
+        return None
     part = with_default_index(part)
     new = encode_new_data(design, part)
     y = evaluate_expression(part, design.spec.response.expr, "response")
@@ -287,10 +295,20 @@ def row_statistics(rows: EncodedRows, design: StatsDesign, order: list[int]) -> 
     return Statistics(raw_cross_products(blocks, rows.X, y, weights=rows.weights), moments, rows.n)
 
 
+CHUNK_ROWS = 1 << 17  # rows encoded at a time within a partition (see _partition_statistics)
+
+
 def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[int]) -> Statistics:
-    """A partition's statistics over its complete rows (``rows`` counts them all)."""
+    """A partition's statistics over its complete rows (``rows`` counts them all), summed over
+    chunks of :data:`CHUNK_ROWS` rows: a chunk's arrays (X, [X y], Z) are a few MB, which the
+    allocator reuses from chunk to chunk, where a 10^6-row partition's were fresh memory mapped
+    anew (and page-faulted in) for every array of every partition."""
     complete = part.dropna() if part.isna().to_numpy().any() else part
-    return replace(row_statistics(encode_rows(complete, design), design, order), rows=len(part))
+    total = Statistics(None, None, 0)  # no complete rows: the rows are still counted
+    for start in range(0, len(complete), CHUNK_ROWS):
+        rows = encode_rows(complete.iloc[start : start + CHUNK_ROWS], design)
+        total = total + row_statistics(rows, design, order)
+    return replace(total, rows=len(part))
 
 
 def _check_finite(moments: DesignMoments, fixed_names) -> None:
@@ -340,7 +358,7 @@ def build_stats_design(
         if survey.complete == survey.rows:
             design, order = _encoding(spec, ddf, survey, categorical, factors, contrasts, 0)
             total = _statistics_pass(ddf, design, order, report)
-            if total.rows == total.raw.n:  # no row had a missing value
+            if total.raw is not None and total.rows == total.raw.n:  # no row had a missing value
                 _check_finite(total.moments, design.fixed_names)
                 return replace(design, raw=total.raw, moments=total.moments)
     survey = _survey(ddf, spec, factors)
