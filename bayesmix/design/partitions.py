@@ -42,7 +42,7 @@ def tree_sum(items):
     partition with no rows) adds nothing."""
     import dask
 
-    add = dask.delayed(_add, pure=True)
+    add = dask.delayed(add_parts, pure=True)
     while len(items) > 1:
         items = [add(*items[i : i + 2]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
     return items[0]
@@ -89,7 +89,8 @@ def _call(function, part, arguments):
     return None if part is None else function(part, *arguments)
 
 
-def _add(a, b):
+def add_parts(a, b):
+    """a + b, where None (a partition without rows) adds nothing."""
     return b if a is None else a if b is None else operator.add(a, b)
 
 

@@ -45,7 +45,15 @@ from bayesmix.design.encode import (
 from bayesmix.design.fixed import NO_RESIDUAL_GRAM, aliased_from_gram, no_residual_message
 from bayesmix.design.formula import FormulaSpec
 from bayesmix.design.moments import DesignMoments
-from bayesmix.design.partitions import EncodedRows, Partitions, each, persist, progress_reporter, tree_sum
+from bayesmix.design.partitions import (
+    EncodedRows,
+    Partitions,
+    add_parts,
+    each,
+    persist,
+    progress_reporter,
+    tree_sum,
+)
 from bayesmix.errors import BayesmixError
 
 STATEFUL_TRANSFORMS = ("scale(", "center(", "standardize(", "poly(", "bs(", "ns(", "cr(", "cc(")
@@ -260,13 +268,8 @@ class Statistics:
     rows: int
 
     def __add__(self, other: Statistics) -> Statistics:
-        raw, moments = (_either(a, b) for a, b in ((self.raw, other.raw), (self.moments, other.moments)))
+        raw, moments = (add_parts(a, b) for a, b in ((self.raw, other.raw), (self.moments, other.moments)))
         return Statistics(raw, moments, self.rows + other.rows)
-
-
-def _either(a, b):
-    """a + b, where None (a partition without complete rows) adds nothing."""
-    return b if a is None else a if b is None else a + b
 
 
 def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> EncodedRows | None:

@@ -455,9 +455,9 @@ def newton_mode(evaluate, u: np.ndarray):
     """Newton's method on a concave function of u with step halving, from ``u``. ``evaluate(u)`` gives
     (value, gradient, factor, ...anything kept with the point) with ``factor(positive)`` the
     factored negative Hessian (``positive``: its positive part, an ascent direction where the
-    Hessian is indefinite). The function's rows may
-    sit in memory or in partitions (:mod:`bayesmix.exact.glmm_partitions`): one search for both.
-    Returns u at the end and that point's (value, gradient, factor)."""
+    Hessian is indefinite). The function's rows may sit in memory or in partitions
+    (:mod:`bayesmix.exact.glmm_partitions`): one search for both. Returns u at the end and that
+    point's tuple."""
     point = evaluate(u)
     stalls = 0
     for _ in range(200):
@@ -686,8 +686,9 @@ def _glm_start(problem: GlmmProblem, params) -> np.ndarray:
 
 
 def _check_response_varies(design: Design, family: Family) -> None:
-    y = design.y if design.trials is None else design.y / design.trials
-    check_response_varies(float(np.min(y)), float(np.max(y)), design.spec.response.expr, family)
+    y = design.y if design.trials is None else design.y[design.trials > 0] / design.trials[design.trials > 0]
+    if len(y):
+        check_response_varies(float(np.min(y)), float(np.max(y)), design.spec.response.expr, family)
 
 
 def check_response_varies(low: float, high: float, response: str, family: Family) -> None:

@@ -188,10 +188,9 @@ class PartitionRows:
     def glm_start(self, params: dict) -> np.ndarray:
         """beta_s of the GLM without random effects (:func:`bayesmix.exact.glm.newton_glm`), as in memory."""
         T = self.transform
-        last = {}
 
         def sums(beta_s):
-            last["sums"] = total = self.parts.sum(glm_sums, T @ beta_s, params)
+            total = self.parts.sum(glm_sums, T @ beta_s, params)
             return total.loglik, T.T @ total.gradient, T.T @ total.information @ T
 
         start = newton_glm(sums, T.shape[0])
