@@ -140,6 +140,26 @@ def test_a_partition_without_complete_rows_adds_nothing():
         assert model.fit(method).loglik == pytest.approx(reference.fit(method).loglik, rel=1e-12)
 
 
+def test_levels_learnt_in_the_one_pass_keep_the_in_memory_order():
+    """A one-block design's pass learns the levels as it sums (numeric levels in numeric order,
+    not by their text: 2 before 10), merged over partitions that see different levels."""
+    rng = np.random.default_rng(0)
+    g = rng.integers(1, 13, 600)
+    x = rng.normal(size=600)
+    frame = pd.DataFrame({"y": 1 + x + rng.normal(size=13)[g] + rng.normal(size=600), "x": x, "g": g})
+    frame = frame.sort_values("g", kind="stable", ignore_index=True)  # each partition its own levels
+    frame.loc[5, "x"] = np.nan
+    formula = "y ~ x + (x | g)"
+    with pytest.warns(bayesmix.MissingDataWarning, match="Dropped 1 of 600 rows"):
+        model = bayesmix.Model(formula, dd.from_pandas(frame, npartitions=4, sort=False))
+    with pytest.warns(bayesmix.MissingDataWarning):
+        reference = bayesmix.Model(formula, frame)
+    assert model.design.blocks[0].levels == reference.design.blocks[0].levels == tuple(str(v) for v in range(1, 13))
+    fit, memory = model.fit("reml"), reference.fit("reml")
+    assert fit.loglik == pytest.approx(memory.loglik, rel=1e-12)
+    np.testing.assert_allclose(fit.ranef["g"], memory.ranef["g"], atol=1e-10)
+
+
 def test_aliased_columns_are_dropped_from_the_gram_matrix():
     data = bayesmix.load_dataset("sleepstudy").astype({"Subject": str})
     data["Days2"] = 2 * data["Days"]

@@ -13,6 +13,11 @@ runs on one machine from the summed statistics, at a cost that does not depend o
 3. each partition's :class:`~bayesmix.design.crossprod.RawCrossProducts` are computed where the partition
    lives, and summed in a tree.
 
+A design of one random-effect block whose grouping factor is the only factor column (``y ~ x +
+(x | g)``) needs no survey: the codings come from the first rows, each partition's statistics are
+keyed by the levels it has (:class:`LevelStatistics`), merged by level in the tree, and ordered at
+the end (:func:`_learning_pass`), so the files are read once.
+
 Transformations that learn from the data (``scale``, ``center``, ``standardize``) would learn from
 the first rows only, so they are refused: standardise the columns in Dask first.
 """
@@ -25,6 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from bayesmix.design.crossprod import RawCrossProducts, lme4_order, raw_cross_products
 from bayesmix.design.encode import (
@@ -272,13 +278,15 @@ class Statistics:
         return Statistics(raw, moments, self.rows + other.rows)
 
 
-def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> EncodedRows | None:
+def encode_rows(
+    part: pd.DataFrame, design: StatsDesign, family=None, allow_new_levels: bool = False
+) -> EncodedRows | None:
     """One partition encoded with the design's frozen codings; ``family``: checks the response's
     support (a GLMM's rows are kept; a gaussian model's only summed)."""
     if len(part) == 0:  # a partition whose rows all had missing values
         return None
     part = with_default_index(part)
-    new = encode_new_data(design, part)
+    new = encode_new_data(design, part, allow_new_levels=allow_new_levels)
     y = evaluate_expression(part, design.spec.response.expr, "response")
     weights = None
     if design.spec.weights is not None:
@@ -286,14 +294,16 @@ def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> Encoded
         weights = evaluate_expression(part, design.spec.weights, "weights")
     if family is not None:
         family.check_response(y, new.trials)
-    return EncodedRows(new.X, y, new.trials, new.offset, weights, tuple(new.blocks))
+    return EncodedRows(new.X, y, new.trials, new.offset, weights, tuple(new.blocks), tuple(new.new_levels))
 
 
-def row_statistics(rows: EncodedRows, design: StatsDesign, order: list[int]) -> Statistics:
+def row_statistics(rows: EncodedRows, design: StatsDesign, order: list[int], levels=None) -> Statistics:
     """A partition's cross-products (the response less the offset: a gaussian model's sums need
-    only that) and column moments (of the response as given, as an in-memory design's)."""
+    only that) and column moments (of the response as given, as an in-memory design's).
+    ``levels``: each block's number of levels, where not the design's."""
     y = rows.y if rows.offset is None else rows.y - rows.offset
-    blocks = [(rows.blocks[i][0], rows.blocks[i][1], design.blocks[i].n_levels) for i in order]
+    levels = levels or [block.n_levels for block in design.blocks]
+    blocks = [(rows.blocks[i][0], rows.blocks[i][1], levels[i]) for i in order]
     moments = DesignMoments.of(rows.X, rows.y, rows.trials, [Zt for _, Zt in rows.blocks])
     return Statistics(raw_cross_products(blocks, rows.X, y, weights=rows.weights), moments, rows.n)
 
@@ -353,6 +363,11 @@ def build_stats_design(
     if missing not in ("drop", "raise"):
         raise BayesmixError(f"missing must be 'drop' or 'raise', not {missing!r}.")
     factors = _factor_columns(spec, ddf, used, categorical)
+    if family is None and _one_pass(spec, factors):
+        design, survey = _learning_pass(spec, ddf, categorical, factors, contrasts, report)
+        _check_survey(survey, spec, missing)
+        _check_finite(design.moments, design.fixed_names)
+        return design
     if family is None:
         surveyed = sorted({*factors, *(f for term in spec.random for f in term.factors)}, key=used.index)
         survey = _survey(ddf[surveyed], spec, factors)
@@ -419,7 +434,9 @@ def _statistics_pass(ddf, design: StatsDesign, order: list[int], report) -> Stat
     return total
 
 
-def _encoding(spec: FormulaSpec, ddf, survey: Survey, categorical, factors, contrasts, n_dropped: int):
+def _encoding(
+    spec: FormulaSpec, ddf, survey: Survey, categorical, factors, contrasts, n_dropped: int, minimum_levels: int = 2
+):
     """The codings (formulae fitted on prototype rows) and the blocks with the surveyed levels:
     a :class:`StatsDesign` without statistics, and its blocks' lme4 order."""
     grouping = {f for term in spec.random for f in term.factors}
@@ -436,7 +453,7 @@ def _encoding(spec: FormulaSpec, ddf, survey: Survey, categorical, factors, cont
     for block in proto.blocks:
         term = spec.random[block.term]
         levels = interactions[term.group] if len(term.factors) > 1 else tuple(str(v) for v in orders[term.group])
-        if len(levels) < 2:
+        if len(levels) < minimum_levels:
             raise BayesmixError(
                 f"The grouping factor '{term.group}' has {len(levels)} level in the data used; random effects need "
                 "at least two. Remove the term, or use the factor as a fixed effect."
@@ -447,3 +464,103 @@ def _encoding(spec: FormulaSpec, ddf, survey: Survey, categorical, factors, cont
     # are filled in by the caller (the partitions need the codings, not the statistics)
     design = StatsDesign(proto.spec, proto.fixed_names, tuple(blocks), proto.codings, int(n_dropped), None, None)
     return design, lme4_order(tuple(blocks))
+
+
+def _one_pass(spec: FormulaSpec, factors: list[str]) -> bool:
+    """Whether the statistics pass can learn the levels as it sums (:func:`_learning_pass`): one
+    random-effect block of one grouping factor, which is the only factor column and appears in no
+    expression (so the fixed part's and the block's codings do not depend on its levels)."""
+    if len(spec.random) != 1 or len(spec.random[0].factors) != 1:
+        return False
+    (group,) = spec.random[0].factors
+    term = spec.random[0]
+    return factors == [group] and term.structure == "us" and group not in value_columns(spec)
+
+
+@dataclass(frozen=True)
+class LevelStatistics:
+    """A one-block design's statistics over some partitions, keyed by the grouping factor's level
+    names (``names``: the block's D and RZ1 in this order), with those levels' values (``values``,
+    indexed by name, for the final order) and the survey's counts; partitions merge by name."""
+
+    names: pd.Index
+    values: pd.Series
+    statistics: Statistics
+    na: pd.Series
+    complete: int
+
+    def __add__(self, other: LevelStatistics) -> LevelStatistics:
+        names = self.names.append(other.names).unique()
+        raws = [_relevel(part.statistics.raw, names.get_indexer(part.names), len(names)) for part in (self, other)]
+        statistics = Statistics(
+            add_parts(*raws),
+            add_parts(self.statistics.moments, other.statistics.moments),
+            self.statistics.rows + other.statistics.rows,
+        )
+        values = pd.concat([self.values, other.values])
+        return LevelStatistics(
+            names, values[~values.index.duplicated()], statistics, self.na + other.na, self.complete + other.complete
+        )
+
+
+def _relevel(raw: RawCrossProducts | None, positions: np.ndarray, levels: int) -> RawCrossProducts | None:
+    """A one-block ``raw`` with its levels moved to ``positions`` among ``levels`` (zero elsewhere)."""
+    if raw is None:
+        return None
+    k = raw.D.shape[1]
+    D = np.zeros((levels, k, k))
+    D[positions] = raw.D
+    columns = (positions[:, None] * k + np.arange(k)).ravel()
+    RZ1 = sp.csr_matrix((raw.RZ1.data, columns[raw.RZ1.indices], raw.RZ1.indptr), shape=(raw.RZ1.shape[0], levels * k))
+    return replace(raw, D=D, RZ1=RZ1)
+
+
+def _level_partition(part: pd.DataFrame, design: StatsDesign, group: str) -> LevelStatistics:
+    """A partition's :class:`LevelStatistics`: its complete rows encoded with the design's codings
+    and its block's levels as the partition finds them (the design knows none: every level is
+    new, numbered in the order of its name), in chunks of :data:`CHUNK_ROWS` rows."""
+    missing = part.isna()
+    na = missing.sum()
+    complete = part if not na.any() else part[~missing.any(axis=1)]
+    values = pd.Series(complete[group].unique())
+    values.index = pd.Index([str(v) for v in values])
+    total = None
+    for start in range(0, len(complete), CHUNK_ROWS):
+        rows = encode_rows(complete.iloc[start : start + CHUNK_ROWS], design, allow_new_levels=True)
+        (codes, Zt), names = rows.blocks[0], pd.Index(rows.new_levels[0])
+        local = replace(rows, blocks=((-1 - codes, Zt),))  # unseen level i is coded -1 - i
+        chunk = LevelStatistics(names, values, row_statistics(local, design, [0], [len(names)]), na * 0, 0)
+        total = add_parts(total, chunk)
+    if total is None:  # no complete row
+        empty = pd.Index([], dtype=object)
+        total = LevelStatistics(empty, values, Statistics(None, None, 0), na * 0, 0)
+    return replace(total, statistics=replace(total.statistics, rows=len(part)), na=na, complete=len(complete))
+
+
+def _learning_pass(spec: FormulaSpec, ddf, categorical, factors, contrasts, report) -> tuple[StatsDesign, Survey]:
+    """One read of the data for a one-block design (:func:`_one_pass`): the codings from the first
+    rows, then each partition's statistics keyed by the levels it has, merged by level; the levels
+    then take their order (as :func:`bayesmix.design.encode.level_order` gives it) and the codings
+    are fitted again with them. Returns the design and the survey the pass made along the way."""
+    import dask
+
+    (group,) = spec.random[0].factors
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Insufficient elements for `head`")
+        first = ddf.head(PROTOTYPE_ROWS, npartitions=1).dropna()
+        if len(first) == 0:
+            first = ddf.dropna().head(PROTOTYPE_ROWS, npartitions=-1)
+    provisional, _ = _encoding(spec, ddf, _survey_partition(first, factors, {}), categorical, factors, contrasts, 0, 0)
+    provisional = replace(provisional, blocks=(replace(provisional.blocks[0], levels=()),))
+    parts = each(_level_partition, ddf.to_delayed(), provisional, group)
+    if report is not None:
+        parts = persist(parts, report)
+    (total,) = dask.compute(tree_sum(parts))
+    rows = total.statistics.rows
+    survey = Survey(total.na, rows, total.complete, {group: total.values.reset_index(drop=True)}, {})
+    if rows == 0 or total.complete == 0:
+        return None, survey
+    design, _ = _encoding(spec, ddf, survey, categorical, factors, contrasts, rows - total.complete)
+    order = total.names.get_indexer(list(design.blocks[0].levels))
+    raw = _relevel(total.statistics.raw, np.argsort(order), len(order))
+    return replace(design, raw=raw, moments=total.statistics.moments), survey
