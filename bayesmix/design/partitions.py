@@ -23,8 +23,7 @@ from bayesmix.errors import BayesmixError
 class EncodedRows:
     """One partition encoded with the model's codings: X (n, p) (every fixed-effect column), the
     response y, trials (binomial), offset, prior weights, and per random-effect block (design
-    order) its (codes (n,), Zt (n, k)); a level the design does not know is coded -1 - its
-    position among ``new_levels`` (where the caller allows them)."""
+    order) its (codes (n,), Zt (n, k))."""
 
     X: np.ndarray
     y: np.ndarray
@@ -32,7 +31,6 @@ class EncodedRows:
     offset: np.ndarray | None
     weights: np.ndarray | None
     blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
-    new_levels: tuple[tuple[str, ...], ...] = ()  # per block, the levels the design did not know
 
     @property
     def n(self) -> int:

@@ -278,15 +278,13 @@ class Statistics:
         return Statistics(raw, moments, self.rows + other.rows)
 
 
-def encode_rows(
-    part: pd.DataFrame, design: StatsDesign, family=None, allow_new_levels: bool = False
-) -> EncodedRows | None:
+def encode_rows(part: pd.DataFrame, design: StatsDesign, family=None) -> EncodedRows | None:
     """One partition encoded with the design's frozen codings; ``family``: checks the response's
     support (a GLMM's rows are kept; a gaussian model's only summed)."""
     if len(part) == 0:  # a partition whose rows all had missing values
         return None
     part = with_default_index(part)
-    new = encode_new_data(design, part, allow_new_levels=allow_new_levels)
+    new = encode_new_data(design, part)
     y = evaluate_expression(part, design.spec.response.expr, "response")
     weights = None
     if design.spec.weights is not None:
@@ -294,16 +292,14 @@ def encode_rows(
         weights = evaluate_expression(part, design.spec.weights, "weights")
     if family is not None:
         family.check_response(y, new.trials)
-    return EncodedRows(new.X, y, new.trials, new.offset, weights, tuple(new.blocks), tuple(new.new_levels))
+    return EncodedRows(new.X, y, new.trials, new.offset, weights, tuple(new.blocks))
 
 
-def row_statistics(rows: EncodedRows, design: StatsDesign, order: list[int], levels=None) -> Statistics:
+def row_statistics(rows: EncodedRows, design: StatsDesign, order: list[int]) -> Statistics:
     """A partition's cross-products (the response less the offset: a gaussian model's sums need
-    only that) and column moments (of the response as given, as an in-memory design's).
-    ``levels``: each block's number of levels, where not the design's."""
+    only that) and column moments (of the response as given, as an in-memory design's)."""
     y = rows.y if rows.offset is None else rows.y - rows.offset
-    levels = levels or [block.n_levels for block in design.blocks]
-    blocks = [(rows.blocks[i][0], rows.blocks[i][1], levels[i]) for i in order]
+    blocks = [(rows.blocks[i][0], rows.blocks[i][1], design.blocks[i].n_levels) for i in order]
     moments = DesignMoments.of(rows.X, rows.y, rows.trials, [Zt for _, Zt in rows.blocks])
     return Statistics(raw_cross_products(blocks, rows.X, y, weights=rows.weights), moments, rows.n)
 
@@ -517,24 +513,19 @@ def _relevel(raw: RawCrossProducts | None, positions: np.ndarray, levels: int) -
 
 def _level_partition(part: pd.DataFrame, design: StatsDesign, group: str) -> LevelStatistics:
     """A partition's :class:`LevelStatistics`: its complete rows encoded with the design's codings
-    and its block's levels as the partition finds them (the design knows none: every level is
-    new, numbered in the order of its name), in chunks of :data:`CHUNK_ROWS` rows."""
+    and, as its block's levels, the ones this partition has (by name), in chunks of
+    :data:`CHUNK_ROWS` rows."""
     missing = part.isna()
     na = missing.sum()
     complete = part if not na.any() else part[~missing.any(axis=1)]
     values = pd.Series(complete[group].unique())
     values.index = pd.Index([str(v) for v in values])
-    total = None
+    values = values[~values.index.duplicated()]
+    local = replace(design, blocks=(replace(design.blocks[0], levels=tuple(values.index)),))
+    total = Statistics(None, None, len(part))
     for start in range(0, len(complete), CHUNK_ROWS):
-        rows = encode_rows(complete.iloc[start : start + CHUNK_ROWS], design, allow_new_levels=True)
-        (codes, Zt), names = rows.blocks[0], pd.Index(rows.new_levels[0])
-        local = replace(rows, blocks=((-1 - codes, Zt),))  # unseen level i is coded -1 - i
-        chunk = LevelStatistics(names, values, row_statistics(local, design, [0], [len(names)]), na * 0, 0)
-        total = add_parts(total, chunk)
-    if total is None:  # no complete row
-        empty = pd.Index([], dtype=object)
-        total = LevelStatistics(empty, values, Statistics(None, None, 0), na * 0, 0)
-    return replace(total, statistics=replace(total.statistics, rows=len(part)), na=na, complete=len(complete))
+        total = total + row_statistics(encode_rows(complete.iloc[start : start + CHUNK_ROWS], local), local, [0])
+    return LevelStatistics(values.index, values, replace(total, rows=len(part)), na, len(complete))
 
 
 def _learning_pass(spec: FormulaSpec, ddf, categorical, factors, contrasts, report) -> tuple[StatsDesign, Survey]:
@@ -551,7 +542,6 @@ def _learning_pass(spec: FormulaSpec, ddf, categorical, factors, contrasts, repo
         if len(first) == 0:
             first = ddf.dropna().head(PROTOTYPE_ROWS, npartitions=-1)
     provisional, _ = _encoding(spec, ddf, _survey_partition(first, factors, {}), categorical, factors, contrasts, 0, 0)
-    provisional = replace(provisional, blocks=(replace(provisional.blocks[0], levels=()),))
     parts = each(_level_partition, ddf.to_delayed(), provisional, group)
     if report is not None:
         parts = persist(parts, report)
