@@ -370,7 +370,7 @@ def build_stats_design(
         if survey.rows == 0:
             raise BayesmixError("data has no rows. Pass the DataFrame that holds your observations.")
         if survey.complete == survey.rows:
-            design, order = _encoding(spec, ddf, survey, categorical, factors, contrasts, 0)
+            design, order = _encoding(spec, _first_rows(ddf), survey, categorical, factors, contrasts, 0)
             total = _statistics_pass(ddf, design, order, report)
             if total.raw is not None and total.rows == total.raw.n:  # no row had a missing value
                 _check_finite(total.moments, design.fixed_names)
@@ -379,7 +379,8 @@ def build_stats_design(
     _check_survey(survey, spec, missing)
     if survey.complete < survey.rows:  # a dropna that drops nothing still copies every partition
         ddf = ddf.dropna()
-    design, order = _encoding(spec, ddf, survey, categorical, factors, contrasts, survey.rows - survey.complete)
+    n_dropped = survey.rows - survey.complete
+    design, order = _encoding(spec, _first_rows(ddf), survey, categorical, factors, contrasts, n_dropped)
     partitions = None
     if family is None:
         total = _statistics_pass(ddf, design, order, report)
@@ -430,19 +431,25 @@ def _statistics_pass(ddf, design: StatsDesign, order: list[int], report) -> Stat
     return total
 
 
-def _encoding(
-    spec: FormulaSpec, ddf, survey: Survey, categorical, factors, contrasts, n_dropped: int, minimum_levels: int = 2
-):
-    """The codings (formulae fitted on prototype rows) and the blocks with the surveyed levels:
-    a :class:`StatsDesign` without statistics, and its blocks' lme4 order."""
-    grouping = {f for term in spec.random for f in term.factors}
-    orders = {name: level_order(name, values, categorical.get(name)) for name, values in survey.uniques.items()}
-    interactions = _interaction_levels(survey.combos, spec, orders)
+def _first_rows(ddf) -> pd.DataFrame:
+    """The first complete rows (up to PROTOTYPE_ROWS), which teach formulae the columns."""
     with warnings.catch_warnings():  # a short first partition is fine: any rows teach formulae the columns
         warnings.filterwarnings("ignore", message="Insufficient elements for `head`")
         first = ddf.head(PROTOTYPE_ROWS, npartitions=1).dropna()
         if len(first) == 0:  # the first partition has no complete row
             first = ddf.dropna().head(PROTOTYPE_ROWS, npartitions=-1)
+    return first
+
+
+def _encoding(
+    spec: FormulaSpec, first, survey: Survey, categorical, factors, contrasts, n_dropped: int, minimum_levels: int = 2
+):
+    """The codings (formulae fitted on prototype rows: ``first``, :func:`_first_rows`, and a row
+    per surveyed level) and the blocks with the surveyed levels: a :class:`StatsDesign` without
+    statistics, and its blocks' lme4 order."""
+    grouping = {f for term in spec.random for f in term.factors}
+    orders = {name: level_order(name, values, categorical.get(name)) for name, values in survey.uniques.items()}
+    interactions = _interaction_levels(survey.combos, spec, orders)
     predictors = [name for name in factors if name in value_columns(spec)]
     proto = build_design(spec, _prototype(first, orders, predictors, grouping), orders, contrasts=contrasts)
     blocks = []
@@ -536,12 +543,9 @@ def _learning_pass(spec: FormulaSpec, ddf, categorical, factors, contrasts, repo
     import dask
 
     (group,) = spec.random[0].factors
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Insufficient elements for `head`")
-        first = ddf.head(PROTOTYPE_ROWS, npartitions=1).dropna()
-        if len(first) == 0:
-            first = ddf.dropna().head(PROTOTYPE_ROWS, npartitions=-1)
-    provisional, _ = _encoding(spec, ddf, _survey_partition(first, factors, {}), categorical, factors, contrasts, 0, 0)
+    first = _first_rows(ddf)
+    seen = _survey_partition(first, factors, {})
+    provisional, _ = _encoding(spec, first, seen, categorical, factors, contrasts, 0, minimum_levels=0)
     parts = each(_level_partition, ddf.to_delayed(), provisional, group)
     if report is not None:
         parts = persist(parts, report)
@@ -550,7 +554,7 @@ def _learning_pass(spec: FormulaSpec, ddf, categorical, factors, contrasts, repo
     survey = Survey(total.na, rows, total.complete, {group: total.values.reset_index(drop=True)}, {})
     if rows == 0 or total.complete == 0:
         return None, survey
-    design, _ = _encoding(spec, ddf, survey, categorical, factors, contrasts, rows - total.complete)
+    design, _ = _encoding(spec, first, survey, categorical, factors, contrasts, rows - total.complete)
     order = total.names.get_indexer(list(design.blocks[0].levels))
     raw = _relevel(total.statistics.raw, np.argsort(order), len(order))
     return replace(design, raw=raw, moments=total.statistics.moments), survey
