@@ -214,11 +214,16 @@ class Survey:
         )
 
 
-def _survey_partition(part: pd.DataFrame, factors: list[str], combos: dict) -> Survey:
-    """One partition's :class:`Survey` (the complete rows selected only where some are not)."""
+def _complete_rows(part: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """(missing values per column, the complete rows): a copy only where some row is incomplete."""
     missing = part.isna()
     na = missing.sum()
-    complete = part if not na.any() else part[~missing.any(axis=1)]
+    return na, (part if not na.any() else part[~missing.any(axis=1)])
+
+
+def _survey_partition(part: pd.DataFrame, factors: list[str], combos: dict) -> Survey:
+    """One partition's :class:`Survey`."""
+    na, complete = _complete_rows(part)
     return Survey(
         na,
         len(part),
@@ -312,12 +317,16 @@ def _partition_statistics(part: pd.DataFrame, design: StatsDesign, order: list[i
     chunks of :data:`CHUNK_ROWS` rows: a chunk's arrays (X, [X y], Z) are a few MB, which the
     allocator reuses from chunk to chunk, where a 10^6-row partition's were fresh memory mapped
     anew (and page-faulted in) for every array of every partition."""
-    complete = part.dropna() if part.isna().to_numpy().any() else part
-    total = Statistics(None, None, 0)  # no complete rows: the rows are still counted
+    return _chunked_statistics(_complete_rows(part)[1], design, order, len(part))
+
+
+def _chunked_statistics(complete: pd.DataFrame, design: StatsDesign, order: list[int], rows: int) -> Statistics:
+    """The statistics of ``complete`` rows, :data:`CHUNK_ROWS` at a time (``rows``: the
+    partition's rows, complete or not; with no complete rows the sums are None)."""
+    total = Statistics(None, None, 0)
     for start in range(0, len(complete), CHUNK_ROWS):
-        rows = encode_rows(complete.iloc[start : start + CHUNK_ROWS], design)
-        total = total + row_statistics(rows, design, order)
-    return replace(total, rows=len(part))
+        total = total + row_statistics(encode_rows(complete.iloc[start : start + CHUNK_ROWS], design), design, order)
+    return replace(total, rows=rows)
 
 
 def _check_finite(moments: DesignMoments, fixed_names) -> None:
@@ -522,17 +531,13 @@ def _level_partition(part: pd.DataFrame, design: StatsDesign, group: str) -> Lev
     """A partition's :class:`LevelStatistics`: its complete rows encoded with the design's codings
     and, as its block's levels, the ones this partition has (by name), in chunks of
     :data:`CHUNK_ROWS` rows."""
-    missing = part.isna()
-    na = missing.sum()
-    complete = part if not na.any() else part[~missing.any(axis=1)]
+    na, complete = _complete_rows(part)
     values = pd.Series(complete[group].unique())
     values.index = pd.Index([str(v) for v in values])
     values = values[~values.index.duplicated()]
     local = replace(design, blocks=(replace(design.blocks[0], levels=tuple(values.index)),))
-    total = Statistics(None, None, len(part))
-    for start in range(0, len(complete), CHUNK_ROWS):
-        total = total + row_statistics(encode_rows(complete.iloc[start : start + CHUNK_ROWS], local), local, [0])
-    return LevelStatistics(values.index, values, replace(total, rows=len(part)), na, len(complete))
+    total = _chunked_statistics(complete, local, [0], len(part))
+    return LevelStatistics(values.index, values, total, na, len(complete))
 
 
 def _learning_pass(spec: FormulaSpec, ddf, categorical, factors, contrasts, report) -> tuple[StatsDesign, Survey]:
